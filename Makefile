@@ -1,0 +1,39 @@
+# udic — common tasks.  `make install` then `make test`.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+
+# Exact pins for this machine (torch/torchvision come from its local wheel store);
+# pyproject.toml declares the ranges other machines can satisfy.
+PINS := torch==2.14.1 torchvision==0.29.1 compressai==1.2.8 "numpy<2" constriction==0.5.0 \
+        click==8.5.1 pillow==13.0.0 safetensors==0.8.0 pytest==9.2.0 hypothesis==6.170.15 \
+        matplotlib==3.11.2 scipy==1.17.1
+
+.PHONY: install test bench train export fuzz lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q $(PINS)
+	$(PIP) install -q --no-deps -e .
+	touch $@
+
+test: install
+	$(PY) -m pytest -q
+
+# RD/speed report for Kodak and every out-of-domain set -> bench/report.md + .json
+bench: install
+	$(PY) -m udic.bench --out bench
+
+# Train (or resume) the base model in the background-friendly way; see docs/training.md.
+TRAIN_ARGS ?= --out runs/base --steps 18000
+train: install
+	$(PY) -m udic.train $(TRAIN_ARGS)
+
+lint: install
+	$(PY) -m compileall -q src tests
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

@@ -1,0 +1,142 @@
+"""The small Python API the CLI is built on.
+
+>>> import udic.api as udic
+>>> data = udic.encode("photo.png", quality=3)
+>>> udic.decode(data).image.save("back.png")
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from . import container as ctr
+from .codec import Codec, DecodeResult, EncodeResult
+from .errors import InputError
+from .imageio import DEFAULT_MAX_PIXELS, LoadedImage, load_image
+
+# Integer rate indices of the packaged model, lowest quality first.
+DEFAULT_QUALITIES = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0)
+DEFAULT_QUALITY = 3.0
+
+_codecs: dict[tuple[str | None, str], Codec] = {}
+
+
+def get_codec(model: str | None = None, device: str = "cpu", progress: bool = True) -> Codec:
+    """A cached codec for ``model`` (id, name, path, or None for the default)."""
+    key = (model, device)
+    if key not in _codecs:
+        codec = Codec.load(model, device=device, progress=progress)
+        _codecs[key] = codec
+        _codecs[(codec.model_id, device)] = codec
+    return _codecs[key]
+
+
+ImageLike = Image.Image | np.ndarray | str | os.PathLike | bytes | LoadedImage
+
+
+def as_loaded(image: ImageLike, allow_large: bool = False) -> LoadedImage:
+    if isinstance(image, LoadedImage):
+        return image
+    if isinstance(image, Image.Image):
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        return load_image(buf.getvalue(), allow_large=allow_large)
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim not in (2, 3):
+            raise InputError("arrays must be uint8 (H, W) or (H, W, 3|4)")
+        return as_loaded(Image.fromarray(image), allow_large)
+    return load_image(image, allow_large=allow_large)
+
+
+def encode_image(
+    image: ImageLike,
+    quality: float = DEFAULT_QUALITY,
+    model: str | None = None,
+    device: str = "cpu",
+    allow_large: bool = False,
+    progress: bool = True,
+) -> EncodeResult:
+    loaded = as_loaded(image, allow_large)
+    return get_codec(model, device, progress).encode(loaded, quality)
+
+
+def encode(image: ImageLike, quality: float = DEFAULT_QUALITY, model: str | None = None, device: str = "cpu") -> bytes:
+    """Compress an image (path, bytes, PIL image or uint8 array) to .udic bytes."""
+    return encode_image(image, quality, model, device).data
+
+
+def decode(data: bytes, device: str = "cpu", allow_large: bool = False, progress: bool = True) -> DecodeResult:
+    """Decompress .udic bytes; ``result.image`` is a PIL image."""
+    max_pixels = ctr.MAX_DIMENSION**2 if allow_large else ctr.DEFAULT_MAX_PIXELS
+    header = ctr.parse(data, max_pixels=max_pixels).header
+    codec = get_codec(header.model_id, device, progress)
+    return codec.decode(data, max_pixels=max_pixels)
+
+
+@dataclass
+class FileInfo:
+    """What ``udic info`` reports about a file, without decoding it."""
+
+    bytes: int
+    width: int
+    height: int
+    bpp: float
+    colour: str
+    model_id: str
+    quality: float
+    adapters: bool
+    alpha: bool
+    icc: bool
+    header_bytes: int
+    overhead_bytes: int
+    sections: dict[str, int]
+    latent_crc: str
+    version: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def info(data: bytes) -> FileInfo:
+    cont, layout = ctr.parse_with_layout(data, max_pixels=ctr.MAX_DIMENSION**2)
+    h = cont.header
+    return FileInfo(
+        bytes=len(data),
+        width=h.width,
+        height=h.height,
+        bpp=8 * len(data) / (h.width * h.height),
+        colour="gray" if h.colour == ctr.Colour.GRAY else "rgb",
+        model_id=h.model_id,
+        quality=h.quality,
+        adapters=bool(h.flags & ctr.Flags.ADAPTERS),
+        alpha=bool(h.flags & ctr.Flags.ALPHA),
+        icc=bool(h.flags & ctr.Flags.ICC),
+        header_bytes=layout.header,
+        overhead_bytes=layout.overhead,
+        sections=layout.sections,
+        latent_crc=f"{h.latent_crc:08x}",
+        version=h.version,
+    )
+
+
+def info_file(path: str | Path) -> FileInfo:
+    return info(Path(path).read_bytes())
+
+
+__all__ = [
+    "DEFAULT_QUALITIES",
+    "DEFAULT_QUALITY",
+    "DEFAULT_MAX_PIXELS",
+    "encode",
+    "encode_image",
+    "decode",
+    "info",
+    "FileInfo",
+    "get_codec",
+]

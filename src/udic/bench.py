@@ -1,0 +1,278 @@
+"""``python -m udic.bench``: the project's RD and speed report (markdown + JSON + plots).
+
+udic itself is measured directly (real files, per-image encode/decode seconds).
+Anchor codecs go through the ``compare`` sweep machinery; their curves do not depend
+on udic's model, so they are cached in ``<out>/anchors.json`` keyed by the image list
+and codec settings and only recomputed when those change (or with --refresh-anchors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import api
+from .compare import Curve, RDPoint, average_curves, bd_table, collect_images, plot_rd, run_sweep, CompareResult
+from .imageio import load_image
+from .metrics import ms_ssim_rgb, psnr_rgb
+from .train.data import default_data_root
+
+DOMAINS = ("kodak", "comic", "line", "vector", "screen", "pixel")
+ANCHOR_CODECS = ("jpeg", "webp", "avif", "jxl", "hevc", "bpg", "vvc")
+
+
+def domain_dirs(root: Path, domains: list[str]) -> list[Path]:
+    out = []
+    for d in domains:
+        p = root / d if d == "kodak" else root / "ood" / d
+        if p.is_dir():
+            out.append(p)
+    return out
+
+
+def pick_images(folder: Path, limit: int) -> list[Path]:
+    _, images = collect_images([folder])[0]
+    if limit and len(images) > limit:
+        step = len(images) / limit
+        images = [images[int(i * step)] for i in range(limit)]
+    return images
+
+
+def measure_udic(domain: str, images: list[Path], qualities: list[float], model: str | None,
+                 progress: bool) -> tuple[list[RDPoint], list[dict]]:
+    codec = api.get_codec(model, progress=progress)
+    points: list[RDPoint] = []
+    timings: list[dict] = []
+    total = len(images) * len(qualities)
+    done = 0
+    for image in images:
+        loaded = load_image(image, allow_large=True)
+        ref = loaded.rgb
+        pixels = ref.shape[0] * ref.shape[1]
+        for q in qualities:
+            t0 = time.perf_counter()
+            enc = codec.encode(loaded, q)
+            t1 = time.perf_counter()
+            dec = codec.decode(enc.data)
+            t2 = time.perf_counter()
+            out = np.asarray(dec.image.convert("RGB"))
+            psnr = psnr_rgb(ref, out)
+            try:
+                ms = ms_ssim_rgb(ref, out)
+            except ValueError:
+                ms = float("nan")
+            points.append(RDPoint("udic", image.name, len(enc.data), 8 * len(enc.data) / pixels, psnr, ms,
+                                  image=str(image), domain=domain, quality=q))
+            timings.append({"image": image.name, "quality": q, "pixels": pixels,
+                            "encode_s": t1 - t0, "decode_s": t2 - t1})
+            done += 1
+            if progress:
+                print(f"\r  udic {domain}: {done}/{total}", end="", file=sys.stderr, flush=True)
+    if progress:
+        print(file=sys.stderr)
+    return points, timings
+
+
+def anchor_key(dirs_images: dict[str, list[Path]], codecs: list[str]) -> str:
+    h = hashlib.sha256()
+    for d, imgs in sorted(dirs_images.items()):
+        h.update(d.encode())
+        for p in imgs:
+            h.update(p.name.encode())
+            h.update(str(p.stat().st_size).encode())
+    h.update(",".join(codecs).encode())
+    return h.hexdigest()[:16]
+
+
+def load_anchor_cache(path: Path, key: str) -> list[RDPoint] | None:
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if data.get("key") != key:
+        return None
+    return [RDPoint(**p) for p in data["points"]]
+
+
+def _fmt(v: float | None, spec: str) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–"
+    return format(v, spec)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m udic.bench", description=__doc__)
+    p.add_argument("--out", type=Path, default=Path("bench"))
+    p.add_argument("--data", type=Path, default=None, help="shared data root (default ../shared/data)")
+    p.add_argument("--domains", default=",".join(DOMAINS))
+    p.add_argument("--max-images", type=int, default=0, help="per out-of-domain set (0 = all)")
+    p.add_argument("--max-kodak", type=int, default=0, help="Kodak images (0 = all 24)")
+    p.add_argument("--codecs", default=",".join(ANCHOR_CODECS), help="anchor codecs")
+    p.add_argument("--qualities", default=",".join(str(q) for q in api.DEFAULT_QUALITIES))
+    p.add_argument("--model", default=None)
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--refresh-anchors", action="store_true")
+    p.add_argument("--anchors-only", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    progress = not a.quiet
+    root = a.data or default_data_root()
+    domains = [d for d in a.domains.split(",") if d]
+    dirs = domain_dirs(root, domains)
+    if not dirs:
+        print(f"udic bench: no data folders under {root}", file=sys.stderr)
+        return 1
+    a.out.mkdir(parents=True, exist_ok=True)
+    dirs_images = {
+        d.name: pick_images(d, a.max_kodak if d.name == "kodak" else a.max_images) for d in dirs
+    }
+    codecs = [c for c in a.codecs.split(",") if c]
+
+    # ---- anchors (cached) -------------------------------------------------------------
+    key = anchor_key(dirs_images, codecs)
+    cache = a.out / "anchors.json"
+    anchor_points = None if a.refresh_anchors else load_anchor_cache(cache, key)
+    anchor_notes: list[str] = []
+    if anchor_points is None:
+        anchor_points = []
+        for name, imgs in dirs_images.items():
+            if progress:
+                print(f"anchors: {name} ({len(imgs)} images)", file=sys.stderr)
+            with tempfile.TemporaryDirectory(prefix="udic-bench-") as tmp:
+                tmp_links = Path(tmp) / name
+                tmp_links.mkdir()
+                for img in imgs:
+                    os.symlink(img.resolve(), tmp_links / img.name)
+                res = run_sweep([tmp_links], codecs, jobs=a.jobs, progress=progress)
+            for pt in res.points:
+                pt.domain = name
+            anchor_points.extend(res.points)
+            anchor_notes.extend(res.notes)
+        cache.write_text(json.dumps({"key": key, "codecs": codecs, "notes": anchor_notes,
+                                     "points": [asdict(pt) for pt in anchor_points]}, indent=1))
+    if a.anchors_only:
+        return 0
+
+    # ---- udic ----------------------------------------------------------------------------
+    qualities = [float(q) for q in a.qualities.split(",")]
+    codec = api.get_codec(a.model, progress=progress)
+    udic_points: list[RDPoint] = []
+    timings: dict[str, list[dict]] = {}
+    for name, imgs in dirs_images.items():
+        pts, tim = measure_udic(name, imgs, qualities, a.model, progress)
+        udic_points.extend(pts)
+        timings[name] = tim
+
+    points = anchor_points + udic_points
+    counts = {name: len(imgs) for name, imgs in dirs_images.items()}
+    curves, notes = average_curves(points, counts)
+    bd_vs_jpeg, _, n1 = bd_table(curves, "jpeg")
+    bd_vs_hevc, _, n2 = bd_table(curves, "hevc") if any(c.codec == "hevc" for c in curves) else ([], {}, [])
+    result = CompareResult("sweep", points, curves, bd_vs_jpeg, {d: "jpeg" for d in counts}, notes + n1 + n2)
+
+    # ---- per-rate table (udic, Kodak first) ------------------------------------------------
+    per_rate: dict[str, list[dict]] = {}
+    for name in dirs_images:
+        rows = []
+        for q in qualities:
+            sel = [pt for pt in udic_points if pt.domain == name and pt.quality == q]
+            tim = [t for t in timings[name] if t["quality"] == q]
+            rows.append({
+                "quality": q,
+                "bpp": float(np.mean([pt.bpp for pt in sel])),
+                "psnr": float(np.mean([pt.psnr for pt in sel])),
+                "ms_ssim": float(np.nanmean([pt.ms_ssim for pt in sel])),
+                "encode_s": float(np.mean([t["encode_s"] for t in tim])),
+                "decode_s": float(np.mean([t["decode_s"] for t in tim])),
+                "megapixels": float(np.mean([t["pixels"] for t in tim])) / 1e6,
+            })
+        per_rate[name] = rows
+
+    plots = {}
+    for name in dirs_images:
+        sub = CompareResult("sweep", [], [c for c in curves if c.domain == name], [], {}, [])
+        path = a.out / f"rd-{name}.png"
+        try:
+            plot_rd(sub, path)
+            plots[name] = path.name
+        except Exception as exc:  # noqa: BLE001 - a missing matplotlib must not lose the report
+            notes.append(f"no plot for {name}: {exc}")
+
+    weights = api.get_codec(a.model, progress=False)
+    from . import hub
+
+    resolved = hub.resolve(a.model, progress=False)
+    report = {
+        "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": {"cpu_count": os.cpu_count(), "torch_threads": a.threads, "platform": platform.platform(),
+                    "torch": torch.__version__},
+        "model": {"id": weights.model_id, "file": resolved.path.name, "bytes": resolved.path.stat().st_size,
+                  "info": weights.metadata.get("info", {})},
+        "images": {k: len(v) for k, v in dirs_images.items()},
+        "per_rate": per_rate,
+        "bd_vs_jpeg": [asdict(b) for b in bd_vs_jpeg],
+        "bd_vs_hevc": [asdict(b) for b in bd_vs_hevc],
+        "curves": [asdict(c) for c in curves],
+        "notes": notes + n1 + n2 + anchor_notes,
+    }
+    (a.out / "report.json").write_text(json.dumps(report, indent=1))
+    (a.out / "report.md").write_text(render_markdown(report, plots))
+    if progress:
+        print(f"wrote {a.out / 'report.md'} and {a.out / 'report.json'}", file=sys.stderr)
+    return 0
+
+
+def render_markdown(r: dict, plots: dict[str, str]) -> str:
+    lines = [
+        "# udic benchmark report",
+        "",
+        f"Generated {r['generated']} on {r['machine']['cpu_count']} CPU cores "
+        f"({r['machine']['torch_threads']} torch threads, torch {r['machine']['torch']}, no GPU).",
+        f"Model `{r['model']['id']}` ({r['model']['file']}, {r['model']['bytes'] / 1e6:.1f} MB).",
+        "",
+        "bpp counts every byte of the .udic file (header, sections, checksums). PSNR is RGB, 8-bit, "
+        "averaged per image; curves average bpp and PSNR per quality setting over a domain.",
+        "",
+    ]
+    for name, rows in r["per_rate"].items():
+        lines += [f"## {name} ({r['images'][name]} images): udic per rate", "",
+                  "| q | bpp | PSNR dB | MS-SSIM | encode s | decode s | MP |", "|---|---|---|---|---|---|---|"]
+        for row in rows:
+            lines.append(
+                f"| {row['quality']:g} | {row['bpp']:.4f} | {row['psnr']:.2f} | {_fmt(row['ms_ssim'], '.4f')} | "
+                f"{row['encode_s']:.2f} | {row['decode_s']:.2f} | {row['megapixels']:.2f} |"
+            )
+        lines.append("")
+        for label, key in (("JPEG", "bd_vs_jpeg"), ("HEVC (x265 4:4:4, BPG-equivalent)", "bd_vs_hevc")):
+            rows_bd = [b for b in r[key] if b["domain"] == name]
+            if rows_bd:
+                lines += [f"BD-rate against {label} (negative = fewer bits than the anchor at equal PSNR):", "",
+                          "| codec | BD-rate | BD-PSNR |", "|---|---|---|"]
+                for b in rows_bd:
+                    lines.append(f"| {b['codec']} | {_fmt(b['bd_rate'], '+.1f')} % | {_fmt(b['bd_psnr'], '+.2f')} dB |")
+                lines.append("")
+        if name in plots:
+            lines += [f"![RD {name}]({plots[name]})", ""]
+    if r["notes"]:
+        lines += ["## Notes", ""] + [f"- {n}" for n in r["notes"]] + [""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

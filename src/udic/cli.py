@@ -1,0 +1,338 @@
+"""The ``udic`` command line: a thin layer over ``udic.api``.
+
+Conventions: errors are one line on stderr (``udic: FILE: problem``) with a non-zero
+exit; outputs are written atomically and never overwritten without ``--force``;
+``-`` is stdin/stdout; several inputs need ``-o DIR``; ``--json`` prints one JSON
+object per input (to stdout, or stderr when stdout carries image data).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from .errors import InputError, OutputError, UdicError, UsageError
+
+STDIO = "-"
+
+
+@dataclass
+class Common:
+    device: str
+    threads: int | None
+    force: bool
+    quiet: bool
+    as_json: bool
+
+
+def _setup_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _err(name: str, message: str) -> None:
+    click.echo(f"udic: {name}: {message}", err=True)
+
+
+def _read_input(src: str) -> bytes:
+    if src == STDIO:
+        return sys.stdin.buffer.read()
+    path = Path(src)
+    if path.is_dir():
+        raise InputError("is a directory")
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InputError("no such file") from None
+    except PermissionError:
+        raise InputError("permission denied") from None
+    except OSError as exc:
+        raise InputError(f"cannot read ({exc.strerror})") from None
+
+
+def _plan_outputs(inputs: tuple[str, ...], output: str | None, suffix: str) -> list[tuple[str, str]]:
+    """Pair each input with its output path; several inputs need -o DIR."""
+    if not inputs:
+        raise UsageError("no input files")
+    if len(inputs) > 1:
+        if STDIO in inputs:
+            raise UsageError("'-' (stdin) cannot be combined with other inputs")
+        if output is None:
+            return [(i, str(Path(i).with_suffix(suffix))) for i in inputs]
+        if output == STDIO:
+            raise UsageError("several inputs cannot all go to stdout; use -o DIR")
+        out_dir = Path(output)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise UsageError(f"-o {output}: several inputs need -o DIR, and this is a file")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        pairs = []
+        seen: set[str] = set()
+        for i in inputs:
+            dest = str(out_dir / (Path(i).stem + suffix))
+            if dest in seen:
+                raise UsageError(f"two inputs would both be written to {dest}")
+            seen.add(dest)
+            pairs.append((i, dest))
+        return pairs
+    src = inputs[0]
+    if output is None:
+        return [(src, STDIO if src == STDIO else str(Path(src).with_suffix(suffix)))]
+    if output != STDIO and Path(output).is_dir():
+        stem = "stdin" if src == STDIO else Path(src).stem
+        return [(src, str(Path(output) / (stem + suffix)))]
+    return [(src, output)]
+
+
+@contextmanager
+def _progress(items: list, label: str, quiet: bool) -> Iterator:
+    if quiet or len(items) < 2:
+        yield items
+        return
+    with click.progressbar(items, label=label, file=sys.stderr, show_pos=True) as bar:
+        yield bar
+
+
+def _run_batch(
+    pairs: list[tuple[str, str]],
+    common: Common,
+    label: str,
+    work: Callable[[str, str], dict],
+) -> None:
+    """Run ``work`` per (input, output) pair; keep going after failures; summarise."""
+    failures = 0
+    results: list[dict] = []
+    json_stream = sys.stderr if any(o == STDIO for _, o in pairs) else sys.stdout
+    try:
+        with _progress(pairs, label, common.quiet) as bar:
+            for src, dest in bar:
+                name = "<stdin>" if src == STDIO else src
+                try:
+                    result = work(src, dest)
+                    results.append(result)
+                    if common.as_json:
+                        click.echo(json.dumps(result), file=json_stream)
+                except (UdicError, Exception) as exc:  # one bad file never stops the batch
+                    failures += 1
+                    message = str(exc) if isinstance(exc, UdicError) else _unexpected(exc)
+                    _err(name, message)
+                    if common.as_json:
+                        click.echo(json.dumps({"input": name, "error": message}), file=json_stream)
+    except KeyboardInterrupt:
+        _err(label.split()[0], f"interrupted after {len(results)} of {len(pairs)} files")
+        raise SystemExit(130) from None
+    if len(pairs) > 1 and not common.quiet:
+        click.echo(f"udic: {len(pairs) - failures} of {len(pairs)} files {label.split()[0]}d"
+                   + (f", {failures} failed" if failures else ""), err=True)
+    if failures:
+        raise SystemExit(1)
+
+
+def _check_dest(dest: str, force: bool) -> None:
+    if dest != STDIO and os.path.lexists(dest) and not force:
+        raise OutputError(f"{dest} exists (use --force to overwrite)")
+
+
+def common_options(f: Callable) -> Callable:
+    f = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON results.")(f)
+    f = click.option("--quiet", is_flag=True, help="No progress bars or notices.")(f)
+    f = click.option("--force", "-f", is_flag=True, help="Overwrite existing outputs.")(f)
+    f = click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch.")(f)
+    f = click.option(
+        "--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", show_default=True,
+        help="Where the networks run (integer entropy parameters are exact on any device).",
+    )(f)
+    return f
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="udic")
+def main() -> None:
+    """udic: a universal deep image codec."""
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", default=None, help="Output file, '-' for stdout, or a directory for several inputs.")
+@click.option("-q", "--quality", type=float, default=None,
+              help="Rate index, 0 (smallest) … 5 (best); fractions interpolate. Default 3.")
+@click.option("--model", default=None, help="Model id, name or .safetensors path (default: packaged).")
+@click.option("--allow-large", is_flag=True, help="Accept images over the 64-megapixel limit.")
+@common_options
+def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, model: str | None,
+           allow_large: bool, device: str, threads: int | None, force: bool, quiet: bool, as_json: bool) -> None:
+    """Compress images to .udic files."""
+    from . import api
+    from .imageio import atomic_write_bytes, load_image
+
+    common = Common(device, threads, force, quiet, as_json)
+    q = api.DEFAULT_QUALITY if quality is None else quality
+    try:
+        _setup_threads(threads)
+        pairs = _plan_outputs(inputs, output, ".udic")
+        codec = api.get_codec(model, device, progress=not quiet)
+        if not 0 <= q <= codec.max_quality:
+            raise UsageError(f"-q {q:g} is out of range 0…{codec.max_quality:g}")
+    except UdicError as exc:
+        _err("encode", str(exc))
+        raise SystemExit(exc.exit_code) from None
+
+    def work(src: str, dest: str) -> dict:
+        _check_dest(dest, force)
+        raw = _read_input(src)
+        image = load_image(raw, allow_large=allow_large)
+        if not quiet:
+            for notice in image.notices:
+                _err("<stdin>" if src == STDIO else src, f"note: {notice}")
+        result = codec.encode(image, q)
+        if dest == STDIO:
+            sys.stdout.buffer.write(result.data)
+            sys.stdout.buffer.flush()
+        else:
+            atomic_write_bytes(dest, result.data, force=force)
+        return {
+            "input": src, "output": dest, "bytes": len(result.data), "bpp": round(result.bpp, 5),
+            "width": result.header.width, "height": result.header.height, "quality": result.header.quality,
+            "model_id": result.header.model_id, "seconds": round(result.seconds, 3), "notices": image.notices,
+        }
+
+    _run_batch(pairs, common, "encode", work)
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", default=None, help="Output image (format from suffix), '-' for stdout (PNG), or a directory.")
+@click.option("--format", "fmt", default=None, help="Output format when it cannot come from a suffix (default PNG).")
+@click.option("--allow-large", is_flag=True, help="Accept files over the 64-megapixel limit.")
+@common_options
+def decode(inputs: tuple[str, ...], output: str | None, fmt: str | None, allow_large: bool,
+           device: str, threads: int | None, force: bool, quiet: bool, as_json: bool) -> None:
+    """Decompress .udic files to images."""
+    from . import api
+    from .imageio import save_image
+
+    common = Common(device, threads, force, quiet, as_json)
+    suffix = "." + (fmt or "png").lower()
+    try:
+        _setup_threads(threads)
+        pairs = _plan_outputs(inputs, output, suffix)
+    except UdicError as exc:
+        _err("decode", str(exc))
+        raise SystemExit(exc.exit_code) from None
+
+    def work(src: str, dest: str) -> dict:
+        _check_dest(dest, force)
+        data = _read_input(src)
+        result = api.decode(data, device=device, allow_large=allow_large, progress=not quiet)
+        if dest == STDIO:
+            save_image(result.image, STDIO, format=fmt or "PNG")
+        else:
+            save_image(result.image, dest, force=force, format=fmt)
+        h = result.header
+        return {"input": src, "output": dest, "width": h.width, "height": h.height,
+                "quality": h.quality, "model_id": h.model_id, "seconds": round(result.seconds, 3)}
+
+    _run_batch(pairs, common, "decode", work)
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def info(inputs: tuple[str, ...], as_json: bool) -> None:
+    """Describe .udic files without decoding them."""
+    from . import api
+
+    failures = 0
+    for src in inputs:
+        name = "<stdin>" if src == STDIO else src
+        try:
+            fi = api.info(_read_input(src))
+        except UdicError as exc:
+            failures += 1
+            _err(name, str(exc))
+            continue
+        if as_json:
+            click.echo(json.dumps({"input": src, **fi.to_dict()}))
+            continue
+        flags = [n for n, on in (("adapters", fi.adapters), ("alpha", fi.alpha), ("icc", fi.icc)) if on]
+        click.echo(f"{name}:")
+        click.echo(f"  size        {fi.width}x{fi.height} {fi.colour}")
+        click.echo(f"  bytes       {fi.bytes} ({fi.bpp:.4f} bpp)")
+        click.echo(f"  model       {fi.model_id}")
+        click.echo(f"  quality     {fi.quality:g}")
+        click.echo(f"  features    {', '.join(flags) if flags else 'none'}")
+        click.echo(f"  sections    " + ", ".join(f"{k} {v} B" for k, v in fi.sections.items()))
+        click.echo(f"  overhead    {fi.overhead_bytes} B (header {fi.header_bytes} B)")
+        click.echo(f"  latent crc  {fi.latent_crc}")
+        click.echo(f"  version     {fi.version}")
+    if failures:
+        raise SystemExit(1)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def models(as_json: bool) -> None:
+    """List known models and where each is available."""
+    from . import hub
+
+    try:
+        default, _ = hub.load_registry()
+        rows = hub.list_models()
+    except UdicError as exc:
+        _err("models", str(exc))
+        raise SystemExit(1) from None
+    if as_json:
+        click.echo(json.dumps([
+            {"id": e.id, "name": e.name, "size": e.size, "status": status, "default": e.id == default,
+             "description": e.description} for e, status in rows
+        ]))
+        return
+    if not rows:
+        click.echo("no models registered")
+        return
+    for e, status in rows:
+        mark = "*" if e.id == default else " "
+        click.echo(f"{mark} {e.id}  {e.name:<24} {e.size / 1e6:6.1f} MB  {status:<12} {e.description}")
+
+
+def _unexpected(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"unexpected error ({type(exc).__name__}): {text[:300]}"
+
+
+def run() -> None:
+    """Console entry point: no traceback ever reaches the user."""
+    try:
+        main(standalone_mode=True)
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        click.echo("udic: interrupted", err=True)
+        raise SystemExit(130) from None
+    except UdicError as exc:
+        click.echo(f"udic: {exc}", err=True)
+        raise SystemExit(exc.exit_code) from None
+    except Exception as exc:  # pragma: no cover - last resort
+        click.echo(f"udic: {_unexpected(exc)}", err=True)
+        raise SystemExit(3) from None
+
+
+def _register_compare() -> None:
+    from .compare import compare_command
+
+    main.add_command(compare_command)
+
+
+_register_compare()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()

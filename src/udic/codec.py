@@ -1,0 +1,280 @@
+"""Encode and decode images to and from .udic bytes (bitstream_spec.md §4–5).
+
+The float networks (analysis, synthesis) may run on any device; everything the
+entropy coder's probabilities depend on runs as the exact integer hyper-synthesis,
+so the integers decoded from a file are the same everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import adapters as adapters_mod
+from . import container as ctr
+from .alpha import decode_alpha, encode_alpha
+from .entropy import IndexedCoder, gaussian_tables, tables_from_matrix
+from .errors import ContainerError, ModelError, UsageError
+from .imageio import LoadedImage, crop, pad_to_multiple, to_pil
+from .modelfile import LoadedWeights
+from .models import FRAC_BITS, IntegerHyperSynthesis, scale_indexes, scale_table
+
+PAD_MULTIPLE = 64
+
+
+@dataclass
+class EncodeResult:
+    data: bytes
+    header: ctr.Header
+    bits_hyper: int
+    bits_latent: int
+    seconds: float
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def bpp(self) -> float:
+        return 8 * len(self.data) / (self.header.width * self.header.height)
+
+
+@dataclass
+class DecodeResult:
+    image: Image.Image
+    header: ctr.Header
+    seconds: float
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda requested but CUDA is not available")
+    if device not in ("cpu", "cuda"):
+        raise UsageError(f"unknown device {device!r} (use cpu, cuda or auto)")
+    return torch.device(device)
+
+
+def _crc_integers(*arrays: np.ndarray) -> int:
+    crc = 0
+    for a in arrays:
+        crc = zlib.crc32(np.ascontiguousarray(a, dtype="<i4").tobytes(), crc)
+    return crc
+
+
+class Codec:
+    """One loaded model, ready to encode and decode at any of its rates."""
+
+    def __init__(self, weights: LoadedWeights, model_id: str, device: torch.device | str = "cpu") -> None:
+        self.device = torch.device(device)
+        self.model = weights.model.to(self.device).eval()
+        self.model_id = model_id
+        self.metadata = weights.metadata
+        self.config = self.model.config
+        self.z_coder = IndexedCoder(tables_from_matrix(weights.z_pmf, weights.z_offsets))
+        self.y_coder = IndexedCoder(gaussian_tables(tuple(scale_table())))
+        self._rate_key: str | None = None
+        self._hyper: IntegerHyperSynthesis | None = None
+        self._select_rate(0)
+
+    # ---- construction -----------------------------------------------------------------
+    @classmethod
+    def load(
+        cls,
+        model: str | None = None,
+        device: str = "cpu",
+        progress: bool = True,
+        allow_download: bool = True,
+    ) -> "Codec":
+        from . import hub, modelfile
+
+        resolved = hub.resolve(model, progress=progress, allow_download=allow_download)
+        dev = resolve_device(device)
+        weights = modelfile.load(resolved.path, device="cpu")
+        return cls(weights, resolved.entry.id, dev)
+
+    # ---- rates ---------------------------------------------------------------------------
+    @property
+    def max_quality(self) -> float:
+        return float(self.config.num_rates - 1)
+
+    def _select_rate(self, index: int) -> None:
+        key = f"r{index}"
+        if key == self._rate_key:
+            return
+        self.model.unmerge()
+        for module in (self.model.g_a, self.model.g_s, self.model.h_a):
+            for layer in [m for m in module.modules() if hasattr(m, "merge")]:
+                layer.merge(key)
+        self._hyper = IntegerHyperSynthesis(self.model.h_s, rate_key=key)
+        self._rate_key = key
+
+    def _rate_from_quality(self, quality: float) -> int:
+        if not (isinstance(quality, (int, float)) and math.isfinite(quality)):
+            raise UsageError(f"quality must be a number, got {quality!r}")
+        if not 0 <= quality <= self.max_quality:
+            raise UsageError(f"quality {quality:g} out of range 0…{self.max_quality:g}")
+        return int(round(quality * 256))
+
+    # ---- the two halves of the hyperprior ------------------------------------------------
+    def _entropy_params(self, z_symbols: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
+        assert self._hyper is not None
+        fixed = self._hyper(torch.from_numpy(z_symbols)[None])[0]  # (2M, h, w) int64
+        M = self.config.M
+        indexes = scale_indexes(fixed[:M])
+        means = (fixed[M:].to(torch.float64) / 2**FRAC_BITS).to(torch.float32)
+        return indexes, means
+
+    # ---- encode --------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(
+        self,
+        image: LoadedImage,
+        quality: float = 3.0,
+        adapter_set: adapters_mod.AdapterSet | None = None,
+        latents: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> EncodeResult:
+        """Compress ``image``.  ``latents`` (z symbols, y) lets adaptation supply refined ones."""
+        t0 = time.perf_counter()
+        rate = self._rate_from_quality(quality)
+        q = rate / 256
+        self._select_rate(int(q))
+        height, width = image.rgb.shape[:2]
+        if latents is None:
+            y, z_symbols = self.analyse(image.rgb, q)
+        else:
+            z_symbols, y = latents
+        indexes, means = self._entropy_params(z_symbols)
+        residuals = np.rint(y - means.numpy()).astype(np.int64)
+        z_idx = np.broadcast_to(np.arange(z_symbols.shape[0])[:, None, None], z_symbols.shape)
+        z_bytes = self.z_coder.encode(z_symbols, z_idx)
+        y_bytes = self.y_coder.encode(residuals, indexes)
+        flags = ctr.Flags(0)
+        sections: dict[ctr.Section, bytes] = {
+            ctr.Section.HYPERLATENTS: z_bytes,
+            ctr.Section.LATENTS: y_bytes,
+        }
+        if adapter_set is not None and adapter_set.adapters:
+            flags |= ctr.Flags.ADAPTERS
+            sections[ctr.Section.ADAPTERS] = adapters_mod.encode_adapters(adapter_set)
+        if image.alpha is not None:
+            flags |= ctr.Flags.ALPHA
+            sections[ctr.Section.ALPHA] = encode_alpha(image.alpha)
+        if image.icc:
+            flags |= ctr.Flags.ICC
+            sections[ctr.Section.ICC] = zlib.compress(image.icc, 9)
+        header = ctr.Header(
+            width=width,
+            height=height,
+            colour=ctr.Colour.GRAY if image.mode == "L" else ctr.Colour.RGB,
+            flags=flags,
+            model_id=self.model_id,
+            rate=rate,
+            latent_crc=_crc_integers(z_symbols, residuals),
+        )
+        data = ctr.write(ctr.Container(header=header, sections=sections))
+        return EncodeResult(
+            data=data,
+            header=header,
+            bits_hyper=8 * len(z_bytes),
+            bits_latent=8 * len(y_bytes),
+            seconds=time.perf_counter() - t0,
+            notices=list(image.notices),
+        )
+
+    def image_tensor(self, rgb: np.ndarray) -> torch.Tensor:
+        padded = pad_to_multiple(rgb, PAD_MULTIPLE)
+        x = torch.from_numpy(np.array(padded, copy=True)).permute(2, 0, 1)[None]
+        return x.to(self.device, torch.float32).div_(255.0)
+
+    @torch.no_grad()
+    def analyse(self, rgb: np.ndarray, quality: float) -> tuple[np.ndarray, np.ndarray]:
+        """Gained latents y (float, C×h×w) and hyper-latent symbols for an RGB array."""
+        x = self.image_tensor(rgb)
+        gain, _ = self.model.gains(quality)
+        y = self.model.g_a(x) * gain.view(1, -1, 1, 1)
+        z = self.model.h_a(y)
+        z_symbols = torch.round(z)[0].to("cpu", torch.int64).numpy()
+        return y[0].float().cpu().numpy(), z_symbols
+
+    # ---- decode --------------------------------------------------------------------------
+    @torch.no_grad()
+    def decode(self, data: bytes, max_pixels: int = ctr.DEFAULT_MAX_PIXELS) -> DecodeResult:
+        t0 = time.perf_counter()
+        cont = ctr.parse(data, max_pixels=max_pixels)
+        header = cont.header
+        if header.model_id != self.model_id:
+            raise ModelError(f"file was made with model {header.model_id}, not the loaded {self.model_id}")
+        if header.rate > self.max_quality * 256:
+            raise ContainerError(f"rate {header.quality:g} out of range for this model")
+        self._select_rate(header.rate // 256)
+        z_symbols, residuals, means = self.decode_integers(cont)
+        y_hat = torch.from_numpy(residuals.astype(np.float32)) + means
+        adapter_set = None
+        if ctr.Section.ADAPTERS in cont.sections:
+            channels = [s.channels for s in self.model.g_s.slots]
+            adapter_set = adapters_mod.decode_adapters(cont.sections[ctr.Section.ADAPTERS], channels)
+        rgb = self.synthesise(y_hat, header.quality, adapter_set)
+        rgb = crop(rgb, header.height, header.width)
+        alpha = None
+        if ctr.Section.ALPHA in cont.sections:
+            alpha = decode_alpha(cont.sections[ctr.Section.ALPHA], header.height, header.width)
+        icc = None
+        if ctr.Section.ICC in cont.sections:
+            try:
+                icc = zlib.decompress(cont.sections[ctr.Section.ICC])
+            except zlib.error:
+                raise ContainerError("corrupt ICC section") from None
+        mode = "L" if header.colour == ctr.Colour.GRAY else "RGB"
+        image = to_pil(rgb, mode, alpha, icc)
+        return DecodeResult(image=image, header=header, seconds=time.perf_counter() - t0)
+
+    def latent_shapes(self, header: ctr.Header) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+        hp = -(-header.height // PAD_MULTIPLE) * PAD_MULTIPLE
+        wp = -(-header.width // PAD_MULTIPLE) * PAD_MULTIPLE
+        c = self.config
+        return (c.N, hp // 64, wp // 64), (c.M, hp // 16, wp // 16)
+
+    def decode_integers(self, cont: ctr.Container) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+        """Entropy-decode z and the residuals, and verify the latent checksum."""
+        z_shape, y_shape = self.latent_shapes(cont.header)
+        z_idx = np.broadcast_to(np.arange(z_shape[0])[:, None, None], z_shape)
+        z_symbols = self.z_coder.decode(cont.section(ctr.Section.HYPERLATENTS), z_idx).reshape(z_shape)
+        indexes, means = self._entropy_params(z_symbols)
+        residuals = self.y_coder.decode(cont.section(ctr.Section.LATENTS), indexes).reshape(y_shape)
+        if _crc_integers(z_symbols, residuals) != cont.header.latent_crc:
+            raise ContainerError(
+                "decoded latents fail their checksum (file damaged, or decoded with a different model build)"
+            )
+        return z_symbols, residuals, means
+
+    @torch.no_grad()
+    def synthesise(
+        self, y_hat: torch.Tensor, quality: float, adapter_set: adapters_mod.AdapterSet | None = None
+    ) -> np.ndarray:
+        _, inv_gain = self.model.gains(quality)
+        adapters_mod.install(self.model.g_s.slots, adapter_set, self.device)
+        try:
+            y = y_hat.to(self.device)[None] * inv_gain.view(1, -1, 1, 1)
+            x_hat = self.model.g_s(y)
+        finally:
+            adapters_mod.install(self.model.g_s.slots, None, self.device)
+        x = x_hat[0].clamp(0, 1).mul(255).round().to(torch.uint8)
+        return x.permute(1, 2, 0).cpu().numpy()
+
+
+def load_default(device: str = "cpu", progress: bool = True) -> Codec:
+    return Codec.load(None, device=device, progress=progress)
+
+
+def codec_for_file(path: Path, device: str = "cpu") -> Codec:
+    """A codec whose weights come from a file path (tests, training exports)."""
+    from . import hub, modelfile
+
+    weights = modelfile.load(path)
+    return Codec(weights, hub.model_id_for_file(path), resolve_device(device))

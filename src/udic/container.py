@@ -1,0 +1,305 @@
+"""The .udic container: a typed header, length-prefixed sections, a CRC trailer.
+
+``bitstream_spec.md`` is normative.  The header is declared once as a list of typed,
+named fields (as Cool-Chic does) and both the writer and the parser walk that list,
+so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass, field
+from enum import IntEnum, IntFlag
+
+from .errors import ContainerError
+
+MAGIC = b"UDIC"
+VERSION = 1
+MAX_DIMENSION = 1 << 20
+DEFAULT_MAX_PIXELS = 1 << 26
+
+
+class Colour(IntEnum):
+    RGB = 0
+    GRAY = 1
+
+
+class Flags(IntFlag):
+    ADAPTERS = 1
+    ALPHA = 2
+    ICC = 4
+
+
+class Section(IntEnum):
+    HYPERLATENTS = 1
+    LATENTS = 2
+    ADAPTERS = 3
+    ALPHA = 4
+    ICC = 5
+
+
+_FLAG_FOR_SECTION = {
+    Section.ADAPTERS: Flags.ADAPTERS,
+    Section.ALPHA: Flags.ALPHA,
+    Section.ICC: Flags.ICC,
+}
+
+
+@dataclass
+class Header:
+    width: int
+    height: int
+    colour: Colour
+    flags: Flags
+    model_id: str  # 16 hex digits
+    rate: int  # quality · 256
+    latent_crc: int
+    version: int = VERSION
+
+    @property
+    def quality(self) -> float:
+        return self.rate / 256.0
+
+
+# (name, type) in bitstream order; the codec for each type is below.
+HEADER_FIELDS: tuple[tuple[str, str], ...] = (
+    ("version", "u8"),
+    ("width", "varint"),
+    ("height", "varint"),
+    ("colour", "u8"),
+    ("flags", "u8"),
+    ("model_id", "bytes8"),
+    ("rate", "u16"),
+    ("latent_crc", "u32"),
+)
+
+
+@dataclass
+class Container:
+    header: Header
+    sections: dict[Section, bytes] = field(default_factory=dict)
+
+    def section(self, kind: Section) -> bytes:
+        try:
+            return self.sections[kind]
+        except KeyError:
+            raise ContainerError(f"missing {kind.name.lower()} section") from None
+
+
+@dataclass
+class Layout:
+    """Byte accounting for ``udic info``."""
+
+    total: int
+    header: int  # magic + header fields + section count
+    section_overhead: int  # tags and lengths
+    trailer: int
+    sections: dict[str, int]
+
+    @property
+    def overhead(self) -> int:
+        return self.header + self.section_overhead + self.trailer
+
+
+# ---- primitive codecs -------------------------------------------------------------------
+
+
+def write_varint(value: int) -> bytes:
+    if value < 0:
+        raise ValueError("varint must be non-negative")
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+class _Reader:
+    def __init__(self, data: bytes, end: int) -> None:
+        self.data = data
+        self.pos = 0
+        self.end = end
+
+    def take(self, n: int, what: str) -> bytes:
+        if n < 0 or self.pos + n > self.end:
+            raise ContainerError(f"truncated file (while reading {what})")
+        out = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def varint(self, what: str) -> int:
+        value = 0
+        for i in range(5):
+            byte = self.take(1, what)[0]
+            value |= (byte & 0x7F) << (7 * i)
+            if not byte & 0x80:
+                return value
+        raise ContainerError(f"invalid varint in {what}")
+
+    def field(self, kind: str, name: str) -> int | bytes:
+        if kind == "u8":
+            return self.take(1, name)[0]
+        if kind == "u16":
+            return struct.unpack("<H", self.take(2, name))[0]
+        if kind == "u32":
+            return struct.unpack("<I", self.take(4, name))[0]
+        if kind == "varint":
+            return self.varint(name)
+        if kind == "bytes8":
+            return self.take(8, name)
+        raise AssertionError(kind)
+
+
+def _write_field(kind: str, value: int | bytes) -> bytes:
+    if kind == "u8":
+        return struct.pack("<B", value)
+    if kind == "u16":
+        return struct.pack("<H", value)
+    if kind == "u32":
+        return struct.pack("<I", value)
+    if kind == "varint":
+        return write_varint(int(value))  # type: ignore[arg-type]
+    if kind == "bytes8":
+        assert isinstance(value, bytes) and len(value) == 8
+        return value
+    raise AssertionError(kind)
+
+
+# ---- write / parse ---------------------------------------------------------------------
+
+
+def _header_values(h: Header) -> dict[str, int | bytes]:
+    try:
+        model_bytes = bytes.fromhex(h.model_id)
+    except ValueError:
+        raise ValueError(f"model id must be 16 hex digits, got {h.model_id!r}") from None
+    if len(model_bytes) != 8:
+        raise ValueError(f"model id must be 16 hex digits, got {h.model_id!r}")
+    return {
+        "version": h.version,
+        "width": h.width,
+        "height": h.height,
+        "colour": int(h.colour),
+        "flags": int(h.flags),
+        "model_id": model_bytes,
+        "rate": h.rate,
+        "latent_crc": h.latent_crc,
+    }
+
+
+def write(container: Container) -> bytes:
+    h = container.header
+    if not (1 <= h.width <= MAX_DIMENSION and 1 <= h.height <= MAX_DIMENSION):
+        raise ValueError("image dimensions out of range")
+    if not 0 <= h.rate < 1 << 16:
+        raise ValueError("rate out of range")
+    flags = Flags(0)
+    for kind in container.sections:
+        flags |= _FLAG_FOR_SECTION.get(kind, Flags(0))
+    if flags != (h.flags & (Flags.ADAPTERS | Flags.ALPHA | Flags.ICC)):
+        raise ValueError("header flags disagree with the sections present")
+    out = bytearray(MAGIC)
+    values = _header_values(h)
+    for name, kind in HEADER_FIELDS:
+        out += _write_field(kind, values[name])
+    out += write_varint(len(container.sections))
+    for kind in sorted(container.sections):
+        payload = container.sections[kind]
+        out.append(int(kind))
+        out += write_varint(len(payload))
+        out += payload
+    out += struct.pack("<I", zlib.crc32(out))
+    return bytes(out)
+
+
+def parse(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Container:
+    """Parse and validate a .udic file; raises ContainerError with a one-line reason."""
+    container, _ = parse_with_layout(data, max_pixels)
+    return container
+
+
+def parse_with_layout(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Container, Layout]:
+    if len(data) == 0:
+        raise ContainerError("empty file")
+    if not data.startswith(MAGIC[: min(4, len(data))]) or len(data) < len(MAGIC):
+        raise ContainerError("not a .udic file (bad magic)")
+    if len(data) < len(MAGIC) + 1 + 4:
+        raise ContainerError("truncated file")
+    body_end = len(data) - 4
+    (stored_crc,) = struct.unpack("<I", data[body_end:])
+    if zlib.crc32(data[:body_end]) != stored_crc:
+        raise ContainerError("damaged file (checksum mismatch)")
+    reader = _Reader(data, body_end)
+    reader.pos = len(MAGIC)
+    version = reader.field("u8", "version")
+    if version != VERSION:
+        raise ContainerError(f"unsupported format version {version} (this udic reads version {VERSION})")
+    values: dict[str, int | bytes] = {"version": version}
+    for name, kind in HEADER_FIELDS[1:]:
+        values[name] = reader.field(kind, name)
+    width, height = int(values["width"]), int(values["height"])  # type: ignore[arg-type]
+    if not (1 <= width <= MAX_DIMENSION and 1 <= height <= MAX_DIMENSION):
+        raise ContainerError(f"invalid image size {width}x{height}")
+    if width * height > max_pixels:
+        raise ContainerError(
+            f"image is {width}x{height}, over the {max_pixels}-pixel limit (use --allow-large)"
+        )
+    colour = int(values["colour"])  # type: ignore[arg-type]
+    if colour not in (0, 1):
+        raise ContainerError(f"invalid colour mode {colour}")
+    flags = int(values["flags"])  # type: ignore[arg-type]
+    if flags & ~0x07:
+        raise ContainerError("reserved flag bits are set")
+    header = Header(
+        width=width,
+        height=height,
+        colour=Colour(colour),
+        flags=Flags(flags),
+        model_id=bytes(values["model_id"]).hex(),  # type: ignore[arg-type]
+        rate=int(values["rate"]),  # type: ignore[arg-type]
+        latent_crc=int(values["latent_crc"]),  # type: ignore[arg-type]
+        version=version,
+    )
+    n_sections = reader.varint("section count")
+    header_bytes = reader.pos
+    if n_sections > len(Section):
+        raise ContainerError(f"too many sections ({n_sections})")
+    sections: dict[Section, bytes] = {}
+    section_overhead = 0
+    last_tag = 0
+    for _ in range(n_sections):
+        start = reader.pos
+        tag = reader.field("u8", "section tag")
+        length = reader.varint("section length")
+        if reader.pos + length > body_end:
+            raise ContainerError("section length runs past the end of the file")
+        try:
+            kind = Section(tag)  # type: ignore[arg-type]
+        except ValueError:
+            raise ContainerError(f"unknown section tag {tag}") from None
+        if tag <= last_tag:
+            raise ContainerError("sections out of order or repeated")
+        last_tag = int(tag)  # type: ignore[arg-type]
+        section_overhead += reader.pos - start
+        sections[kind] = reader.take(length, kind.name.lower())
+    if reader.pos != body_end:
+        raise ContainerError("unexpected bytes after the last section")
+    for kind in (Section.HYPERLATENTS, Section.LATENTS):
+        if kind not in sections:
+            raise ContainerError(f"missing {kind.name.lower()} section")
+    for kind, flag in _FLAG_FOR_SECTION.items():
+        if bool(flags & flag) != (kind in sections):
+            raise ContainerError(f"flags disagree with the {kind.name.lower()} section")
+    layout = Layout(
+        total=len(data),
+        header=header_bytes,
+        section_overhead=section_overhead,
+        trailer=4,
+        sections={k.name.lower(): len(v) for k, v in sections.items()},
+    )
+    return Container(header=header, sections=sections), layout

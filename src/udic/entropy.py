@@ -1,0 +1,204 @@
+"""Entropy coding with constriction: indexed categorical tables with escapes.
+
+Like CompressAI's entropy models, one coder serves every kind of symbol: a list of
+probability tables, each over a contiguous integer range ``[offset, offset + n)``
+plus one *escape* symbol.  Each value to code carries the index of its table.
+Values outside a table's range are coded as the escape symbol followed by the value
+itself (zig-zag, Elias-gamma-like with uniform chunks), so nothing is ever clipped.
+
+Symbols are coded in table order (all symbols of table 0, then of table 1, …), which
+is a pure function of the indexes, so the decoder — which knows the indexes before
+decoding — reproduces the exact order.  The ANS coder is a stack: the encoder pushes
+everything in reverse so that the decoder pops in forward order.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import constriction
+import numpy as np
+
+from .errors import ContainerError
+
+_CHUNK_BITS = 16
+
+
+@dataclass(frozen=True)
+class Table:
+    """One categorical: pmf over ``offset … offset+len(pmf)-2`` and an escape (last entry)."""
+
+    offset: int
+    pmf: np.ndarray  # float64, length n+1, last entry is the escape mass
+
+    @property
+    def size(self) -> int:
+        return len(self.pmf) - 1
+
+
+class IndexedCoder:
+    """Codes integer arrays where each element selects one of ``tables`` by index."""
+
+    def __init__(self, tables: list[Table]) -> None:
+        if not tables:
+            raise ValueError("need at least one table")
+        self.tables = tables
+        self._models = [
+            constriction.stream.model.Categorical(t.pmf.astype(np.float64), perfect=False)
+            for t in tables
+        ]
+
+    # -- escapes -----------------------------------------------------------------
+    @staticmethod
+    def _escape_symbols(value: int) -> list[tuple[int, int]]:
+        """(symbol, alphabet size) pairs, in decode order, for one escaped value."""
+        u = 2 * value if value >= 0 else -2 * value - 1  # zig-zag
+        nbits = u.bit_length()
+        out = [(nbits, 64)]
+        remaining = nbits
+        while remaining > 0:
+            take = min(_CHUNK_BITS, remaining)
+            remaining -= take
+            out.append(((u >> remaining) & ((1 << take) - 1), 1 << take))
+        return out
+
+    @staticmethod
+    def _decode_escape(coder: constriction.stream.stack.AnsCoder) -> int:
+        nbits = int(coder.decode(constriction.stream.model.Uniform(64)))
+        if nbits > 48:
+            raise ContainerError("corrupt data: escape value too large")
+        u = 0
+        remaining = nbits
+        while remaining > 0:
+            take = min(_CHUNK_BITS, remaining)
+            remaining -= take
+            if take == 1:
+                chunk = int(coder.decode(constriction.stream.model.Uniform(2)))
+            else:
+                chunk = int(coder.decode(constriction.stream.model.Uniform(1 << take)))
+            u = (u << take) | chunk
+        return u // 2 if u % 2 == 0 else -(u + 1) // 2
+
+    # -- API -----------------------------------------------------------------------
+    def encode(self, values: np.ndarray, indexes: np.ndarray) -> bytes:
+        values = np.asarray(values, dtype=np.int64).ravel()
+        indexes = np.asarray(indexes, dtype=np.int64).ravel()
+        if values.shape != indexes.shape:
+            raise ValueError("values and indexes differ in size")
+        coder = constriction.stream.stack.AnsCoder()
+        order = self._groups(indexes)
+        # Push in reverse decode order.
+        for t_idx, positions in reversed(order):
+            table = self.tables[t_idx]
+            v = values[positions]
+            sym = v - table.offset
+            escaped = (sym < 0) | (sym >= table.size)
+            sym = np.where(escaped, table.size, sym).astype(np.int32)
+            # Escape payloads are decoded right after their group's symbols, in order.
+            payload: list[tuple[int, int]] = []
+            for value in v[escaped]:
+                payload.extend(self._escape_symbols(int(value)))
+            for s, size in reversed(payload):
+                coder.encode_reverse(np.array([s], dtype=np.int32), constriction.stream.model.Uniform(size))
+            coder.encode_reverse(sym, self._models[t_idx])
+        return coder.get_compressed().astype("<u4").tobytes()
+
+    def decode(self, data: bytes, indexes: np.ndarray) -> np.ndarray:
+        indexes = np.asarray(indexes, dtype=np.int64).ravel()
+        if len(data) % 4:
+            raise ContainerError("corrupt data: entropy-coded section is not a whole number of words")
+        words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
+        try:
+            coder = constriction.stream.stack.AnsCoder(words)
+        except Exception as exc:  # constriction rejects some invalid word streams
+            raise ContainerError(f"corrupt data: {exc}") from None
+        out = np.empty(indexes.shape, dtype=np.int64)
+        try:
+            for t_idx, positions in self._groups(indexes):
+                table = self.tables[t_idx]
+                sym = np.asarray(coder.decode(self._models[t_idx], len(positions)), dtype=np.int64)
+                values = sym + table.offset
+                for k in np.nonzero(sym == table.size)[0]:
+                    values[k] = self._decode_escape(coder)
+                out[positions] = values
+        except ContainerError:
+            raise
+        except Exception as exc:
+            raise ContainerError(f"corrupt data: {exc}") from None
+        return out
+
+    def _groups(self, indexes: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        if indexes.size and (indexes.min() < 0 or indexes.max() >= len(self.tables)):
+            raise ValueError("table index out of range")
+        order = np.argsort(indexes, kind="stable")
+        sorted_idx = indexes[order]
+        bounds = np.flatnonzero(np.diff(sorted_idx)) + 1
+        groups = []
+        for chunk in np.split(order, bounds):
+            if chunk.size:
+                groups.append((int(indexes[chunk[0]]), chunk))
+        return groups
+
+    def bits(self, values: np.ndarray, indexes: np.ndarray) -> float:
+        """Ideal code length in bits (for rate estimates without coding)."""
+        values = np.asarray(values, dtype=np.int64).ravel()
+        indexes = np.asarray(indexes, dtype=np.int64).ravel()
+        total = 0.0
+        for t_idx, positions in self._groups(indexes):
+            table = self.tables[t_idx]
+            p = table.pmf / table.pmf.sum()
+            sym = values[positions] - table.offset
+            esc = (sym < 0) | (sym >= table.size)
+            sym = np.where(esc, table.size, sym)
+            total += float(-np.log2(np.maximum(p[sym], 1e-30)).sum())
+            total += 8.0 * int(esc.sum())
+        return total
+
+
+# ---- the fixed tables ------------------------------------------------------------------
+
+GAUSSIAN_TAIL_SIGMAS = 8.0
+ESCAPE_MASS = 1e-6
+
+
+@lru_cache(maxsize=4)
+def gaussian_tables(sigmas: tuple[float, ...]) -> list[Table]:
+    """Zero-mean discretised Gaussians, one per σ of the scale table."""
+    tables = []
+    for sigma in sigmas:
+        k_max = max(1, int(math.ceil(sigma * GAUSSIAN_TAIL_SIGMAS)))
+        k = np.arange(-k_max, k_max + 1, dtype=np.float64)
+        inv = 1.0 / (sigma * math.sqrt(2.0))
+        erfc = np.vectorize(math.erfc)
+        upper = 0.5 * erfc((np.abs(k) - 0.5) * inv)
+        lower = 0.5 * erfc((np.abs(k) + 0.5) * inv)
+        pmf = np.append(np.maximum(upper - lower, 0.0), ESCAPE_MASS)
+        tables.append(Table(offset=-k_max, pmf=pmf))
+    return tables
+
+
+def logistic_table(scale: float, step: float, tail_mass: float = 1e-9) -> Table:
+    """Quantised logistic prior for adapter weights: symbol k ↔ weight k·step."""
+
+    def cdf(x: float) -> float:
+        return 1.0 / (1.0 + math.exp(-x / scale))
+
+    k_max = 0
+    while 2 * (1.0 - cdf((k_max + 0.5) * step)) > tail_mass:
+        k_max += 1
+    k = np.arange(-k_max, k_max + 1)
+    pmf = np.array([cdf((i + 0.5) * step) - cdf((i - 0.5) * step) for i in k])
+    pmf = np.append(pmf, max(tail_mass, 1e-9))
+    return Table(offset=-k_max, pmf=pmf)
+
+
+def tables_from_matrix(pmf: np.ndarray, offsets: np.ndarray) -> list[Table]:
+    """Factorized-prior tables stored in a weights file: pmf (C, L+1), offsets (C, 2)=(lo, n)."""
+    tables = []
+    for c in range(pmf.shape[0]):
+        lo, n = int(offsets[c, 0]), int(offsets[c, 1])
+        row = np.append(pmf[c, :n], pmf[c, -1])
+        tables.append(Table(offset=lo, pmf=row.astype(np.float64)))
+    return tables

@@ -1,0 +1,539 @@
+"""Model weights resolution: packaged directory, then cache, then download.
+
+A model is named by its *identifier*, the first 16 hex digits of the sha256 of
+its safetensors file.  Because the id is derived from the bytes, a .udic file
+that records the id can always be decoded with exactly the weights that encoded
+it, and every file we load can be checked against it before use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import re
+import sys
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import click
+
+from udic import __version__
+from udic.errors import ModelError
+
+ID_LEN = 16
+MIN_PREFIX_LEN = 8
+DOWNLOAD_TIMEOUT = 30.0
+_CHUNK = 1 << 20
+_REGISTRY_NAME = "registry.json"
+_HEX_RE = re.compile(r"^[0-9a-f]+$")
+# Cache files dropped in by users carry the id in their name: "<anything>-<id>.safetensors".
+_CACHE_FILE_RE = re.compile(r"^.+-([0-9a-f]{16})\.safetensors$")
+
+Source = Literal["packaged", "cache", "download", "file"]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One registry record; ``sha256`` and ``size`` let us verify any copy we find or fetch."""
+
+    id: str
+    name: str
+    filename: str
+    sha256: str
+    size: int
+    description: str
+    packaged: bool
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A verified weights file on disk and where it came from (for messages and `udic models`)."""
+
+    entry: ModelEntry
+    path: Path
+    source: Source
+
+
+# --------------------------------------------------------------------------- hashing
+
+
+def _one_line(text: object) -> str:
+    """Error messages must be one line (the CLI prints them after a prefix)."""
+    return " ".join(str(text).split())
+
+
+def _sha256_file(path: Path) -> str:
+    """Stream the file so large weights never need to fit in memory twice."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def model_id_for_bytes(data: bytes) -> str:
+    """The model id is a prefix of the content hash, so it identifies the exact weights."""
+    return hashlib.sha256(data).hexdigest()[:ID_LEN]
+
+
+def model_id_for_file(path: Path) -> str:
+    """Same as :func:`model_id_for_bytes` but streamed from disk."""
+    try:
+        return _sha256_file(Path(path))[:ID_LEN]
+    except OSError as err:
+        raise ModelError(_one_line(f"cannot read model file {path}: {err.strerror or err}")) from None
+
+
+def verify_file(path: Path, sha256: str) -> bool:
+    """True when ``path`` exists and its full sha256 equals ``sha256``; never raises on I/O errors."""
+    try:
+        return _sha256_file(Path(path)) == sha256.lower()
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------------- locations
+
+
+def packaged_dir() -> Path:
+    """Weights shipped inside the package; a function so tests can point it elsewhere."""
+    return Path(__file__).parent / "weights"
+
+
+def cache_dir(create: bool = True) -> Path:
+    """Per-user cache for downloaded or user-supplied weights.
+
+    ``$UDIC_CACHE_DIR``, else ``$XDG_CACHE_HOME/udic``, else ``~/.cache/udic``.
+    Created when asked for (not at import); lookups pass ``create=False`` so that
+    merely listing models leaves no trace on disk.
+    """
+    env = os.environ.get("UDIC_CACHE_DIR")
+    if env:
+        path = Path(env).expanduser()
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        # The XDG spec says relative values must be ignored.
+        base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
+        path = base / "udic"
+    if create:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ModelError(_one_line(f"cannot create cache directory {path}: {err.strerror or err}")) from None
+    return path
+
+
+def config_path() -> Path:
+    """``$UDIC_CONFIG``, else ``$XDG_CONFIG_HOME/udic/config.json``, else ``~/.config/udic/config.json``."""
+    env = os.environ.get("UDIC_CONFIG")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CONFIG_HOME")
+    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".config"
+    return base / "udic" / "config.json"
+
+
+def _read_config() -> dict[str, Any]:
+    """Parse the config file; absent is fine unless the user named it explicitly."""
+    path = config_path()
+    if not path.is_file():
+        if os.environ.get("UDIC_CONFIG") and not path.exists():
+            raise ModelError(_one_line(f"config file {path} (from UDIC_CONFIG) does not exist"))
+        if path.exists():
+            raise ModelError(_one_line(f"config file {path} is not a regular file"))
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ModelError(_one_line(f"cannot read config file {path}: {err.strerror or err}")) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelError(_one_line(f"malformed config file {path}: {err}")) from None
+    if not isinstance(data, dict):
+        raise ModelError(_one_line(f"malformed config file {path}: top level must be a JSON object"))
+    return data
+
+
+def model_urls() -> list[str]:
+    """Base URLs to download from, env first so one invocation can override the config."""
+    urls: list[str] = [u for u in re.split(r"[,\s]+", os.environ.get("UDIC_MODEL_URLS", "")) if u]
+    config = _read_config()
+    configured = config.get("model_urls", [])
+    if not isinstance(configured, list) or not all(isinstance(u, str) for u in configured):
+        raise ModelError(_one_line(f"malformed config file {config_path()}: 'model_urls' must be a list of strings"))
+    urls.extend(u.strip() for u in configured if u.strip())
+    seen: set[str] = set()
+    return [u for u in urls if not (u in seen or seen.add(u))]
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def _is_hex(text: str, length: int | None = None) -> bool:
+    return bool(_HEX_RE.match(text)) and (length is None or len(text) == length)
+
+
+def _parse_entry(raw: Any, path: Path, index: int, user: bool) -> ModelEntry:
+    """Validate one record strictly: filenames become paths and URLs, hashes guard every load."""
+
+    def bad(why: str) -> ModelError:
+        return ModelError(_one_line(f"malformed model registry {path}: models[{index}]: {why}"))
+
+    if not isinstance(raw, dict):
+        raise bad("must be an object")
+    sha = raw.get("sha256")
+    if not isinstance(sha, str) or not _is_hex(sha.lower(), 64):
+        raise bad("'sha256' must be 64 hex digits")
+    sha = sha.lower()
+    mid = raw.get("id", sha[:ID_LEN])
+    if not isinstance(mid, str) or mid.lower() != sha[:ID_LEN]:
+        raise bad("'id' must be the first 16 hex digits of 'sha256'")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise bad("'name' must be a non-empty string")
+    filename = raw.get("filename")
+    if (
+        not isinstance(filename, str)
+        or not filename.endswith(".safetensors")
+        or "/" in filename
+        or "\\" in filename
+        or filename.startswith(".")
+    ):
+        raise bad("'filename' must be a plain *.safetensors file name")
+    size = raw.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise bad("'size' must be a non-negative integer")
+    description = raw.get("description", "")
+    if not isinstance(description, str):
+        raise bad("'description' must be a string")
+    packaged = raw.get("packaged", False)
+    if not isinstance(packaged, bool):
+        raise bad("'packaged' must be true or false")
+    return ModelEntry(
+        id=sha[:ID_LEN],
+        name=name,
+        filename=filename,
+        sha256=sha,
+        size=size,
+        description=description,
+        # A user registry cannot put files inside the package.
+        packaged=packaged and not user,
+    )
+
+
+def _read_registry(path: Path, user: bool) -> tuple[str | None, list[ModelEntry]]:
+    """One registry file; a missing file is an empty registry (the packaged one may not exist yet)."""
+    if not path.exists():
+        return None, []
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ModelError(_one_line(f"cannot read model registry {path}: {err.strerror or err}")) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelError(_one_line(f"malformed model registry {path}: {err}")) from None
+    if not isinstance(data, dict):
+        raise ModelError(_one_line(f"malformed model registry {path}: top level must be a JSON object"))
+    models = data.get("models", [])
+    if not isinstance(models, list):
+        raise ModelError(_one_line(f"malformed model registry {path}: 'models' must be a list"))
+    default = data.get("default")
+    if default is not None and (not isinstance(default, str) or not default):
+        raise ModelError(_one_line(f"malformed model registry {path}: 'default' must be a model id or name"))
+    return default, [_parse_entry(raw, path, i, user) for i, raw in enumerate(models)]
+
+
+def load_registry(registry_path: Path | None = None) -> tuple[str | None, list[ModelEntry]]:
+    """Packaged registry (or ``registry_path``) merged with the user's ``cache_dir()/registry.json``.
+
+    Packaged entries win on id clashes (same id means same bytes anyway); the
+    user's ``default`` wins so users can switch the default model.
+    """
+    base_path = registry_path if registry_path is not None else packaged_dir() / _REGISTRY_NAME
+    default, entries = _read_registry(Path(base_path), user=False)
+    user_default, user_entries = _read_registry(cache_dir(create=False) / _REGISTRY_NAME, user=True)
+    known = {e.id for e in entries}
+    for entry in user_entries:
+        if entry.id not in known:
+            entries.append(entry)
+            known.add(entry.id)
+    return (user_default or default), entries
+
+
+# --------------------------------------------------------------------------- cache scan
+
+
+def _cache_candidates(model_id_prefix: str) -> list[tuple[str, Path]]:
+    """Files ``<anything>-<id>.safetensors`` in the cache whose id starts with the prefix."""
+    directory = cache_dir(create=False)
+    if not directory.is_dir():
+        return []
+    found = []
+    for path in sorted(directory.glob("*.safetensors")):
+        match = _CACHE_FILE_RE.match(path.name)
+        if match and match.group(1).startswith(model_id_prefix) and path.is_file():
+            found.append((match.group(1), path))
+    return found
+
+
+def _entry_for_file(path: Path, sha: str, name: str | None = None) -> ModelEntry:
+    """Synthesize an entry for weights that are not in any registry."""
+    stem = path.name.removesuffix(".safetensors")
+    if name is None:
+        name = stem
+    return ModelEntry(
+        id=sha[:ID_LEN],
+        name=name,
+        filename=path.name,
+        sha256=sha,
+        size=path.stat().st_size,
+        description="",
+        packaged=False,
+    )
+
+
+# --------------------------------------------------------------------------- download
+
+
+def _download_one(url: str, entry: ModelEntry, target: Path, progress: bool) -> None:
+    """Fetch ``url`` to a temp file next to ``target`` and move it in only if size and hash match.
+
+    Raises an exception describing the failure; the temp file never survives a failure,
+    so a half-written or wrong file can never be mistaken for a cache hit.
+    """
+    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    if scheme not in ("http", "https", "file"):
+        raise ValueError(f"unsupported URL scheme {scheme!r}")
+    request = urllib.request.Request(url, headers={"User-Agent": f"udic/{__version__}"})
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{entry.filename}.", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        digest = hashlib.sha256()
+        received = 0
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT) as resp:
+            header = resp.headers.get("Content-Length")
+            length = int(header) if header and header.strip().isdigit() else None
+            if length is not None and length != entry.size:
+                raise ValueError(f"server reports {length} bytes, expected {entry.size}")
+            bar = (
+                click.progressbar(
+                    length=length if length is not None else entry.size,
+                    label=f"downloading {entry.filename}",
+                    file=sys.stderr,
+                )
+                if progress
+                else None
+            )
+            try:
+                while True:
+                    chunk = resp.read(_CHUNK)
+                    if not chunk:
+                        break
+                    received += len(chunk)
+                    # Never store more than the registry promises (a hostile or broken server).
+                    if received > entry.size:
+                        raise ValueError(f"more than the expected {entry.size} bytes")
+                    digest.update(chunk)
+                    out.write(chunk)
+                    if bar is not None:
+                        bar.update(len(chunk))
+            finally:
+                if bar is not None:
+                    bar.render_finish()
+            out.flush()
+            os.fsync(out.fileno())
+        if received != entry.size:
+            raise ValueError(f"got {received} bytes, expected {entry.size} (truncated)")
+        if digest.hexdigest() != entry.sha256:
+            raise ValueError("sha256 mismatch (file corrupted or wrong model)")
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _download(entry: ModelEntry, progress: bool) -> Path:
+    """Try every configured base URL in order; first verified copy wins."""
+    urls = model_urls()
+    if not urls:
+        raise ModelError(
+            f"model {entry.id} is not packaged or cached, and no download URL is configured (set UDIC_MODEL_URLS)"
+        )
+    target = cache_dir(create=True) / entry.filename
+    last_error = "none"
+    for base in urls:
+        url = base.rstrip("/") + "/" + urllib.parse.quote(entry.filename)
+        try:
+            _download_one(url, entry, target, progress)
+            return target
+        except urllib.error.HTTPError as err:
+            last_error = f"{url}: HTTP {err.code} {err.reason}"
+        except urllib.error.URLError as err:
+            last_error = f"{url}: {err.reason}"
+        except (OSError, ValueError, http.client.HTTPException) as err:
+            last_error = f"{url}: {str(err) or type(err).__name__}"
+    raise ModelError(
+        _one_line(f"model {entry.id}: download failed from all {len(urls)} URLs (last error: {last_error})")
+    )
+
+
+# --------------------------------------------------------------------------- resolution
+
+
+def _looks_like_path(model: str) -> bool:
+    return model.endswith(".safetensors") or "/" in model or os.sep in model
+
+
+def _resolve_path(model: str) -> ResolvedModel:
+    """An explicit weights file: trusted as given, its id computed from its bytes."""
+    path = Path(model).expanduser()
+    if not path.is_file():
+        raise ModelError(_one_line(f"model file {path} does not exist or is not a file"))
+    try:
+        sha = _sha256_file(path)
+    except OSError as err:
+        raise ModelError(_one_line(f"cannot read model file {path}: {err.strerror or err}")) from None
+    _, entries = load_registry()
+    entry = next((e for e in entries if e.sha256 == sha), None)
+    if entry is None:
+        entry = _entry_for_file(path, sha)
+    return ResolvedModel(entry=entry, path=path.resolve(), source="file")
+
+
+def _unknown(model: str) -> ModelError:
+    return ModelError(_one_line(f"unknown model {model!r}; run `udic models` to see available models"))
+
+
+def _find_entry(model: str, entries: list[ModelEntry]) -> ModelEntry | None:
+    """Match by exact name, then by id or unique id prefix (>= 8 hex digits)."""
+    by_name = [e for e in entries if e.name == model]
+    if len(by_name) == 1:
+        return by_name[0]
+    if len(by_name) > 1:
+        ids = ", ".join(e.id for e in by_name)
+        raise ModelError(_one_line(f"model name {model!r} is ambiguous (ids {ids}); use a model id"))
+    key = model.lower()
+    if not (_is_hex(key) and MIN_PREFIX_LEN <= len(key) <= ID_LEN):
+        return None
+    matches = [e for e in entries if e.id.startswith(key)]
+    if len(matches) > 1:
+        ids = ", ".join(e.id for e in matches)
+        raise ModelError(_one_line(f"model id prefix {model!r} is ambiguous (matches {ids})"))
+    return matches[0] if matches else None
+
+
+def _resolve_unregistered(model: str) -> ResolvedModel | None:
+    """A user-dropped cache file ``<anything>-<id>.safetensors`` that hashes to its id."""
+    key = model.lower()
+    if not (_is_hex(key) and MIN_PREFIX_LEN <= len(key) <= ID_LEN):
+        return None
+    candidates = _cache_candidates(key)
+    if len({mid for mid, _ in candidates}) > 1:
+        ids = ", ".join(sorted({mid for mid, _ in candidates}))
+        raise ModelError(_one_line(f"model id prefix {model!r} is ambiguous (matches {ids})"))
+    bad: Path | None = None
+    for mid, path in candidates:
+        try:
+            sha = _sha256_file(path)
+        except OSError:
+            continue
+        if sha[:ID_LEN] == mid:
+            name = path.name.removesuffix(f"-{mid}.safetensors")
+            return ResolvedModel(entry=_entry_for_file(path, sha, name), path=path, source="cache")
+        bad = path
+    if bad is not None:
+        raise ModelError(_one_line(f"cached model file {bad} does not match the id in its name (sha256 mismatch)"))
+    return None
+
+
+def resolve(model: str | None = None, *, progress: bool = True, allow_download: bool = True) -> ResolvedModel:
+    """Find verified weights for ``model`` (None = registry default, id, id prefix, name or path).
+
+    Order: packaged dir, cache, download.  Every copy is hash-checked before it is
+    returned, because weights that differ by a single bit decode garbage silently.
+    """
+    if model is not None and _looks_like_path(model):
+        return _resolve_path(model)
+    default, entries = load_registry()
+    if model is None:
+        if default is None:
+            raise ModelError("no default model is configured; run `udic models` to see available models")
+        model = default
+    model = model.strip()
+    entry = _find_entry(model, entries)
+    if entry is None:
+        hit = _resolve_unregistered(model)
+        if hit is not None:
+            return hit
+        raise _unknown(model)
+
+    packaged = packaged_dir() / entry.filename
+    if packaged.is_file():
+        if not verify_file(packaged, entry.sha256):
+            raise ModelError(
+                _one_line(f"packaged model file {packaged} is corrupted (sha256 mismatch); reinstall udic")
+            )
+        return ResolvedModel(entry=entry, path=packaged, source="packaged")
+
+    cached = cache_dir(create=False) / entry.filename
+    if cached.is_file():
+        if verify_file(cached, entry.sha256):
+            return ResolvedModel(entry=entry, path=cached, source="cache")
+        # A bad cache copy is never useful; drop it so the download below replaces it.
+        try:
+            cached.unlink()
+        except OSError as err:
+            raise ModelError(
+                _one_line(f"cached model file {cached} is corrupted and cannot be removed: {err.strerror or err}")
+            ) from None
+    for mid, path in _cache_candidates(entry.id):
+        if mid == entry.id and path != cached and verify_file(path, entry.sha256):
+            return ResolvedModel(entry=entry, path=path, source="cache")
+
+    if not allow_download:
+        raise ModelError(f"model {entry.id} is not packaged or cached, and downloading is disabled")
+    return ResolvedModel(entry=entry, path=_download(entry, progress), source="download")
+
+
+def list_models() -> list[tuple[ModelEntry, str]]:
+    """Every known model with where it is available: packaged, cached, downloadable or unavailable.
+
+    Presence is judged by file size only (hashing every file just to list them is
+    slow); :func:`resolve` still verifies hashes before any use.
+    """
+    _, entries = load_registry()
+    urls_known: bool | None = None
+    result: list[tuple[ModelEntry, str]] = []
+    cache = cache_dir(create=False)
+    for entry in entries:
+        packaged = packaged_dir() / entry.filename
+        cached = cache / entry.filename
+        if packaged.is_file() and packaged.stat().st_size == entry.size:
+            status = "packaged"
+        elif (cached.is_file() and cached.stat().st_size == entry.size) or any(
+            mid == entry.id for mid, _ in _cache_candidates(entry.id)
+        ):
+            status = "cached"
+        else:
+            if urls_known is None:
+                urls_known = bool(model_urls())
+            status = "downloadable" if urls_known else "unavailable"
+        result.append((entry, status))
+    known = {e.id for e in entries}
+    for mid, path in _cache_candidates(""):
+        if mid in known:
+            continue
+        try:
+            sha = _sha256_file(path)
+        except OSError:
+            continue
+        if sha[:ID_LEN] == mid:
+            known.add(mid)
+            name = path.name.removesuffix(f"-{mid}.safetensors")
+            result.append((_entry_for_file(path, sha, name), "cached"))
+    return result

@@ -1,0 +1,126 @@
+"""Weights files: safetensors (no pickle), fp16 where it is harmless, tables included.
+
+A weights file holds the network's state, per-rate LoRA deltas (``*.lora.<rate>.A/B``),
+the hyper-latent pmf tables (``z_pmf``, ``z_offsets``, computed once at export so every
+decoder reads identical numbers), and JSON metadata: the architecture config and how
+the weights were made.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.numpy import load as np_load_bytes
+from safetensors.torch import save as st_save_bytes
+
+from .errors import ModelError
+from .models import ModelConfig, UdicModel, factorized_pmf_table
+
+FORMAT = "udic-weights"
+FORMAT_VERSION = "1"
+
+# Parameters kept in fp32: tiny, and precision-sensitive (gains, GDN, entropy model).
+_FP32_SUFFIXES = ("log_gain", "log_inv_gain", "beta", "gamma", "quantiles", "_matrix", "_bias", "_factor")
+
+
+@dataclass
+class LoadedWeights:
+    model: UdicModel
+    z_pmf: np.ndarray
+    z_offsets: np.ndarray
+    metadata: dict
+
+
+def _keep_fp32(name: str) -> bool:
+    return any(name.endswith(s) or s in name.rsplit(".", 1)[-1] for s in _FP32_SUFFIXES) or "entropy_bottleneck" in name
+
+
+def export_bytes(model: UdicModel, info: dict | None = None, fp16: bool = True) -> bytes:
+    """Serialise ``model`` (unmerged) with its z tables and metadata."""
+    model = model.cpu().float()
+    model.unmerge()
+    tensors: dict[str, torch.Tensor] = {}
+    for name, value in model.state_dict().items():
+        if name.startswith("entropy_bottleneck._") or name.endswith("_offset") or name.endswith("_quantized_cdf") or name.endswith("_cdf_length"):
+            continue  # compressai's own CDF buffers: unused, we store our own tables
+        t = value.detach().contiguous()
+        if fp16 and t.is_floating_point() and not _keep_fp32(name):
+            t = t.half()
+        tensors[name] = t
+    pmf, offsets = factorized_pmf_table(model.entropy_bottleneck)
+    tensors["z_pmf"] = torch.from_numpy(pmf)
+    tensors["z_offsets"] = torch.from_numpy(offsets.astype(np.int64))
+    lora_meta = {}
+    for layer_name, module in model.named_modules():
+        lora = getattr(module, "lora", None)
+        if isinstance(lora, torch.nn.ModuleDict):
+            for rate, delta in lora.items():
+                lora_meta[f"{layer_name}.{rate}"] = {"rank": delta.rank, "alpha": delta.alpha}
+    metadata = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": json.dumps(model.config.to_dict()),
+        "lora": json.dumps(lora_meta),
+        "info": json.dumps(info or {}),
+    }
+    return st_save_bytes(tensors, metadata=metadata)
+
+
+def save(model: UdicModel, path: Path, info: dict | None = None, fp16: bool = True) -> None:
+    data = export_bytes(model, info, fp16)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def load(path: Path, device: str | torch.device = "cpu") -> LoadedWeights:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read weights ({exc.strerror})") from None
+    return load_bytes(data, device, str(path))
+
+
+def load_bytes(data: bytes, device: str | torch.device = "cpu", name: str = "weights") -> LoadedWeights:
+    try:
+        arrays = np_load_bytes(data)
+        from safetensors import safe_open  # noqa: F401  (metadata below)
+        header_len = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8 : 8 + header_len])
+        metadata = header.get("__metadata__", {})
+    except (SafetensorError, ValueError, KeyError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{name}: not a safetensors weights file ({exc})") from None
+    if metadata.get("format") != FORMAT:
+        raise ModelError(f"{name}: not a udic weights file")
+    if metadata.get("format_version") != FORMAT_VERSION:
+        raise ModelError(f"{name}: unsupported weights format version {metadata.get('format_version')}")
+    config = ModelConfig.from_dict(json.loads(metadata["config"]))
+    model = UdicModel(config)
+    lora_meta = json.loads(metadata.get("lora", "{}"))
+    modules = dict(model.named_modules())
+    for key, spec in lora_meta.items():
+        layer_name, rate = key.rsplit(".", 1)
+        modules[layer_name].add_lora(rate, int(spec["rank"]), float(spec["alpha"]))
+    state = {}
+    for k, v in arrays.items():
+        if k in ("z_pmf", "z_offsets"):
+            continue
+        state[k] = torch.from_numpy(np.ascontiguousarray(v)).float() if v.dtype != np.int64 else torch.from_numpy(v)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [m for m in missing if not m.startswith("entropy_bottleneck._") and not m.endswith(("_offset", "_quantized_cdf", "_cdf_length"))]
+    if missing or unexpected:
+        raise ModelError(f"{name}: weights do not match the architecture (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    model.eval().to(device)
+    info = json.loads(metadata.get("info", "{}"))
+    return LoadedWeights(
+        model=model,
+        z_pmf=arrays["z_pmf"].astype(np.float64),
+        z_offsets=arrays["z_offsets"].astype(np.int64),
+        metadata={"config": config.to_dict(), "info": info, "lora": lora_meta},
+    )

@@ -1,0 +1,434 @@
+"""udic's networks: a mean-scale hyperprior with gain-unit rates and LoRA-capable convs.
+
+Design notes (why, not what):
+- The analysis/synthesis transforms are a linear 16×16 block transform (initialised
+  from the PCA of training patches, so the model codes sensibly from step 0) plus a
+  GDN residual network whose last layer starts at zero.  Training then only has to
+  learn the *improvement* over a KLT codec, which converges far faster on a CPU.
+- Rates are selected by per-channel gain vectors (Cui et al.) on the latents, and can
+  additionally carry LoRA deltas on every conv.  Fractional rates interpolate gains.
+- The hyper-synthesis that yields the entropy model's scales runs, at coding time,
+  as an exact integer network (see ``IntegerHyperSynthesis``), so the probability
+  tables are identical in every process, thread count and device.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+with warnings.catch_warnings():
+    # compressai uses torch.jit.script at import time, which newer torch deprecates.
+    warnings.simplefilter("ignore", FutureWarning)
+    from compressai.entropy_models import EntropyBottleneck
+    from compressai.layers import GDN
+
+from .layers import (
+    AdapterSlot,
+    LoRAConv2d,
+    LoRAConvTranspose2d,
+    conv,
+    deconv,
+    lora_layers,
+)
+
+# Scale grid for the latent entropy model, in the log-σ domain at 8 fractional bits:
+# table index i covers log σ ≤ (SCALE_T0 + SCALE_STEP·i) / 2^8.  Integers, so the
+# snapping of a (fixed-point) log-scale to an index is exact arithmetic.
+FRAC_BITS = 8
+SCALE_T0 = -565  # ≈ ln(0.11) · 256
+SCALE_STEP = 32  # log-step 0.125
+SCALE_LEVELS = 64
+LOG_SCALE_MIN = SCALE_T0 / 2**FRAC_BITS
+LOG_SCALE_MAX = (SCALE_T0 + SCALE_STEP * (SCALE_LEVELS - 1)) / 2**FRAC_BITS
+
+# Reference λ for R + λ·255²·MSE, lowest rate first.
+DEFAULT_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483)
+
+
+def scale_table() -> np.ndarray:
+    """σ of each table index (the largest σ the index covers)."""
+    i = np.arange(SCALE_LEVELS, dtype=np.float64)
+    return np.exp((SCALE_T0 + SCALE_STEP * i) / 2**FRAC_BITS)
+
+
+class _LowerBoundFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, bound: float) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        ctx.bound = bound
+        return x.clamp_min(bound)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        # Let gradients through where they push x back above the bound.
+        passthrough = (x >= ctx.bound) | (grad < 0)
+        return grad * passthrough, None
+
+
+def lower_bound(x: torch.Tensor, bound: float) -> torch.Tensor:
+    return _LowerBoundFn.apply(x, bound)
+
+
+def ste_round(x: torch.Tensor) -> torch.Tensor:
+    return x + (torch.round(x) - x).detach()
+
+
+def gaussian_likelihood(residual: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """P(round(v) = k) mass around ``residual`` under N(0, σ), in fp32."""
+    v = residual.abs()
+    inv = 1.0 / (sigma * math.sqrt(2.0))
+    upper = 0.5 * torch.erfc((v - 0.5) * inv)
+    lower = 0.5 * torch.erfc((v + 0.5) * inv)
+    return lower_bound(upper - lower, 1e-9)
+
+
+@dataclass
+class ModelConfig:
+    """Architecture hyper-parameters, stored in every weights file."""
+
+    N: int = 128
+    M: int = 192
+    patch: int = 16
+    lambdas: tuple[float, ...] = DEFAULT_LAMBDAS
+    adapter_slots: tuple[int, ...] = field(default_factory=lambda: (0, 1, 2))
+
+    @property
+    def num_rates(self) -> int:
+        return len(self.lambdas)
+
+    def to_dict(self) -> dict:
+        return {
+            "N": self.N,
+            "M": self.M,
+            "patch": self.patch,
+            "lambdas": list(self.lambdas),
+            "adapter_slots": list(self.adapter_slots),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        return cls(
+            N=int(d["N"]),
+            M=int(d["M"]),
+            patch=int(d.get("patch", 16)),
+            lambdas=tuple(float(v) for v in d["lambdas"]),
+            adapter_slots=tuple(int(v) for v in d.get("adapter_slots", (0, 1, 2))),
+        )
+
+
+def initial_log_gains(lambdas: tuple[float, ...]) -> torch.Tensor:
+    """High-rate optimum of the quantisation step for R + λ·255²·MSE (orthonormal basis)."""
+    steps = [math.sqrt(36.0 / (2 * math.log(2) * lam * 255.0**2)) for lam in lambdas]
+    return torch.tensor([-math.log(s) for s in steps], dtype=torch.float32)
+
+
+class Analysis(nn.Module):
+    def __init__(self, N: int, M: int, patch: int) -> None:
+        super().__init__()
+        self.linear = LoRAConv2d(3, M, patch, stride=patch)
+        self.res = nn.Sequential(
+            conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M)
+        )
+        nn.init.zeros_(self.res[-1].weight)
+        nn.init.zeros_(self.res[-1].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x) + self.res(x)
+
+
+class Synthesis(nn.Module):
+    """Inverse transform; adapter slots sit after each of the first three stages."""
+
+    def __init__(self, N: int, M: int, patch: int) -> None:
+        super().__init__()
+        self.linear = LoRAConvTranspose2d(M, 3, patch, stride=patch)
+        self.stages = nn.ModuleList(
+            [
+                nn.Sequential(deconv(M, N), GDN(N, inverse=True)),
+                nn.Sequential(deconv(N, N), GDN(N, inverse=True)),
+                nn.Sequential(deconv(N, N), GDN(N, inverse=True)),
+            ]
+        )
+        self.slots = nn.ModuleList([AdapterSlot(N) for _ in range(3)])
+        self.out = deconv(N, 3)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        h = y
+        for stage, slot in zip(self.stages, self.slots):
+            h = slot(stage(h))
+        return self.linear(y) + self.out(h)
+
+
+def hyper_analysis(N: int, M: int) -> nn.Sequential:
+    return nn.Sequential(conv(M, N, 3, 1), nn.ReLU(), conv(N, N), nn.ReLU(), conv(N, N))
+
+
+def hyper_synthesis(N: int, M: int) -> nn.Sequential:
+    mid = M * 3 // 2
+    return nn.Sequential(
+        deconv(N, M), nn.ReLU(), deconv(M, mid), nn.ReLU(), conv(mid, 2 * M, 3, 1)
+    )
+
+
+@dataclass
+class ForwardResult:
+    """Training-time outputs: reconstruction and per-sample rate terms."""
+
+    x_hat: torch.Tensor
+    y_bits: torch.Tensor  # (B,)
+    z_bits: torch.Tensor  # (B,)
+
+
+class UdicModel(nn.Module):
+    """Mean-scale hyperprior with gain-unit rates; see the module docstring."""
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or ModelConfig()
+        c = self.config
+        self.g_a = Analysis(c.N, c.M, c.patch)
+        self.g_s = Synthesis(c.N, c.M, c.patch)
+        self.h_a = hyper_analysis(c.N, c.M)
+        self.h_s = hyper_synthesis(c.N, c.M)
+        self.entropy_bottleneck = EntropyBottleneck(c.N)
+        log_gain = initial_log_gains(c.lambdas)
+        self.log_gain = nn.Parameter(log_gain[:, None].repeat(1, c.M).clone())
+        self.log_inv_gain = nn.Parameter(-log_gain[:, None].repeat(1, c.M).clone())
+
+    # ---- rate selection -------------------------------------------------------------
+    def gains(self, rate: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gain and inverse gain for an integer or fractional rate (geometric interpolation)."""
+        r = torch.as_tensor(rate, dtype=torch.float32, device=self.log_gain.device)
+        r = r.clamp(0, self.config.num_rates - 1)
+        lo = r.floor().long().clamp(max=self.config.num_rates - 1)
+        hi = (lo + 1).clamp(max=self.config.num_rates - 1)
+        t = (r - lo.float()).unsqueeze(-1)
+        lg = self.log_gain[lo] * (1 - t) + self.log_gain[hi] * t
+        lig = self.log_inv_gain[lo] * (1 - t) + self.log_inv_gain[hi] * t
+        return lg.exp(), lig.exp()
+
+    def lora_modules(self) -> list:
+        return lora_layers(self)
+
+    def merge_rate(self, rate_key: str) -> None:
+        for layer in self.lora_modules():
+            layer.merge(rate_key)
+
+    def unmerge(self) -> None:
+        for layer in self.lora_modules():
+            layer.unmerge()
+
+    # ---- training forward ---------------------------------------------------------
+    def forward(
+        self, x: torch.Tensor, rate: torch.Tensor, autocast: bool = False
+    ) -> ForwardResult:
+        device_type = x.device.type
+        gain, inv_gain = self.gains(rate)
+        gain = gain[:, :, None, None]
+        inv_gain = inv_gain[:, :, None, None]
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=autocast):
+            y = self.g_a(x)
+        y = y.float() * gain
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=autocast):
+            z = self.h_a(y)
+        z = z.float()
+        _, z_lik = self.entropy_bottleneck(z)
+        z_hat = ste_round(z)
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=autocast):
+            params = self.h_s(z_hat)
+        log_scale, mean = params.float().chunk(2, dim=1)
+        log_scale = lower_bound(log_scale, LOG_SCALE_MIN).clamp_max(LOG_SCALE_MAX)
+        sigma = log_scale.exp()
+        if self.training:
+            y_noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
+        else:
+            y_noisy = torch.round(y - mean) + mean
+        y_lik = gaussian_likelihood(y_noisy - mean, sigma)
+        y_hat = ste_round(y - mean) + mean
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=autocast):
+            x_hat = self.g_s(y_hat * inv_gain)
+        x_hat = x_hat.float()
+        y_bits = -torch.log2(y_lik).flatten(1).sum(1)
+        z_bits = -torch.log2(z_lik).flatten(1).sum(1)
+        return ForwardResult(x_hat=x_hat, y_bits=y_bits, z_bits=z_bits)
+
+    def aux_loss(self) -> torch.Tensor:
+        return self.entropy_bottleneck.loss()
+
+    @torch.no_grad()
+    def init_linear_from_patches(self, patches: torch.Tensor) -> None:
+        """Set the block transform to the top-M eigenvectors of the patch second moment.
+
+        ``patches``: (K, 3·p·p) in [0, 1].  Uncentred, so the DC basis is included.
+        """
+        c = self.config
+        p = patches.double()
+        cov = p.T @ p / p.shape[0]
+        evals, evecs = torch.linalg.eigh(cov)
+        basis = evecs[:, torch.argsort(evals, descending=True)[: c.M]].T  # (M, 3pp)
+        w = basis.float().view(c.M, 3, c.patch, c.patch)
+        self.g_a.linear.weight.copy_(w)
+        self.g_a.linear.bias.zero_()
+        self.g_s.linear.weight.copy_(w)  # ConvTranspose weight is (M, 3, p, p): the transpose
+        self.g_s.linear.bias.zero_()
+
+
+def z_bounds_from_bottleneck(eb: EntropyBottleneck) -> tuple[np.ndarray, np.ndarray]:
+    """Integer support [lo, hi] per channel from the bottleneck's learned quantiles."""
+    q = eb.quantiles.detach().double().cpu().numpy()[:, 0, :]  # (C, 3): lower, median, upper
+    lo = np.floor(q[:, 0]).astype(np.int64)
+    hi = np.ceil(q[:, 2]).astype(np.int64)
+    hi = np.maximum(hi, lo)
+    return lo, hi
+
+
+@torch.no_grad()
+def factorized_pmf_table(eb: EntropyBottleneck) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel pmf over integers in [lo, hi] plus an escape mass (last column).
+
+    Computed once at export and stored in the weights file, so encoder and decoder
+    read identical numbers instead of recomputing the density on their device.
+    Returns (pmf (C, L+1) float64 padded with zeros, offsets (C, 2) = lo, length).
+    """
+    lo, hi = z_bounds_from_bottleneck(eb)
+    C = lo.shape[0]
+    L = int((hi - lo).max()) + 1
+    pmf = np.zeros((C, L + 1), dtype=np.float64)
+    eb_cpu = eb
+    for c in range(C):
+        n = int(hi[c] - lo[c]) + 1
+        k = torch.arange(lo[c], hi[c] + 1, dtype=torch.float32)
+        grid = torch.zeros(C, 1, n)
+        lower = torch.zeros(C, 1, n)
+        grid[c, 0] = k + 0.5
+        lower[c, 0] = k - 0.5
+        lu = eb_cpu._logits_cumulative(grid, stop_gradient=True)[c, 0].double()
+        ll = eb_cpu._logits_cumulative(lower, stop_gradient=True)[c, 0].double()
+        sign = -torch.sign(lu + ll)
+        p = (torch.sigmoid(sign * lu) - torch.sigmoid(sign * ll)).abs().numpy()
+        tail = float(torch.sigmoid(ll[:1]).item() + torch.sigmoid(-lu[-1:]).item())
+        pmf[c, :n] = p
+        pmf[c, L] = max(tail, 1e-9)
+    offsets = np.stack([lo, hi - lo + 1], axis=1)
+    return pmf, offsets
+
+
+def merged_weight_float64(module: LoRAConv2d | LoRAConvTranspose2d, rate_key: str | None) -> np.ndarray:
+    """Base weight plus ``rate_key``'s LoRA delta, in float64 with a fixed operation order.
+
+    Elementwise float64 operations on the CPU are exactly reproducible, unlike a
+    matmul whose blocking depends on the BLAS build and thread count.
+    """
+    base = module._base_weight if module._base_weight is not None else module.weight
+    w = base.detach().to("cpu", torch.float64).numpy().copy()
+    if rate_key is not None and rate_key in module.lora:
+        d = module.lora[rate_key]
+        A = d.A.detach().to("cpu", torch.float64).numpy()
+        B = d.B.detach().to("cpu", torch.float64).numpy()
+        delta = np.zeros((B.shape[0], A.shape[1]), dtype=np.float64)
+        for k in range(d.rank):
+            delta += np.multiply.outer(B[:, k], A[k, :])
+        w += (delta * (d.alpha / d.rank)).reshape(w.shape)
+    return w
+
+
+class IntegerHyperSynthesis:
+    """Exact fixed-point twin of ``h_s``: integer-valued float64 arithmetic.
+
+    Activations carry ``FRAC_BITS`` fractional bits; each output channel's weights
+    are scaled by its own power of two s_c (≤ 13 significant bits) and requantised
+    with a floor division by 2^s_c.  Every partial sum stays below 2^47, so float64
+    adds it exactly in any order: the result is independent of threads and device.
+    """
+
+    WEIGHT_BITS = 13
+    ACT_LIMIT = 2**20
+
+    def __init__(self, h_s: nn.Sequential, rate_key: str | None = None) -> None:
+        self.layers: list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor, dict]] = []
+        for module in h_s:
+            if isinstance(module, (LoRAConv2d, LoRAConvTranspose2d)):
+                w = merged_weight_float64(module, rate_key)
+                b = module.bias.detach().to("cpu", torch.float64).numpy()
+                transposed = isinstance(module, LoRAConvTranspose2d)
+                out_axis = 1 if transposed else 0
+                w_oc = np.moveaxis(w, out_axis, 0).reshape(w.shape[out_axis], -1)
+                maxabs = np.abs(w_oc).max(axis=1)
+                shifts = np.array(
+                    [self._shift(float(m)) for m in maxabs], dtype=np.int64
+                )
+                scale_shape = [1, 1, 1, 1]
+                scale_shape[out_axis] = -1
+                w_int = np.rint(w * np.ldexp(1.0, shifts).reshape(scale_shape))
+                b_int = np.rint(b * np.ldexp(1.0, shifts + FRAC_BITS))
+                meta = {
+                    "stride": module.stride,
+                    "padding": module.padding,
+                    "output_padding": getattr(module, "output_padding", (0, 0)),
+                }
+                self.layers.append(
+                    (
+                        "deconv" if transposed else "conv",
+                        torch.from_numpy(w_int),
+                        torch.from_numpy(b_int),
+                        torch.from_numpy(np.ldexp(1.0, shifts)),
+                        meta,
+                    )
+                )
+            elif isinstance(module, nn.ReLU):
+                self.layers.append(("relu", torch.empty(0), torch.empty(0), torch.empty(0), {}))
+            else:
+                raise TypeError(f"unsupported layer in hyper-synthesis: {module}")
+
+    @classmethod
+    def _shift(cls, maxabs: float) -> int:
+        if maxabs == 0.0:
+            return 0
+        _, exponent = math.frexp(maxabs)  # maxabs = m · 2^exponent, 0.5 ≤ m < 1
+        return int(min(max(cls.WEIGHT_BITS - exponent, 0), 24))
+
+    def to(self, device: torch.device | str) -> "IntegerHyperSynthesis":
+        self.layers = [
+            (kind, w.to(device), b.to(device), s.to(device), meta)
+            for kind, w, b, s, meta in self.layers
+        ]
+        return self
+
+    @torch.no_grad()
+    def __call__(self, z_symbols: torch.Tensor) -> torch.Tensor:
+        """Integer hyper-latents → fixed-point (2M channels, FRAC_BITS) integer tensor."""
+        device = self.layers[0][1].device
+        h = z_symbols.to(device=device, dtype=torch.float64) * 2**FRAC_BITS
+        h = h.clamp(-self.ACT_LIMIT, self.ACT_LIMIT)
+        for kind, w, b, s, meta in self.layers:
+            if kind == "relu":
+                h = h.clamp_min(0)
+                continue
+            if kind == "conv":
+                acc = F.conv2d(h, w, None, meta["stride"], meta["padding"])
+            else:
+                acc = F.conv_transpose2d(
+                    h, w, None, meta["stride"], meta["padding"], meta["output_padding"]
+                )
+            acc = acc + b.view(1, -1, 1, 1)
+            h = torch.floor(acc / s.view(1, -1, 1, 1))
+            h = h.clamp(-self.ACT_LIMIT, self.ACT_LIMIT)
+        return h.to(torch.int64).cpu()
+
+
+def scale_indexes(log_scale_fixed: torch.Tensor) -> np.ndarray:
+    """Snap fixed-point log-scales to table indices with integer comparisons only."""
+    t = log_scale_fixed.numpy().astype(np.int64)
+    idx = -((SCALE_T0 - t) // SCALE_STEP)  # ceil division on integers
+    return np.clip(idx, 0, SCALE_LEVELS - 1).astype(np.int64)

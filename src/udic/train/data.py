@@ -1,0 +1,92 @@
+"""Training and evaluation images, held in memory as uint8 so crops are cheap."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+IMAGE_SUFFIXES = {".png", ".webp", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+
+# Fixed Kodak subset for the training harness: the same 6 images every time.
+EVAL_KODAK = ("kodim01", "kodim04", "kodim07", "kodim14", "kodim20", "kodim23")
+
+
+def default_data_root() -> Path:
+    """``../shared/data`` next to the project checkout (overridable with UDIC_DATA)."""
+    import os
+
+    env = os.environ.get("UDIC_DATA")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        candidate = parent.parent / "shared" / "data"
+        if candidate.is_dir():
+            return candidate
+    return Path("../shared/data")
+
+
+def list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+
+class CropDataset:
+    """All training images in RAM; random crops and flips from a seeded generator.
+
+    Batches are a pure function of (seed, step), which makes resume exact.
+    """
+
+    def __init__(self, folder: Path, min_size: int = 64) -> None:
+        images = [load_rgb(p) for p in list_images(folder)]
+        images = [im for im in images if im.shape[0] >= min_size and im.shape[1] >= min_size]
+        if not images:
+            raise FileNotFoundError(f"no training images in {folder}")
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def batch(self, seed: int, step: int, batch_size: int, crop: int) -> torch.Tensor:
+        g = np.random.default_rng([seed, step])
+        out = np.empty((batch_size, crop, crop, 3), dtype=np.uint8)
+        for i in range(batch_size):
+            im = self.images[int(g.integers(len(self.images)))]
+            h, w = im.shape[:2]
+            c = min(crop, h, w)
+            y0 = int(g.integers(h - c + 1))
+            x0 = int(g.integers(w - c + 1))
+            patch = im[y0 : y0 + c, x0 : x0 + c]
+            if g.random() < 0.5:
+                patch = patch[:, ::-1]
+            if c < crop:
+                patch = np.pad(patch, ((0, crop - c), (0, crop - c), (0, 0)), mode="edge")
+            out[i] = patch
+        return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255.0)
+
+    def random_patches(self, seed: int, count: int, size: int) -> torch.Tensor:
+        """Flattened (count, 3·size·size) patches for initialising the block transform."""
+        g = np.random.default_rng([seed, 10**9])
+        rows = []
+        for _ in range(count):
+            im = self.images[int(g.integers(len(self.images)))]
+            h, w = im.shape[:2]
+            y0 = int(g.integers(h - size + 1))
+            x0 = int(g.integers(w - size + 1))
+            rows.append(im[y0 : y0 + size, x0 : x0 + size].transpose(2, 0, 1).reshape(-1))
+        return torch.from_numpy(np.stack(rows)).float().div_(255.0)
+
+
+def load_eval_images(kodak: Path, names: tuple[str, ...] = EVAL_KODAK) -> list[torch.Tensor]:
+    out = []
+    for name in names:
+        arr = load_rgb(kodak / f"{name}.png")
+        out.append(torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0)[None])
+    return out

@@ -1,0 +1,85 @@
+"""Turn a training checkpoint into a packaged weights file and register it.
+
+``python -m udic.train.export CKPT --name udic-hp-base [--package] [--default]``
+writes ``<name>-<id>.safetensors`` (fp16 where harmless) and, with ``--package``,
+adds it to ``src/udic/weights/registry.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+
+from .. import hub, modelfile
+from ..models import ModelConfig, UdicModel
+
+
+def load_checkpoint(path: Path) -> tuple[UdicModel, dict]:
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    model = UdicModel(ModelConfig.from_dict(state["model_config"]))
+    lora = state.get("lora", {})
+    modules = dict(model.named_modules())
+    for key, spec in lora.items():
+        layer, rate = key.rsplit(".", 1)
+        modules[layer].add_lora(rate, int(spec["rank"]), float(spec["alpha"]))
+    model.load_state_dict(state["model"])
+    # Tighten the hyper-latent quantiles before tables are built from them.
+    model.entropy_bottleneck.update(force=True)
+    return model.eval(), state
+
+
+def export(ckpt: Path, name: str, out_dir: Path, info: dict, package: bool, default: bool, description: str) -> Path:
+    model, state = load_checkpoint(ckpt)
+    info = dict(info)
+    info.setdefault("steps", int(state.get("step", 0)))
+    info.setdefault("wall_seconds", float(state.get("wall", 0.0)))
+    info.setdefault("train_config", state.get("train_config", {}))
+    data = modelfile.export_bytes(model, info=info, fp16=True)
+    model_id = hub.model_id_for_bytes(data)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    filename = f"{name}-{model_id}.safetensors"
+    path = out_dir / filename
+    path.write_bytes(data)
+    if package:
+        reg_path = hub.packaged_dir() / "registry.json"
+        reg = json.loads(reg_path.read_text()) if reg_path.exists() else {"default": None, "models": []}
+        reg["models"] = [m for m in reg["models"] if m["id"] != model_id]
+        reg["models"].append(
+            {
+                "id": model_id,
+                "name": name,
+                "filename": filename,
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "size": len(data),
+                "description": description,
+                "packaged": True,
+            }
+        )
+        if default or not reg.get("default"):
+            reg["default"] = model_id
+        reg_path.write_text(json.dumps(reg, indent=2) + "\n")
+    print(f"{path} ({len(data)} bytes, id {model_id})")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m udic.train.export", description=__doc__)
+    p.add_argument("ckpt", type=Path)
+    p.add_argument("--name", default="udic-hp-base")
+    p.add_argument("--out-dir", type=Path, default=None)
+    p.add_argument("--package", action="store_true", help="write into the package and its registry")
+    p.add_argument("--default", action="store_true", help="make it the registry default")
+    p.add_argument("--description", default="")
+    p.add_argument("--info", default="{}", help="JSON merged into the file's training info")
+    a = p.parse_args(argv)
+    out_dir = a.out_dir or (hub.packaged_dir() if a.package else Path("."))
+    export(a.ckpt, a.name, out_dir, json.loads(a.info), a.package, a.default, a.description)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

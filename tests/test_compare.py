@@ -1,0 +1,291 @@
+"""Tests for udic.compare: averaging, BD tables, writers and both CLI modes (real codecs)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from udic.anchors import get_codec
+from udic.compare import (
+    Curve,
+    RDPoint,
+    average_curves,
+    bd_table,
+    choose_anchor,
+    collect_images,
+    compare_command,
+    parse_qualities,
+)
+from udic.errors import InputError, UsageError
+
+
+def _need(*names: str) -> None:
+    for name in names:
+        reason = get_codec(name).unavailable_reason()
+        if reason:
+            if os.environ.get("CI"):
+                pytest.fail(f"{name}: {reason}")
+            pytest.skip(f"{name}: {reason}")
+
+
+def _make_image(path: Path, seed: int, h: int = 48, w: int = 64) -> Path:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    img = np.stack([x * 4.0 + seed * 9, y * 5.0, 128 + 60 * np.sin(x / (6.0 + seed) + y / 11.0)], axis=-1)
+    img = np.clip(img + rng.normal(0, 3, img.shape), 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(img).save(path)
+    return path
+
+
+def _runner() -> CliRunner:
+    return CliRunner()
+
+
+# --------------------------------------------------------------------------- engine, pure
+
+
+def _pt(codec: str, image: str, q: float, bpp: float, psnr: float, ms: float = 0.9, ok: bool = True,
+        domain: str = "d") -> RDPoint:  # fmt: skip
+    size = int(bpp * 100) if math.isfinite(bpp) else 0
+    return RDPoint(codec, f"{image}.{q}", size, bpp, psnr, ms, image=image, domain=domain, quality=q, ok=ok)
+
+
+def test_average_curves_means_per_quality() -> None:
+    points = [
+        _pt("jpeg", "a", 50, 1.0, 30.0, 0.90),
+        _pt("jpeg", "b", 50, 2.0, 34.0, 0.96),
+        _pt("jpeg", "a", 20, 0.4, 26.0, 0.80),
+        _pt("jpeg", "b", 20, 0.6, 28.0, 0.84),
+    ]
+    curves, notes = average_curves(points)
+    assert notes == []
+    (c,) = curves
+    assert c.qualities == [20, 50]  # sorted by rate
+    assert c.bpp == pytest.approx([0.5, 1.5])
+    assert c.psnr == pytest.approx([27.0, 32.0])
+    assert c.ms_ssim == pytest.approx([0.82, 0.93])
+    assert c.images == 2
+
+
+def test_average_curves_drops_a_setting_that_failed_on_one_image() -> None:
+    points = [
+        _pt("webp", "a", 50, 1.0, 30.0),
+        _pt("webp", "b", 50, math.nan, math.nan, ok=False),
+        _pt("webp", "a", 80, 2.0, 35.0),
+        _pt("webp", "b", 80, 2.2, 36.0),
+    ]
+    curves, notes = average_curves(points)
+    assert curves[0].qualities == [80]
+    assert curves[0].bpp == pytest.approx([2.1])
+    assert len(notes) == 1 and "q=50" in notes[0] and "1/2" in notes[0]
+
+
+def _curve(codec: str, scale: float = 1.0, n: int = 5, domain: str = "") -> Curve:
+    bpp = [0.1 * 2**i * scale for i in range(n)]
+    psnr = [28.0 + 2.5 * i for i in range(n)]
+    return Curve(domain, codec, bpp, psnr, [math.nan] * n, [None] * n, images=1)
+
+
+def test_choose_anchor_preference_and_request() -> None:
+    assert choose_anchor(["jpeg", "bpg", "vvc", "webp"]) == "vvc"
+    assert choose_anchor(["jpeg", "bpg", "webp"]) == "bpg"
+    assert choose_anchor(["jpeg", "webp"]) == "jpeg"
+    assert choose_anchor(["webp", "jxl"]) is None
+    assert choose_anchor(["jpeg", "webp"], "WebP") == "webp"
+
+
+def test_bd_table_against_anchor() -> None:
+    curves = [_curve("jpeg"), _curve("webp", 0.9), _curve("avif", 0.5, n=3)]
+    rows, anchors, notes = bd_table(curves)
+    assert anchors == {"": "jpeg"}
+    (row,) = rows
+    assert row.codec == "webp" and row.bd_rate == pytest.approx(-10.0, abs=1e-9)
+    assert any("avif" in n and "needs 4" in n for n in notes)
+    rows, anchors, _ = bd_table(curves, "webp")
+    assert anchors[""] == "webp"
+    assert rows[0].codec == "jpeg" and rows[0].bd_rate == pytest.approx(100 / 0.9 - 100, abs=1e-9)
+
+
+def test_bd_table_without_usable_anchor() -> None:
+    rows, anchors, notes = bd_table([_curve("webp"), _curve("jxl")])
+    assert rows == [] and anchors == {"": None}
+    assert notes and "no anchor" in notes[0]
+
+
+def test_collect_images_domains(tmp_path: Path) -> None:
+    _make_image(tmp_path / "kodak" / "a.png", 1)
+    _make_image(tmp_path / "kodak" / "b.png", 2)
+    (tmp_path / "kodak" / "notes.txt").write_text("not an image")
+    _make_image(tmp_path / "clic" / "c.png", 3)
+    domains = collect_images([tmp_path / "kodak", tmp_path / "clic" / "c.png"])
+    assert [(d, [p.name for p in imgs]) for d, imgs in domains] == [("kodak", ["a.png", "b.png"]), ("clic", ["c.png"])]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no images"):
+        collect_images([tmp_path / "empty"])
+
+
+def test_parse_qualities() -> None:
+    assert parse_qualities(["jpg=10,30", "x265=37"]) == {"jpeg": [10.0, 30.0], "hevc": [37.0]}
+    for bad in ("jpeg", "jpeg=", "jpeg=a,b", "nope=1"):
+        with pytest.raises(UsageError):
+            parse_qualities([bad])
+
+
+# --------------------------------------------------------------------------- files mode (real codecs)
+
+
+@pytest.fixture
+def encoded_set(tmp_path: Path) -> tuple[Path, list[Path]]:
+    _need("jpeg", "webp")
+    ref = _make_image(tmp_path / "ref.png", 0)
+    files = []
+    for name, qs in (("jpeg", (15, 35, 60, 85)), ("webp", (15, 35, 60, 85))):
+        codec = get_codec(name)
+        for q in qs:
+            out = tmp_path / "files" / f"{name}_{q}{codec.suffixes[0]}"
+            out.parent.mkdir(exist_ok=True)
+            codec.encode(ref, out, q)
+            files.append(out)
+    return ref, files
+
+
+def test_files_mode_table_bd_csv_json(encoded_set: tuple[Path, list[Path]], tmp_path: Path) -> None:
+    ref, files = encoded_set
+    broken = tmp_path / "files" / "broken.webp"
+    broken.write_bytes(b"RIFF\x20\x00\x00\x00WEBPVP8 " + b"\x00" * 20)
+    unknown = tmp_path / "files" / "mystery.bin"
+    unknown.write_bytes(b"definitely not an image")
+    out_csv, out_json = tmp_path / "r.csv", tmp_path / "r.json"
+    args = [str(ref), *map(str, files), str(broken), str(unknown), "--csv", str(out_csv), "--json", str(out_json), "--quiet"]
+    result = _runner().invoke(compare_command, args)
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "broken.webp" in out and "cannot decode" in out
+    assert "mystery.bin" in out and "unrecognised format" in out
+    assert "BD vs jpeg" in out
+    assert any(line.startswith("webp ") and "%" in line for line in out.splitlines())
+
+    data = json.loads(out_json.read_text())
+    assert data["mode"] == "files" and data["anchors"] == {"": "jpeg"}
+    assert len(data["points"]) == len(files) + 2
+    good = [p for p in data["points"] if p["ok"]]
+    assert len(good) == len(files)
+    for p in good:
+        assert p["bpp"] == pytest.approx(p["bytes"] * 8 / (64 * 48))
+        assert 20 < p["psnr"] < 60 and 0 < p["ms_ssim"] <= 1
+    bad = [p for p in data["points"] if not p["ok"]]
+    assert all(p["psnr"] is None for p in bad)  # NaN written as null, not as invalid JSON
+    (bd,) = data["bd"]
+    assert bd["codec"] == "webp" and bd["anchor"] == "jpeg" and bd["points"] == 4
+    assert bd["bd_rate"] is not None and -100 < bd["bd_rate"] < 100
+
+    rows = list(csv.DictReader(out_csv.open()))
+    assert sum(r["kind"] == "point" for r in rows) == len(files) + 2
+    assert [r["codec"] for r in rows if r["kind"] == "bd"] == ["webp"]
+
+
+def test_files_mode_anchor_option(encoded_set: tuple[Path, list[Path]]) -> None:
+    ref, files = encoded_set
+    result = _runner().invoke(compare_command, [str(ref), *map(str, files), "--anchor", "webp", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "BD vs webp" in result.stdout
+    assert any(line.startswith("jpeg ") and "%" in line for line in result.stdout.splitlines())
+
+
+def test_files_mode_all_undecodable_fails_after_printing(tmp_path: Path) -> None:
+    ref = _make_image(tmp_path / "ref.png", 0)
+    junk = tmp_path / "junk.jpg"
+    junk.write_bytes(b"\xff\xd8\xff" + b"\x00" * 10)
+    result = _runner().invoke(compare_command, [str(ref), str(junk), "--quiet"])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, InputError)
+    assert "junk.jpg" in result.stdout and "cannot decode" in result.stdout
+
+
+def test_files_mode_usage_errors(tmp_path: Path) -> None:
+    ref = _make_image(tmp_path / "ref.png", 0)
+    result = _runner().invoke(compare_command, [str(ref)])
+    assert isinstance(result.exception, UsageError)
+    result = _runner().invoke(compare_command, [str(ref), str(ref), "--anchor", "mpeg1"])
+    assert isinstance(result.exception, UsageError)
+    result = _runner().invoke(compare_command, ["--sweep", str(ref), "--codecs", "jpeg,nope"])
+    assert isinstance(result.exception, UsageError)
+
+
+def test_size_mismatch_is_a_note(tmp_path: Path) -> None:
+    _need("jpeg")
+    ref = _make_image(tmp_path / "ref.png", 0)
+    other = _make_image(tmp_path / "other.png", 1, h=40, w=64)
+    jpg = tmp_path / "other.jpg"
+    get_codec("jpeg").encode(other, jpg, 80)
+    good = tmp_path / "good.jpg"
+    get_codec("jpeg").encode(ref, good, 80)
+    result = _runner().invoke(compare_command, [str(ref), str(jpg), str(good), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "differs from the reference" in result.stdout
+
+
+# --------------------------------------------------------------------------- sweep mode (real codecs)
+
+
+def test_sweep_two_domains_parallel_with_plot(tmp_path: Path) -> None:
+    _need("jpeg", "webp")
+    pytest.importorskip("matplotlib")
+    _make_image(tmp_path / "photos" / "a.png", 1)
+    _make_image(tmp_path / "photos" / "b.png", 2)
+    _make_image(tmp_path / "screens" / "c.png", 3)
+    out_json, plot = tmp_path / "s.json", tmp_path / "rd.svg"
+    keep = tmp_path / "kept"
+    args = [
+        "--sweep", str(tmp_path / "photos"), str(tmp_path / "screens"),
+        "--codecs", "jpeg,webp,bpg,vvc", "--qualities", "jpeg=20,40,60,85", "--qualities", "webp=20,40,60,85",
+        "--jobs", "2", "--json", str(out_json), "--plot", str(plot), "--keep", str(keep),
+    ]  # fmt: skip
+    result = _runner().invoke(compare_command, args)
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "Domain photos (2 images" in out and "Domain screens (1 image;" in out
+    assert out.count("BD vs jpeg") == 2
+    assert "encoding" in result.stderr  # the progress bar goes to stderr
+    for name, tools in (("bpg", "bpgenc"), ("vvc", "vvencapp")):
+        if shutil.which(tools) is None:
+            assert f"skipped {name}:" in out
+
+    data = json.loads(out_json.read_text())
+    photos_jpeg = [p for p in data["points"] if p["domain"] == "photos" and p["codec"] == "jpeg"]
+    assert len(photos_jpeg) == 8 and all(p["ok"] for p in photos_jpeg)
+    curve = next(c for c in data["curves"] if c["domain"] == "photos" and c["codec"] == "jpeg")
+    by_q = {q: b for q, b in zip(curve["qualities"], curve["bpp"])}
+    mean40 = np.mean([p["bpp"] for p in photos_jpeg if p["quality"] == 40])
+    assert by_q[40] == pytest.approx(mean40)
+    assert {(b["domain"], b["codec"]) for b in data["bd"]} == {("photos", "webp"), ("screens", "webp")}
+    assert any("cwebp" in c or "WEBP" in c for c in data["commands"]["webp"]["encode"])
+
+    assert plot.read_text().lstrip().startswith("<?xml") and "<svg" in plot.read_text()
+    assert len(list((keep / "photos").glob("*.webp"))) == 8
+
+
+def test_sweep_quiet_has_no_progress_and_only_skips_missing(tmp_path: Path) -> None:
+    _need("jpeg")
+    img = _make_image(tmp_path / "one" / "a.png", 4)
+    result = _runner().invoke(
+        compare_command, ["--sweep", str(img), "--codecs", "jpeg,udic", "--qualities", "jpeg=30,60", "--quiet"]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+    assert "Domain one (1 image;" in result.stdout
+    assert "no BD table" in result.stdout  # two points are not a curve
+    try:
+        import udic.api  # noqa: F401
+    except Exception:  # noqa: BLE001
+        assert "skipped udic: udic.api is not importable" in result.stdout
