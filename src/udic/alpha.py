@@ -69,6 +69,9 @@ def decode_alpha(payload: bytes, height: int, width: int) -> np.ndarray:
             res = np.asarray(coder.decode(model, height * width), dtype=np.int64)
         except Exception as exc:
             raise ContainerError(f"corrupt alpha section ({exc})") from None
+        # The table holds the exact residual counts: damaged words almost never reproduce them.
+        if not np.array_equal(np.bincount(res, minlength=256), counts):
+            raise ContainerError("corrupt alpha section (decoded data disagree with the table)")
     # Undo the prediction: cumulative sums mod 256 along rows, row starts from above.
     res = res.reshape(height, width)
     out = np.empty((height, width), dtype=np.int64)

@@ -11,6 +11,7 @@ import io
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -61,21 +62,49 @@ def encode_image(
     device: str = "cpu",
     allow_large: bool = False,
     progress: bool = True,
+    effort: int = 0,
+    time_budget: float | None = None,
+    seed: int = 0,
+    on_step: "Callable[[str, int, int, float], None] | None" = None,
 ) -> EncodeResult:
+    """Encode; ``effort`` > 0 adapts latents (and adapters) to this image first."""
     loaded = as_loaded(image, allow_large)
-    return get_codec(model, device, progress).encode(loaded, quality)
+    codec = get_codec(model, device, progress)
+    if effort <= 0:
+        return codec.encode(loaded, quality)
+    from .adapt import AdaptConfig, adapt_encode
+
+    config = AdaptConfig.for_effort(effort, time_budget=time_budget, seed=seed)
+    result = adapt_encode(codec, loaded, quality, config, progress=on_step)
+    return result.encode
 
 
-def encode(image: ImageLike, quality: float = DEFAULT_QUALITY, model: str | None = None, device: str = "cpu") -> bytes:
+def encode(
+    image: ImageLike,
+    quality: float = DEFAULT_QUALITY,
+    model: str | None = None,
+    device: str = "cpu",
+    effort: int = 0,
+) -> bytes:
     """Compress an image (path, bytes, PIL image or uint8 array) to .udic bytes."""
-    return encode_image(image, quality, model, device).data
+    return encode_image(image, quality, model, device, effort=effort).data
 
 
-def decode(data: bytes, device: str = "cpu", allow_large: bool = False, progress: bool = True) -> DecodeResult:
-    """Decompress .udic bytes; ``result.image`` is a PIL image."""
+def decode(
+    data: bytes,
+    device: str = "cpu",
+    allow_large: bool = False,
+    progress: bool = True,
+    model: str | None = None,
+) -> DecodeResult:
+    """Decompress .udic bytes; ``result.image`` is a PIL image.
+
+    The model comes from the file's model id; ``model`` (a path, name or id) names
+    weights explicitly, e.g. an unregistered .safetensors file the encoder used.
+    """
     max_pixels = ctr.MAX_DIMENSION**2 if allow_large else ctr.DEFAULT_MAX_PIXELS
     header = ctr.parse(data, max_pixels=max_pixels).header
-    codec = get_codec(header.model_id, device, progress)
+    codec = get_codec(model if model is not None else header.model_id, device, progress)
     return codec.decode(data, max_pixels=max_pixels)
 
 

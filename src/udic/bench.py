@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from . import api
-from .compare import Curve, RDPoint, average_curves, bd_table, collect_images, plot_rd, run_sweep, CompareResult
+from .compare import CompareResult, RDPoint, average_curves, bd_table, collect_images, plot_rd, run_sweep
 from .imageio import load_image
 from .metrics import ms_ssim_rgb, psnr_rgb
 from .train.data import default_data_root
@@ -85,27 +85,23 @@ def measure_udic(domain: str, images: list[Path], qualities: list[float], model:
     return points, timings
 
 
-def anchor_key(dirs_images: dict[str, list[Path]], codecs: list[str]) -> str:
+def images_key(images: list[Path]) -> str:
     h = hashlib.sha256()
-    for d, imgs in sorted(dirs_images.items()):
-        h.update(d.encode())
-        for p in imgs:
-            h.update(p.name.encode())
-            h.update(str(p.stat().st_size).encode())
-    h.update(",".join(codecs).encode())
+    for p in images:
+        h.update(p.name.encode())
+        h.update(str(p.stat().st_size).encode())
     return h.hexdigest()[:16]
 
 
-def load_anchor_cache(path: Path, key: str) -> list[RDPoint] | None:
+def load_anchor_cache(path: Path) -> dict:
+    """{"<domain>/<codec>": {"key": images-key, "points": [...], "notes": [...]}}."""
     if not path.exists():
-        return None
+        return {}
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
-        return None
-    if data.get("key") != key:
-        return None
-    return [RDPoint(**p) for p in data["points"]]
+        return {}
+    return data.get("entries", {}) if isinstance(data, dict) else {}
 
 
 def _fmt(v: float | None, spec: str) -> str:
@@ -144,34 +140,38 @@ def main(argv: list[str] | None = None) -> int:
     }
     codecs = [c for c in a.codecs.split(",") if c]
 
-    # ---- anchors (cached) -------------------------------------------------------------
-    key = anchor_key(dirs_images, codecs)
+    # ---- anchors (cached per domain and codec) ---------------------------------------
     cache = a.out / "anchors.json"
-    anchor_points = None if a.refresh_anchors else load_anchor_cache(cache, key)
+    entries = {} if a.refresh_anchors else load_anchor_cache(cache)
+    anchor_points: list[RDPoint] = []
     anchor_notes: list[str] = []
-    if anchor_points is None:
-        anchor_points = []
-        for name, imgs in dirs_images.items():
-            if progress:
-                print(f"anchors: {name} ({len(imgs)} images)", file=sys.stderr)
-            with tempfile.TemporaryDirectory(prefix="udic-bench-") as tmp:
-                tmp_links = Path(tmp) / name
-                tmp_links.mkdir()
-                for img in imgs:
-                    os.symlink(img.resolve(), tmp_links / img.name)
-                res = run_sweep([tmp_links], codecs, jobs=a.jobs, progress=progress)
-            for pt in res.points:
-                pt.domain = name
-            anchor_points.extend(res.points)
-            anchor_notes.extend(res.notes)
-        cache.write_text(json.dumps({"key": key, "codecs": codecs, "notes": anchor_notes,
-                                     "points": [asdict(pt) for pt in anchor_points]}, indent=1))
+    for name, imgs in dirs_images.items():
+        key = images_key(imgs)
+        for codec_name in codecs:
+            entry = entries.get(f"{name}/{codec_name}")
+            if entry is None or entry.get("key") != key:
+                if progress:
+                    print(f"anchors: {name}/{codec_name} ({len(imgs)} images)", file=sys.stderr)
+                with tempfile.TemporaryDirectory(prefix="udic-bench-") as tmp:
+                    tmp_links = Path(tmp) / name
+                    tmp_links.mkdir()
+                    for img in imgs:
+                        os.symlink(img.resolve(), tmp_links / img.name)
+                    res = run_sweep([tmp_links], [codec_name], jobs=a.jobs, progress=progress)
+                for pt in res.points:
+                    pt.domain = name
+                entry = {"key": key, "points": [asdict(pt) for pt in res.points], "notes": res.notes,
+                         "commands": res.commands}
+                entries[f"{name}/{codec_name}"] = entry
+                cache.write_text(json.dumps({"entries": entries}, indent=1))
+            anchor_points.extend(RDPoint(**pt) for pt in entry["points"])
+            anchor_notes.extend(f"{name}: {n}" for n in entry.get("notes", []))
     if a.anchors_only:
         return 0
 
     # ---- udic ----------------------------------------------------------------------------
     qualities = [float(q) for q in a.qualities.split(",")]
-    codec = api.get_codec(a.model, progress=progress)
+    api.get_codec(a.model, progress=progress)  # load (and report) the model once, up front
     udic_points: list[RDPoint] = []
     timings: dict[str, list[dict]] = {}
     for name, imgs in dirs_images.items():
@@ -184,7 +184,6 @@ def main(argv: list[str] | None = None) -> int:
     curves, notes = average_curves(points, counts)
     bd_vs_jpeg, _, n1 = bd_table(curves, "jpeg")
     bd_vs_hevc, _, n2 = bd_table(curves, "hevc") if any(c.codec == "hevc" for c in curves) else ([], {}, [])
-    result = CompareResult("sweep", points, curves, bd_vs_jpeg, {d: "jpeg" for d in counts}, notes + n1 + n2)
 
     # ---- per-rate table (udic, Kodak first) ------------------------------------------------
     per_rate: dict[str, list[dict]] = {}

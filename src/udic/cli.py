@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +20,10 @@ from pathlib import Path
 import click
 
 from .errors import InputError, OutputError, UdicError, UsageError
+
+# Default adaptation effort for `udic encode`: latent refinement only, a few seconds
+# per photo on 2 cores (see bench/report.md for the measured cost and gain).
+DEFAULT_EFFORT = 1
 
 STDIO = "-"
 
@@ -86,10 +91,38 @@ def _plan_outputs(inputs: tuple[str, ...], output: str | None, suffix: str) -> l
     src = inputs[0]
     if output is None:
         return [(src, STDIO if src == STDIO else str(Path(src).with_suffix(suffix)))]
-    if output != STDIO and Path(output).is_dir():
+    if output != STDIO and (Path(output).is_dir() or output.endswith(("/", os.sep))):
+        Path(output).mkdir(parents=True, exist_ok=True)
         stem = "stdin" if src == STDIO else Path(src).stem
         return [(src, str(Path(output) / (stem + suffix)))]
     return [(src, output)]
+
+
+class _AdaptProgress:
+    """One self-rewriting stderr line: phase, step and the current RD cost."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.tty = sys.stderr.isatty()
+        self.shown = False
+        self.last_phase = ""
+
+    def __call__(self, phase: str, step: int, total: int, cost: float) -> None:
+        if phase == "evaluate":
+            return
+        if not self.tty and phase == self.last_phase and step < total:
+            return  # not a terminal: one line per phase is enough
+        self.last_phase = phase
+        width = 20
+        filled = int(width * step / max(total, 1))
+        bar = "#" * filled + "-" * (width - filled)
+        line = f"{self.label}: adapting {phase:<8} [{bar}] {step}/{total}  RD {cost:.4f}"
+        click.echo(("\r" + line) if self.tty else line, err=True, nl=not self.tty)
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown and self.tty:
+            click.echo(err=True)
 
 
 @contextmanager
@@ -165,9 +198,15 @@ def main() -> None:
 @click.option("-q", "--quality", type=float, default=None,
               help="Rate index, 0 (smallest) … 5 (best); fractions interpolate. Default 3.")
 @click.option("--model", default=None, help="Model id, name or .safetensors path (default: packaged).")
+@click.option("--effort", type=click.IntRange(0, 5), default=DEFAULT_EFFORT, show_default=True,
+              help="Per-image adaptation: 0 = none; higher refines latents (1+) and fits adapters (2+) longer.")
+@click.option("--time-budget", type=click.FloatRange(min=0), default=None,
+              help="Seconds of adaptation per image (stops early, still writes a valid file).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for adaptation (deterministic encodes).")
 @click.option("--allow-large", is_flag=True, help="Accept images over the 64-megapixel limit.")
 @common_options
 def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, model: str | None,
+           effort: int, time_budget: float | None, seed: int,
            allow_large: bool, device: str, threads: int | None, force: bool, quiet: bool, as_json: bool) -> None:
     """Compress images to .udic files."""
     from . import api
@@ -186,13 +225,21 @@ def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, m
         raise SystemExit(exc.exit_code) from None
 
     def work(src: str, dest: str) -> dict:
+        t0 = time.perf_counter()
         _check_dest(dest, force)
         raw = _read_input(src)
         image = load_image(raw, allow_large=allow_large)
         if not quiet:
             for notice in image.notices:
                 _err("<stdin>" if src == STDIO else src, f"note: {notice}")
-        result = codec.encode(image, q)
+        label = "<stdin>" if src == STDIO else Path(src).name
+        on_step = None if quiet or effort == 0 else _AdaptProgress(label)
+        try:
+            result = api.encode_image(image, q, model, device, effort=effort, time_budget=time_budget,
+                                      seed=seed, on_step=on_step)
+        finally:
+            if on_step is not None:
+                on_step.close()
         if dest == STDIO:
             sys.stdout.buffer.write(result.data)
             sys.stdout.buffer.flush()
@@ -201,7 +248,8 @@ def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, m
         return {
             "input": src, "output": dest, "bytes": len(result.data), "bpp": round(result.bpp, 5),
             "width": result.header.width, "height": result.header.height, "quality": result.header.quality,
-            "model_id": result.header.model_id, "seconds": round(result.seconds, 3), "notices": image.notices,
+            "model_id": result.header.model_id, "effort": effort, "seconds": round(time.perf_counter() - t0, 3),
+            "adapters": bool(result.header.flags & 1), "notices": image.notices,
         }
 
     _run_batch(pairs, common, "encode", work)
@@ -211,9 +259,10 @@ def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, m
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", default=None, help="Output image (format from suffix), '-' for stdout (PNG), or a directory.")
 @click.option("--format", "fmt", default=None, help="Output format when it cannot come from a suffix (default PNG).")
+@click.option("--model", default=None, help="Weights to decode with (default: found by the model id in the file).")
 @click.option("--allow-large", is_flag=True, help="Accept files over the 64-megapixel limit.")
 @common_options
-def decode(inputs: tuple[str, ...], output: str | None, fmt: str | None, allow_large: bool,
+def decode(inputs: tuple[str, ...], output: str | None, fmt: str | None, model: str | None, allow_large: bool,
            device: str, threads: int | None, force: bool, quiet: bool, as_json: bool) -> None:
     """Decompress .udic files to images."""
     from . import api
@@ -231,7 +280,7 @@ def decode(inputs: tuple[str, ...], output: str | None, fmt: str | None, allow_l
     def work(src: str, dest: str) -> dict:
         _check_dest(dest, force)
         data = _read_input(src)
-        result = api.decode(data, device=device, allow_large=allow_large, progress=not quiet)
+        result = api.decode(data, device=device, allow_large=allow_large, progress=not quiet, model=model)
         if dest == STDIO:
             save_image(result.image, STDIO, format=fmt or "PNG")
         else:
@@ -269,7 +318,7 @@ def info(inputs: tuple[str, ...], as_json: bool) -> None:
         click.echo(f"  model       {fi.model_id}")
         click.echo(f"  quality     {fi.quality:g}")
         click.echo(f"  features    {', '.join(flags) if flags else 'none'}")
-        click.echo(f"  sections    " + ", ".join(f"{k} {v} B" for k, v in fi.sections.items()))
+        click.echo("  sections    " + ", ".join(f"{k} {v} B" for k, v in fi.sections.items()))
         click.echo(f"  overhead    {fi.overhead_bytes} B (header {fi.header_bytes} B)")
         click.echo(f"  latent crc  {fi.latent_crc}")
         click.echo(f"  version     {fi.version}")
@@ -311,7 +360,20 @@ def _unexpected(exc: BaseException) -> str:
 def run() -> None:
     """Console entry point: no traceback ever reaches the user."""
     try:
-        main(standalone_mode=True)
+        main(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except click.exceptions.Abort:
+        click.echo("udic: interrupted", err=True)
+        raise SystemExit(130) from None
+    except click.ClickException as exc:
+        # One line, like every other udic error (click would print the usage block).
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path if ctx is not None else "udic"
+        hint = f" (see '{where} --help')" if ctx is not None else ""
+        message = " ".join(exc.format_message().split())
+        click.echo(f"{where}: {message}{hint}", err=True)
+        raise SystemExit(exc.exit_code) from None
     except SystemExit:
         raise
     except KeyboardInterrupt:

@@ -70,9 +70,21 @@ def _crc_integers(*arrays: np.ndarray) -> int:
 class Codec:
     """One loaded model, ready to encode and decode at any of its rates."""
 
-    def __init__(self, weights: LoadedWeights, model_id: str, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self,
+        weights: LoadedWeights,
+        model_id: str,
+        device: torch.device | str = "cpu",
+        precision: str = "fp32",
+    ) -> None:
+        if precision not in ("fp32", "bf16"):
+            raise UsageError(f"unknown precision {precision!r} (use fp32 or bf16)")
         self.device = torch.device(device)
-        self.model = weights.model.to(self.device).eval()
+        # The float transforms may run in bf16 (AMX): pixels stay deterministic on one
+        # machine; the entropy-coded integers never depend on it.
+        self.precision = precision
+        # channels_last: oneDNN's fast path for the (de)convolutions, 3× faster here.
+        self.model = weights.model.to(self.device).eval().to(memory_format=torch.channels_last)
         self.model_id = model_id
         self.metadata = weights.metadata
         self.config = self.model.config
@@ -187,17 +199,23 @@ class Codec:
             notices=list(image.notices),
         )
 
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+
     def image_tensor(self, rgb: np.ndarray) -> torch.Tensor:
         padded = pad_to_multiple(rgb, PAD_MULTIPLE)
         x = torch.from_numpy(np.array(padded, copy=True)).permute(2, 0, 1)[None]
-        return x.to(self.device, torch.float32).div_(255.0)
+        x = x.to(self.device, torch.float32).div_(255.0)
+        return x.contiguous(memory_format=torch.channels_last)
 
     @torch.no_grad()
     def analyse(self, rgb: np.ndarray, quality: float) -> tuple[np.ndarray, np.ndarray]:
         """Gained latents y (float, C×h×w) and hyper-latent symbols for an RGB array."""
+        self._select_rate(int(quality))
         x = self.image_tensor(rgb)
         gain, _ = self.model.gains(quality)
-        y = self.model.g_a(x) * gain.view(1, -1, 1, 1)
+        with self._autocast():
+            y = self.model.g_a(x).float() * gain.view(1, -1, 1, 1)
         z = self.model.h_a(y)
         z_symbols = torch.round(z)[0].to("cpu", torch.int64).numpy()
         return y[0].float().cpu().numpy(), z_symbols
@@ -242,6 +260,7 @@ class Codec:
 
     def decode_integers(self, cont: ctr.Container) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
         """Entropy-decode z and the residuals, and verify the latent checksum."""
+        self._select_rate(cont.header.rate // 256)
         z_shape, y_shape = self.latent_shapes(cont.header)
         z_idx = np.broadcast_to(np.arange(z_shape[0])[:, None, None], z_shape)
         z_symbols = self.z_coder.decode(cont.section(ctr.Section.HYPERLATENTS), z_idx).reshape(z_shape)
@@ -261,7 +280,9 @@ class Codec:
         adapters_mod.install(self.model.g_s.slots, adapter_set, self.device)
         try:
             y = y_hat.to(self.device)[None] * inv_gain.view(1, -1, 1, 1)
-            x_hat = self.model.g_s(y)
+            y = y.contiguous(memory_format=torch.channels_last)
+            with self._autocast():
+                x_hat = self.model.g_s(y).float()
         finally:
             adapters_mod.install(self.model.g_s.slots, None, self.device)
         x = x_hat[0].clamp(0, 1).mul(255).round().to(torch.uint8)

@@ -56,6 +56,8 @@ class IndexedCoder:
         """(symbol, alphabet size) pairs, in decode order, for one escaped value."""
         u = 2 * value if value >= 0 else -2 * value - 1  # zig-zag
         nbits = u.bit_length()
+        if nbits > 63:  # nbits itself is coded under Uniform(64)
+            raise ValueError(f"value {value} is too large to entropy-code")
         out = [(nbits, 64)]
         remaining = nbits
         while remaining > 0:
@@ -66,9 +68,8 @@ class IndexedCoder:
 
     @staticmethod
     def _decode_escape(coder: constriction.stream.stack.AnsCoder) -> int:
+        # Uniform(64): nbits ≤ 63, so u < 2^63 and the value always fits an int64.
         nbits = int(coder.decode(constriction.stream.model.Uniform(64)))
-        if nbits > 48:
-            raise ContainerError("corrupt data: escape value too large")
         u = 0
         remaining = nbits
         while remaining > 0:
@@ -153,7 +154,10 @@ class IndexedCoder:
             esc = (sym < 0) | (sym >= table.size)
             sym = np.where(esc, table.size, sym)
             total += float(-np.log2(np.maximum(p[sym], 1e-30)).sum())
-            total += 8.0 * int(esc.sum())
+            # An escape costs its value's length (Uniform(64)) plus the value's bits.
+            for value in values[positions][esc]:
+                u = 2 * int(value) if value >= 0 else -2 * int(value) - 1
+                total += 6.0 + u.bit_length()
         return total
 
 

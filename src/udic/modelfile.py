@@ -69,7 +69,16 @@ def export_bytes(model: UdicModel, info: dict | None = None, fp16: bool = True) 
         "lora": json.dumps(lora_meta),
         "info": json.dumps(info or {}),
     }
-    return st_save_bytes(tensors, metadata=metadata)
+    return canonical_safetensors(st_save_bytes(tensors, metadata=metadata))
+
+
+def canonical_safetensors(data: bytes) -> bytes:
+    """Rewrite the JSON header with sorted keys so equal weights give equal bytes (and ids)."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # keep the tensor data 8-byte aligned
+    return len(text).to_bytes(8, "little") + text + data[8 + n :]
 
 
 def save(model: UdicModel, path: Path, info: dict | None = None, fp16: bool = True) -> None:
@@ -90,7 +99,6 @@ def load(path: Path, device: str | torch.device = "cpu") -> LoadedWeights:
 def load_bytes(data: bytes, device: str | torch.device = "cpu", name: str = "weights") -> LoadedWeights:
     try:
         arrays = np_load_bytes(data)
-        from safetensors import safe_open  # noqa: F401  (metadata below)
         header_len = int.from_bytes(data[:8], "little")
         header = json.loads(data[8 : 8 + header_len])
         metadata = header.get("__metadata__", {})

@@ -1,0 +1,167 @@
+"""Shared fixtures: a TINY udic model (never the real weights) and small test images.
+
+The tiny model is built once per session with a fixed seed, made non-degenerate
+(block transform from the PCA of smooth patches, random residual last layers, a
+LoRA delta for rate 2 on a few convs including one in the hyper-synthesis) and
+exported with ``udic.modelfile.save`` as ``tiny-<id>.safetensors``, the name the
+hub accepts for user-dropped cache files.  ``tiny_cache`` points ``UDIC_CACHE_DIR``
+at it, so ``udic.hub.resolve(<id>)`` — and hence ``udic decode`` — finds it by
+the id recorded in a file header.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from udic import api, hub, modelfile
+from udic.codec import Codec, codec_for_file
+from udic.imageio import LoadedImage, load_image
+from udic.models import ModelConfig, UdicModel
+
+TINY_N = 8
+TINY_M = 12
+
+
+def smooth_image(h: int = 40, w: int = 56, seed: int = 0, channels: int = 3) -> np.ndarray:
+    """A smooth gradient plus mild noise, uint8 (h, w, channels) or (h, w) if channels == 1."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    base = [
+        40 + 160 * xx / max(w - 1, 1),
+        40 + 160 * yy / max(h - 1, 1),
+        128 + 60 * np.sin((xx + yy) / 9.0),
+    ]
+    planes = [base[c % 3] + rng.normal(0, 6, (h, w)) for c in range(channels)]
+    arr = np.clip(np.rint(np.stack(planes, axis=-1)), 0, 255).astype(np.uint8)
+    return arr[..., 0] if channels == 1 else arr
+
+
+def png_bytes(image: Image.Image | np.ndarray, **save_kwargs) -> bytes:
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", **save_kwargs)
+    return buf.getvalue()
+
+
+def loaded(arr_or_image: Image.Image | np.ndarray) -> LoadedImage:
+    return load_image(png_bytes(arr_or_image))
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def dct_basis(count: int, patch: int) -> torch.Tensor:
+    """``count`` orthonormal 2-D DCT-II atoms per colour plane, lowest frequencies first.
+
+    A cheap stand-in for the PCA initialisation (an eigendecomposition of a 768×768
+    matrix is far too slow for a test fixture on a busy CPU).
+    """
+    n = np.arange(patch)
+    freqs = sorted(((u, v) for u in range(patch) for v in range(patch)), key=lambda f: (f[0] + f[1], f))
+    atoms = []
+    for u, v in freqs:
+        cu = np.cos(np.pi * (n + 0.5) * u / patch) * (np.sqrt(1 / patch) if u == 0 else np.sqrt(2 / patch))
+        cv = np.cos(np.pi * (n + 0.5) * v / patch) * (np.sqrt(1 / patch) if v == 0 else np.sqrt(2 / patch))
+        for c in range(3):
+            w = np.zeros((3, patch, patch))
+            w[c] = np.outer(cu, cv)
+            atoms.append(w)
+            if len(atoms) == count:
+                return torch.from_numpy(np.stack(atoms)).float()
+    raise ValueError("too many atoms")
+
+
+def build_tiny_model(seed: int = 0) -> UdicModel:
+    torch.manual_seed(seed)
+    model = UdicModel(ModelConfig(N=TINY_N, M=TINY_M))
+    with torch.no_grad():
+        basis = dct_basis(model.config.M, model.config.patch)
+        model.g_a.linear.weight.copy_(basis)
+        model.g_a.linear.bias.zero_()
+        model.g_s.linear.weight.copy_(basis)  # ConvTranspose weight (M, 3, p, p): the transpose
+        model.g_s.linear.bias.zero_()
+        # Larger hyper-analysis output so the hyper-latents are not all zero.
+        model.h_a[-1].weight.mul_(15.0)
+        # The residual branches start at zero; make them non-trivial.
+        model.g_a.res[-1].weight.normal_(0.0, 0.02)
+        model.g_a.res[-1].bias.normal_(0.0, 0.02)
+        model.g_s.out.weight.normal_(0.0, 0.01)
+        model.g_s.out.bias.normal_(0.0, 0.01)
+        # A rate-2 LoRA delta on an analysis, a synthesis and a hyper-synthesis layer.
+        for layer in (model.g_a.res[2], model.g_s.stages[0][0], model.h_s[2]):
+            delta = layer.add_lora("r2", rank=2, alpha=2.0)
+            delta.B.normal_(0.0, 0.02)
+    model.entropy_bottleneck.update(force=True)
+    return model.eval()
+
+
+def export_tiny(model: UdicModel, directory: Path, name: str = "tiny") -> tuple[Path, str]:
+    """Save as ``<name>-<id>.safetensors`` in ``directory``; returns (path, id)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f"{name}.tmp.safetensors"
+    modelfile.save(model, tmp)
+    model_id = hub.model_id_for_file(tmp)
+    path = directory / f"{name}-{model_id}.safetensors"
+    os.replace(tmp, path)
+    return path, model_id
+
+
+@dataclass(frozen=True)
+class TinyModel:
+    dir: Path
+    path: Path
+    id: str
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
+    directory = tmp_path_factory.mktemp("tiny-cache")
+    path, model_id = export_tiny(build_tiny_model(seed=0), directory)
+    return TinyModel(dir=directory, path=path, id=model_id)
+
+
+@pytest.fixture(scope="session")
+def tiny_codec(tiny_model: TinyModel) -> Codec:
+    return codec_for_file(tiny_model.path)
+
+
+@pytest.fixture(scope="session")
+def other_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
+    """A second tiny model (different seed), kept OUT of the cache dir."""
+    directory = tmp_path_factory.mktemp("other-model")
+    path, model_id = export_tiny(build_tiny_model(seed=1), directory, name="other")
+    return TinyModel(dir=directory, path=path, id=model_id)
+
+
+@pytest.fixture
+def tiny_cache(tiny_model: TinyModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TinyModel]:
+    """Env in which the hub finds the tiny model by id, and nothing from the real user setup."""
+    monkeypatch.setenv("UDIC_CACHE_DIR", str(tiny_model.dir))
+    monkeypatch.delenv("UDIC_CONFIG", raising=False)
+    monkeypatch.delenv("UDIC_MODEL_URLS", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    api._codecs.clear()
+    yield tiny_model
+    api._codecs.clear()
+
+
+@pytest.fixture
+def tiny_env(tiny_model: TinyModel, tmp_path: Path) -> dict[str, str]:
+    """Environment for subprocesses that must find the tiny model."""
+    env = {k: v for k, v in os.environ.items() if k not in ("UDIC_CONFIG", "UDIC_MODEL_URLS")}
+    env["UDIC_CACHE_DIR"] = str(tiny_model.dir)
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg-config")
+    env["PYTHONWARNINGS"] = "ignore"
+    return env

@@ -1,0 +1,240 @@
+"""udic.adapt: SGA, presets, and content-adaptive encoding on a tiny model.
+
+Runs single-threaded and with few iterations: the point is the contract (valid file,
+never worse in RD cost, determinism, gating, clean model state), not the gain.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import dct_basis, loaded, smooth_image
+from udic import container as ctr
+from udic import modelfile
+from udic.adapt import (
+    DEFAULT_EFFORT,
+    MAX_EFFORT,
+    AdaptConfig,
+    adapt_encode,
+    rd_lambda,
+    sga_round,
+)
+from udic.adapters import decode_adapters
+from udic.codec import Codec, codec_for_file
+from udic.imageio import LoadedImage
+from udic.models import ModelConfig, UdicModel
+
+QUICK = dict(iterations=12, adapter_steps=6, patience=1000)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """Single-threaded: far faster next to a busy CPU, and a fixed thread count for determinism."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+@pytest.fixture(scope="module")
+def codec(tmp_path_factory: pytest.TempPathFactory) -> Codec:
+    torch.manual_seed(3)
+    model = UdicModel(ModelConfig(N=8, M=12))
+    with torch.no_grad():
+        basis = dct_basis(12, 16)
+        model.g_a.linear.weight.copy_(basis)
+        model.g_s.linear.weight.copy_(basis)
+        model.g_a.linear.bias.zero_()
+        model.g_s.linear.bias.zero_()
+        model.h_a[-1].weight.mul_(15.0)  # hyper-latents not all zero
+        # Non-trivial (and rather harmful) residual branches: the synthesis slots
+        # matter, so an adapter has something to repair.
+        model.g_a.res[-1].weight.normal_(0.0, 0.02)
+        model.g_s.out.weight.normal_(0.0, 0.03)
+        model.g_s.out.bias.normal_(0.0, 0.01)
+    model.entropy_bottleneck.update(force=True)
+    path = tmp_path_factory.mktemp("adapt") / "tiny.safetensors"
+    modelfile.save(model.eval(), path)
+    return codec_for_file(path)
+
+
+@pytest.fixture(scope="module")
+def image() -> LoadedImage:
+    return loaded(smooth_image(48, 64, seed=7))
+
+
+def actual_cost(codec: Codec, image: LoadedImage, data: bytes, quality: float) -> float:
+    out = np.asarray(codec.decode(data).image).astype(np.float64)
+    mse = float(np.mean((out - image.rgb.astype(np.float64)) ** 2))
+    return 8 * len(data) / image.rgb[..., 0].size + rd_lambda(codec, quality) * mse
+
+
+def assert_clean(codec: Codec) -> None:
+    """No adapter left installed, parameters' requires_grad as loaded, h_s LoRA off."""
+    assert not any(s.enabled for s in codec.model.g_s.slots)
+    assert all(p.requires_grad for p in codec.model.parameters())
+    assert all(getattr(m, "active_rate", None) is None for m in codec.model.h_s.modules())
+
+
+# ---- SGA -----------------------------------------------------------------------------------
+
+
+def test_sga_samples_between_floor_and_ceil() -> None:
+    g = torch.Generator().manual_seed(0)
+    v = torch.randn(4000, generator=g) * 3
+    for tau in (0.5, 0.2, 0.05):
+        soft = sga_round(v, tau, g)
+        assert bool(((soft >= v.floor() - 1e-5) & (soft <= v.ceil() + 1e-5)).all())
+        hard = sga_round(v, tau, g, hard=True)
+        assert bool(((hard == v.floor()) | (hard == v.ceil())).all())
+    # At τ = 0.5 the choice is genuinely random for a fraction near ½.
+    hard = sga_round(torch.full((2000,), 2.45), 0.5, g, hard=True)
+    assert 0.1 < float((hard == 3).float().mean()) < 0.9
+
+
+def test_sga_tends_to_hard_rounding() -> None:
+    g = torch.Generator().manual_seed(1)
+    v = torch.randn(4000, generator=g) * 3
+    v = v[(v - v.floor() - 0.5).abs() > 0.05]
+    out = sga_round(v, 1e-3, g)
+    torch.testing.assert_close(out, torch.round(v), atol=1e-4, rtol=0)
+
+
+def test_sga_gradient_and_generator_determinism() -> None:
+    v = torch.tensor([0.3, 1.7, -2.2], requires_grad=True)
+    a = sga_round(v, 0.3, torch.Generator().manual_seed(5))
+    a.sum().backward()
+    assert v.grad is not None and bool(torch.isfinite(v.grad).all())
+    b = sga_round(v.detach(), 0.3, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(a.detach(), b, rtol=0, atol=0)
+
+
+# ---- config --------------------------------------------------------------------------------
+
+
+def test_presets_and_schedule() -> None:
+    assert AdaptConfig() == AdaptConfig.for_effort(DEFAULT_EFFORT)
+    assert AdaptConfig.for_effort(0).iterations == 0 and AdaptConfig.for_effort(0).adapter_steps == 0
+    its = [AdaptConfig.for_effort(e).iterations for e in range(1, MAX_EFFORT + 1)]
+    assert its == sorted(its) and its[0] > 0
+    for bad in (-1, MAX_EFFORT + 1, 1.5, True):
+        with pytest.raises(ValueError):
+            AdaptConfig.for_effort(bad)  # type: ignore[arg-type]
+    cfg = AdaptConfig.for_effort(3, iterations=50, seed=9)
+    assert cfg.seed == 9 and cfg.t0 == 10
+    taus = [cfg.tau(t) for t in range(50)]
+    assert taus[0] == taus[cfg.t0] == 0.5
+    assert all(a >= b for a, b in zip(taus, taus[1:]))
+    assert taus[-1] == pytest.approx(0.1, rel=0.05)
+
+
+def test_lambda_interpolation(codec: Codec) -> None:
+    lams = codec.config.lambdas
+    assert rd_lambda(codec, 2.0) == pytest.approx(lams[2])
+    assert rd_lambda(codec, 2.5) == pytest.approx(math.sqrt(lams[2] * lams[3]))
+    assert rd_lambda(codec, len(lams) - 1) == pytest.approx(lams[-1])
+
+
+# ---- adapt_encode ----------------------------------------------------------------------------
+
+
+def test_result_decodes_and_is_never_worse(codec: Codec, image: LoadedImage) -> None:
+    calls: list[tuple[str, int, int, float]] = []
+    cfg = AdaptConfig.for_effort(2, **QUICK)
+    before = {k: v.clone() for k, v in codec.model.state_dict().items()}
+    res = adapt_encode(codec, image, 3.0, cfg, progress=lambda *a: calls.append(a))
+    assert_clean(codec)
+    after = codec.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # the decoder never changes
+    assert codec.decode(res.data).image.size == (64, 48)
+    plain = codec.encode(image, 3.0).data
+    assert res.rd_after <= res.rd_before
+    assert res.rd_before == pytest.approx(actual_cost(codec, image, plain, 3.0), rel=1e-9)
+    assert res.rd_after == pytest.approx(actual_cost(codec, image, res.data, 3.0), rel=1e-9)
+    assert res.rd_after == min(res.candidates.values())
+    # On this image a dozen SGA steps do pay.
+    assert res.candidates["latents"] < res.candidates["none"]
+    assert res.iterations == 12 and res.bits["total"] == 8 * len(res.data)
+    phases = {c[0] for c in calls}
+    assert {"latents", "evaluate"} <= phases
+    assert all(math.isfinite(c[3]) for c in calls)
+    assert [c[1] for c in calls if c[0] == "latents"] == list(range(1, 13))
+
+
+def test_fractional_quality(codec: Codec, image: LoadedImage) -> None:
+    res = adapt_encode(codec, image, 2.5, AdaptConfig.for_effort(1, iterations=6))
+    assert ctr.parse(res.data).header.rate == 640
+    assert res.rd_after == pytest.approx(actual_cost(codec, image, res.data, 2.5), rel=1e-9)
+
+
+def test_effort_zero_is_the_plain_encode(codec: Codec, image: LoadedImage) -> None:
+    res = adapt_encode(codec, image, 4.0, AdaptConfig.for_effort(0))
+    assert res.data == codec.encode(image, 4.0).data
+    assert res.chosen == "none" and res.iterations == 0 and res.rd_after == res.rd_before
+
+
+def test_same_seed_same_bytes(codec: Codec, image: LoadedImage) -> None:
+    cfg = AdaptConfig.for_effort(2, seed=11, **QUICK)
+    a = adapt_encode(codec, image, 5.0, cfg)
+    b = adapt_encode(codec, image, 5.0, cfg)
+    assert a.data == b.data and a.candidates == b.candidates
+
+
+def test_time_budget_stops_early(codec: Codec, image: LoadedImage) -> None:
+    cfg = AdaptConfig.for_effort(5, time_budget=0.01)
+    res = adapt_encode(codec, image, 3.0, cfg)
+    assert res.iterations < cfg.iterations and res.adapter_iterations < cfg.adapter_steps
+    assert res.rd_after <= res.rd_before
+    assert codec.decode(res.data).image.size == (64, 48)
+    assert_clean(codec)
+
+
+def test_early_stopping(codec: Codec, image: LoadedImage) -> None:
+    # A zero learning rate cannot improve the cost for long: stop well before the end.
+    cfg = AdaptConfig.for_effort(3, lr=0.0, adapter_steps=0, patience=3)
+    res = adapt_encode(codec, image, 3.0, cfg)
+    assert res.iterations < cfg.iterations // 4
+
+
+def test_adapters_rejected_when_they_cost_more(codec: Codec, image: LoadedImage) -> None:
+    # Frozen (lr 0) large random weights on a coarse grid under a very narrow prior:
+    # expensive to send and harmful to the picture.  The gate must throw them away.
+    cfg = AdaptConfig.for_effort(
+        2, iterations=8, adapter_steps=2, adapter_lr=0.0, init_std=1.0, step=0.5, scale=0.01, patience=1000
+    )
+    res = adapt_encode(codec, image, 3.0, cfg)
+    assert "latents+adapters" in res.candidates
+    assert res.candidates["latents+adapters"] > min(res.candidates["none"], res.candidates["latents"])
+    assert res.chosen != "latents+adapters" and res.bits["adapters"] == 0
+    assert not ctr.parse(res.data).header.flags & ctr.Flags.ADAPTERS
+    assert_clean(codec)
+
+
+def test_adapters_kept_when_they_pay(codec: Codec, image: LoadedImage) -> None:
+    cfg = AdaptConfig.for_effort(2, adapter_lr=0.05, bf16=False, iterations=10, adapter_steps=30, patience=1000)
+    res = adapt_encode(codec, image, 5.0, cfg)
+    assert_clean(codec)
+    assert res.chosen == "latents+adapters", res.candidates
+    assert res.rd_after < res.candidates["latents"] <= res.candidates["none"]
+    cont = ctr.parse(res.data)
+    assert cont.header.flags & ctr.Flags.ADAPTERS
+    channels = [s.channels for s in codec.model.g_s.slots]
+    aset = decode_adapters(cont.sections[ctr.Section.ADAPTERS], channels)
+    assert [(a.slot, a.rank) for a in aset.adapters] == [(1, 2)]  # the defaults
+    assert res.bits["adapters"] == 8 * len(cont.sections[ctr.Section.ADAPTERS])
+    assert res.rd_after == pytest.approx(actual_cost(codec, image, res.data, 5.0), rel=1e-9)
+    assert_clean(codec)  # decoding installs and removes them again
+
+
+def test_adapters_without_latent_refinement(codec: Codec, image: LoadedImage) -> None:
+    cfg = AdaptConfig.for_effort(2, iterations=0, adapter_steps=20, adapter_lr=0.05, bf16=False)
+    res = adapt_encode(codec, image, 5.0, cfg)
+    assert res.iterations == 0 and "latents" not in res.candidates
+    assert res.rd_after <= res.rd_before
+    assert res.rd_after == pytest.approx(actual_cost(codec, image, res.data, 5.0), rel=1e-9)
+    assert_clean(codec)

@@ -1,0 +1,404 @@
+"""The ``udic`` command line, with the tiny model found by id through ``UDIC_CACHE_DIR``.
+
+Most cases run in-process through click's CliRunner; a few run the installed
+``udic`` script in a real subprocess to prove errors never surface as tracebacks.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner, Result
+from PIL import Image
+
+from conftest import TinyModel, png_bytes, smooth_image
+from udic import api
+from udic import container as ctr
+from udic.cli import main
+from udic.container import write_varint
+
+UDIC = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "udic"
+
+
+@pytest.fixture
+def runner(tiny_cache: TinyModel) -> CliRunner:
+    return CliRunner()
+
+
+def run(runner: CliRunner, *args: str, input: bytes | None = None) -> Result:
+    result = runner.invoke(main, list(args), input=input, catch_exceptions=True)
+    # Anything but a clean exit is a bug: errors must become messages, never exceptions.
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result
+
+
+def write_png(path: Path, seed: int = 0, h: int = 40, w: int = 56) -> np.ndarray:
+    img = smooth_image(h, w, seed=seed)
+    path.write_bytes(png_bytes(img))
+    return img
+
+
+def encode_file(runner: CliRunner, model: TinyModel, src: Path, *extra: str) -> Path:
+    result = run(runner, "encode", str(src), "--model", model.id, "--quiet", *extra)
+    assert result.exit_code == 0, result.output
+    return src.with_suffix(".udic")
+
+
+def leftovers(directory: Path) -> list[str]:
+    return [p.name for p in directory.rglob("*") if "tmp" in p.name or p.name.startswith(".")]
+
+
+def error_lines(result: Result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.strip()]
+
+
+# ---- encode / decode / info ---------------------------------------------------------------
+
+
+def test_encode_decode_default_names(runner: CliRunner, tiny_cache: TinyModel, tmp_path: Path) -> None:
+    src_dir, dec_dir = tmp_path / "src", tmp_path / "dec"
+    src_dir.mkdir(), dec_dir.mkdir()
+    img = write_png(src_dir / "photo.png")
+    result = run(runner, "encode", str(src_dir / "photo.png"), "--model", tiny_cache.id, "-q", "4")
+    assert result.exit_code == 0, result.output
+    coded = src_dir / "photo.udic"
+    header = ctr.parse(coded.read_bytes()).header
+    assert (header.width, header.height, header.quality, header.model_id) == (56, 40, 4.0, tiny_cache.id)
+    os.replace(coded, dec_dir / "photo.udic")
+    result = run(runner, "decode", str(dec_dir / "photo.udic"))  # model found by the header's id
+    assert result.exit_code == 0, result.output
+    out = np.asarray(Image.open(dec_dir / "photo.png"))
+    assert out.shape == img.shape
+    assert np.abs(out.astype(int) - img).mean() < 12
+    assert leftovers(tmp_path) == []
+
+
+def test_decode_default_name_would_overwrite_source(runner: CliRunner, tiny_cache: TinyModel, tmp_path: Path) -> None:
+    """x.png → x.udic → (default) x.png, which exists: refused without --force, original untouched."""
+    src = tmp_path / "x.png"
+    write_png(src)
+    original = src.read_bytes()
+    coded = encode_file(runner, tiny_cache, src)
+    result = run(runner, "decode", str(coded))
+    assert result.exit_code == 1
+    assert "--force" in result.stderr
+    assert src.read_bytes() == original
+    result = run(runner, "decode", str(coded), "--force")
+    assert result.exit_code == 0, result.output
+    assert src.read_bytes() != original
+    assert Image.open(src).size == (56, 40)
+
+
+def test_encode_json(runner: CliRunner, tiny_cache: TinyModel, tmp_path: Path) -> None:
+    write_png(tmp_path / "a.png")
+    result = run(runner, "encode", str(tmp_path / "a.png"), "--model", tiny_cache.id, "-q", "2.5", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    size = (tmp_path / "a.udic").stat().st_size
+    assert report["bytes"] == size
+    assert report["output"] == str(tmp_path / "a.udic")
+    assert (report["width"], report["height"], report["quality"]) == (56, 40, 2.5)
+    assert report["model_id"] == tiny_cache.id
+    assert report["bpp"] == pytest.approx(8 * size / (56 * 40), abs=1e-4)
+
+
+def test_info_json_and_overhead(runner: CliRunner, tiny_cache: TinyModel, tmp_path: Path) -> None:
+    img = Image.fromarray(np.dstack([smooth_image(40, 300, seed=3), np.tile(np.arange(300) % 256, (40, 1)).astype(np.uint8)]))
+    (tmp_path / "a.png").write_bytes(png_bytes(img))
+    coded = encode_file(runner, tiny_cache, tmp_path / "a.png", "-q", "1")
+    data = coded.read_bytes()
+    cont = ctr.parse(data)
+    # Hand count (§1–3): magic, fixed fields, varints, one tag + varint length per section, CRC.
+    header = 4 + 1 + len(write_varint(300)) + len(write_varint(40)) + 1 + 1 + 8 + 2 + 4 + len(write_varint(3))
+    tags = sum(1 + len(write_varint(len(p))) for p in cont.sections.values())
+    overhead = header + tags + 4
+    assert overhead + sum(len(p) for p in cont.sections.values()) == len(data)
+
+    result = run(runner, "info", str(coded), "--json")
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["bytes"] == len(data)
+    assert (info["width"], info["height"], info["quality"], info["colour"]) == (300, 40, 1.0, "rgb")
+    assert info["model_id"] == tiny_cache.id
+    assert info["alpha"] is True and info["adapters"] is False and info["icc"] is False
+    assert info["header_bytes"] == header
+    assert info["overhead_bytes"] == overhead
+    assert info["sections"] == {k.name.lower(): len(v) for k, v in cont.sections.items()}
+    assert info["latent_crc"] == f"{cont.header.latent_crc:08x}"
+    assert info["version"] == 1
+
+    text = run(runner, "info", str(coded))
+    assert text.exit_code == 0
+    assert f"overhead    {overhead} B (header {header} B)" in text.stdout
+    assert "300x40 rgb" in text.stdout and "alpha" in text.stdout
+
+
+def test_several_inputs_to_directory(runner: CliRunner, tiny_cache: TinyModel, tmp_path: Path) -> None:
+    names = ["a", "b", "c"]
+    for i, n in enumerate(names):
+        write_png(tmp_path / f"{n}.png", seed=i, h=20 + i, w=30)
+    out = tmp_path / "out" / "nested"
+    result = run(runner, "encode", *[str(tmp_path / f"{n}.png") for n in names], "-o", str(out), "--model", tiny_cache.id)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["a.udic", "b.udic", "c.udic"]
+    assert "3 of 3 files encoded" in result.stderr
+    dec = tmp_path / "dec"
+    dec.mkdir()
+    result = run(runner, "decode", *[str(out / f"{n}.udic") for n in names], "-o", str(dec), "--json")
+    assert result.exit_code == 0, result.output
+    reports = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["output"] for r in reports] == [str(dec / f"{n}.png") for n in names]
+    for i, n in enumerate(names):
+        assert Image.open(dec / f"{n}.png").size == (30, 20 + i)
+    assert leftovers(tmp_path) == []
+
+
+def test_several_inputs_default_names(runner: CliRunner, tiny_cache: TinyModel, tmp_path: Path) -> None:
+    (tmp_path / "d1").mkdir(), (tmp_path / "d2").mkdir()
+    write_png(tmp_path / "d1" / "p.png", seed=1)
+    write_png(tmp_path / "d2" / "q.png", seed=2)
+    result = run(runner, "encode", str(tmp_path / "d1" / "p.png"), str(tmp_path / "d2" / "q.png"), "--model", tiny_cache.id)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "d1" / "p.udic").is_file() and (tmp_path / "d2" / "q.udic").is_file()
+
+
+def test_stdin_stdout(runner: CliRunner, tiny_cache: TinyModel) -> None:
+    img = smooth_image(24, 33, seed=4)
+    result = run(runner, "encode", "-", "-o", "-", "--model", tiny_cache.id, "--json")
+    assert result.exit_code == 1  # no input bytes at all
+    result = run(runner, "encode", "-", "-o", "-", "--model", tiny_cache.id, "--json", input=png_bytes(img))
+    assert result.exit_code == 0, result.stderr
+    coded = result.stdout_bytes
+    assert ctr.parse(coded).header.width == 33
+    # With image data on stdout, the JSON report goes to stderr.
+    assert json.loads(result.stderr.strip().splitlines()[-1])["bytes"] == len(coded)
+    result = run(runner, "decode", "-", "-o", "-", input=coded)
+    assert result.exit_code == 0, result.stderr
+    out = Image.open(io.BytesIO(result.stdout_bytes))
+    assert out.format == "PNG" and out.size == (33, 24)
+
+
+def test_stdin_cannot_join_other_inputs(runner: CliRunner, tiny_cache: TinyModel, tmp_path: Path) -> None:
+    write_png(tmp_path / "a.png")
+    result = run(runner, "encode", "-", str(tmp_path / "a.png"), "-o", str(tmp_path), "--model", tiny_cache.id)
+    assert result.exit_code == 2
+    result = run(runner, "encode", str(tmp_path / "a.png"), str(tmp_path / "a.png"), "-o", "-", "--model", tiny_cache.id)
+    assert result.exit_code == 2
+    assert not (tmp_path / "a.udic").exists()
+
+
+def test_force_needed_to_overwrite(runner: CliRunner, tiny_cache: TinyModel, tmp_path: Path) -> None:
+    write_png(tmp_path / "a.png")
+    dest = tmp_path / "a.udic"
+    dest.write_bytes(b"precious")
+    result = run(runner, "encode", str(tmp_path / "a.png"), "--model", tiny_cache.id)
+    assert result.exit_code == 1
+    assert "exists" in result.stderr and "--force" in result.stderr
+    assert dest.read_bytes() == b"precious"
+    result = run(runner, "encode", str(tmp_path / "a.png"), "--model", tiny_cache.id, "--force")
+    assert result.exit_code == 0, result.output
+    assert ctr.parse(dest.read_bytes()).header.width == 56
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda d: d / "missing.png", "no such file"),
+        (lambda d: (d / "adir").mkdir() or d / "adir", "directory"),
+        (lambda d: (d / "notes.png").write_text("hello, not an image") and d / "notes.png", "not an image"),
+        (lambda d: (d / "empty.png").write_bytes(b"") or d / "empty.png", "empty"),
+    ],
+)
+def test_encode_bad_inputs(runner: CliRunner, tiny_cache: TinyModel, tmp_path: Path, make, message: str) -> None:
+    src = make(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = run(runner, "encode", str(src), "--model", tiny_cache.id)
+    assert result.exit_code == 1
+    lines = error_lines(result)
+    assert len(lines) == 1 and lines[0].startswith(f"udic: {src}: ")
+    assert message in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def _good_udic(runner: CliRunner, model: TinyModel, directory: Path) -> bytes:
+    write_png(directory / "good.png", h=16, w=16)
+    return encode_file(runner, model, directory / "good.png").read_bytes()
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda d: d[: len(d) // 2], "checksum|truncated|damaged"),
+        (lambda d: d[:-1], "checksum|truncated|damaged"),
+        (lambda d: d[:20] + bytes([d[20] ^ 0x10]) + d[21:], "damaged"),
+        (lambda d: b"", "empty"),
+        (lambda d: b"GIF89a" + d, "magic"),
+    ],
+)
+def test_decode_bad_files(runner: CliRunner, tiny_cache: TinyModel, tmp_path: Path, damage, message: str) -> None:
+    data = _good_udic(runner, tiny_cache, tmp_path)
+    bad = tmp_path / "bad.udic"
+    bad.write_bytes(damage(data))
+    out = tmp_path / "out"
+    out.mkdir()
+    result = run(runner, "decode", str(bad), "-o", str(out / "bad.png"))
+    assert result.exit_code == 1
+    lines = error_lines(result)
+    assert len(lines) == 1 and lines[0].startswith(f"udic: {bad}: ")
+    assert any(m in lines[0] for m in message.split("|"))
+    assert list(out.iterdir()) == []  # no partial output, no temp files
+
+
+def test_decode_unknown_model(runner: CliRunner, tiny_cache: TinyModel, other_model: TinyModel, tmp_path: Path) -> None:
+    write_png(tmp_path / "a.png")
+    result = run(runner, "encode", str(tmp_path / "a.png"), "--model", str(other_model.path))
+    assert result.exit_code == 0, result.output
+    assert ctr.parse((tmp_path / "a.udic").read_bytes()).header.model_id == other_model.id
+    (tmp_path / "a.png").unlink()
+    api._codecs.clear()  # a fresh process: only the hub can supply the model
+    result = run(runner, "decode", str(tmp_path / "a.udic"))
+    assert result.exit_code == 1
+    assert other_model.id in result.stderr
+    assert not (tmp_path / "a.png").exists()
+
+
+def test_output_to_missing_directory(runner: CliRunner, tiny_cache: TinyModel, tmp_path: Path) -> None:
+    write_png(tmp_path / "a.png")
+    result = run(runner, "encode", str(tmp_path / "a.png"), "-o", str(tmp_path / "nope" / "a.udic"), "--model", tiny_cache.id)
+    assert result.exit_code == 1
+    assert "does not exist" in result.stderr
+    assert not (tmp_path / "nope").exists()
+    coded = encode_file(runner, tiny_cache, tmp_path / "a.png")
+    result = run(runner, "decode", str(coded), "-o", str(tmp_path / "nope" / "a.png"))
+    assert result.exit_code == 1
+    assert not (tmp_path / "nope").exists()
+
+
+def test_trailing_slash_output_is_a_directory(runner: CliRunner, tiny_cache: TinyModel, tmp_path: Path) -> None:
+    write_png(tmp_path / "a.png")
+    run(runner, "encode", str(tmp_path / "a.png"), "-o", str(tmp_path / "newdir") + "/", "--model", tiny_cache.id)
+    assert not (tmp_path / "newdir").is_file()
+
+
+@pytest.mark.parametrize("quality", ["7", "-1", "5.5", "nan"])
+def test_bad_quality(runner: CliRunner, tiny_cache: TinyModel, tmp_path: Path, quality: str) -> None:
+    write_png(tmp_path / "a.png")
+    result = run(runner, "encode", str(tmp_path / "a.png"), "-q", quality, "--model", tiny_cache.id)
+    assert result.exit_code == 2
+    lines = error_lines(result)
+    assert len(lines) == 1 and lines[0].startswith("udic: encode: ") and "out of range" in lines[0]
+    assert not (tmp_path / "a.udic").exists()
+
+
+def test_non_numeric_quality(runner: CliRunner, tiny_cache: TinyModel, tmp_path: Path) -> None:
+    write_png(tmp_path / "a.png")
+    result = run(runner, "encode", str(tmp_path / "a.png"), "-q", "high", "--model", tiny_cache.id)
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "a.udic").exists()
+
+
+def test_batch_with_one_bad_file(runner: CliRunner, tiny_cache: TinyModel, tmp_path: Path) -> None:
+    write_png(tmp_path / "g1.png", seed=1, h=16, w=20)
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    write_png(tmp_path / "g2.png", seed=2, h=16, w=20)
+    out = tmp_path / "out"
+    args = [str(tmp_path / n) for n in ("g1.png", "bad.png", "g2.png")]
+    result = run(runner, "encode", *args, "-o", str(out), "--model", tiny_cache.id, "--json")
+    assert result.exit_code == 1
+    assert sorted(p.name for p in out.iterdir()) == ["g1.udic", "g2.udic"]
+    assert f"udic: {tmp_path / 'bad.png'}: " in result.stderr
+    assert "udic: 2 of 3 files encoded, 1 failed" in result.stderr
+    reports = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [("error" in r) for r in reports] == [False, True, False]
+
+    (out / "bad.udic").write_bytes(b"UDIC" + b"\x00" * 30)
+    dec = tmp_path / "dec"
+    result = run(runner, "decode", *[str(out / n) for n in ("g1.udic", "bad.udic", "g2.udic")], "-o", str(dec))
+    assert result.exit_code == 1
+    assert sorted(p.name for p in dec.iterdir()) == ["g1.png", "g2.png"]
+    assert "udic: 2 of 3 files decoded, 1 failed" in result.stderr
+    assert leftovers(tmp_path) == []
+
+
+def test_info_bad_file(runner: CliRunner, tiny_cache: TinyModel, tmp_path: Path) -> None:
+    data = _good_udic(runner, tiny_cache, tmp_path)
+    (tmp_path / "bad.udic").write_bytes(data[:-3])
+    result = run(runner, "info", str(tmp_path / "good.udic"), str(tmp_path / "bad.udic"), "--json")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["bytes"] == len(data)
+    assert error_lines(result)[0].startswith(f"udic: {tmp_path / 'bad.udic'}: ")
+
+
+def test_models_lists_the_cached_model(runner: CliRunner, tiny_cache: TinyModel) -> None:
+    result = run(runner, "models", "--json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    tiny = [r for r in rows if r["id"] == tiny_cache.id]
+    assert len(tiny) == 1
+    assert tiny[0]["status"] == "cached" and tiny[0]["name"] == "tiny"
+    assert tiny[0]["size"] == tiny_cache.path.stat().st_size
+    text = run(runner, "models")
+    assert tiny_cache.id in text.stdout
+
+
+# ---- the real executable ------------------------------------------------------------------
+
+
+def run_udic(args: list[str], env: dict[str, str], cwd: Path, input: bytes | None = None) -> subprocess.CompletedProcess:
+    assert UDIC.is_file(), UDIC
+    return subprocess.run([str(UDIC), *args], input=input, capture_output=True, env=env, cwd=cwd, timeout=300)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess) -> str:
+    stderr = proc.stderr.decode()
+    assert proc.returncode != 0
+    assert "Traceback" not in stderr
+    lines = stderr.splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("udic: ")
+    return lines[0]
+
+
+def test_subprocess_stdin_to_stdout(tiny_model: TinyModel, tiny_env: dict[str, str], tmp_path: Path) -> None:
+    img = smooth_image(24, 40, seed=30)
+    proc = run_udic(["encode", "-", "-o", "-", "--model", tiny_model.id, "-q", "2"], tiny_env, tmp_path, png_bytes(img))
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert "Traceback" not in proc.stderr.decode()
+    header = ctr.parse(proc.stdout).header
+    assert (header.width, header.height, header.model_id, header.rate) == (40, 24, tiny_model.id, 512)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_subprocess_damaged_stdin(tiny_codec, tiny_env: dict[str, str], tmp_path: Path) -> None:
+    """A damaged .udic on stdin: one line on stderr, exit 1, and no output file or temp file."""
+    from conftest import loaded
+
+    data = tiny_codec.encode(loaded(smooth_image(16, 16, seed=31)), 3.0).data
+    proc = run_udic(["decode", "-", "-o", "x.png"], tiny_env, tmp_path, data[:-5])
+    line = assert_one_line_error(proc)
+    assert line.startswith("udic: <stdin>: ")
+    assert "checksum" in line or "damaged" in line
+    assert proc.returncode == 1
+    assert proc.stdout == b""
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_subprocess_malformed_registry(tiny_env: dict[str, str], tmp_path: Path) -> None:
+    """A broken user registry is reported in one line by the real entry point, no traceback."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "registry.json").write_text('{"models": [{"name": "x"')
+    env = dict(tiny_env, UDIC_CACHE_DIR=str(cache))
+    proc = run_udic(["models", "--json"], env, tmp_path)
+    line = assert_one_line_error(proc)
+    assert line.startswith("udic: models: ") and "registry" in line
+    assert proc.returncode == 1
+    assert proc.stdout == b""

@@ -1,0 +1,340 @@
+"""udic.codec with the tiny model: round trips in every input mode, header fields, refusals,
+and exact decoding in another process with another thread count."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import textwrap
+import zlib
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageCms
+
+from conftest import TinyModel, loaded, png_bytes, psnr, smooth_image
+from udic import container as ctr
+from udic.codec import Codec, codec_for_file
+from udic.errors import ContainerError, ModelError, UsageError
+from udic.imageio import load_image
+
+
+def round_trip(codec: Codec, image, quality: float = 3.0):
+    li = image if hasattr(image, "rgb") else loaded(image)
+    enc = codec.encode(li, quality)
+    dec = codec.decode(enc.data)
+    return li, enc, dec
+
+
+def reseal(data: bytes, **header_changes) -> bytes:
+    """Rewrite header fields and recompute the trailer CRC (a well-formed but altered file)."""
+    cont = ctr.parse(data)
+    return ctr.write(ctr.Container(header=replace(cont.header, **header_changes), sections=cont.sections))
+
+
+# ---- round trips ---------------------------------------------------------------------------
+
+
+def test_rgb_round_trip(tiny_codec: Codec) -> None:
+    img = smooth_image(40, 56, seed=1)
+    _, enc, dec = round_trip(tiny_codec, img)
+    assert dec.image.mode == "RGB" and dec.image.size == (56, 40)
+    out = np.asarray(dec.image)
+    assert psnr(out, img) > 22
+    assert enc.bpp == pytest.approx(8 * len(enc.data) / (40 * 56))
+    assert enc.bits_hyper > 0 and enc.bits_latent > 0
+    # A grossly wrong decode (swapped channels, transposed, wrong crop) would be far worse.
+    assert psnr(out[..., ::-1], img) < 18
+
+
+def test_decode_is_deterministic(tiny_codec: Codec) -> None:
+    img = smooth_image(40, 56, seed=2)
+    li = loaded(img)
+    a = tiny_codec.encode(li, 2.0)
+    b = tiny_codec.encode(li, 2.0)
+    assert a.data == b.data
+    first = np.asarray(tiny_codec.decode(a.data).image)
+    tiny_codec.decode(tiny_codec.encode(loaded(smooth_image(24, 24, seed=3)), 5.0).data)  # other rate between
+    second = np.asarray(tiny_codec.decode(a.data).image)
+    np.testing.assert_array_equal(first, second)
+
+
+def test_fresh_codec_decodes_identically(tiny_codec: Codec, tiny_model: TinyModel) -> None:
+    img = smooth_image(40, 56, seed=4)
+    enc = tiny_codec.encode(loaded(img), 4.0)
+    fresh = codec_for_file(tiny_model.path)
+    np.testing.assert_array_equal(np.asarray(fresh.decode(enc.data).image), np.asarray(tiny_codec.decode(enc.data).image))
+
+
+def test_grayscale_round_trip(tiny_codec: Codec) -> None:
+    gray = smooth_image(40, 56, seed=5, channels=1)
+    li, enc, dec = round_trip(tiny_codec, Image.fromarray(gray, "L"))
+    assert li.mode == "L"
+    assert enc.header.colour == ctr.Colour.GRAY
+    assert dec.image.mode == "L" and dec.image.size == (56, 40)
+    assert psnr(np.asarray(dec.image), gray) > 22
+
+
+def test_rgba_alpha_exact(tiny_codec: Codec) -> None:
+    rgb = smooth_image(40, 56, seed=6)
+    rng = np.random.default_rng(6)
+    alpha = np.where(np.add.outer(np.arange(40), np.arange(56)) < 50, 255, 0).astype(np.uint8)
+    alpha[rng.random(alpha.shape) < 0.05] = 128
+    _, enc, dec = round_trip(tiny_codec, Image.fromarray(np.dstack([rgb, alpha]), "RGBA"))
+    assert enc.header.flags & ctr.Flags.ALPHA
+    assert dec.image.mode == "RGBA"
+    out = np.asarray(dec.image)
+    np.testing.assert_array_equal(out[..., 3], alpha)
+    assert psnr(out[..., :3], rgb) > 22
+
+
+def test_opaque_alpha_is_dropped(tiny_codec: Codec) -> None:
+    rgb = smooth_image(16, 16, seed=7)
+    _, enc, dec = round_trip(tiny_codec, Image.fromarray(np.dstack([rgb, np.full((16, 16), 255, np.uint8)]), "RGBA"))
+    assert not enc.header.flags & ctr.Flags.ALPHA
+    assert dec.image.mode == "RGB"
+
+
+def test_la_round_trip(tiny_codec: Codec) -> None:
+    gray = smooth_image(33, 21, seed=8, channels=1)
+    alpha = np.random.default_rng(8).integers(0, 256, gray.shape, dtype=np.uint8)
+    _, enc, dec = round_trip(tiny_codec, Image.fromarray(np.dstack([gray, alpha]), "LA"))
+    assert enc.header.colour == ctr.Colour.GRAY and enc.header.flags & ctr.Flags.ALPHA
+    assert dec.image.mode == "LA" and dec.image.size == (21, 33)
+    out = np.asarray(dec.image)
+    np.testing.assert_array_equal(out[..., 1], alpha)
+    assert psnr(out[..., 0], gray) > 20
+
+
+def test_palette_with_transparency(tiny_codec: Codec) -> None:
+    rgb = smooth_image(40, 56, seed=9)
+    pal = Image.fromarray(rgb).quantize(16)
+    idx = np.asarray(pal).copy()
+    idx[:10, :10] = 3
+    pal = Image.fromarray(idx, "P")
+    pal.putpalette(Image.fromarray(rgb).quantize(16).getpalette())
+    li = load_image(png_bytes(pal, transparency=3))
+    assert li.alpha is not None
+    _, enc, dec = round_trip(tiny_codec, li)
+    assert enc.header.flags & ctr.Flags.ALPHA
+    assert dec.image.mode == "RGBA"
+    out = np.asarray(dec.image)
+    np.testing.assert_array_equal(out[..., 3], np.where(idx == 3, 0, 255))
+    assert psnr(out[..., :3], li.rgb) > 20
+
+
+def test_cmyk_input(tiny_codec: Codec) -> None:
+    rgb = smooth_image(40, 56, seed=10)
+    cmyk = Image.fromarray(rgb).convert("CMYK")
+    buf = io.BytesIO()
+    cmyk.save(buf, format="TIFF")
+    li = load_image(buf.getvalue())
+    assert any("CMYK" in n for n in li.notices)
+    _, enc, dec = round_trip(tiny_codec, li)
+    assert enc.header.colour == ctr.Colour.RGB
+    assert dec.image.mode == "RGB" and dec.image.size == (56, 40)
+    assert psnr(np.asarray(dec.image), np.asarray(cmyk.convert("RGB"))) > 22
+
+
+def test_16bit_gray_input(tiny_codec: Codec) -> None:
+    gray8 = smooth_image(40, 56, seed=11, channels=1)
+    gray16 = gray8.astype(np.uint16) * 257 + 100
+    li = load_image(png_bytes(Image.fromarray(gray16)))
+    assert li.mode == "L" and any("16-bit" in n for n in li.notices)
+    _, enc, dec = round_trip(tiny_codec, li)
+    assert enc.notices == li.notices
+    assert dec.image.mode == "L"
+    assert psnr(np.asarray(dec.image), ((gray16.astype(int) + 128) // 257)) > 22
+
+
+def test_icc_profile_carried(tiny_codec: Codec) -> None:
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    li = load_image(png_bytes(smooth_image(16, 24, seed=12), icc_profile=icc))
+    _, enc, dec = round_trip(tiny_codec, li)
+    assert enc.header.flags & ctr.Flags.ICC
+    assert dec.image.info.get("icc_profile") == icc
+
+
+@pytest.mark.parametrize("h, w", [(1, 1), (7, 300), (65, 1), (1, 65), (64, 64), (65, 129)])
+def test_odd_sizes(tiny_codec: Codec, h: int, w: int) -> None:
+    img = smooth_image(h, w, seed=h * 1000 + w)
+    _, enc, dec = round_trip(tiny_codec, img, 2.0)
+    assert (enc.header.width, enc.header.height) == (w, h)
+    assert dec.image.size == (w, h)
+    assert psnr(np.asarray(dec.image), img) > 18
+
+
+# ---- header fields and rates --------------------------------------------------------------
+
+
+def test_header_fields(tiny_codec: Codec, tiny_model: TinyModel) -> None:
+    enc = tiny_codec.encode(loaded(smooth_image(40, 56, seed=13)), 4.0)
+    h = ctr.parse(enc.data).header
+    assert h == enc.header
+    assert (h.width, h.height, h.version) == (56, 40, 1)
+    assert h.rate == 1024 and h.quality == 4.0
+    assert h.model_id == tiny_model.id == tiny_codec.model_id
+    assert h.colour == ctr.Colour.RGB and h.flags == ctr.Flags(0)
+    dec = tiny_codec.decode(enc.data)
+    assert dec.header == h
+
+
+def test_latent_crc_covers_decoded_integers(tiny_codec: Codec) -> None:
+    """latent_crc = CRC-32 of z then residuals, int32 little-endian, C order (§2)."""
+    enc = tiny_codec.encode(loaded(smooth_image(40, 56, seed=14)), 3.0)
+    cont = ctr.parse(enc.data)
+    z, r, _ = tiny_codec.decode_integers(cont)
+    assert z.shape == (8, 1, 1) and r.shape == (12, 4, 4)  # 40×56 pads to 64×64
+    crc = zlib.crc32(r.astype("<i4").tobytes(), zlib.crc32(z.astype("<i4").tobytes()))
+    assert crc == enc.header.latent_crc
+
+
+def test_decode_integers_on_fresh_codec(tiny_codec: Codec, tiny_model: TinyModel) -> None:
+    """decode_integers(cont) is public and gets the header: it must not depend on hidden state."""
+    enc = tiny_codec.encode(loaded(smooth_image(40, 56, seed=25)), 2.0)  # rate 2 has an h_s LoRA delta
+    fresh = codec_for_file(tiny_model.path)  # starts at rate 0
+    z, r, _ = fresh.decode_integers(ctr.parse(enc.data))
+    crc = zlib.crc32(r.astype("<i4").tobytes(), zlib.crc32(z.astype("<i4").tobytes()))
+    assert crc == enc.header.latent_crc
+
+
+def test_analyse_uses_the_requested_rate(tiny_model: TinyModel) -> None:
+    rgb = smooth_image(40, 56, seed=26)
+    fresh = codec_for_file(tiny_model.path)  # rate 0 selected
+    y_fresh, _ = fresh.analyse(rgb, 2.0)
+    selected = codec_for_file(tiny_model.path)
+    selected._select_rate(2)  # what encode() does first; g_a.res[2] has an r2 delta
+    y_selected, _ = selected.analyse(rgb, 2.0)
+    np.testing.assert_array_equal(y_fresh, y_selected)
+
+
+@pytest.mark.parametrize("quality, rate", [(2.5, 640), (0.0, 0), (5.0, 1280), (1 / 3, 85), (4.999, 1280)])
+def test_fractional_quality(tiny_codec: Codec, quality: float, rate: int) -> None:
+    img = smooth_image(40, 56, seed=15)
+    _, enc, dec = round_trip(tiny_codec, img, quality)
+    assert enc.header.rate == rate
+    assert dec.header.quality == rate / 256
+    assert psnr(np.asarray(dec.image), img) > 22
+
+
+def test_fractional_quality_between_neighbours(tiny_codec: Codec) -> None:
+    li = loaded(smooth_image(64, 64, seed=16))
+    sizes = [len(tiny_codec.encode(li, q).data) for q in (0.0, 2.0, 2.5, 3.0, 5.0)]
+    assert sizes[0] < sizes[-1]
+    assert sizes[1] <= sizes[2] <= sizes[3]
+    assert tiny_codec.encode(li, 2.5).data != tiny_codec.encode(li, 2.0).data
+
+
+@pytest.mark.parametrize("quality", [-0.01, 5.01, 6, float("nan"), float("inf"), "3", None])
+def test_quality_out_of_range(tiny_codec: Codec, quality) -> None:
+    with pytest.raises(UsageError):
+        tiny_codec.encode(loaded(smooth_image(8, 8)), quality)
+
+
+# ---- refusals -------------------------------------------------------------------------------
+
+
+def test_wrong_model(tiny_codec: Codec, other_model: TinyModel) -> None:
+    enc = tiny_codec.encode(loaded(smooth_image(16, 16, seed=17)), 3.0)
+    other = codec_for_file(other_model.path)
+    assert other.model_id != tiny_codec.model_id
+    with pytest.raises(ModelError, match=tiny_codec.model_id):
+        other.decode(enc.data)
+
+
+def test_altered_latent_crc_refused(tiny_codec: Codec) -> None:
+    enc = tiny_codec.encode(loaded(smooth_image(40, 56, seed=18)), 3.0)
+    bad = reseal(enc.data, latent_crc=enc.header.latent_crc ^ 1)
+    assert ctr.parse(bad).header.latent_crc != enc.header.latent_crc  # well-formed otherwise
+    with pytest.raises(ContainerError, match="checksum"):
+        tiny_codec.decode(bad)
+
+
+def test_swapped_sections_refused_by_latent_crc(tiny_codec: Codec) -> None:
+    """Latents of another image under this header: decodes, but the latent CRC refuses it."""
+    a = tiny_codec.encode(loaded(smooth_image(40, 56, seed=19)), 3.0)
+    b = tiny_codec.encode(loaded(smooth_image(40, 56, seed=20)), 3.0)
+    ca, cb = ctr.parse(a.data), ctr.parse(b.data)
+    mixed = ctr.write(ctr.Container(header=ca.header, sections=cb.sections))
+    with pytest.raises(ContainerError):
+        tiny_codec.decode(mixed)
+
+
+def test_rate_beyond_model_refused(tiny_codec: Codec) -> None:
+    enc = tiny_codec.encode(loaded(smooth_image(16, 16, seed=21)), 5.0)
+    with pytest.raises(ContainerError, match="rate"):
+        tiny_codec.decode(reseal(enc.data, rate=5 * 256 + 1))
+
+
+def test_every_byte_flip_and_truncation_refused(tiny_codec: Codec) -> None:
+    enc = tiny_codec.encode(loaded(smooth_image(8, 8, seed=22)), 1.0)
+    data = enc.data
+    for pos in range(len(data)):
+        bad = bytearray(data)
+        bad[pos] ^= 0x5A
+        with pytest.raises(ContainerError):
+            tiny_codec.decode(bytes(bad))
+        with pytest.raises(ContainerError):
+            tiny_codec.decode(data[:pos])
+
+
+def test_huge_claimed_size_refused(tiny_codec: Codec) -> None:
+    enc = tiny_codec.encode(loaded(smooth_image(8, 8, seed=23)), 1.0)
+    with pytest.raises(ContainerError, match="limit"):
+        tiny_codec.decode(reseal(enc.data, width=100000, height=100000))
+
+
+# ---- exact cross-process decode -----------------------------------------------------------
+
+_CHILD = textwrap.dedent(
+    """
+    import json, sys, zlib
+    import numpy as np
+    import torch
+    torch.set_num_threads(1)
+    from udic import container as ctr
+    from udic.codec import codec_for_file
+    model, src, dst = sys.argv[1:4]
+    codec = codec_for_file(model)
+    data = open(src, "rb").read()
+    codec.decode(data).image.save(dst)  # selects the file's rate, checks latent_crc itself
+    z, r, _ = codec.decode_integers(ctr.parse(data))
+    crc = zlib.crc32(np.ascontiguousarray(r, dtype="<i4").tobytes(),
+                     zlib.crc32(np.ascontiguousarray(z, dtype="<i4").tobytes()))
+    print(json.dumps({"crc": crc, "threads": torch.get_num_threads()}))
+    """
+)
+
+
+def test_exact_cross_process_decode(tiny_codec: Codec, tiny_model: TinyModel, tmp_path: Path) -> None:
+    rgb = smooth_image(72, 90, seed=24)
+    alpha = np.tile(np.linspace(0, 255, 90).astype(np.uint8), (72, 1))
+    li = loaded(Image.fromarray(np.dstack([rgb, alpha]), "RGBA"))
+    saved = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        enc = tiny_codec.encode(li, 2.5)  # fractional: LoRA-merged rate with interpolated gains
+        here = np.asarray(tiny_codec.decode(enc.data).image)
+    finally:
+        torch.set_num_threads(saved)
+    src = tmp_path / "x.udic"
+    src.write_bytes(enc.data)
+    dst = tmp_path / "child.png"
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(tiny_model.path), str(src), str(dst)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["threads"] == 1
+    assert report["crc"] == enc.header.latent_crc
+    there = np.asarray(Image.open(dst))
+    assert there.shape == here.shape == (72, 90, 4)
+    np.testing.assert_array_equal(there, here)
