@@ -25,12 +25,17 @@ test: install
 
 # RD/speed report for Kodak and every out-of-domain set -> bench/report.md + .json
 bench: install
-	$(PY) -m udic.bench --out bench
+	$(PY) -m udic.bench --out bench --max-images 6
 
 # Train (or resume) the base model in the background-friendly way; see docs/training.md.
 TRAIN_ARGS ?= --out runs/base --steps 18000
 train: install
 	$(PY) -m udic.train $(TRAIN_ARGS)
+
+# Container fuzzing campaign: mutated .udic files must fail cleanly or decode exactly; prints counts.
+FUZZ_CASES ?= 10000
+fuzz: install
+	$(PY) -m udic.fuzz --cases $(FUZZ_CASES)
 
 lint: install
 	$(PY) -m compileall -q src tests

@@ -27,6 +27,10 @@ from udic.codec import Codec, codec_for_file
 from udic.imageio import LoadedImage, load_image
 from udic.models import ModelConfig, UdicModel
 
+# Tiny models on a 2-core machine: one torch thread avoids thread-sync stalls whenever
+# anything else runs (tests that are about thread counts set them explicitly).
+torch.set_num_threads(1)
+
 TINY_N = 8
 TINY_M = 12
 

@@ -47,13 +47,18 @@ def quantised_params(step: float, scale: float) -> tuple[int, int]:
     return int(round(step * _FIXED)), int(round(scale * _FIXED))
 
 
+def params_in_range(step_q: int, scale_q: int) -> bool:
+    """Spec §6: both positive, scale ≤ 64·step and step ≤ 256·scale (bounded table size)."""
+    return step_q > 0 and scale_q > 0 and scale_q <= 64 * step_q and step_q <= 256 * scale_q
+
+
 def coder_for(step_q: int, scale_q: int) -> IndexedCoder:
     return IndexedCoder([logistic_table(scale_q / _FIXED, step_q / _FIXED)])
 
 
 def encode_adapters(aset: AdapterSet) -> bytes:
     step_q, scale_q = quantised_params(aset.step, aset.scale)
-    if not (0 < step_q < 1 << 16 and 0 < scale_q < 1 << 16):
+    if not (step_q < 1 << 16 and scale_q < 1 << 16 and params_in_range(step_q, scale_q)):
         raise ValueError("adapter step/scale out of range")
     if not 0 < len(aset.adapters) < 256:
         raise ValueError("need 1…255 adapters")
@@ -81,8 +86,8 @@ def decode_adapters(payload: bytes, slot_channels: list[int]) -> AdapterSet:
             raise ContainerError(f"corrupt adapters section (slot {slot}, rank {rank})")
         specs.append((slot, rank))
     step_q, scale_q = struct.unpack("<HH", reader.take(4, "adapters"))
-    if step_q == 0 or scale_q == 0:
-        raise ContainerError("corrupt adapters section (zero step or scale)")
+    if not params_in_range(step_q, scale_q):
+        raise ContainerError(f"corrupt adapters section (step {step_q}, scale {scale_q} out of range)")
     total = sum(2 * rank * slot_channels[slot] for slot, rank in specs)
     flat = coder_for(step_q, scale_q).decode(payload[reader.pos :], np.zeros(total, dtype=np.int64))
     adapters = []

@@ -11,10 +11,13 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from glob import escape as glob_escape
 from pathlib import Path
 
 import click
@@ -35,6 +38,7 @@ class Common:
     force: bool
     quiet: bool
     as_json: bool
+    jobs: int = 1
 
 
 def _setup_threads(threads: int | None) -> None:
@@ -134,36 +138,250 @@ def _progress(items: list, label: str, quiet: bool) -> Iterator:
         yield bar
 
 
+# ---- batches ------------------------------------------------------------------------------
+#
+# A batch runs ``work(src, dest, job)`` per (input, output) pair, one after another or, with
+# ``--jobs N``, on N worker threads (torch releases the GIL in its kernels).  Either way the
+# reports — notes, error lines, JSON lines — come out in input order, one bad file never
+# stops the others, a summary line closes the run, the exit code is 1 if any file failed,
+# and an interruption (SIGINT) leaves only complete outputs behind and exits 130.
+
+
+class _Cancelled(BaseException):
+    """Raised inside a worker once the batch is interrupted; never escapes ``_run_batch``."""
+
+
+_CANCELLED = object()  # outcome of an item that never ran (or stopped) because of an interruption
+
+
+@dataclass
+class _Job:
+    """What one item's ``work`` may use besides its paths.
+
+    ``say(message)`` reports a one-line note about the item: printed at once in a
+    serial batch, and in input order with the item's outcome in a parallel one.
+    ``parallel`` means work runs on a worker thread: it must use ``_job_codec`` (a
+    Codec holds rate state and is not thread-safe), ``pillow()`` around image loading,
+    and show no live progress.  ``check()`` raises once the batch is interrupted.
+    """
+
+    name: str
+    parallel: bool = False
+    stop: threading.Event | None = None
+    claimed: set[int] = field(default_factory=set)
+    notes: list[str] = field(default_factory=list)
+
+    def say(self, message: str) -> None:
+        if self.parallel:
+            self.notes.append(message)
+        else:
+            _err(self.name, message)
+
+    def check(self, *_: object) -> None:
+        if self.stop is not None and self.stop.is_set():
+            raise _Cancelled
+
+    @contextmanager
+    def pillow(self) -> Iterator[None]:
+        """``load_image`` toggles Pillow's global bomb limit: one worker at a time."""
+        if not self.parallel:
+            yield
+            return
+        with _PILLOW_LOCK:
+            yield
+
+
+_PILLOW_LOCK = threading.Lock()
+_CODEC_LOCK = threading.Lock()  # one model load (or download) at a time
+_worker_state = threading.local()
+
+
+def _job_codec(model: str | None, device: str, progress: bool, job: _Job):
+    """The codec for this item: the process-wide one, or the worker thread's own."""
+    from . import api
+
+    if not job.parallel:
+        return api.get_codec(model, device, progress)
+    codecs = getattr(_worker_state, "codecs", None)
+    if codecs is None:
+        codecs = _worker_state.codecs = {}
+    key = (model, device)
+    if key not in codecs:
+        from .codec import Codec
+
+        with _CODEC_LOCK:
+            # The main thread's cached codec is idle during the batch: the first worker
+            # that needs it takes it, every other worker loads its own copy.
+            codec = api.get_codec(model, device, progress=False)
+            if id(codec) in job.claimed:
+                codec = Codec.load(model, device=device, progress=False)
+            job.claimed.add(id(codec))
+        codecs[key] = codec
+        codecs[(codec.model_id, device)] = codec
+    return codecs[key]
+
+
+def _encode_loaded(image, quality: float, model: str | None, device: str, effort: int,
+                   time_budget: float | None, seed: int, on_step, job: _Job):
+    """``api.encode_image`` on this item's codec."""
+    from . import api
+
+    if not job.parallel:
+        return api.encode_image(image, quality, model, device, effort=effort, time_budget=time_budget,
+                                seed=seed, on_step=on_step)
+    codec = _job_codec(model, device, False, job)
+    if effort <= 0:
+        return codec.encode(image, quality)
+    from .adapt import AdaptConfig, adapt_encode
+
+    config = AdaptConfig.for_effort(effort, time_budget=time_budget, seed=seed)
+    return adapt_encode(codec, image, quality, config, progress=on_step).encode
+
+
+def _decode_bytes(data: bytes, device: str, allow_large: bool, progress: bool, model: str | None, job: _Job):
+    """``api.decode`` on this item's codec."""
+    from . import api
+
+    if not job.parallel:
+        return api.decode(data, device=device, allow_large=allow_large, progress=progress, model=model)
+    from . import container as ctr
+
+    max_pixels = ctr.MAX_DIMENSION**2 if allow_large else ctr.DEFAULT_MAX_PIXELS
+    header = ctr.parse(data, max_pixels=max_pixels).header
+    codec = _job_codec(model if model is not None else header.model_id, device, False, job)
+    return codec.decode(data, max_pixels=max_pixels)
+
+
+def _run_one(work: Callable[[str, str, _Job], dict], src: str, dest: str, job: _Job,
+             after: "Future | None" = None) -> tuple[object, str | None]:
+    """(result, None) or (None, one-line error) or (_CANCELLED, None); never raises in a worker."""
+    try:
+        if after is not None:  # an earlier item writes the same output: let it go first
+            try:
+                after.result()
+            except CancelledError:
+                return _CANCELLED, None
+        job.check()
+        return work(src, dest, job), None
+    except _Cancelled:
+        return _CANCELLED, None
+    except UdicError as exc:  # one bad file never stops the batch
+        return None, str(exc)
+    except Exception as exc:
+        return None, _unexpected(exc)
+
+
+def _remove_temp_files(dest: str) -> None:
+    """Belt and braces after an interruption: drop any temp file of an output being written.
+
+    ``imageio.atomic_write_bytes`` removes its own temp file on every exception; this only
+    matters if the signal landed between the temp file's creation and that bookkeeping.
+    The pattern is the one ``atomic_write_bytes`` uses: ``.<name>.<random>.udic-tmp``.
+    """
+    if dest == STDIO:
+        return
+    path = Path(dest)
+    try:
+        for tmp in path.parent.glob(f".{glob_escape(path.name)}.*.udic-tmp"):
+            with suppress(OSError):
+                tmp.unlink()
+    except OSError:
+        pass
+
+
 def _run_batch(
     pairs: list[tuple[str, str]],
     common: Common,
     label: str,
-    work: Callable[[str, str], dict],
+    work: Callable[[str, str, _Job], dict],
 ) -> None:
     """Run ``work`` per (input, output) pair; keep going after failures; summarise."""
+    verb = label.split()[0]
     failures = 0
     results: list[dict] = []
     json_stream = sys.stderr if any(o == STDIO for _, o in pairs) else sys.stdout
-    try:
-        with _progress(pairs, label, common.quiet) as bar:
-            for src, dest in bar:
-                name = "<stdin>" if src == STDIO else src
-                try:
-                    result = work(src, dest)
-                    results.append(result)
-                    if common.as_json:
-                        click.echo(json.dumps(result), file=json_stream)
-                except (UdicError, Exception) as exc:  # one bad file never stops the batch
-                    failures += 1
-                    message = str(exc) if isinstance(exc, UdicError) else _unexpected(exc)
-                    _err(name, message)
-                    if common.as_json:
-                        click.echo(json.dumps({"input": name, "error": message}), file=json_stream)
-    except KeyboardInterrupt:
-        _err(label.split()[0], f"interrupted after {len(results)} of {len(pairs)} files")
-        raise SystemExit(130) from None
+
+    def report(job: _Job, result: object, error: str | None) -> None:
+        nonlocal failures
+        for note in job.notes:
+            _err(job.name, note)
+        if error is None:
+            results.append(result)  # type: ignore[arg-type]
+            if common.as_json:
+                click.echo(json.dumps(result), file=json_stream)
+        else:
+            failures += 1
+            _err(job.name, error)
+            if common.as_json:
+                click.echo(json.dumps({"input": job.name, "error": error}), file=json_stream)
+
+    def interrupted() -> SystemExit:
+        _err(verb, f"interrupted after {len(results)} of {len(pairs)} files"
+             + (f" ({failures} failed)" if failures else ""))
+        return SystemExit(130)
+
+    def name_of(src: str) -> str:
+        return "<stdin>" if src == STDIO else src
+
+    jobs = max(1, min(common.jobs, len(pairs)))
+    if jobs == 1:
+        current = None
+        try:
+            with _progress(pairs, label, common.quiet) as bar:
+                for src, dest in bar:
+                    current = dest
+                    job = _Job(name_of(src))
+                    result, error = _run_one(work, src, dest, job)
+                    current = None
+                    report(job, result, error)
+        except KeyboardInterrupt:
+            if current is not None:
+                _remove_temp_files(current)
+            raise interrupted() from None
+    else:
+        import torch
+
+        # Split the CPU threads between the workers; torch applies this to every thread.
+        saved_threads = torch.get_num_threads()
+        per_worker = max(1, (common.threads or saved_threads) // jobs)
+        torch.set_num_threads(per_worker)
+        stop = threading.Event()
+        claimed: set[int] = set()
+        pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="udic-job")
+        items: list[tuple[_Job, Future]] = []
+        last_for_dest: dict[str, Future] = {}
+        reported = 0  # items whose outcome has been printed
+        try:
+            for src, dest in pairs:
+                job = _Job(name_of(src), parallel=True, stop=stop, claimed=claimed)
+                key = os.path.abspath(dest)
+                future = pool.submit(_run_one, work, src, dest, job, last_for_dest.get(key))
+                last_for_dest[key] = future
+                items.append((job, future))
+            with _progress(items, label, common.quiet) as bar:
+                for job, future in bar:
+                    result, error = future.result()
+                    reported += 1
+                    report(job, result, error)
+        except KeyboardInterrupt:
+            stop.set()
+            for _, future in items:
+                future.cancel()
+            try:  # running items finish (complete file) or stop before writing anything
+                pool.shutdown(wait=True)
+            except KeyboardInterrupt:
+                pass  # the interpreter still joins the workers on exit
+            for job, future in items[reported:]:
+                if future.done() and not future.cancelled():
+                    result, error = future.result()
+                    if result is not _CANCELLED:
+                        report(job, result, error)
+            raise interrupted() from None
+        finally:
+            pool.shutdown(wait=True)
+            torch.set_num_threads(saved_threads)
     if len(pairs) > 1 and not common.quiet:
-        click.echo(f"udic: {len(pairs) - failures} of {len(pairs)} files {label.split()[0]}d"
+        click.echo(f"udic: {len(pairs) - failures} of {len(pairs)} files {verb}d"
                    + (f", {failures} failed" if failures else ""), err=True)
     if failures:
         raise SystemExit(1)
@@ -204,15 +422,17 @@ def main() -> None:
               help="Seconds of adaptation per image (stops early, still writes a valid file).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for adaptation (deterministic encodes).")
 @click.option("--allow-large", is_flag=True, help="Accept images over the 64-megapixel limit.")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Files processed in parallel (each worker has its own model copy; CPU threads are split).")
 @common_options
 def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, model: str | None,
-           effort: int, time_budget: float | None, seed: int,
-           allow_large: bool, device: str, threads: int | None, force: bool, quiet: bool, as_json: bool) -> None:
+           effort: int, time_budget: float | None, seed: int, allow_large: bool, jobs: int,
+           device: str, threads: int | None, force: bool, quiet: bool, as_json: bool) -> None:
     """Compress images to .udic files."""
     from . import api
     from .imageio import atomic_write_bytes, load_image
 
-    common = Common(device, threads, force, quiet, as_json)
+    common = Common(device, threads, force, quiet, as_json, jobs)
     q = api.DEFAULT_QUALITY if quality is None else quality
     try:
         _setup_threads(threads)
@@ -224,21 +444,24 @@ def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, m
         _err("encode", str(exc))
         raise SystemExit(exc.exit_code) from None
 
-    def work(src: str, dest: str) -> dict:
+    def work(src: str, dest: str, job: _Job) -> dict:
         t0 = time.perf_counter()
         _check_dest(dest, force)
         raw = _read_input(src)
-        image = load_image(raw, allow_large=allow_large)
+        with job.pillow():
+            image = load_image(raw, allow_large=allow_large)
         if not quiet:
             for notice in image.notices:
-                _err("<stdin>" if src == STDIO else src, f"note: {notice}")
+                job.say(f"note: {notice}")
         label = "<stdin>" if src == STDIO else Path(src).name
-        on_step = None if quiet or effort == 0 else _AdaptProgress(label)
+        if job.parallel:  # no live display from workers; stop early when interrupted
+            on_step = job.check if effort > 0 else None
+        else:
+            on_step = None if quiet or effort == 0 else _AdaptProgress(label)
         try:
-            result = api.encode_image(image, q, model, device, effort=effort, time_budget=time_budget,
-                                      seed=seed, on_step=on_step)
+            result = _encode_loaded(image, q, model, device, effort, time_budget, seed, on_step, job)
         finally:
-            if on_step is not None:
+            if isinstance(on_step, _AdaptProgress):
                 on_step.close()
         if dest == STDIO:
             sys.stdout.buffer.write(result.data)
@@ -261,14 +484,15 @@ def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, m
 @click.option("--format", "fmt", default=None, help="Output format when it cannot come from a suffix (default PNG).")
 @click.option("--model", default=None, help="Weights to decode with (default: found by the model id in the file).")
 @click.option("--allow-large", is_flag=True, help="Accept files over the 64-megapixel limit.")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Files processed in parallel (each worker has its own model copy; CPU threads are split).")
 @common_options
 def decode(inputs: tuple[str, ...], output: str | None, fmt: str | None, model: str | None, allow_large: bool,
-           device: str, threads: int | None, force: bool, quiet: bool, as_json: bool) -> None:
+           jobs: int, device: str, threads: int | None, force: bool, quiet: bool, as_json: bool) -> None:
     """Decompress .udic files to images."""
-    from . import api
     from .imageio import save_image
 
-    common = Common(device, threads, force, quiet, as_json)
+    common = Common(device, threads, force, quiet, as_json, jobs)
     suffix = "." + (fmt or "png").lower()
     try:
         _setup_threads(threads)
@@ -277,10 +501,10 @@ def decode(inputs: tuple[str, ...], output: str | None, fmt: str | None, model: 
         _err("decode", str(exc))
         raise SystemExit(exc.exit_code) from None
 
-    def work(src: str, dest: str) -> dict:
+    def work(src: str, dest: str, job: _Job) -> dict:
         _check_dest(dest, force)
         data = _read_input(src)
-        result = api.decode(data, device=device, allow_large=allow_large, progress=not quiet, model=model)
+        result = _decode_bytes(data, device, allow_large, not quiet, model, job)
         if dest == STDIO:
             save_image(result.image, STDIO, format=fmt or "PNG")
         else:

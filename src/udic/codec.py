@@ -60,6 +60,23 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+MAX_ICC_BYTES = 16 << 20
+
+
+def inflate_icc(payload: bytes) -> bytes:
+    """zlib-inflate an ICC section, refusing more than MAX_ICC_BYTES (no zlib bombs)."""
+    inflater = zlib.decompressobj()
+    try:
+        icc = inflater.decompress(payload, MAX_ICC_BYTES + 1)
+    except zlib.error:
+        raise ContainerError("corrupt ICC section") from None
+    if len(icc) > MAX_ICC_BYTES or inflater.unconsumed_tail:
+        raise ContainerError(f"ICC section inflates past {MAX_ICC_BYTES >> 20} MiB")
+    if not inflater.eof:
+        raise ContainerError("corrupt ICC section (truncated)")
+    return icc
+
+
 def _crc_integers(*arrays: np.ndarray) -> int:
     crc = 0
     for a in arrays:
@@ -244,10 +261,7 @@ class Codec:
             alpha = decode_alpha(cont.sections[ctr.Section.ALPHA], header.height, header.width)
         icc = None
         if ctr.Section.ICC in cont.sections:
-            try:
-                icc = zlib.decompress(cont.sections[ctr.Section.ICC])
-            except zlib.error:
-                raise ContainerError("corrupt ICC section") from None
+            icc = inflate_icc(cont.sections[ctr.Section.ICC])
         mode = "L" if header.colour == ctr.Colour.GRAY else "RGB"
         image = to_pil(rgb, mode, alpha, icc)
         return DecodeResult(image=image, header=header, seconds=time.perf_counter() - t0)

@@ -17,7 +17,7 @@ from .errors import ContainerError
 MAGIC = b"UDIC"
 VERSION = 1
 MAX_DIMENSION = 1 << 20
-DEFAULT_MAX_PIXELS = 1 << 26
+DEFAULT_MAX_PIXELS = 64_000_000  # the same limit as for input images
 
 
 class Colour(IntEnum):

@@ -47,6 +47,7 @@ class TrainConfig:
     N: int = 128
     M: int = 192
     rates: list[int] = field(default_factory=list)  # restrict to these rate indices
+    init_from: str = ""  # start a new run from a weights file (.safetensors) or checkpoint (.pt)
 
     def lr_at(self, step: int) -> float:
         if step < self.warmup:
@@ -97,6 +98,23 @@ def evaluate(model: UdicModel, images: list[torch.Tensor], rates: list[int]) -> 
     return rows
 
 
+def load_initial_weights(model: UdicModel, path: Path) -> None:
+    """Warm start: weights only (optimiser state starts fresh), e.g. a packaged model."""
+    if path.suffix == ".pt":
+        state = torch.load(path, map_location="cpu", weights_only=False)["model"]
+    else:
+        from .. import modelfile
+
+        loaded = modelfile.load(path)
+        if loaded.model.config.to_dict() != model.config.to_dict():
+            raise ValueError(f"{path}: architecture {loaded.model.config} differs from {model.config}")
+        state = loaded.model.state_dict()
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [m for m in missing if not m.startswith("entropy_bottleneck._")]
+    if missing or unexpected:
+        raise ValueError(f"{path}: weights do not match (missing {missing[:3]}, unexpected {unexpected[:3]})")
+
+
 def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Path:
     torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
@@ -107,6 +125,7 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Path:
 
     ckpt_path = out / "last.pt"
     model_cfg = ModelConfig(N=cfg.N, M=cfg.M)
+    torch.manual_seed(cfg.seed)  # the initial weights are a function of the seed too
     model = UdicModel(model_cfg)
     model = model.to(memory_format=torch.channels_last)
     main_params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
@@ -128,6 +147,9 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Path:
         step = int(state["step"])
         wall = float(state["wall"])
         progress(f"resumed from {ckpt_path} at step {step} ({wall / 60:.1f} min)")
+    elif cfg.init_from:
+        load_initial_weights(model, Path(cfg.init_from))
+        progress(f"initialised from {cfg.init_from}")
     else:
         patches = data.random_patches(cfg.seed, cfg.pca_patches, model_cfg.patch)
         model.init_linear_from_patches(patches)
@@ -216,7 +238,7 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Path:
         step += 1
         wall = wall_at_start + (time.time() - t_start)
 
-        acc_loss += float(loss)
+        acc_loss += float(loss.detach())
         acc_bpp += float(bpp.mean())
         acc_psnr += float((-10 * torch.log10(mse.detach().clamp_min(1e-10))).mean())
         acc_n += 1
