@@ -124,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--refresh-anchors", action="store_true")
     p.add_argument("--anchors-only", action="store_true")
+    p.add_argument("--cached-anchors", action="store_true",
+                   help="use only anchor curves already in the cache; note the missing ones")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -149,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         key = images_key(imgs)
         for codec_name in codecs:
             entry = entries.get(f"{name}/{codec_name}")
+            if (entry is None or entry.get("key") != key) and a.cached_anchors:
+                anchor_notes.append(f"{name}: {codec_name} not measured yet (no cached anchor curve)")
+                continue
             if entry is None or entry.get("key") != key:
                 if progress:
                     print(f"anchors: {name}/{codec_name} ({len(imgs)} images)", file=sys.stderr)
@@ -243,7 +248,10 @@ def render_markdown(r: dict, plots: dict[str, str]) -> str:
         "",
         f"Generated {r['generated']} on {r['machine']['cpu_count']} CPU cores "
         f"({r['machine']['torch_threads']} torch threads, torch {r['machine']['torch']}, no GPU).",
-        f"Model `{r['model']['id']}` ({r['model']['file']}, {r['model']['bytes'] / 1e6:.1f} MB).",
+        f"Model `{r['model']['id']}` ({r['model']['file']}, {r['model']['bytes'] / 1e6:.1f} MB)"
+        + (f", trained {r['model']['info'].get('steps', 0)} steps in "
+           f"{r['model']['info'].get('wall_seconds', 0) / 3600:.2f} h on this CPU" if r["model"]["info"] else "")
+        + ". udic is measured without per-image adaptation (`--effort 0`).",
         "",
         "bpp counts every byte of the .udic file (header, sections, checksums). PSNR is RGB, 8-bit, "
         "averaged per image; curves average bpp and PSNR per quality setting over a domain.",

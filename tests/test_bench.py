@@ -1,0 +1,46 @@
+"""The benchmark writes its report (markdown + JSON) from real encodes, with cached anchors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from udic import api, bench
+
+
+def _data_root(tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    rng = np.random.default_rng(3)
+    for folder in ("kodak", "ood/comic"):
+        d = root / folder
+        d.mkdir(parents=True)
+        for i in range(2):
+            yy, xx = np.mgrid[0:48, 0:64]
+            img = np.stack([xx * 4, yy * 5, (xx + yy) * 2], -1) + rng.normal(0, 6, (48, 64, 3))
+            Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(d / f"img{i}.png")
+    return root
+
+
+def test_bench_writes_report_and_reuses_anchor_cache(tmp_path: Path, tiny_cache, monkeypatch) -> None:
+    api._codecs.clear()
+    root = _data_root(tmp_path)
+    out = tmp_path / "bench"
+    args = ["--out", str(out), "--data", str(root), "--domains", "kodak,comic", "--codecs", "jpeg",
+            "--qualities", "0,2,4,5", "--model", tiny_cache.id, "--jobs", "1", "--threads", "1", "--quiet"]
+    assert bench.main(args) == 0
+    report = json.loads((out / "report.json").read_text())
+    rows = report["per_rate"]["kodak"]
+    assert [r["quality"] for r in rows] == [0.0, 2.0, 4.0, 5.0]
+    assert all(r["bpp"] > 0 and r["decode_s"] > 0 and r["encode_s"] > 0 for r in rows)
+    assert rows[-1]["bpp"] > rows[0]["bpp"]
+    assert set(report["images"]) == {"kodak", "comic"}
+    md = (out / "report.md").read_text()
+    assert "## kodak (2 images): udic per rate" in md and "## comic (2 images)" in md
+    cache = json.loads((out / "anchors.json").read_text())["entries"]
+    assert set(cache) == {"kodak/jpeg", "comic/jpeg"}
+    # A second run must not re-encode the anchors: poison the sweep and rerun.
+    monkeypatch.setattr(bench, "run_sweep", lambda *a, **k: (_ for _ in ()).throw(AssertionError("re-ran")))
+    assert bench.main(args) == 0
