@@ -56,7 +56,7 @@ def assert_same(a: AdapterSet, b: AdapterSet) -> None:
         [(1, 3)],
         [(2, 2)],
         [(0, 1), (1, 2), (2, 3)],
-        [(2, 3), (0, 1)],  # order is preserved, not sorted
+        [(0, 2), (2, 1)],  # a gap in the slots
     ],
 )
 @pytest.mark.parametrize("seed", [0, 1])
@@ -218,3 +218,16 @@ def test_codec_adapters_match_manual_synthesis(tiny_codec: Codec) -> None:
         slot.clear()
     manual = x[0].clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()[:24, :20]
     np.testing.assert_array_equal(decoded, manual)
+
+
+@pytest.mark.parametrize("specs", [[(2, 3), (0, 1)], [(1, 2), (1, 2)]])
+def test_slots_must_increase(specs: list[tuple[int, int]]) -> None:
+    """Spec §6: slots strictly increasing — a repeated slot would silently overwrite."""
+    aset = random_set(np.random.default_rng(0), specs)
+    with pytest.raises(ValueError, match="increasing"):
+        encode_adapters(aset)
+    good = encode_adapters(random_set(np.random.default_rng(0), [(0, 1), (1, 2)]))
+    bad = bytearray(good)
+    bad[3] = 0  # second adapter's slot byte: 1 -> 0 (not increasing)
+    with pytest.raises(ContainerError, match="corrupt adapters"):
+        decode_adapters(bytes(bad), CHANNELS)

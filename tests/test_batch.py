@@ -3,6 +3,8 @@ same reports in the same order as a serial run, and SIGINT leaves only complete 
 
 from __future__ import annotations
 
+import sys
+
 import io
 import json
 import signal
@@ -19,7 +21,7 @@ from conftest import TinyModel, png_bytes, smooth_image
 from udic import container as ctr
 from udic.cli import main
 
-UDIC = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "udic"
+UDIC = Path(sys.executable).with_name("udic")  # the console script of this environment
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -132,17 +134,16 @@ def test_notices_come_in_input_order(runner: CliRunner, tiny_cache: TinyModel, t
     assert result.stderr.strip().splitlines()[-1] == "udic: 6 of 6 files encoded"
 
 
-def test_same_destination_twice_is_deterministic(runner: CliRunner, tiny_cache: TinyModel, tmp_path: Path) -> None:
-    """x.png and x.jpg both default to x.udic: the first one wins, with or without --jobs."""
+def test_same_destination_twice_is_refused_up_front(runner: CliRunner, tiny_cache: TinyModel, tmp_path: Path) -> None:
+    """x.png and x.jpg would both default to x.udic: refused before any work, with or without --jobs."""
     (tmp_path / "x.png").write_bytes(png_bytes(smooth_image(10, 12, seed=1)))
     Image.fromarray(smooth_image(20, 22, seed=2)).save(tmp_path / "x.jpg")
-    for attempt in range(3):
-        (tmp_path / "x.udic").unlink(missing_ok=True)
+    for jobs in ("1", "2"):
         result = run(runner, "encode", str(tmp_path / "x.png"), str(tmp_path / "x.jpg"), "--model", tiny_cache.id,
-                     "--effort", "0", "--jobs", "2")
-        assert result.exit_code == 1
-        assert f"udic: {tmp_path / 'x.jpg'}: " in result.stderr and "exists" in result.stderr
-        assert ctr.parse((tmp_path / "x.udic").read_bytes()).header.width == 12
+                     "--effort", "0", "--jobs", jobs)
+        assert result.exit_code == 2
+        assert "both be written to" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "x.udic").exists()
 
 
 def test_jobs_must_be_positive(runner: CliRunner, tiny_cache: TinyModel, tmp_path: Path) -> None:
@@ -172,7 +173,10 @@ def test_sigint_mid_batch(tiny_model: TinyModel, tiny_env: dict[str, str], tmp_p
     out = tmp_path / "out"
     args = [str(UDIC), "encode", *map(str, inputs), "-o", str(out), "--model", tiny_model.id,
             "--effort", "1", "--json", "--jobs", str(jobs), "--threads", str(jobs)]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=tiny_env, cwd=tmp_path)
+    # A background runner may have SIGINT ignored, and children inherit that: restore the
+    # default so the child's Python installs its KeyboardInterrupt handler.
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=tiny_env, cwd=tmp_path,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 300
         while not (out.is_dir() and any(p.suffix == ".udic" for p in out.iterdir())):

@@ -6,6 +6,8 @@ Most cases run in-process through click's CliRunner; a few run the installed
 
 from __future__ import annotations
 
+import sys
+
 import io
 import json
 import os
@@ -23,7 +25,7 @@ from udic import container as ctr
 from udic.cli import main
 from udic.container import write_varint
 
-UDIC = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "udic"
+UDIC = Path(sys.executable).with_name("udic")  # the console script of this environment
 
 
 @pytest.fixture

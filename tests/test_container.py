@@ -386,9 +386,9 @@ def test_max_pixels_parameter() -> None:
         parse(data, max_pixels=1499)
 
 
-def test_default_pixel_limit_is_2_26() -> None:
-    ok = seal(header_bytes(width=write_varint(1 << 13), height=write_varint(1 << 13)) + SECTIONS)
-    assert parse(ok).header.width == 1 << 13
-    over = seal(header_bytes(width=write_varint((1 << 13) + 1), height=write_varint(1 << 13)) + SECTIONS)
+def test_default_pixel_limit_is_64_megapixels() -> None:
+    ok = seal(header_bytes(width=write_varint(8000), height=write_varint(8000)) + SECTIONS)
+    assert parse(ok).header.width == 8000
+    over = seal(header_bytes(width=write_varint(8001), height=write_varint(8000)) + SECTIONS)
     with pytest.raises(ContainerError, match="limit"):
         parse(over)

@@ -9,6 +9,8 @@ an image of the header's size, within 10 s.  ``make fuzz`` runs the long campaig
 
 from __future__ import annotations
 
+import sys
+
 import json
 import random
 import struct
@@ -30,7 +32,7 @@ from udic.codec import Codec
 from udic.errors import ContainerError, UdicError
 from udic.fuzz import Case, RawFile, reseal
 
-UDIC = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "udic"
+UDIC = Path(sys.executable).with_name("udic")  # the console script of this environment
 
 
 @pytest.fixture(autouse=True, scope="module")

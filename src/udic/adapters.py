@@ -62,6 +62,9 @@ def encode_adapters(aset: AdapterSet) -> bytes:
         raise ValueError("adapter step/scale out of range")
     if not 0 < len(aset.adapters) < 256:
         raise ValueError("need 1…255 adapters")
+    slots = [a.slot for a in aset.adapters]
+    if slots != sorted(set(slots)) or not all(1 <= a.rank <= 64 for a in aset.adapters):
+        raise ValueError("adapters need strictly increasing slots and ranks 1…64")
     out = bytearray([len(aset.adapters)])
     values = []
     for a in aset.adapters:
@@ -82,7 +85,7 @@ def decode_adapters(payload: bytes, slot_channels: list[int]) -> AdapterSet:
     specs = []
     for _ in range(count):
         slot, rank = reader.take(2, "adapters")
-        if slot >= len(slot_channels) or not 1 <= rank <= 64:
+        if slot >= len(slot_channels) or not 1 <= rank <= 64 or (specs and slot <= specs[-1][0]):
             raise ContainerError(f"corrupt adapters section (slot {slot}, rank {rank})")
         specs.append((slot, rank))
     step_q, scale_q = struct.unpack("<HH", reader.take(4, "adapters"))

@@ -28,6 +28,12 @@ DEFAULT_QUALITY = 3.0
 _codecs: dict[tuple[str | None, str], Codec] = {}
 
 
+# Float precision of the analysis/synthesis transforms: "fp32" (default) or "bf16"
+# (about 3× faster on CPUs with AMX/AVX-512-bf16, ≈0.01–0.07 dB lower PSNR).  The
+# entropy-coded integers never depend on it.
+PRECISION = "fp32"
+
+
 def get_codec(model: str | None = None, device: str = "cpu", progress: bool = True) -> Codec:
     """A cached codec for ``model`` (id, name, path, or None for the default)."""
     key = (model, device)
@@ -35,7 +41,9 @@ def get_codec(model: str | None = None, device: str = "cpu", progress: bool = Tr
         codec = Codec.load(model, device=device, progress=progress)
         _codecs[key] = codec
         _codecs[(codec.model_id, device)] = codec
-    return _codecs[key]
+    codec = _codecs[key]
+    codec.precision = PRECISION
+    return codec
 
 
 ImageLike = Image.Image | np.ndarray | str | os.PathLike | bytes | LoadedImage
@@ -49,7 +57,7 @@ def as_loaded(image: ImageLike, allow_large: bool = False) -> LoadedImage:
         image.save(buf, format="PNG")
         return load_image(buf.getvalue(), allow_large=allow_large)
     if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8 or image.ndim not in (2, 3):
+        if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
             raise InputError("arrays must be uint8 (H, W) or (H, W, 3|4)")
         return as_loaded(Image.fromarray(image), allow_large)
     return load_image(image, allow_large=allow_large)
@@ -152,10 +160,6 @@ def info(data: bytes) -> FileInfo:
         latent_crc=f"{h.latent_crc:08x}",
         version=h.version,
     )
-
-
-def info_file(path: str | Path) -> FileInfo:
-    return info(Path(path).read_bytes())
 
 
 __all__ = [

@@ -22,10 +22,11 @@ from pathlib import Path
 
 import click
 
+from .container import Flags
 from .errors import InputError, OutputError, UdicError, UsageError
 
-# Default adaptation effort for `udic encode`: latent refinement only, a few seconds
-# per photo on 2 cores (see bench/report.md for the measured cost and gain).
+# Default adaptation effort for `udic encode`: latent refinement only (20 SGA steps,
+# a few seconds per photo on 2 cores); the plain encode is kept if it is cheaper.
 DEFAULT_EFFORT = 1
 
 STDIO = "-"
@@ -76,7 +77,12 @@ def _plan_outputs(inputs: tuple[str, ...], output: str | None, suffix: str) -> l
         if STDIO in inputs:
             raise UsageError("'-' (stdin) cannot be combined with other inputs")
         if output is None:
-            return [(i, str(Path(i).with_suffix(suffix))) for i in inputs]
+            pairs = [(i, str(Path(i).with_suffix(suffix))) for i in inputs]
+            dests = [d for _, d in pairs]
+            for d in dests:
+                if dests.count(d) > 1:
+                    raise UsageError(f"two inputs would both be written to {d}; use -o DIR")
+            return pairs
         if output == STDIO:
             raise UsageError("several inputs cannot all go to stdout; use -o DIR")
         out_dir = Path(output)
@@ -215,6 +221,7 @@ def _job_codec(model: str | None, device: str, progress: bool, job: _Job):
             codec = api.get_codec(model, device, progress=False)
             if id(codec) in job.claimed:
                 codec = Codec.load(model, device=device, progress=False)
+                codec.precision = api.PRECISION
             job.claimed.add(id(codec))
         codecs[key] = codec
         codecs[(codec.model_id, device)] = codec
@@ -392,11 +399,22 @@ def _check_dest(dest: str, force: bool) -> None:
         raise OutputError(f"{dest} exists (use --force to overwrite)")
 
 
+def _set_precision(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from . import api
+
+    api.PRECISION = value
+    return value
+
+
 def common_options(f: Callable) -> Callable:
     f = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON results.")(f)
     f = click.option("--quiet", is_flag=True, help="No progress bars or notices.")(f)
     f = click.option("--force", "-f", is_flag=True, help="Overwrite existing outputs.")(f)
     f = click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch.")(f)
+    f = click.option(
+        "--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True, expose_value=False,
+        callback=_set_precision, help="Float transforms in bf16: ~3x faster on CPUs with bf16 units, ~0.05 dB lower PSNR.",
+    )(f)
     f = click.option(
         "--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", show_default=True,
         help="Where the networks run (integer entropy parameters are exact on any device).",
@@ -463,16 +481,12 @@ def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, m
         finally:
             if isinstance(on_step, _AdaptProgress):
                 on_step.close()
-        if dest == STDIO:
-            sys.stdout.buffer.write(result.data)
-            sys.stdout.buffer.flush()
-        else:
-            atomic_write_bytes(dest, result.data, force=force)
+        atomic_write_bytes(dest, result.data, force=force)  # "-" is stdout
         return {
             "input": src, "output": dest, "bytes": len(result.data), "bpp": round(result.bpp, 5),
             "width": result.header.width, "height": result.header.height, "quality": result.header.quality,
             "model_id": result.header.model_id, "effort": effort, "seconds": round(time.perf_counter() - t0, 3),
-            "adapters": bool(result.header.flags & 1), "notices": image.notices,
+            "adapters": bool(result.header.flags & Flags.ADAPTERS), "notices": image.notices,
         }
 
     _run_batch(pairs, common, "encode", work)

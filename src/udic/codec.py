@@ -80,6 +80,8 @@ def inflate_icc(payload: bytes) -> bytes:
 def _crc_integers(*arrays: np.ndarray) -> int:
     crc = 0
     for a in arrays:
+        if a.size and np.abs(a).max() >= 2**31:
+            raise ValueError("latent values must fit in 32 bits (spec §2)")
         crc = zlib.crc32(np.ascontiguousarray(a, dtype="<i4").tobytes(), crc)
     return crc
 
@@ -94,12 +96,10 @@ class Codec:
         device: torch.device | str = "cpu",
         precision: str = "fp32",
     ) -> None:
-        if precision not in ("fp32", "bf16"):
-            raise UsageError(f"unknown precision {precision!r} (use fp32 or bf16)")
         self.device = torch.device(device)
         # The float transforms may run in bf16 (AMX): pixels stay deterministic on one
         # machine; the entropy-coded integers never depend on it.
-        self.precision = precision
+        self.precision = precision  # "fp32" or "bf16"
         # channels_last: oneDNN's fast path for the (de)convolutions, 3× faster here.
         self.model = weights.model.to(self.device).eval().to(memory_format=torch.channels_last)
         self.model_id = model_id
@@ -194,7 +194,7 @@ class Codec:
         if image.alpha is not None:
             flags |= ctr.Flags.ALPHA
             sections[ctr.Section.ALPHA] = encode_alpha(image.alpha)
-        if image.icc:
+        if image.icc and len(image.icc) <= MAX_ICC_BYTES:
             flags |= ctr.Flags.ICC
             sections[ctr.Section.ICC] = zlib.compress(image.icc, 9)
         header = ctr.Header(
@@ -280,6 +280,9 @@ class Codec:
         z_symbols = self.z_coder.decode(cont.section(ctr.Section.HYPERLATENTS), z_idx).reshape(z_shape)
         indexes, means = self._entropy_params(z_symbols)
         residuals = self.y_coder.decode(cont.section(ctr.Section.LATENTS), indexes).reshape(y_shape)
+        for values in (z_symbols, residuals):
+            if values.size and np.abs(values).max() >= 2**31:
+                raise ContainerError("corrupt data: a decoded latent does not fit in 32 bits")
         if _crc_integers(z_symbols, residuals) != cont.header.latent_crc:
             raise ContainerError(
                 "decoded latents fail their checksum (file damaged, or decoded with a different model build)"
@@ -301,10 +304,6 @@ class Codec:
             adapters_mod.install(self.model.g_s.slots, None, self.device)
         x = x_hat[0].clamp(0, 1).mul(255).round().to(torch.uint8)
         return x.permute(1, 2, 0).cpu().numpy()
-
-
-def load_default(device: str = "cpu", progress: bool = True) -> Codec:
-    return Codec.load(None, device=device, progress=progress)
 
 
 def codec_for_file(path: Path, device: str = "cpu") -> Codec:

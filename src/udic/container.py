@@ -17,7 +17,7 @@ from .errors import ContainerError
 MAGIC = b"UDIC"
 VERSION = 1
 MAX_DIMENSION = 1 << 20
-DEFAULT_MAX_PIXELS = 64_000_000  # the same limit as for input images
+DEFAULT_MAX_PIXELS = 64_000_000  # the same limit as imageio.DEFAULT_MAX_PIXELS for inputs
 
 
 class Colour(IntEnum):
@@ -201,7 +201,7 @@ def write(container: Container) -> bytes:
     flags = Flags(0)
     for kind in container.sections:
         flags |= _FLAG_FOR_SECTION.get(kind, Flags(0))
-    if flags != (h.flags & (Flags.ADAPTERS | Flags.ALPHA | Flags.ICC)):
+    if int(flags) != int(h.flags):
         raise ValueError("header flags disagree with the sections present")
     out = bytearray(MAGIC)
     values = _header_values(h)

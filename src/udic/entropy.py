@@ -75,10 +75,7 @@ class IndexedCoder:
         while remaining > 0:
             take = min(_CHUNK_BITS, remaining)
             remaining -= take
-            if take == 1:
-                chunk = int(coder.decode(constriction.stream.model.Uniform(2)))
-            else:
-                chunk = int(coder.decode(constriction.stream.model.Uniform(1 << take)))
+            chunk = int(coder.decode(constriction.stream.model.Uniform(1 << take)))
             u = (u << take) | chunk
         return u // 2 if u % 2 == 0 else -(u + 1) // 2
 

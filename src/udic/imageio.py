@@ -26,6 +26,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from udic.errors import InputError, OutputError
 
 DEFAULT_MAX_PIXELS = 64_000_000  # larger needs allow_large=True
+MAX_SIDE = 1 << 20  # the container's limit per side (bitstream_spec.md §2)
 
 _NOTICE_16BIT = "reduced 16-bit to 8 bits per channel"
 
@@ -239,6 +240,8 @@ def load_image(
         width, height = im.size
         if width <= 0 or height <= 0:
             raise InputError(f"image has a zero dimension ({width}x{height})")
+        if max(width, height) > MAX_SIDE:
+            raise InputError(f"image is {width}x{height}; udic files hold at most {MAX_SIDE} pixels a side")
         if not allow_large and width * height > max_pixels:
             raise InputError(
                 f"image is {width}x{height}, over {max_pixels} pixels (use --allow-large)"

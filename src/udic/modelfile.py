@@ -108,24 +108,32 @@ def load_bytes(data: bytes, device: str | torch.device = "cpu", name: str = "wei
         raise ModelError(f"{name}: not a udic weights file")
     if metadata.get("format_version") != FORMAT_VERSION:
         raise ModelError(f"{name}: unsupported weights format version {metadata.get('format_version')}")
-    config = ModelConfig.from_dict(json.loads(metadata["config"]))
-    model = UdicModel(config)
-    lora_meta = json.loads(metadata.get("lora", "{}"))
-    modules = dict(model.named_modules())
-    for key, spec in lora_meta.items():
-        layer_name, rate = key.rsplit(".", 1)
-        modules[layer_name].add_lora(rate, int(spec["rank"]), float(spec["alpha"]))
-    state = {}
-    for k, v in arrays.items():
-        if k in ("z_pmf", "z_offsets"):
-            continue
-        state[k] = torch.from_numpy(np.ascontiguousarray(v)).float() if v.dtype != np.int64 else torch.from_numpy(v)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [m for m in missing if not m.startswith("entropy_bottleneck._") and not m.endswith(("_offset", "_quantized_cdf", "_cdf_length"))]
-    if missing or unexpected:
-        raise ModelError(f"{name}: weights do not match the architecture (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    try:
+        config = ModelConfig.from_dict(json.loads(metadata["config"]))
+        model = UdicModel(config)
+        lora_meta = json.loads(metadata.get("lora", "{}"))
+        modules = dict(model.named_modules())
+        for key, spec in lora_meta.items():
+            layer_name, rate = key.rsplit(".", 1)
+            modules[layer_name].add_lora(rate, int(spec["rank"]), float(spec["alpha"]))
+        state = {}
+        for k, v in arrays.items():
+            if k in ("z_pmf", "z_offsets"):
+                continue
+            state[k] = torch.from_numpy(np.ascontiguousarray(v)).float() if v.dtype != np.int64 else torch.from_numpy(v)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [m for m in missing if not m.startswith("entropy_bottleneck._") and not m.endswith(("_offset", "_quantized_cdf", "_cdf_length"))]
+        if missing or unexpected:
+            raise ModelError(f"{name}: weights do not match the architecture (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    except (KeyError, TypeError, ValueError, RuntimeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{name}: weights do not match udic's architecture ({' '.join(str(exc).split())[:200]})") from None
+    if "z_pmf" not in arrays or "z_offsets" not in arrays:
+        raise ModelError(f"{name}: weights file lacks the hyper-latent tables")
     model.eval().to(device)
-    info = json.loads(metadata.get("info", "{}"))
+    try:
+        info = json.loads(metadata.get("info", "{}"))
+    except json.JSONDecodeError:
+        info = {}
     return LoadedWeights(
         model=model,
         z_pmf=arrays["z_pmf"].astype(np.float64),

@@ -305,7 +305,6 @@ def factorized_pmf_table(eb: EntropyBottleneck) -> tuple[np.ndarray, np.ndarray]
     C = lo.shape[0]
     L = int((hi - lo).max()) + 1
     pmf = np.zeros((C, L + 1), dtype=np.float64)
-    eb_cpu = eb
     for c in range(C):
         n = int(hi[c] - lo[c]) + 1
         k = torch.arange(lo[c], hi[c] + 1, dtype=torch.float32)
@@ -313,8 +312,8 @@ def factorized_pmf_table(eb: EntropyBottleneck) -> tuple[np.ndarray, np.ndarray]
         lower = torch.zeros(C, 1, n)
         grid[c, 0] = k + 0.5
         lower[c, 0] = k - 0.5
-        lu = eb_cpu._logits_cumulative(grid, stop_gradient=True)[c, 0].double()
-        ll = eb_cpu._logits_cumulative(lower, stop_gradient=True)[c, 0].double()
+        lu = eb._logits_cumulative(grid, stop_gradient=True)[c, 0].double()
+        ll = eb._logits_cumulative(lower, stop_gradient=True)[c, 0].double()
         sign = -torch.sign(lu + ll)
         p = (torch.sigmoid(sign * lu) - torch.sigmoid(sign * ll)).abs().numpy()
         tail = float(torch.sigmoid(ll[:1]).item() + torch.sigmoid(-lu[-1:]).item())
@@ -398,18 +397,10 @@ class IntegerHyperSynthesis:
         _, exponent = math.frexp(maxabs)  # maxabs = m · 2^exponent, 0.5 ≤ m < 1
         return int(min(max(cls.WEIGHT_BITS - exponent, 0), 24))
 
-    def to(self, device: torch.device | str) -> "IntegerHyperSynthesis":
-        self.layers = [
-            (kind, w.to(device), b.to(device), s.to(device), meta)
-            for kind, w, b, s, meta in self.layers
-        ]
-        return self
-
     @torch.no_grad()
     def __call__(self, z_symbols: torch.Tensor) -> torch.Tensor:
         """Integer hyper-latents → fixed-point (2M channels, FRAC_BITS) integer tensor."""
-        device = self.layers[0][1].device
-        h = z_symbols.to(device=device, dtype=torch.float64) * 2**FRAC_BITS
+        h = z_symbols.to(device="cpu", dtype=torch.float64) * 2**FRAC_BITS  # always on the CPU
         h = h.clamp(-self.ACT_LIMIT, self.ACT_LIMIT)
         for kind, w, b, s, meta in self.layers:
             if kind == "relu":
