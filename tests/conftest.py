@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,19 +21,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner, Result
 from PIL import Image
 
 from udic import api, hub, modelfile
+from udic.cli import main
 from udic.codec import Codec, codec_for_file
 from udic.imageio import LoadedImage, load_image
-from udic.models import ModelConfig, UdicModel
+from udic.fuzz import build_tiny_model, dct_basis  # noqa: F401  (dct_basis: used by test_adapt)
+from udic.models import UdicModel
 
 # Tiny models on a 2-core machine: one torch thread avoids thread-sync stalls whenever
 # anything else runs (tests that are about thread counts set them explicitly).
 torch.set_num_threads(1)
 
-TINY_N = 8
-TINY_M = 12
 
 
 def smooth_image(h: int = 40, w: int = 56, seed: int = 0, channels: int = 3) -> np.ndarray:
@@ -64,51 +66,6 @@ def loaded(arr_or_image: Image.Image | np.ndarray) -> LoadedImage:
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
-
-
-def dct_basis(count: int, patch: int) -> torch.Tensor:
-    """``count`` orthonormal 2-D DCT-II atoms per colour plane, lowest frequencies first.
-
-    A cheap stand-in for the PCA initialisation (an eigendecomposition of a 768×768
-    matrix is far too slow for a test fixture on a busy CPU).
-    """
-    n = np.arange(patch)
-    freqs = sorted(((u, v) for u in range(patch) for v in range(patch)), key=lambda f: (f[0] + f[1], f))
-    atoms = []
-    for u, v in freqs:
-        cu = np.cos(np.pi * (n + 0.5) * u / patch) * (np.sqrt(1 / patch) if u == 0 else np.sqrt(2 / patch))
-        cv = np.cos(np.pi * (n + 0.5) * v / patch) * (np.sqrt(1 / patch) if v == 0 else np.sqrt(2 / patch))
-        for c in range(3):
-            w = np.zeros((3, patch, patch))
-            w[c] = np.outer(cu, cv)
-            atoms.append(w)
-            if len(atoms) == count:
-                return torch.from_numpy(np.stack(atoms)).float()
-    raise ValueError("too many atoms")
-
-
-def build_tiny_model(seed: int = 0) -> UdicModel:
-    torch.manual_seed(seed)
-    model = UdicModel(ModelConfig(N=TINY_N, M=TINY_M))
-    with torch.no_grad():
-        basis = dct_basis(model.config.M, model.config.patch)
-        model.g_a.linear.weight.copy_(basis)
-        model.g_a.linear.bias.zero_()
-        model.g_s.linear.weight.copy_(basis)  # ConvTranspose weight (M, 3, p, p): the transpose
-        model.g_s.linear.bias.zero_()
-        # Larger hyper-analysis output so the hyper-latents are not all zero.
-        model.h_a[-1].weight.mul_(15.0)
-        # The residual branches start at zero; make them non-trivial.
-        model.g_a.res[-1].weight.normal_(0.0, 0.02)
-        model.g_a.res[-1].bias.normal_(0.0, 0.02)
-        model.g_s.out.weight.normal_(0.0, 0.01)
-        model.g_s.out.bias.normal_(0.0, 0.01)
-        # A rate-2 LoRA delta on an analysis, a synthesis and a hyper-synthesis layer.
-        for layer in (model.g_a.res[2], model.g_s.stages[0][0], model.h_s[2]):
-            delta = layer.add_lora("r2", rank=2, alpha=2.0)
-            delta.B.normal_(0.0, 0.02)
-    model.entropy_bottleneck.update(force=True)
-    return model.eval()
 
 
 def export_tiny(model: UdicModel, directory: Path, name: str = "tiny") -> tuple[Path, str]:
@@ -169,3 +126,20 @@ def tiny_env(tiny_model: TinyModel, tmp_path: Path) -> dict[str, str]:
     env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg-config")
     env["PYTHONWARNINGS"] = "ignore"
     return env
+
+
+# ---- CLI helpers shared by the CLI, batch, odd-input and fuzz tests ----------------------------
+
+UDIC = Path(sys.executable).with_name("udic")  # the console script of this environment
+
+
+@pytest.fixture
+def runner(tiny_cache: TinyModel) -> CliRunner:
+    return CliRunner()
+
+
+def run(runner: CliRunner, *args: str, input: bytes | None = None) -> Result:
+    result = runner.invoke(main, list(args), input=input, catch_exceptions=True)
+    # Anything but a clean exit is a bug: errors must become messages, never exceptions.
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result

@@ -3,7 +3,6 @@ same reports in the same order as a serial run, and SIGINT leaves only complete 
 
 from __future__ import annotations
 
-import sys
 
 import io
 import json
@@ -14,35 +13,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 from PIL import Image
 
-from conftest import TinyModel, png_bytes, smooth_image
+from conftest import UDIC, TinyModel, png_bytes, run, smooth_image
 from udic import container as ctr
 from udic.cli import main
 
-UDIC = Path(sys.executable).with_name("udic")  # the console script of this environment
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    import torch
-
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
 
 
-@pytest.fixture
-def runner(tiny_cache: TinyModel) -> CliRunner:
-    return CliRunner()
 
 
-def run(runner: CliRunner, *args: str) -> Result:
-    result = runner.invoke(main, list(args), catch_exceptions=True)
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
 
 
 def leftovers(directory: Path) -> list[str]:

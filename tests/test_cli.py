@@ -6,7 +6,6 @@ Most cases run in-process through click's CliRunner; a few run the installed
 
 from __future__ import annotations
 
-import sys
 
 import io
 import json
@@ -19,25 +18,15 @@ import pytest
 from click.testing import CliRunner, Result
 from PIL import Image
 
-from conftest import TinyModel, png_bytes, smooth_image
+from conftest import UDIC, TinyModel, png_bytes, run, smooth_image
 from udic import api
 from udic import container as ctr
-from udic.cli import main
 from udic.container import write_varint
 
-UDIC = Path(sys.executable).with_name("udic")  # the console script of this environment
 
 
-@pytest.fixture
-def runner(tiny_cache: TinyModel) -> CliRunner:
-    return CliRunner()
 
 
-def run(runner: CliRunner, *args: str, input: bytes | None = None) -> Result:
-    result = runner.invoke(main, list(args), input=input, catch_exceptions=True)
-    # Anything but a clean exit is a bug: errors must become messages, never exceptions.
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
 
 
 def write_png(path: Path, seed: int = 0, h: int = 40, w: int = 56) -> np.ndarray:

@@ -9,7 +9,6 @@ an image of the header's size, within 10 s.  ``make fuzz`` runs the long campaig
 
 from __future__ import annotations
 
-import sys
 
 import json
 import random
@@ -24,7 +23,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import TinyModel, png_bytes, smooth_image
+from conftest import UDIC, TinyModel, png_bytes, smooth_image
 from udic import api, fuzz
 from udic import container as ctr
 from udic.cli import main
@@ -32,18 +31,8 @@ from udic.codec import Codec
 from udic.errors import ContainerError, UdicError
 from udic.fuzz import Case, RawFile, reseal
 
-UDIC = Path(sys.executable).with_name("udic")  # the console script of this environment
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Thousands of tiny decodes: one thread is faster, and fair to a busy machine."""
-    import torch
-
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
 
 
 @pytest.fixture(scope="module")

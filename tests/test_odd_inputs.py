@@ -23,30 +23,14 @@ import pytest
 from click.testing import CliRunner, Result
 from PIL import Image
 
-from conftest import TinyModel, png_bytes, smooth_image
+from conftest import TinyModel, png_bytes, run, smooth_image
 from udic import container as ctr
-from udic.cli import main
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    import torch
-
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
 
 
-@pytest.fixture
-def runner(tiny_cache: TinyModel) -> CliRunner:
-    return CliRunner()
 
 
-def run(runner: CliRunner, *args: str) -> Result:
-    result = runner.invoke(main, list(args), catch_exceptions=True)
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
 
 
 def encode(runner: CliRunner, model: TinyModel, *args: str) -> Result:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np

@@ -55,7 +55,7 @@ TINY_N = 8
 TINY_M = 12
 
 
-def _dct_basis(count: int, patch: int):
+def dct_basis(count: int, patch: int):
     """``count`` orthonormal 2-D DCT-II atoms per colour plane, lowest frequencies first."""
     import torch
 
@@ -75,7 +75,7 @@ def _dct_basis(count: int, patch: int):
 
 
 def build_tiny_model(seed: int = 0):
-    """A non-degenerate tiny UdicModel (as tests/conftest.py builds it), with a rate-2 LoRA."""
+    """A non-degenerate tiny UdicModel with a rate-2 LoRA: the fuzz seeds and the tests' fixture model."""
     import torch
 
     from .models import ModelConfig, UdicModel
@@ -83,7 +83,7 @@ def build_tiny_model(seed: int = 0):
     torch.manual_seed(seed)
     model = UdicModel(ModelConfig(N=TINY_N, M=TINY_M))
     with torch.no_grad():
-        basis = _dct_basis(model.config.M, model.config.patch)
+        basis = dct_basis(model.config.M, model.config.patch)
         model.g_a.linear.weight.copy_(basis)
         model.g_a.linear.bias.zero_()
         model.g_s.linear.weight.copy_(basis)

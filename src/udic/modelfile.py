@@ -56,12 +56,7 @@ def export_bytes(model: UdicModel, info: dict | None = None, fp16: bool = True) 
     pmf, offsets = factorized_pmf_table(model.entropy_bottleneck)
     tensors["z_pmf"] = torch.from_numpy(pmf)
     tensors["z_offsets"] = torch.from_numpy(offsets.astype(np.int64))
-    lora_meta = {}
-    for layer_name, module in model.named_modules():
-        lora = getattr(module, "lora", None)
-        if isinstance(lora, torch.nn.ModuleDict):
-            for rate, delta in lora.items():
-                lora_meta[f"{layer_name}.{rate}"] = {"rank": delta.rank, "alpha": delta.alpha}
+    lora_meta = model.lora_spec()
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

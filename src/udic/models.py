@@ -221,6 +221,16 @@ class UdicModel(nn.Module):
     def lora_modules(self) -> list:
         return lora_layers(self)
 
+    def lora_spec(self) -> dict[str, dict]:
+        """``{"<layer>.<rate>": {"rank", "alpha"}}`` for every LoRA delta (stored in weights files)."""
+        spec = {}
+        for name, module in self.named_modules():
+            lora = getattr(module, "lora", None)
+            if isinstance(lora, nn.ModuleDict):
+                for key, delta in lora.items():
+                    spec[f"{name}.{key}"] = {"rank": delta.rank, "alpha": delta.alpha}
+        return spec
+
     def merge_rate(self, rate_key: str) -> None:
         for layer in self.lora_modules():
             layer.merge(rate_key)

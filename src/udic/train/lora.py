@@ -75,16 +75,6 @@ def set_active_rate(model: UdicModel, rate: int | None) -> None:
         layer.active_rate = None if rate is None else rate_key(rate)
 
 
-def lora_spec(model: UdicModel) -> dict:
-    spec = {}
-    for name, module in model.named_modules():
-        lora = getattr(module, "lora", None)
-        if isinstance(lora, torch.nn.ModuleDict):
-            for key, delta in lora.items():
-                spec[f"{name}.{key}"] = {"rank": delta.rank, "alpha": delta.alpha}
-    return spec
-
-
 def load_base(path: Path) -> tuple[UdicModel, dict]:
     if path.suffix == ".pt":
         from .export import load_checkpoint
@@ -134,7 +124,7 @@ def train_lora(cfg: LoraConfig, progress=print) -> Path:
         log.writerow(["rate", "step", "wall_s", "loss", "bpp", "psnr", "lr"])
 
     def save(current: int | None, opt_state: dict | None) -> None:
-        _atomic_save({"model": model.state_dict(), "lora": lora_spec(model), "done": done, "step": step,
+        _atomic_save({"model": model.state_dict(), "lora": model.lora_spec(), "done": done, "step": step,
                       "wall": wall, "current": current, "opt": opt_state, "model_config": model_config,
                       "train_config": asdict(cfg)}, ckpt_path)
 
