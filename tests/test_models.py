@@ -18,7 +18,7 @@ from udic.models import (
     IntegerHyperSynthesis,
     ModelConfig,
     UdicModel,
-    merged_weight_float64,
+    rate_mix,
     scale_indexes,
     scale_table,
 )
@@ -46,7 +46,10 @@ def test_merge_unmerge_is_bit_exact(make) -> None:
     base = layer.weight.detach().clone()
     layer.merge("r1")
     assert not torch.equal(layer.weight, base)
-    torch.testing.assert_close(layer.weight.detach(), base + delta.delta().detach(), rtol=0, atol=0)
+    # The merge is computed in float64 and rounded once.
+    expected = (base.double() + delta.delta_float64()).float()
+    assert torch.equal(layer.weight.detach(), expected)
+    torch.testing.assert_close(layer.weight.detach(), base + delta.delta().detach(), rtol=0, atol=1e-6)
     layer.unmerge()
     assert torch.equal(layer.weight, base)
     # Repeated cycles never drift.
@@ -95,7 +98,7 @@ def test_merge_switches_rates_exactly() -> None:
     base = layer.weight.detach().clone()
     layer.merge("r1")
     layer.merge("r2")  # implies unmerging r1 first
-    torch.testing.assert_close(layer.weight.detach(), base + d2.delta().detach(), rtol=0, atol=0)
+    assert torch.equal(layer.weight.detach(), (base.double() + d2.delta_float64()).float())
     layer.merge("r5")  # no delta for r5: back to the exact base
     assert torch.equal(layer.weight, base)
     del d1
@@ -112,13 +115,34 @@ def test_fresh_delta_is_identity() -> None:
 def test_merged_weight_float64_formula() -> None:
     layer = deconv(3, 4)
     d = with_delta(layer, "r3", rank=3, alpha=1.5)
-    w = merged_weight_float64(layer, "r3")
+    w = layer.merged_weight_float64({"r3": 1.0}).numpy()
     expected = layer.weight.detach().double() + (d.B.detach().double() @ d.A.detach().double()).view(layer.weight.shape) * 0.5
     np.testing.assert_allclose(w, expected.numpy(), rtol=0, atol=1e-12)
-    np.testing.assert_array_equal(merged_weight_float64(layer, None), layer.weight.detach().double().numpy())
+    np.testing.assert_array_equal(layer.merged_weight_float64({}).numpy(), layer.weight.detach().double().numpy())
     # Uses the base weight even while a (float32) merge is active.
     layer.merge("r3")
-    np.testing.assert_array_equal(merged_weight_float64(layer, "r3"), w)
+    np.testing.assert_array_equal(layer.merged_weight_float64({"r3": 1.0}).numpy(), w)
+
+
+def test_rate_mix_interpolates_neighbouring_deltas() -> None:
+    assert rate_mix(512, 6) == {"r2": 1.0}
+    assert rate_mix(2 * 256 + 64, 6) == {"r2": 0.75, "r3": 0.25}
+    assert rate_mix(5 * 256, 6) == {"r5": 1.0}
+
+
+def test_fractional_merge_is_linear_in_the_deltas() -> None:
+    layer = conv(3, 4)
+    d2 = with_delta(layer, "r2", rank=2)
+    d3 = with_delta(layer, "r3", rank=2)
+    base = layer.weight.detach().double()
+    layer.merge_mix({"r2": 0.75, "r3": 0.25})
+    expected = base + 0.75 * d2.delta_float64() + 0.25 * d3.delta_float64()
+    torch.testing.assert_close(layer.weight.detach().double(), expected, rtol=0, atol=1e-6)
+    layer.unmerge()
+    assert torch.equal(layer.weight.detach().double(), base)
+    # A rate with no delta here (the base rate) contributes nothing.
+    layer.merge_mix({"r4": 1.0})
+    assert torch.equal(layer.weight.detach().double(), base)
 
 
 def test_model_merge_rate_touches_every_lora_layer() -> None:
@@ -128,7 +152,7 @@ def test_model_merge_rate_touches_every_lora_layer() -> None:
     before = [l.weight.detach().clone() for l in layers]
     for l in layers:
         with_delta(l, "r1", rank=1)
-    model.merge_rate("r1")
+    model.merge_rate(256)  # stored rate 256 = quality 1.0 = delta r1
     assert all(not torch.equal(l.weight, b) for l, b in zip(layers, before))
     model.unmerge()
     assert all(torch.equal(l.weight, b) for l, b in zip(layers, before))
@@ -179,7 +203,7 @@ def _random_z(seed: int, shape=(1, 8, 3, 4), spread: int = 12) -> torch.Tensor:
 
 @pytest.mark.parametrize("rate_key", [None, "r2"])
 def test_integer_hyper_synthesis_thread_independent(file_model: UdicModel, rate_key: str | None) -> None:
-    hyper = IntegerHyperSynthesis(file_model.h_s, rate_key=rate_key)
+    hyper = IntegerHyperSynthesis(file_model.h_s, {rate_key: 1.0} if rate_key else None)
     z = _random_z(0, (1, 8, 5, 7), spread=30)
     saved = torch.get_num_threads()
     try:
@@ -196,7 +220,7 @@ def test_integer_hyper_synthesis_thread_independent(file_model: UdicModel, rate_
 
 @pytest.mark.parametrize("rate_key", [None, "r2"])
 def test_integer_hyper_synthesis_close_to_float(file_model: UdicModel, rate_key: str | None) -> None:
-    hyper = IntegerHyperSynthesis(file_model.h_s, rate_key=rate_key)
+    hyper = IntegerHyperSynthesis(file_model.h_s, {rate_key: 1.0} if rate_key else None)
     h_s = copy.deepcopy(file_model.h_s).double()
     if rate_key:
         for layer in h_s:
@@ -215,8 +239,8 @@ def test_integer_hyper_synthesis_close_to_float(file_model: UdicModel, rate_key:
 def test_integer_hyper_synthesis_lora_changes_output(file_model: UdicModel) -> None:
     z = _random_z(2)
     base = IntegerHyperSynthesis(file_model.h_s, None)(z)
-    r2 = IntegerHyperSynthesis(file_model.h_s, "r2")(z)
-    r1 = IntegerHyperSynthesis(file_model.h_s, "r1")(z)  # no r1 delta: same as base
+    r2 = IntegerHyperSynthesis(file_model.h_s, {"r2": 1.0})(z)
+    r1 = IntegerHyperSynthesis(file_model.h_s, {"r1": 1.0})(z)  # no r1 delta: same as base
     assert not torch.equal(base, r2)
     assert torch.equal(base, r1)
 

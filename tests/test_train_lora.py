@@ -14,7 +14,7 @@ from udic.codec import Codec
 from udic.imageio import LoadedImage
 from udic.models import ModelConfig, UdicModel
 from udic.train.export import load_checkpoint
-from udic.train.lora import LoraConfig, add_rate_delta, train_lora
+from udic.train.lora import LoraConfig, add_rate_delta, nearest_trained, train_lora
 
 
 @pytest.fixture()
@@ -52,21 +52,42 @@ def test_new_delta_starts_from_its_neighbour(base: Path) -> None:
         assert torch.equal(layer.lora["r2"].B, layer.lora["r3"].B)
 
 
+def test_neighbour_rule() -> None:
+    # Next to the base rate a delta starts at zero; further out from the nearest trained one.
+    assert nearest_trained(2, [], base_rate=3) is None
+    assert nearest_trained(1, [2], base_rate=3) == 2
+    assert nearest_trained(4, [2, 1, 0], base_rate=3) is None
+    assert nearest_trained(5, [2, 1, 0, 4], base_rate=3) == 4
+    assert nearest_trained(0, [], base_rate=-1) is None
+    assert nearest_trained(0, [3], base_rate=-1) == 3
+
+
+def test_hyper_networks_get_their_own_rank(base: Path) -> None:
+    model = modelfile.load(base).model
+    add_rate_delta(model, 1, rank=2, alpha=1.0, init_from=None, hyper_rank=1)
+    spec = model.lora_spec()
+    assert spec["h_s.0.r1"]["rank"] == 1 and spec["h_a.0.r1"]["rank"] == 1
+    assert spec["g_s.linear.r1"]["rank"] == 2 and spec["g_a.linear.r1"]["rank"] == 2
+    assert all(v["alpha"] == v["rank"] for v in spec.values())  # α/r = 1
+
+
 def test_progressive_training_keeps_base_and_exports(tmp_path: Path, base: Path, train_dir: Path) -> None:
-    cfg = LoraConfig(base=str(base), out=str(tmp_path / "lora"), rates=[3, 2], rank=2, alpha=2.0,
+    cfg = LoraConfig(base=str(base), out=str(tmp_path / "lora"), rates=[3, 2, 4], base_rate=3, rank=2,
                      steps_per_rate=3, batch=2, crop=64, threads=1, bf16=False,
                      train_dir=str(train_dir), kodak_dir=str(tmp_path / "none"))
     ckpt = train_lora(cfg, progress=lambda s: None)
     before = modelfile.load(base).model.state_dict()
     model, state = load_checkpoint(ckpt)
-    assert state["done"] == [3, 2]
+    assert state["done"] == [2, 4]  # the base rate has no delta
+    assert not any("r3" in layer.lora for layer in model.lora_modules())
+    assert set(state["wall_per_rate"]) == {"r2", "r4"}
     after = model.state_dict()
     for name, value in before.items():
         if "log_gain" in name or "log_inv_gain" in name or name.startswith("entropy_bottleneck._"):
             continue
         assert torch.equal(value, after[name]), f"base weight {name} changed"
     # Only the trained rates' gain rows moved.
-    assert torch.equal(before["log_gain"][[0, 1, 4, 5]], after["log_gain"][[0, 1, 4, 5]])
+    assert torch.equal(before["log_gain"][[0, 1, 3, 5]], after["log_gain"][[0, 1, 3, 5]])
     assert any(torch.count_nonzero(layer.lora["r2"].B) > 0 for layer in model.lora_modules())
 
     data = modelfile.export_bytes(model)
@@ -78,3 +99,47 @@ def test_progressive_training_keeps_base_and_exports(tmp_path: Path, base: Path,
     assert out.shape == rgb.shape
     plain = Codec(modelfile.load(base), hub.model_id_for_file(base))
     assert plain.encode(image, 2.0).data[30:] != enc.data[30:]
+
+
+def test_resume_continues_the_interrupted_rate(tmp_path: Path, base: Path, train_dir: Path) -> None:
+    common = dict(base=str(base), rates=[2, 1], base_rate=3, rank=2, batch=2, crop=64, threads=1,
+                  bf16=False, train_dir=str(train_dir), kodak_dir=str(tmp_path / "none"))
+    straight = train_lora(LoraConfig(out=str(tmp_path / "a"), steps_per_rate=4, **common), progress=lambda s: None)
+    # The same run, stopped after rate 2 and restarted with rate 1 still to do.
+    train_lora(LoraConfig(out=str(tmp_path / "b"), steps_per_rate=4, **{**common, "rates": [2]}),
+               progress=lambda s: None)
+    resumed = train_lora(LoraConfig(out=str(tmp_path / "b"), steps_per_rate=4, **common), progress=lambda s: None)
+    a = torch.load(straight, weights_only=False)["model"]
+    b = torch.load(resumed, weights_only=False)["model"]
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_full_finetune_mode_trains_every_weight(tmp_path: Path, base: Path, train_dir: Path) -> None:
+    cfg = LoraConfig(base=str(base), out=str(tmp_path / "full"), mode="full", rates=[1], steps_per_rate=2,
+                     batch=2, crop=64, threads=1, bf16=False, full_lr=1e-3,
+                     train_dir=str(train_dir), kodak_dir=str(tmp_path / "none"))
+    path = train_lora(cfg, progress=lambda s: None)
+    assert path.name == "full-r1.pt"
+    model, state = load_checkpoint(path)
+    assert state["step"] == 2 and not state["lora"]
+    before = modelfile.load(base).model.state_dict()
+    assert not torch.equal(before["g_s.linear.weight"], model.state_dict()["g_s.linear.weight"])
+
+
+def test_fractional_quality_between_delta_rates_round_trips(base: Path, train_dir: Path) -> None:
+    model = modelfile.load(base).model
+    for rate in (1, 2):
+        add_rate_delta(model, rate, rank=2, alpha=1.0, init_from=None)
+        for layer in model.lora_modules():
+            with torch.no_grad():
+                layer.lora[f"r{rate}"].B.normal_(0, 0.02)
+    data = modelfile.export_bytes(model)
+    codec = Codec(modelfile.load_bytes(data), hub.model_id_for_bytes(data))
+    rgb = np.asarray(Image.open(next(train_dir.iterdir())).convert("RGB"))
+    image = LoadedImage(rgb=rgb, mode="RGB", alpha=None, icc=None)
+    files = {q: codec.encode(image, q).data for q in (1.0, 1.5, 2.0)}
+    assert len(set(files.values())) == 3
+    again = Codec(modelfile.load_bytes(data), hub.model_id_for_bytes(data))
+    for q, blob in files.items():
+        assert np.array_equal(np.asarray(again.decode(blob).image), np.asarray(codec.decode(blob).image))

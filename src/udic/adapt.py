@@ -184,24 +184,17 @@ class _Stopper:
 
 
 @contextmanager
-def _frozen(codec: Codec, rate_key: str) -> Iterator[None]:
-    """Freeze every parameter, enable the rate's LoRA on the float h_s; undo it all after."""
+def _frozen(codec: Codec) -> Iterator[None]:
+    """Freeze every parameter (the codec has merged the rate's deltas); undo it after."""
     model = codec.model
     saved_grad = [(p, p.requires_grad) for p in model.parameters()]
-    hs_layers = [m for m in model.h_s.modules() if hasattr(m, "active_rate")]
-    saved_rate = [(m, m.active_rate) for m in hs_layers]
     try:
         for p, _ in saved_grad:
             p.requires_grad_(False)
-        for m in hs_layers:
-            # Codec merges rate deltas into g_a/g_s/h_a only; h_s runs as an integer net.
-            m.active_rate = rate_key if rate_key in m.lora else None
         yield
     finally:
         for p, flag in saved_grad:
             p.requires_grad_(flag)
-        for m, rate in saved_rate:
-            m.active_rate = rate
         for slot in model.g_s.slots:
             slot.clear()
 
@@ -432,7 +425,7 @@ def adapt_encode(
     rate = codec._rate_from_quality(quality)
     q = rate / 256
     lam = rd_lambda(codec, q)
-    codec._select_rate(int(q))
+    codec._select_rate(rate)
     height, width = image.rgb.shape[:2]
     candidates: list[_Candidate] = []
     iterations = adapter_iterations = 0
@@ -450,7 +443,7 @@ def adapt_encode(
         generator = torch.Generator().manual_seed(config.seed)
         x = codec.image_tensor(image.rgb)
         z1, y1 = z0, y0
-        with _frozen(codec, f"r{int(q)}"):
+        with _frozen(codec):
             if config.iterations > 0:
                 # Leave the adapter phase a share of the budget (latents come first).
                 share = 0.7 if config.adapter_steps > 0 else 1.0

@@ -24,7 +24,7 @@ from .entropy import IndexedCoder, gaussian_tables, tables_from_matrix
 from .errors import ContainerError, ModelError, UsageError
 from .imageio import LoadedImage, crop, pad_to_multiple, to_pil
 from .modelfile import LoadedWeights
-from .models import FRAC_BITS, IntegerHyperSynthesis, scale_indexes, scale_table
+from .models import FRAC_BITS, IntegerHyperSynthesis, rate_mix, scale_indexes, scale_table
 
 PAD_MULTIPLE = 64
 
@@ -107,7 +107,7 @@ class Codec:
         self.config = self.model.config
         self.z_coder = IndexedCoder(tables_from_matrix(weights.z_pmf, weights.z_offsets))
         self.y_coder = IndexedCoder(gaussian_tables(tuple(scale_table())))
-        self._rate_key: str | None = None
+        self._rate: int | None = None
         self._hyper: IntegerHyperSynthesis | None = None
         self._select_rate(0)
 
@@ -132,16 +132,13 @@ class Codec:
     def max_quality(self) -> float:
         return float(self.config.num_rates - 1)
 
-    def _select_rate(self, index: int) -> None:
-        key = f"r{index}"
-        if key == self._rate_key:
+    def _select_rate(self, rate: int) -> None:
+        """Merge the LoRA deltas for a stored rate value (quality × 256), spec §4."""
+        if rate == self._rate:
             return
-        self.model.unmerge()
-        for module in (self.model.g_a, self.model.g_s, self.model.h_a):
-            for layer in [m for m in module.modules() if hasattr(m, "merge")]:
-                layer.merge(key)
-        self._hyper = IntegerHyperSynthesis(self.model.h_s, rate_key=key)
-        self._rate_key = key
+        self.model.merge_rate(rate)
+        self._hyper = IntegerHyperSynthesis(self.model.h_s, rate_mix(rate, self.config.num_rates))
+        self._rate = rate
 
     def _rate_from_quality(self, quality: float) -> int:
         if not (isinstance(quality, (int, float)) and math.isfinite(quality)):
@@ -172,7 +169,7 @@ class Codec:
         t0 = time.perf_counter()
         rate = self._rate_from_quality(quality)
         q = rate / 256
-        self._select_rate(int(q))
+        self._select_rate(rate)
         height, width = image.rgb.shape[:2]
         if latents is None:
             y, z_symbols = self.analyse(image.rgb, q)
@@ -228,7 +225,7 @@ class Codec:
     @torch.no_grad()
     def analyse(self, rgb: np.ndarray, quality: float) -> tuple[np.ndarray, np.ndarray]:
         """Gained latents y (float, C×h×w) and hyper-latent symbols for an RGB array."""
-        self._select_rate(int(quality))
+        self._select_rate(int(round(quality * 256)))
         x = self.image_tensor(rgb)
         gain, _ = self.model.gains(quality)
         with self._autocast():
@@ -247,7 +244,7 @@ class Codec:
             raise ModelError(f"file was made with model {header.model_id}, not the loaded {self.model_id}")
         if header.rate > self.max_quality * 256:
             raise ContainerError(f"rate {header.quality:g} out of range for this model")
-        self._select_rate(header.rate // 256)
+        self._select_rate(header.rate)
         z_symbols, residuals, means = self.decode_integers(cont)
         y_hat = torch.from_numpy(residuals.astype(np.float32)) + means
         adapter_set = None
@@ -274,7 +271,7 @@ class Codec:
 
     def decode_integers(self, cont: ctr.Container) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
         """Entropy-decode z and the residuals, and verify the latent checksum."""
-        self._select_rate(cont.header.rate // 256)
+        self._select_rate(cont.header.rate)
         z_shape, y_shape = self.latent_shapes(cont.header)
         z_idx = np.broadcast_to(np.arange(z_shape[0])[:, None, None], z_shape)
         z_symbols = self.z_coder.decode(cont.section(ctr.Section.HYPERLATENTS), z_idx).reshape(z_shape)

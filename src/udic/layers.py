@@ -34,6 +34,21 @@ class LoRADelta(nn.Module):
     def delta(self) -> torch.Tensor:
         return (self.B @ self.A).view(self._shape) * (self.alpha / self.rank)
 
+    @torch.no_grad()
+    def delta_float64(self) -> torch.Tensor:
+        """The delta as Σ_k B[:,k]⊗A[k,:]·α/r in float64, in a fixed order.
+
+        Elementwise float64 operations are exactly reproducible on the CPU, unlike a
+        matmul whose blocking depends on the BLAS build and thread count, so merged
+        weights are bit-identical in every process.
+        """
+        A = self.A.detach().to("cpu", torch.float64)
+        B = self.B.detach().to("cpu", torch.float64)
+        acc = torch.zeros(B.shape[0], A.shape[1], dtype=torch.float64)
+        for k in range(self.rank):
+            acc += torch.outer(B[:, k], A[k, :])
+        return (acc * (self.alpha / self.rank)).view(self._shape)
+
 
 class _LoRAMixin:
     """Shared LoRA bookkeeping for Conv2d and ConvTranspose2d."""
@@ -59,14 +74,32 @@ class _LoRAMixin:
         return self.weight
 
     @torch.no_grad()
+    def merged_weight_float64(self, mix: dict[str, float]) -> torch.Tensor:
+        """Base weight + Σ t·delta over ``mix`` = {rate key: t}, in float64 on the CPU.
+
+        Rates without a delta in this layer contribute zero (the base rate has none).
+        """
+        base = self._base_weight if self._base_weight is not None else self.weight
+        w = base.detach().to("cpu", torch.float64).clone()
+        for key, t in mix.items():
+            if t != 0.0 and key in self.lora:
+                w += self.lora[key].delta_float64() * t
+        return w
+
+    @torch.no_grad()
+    def merge_mix(self, mix: dict[str, float]) -> None:
+        """Fold the weighted sum of deltas into the weight (no-op if none applies)."""
+        self.unmerge()
+        if not any(t != 0.0 and key in self.lora for key, t in mix.items()):
+            return
+        merged = self.merged_weight_float64(mix)
+        self._base_weight = self.weight.detach().clone()
+        self.weight.copy_(merged.to(self.weight.device, self.weight.dtype))
+        self._merged_rate = "+".join(f"{t:g}*{k}" for k, t in sorted(mix.items()))
+
     def merge(self, rate: str) -> None:
         """Fold ``rate``'s delta into the weight (no-op if this layer has none)."""
-        self.unmerge()
-        if rate not in self.lora:
-            return
-        self._base_weight = self.weight.detach().clone()
-        self.weight.add_(self.lora[rate].delta().to(self.weight.dtype))
-        self._merged_rate = rate
+        self.merge_mix({rate: 1.0})
 
     @torch.no_grad()
     def unmerge(self) -> None:

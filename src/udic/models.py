@@ -231,9 +231,11 @@ class UdicModel(nn.Module):
                     spec[f"{name}.{key}"] = {"rank": delta.rank, "alpha": delta.alpha}
         return spec
 
-    def merge_rate(self, rate_key: str) -> None:
+    def merge_rate(self, rate: int) -> None:
+        """Merge the deltas of a stored rate value (quality × 256) into every layer."""
+        mix = rate_mix(rate, self.config.num_rates)
         for layer in self.lora_modules():
-            layer.merge(rate_key)
+            layer.merge_mix(mix)
 
     def unmerge(self) -> None:
         for layer in self.lora_modules():
@@ -333,23 +335,18 @@ def factorized_pmf_table(eb: EntropyBottleneck) -> tuple[np.ndarray, np.ndarray]
     return pmf, offsets
 
 
-def merged_weight_float64(module: LoRAConv2d | LoRAConvTranspose2d, rate_key: str | None) -> np.ndarray:
-    """Base weight plus ``rate_key``'s LoRA delta, in float64 with a fixed operation order.
+def rate_mix(rate: int, num_rates: int) -> dict[str, float]:
+    """LoRA deltas and weights for a stored ``rate`` (quality × 256), per the spec §4.
 
-    Elementwise float64 operations on the CPU are exactly reproducible, unlike a
-    matmul whose blocking depends on the BLAS build and thread count.
+    With i = ⌊rate/256⌋ and t = (rate mod 256)/256 the merged weight is
+    W + (1 − t)·Δ_i + t·Δ_{i+1}; t is an exact binary fraction.
     """
-    base = module._base_weight if module._base_weight is not None else module.weight
-    w = base.detach().to("cpu", torch.float64).numpy().copy()
-    if rate_key is not None and rate_key in module.lora:
-        d = module.lora[rate_key]
-        A = d.A.detach().to("cpu", torch.float64).numpy()
-        B = d.B.detach().to("cpu", torch.float64).numpy()
-        delta = np.zeros((B.shape[0], A.shape[1]), dtype=np.float64)
-        for k in range(d.rank):
-            delta += np.multiply.outer(B[:, k], A[k, :])
-        w += (delta * (d.alpha / d.rank)).reshape(w.shape)
-    return w
+    i, frac = divmod(int(rate), 256)
+    t = frac / 256
+    mix = {f"r{i}": 1.0 - t}
+    if t > 0 and i + 1 < num_rates:
+        mix[f"r{i + 1}"] = t
+    return mix
 
 
 class IntegerHyperSynthesis:
@@ -364,11 +361,11 @@ class IntegerHyperSynthesis:
     WEIGHT_BITS = 13
     ACT_LIMIT = 2**20
 
-    def __init__(self, h_s: nn.Sequential, rate_key: str | None = None) -> None:
+    def __init__(self, h_s: nn.Sequential, mix: dict[str, float] | None = None) -> None:
         self.layers: list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor, dict]] = []
         for module in h_s:
             if isinstance(module, (LoRAConv2d, LoRAConvTranspose2d)):
-                w = merged_weight_float64(module, rate_key)
+                w = module.merged_weight_float64(mix or {}).numpy()
                 b = module.bias.detach().to("cpu", torch.float64).numpy()
                 transposed = isinstance(module, LoRAConvTranspose2d)
                 out_axis = 1 if transposed else 0

@@ -1,45 +1,61 @@
 """LoRAM: per-rate low-rank deltas trained progressively on a frozen base.
 
-``python -m udic.train.lora --base weights.safetensors --out runs/lora --rates 3 2 1 0 4 5``
+``python -m udic.train.lora --base weights.safetensors --out runs/lora``
 
-For each rate in the given order, every LoRA-capable conv gets a rank-r delta for that
-rate, initialised from the previous (neighbouring) rate's delta — or at zero for the
-first — and trained on that rate's λ alone, together with the rate's gain vectors.
-The base weights stay frozen, so all rates share one base and the deltas are tiny;
-at load time the chosen rate's delta is merged into the weights (no inference cost).
+The base rate (``--base-rate``, default 3) is the base network itself and has no
+delta.  Every other rate, in the order given by ``--rates``, gets a rank-r delta on
+every LoRA-capable conv (``--rank`` for the transforms, ``--hyper-rank`` for the
+hyperprior networks), initialised from its nearest already-trained neighbour's
+delta (zero next to the base rate) and trained on that rate's λ alone together with
+the rate's own gain vectors.  The base weights stay frozen, so all rates share one
+base and the deltas are tiny; at load the chosen rate's delta is merged into the
+weights, which costs nothing at inference.
+
+``--mode full`` is the comparison the design is judged by: each listed rate gets a
+full fine-tune of every weight from the same base, with the same batches and steps,
+saved as ``full-r<rate>.pt``.
+
 Resumable: the checkpoint records which rates are done and the step within the
-current one.
+current one, with the optimiser state.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from ..models import UdicModel
 from .data import CropDataset, default_data_root, load_eval_images
 from .loop import _atomic_save, evaluate
+from .options import parse_config
+
+HYPER_PREFIXES = ("h_a.", "h_s.")
 
 
 @dataclass
 class LoraConfig:
     base: str = ""  # weights (.safetensors) or checkpoint (.pt) of the base model
     out: str = "runs/lora"
-    rates: list[int] = field(default_factory=lambda: [3, 2, 1, 0, 4, 5])
-    rank: int = 8
-    alpha: float = 8.0
+    mode: str = "lora"  # "lora" or "full" (full fine-tuning per rate, for comparison)
+    rates: list[int] = field(default_factory=lambda: [2, 1, 0, 4, 5])
+    base_rate: int = 3  # the rate the base network serves without a delta (-1: none)
+    rank: int = 2
+    hyper_rank: int = 1
+    alpha_over_rank: float = 1.0  # LoRA scale α/r
     steps_per_rate: int = 1000
     batch: int = 8
     crop: int = 128
     lr: float = 1e-3
     lr_final: float = 1e-4
+    full_lr: float = 1e-4  # peak learning rate of --mode full
     seed: int = 0
     threads: int = 2
     bf16: bool = True
@@ -47,20 +63,33 @@ class LoraConfig:
     train_dir: str = ""
     kodak_dir: str = ""
 
-    def lr_at(self, step: int) -> float:
+    def lr_at(self, step: int, peak: float | None = None) -> float:
+        peak = self.lr if peak is None else peak
+        final = self.lr_final * peak / self.lr
         t = min(1.0, step / max(1, self.steps_per_rate))
-        return self.lr_final + 0.5 * (self.lr - self.lr_final) * (1 + math.cos(math.pi * t))
+        return final + 0.5 * (peak - final) * (1 + math.cos(math.pi * t))
 
 
 def rate_key(rate: int) -> str:
     return f"r{rate}"
 
 
-def add_rate_delta(model: UdicModel, rate: int, rank: int, alpha: float, init_from: int | None) -> list[torch.nn.Parameter]:
-    """Give every LoRA layer a delta for ``rate`` (copied from ``init_from``'s if given)."""
+def rank_for(layer_name: str, rank: int, hyper_rank: int) -> int:
+    return hyper_rank if layer_name.startswith(HYPER_PREFIXES) else rank
+
+
+def add_rate_delta(model: UdicModel, rate: int, rank: int, alpha: float, init_from: int | None,
+                   hyper_rank: int | None = None) -> list[torch.nn.Parameter]:
+    """Give every LoRA layer a delta for ``rate`` (copied from ``init_from``'s if given).
+
+    ``alpha`` is α/r, the scale of B·A, so the merged weight is W + (α/r)·B·A.
+    """
     params: list[torch.nn.Parameter] = []
-    for layer in model.lora_modules():
-        delta = layer.add_lora(rate_key(rate), rank, alpha)
+    for name, layer in model.named_modules():
+        if not hasattr(layer, "add_lora"):
+            continue
+        r = rank_for(name, rank, rank if hyper_rank is None else hyper_rank)
+        delta = layer.add_lora(rate_key(rate), r, alpha * r)
         if init_from is not None and rate_key(init_from) in layer.lora:
             src = layer.lora[rate_key(init_from)]
             with torch.no_grad():
@@ -87,79 +116,51 @@ def load_base(path: Path) -> tuple[UdicModel, dict]:
     return loaded.model, loaded.model.config.to_dict()
 
 
-def train_lora(cfg: LoraConfig, progress=print) -> Path:
-    torch.set_num_threads(cfg.threads)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    root = default_data_root()
-    data = CropDataset(Path(cfg.train_dir) if cfg.train_dir else root / "train")
-    kodak = Path(cfg.kodak_dir) if cfg.kodak_dir else root / "kodak"
-    eval_images = load_eval_images(kodak) if kodak.is_dir() else []
-    ckpt_path = out / "last.pt"
+def nearest_trained(rate: int, done: list[int], base_rate: int) -> int | None:
+    """The neighbour a new delta starts from; ``None`` (zero delta) next to the base rate."""
+    candidates = done + ([base_rate] if base_rate >= 0 else [])
+    if not candidates:
+        return None
+    nearest = min(candidates, key=lambda r: (abs(r - rate), r != base_rate))
+    return None if nearest == base_rate else nearest
 
-    model, model_config = load_base(Path(cfg.base))
-    model.train()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    done: list[int] = []
-    step = 0
-    wall = 0.0
-    state = None
-    if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        done = list(state["done"])
-        step = int(state["step"])
-        wall = float(state["wall"])
-        for key, spec in state["lora"].items():
-            layer, rate = key.rsplit(".", 1)
-            dict(model.named_modules())[layer].add_lora(rate, int(spec["rank"]), float(spec["alpha"]))
-        model.load_state_dict(state["model"])
-        progress(f"resumed: rates done {done}, step {step} of the next")
 
-    log_path = out / "lora_log.csv"
-    new_log = not log_path.exists()
-    log_f = open(log_path, "a", newline="")
-    log = csv.writer(log_f)
-    if new_log:
-        log.writerow(["rate", "step", "wall_s", "loss", "bpp", "psnr", "lr"])
+class _Trainer:
+    """One rate's optimisation: shared by LoRA and full fine-tuning so both see the same data."""
 
-    def save(current: int | None, opt_state: dict | None) -> None:
-        _atomic_save({"model": model.state_dict(), "lora": model.lora_spec(), "done": done, "step": step,
-                      "wall": wall, "current": current, "opt": opt_state, "model_config": model_config,
-                      "train_config": asdict(cfg)}, ckpt_path)
+    def __init__(self, cfg: LoraConfig, log_path: Path, progress: Callable[[str], None]) -> None:
+        self.cfg = cfg
+        self.progress = progress
+        root = default_data_root()
+        self.data = CropDataset(Path(cfg.train_dir) if cfg.train_dir else root / "train")
+        kodak = Path(cfg.kodak_dir) if cfg.kodak_dir else root / "kodak"
+        self.eval_images = load_eval_images(kodak) if kodak.is_dir() else []
+        new_log = not log_path.exists()
+        self.log_f = open(log_path, "a", newline="")
+        self.log = csv.writer(self.log_f)
+        if new_log:
+            self.log.writerow(["mode", "rate", "step", "wall_s", "loss", "bpp", "psnr", "lr"])
+            self.log_f.flush()
 
-    lambdas = model.config.lambdas
-    previous: int | None = done[-1] if done else None
-    for rate in cfg.rates:
-        if rate in done:
-            previous = rate
-            continue
-        key = rate_key(rate)
-        existing = any(key in layer.lora for layer in model.lora_modules())
-        if existing:
-            params = [p for layer in model.lora_modules() for p in (layer.lora[key].A, layer.lora[key].B)]
-        else:
-            neighbour = min(done, key=lambda r: abs(r - rate)) if done else None
-            params = add_rate_delta(model, rate, cfg.rank, cfg.alpha, neighbour)
-            step = 0
-        for p in params:
-            p.requires_grad_(True)
+    def run(self, model: UdicModel, rate: int, params: list[torch.nn.Parameter], step: int,
+            wall: float, opt_state: dict | None, peak_lr: float,
+            save: Callable[[int, float, dict], None]) -> float:
+        cfg = self.cfg
         gains = [model.log_gain, model.log_inv_gain]
-        for g in gains:
-            g.requires_grad_(True)
-        opt = torch.optim.Adam(params + gains, lr=cfg.lr)
-        if state is not None and state.get("current") == rate and state.get("opt"):
-            opt.load_state_dict(state["opt"])
-        set_active_rate(model, rate)
-        lam = lambdas[rate]
+        for p in params + gains:
+            p.requires_grad_(True)
+        opt = torch.optim.Adam([{"params": params, "lr": peak_lr}, {"params": gains, "lr": cfg.lr}])
+        if opt_state:
+            opt.load_state_dict(opt_state)
+        lam = model.config.lambdas[rate]
         rate_vec = torch.full((cfg.batch,), float(rate))
         last_ckpt = time.time()
         t_start = time.time()
         wall_at_start = wall
         while step < cfg.steps_per_rate:
-            for group in opt.param_groups:
-                group["lr"] = cfg.lr_at(step)
-            x = data.batch(cfg.seed + 1000 * (rate + 1), step, cfg.batch, cfg.crop)
+            opt.param_groups[0]["lr"] = cfg.lr_at(step, peak_lr)
+            opt.param_groups[1]["lr"] = cfg.lr_at(step)
+            x = self.data.batch(cfg.seed + 1000 * (rate + 1), step, cfg.batch, cfg.crop)
             x = x.contiguous(memory_format=torch.channels_last)
             torch.manual_seed(cfg.seed * 7_919 + 100_003 * rate + step)
             res = model(x, rate_vec, autocast=cfg.bf16)
@@ -172,55 +173,141 @@ def train_lora(cfg: LoraConfig, progress=print) -> Path:
             # Only this rate's gains may move: the other rows keep their trained values.
             for g in gains:
                 if g.grad is not None:
-                    mask = torch.zeros_like(g.grad)
-                    mask[rate] = 1
-                    g.grad.mul_(mask)
+                    keep = torch.zeros_like(g.grad)
+                    keep[rate] = 1
+                    g.grad.mul_(keep)
             torch.nn.utils.clip_grad_norm_(params + gains, 1.0)
             opt.step()
             step += 1
             wall = wall_at_start + time.time() - t_start
             if step % 50 == 0:
                 psnr = float((-10 * torch.log10(mse.detach().clamp_min(1e-10))).mean())
-                log.writerow([rate, step, f"{wall:.1f}", f"{float(loss.detach()):.4f}",
-                              f"{float(bpp.mean()):.4f}", f"{psnr:.3f}", f"{cfg.lr_at(step):.2e}"])
-                log_f.flush()
-                progress(f"rate {rate} step {step}/{cfg.steps_per_rate} loss {float(loss.detach()):.4f}")
+                self.log.writerow([cfg.mode, rate, step, f"{wall:.1f}", f"{float(loss.detach()):.4f}",
+                                   f"{float(bpp.mean()):.4f}", f"{psnr:.3f}", f"{cfg.lr_at(step, peak_lr):.2e}"])
+                self.log_f.flush()
+                self.progress(f"{cfg.mode} rate {rate} step {step}/{cfg.steps_per_rate} "
+                              f"loss {float(loss.detach()):.4f} bpp {float(bpp.mean()):.3f} {psnr:.2f} dB")
             if time.time() - last_ckpt > cfg.ckpt_minutes * 60:
-                save(rate, opt.state_dict())
+                save(step, wall, opt.state_dict())
                 last_ckpt = time.time()
         for p in params + gains:
             p.requires_grad_(False)
+        return wall
+
+    def report(self, model: UdicModel, rate: int) -> None:
+        if self.eval_images:
+            row = evaluate(model, self.eval_images, [rate])[0]
+            self.progress(f"{self.cfg.mode} rate {rate}: {row['bpp_estimate']:.4f} bpp (estimate), "
+                          f"{row['psnr']:.2f} dB")
+
+    def close(self) -> None:
+        self.log_f.close()
+
+
+def train_lora(cfg: LoraConfig, progress: Callable[[str], None] = print) -> Path:
+    if cfg.mode == "full":
+        return train_full(cfg, progress)
+    if cfg.mode != "lora":
+        raise ValueError(f"unknown mode {cfg.mode!r}")
+    torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "last.pt"
+    model, model_config = load_base(Path(cfg.base))
+    model.train()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    done: list[int] = []
+    step, wall = 0, 0.0
+    state = None
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        done, step, wall = list(state["done"]), int(state["step"]), float(state["wall"])
+        modules = dict(model.named_modules())
+        for key, spec in state["lora"].items():
+            layer, rate = key.rsplit(".", 1)
+            modules[layer].add_lora(rate, int(spec["rank"]), float(spec["alpha"]))
+        model.load_state_dict(state["model"])
+        progress(f"resumed: rates done {done}, step {step} of the next")
+    trainer = _Trainer(cfg, out / "lora_log.csv", progress)
+    wall_per_rate: dict[str, float] = dict(state.get("wall_per_rate", {})) if state else {}
+    rate_start_wall = float(state.get("rate_start_wall", wall)) if state else 0.0
+
+    def save(current: int | None, at_step: int, at_wall: float, opt_state: dict | None) -> None:
+        _atomic_save({"model": model.state_dict(), "lora": model.lora_spec(), "done": done, "step": at_step,
+                      "wall": at_wall, "current": current, "opt": opt_state, "model_config": model_config,
+                      "wall_per_rate": wall_per_rate, "rate_start_wall": rate_start_wall,
+                      "train_config": asdict(cfg)}, ckpt_path)
+
+    for rate in cfg.rates:
+        if rate in done or rate == cfg.base_rate:
+            continue
+        key = rate_key(rate)
+        if any(key in layer.lora for layer in model.lora_modules()):  # resuming this rate
+            params = [p for layer in model.lora_modules() for p in (layer.lora[key].A, layer.lora[key].B)]
+            opt_state = state.get("opt") if state is not None and state.get("current") == rate else None
+        else:
+            torch.manual_seed(cfg.seed * 7_919 + rate)  # the fresh A factors are part of the run's recipe
+            params = add_rate_delta(model, rate, cfg.rank, cfg.alpha_over_rank,
+                                    nearest_trained(rate, done, cfg.base_rate), cfg.hyper_rank)
+            step, opt_state = 0, None
+            rate_start_wall = wall
+        set_active_rate(model, rate)
+        wall = trainer.run(model, rate, params, step, wall, opt_state, cfg.lr,
+                           lambda s, w, o, r=rate: save(r, s, w, o))
+        wall_per_rate[key] = wall - rate_start_wall
         done.append(rate)
-        previous = rate
-        step = 0
-        state = None
-        save(None, None)
-        if eval_images:
-            set_active_rate(model, rate)
-            row = evaluate(model, eval_images, [rate])[0]
-            progress(f"rate {rate}: {row['bpp_estimate']:.4f} bpp (estimate), {row['psnr']:.2f} dB")
+        step, state = 0, None
+        save(None, 0, wall, None)
+        trainer.report(model, rate)
     set_active_rate(model, None)
-    save(None, None)
-    log_f.close()
-    (out / "lora.json").write_text(json.dumps({"done": done, "previous": previous}, indent=1))
+    save(None, 0, wall, None)
+    trainer.close()
+    (out / "lora.json").write_text(json.dumps({"done": done, "base_rate": cfg.base_rate,
+                                               "wall_per_rate": wall_per_rate}, indent=1))
     return ckpt_path
 
 
+def train_full(cfg: LoraConfig, progress: Callable[[str], None] = print) -> Path:
+    """Full fine-tuning of every weight, one independent model per rate, from the same base."""
+    torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    trainer = _Trainer(cfg, out / "lora_log.csv", progress)
+    last = out / "last.pt"
+    for rate in cfg.rates:
+        path = out / f"full-r{rate}.pt"
+        model, model_config = load_base(Path(cfg.base))
+        model.train()
+        step, wall, opt_state = 0, 0.0, None
+        if path.exists():
+            state = torch.load(path, map_location="cpu", weights_only=False)
+            model.load_state_dict(state["model"])
+            step, wall, opt_state = int(state["step"]), float(state["wall"]), state.get("opt")
+            if step >= cfg.steps_per_rate:
+                continue
+            progress(f"resumed full fine-tune of rate {rate} at step {step}")
+        params = [p for n, p in model.named_parameters()
+                  if n not in ("log_gain", "log_inv_gain") and not n.startswith("entropy_bottleneck")]
+
+        def save(at_step: int, at_wall: float, opt: dict | None, path: Path = path, model: UdicModel = model,
+                 model_config: dict = model_config) -> None:
+            _atomic_save({"model": model.state_dict(), "lora": {}, "step": at_step, "wall": at_wall,
+                          "opt": opt, "model_config": model_config, "train_config": asdict(cfg)}, path)
+
+        wall = trainer.run(model, rate, params, step, wall, opt_state, cfg.full_lr, save)
+        save(cfg.steps_per_rate, wall, None)
+        trainer.report(model, rate)
+        last = path
+    trainer.close()
+    return last
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m udic.train.lora", description=__doc__)
-    for f in LoraConfig.__dataclass_fields__.values():
-        default = f.default if not callable(f.default_factory) else f.default_factory()  # type: ignore[misc]
-        flag = "--" + f.name.replace("_", "-")
-        if isinstance(default, bool):
-            p.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"), default=default)
-        elif isinstance(default, list):
-            p.add_argument(flag, type=int, nargs="+", default=default)
-        else:
-            p.add_argument(flag, type=type(default), default=default)
-    a = p.parse_args(argv)
-    cfg = LoraConfig(**vars(a))
+    cfg = parse_config(LoraConfig, argv, "python -m udic.train.lora", __doc__)
     if not cfg.base:
-        p.error("--base is required")
+        print("python -m udic.train.lora: --base is required", file=sys.stderr)
+        return 2
     train_lora(cfg, progress=lambda s: print(s, flush=True))
     return 0
 
