@@ -29,7 +29,7 @@ from udic.codec import Codec, codec_for_file
 from udic.imageio import LoadedImage
 from udic.models import ModelConfig, UdicModel
 
-QUICK = dict(iterations=12, adapter_steps=6, patience=1000)
+QUICK = dict(iterations=12, adapter_steps=6, patience=1000, rdoq=False)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -120,7 +120,9 @@ def test_sga_gradient_and_generator_determinism() -> None:
 def test_presets_and_schedule() -> None:
     assert AdaptConfig() == AdaptConfig.for_effort(DEFAULT_EFFORT)
     assert AdaptConfig.for_effort(0).iterations == 0 and AdaptConfig.for_effort(0).adapter_steps == 0
-    its = [AdaptConfig.for_effort(e).iterations for e in range(1, MAX_EFFORT + 1)]
+    assert AdaptConfig.for_effort(1).rdoq and AdaptConfig.for_effort(1).iterations == 0
+    assert not AdaptConfig.for_effort(0).rdoq
+    its = [AdaptConfig.for_effort(e).iterations for e in range(2, MAX_EFFORT + 1)]
     assert its == sorted(its) and its[0] > 0
     for bad in (-1, MAX_EFFORT + 1, 1.5, True):
         with pytest.raises(ValueError):
@@ -167,7 +169,7 @@ def test_result_decodes_and_is_never_worse(codec: Codec, image: LoadedImage) -> 
 
 
 def test_fractional_quality(codec: Codec, image: LoadedImage) -> None:
-    res = adapt_encode(codec, image, 2.5, AdaptConfig.for_effort(1, iterations=6))
+    res = adapt_encode(codec, image, 2.5, AdaptConfig.for_effort(2, iterations=6))
     assert ctr.parse(res.data).header.rate == 640
     assert res.rd_after == pytest.approx(actual_cost(codec, image, res.data, 2.5), rel=1e-9)
 
@@ -205,18 +207,20 @@ def test_adapters_rejected_when_they_cost_more(codec: Codec, image: LoadedImage)
     # Frozen (lr 0) large random weights on a coarse grid under a very narrow prior:
     # expensive to send and harmful to the picture.  The gate must throw them away.
     cfg = AdaptConfig.for_effort(
-        2, iterations=8, adapter_steps=2, adapter_lr=0.0, init_std=1.0, step=0.5, scale=0.01, patience=1000
+        2, iterations=8, adapter_steps=2, adapter_lr=0.0, init_std=1.0, step=0.5, scale=0.01, patience=1000,
+        rdoq=False,
     )
     res = adapt_encode(codec, image, 3.0, cfg)
-    assert "latents+adapters" in res.candidates
-    assert res.candidates["latents+adapters"] > min(res.candidates["none"], res.candidates["latents"])
-    assert res.chosen != "latents+adapters" and res.bits["adapters"] == 0
+    [with_adapters] = [n for n in res.candidates if n.endswith("adapters")]
+    assert res.candidates[with_adapters] > min(res.candidates["none"], res.candidates["latents"])
+    assert res.chosen != with_adapters and res.bits["adapters"] == 0
     assert not ctr.parse(res.data).header.flags & ctr.Flags.ADAPTERS
     assert_clean(codec)
 
 
 def test_adapters_kept_when_they_pay(codec: Codec, image: LoadedImage) -> None:
-    cfg = AdaptConfig.for_effort(2, adapter_lr=0.05, bf16=False, iterations=10, adapter_steps=30, patience=1000)
+    cfg = AdaptConfig.for_effort(2, adapter_lr=0.05, bf16=False, iterations=10, adapter_steps=30, patience=1000,
+                                 rdoq=False)
     res = adapt_encode(codec, image, 5.0, cfg)
     assert_clean(codec)
     assert res.chosen == "latents+adapters", res.candidates
@@ -232,9 +236,69 @@ def test_adapters_kept_when_they_pay(codec: Codec, image: LoadedImage) -> None:
 
 
 def test_adapters_without_latent_refinement(codec: Codec, image: LoadedImage) -> None:
-    cfg = AdaptConfig.for_effort(2, iterations=0, adapter_steps=20, adapter_lr=0.05, bf16=False)
+    cfg = AdaptConfig.for_effort(2, iterations=0, adapter_steps=20, adapter_lr=0.05, bf16=False, rdoq=False)
     res = adapt_encode(codec, image, 5.0, cfg)
-    assert res.iterations == 0 and "latents" not in res.candidates
+    assert res.iterations == 0 and set(res.candidates) <= {"none", "adapters"}
     assert res.rd_after <= res.rd_before
     assert res.rd_after == pytest.approx(actual_cost(codec, image, res.data, 5.0), rel=1e-9)
     assert_clean(codec)
+
+
+def test_tiled_image_adapts_per_tile_with_shared_adapter(codec: Codec) -> None:
+    img = loaded(smooth_image(120, 150, seed=9))
+    calls: list[tuple[str, int, int, float]] = []
+    cfg = AdaptConfig.for_effort(2, iterations=4, adapter_steps=4, patience=100, rdoq=False)
+    res = adapt_encode(codec, img, 3.0, cfg, progress=lambda *a: calls.append(a), tile=64)
+    assert_clean(codec)
+    header = ctr.parse(res.data).header
+    assert header.tile_pixels == 64 and header.effort == 2
+    assert res.rd_after <= res.rd_before
+    assert res.rd_after == pytest.approx(actual_cost(codec, img, res.data, 3.0), rel=1e-9)
+    # 2 × 3 tiles of the 128×192 padded image, 4 SGA steps each, counted as one bar.
+    latent_steps = [c[1:3] for c in calls if c[0] == "latents"]
+    assert latent_steps == [(i, 24) for i in range(1, 25)]
+    assert res.iterations == 24
+    assert {"tiles", "adapters", "evaluate"} <= {c[0] for c in calls}
+    assert {"none", "latents"} <= set(res.candidates)
+
+
+# ---- RDOQ ------------------------------------------------------------------------------------
+
+
+def test_rdoq_only_rounds_towards_zero_and_weighs_distortion(codec: Codec, image: LoadedImage) -> None:
+    from udic.adapt import rdoq_latents
+
+    y, z = codec.analyse(image.rgb, 2.0)
+    _, means = codec._entropy_params(z)
+    mu = means.numpy()
+    r = np.rint(y - mu)
+    lam = rd_lambda(codec, 2.0)
+    mild = np.rint(rdoq_latents(codec, y, z, 2.0, lam, 1.0) - mu)
+    strict = np.rint(rdoq_latents(codec, y, z, 2.0, lam, 1e6) - mu)
+    changed = mild != r
+    assert changed.any()
+    assert np.array_equal(mild[changed], (r - np.sign(r))[changed])  # one step towards zero
+    assert not (r[changed] == 0).any()
+    assert np.array_equal(strict, r)  # distortion that expensive: change nothing
+    free = np.rint(rdoq_latents(codec, y, z, 2.0, 0.0, 1.0) - mu)
+    # Distortion free: every residual whose smaller neighbour costs fewer bits shrinks.
+    assert (np.abs(free) <= np.abs(r)).all() and (free != r).sum() > changed.sum()
+
+
+def test_effort_one_is_rdoq_and_never_worse(codec: Codec, image: LoadedImage) -> None:
+    res = adapt_encode(codec, image, 3.0, AdaptConfig.for_effort(1))
+    assert set(res.candidates) == {"none", "rdoq"}
+    assert res.iterations == 0 and res.adapter_iterations == 0
+    assert res.rd_after <= res.rd_before
+    assert res.rd_after == pytest.approx(actual_cost(codec, image, res.data, 3.0), rel=1e-9)
+    assert ctr.parse(res.data).header.effort == 1
+
+
+def test_symbol_bits_match_the_total(codec: Codec, image: LoadedImage) -> None:
+    y, z = codec.analyse(image.rgb, 2.0)
+    indexes, means = codec._entropy_params(z)
+    r = np.rint(y - means.numpy()).astype(np.int64)
+    r.flat[0] = 10_000  # one escape
+    per = codec.y_coder.symbol_bits(r, indexes)
+    assert per.shape == r.shape and (per > 0).all()
+    assert per.sum() == pytest.approx(codec.y_coder.bits(r, indexes), rel=1e-9, abs=2.0)

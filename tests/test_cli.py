@@ -106,7 +106,8 @@ def test_info_json_and_overhead(runner: CliRunner, tiny_cache: TinyModel, tmp_pa
     data = coded.read_bytes()
     cont = ctr.parse(data)
     # Hand count (§1–3): magic, fixed fields, varints, one tag + varint length per section, CRC.
-    header = 4 + 1 + len(write_varint(300)) + len(write_varint(40)) + 1 + 1 + 8 + 2 + 4 + len(write_varint(3))
+    # version 2 adds tile and effort (u8 each) after latent_crc.
+    header = 4 + 1 + len(write_varint(300)) + len(write_varint(40)) + 1 + 1 + 8 + 2 + 4 + 1 + 1 + len(write_varint(3))
     tags = sum(1 + len(write_varint(len(p))) for p in cont.sections.values())
     overhead = header + tags + 4
     assert overhead + sum(len(p) for p in cont.sections.values()) == len(data)
@@ -122,7 +123,9 @@ def test_info_json_and_overhead(runner: CliRunner, tiny_cache: TinyModel, tmp_pa
     assert info["overhead_bytes"] == overhead
     assert info["sections"] == {k.name.lower(): len(v) for k, v in cont.sections.items()}
     assert info["latent_crc"] == f"{cont.header.latent_crc:08x}"
-    assert info["version"] == 1
+    assert info["version"] == 2
+    assert (info["tile"], info["adapter_bytes"]) == (0, 0)
+    assert info["effort"] == 1  # the CLI default, recorded in the header
 
     text = run(runner, "info", str(coded))
     assert text.exit_code == 0
@@ -393,3 +396,23 @@ def test_subprocess_malformed_registry(tiny_env: dict[str, str], tmp_path: Path)
     assert line.startswith("udic: models: ") and "registry" in line
     assert proc.returncode == 1
     assert proc.stdout == b""
+
+
+def test_tiled_encode_info_and_decode(runner: CliRunner, tiny_cache: TinyModel, tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(png_bytes(Image.fromarray(smooth_image(130, 140, seed=4))))
+    coded = encode_file(runner, tiny_cache, tmp_path / "a.png", "--tile", "64", "--effort", "0")
+    result = run(runner, "info", str(coded))
+    assert result.exit_code == 0, result.output
+    assert "64x64 px" in result.stdout and "effort 0, no adapters" in result.stdout
+    result = run(runner, "decode", str(coded), "-o", str(tmp_path / "b.png"), "--quiet")
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "b.png").size == (140, 130)
+
+
+def test_bad_tile_size_is_one_clear_line(runner: CliRunner, tiny_cache: TinyModel, tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(png_bytes(Image.fromarray(smooth_image(40, 40, seed=4))))
+    result = run(runner, "encode", str(tmp_path / "a.png"), "--model", tiny_cache.id, "--tile", "100")
+    assert result.exit_code != 0
+    lines = error_lines(result)
+    assert len(lines) == 1 and "tile size must be 0 or a multiple of 64" in lines[0]
+    assert not (tmp_path / "a.udic").exists()

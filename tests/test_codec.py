@@ -176,7 +176,8 @@ def test_header_fields(tiny_codec: Codec, tiny_model: TinyModel) -> None:
     enc = tiny_codec.encode(loaded(smooth_image(40, 56, seed=13)), 4.0)
     h = ctr.parse(enc.data).header
     assert h == enc.header
-    assert (h.width, h.height, h.version) == (56, 40, 1)
+    assert (h.width, h.height, h.version) == (56, 40, 2)
+    assert (h.tile, h.effort) == (0, 0)
     assert h.rate == 1024 and h.quality == 4.0
     assert h.model_id == tiny_model.id == tiny_codec.model_id
     assert h.colour == ctr.Colour.RGB and h.flags == ctr.Flags(0)
@@ -338,3 +339,49 @@ def test_exact_cross_process_decode(tiny_codec: Codec, tiny_model: TinyModel, tm
     there = np.asarray(Image.open(dst))
     assert there.shape == here.shape == (72, 90, 4)
     np.testing.assert_array_equal(there, here)
+
+
+# ---- tiles ---------------------------------------------------------------------------------
+
+
+def test_choose_tile() -> None:
+    from udic.codec import AUTO_TILE_PIXELS, DEFAULT_TILE, choose_tile
+
+    assert choose_tile(512, 768) == 0  # small images are one piece
+    assert choose_tile(4000, 6000) == DEFAULT_TILE
+    assert AUTO_TILE_PIXELS < 4032 * 6016
+    assert choose_tile(4000, 6000, 0) == 0
+    assert choose_tile(200, 150, 64) == 64
+    assert choose_tile(200, 150, 256) == 0  # one tile covers it all: coded as one piece
+    for bad in (100, -64, 256 * 64):
+        with pytest.raises(UsageError, match="tile size"):
+            choose_tile(200, 150, bad)
+
+
+def test_tiled_coding_matches_whole_image(tiny_codec: Codec) -> None:
+    """Haloed tiles cover the receptive fields: the same latents and (almost) the same pixels."""
+    img = smooth_image(150, 200, seed=21)
+    li = loaded(img)
+    whole = tiny_codec.encode(li, 3.0, tile=0)
+    seen: list[tuple[int, int]] = []
+    tiled = tiny_codec.encode(li, 3.0, tile=64, progress=lambda d, t: seen.append((d, t)))
+    assert (whole.header.tile, tiled.header.tile, tiled.header.tile_pixels) == (0, 1, 64)
+    assert seen == [(i, 12) for i in range(1, 13)]  # 3 × 4 tiles of the 192×256 padded image
+    a = np.asarray(tiny_codec.decode(whole.data).image).astype(int)
+    decoded: list[tuple[int, int]] = []
+    b = np.asarray(tiny_codec.decode(tiled.data, progress=lambda d, t: decoded.append((d, t))).image).astype(int)
+    assert decoded[-1] == (12, 12)
+    # Float summation order differs between window sizes: a few pixels may move by 1.
+    assert np.abs(a - b).max() <= 2
+    assert (a != b).mean() < 0.01
+    assert abs(len(whole.data) - len(tiled.data)) <= 8
+    # Decoding a tiled file is deterministic.
+    assert np.array_equal(b, np.asarray(tiny_codec.decode(tiled.data).image).astype(int))
+
+
+def test_version_1_files_still_decode(tiny_codec: Codec) -> None:
+    li = loaded(smooth_image(40, 56, seed=22))
+    enc = tiny_codec.encode(li, 2.0)
+    old = reseal(enc.data, version=1, tile=0, effort=0)
+    assert len(old) == len(enc.data) - 2 and old[4] == 1
+    assert np.array_equal(np.asarray(tiny_codec.decode(old).image), np.asarray(tiny_codec.decode(enc.data).image))

@@ -32,7 +32,7 @@ def seal(body: bytes) -> bytes:
 
 def header_bytes(
     *,
-    version: int = 1,
+    version: int = 2,
     width: bytes = b"\xac\x02",  # 300
     height: bytes = b"\x05",
     colour: int = 0,
@@ -40,10 +40,14 @@ def header_bytes(
     model: bytes = bytes.fromhex(MODEL_HEX),
     rate: bytes = b"\x80\x02",  # 640 = quality 2.5
     crc: bytes = b"\xef\xbe\xad\xde",
+    tile: int = 16,  # 1024 px
+    effort: int = 2,
     n_sections: bytes = b"\x02",
 ) -> bytes:
+    since_v2 = bytes([tile, effort]) if version >= 2 else b""
     return (
-        b"UDIC" + bytes([version]) + width + height + bytes([colour, flags]) + model + rate + crc + n_sections
+        b"UDIC" + bytes([version]) + width + height + bytes([colour, flags]) + model + rate + crc + since_v2
+        + n_sections
     )
 
 
@@ -67,6 +71,8 @@ def minimal_container() -> Container:
             model_id=MODEL_HEX,
             rate=640,
             latent_crc=0xDEADBEEF,
+            tile=16,
+            effort=2,
         ),
         sections={Section.HYPERLATENTS: HYPER, Section.LATENTS: LATENTS},
     )
@@ -82,6 +88,8 @@ def full_container() -> Container:
             model_id="fedcba9876543210",
             rate=65535,
             latent_crc=0x01020304,
+            tile=255,
+            effort=5,
         ),
         sections={
             Section.ICC: b"icc" * 50,
@@ -142,7 +150,8 @@ def test_writer_produces_hand_built_bytes() -> None:
 def test_parse_hand_built_file() -> None:
     cont, layout = parse_with_layout(minimal_file())
     h = cont.header
-    assert (h.version, h.width, h.height) == (1, 300, 5)
+    assert (h.version, h.width, h.height) == (2, 300, 5)
+    assert (h.tile, h.tile_pixels, h.effort) == (16, 1024, 2)
     assert h.colour == Colour.RGB
     assert h.flags == Flags(0)
     assert h.model_id == MODEL_HEX
@@ -152,12 +161,24 @@ def test_parse_hand_built_file() -> None:
     assert cont.section(Section.LATENTS) == LATENTS
     with pytest.raises(ContainerError, match="alpha"):
         cont.section(Section.ALPHA)
-    # magic 4 + version 1 + width 2 + height 1 + colour 1 + flags 1 + id 8 + rate 2 + crc 4 + count 1
-    assert layout.header == 25
+    # magic 4 + version 1 + width 2 + height 1 + colour 1 + flags 1 + id 8 + rate 2 + crc 4
+    # + tile 1 + effort 1 + count 1
+    assert layout.header == 27
     assert layout.section_overhead == 4  # two (tag, 1-byte length) pairs
     assert layout.trailer == 4
-    assert layout.overhead == 33
-    assert layout.total == len(minimal_file()) == 33 + len(HYPER) + len(LATENTS)
+    assert layout.overhead == 35
+    assert layout.total == len(minimal_file()) == 35 + len(HYPER) + len(LATENTS)
+
+
+def test_version_1_files_are_still_read() -> None:
+    """Version 1 had no tile and effort fields: they read as 0 (untiled, no adaptation)."""
+    cont, layout = parse_with_layout(seal(header_bytes(version=1) + SECTIONS))
+    h = cont.header
+    assert (h.version, h.tile, h.effort, h.rate) == (1, 0, 0, 640)
+    assert layout.header == 25
+    assert cont.sections[Section.LATENTS] == LATENTS
+    # Written back as version 1 it is byte-identical.
+    assert write(cont) == seal(header_bytes(version=1) + SECTIONS)
     assert layout.sections == {"hyperlatents": 4, "latents": 8}
 
 
@@ -177,11 +198,12 @@ def test_round_trip_every_field() -> None:
         + b"\x05\x96\x01" + b"icc" * 50
     )
     assert data[:-4].endswith(expected_sections)
-    assert data[4:5] == b"\x01"
+    assert data[4:5] == b"\x02"
     assert data[5:8] == b"\x80\x80\x40"  # width 2^20
     assert data[8:11] == b"\x03\x01\x07"  # height, colour gray, all three flags
     assert data[11:19] == bytes.fromhex("fedcba9876543210")
     assert data[19:25] == b"\xff\xff\x04\x03\x02\x01"  # rate, latent_crc (little-endian)
+    assert data[25:27] == b"\xff\x05"  # tile, effort
 
 
 @pytest.mark.parametrize("width, height", [(1, 1), (127, 128), (1 << 20, 1), (1, 1 << 20)])
@@ -262,7 +284,7 @@ def test_checksum_checked_before_header() -> None:
         parse(bytes(body))
 
 
-@pytest.mark.parametrize("version", [0, 2, 255])
+@pytest.mark.parametrize("version", [0, 3, 255])
 def test_unknown_version(version: int) -> None:
     with pytest.raises(ContainerError, match="version"):
         parse(seal(header_bytes(version=version) + SECTIONS))

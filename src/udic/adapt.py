@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 import torch
@@ -34,22 +33,24 @@ from .codec import Codec, EncodeResult
 from .imageio import LoadedImage, crop
 from .models import LOG_SCALE_MAX, LOG_SCALE_MIN, gaussian_likelihood, lower_bound, ste_round
 
-Chosen = Literal["latents+adapters", "latents", "none"]
+# The candidate names: the steps that made it, in order ("none" = the plain encode).
+Chosen = str
 Progress = Callable[[str, int, int, float], None]
 
 MAX_EFFORT = 5
-DEFAULT_EFFORT = 2
+DEFAULT_EFFORT = 1  # RDOQ only: a few seconds, never worse (the CLI's default too)
 _LIKELIHOOD_FLOOR = 1e-9
 
-# effort → (latent iterations, latent lr, adapter steps, adapter lr).  Few passes with
-# a high, exponentially decaying lr keep most of the gain of the long GPU schedules.
-_PRESETS: dict[int, tuple[int, float, int, float]] = {
-    0: (0, 0.0, 0, 0.0),
-    1: (20, 0.1, 0, 0.0),
-    2: (40, 0.08, 20, 0.03),
-    3: (100, 0.05, 40, 0.02),
-    4: (300, 0.02, 100, 0.01),
-    5: (1000, 0.01, 300, 0.005),
+# effort → (latent iterations, latent lr, adapter steps, adapter lr, RDOQ).  Few passes
+# with a high, exponentially decaying lr keep most of the gain of the long GPU
+# schedules; RDOQ (no network passes) is the cheap first step.
+_PRESETS: dict[int, tuple[int, float, int, float, bool]] = {
+    0: (0, 0.0, 0, 0.0, False),
+    1: (0, 0.0, 0, 0.0, True),
+    2: (20, 0.1, 20, 0.03, True),
+    3: (60, 0.05, 40, 0.02, True),
+    4: (300, 0.02, 100, 0.01, True),
+    5: (1000, 0.01, 300, 0.005, True),
 }
 
 
@@ -58,14 +59,16 @@ class AdaptConfig:
     """How hard to try.  Build with ``AdaptConfig.for_effort(n, **overrides)``."""
 
     effort: int = DEFAULT_EFFORT
-    iterations: int = 40  # latent-refinement iterations (0 = skip)
-    lr: float = 0.08  # Adam lr on the gained latents (units of quantisation bins)
+    iterations: int = 0  # latent-refinement iterations (0 = skip)
+    lr: float = 0.0  # Adam lr on the gained latents (units of quantisation bins)
     lr_final_ratio: float = 0.1  # lr decays exponentially to lr · ratio
-    t0: int = 8  # SGA: τ stays at tau_max until iteration t0 …
-    decay: float = math.log(5.0) / 32  # … then τ(t) = tau_max · exp(−decay · (t − t0))
+    t0: int = 0  # SGA: τ stays at tau_max until iteration t0 …
+    decay: float = math.log(5.0)  # … then τ(t) = tau_max · exp(−decay · (t − t0))
     tau_max: float = 0.5
-    adapter_steps: int = 20  # adapter optimisation steps (0 = no adapters)
-    adapter_lr: float = 0.03
+    rdoq: bool = True  # rate-distortion optimised rounding of the latents
+    rdoq_scales: tuple[float, ...] = (2.0, 3.0)  # distortion weights tried (each one real encode)
+    adapter_steps: int = 0  # adapter optimisation steps (0 = no adapters)
+    adapter_lr: float = 0.0
     rank: int = 2
     slot: int = 1  # after the second synthesis stage (1/4 resolution)
     step: float = DEFAULT_STEP  # adapter weight bin width w
@@ -86,7 +89,7 @@ class AdaptConfig:
         """
         if isinstance(effort, bool) or not isinstance(effort, int) or not 0 <= effort <= MAX_EFFORT:
             raise ValueError(f"effort must be an integer 0…{MAX_EFFORT}, got {effort!r}")
-        iterations, lr, adapter_steps, adapter_lr = _PRESETS[effort]
+        iterations, lr, adapter_steps, adapter_lr, rdoq = _PRESETS[effort]
         iterations = int(overrides.get("iterations", iterations))  # type: ignore[call-overload]
         t0 = iterations // 5
         fields: dict[str, object] = {
@@ -97,6 +100,7 @@ class AdaptConfig:
             "decay": math.log(5.0) / max(iterations - t0, 1),
             "adapter_steps": adapter_steps,
             "adapter_lr": adapter_lr,
+            "rdoq": rdoq,
             "patience": max(8, iterations // 5),
         }
         fields.update(overrides)
@@ -200,6 +204,17 @@ def _frozen(codec: Codec) -> Iterator[None]:
 
 
 @dataclass
+class _Latents:
+    """Latents a candidate was coded from, so later steps can build on the best one."""
+
+    name: str
+    z: np.ndarray
+    y: np.ndarray
+    y_hat: torch.Tensor
+    cost: float
+
+
+@dataclass
 class _Candidate:
     name: Chosen
     encode: EncodeResult
@@ -216,16 +231,17 @@ def _evaluate(
     y: np.ndarray,
     aset: AdapterSet | None,
     name: Chosen,
-    plain: bool = False,
+    effort: int,
+    tile: int,
 ) -> tuple[_Candidate, torch.Tensor]:
     """Code for real and reconstruct exactly as the decoder would; returns (candidate, ŷ)."""
-    enc = codec.encode(image, quality) if plain else codec.encode(image, quality, aset, latents=(z_symbols, y))
+    enc = codec.encode(image, quality, aset, latents=(z_symbols, y), tile=tile, effort=effort)
     _, means = codec._entropy_params(z_symbols)
     residuals = np.rint(y - means.numpy()).astype(np.int64)
     y_hat = torch.from_numpy(residuals.astype(np.float32)) + means
     q = enc.header.quality
     height, width = image.rgb.shape[:2]
-    rgb = crop(codec.synthesise(y_hat, q, aset), height, width)
+    rgb = crop(codec.synthesise(y_hat, q, aset, tile=enc.header.tile_pixels), height, width)
     mse = float(np.mean((rgb.astype(np.float64) - image.rgb.astype(np.float64)) ** 2))
     cost = 8 * len(enc.data) / (height * width) + lam * mse
     adapter_bits = 0
@@ -234,13 +250,48 @@ def _evaluate(
     return _Candidate(name, enc, cost, adapter_bits), y_hat
 
 
-def _masked_mse(x_hat: torch.Tensor, x: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """MSE over the real pixels only: the padding is never shown, so it costs nothing."""
-    return (x_hat.float()[..., :height, :width] - x[..., :height, :width]).pow(2).mean()
+def _masked_mse(x_hat: torch.Tensor, x: torch.Tensor, rows: slice, cols: slice) -> torch.Tensor:
+    """MSE over the pixels that count (the real image, or a tile's core; never the padding)."""
+    return (x_hat.float()[..., rows, cols] - x[..., rows, cols]).pow(2).mean()
 
 
 def _lr_at(t: int, total: int, lr: float, ratio: float) -> float:
     return lr * ratio ** (t / max(total - 1, 1))
+
+
+def _optimise(
+    opt: torch.optim.Optimizer,
+    steps: int,
+    lr: float,
+    cfg: AdaptConfig,
+    deadline: float,
+    loss_at: Callable[[int], torch.Tensor],
+    report: Callable[[int, float], None] | None,
+) -> int:
+    """The loop every phase shares: decaying lr, deadline, progress, early stop."""
+    stopper = _Stopper(cfg.patience, cfg.min_improvement)
+    done = 0
+    for t in range(steps):
+        if time.perf_counter() >= deadline:
+            break
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(t, steps, lr, cfg.lr_final_ratio)
+        loss = loss_at(t)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        done += 1
+        value = float(loss.detach())
+        if report is not None:
+            report(done, value)
+        if stopper.update(value):
+            break
+    return done
+
+
+def _y_bits(r_t: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+    log_scale = lower_bound(log_scale, LOG_SCALE_MIN).clamp_max(LOG_SCALE_MAX)
+    return -torch.log2(gaussian_likelihood(r_t, log_scale.exp()))
 
 
 # ---- phase 1: latents ------------------------------------------------------------------
@@ -262,7 +313,7 @@ def _refine_latents(
     """SGA + Adam on (y, z) for bits/pixel + λ·255²·MSE; returns (z symbols, y, iterations)."""
     model = codec.model
     device = codec.device
-    gain, inv_gain = model.gains(q)
+    _, inv_gain = model.gains(q)
     inv_gain = inv_gain.detach().to(device).view(1, -1, 1, 1)
     y_init = torch.from_numpy(y0).to(device)[None]
     with torch.no_grad():
@@ -273,38 +324,141 @@ def _refine_latents(
     eb = model.entropy_bottleneck
     pixels = float(height * width)
     d_weight = lam * 255.0**2
-    stopper = _Stopper(cfg.patience, cfg.min_improvement)
-    done = 0
-    for t in range(cfg.iterations):
-        if time.perf_counter() >= deadline:
-            break
-        for group in opt.param_groups:
-            group["lr"] = _lr_at(t, cfg.iterations, cfg.lr, cfg.lr_final_ratio)
+    rows, cols = slice(0, height), slice(0, width)
+
+    def loss_at(t: int) -> torch.Tensor:
         tau = cfg.tau(t)
         z_t = sga_round(z_var, tau, generator)
         n_z = z_t.shape[1]
         z_lik, _, _ = eb._likelihood(z_t.permute(1, 0, 2, 3).reshape(n_z, 1, -1), stop_gradient=True)
         z_bits = -torch.log2(lower_bound(z_lik, _LIKELIHOOD_FLOOR)).sum()
         log_scale, mean = model.h_s(z_t).float().chunk(2, dim=1)
-        log_scale = lower_bound(log_scale, LOG_SCALE_MIN).clamp_max(LOG_SCALE_MAX)
         r_t = sga_round(y_var - mean, tau, generator)
-        y_bits = -torch.log2(gaussian_likelihood(r_t, log_scale.exp())).sum()
+        y_bits = _y_bits(r_t, log_scale).sum()
         y_in = ((r_t + mean) * inv_gain).contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
             x_hat = model.g_s(y_in)
-        loss = (y_bits + z_bits) / pixels + d_weight * _masked_mse(x_hat, x, height, width)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        done += 1
-        value = float(loss.detach())
-        if progress is not None:
-            progress("latents", done, cfg.iterations, value)
-        if stopper.update(value):
-            break
+        return (y_bits + z_bits) / pixels + d_weight * _masked_mse(x_hat, x, rows, cols)
+
+    report = None if progress is None else (lambda done, value: progress("latents", done, cfg.iterations, value))
+    done = _optimise(opt, cfg.iterations, cfg.lr, cfg, deadline, loss_at, report)
     y_out = y_var.detach()[0].float().cpu().numpy()
     z_out = torch.round(z_var.detach())[0].to("cpu", torch.int64).numpy()
     return z_out, y_out, done
+
+
+def _refine_latents_tiled(
+    codec: Codec,
+    padded: np.ndarray,
+    y0: np.ndarray,
+    z_symbols: np.ndarray,
+    q: float,
+    lam: float,
+    height: int,
+    width: int,
+    tile: int,
+    cfg: AdaptConfig,
+    generator: torch.Generator,
+    deadline: float,
+    progress: Progress | None,
+) -> tuple[np.ndarray, int]:
+    """SGA on y, one synthesis tile at a time, with the hyper-latents fixed.
+
+    Each tile's window is the decoder's (core + halo); only the core's latents move,
+    the halo holds the neighbours' current latents, and the loss counts the core's
+    bits and the core's real pixels, so memory stays that of one window.
+    """
+    from .codec import LATENT_STRIDE, SYNTHESIS_HALO
+    from .tiling import tile_windows
+
+    model = codec.model
+    device = codec.device
+    _, inv_gain = model.gains(q)
+    inv_gain = inv_gain.detach().to(device).view(1, -1, 1, 1)
+    y_full = torch.from_numpy(y0).to(device)[None].clone()
+    with torch.no_grad():
+        z = torch.from_numpy(z_symbols).to(device, torch.float32)[None]
+        log_scale_full, mean_full = model.h_s(z).float().chunk(2, dim=1)
+    d_weight = lam * 255.0**2
+    windows = tile_windows(y_full.shape[2], y_full.shape[3], tile // LATENT_STRIDE, SYNTHESIS_HALO)
+    total = cfg.iterations * len(windows)
+    done_total = 0
+    for index, win in enumerate(windows):
+        remaining = len(windows) - index
+        # Share what is left of the time evenly between the tiles still to do.
+        tile_deadline = deadline if not math.isfinite(deadline) else (
+            time.perf_counter() + (deadline - time.perf_counter()) / remaining)
+        rows, cols = win.outer_slices()
+        core_rows, core_cols = win.core_in_outer()
+        mask = torch.zeros_like(y_full[:, :1, rows, cols])
+        mask[..., core_rows, core_cols] = 1
+        mean, log_scale = mean_full[:, :, rows, cols], log_scale_full[:, :, rows, cols]
+        prow, pcol = win.outer_slices(LATENT_STRIDE)
+        x = codec._tensor(padded[prow, pcol])
+        # Real pixels of the core, in window coordinates.
+        top, left = win.outer[0] * LATENT_STRIDE, win.outer[2] * LATENT_STRIDE
+        c_rows, c_cols = win.core_slices(LATENT_STRIDE)
+        pix_rows = slice(c_rows.start - top, min(c_rows.stop, height) - top)
+        pix_cols = slice(c_cols.start - left, min(c_cols.stop, width) - left)
+        if pix_rows.stop <= pix_rows.start or pix_cols.stop <= pix_cols.start:
+            continue  # a tile of padding only
+        pixels = float((pix_rows.stop - pix_rows.start) * (pix_cols.stop - pix_cols.start))
+        y_var = torch.nn.Parameter(y_full[:, :, rows, cols].clone().contiguous())
+        y_var.register_hook(lambda g, m=mask: g * m)
+        opt = torch.optim.Adam([y_var], lr=cfg.lr)
+
+        def loss_at(t: int, y_var=y_var, mean=mean, log_scale=log_scale, mask=mask, x=x,
+                    pix_rows=pix_rows, pix_cols=pix_cols, pixels=pixels) -> torch.Tensor:
+            r_t = sga_round(y_var - mean, cfg.tau(t), generator)
+            y_bits = (_y_bits(r_t, log_scale) * mask).sum()
+            y_in = ((r_t + mean) * inv_gain).contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                x_hat = model.g_s(y_in)
+            return y_bits / pixels + d_weight * _masked_mse(x_hat, x, pix_rows, pix_cols)
+
+        offset = done_total
+
+        def report(done: int, value: float, offset: int = offset) -> None:
+            if progress is not None:
+                progress("latents", offset + done, total, value)
+
+        done_total += _optimise(opt, cfg.iterations, cfg.lr, cfg, tile_deadline, loss_at, report)
+        with torch.no_grad():
+            y_full[:, :, rows, cols][..., core_rows, core_cols] = y_var.detach()[..., core_rows, core_cols]
+        if time.perf_counter() >= deadline:
+            break
+    return y_full[0].float().cpu().numpy(), done_total
+
+
+# ---- phase 1b: rate-distortion optimised quantisation -------------------------------------
+
+
+def rdoq_latents(codec: Codec, y: np.ndarray, z_symbols: np.ndarray, q: float, lam: float,
+                 distortion_scale: float) -> np.ndarray:
+    """Round each latent residual towards zero where that lowers bits + λ·distortion.
+
+    The residual r = round(y − μ) may instead be coded as r − sign(r), which is always
+    cheaper under the zero-mean Gaussian.  Its distortion is estimated through the
+    synthesis' linear (KLT) part: a unit change of channel c moves the pixels by
+    inv_gain_c·‖w_c‖.  The residual network amplifies this somewhat, which
+    ``distortion_scale`` (> 1) accounts for; the caller picks it by real encodes.
+    Returns latents whose rounding gives the chosen residuals.
+    """
+    indexes, means = codec._entropy_params(z_symbols)
+    mu = means.numpy().astype(np.float64)
+    v = y.astype(np.float64) - mu
+    r = np.rint(v)
+    toward_zero = r - np.sign(r)
+    w = codec.model.g_s.linear.weight.detach().to("cpu", torch.float64)
+    energy = (w**2).sum(dim=(1, 2, 3)).numpy()
+    _, inv_gain = codec.model.gains(q)
+    per_unit = (inv_gain.detach().to("cpu", torch.float64).numpy() ** 2 * energy)[:, None, None]
+    coder = codec.y_coder
+    d_bits = coder.symbol_bits(toward_zero.astype(np.int64), indexes) - coder.symbol_bits(r.astype(np.int64), indexes)
+    # Cost per image: bits + λ·255²·SSE/3 (MSE over the three channels, pixels in [0, 1]).
+    d_dist = distortion_scale * lam * 255.0**2 / 3 * per_unit * ((v - toward_zero) ** 2 - (v - r) ** 2)
+    chosen = np.where((r != 0) & (d_bits + d_dist < 0), toward_zero, r)
+    return (mu + chosen).astype(np.float32)
 
 
 # ---- phase 2: adapters -----------------------------------------------------------------
@@ -318,14 +472,22 @@ def _logistic_bits(w: torch.Tensor, step: float, scale: float, noise: torch.Tens
     return -torch.log2(lower_bound(upper - lower, _LIKELIHOOD_FLOOR)).sum()
 
 
+@dataclass
+class _View:
+    """A piece of the image the adapter is fitted on: latents, target, pixels that count."""
+
+    y_hat: torch.Tensor  # (1, C, h, w) quantised latents (before the inverse gain)
+    x: torch.Tensor  # (1, 3, 16h, 16w) target
+    rows: slice
+    cols: slice
+
+
 def _fit_adapter(
     codec: Codec,
-    x: torch.Tensor,
-    y_hat: torch.Tensor,
+    views: list[_View],
     q: float,
     lam: float,
-    height: int,
-    width: int,
+    image_pixels: int,
     cfg: AdaptConfig,
     generator: torch.Generator,
     deadline: float,
@@ -333,9 +495,11 @@ def _fit_adapter(
 ) -> tuple[AdapterSet | None, int]:
     """Optimise one rank-r adapter in ``cfg.slot`` for adapter bits/pixel + λ·255²·MSE.
 
-    Mixed quantisation: straight-through rounding to the bin grid on the decoder path,
-    uniform noise on the rate path.  The synthesis up to the slot does not depend on
-    the adapter, so it runs once.
+    The adapter is sent once per image, so its bits are spread over all its pixels
+    while the distortion is the mean over the views (the whole image, or a sample of
+    tiles).  Mixed quantisation: straight-through rounding to the bin grid on the
+    decoder path, uniform noise on the rate path.  The synthesis up to the slot does
+    not depend on the adapter, so it runs once per view.
     """
     model = codec.model
     g_s = model.g_s
@@ -345,20 +509,22 @@ def _fit_adapter(
     step_q, scale_q = adapters_mod.quantised_params(cfg.step, cfg.scale)
     step, scale = step_q / 4096, scale_q / 4096  # exactly what the file will carry
     _, inv_gain = model.gains(q)
-    y_in = (y_hat.to(device)[None] * inv_gain.view(1, -1, 1, 1)).contiguous(memory_format=torch.channels_last)
+    inv_gain = inv_gain.to(device).view(1, -1, 1, 1)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
     for s in g_s.slots:
         s.clear()
+    prefixes: list[tuple[torch.Tensor, torch.Tensor]] = []
     with torch.no_grad(), autocast:
-        h = y_in
-        for k in range(cfg.slot + 1):
-            h = g_s.stages[k](h)
-            if k < cfg.slot:
-                h = g_s.slots[k](h)
-        prefix = h.detach()
-        linear = g_s.linear(y_in).detach()
+        for view in views:
+            y_in = (view.y_hat.to(device) * inv_gain).contiguous(memory_format=torch.channels_last)
+            h = y_in
+            for k in range(cfg.slot + 1):
+                h = g_s.stages[k](h)
+                if k < cfg.slot:
+                    h = g_s.slots[k](h)
+            prefixes.append((h.detach(), g_s.linear(y_in).detach()))
 
-    def suffix(h: torch.Tensor) -> torch.Tensor:
+    def suffix(h: torch.Tensor, linear: torch.Tensor) -> torch.Tensor:
         h = g_s.slots[cfg.slot](h)
         for k in range(cfg.slot + 1, len(g_s.stages)):
             h = g_s.slots[k](g_s.stages[k](h))
@@ -368,32 +534,23 @@ def _fit_adapter(
     down = torch.nn.Parameter((torch.randn(cfg.rank, channels, generator=generator) * cfg.init_std).to(device))
     up = torch.nn.Parameter((torch.randn(channels, cfg.rank, generator=generator) * cfg.init_std).to(device))
     opt = torch.optim.Adam([down, up], lr=cfg.adapter_lr)
-    pixels = float(height * width)
     d_weight = lam * 255.0**2
-    stopper = _Stopper(cfg.patience, cfg.min_improvement)
-    done = 0
-    try:
-        for t in range(cfg.adapter_steps):
-            if time.perf_counter() >= deadline:
-                break
-            for group in opt.param_groups:
-                group["lr"] = _lr_at(t, cfg.adapter_steps, cfg.adapter_lr, cfg.lr_final_ratio)
-            g_s.slots[cfg.slot].set(ste_round(down / step) * step, ste_round(up / step) * step)
+
+    def loss_at(t: int) -> torch.Tensor:
+        g_s.slots[cfg.slot].set(ste_round(down / step) * step, ste_round(up / step) * step)
+        mse = torch.zeros((), device=device)
+        for view, (prefix, linear) in zip(views, prefixes):
             with autocast:
-                x_hat = suffix(prefix)
-            n_down = (torch.rand(down.shape, generator=generator) - 0.5).to(device)
-            n_up = (torch.rand(up.shape, generator=generator) - 0.5).to(device)
-            bits = _logistic_bits(down, step, scale, n_down) + _logistic_bits(up, step, scale, n_up)
-            loss = bits / pixels + d_weight * _masked_mse(x_hat, x, height, width)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            done += 1
-            value = float(loss.detach())
-            if progress is not None:
-                progress("adapters", done, cfg.adapter_steps, value)
-            if stopper.update(value):
-                break
+                x_hat = suffix(prefix, linear)
+            mse = mse + _masked_mse(x_hat, view.x, view.rows, view.cols)
+        n_down = (torch.rand(down.shape, generator=generator) - 0.5).to(device)
+        n_up = (torch.rand(up.shape, generator=generator) - 0.5).to(device)
+        bits = _logistic_bits(down, step, scale, n_down) + _logistic_bits(up, step, scale, n_up)
+        return bits / image_pixels + d_weight * mse / len(views)
+
+    report = None if progress is None else (lambda done, value: progress("adapters", done, cfg.adapter_steps, value))
+    try:
+        done = _optimise(opt, cfg.adapter_steps, cfg.adapter_lr, cfg, deadline, loss_at, report)
     finally:
         g_s.slots[cfg.slot].clear()
     k_down = torch.round(down.detach() / step).to("cpu", torch.int64).numpy()
@@ -402,6 +559,38 @@ def _fit_adapter(
         return None, done  # a zero factor makes the adapter the identity: nothing to send
     aset = AdapterSet(step=step, scale=scale, adapters=[Adapter(slot=cfg.slot, down=k_down, up=k_up)])
     return aset, done
+
+
+MAX_ADAPTER_TILES = 4  # tiles an adapter of a tiled image is fitted on
+
+
+def _adapter_views(codec: Codec, padded: np.ndarray, y_hat: torch.Tensor, height: int, width: int,
+                   tile: int) -> list[_View]:
+    """The whole image, or for a tiled image a spread-out sample of its (haloed) tiles."""
+    if not tile:
+        x = codec._tensor(padded)
+        return [_View(y_hat[None], x, slice(0, height), slice(0, width))]
+    from .codec import LATENT_STRIDE, SYNTHESIS_HALO
+    from .tiling import tile_windows
+
+    windows = tile_windows(y_hat.shape[1], y_hat.shape[2], tile // LATENT_STRIDE, SYNTHESIS_HALO)
+    windows = [w for w in windows if w.core[0] * LATENT_STRIDE < height and w.core[2] * LATENT_STRIDE < width]
+    if len(windows) > MAX_ADAPTER_TILES:
+        pick = np.linspace(0, len(windows) - 1, MAX_ADAPTER_TILES).round().astype(int)
+        windows = [windows[i] for i in pick]
+    views = []
+    for win in windows:
+        rows, cols = win.outer_slices()
+        prow, pcol = win.outer_slices(LATENT_STRIDE)
+        top, left = prow.start, pcol.start
+        c_rows, c_cols = win.core_slices(LATENT_STRIDE)
+        views.append(_View(
+            y_hat[None, :, rows, cols],
+            codec._tensor(padded[prow, pcol]),
+            slice(c_rows.start - top, min(c_rows.stop, height) - top),
+            slice(c_cols.start - left, min(c_cols.stop, width) - left),
+        ))
+    return views
 
 
 # ---- entry point -------------------------------------------------------------------------
@@ -413,13 +602,19 @@ def adapt_encode(
     quality: float,
     config: AdaptConfig,
     progress: Progress | None = None,
+    tile: int | None = None,
 ) -> AdaptResult:
     """Encode ``image`` with per-image adaptation; the file is never worse in RD cost.
 
     ``progress(phase, step, total, rd_cost)`` is called after every iteration
-    (phase "latents" or "adapters", stochastic cost in bpp + λ·MSE₂₅₅) and once per
-    evaluated candidate (phase "evaluate", actual cost of the coded file).
+    (phase "latents" or "adapters", stochastic cost in bpp + λ·MSE₂₅₅), once per
+    evaluated candidate (phase "evaluate", actual cost of the coded file) and per
+    analysed tile of a tiled image (phase "tiles").  ``tile`` as in ``Codec.encode``:
+    a tiled image refines its latents tile by tile and fits one adapter, shared by
+    all tiles, on a sample of them.
     """
+    from .codec import choose_tile, pad_to_multiple, PAD_MULTIPLE
+
     t_start = time.perf_counter()
     deadline = math.inf if config.time_budget is None else t_start + max(config.time_budget, 0.0)
     rate = codec._rate_from_quality(quality)
@@ -427,42 +622,74 @@ def adapt_encode(
     lam = rd_lambda(codec, q)
     codec._select_rate(rate)
     height, width = image.rgb.shape[:2]
+    tile = choose_tile(height, width, tile)
     candidates: list[_Candidate] = []
     iterations = adapter_iterations = 0
+    planned = 1 + (config.iterations > 0) + (len(config.rdoq_scales) if config.rdoq else 0) + (config.adapter_steps > 0)
 
-    def report(c: _Candidate, index: int) -> None:
+    def report(c: _Candidate) -> None:
         candidates.append(c)
         if progress is not None:
-            progress("evaluate", index, 3, c.cost)
+            progress("evaluate", len(candidates), planned, c.cost)
 
-    y0, z0 = codec.analyse(image.rgb, q)
-    plain, y_hat = _evaluate(codec, image, quality, lam, z0, y0, None, "none", plain=True)
-    report(plain, 1)
+    on_tile = None if progress is None else (lambda done, total: progress("tiles", done, total, math.nan))
+    y0, z0 = codec.analyse(image.rgb, q, tile, on_tile)
+    plain, y_hat = _evaluate(codec, image, quality, lam, z0, y0, None, "none", config.effort, tile)
+    report(plain)
+    # The best latents so far: every later step builds on them.
+    current = _Latents("none", z0, y0, y_hat, plain.cost)
 
-    if (config.iterations > 0 or config.adapter_steps > 0) and time.perf_counter() < deadline:
+    def then(step: str) -> str:
+        return step if current.name == "none" else f"{current.name}+{step}"
+
+    if config.iterations > 0 and time.perf_counter() < deadline:
         generator = torch.Generator().manual_seed(config.seed)
-        x = codec.image_tensor(image.rgb)
-        z1, y1 = z0, y0
+        padded = pad_to_multiple(image.rgb, PAD_MULTIPLE)
+        # Leave the later phases a share of the budget (latents come first).
+        share = 0.7 if config.adapter_steps > 0 else 0.9 if config.rdoq else 1.0
+        latent_deadline = t_start + share * (deadline - t_start) if math.isfinite(deadline) else deadline
         with _frozen(codec):
-            if config.iterations > 0:
-                # Leave the adapter phase a share of the budget (latents come first).
-                share = 0.7 if config.adapter_steps > 0 else 1.0
-                latent_deadline = t_start + share * (deadline - t_start) if math.isfinite(deadline) else deadline
+            if tile:
+                z1 = z0
+                y1, iterations = _refine_latents_tiled(
+                    codec, padded, y0, z0, q, lam, height, width, tile, config, generator, latent_deadline, progress)
+            else:
                 z1, y1, iterations = _refine_latents(
-                    codec, x, y0, q, lam, height, width, config, generator, latent_deadline, progress
-                )
-                if iterations > 0:
-                    refined, y_hat = _evaluate(codec, image, quality, lam, z1, y1, None, "latents")
-                    report(refined, 2)
-            if config.adapter_steps > 0 and time.perf_counter() < deadline:
-                aset, adapter_iterations = _fit_adapter(
-                    codec, x, y_hat, q, lam, height, width, config, generator, deadline, progress
-                )
-                if aset is not None:
-                    # Named for the usual order; with iterations=0 the latents are the plain ones.
-                    name: Chosen = "latents+adapters"
-                    adapted, _ = _evaluate(codec, image, quality, lam, z1, y1, aset, name)
-                    report(adapted, 3)
+                    codec, codec._tensor(padded), y0, q, lam, height, width, config, generator,
+                    latent_deadline, progress)
+        if iterations > 0:
+            refined, y_hat = _evaluate(codec, image, quality, lam, z1, y1, None, "latents", config.effort, tile)
+            report(refined)
+            if refined.cost < current.cost:
+                current = _Latents("latents", z1, y1, y_hat, refined.cost)
+    if config.rdoq and time.perf_counter() < deadline:
+        name = then("rdoq")
+        best_rdoq: tuple[_Candidate, np.ndarray, torch.Tensor] | None = None
+        for scale in config.rdoq_scales:
+            if time.perf_counter() >= deadline:
+                break
+            y_r = rdoq_latents(codec, current.y, current.z, q, lam, scale)
+            cand, y_hat = _evaluate(codec, image, quality, lam, current.z, y_r, None, name, config.effort, tile)
+            if progress is not None:
+                progress("evaluate", len(candidates) + 1, planned, cand.cost)
+            if best_rdoq is None or cand.cost < best_rdoq[0].cost:
+                best_rdoq = (cand, y_r, y_hat)
+        if best_rdoq is not None:
+            candidates.append(best_rdoq[0])
+            if best_rdoq[0].cost < current.cost:
+                current = _Latents(name, current.z, best_rdoq[1], best_rdoq[2], best_rdoq[0].cost)
+    if config.adapter_steps > 0 and time.perf_counter() < deadline:
+        generator = torch.Generator().manual_seed(config.seed + 1)
+        padded = pad_to_multiple(image.rgb, PAD_MULTIPLE)
+        with _frozen(codec):
+            views = _adapter_views(codec, padded, current.y_hat, height, width, tile)
+            aset, adapter_iterations = _fit_adapter(
+                codec, views, q, lam, height * width, config, generator, deadline, progress)
+            del views
+        if aset is not None:
+            adapted, _ = _evaluate(codec, image, quality, lam, current.z, current.y, aset, then("adapters"),
+                                   config.effort, tile)
+            report(adapted)
 
     best = plain
     for c in candidates[1:]:  # strictly cheaper only: prefer the simpler file on ties

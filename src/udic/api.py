@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import io
+import math
 import os
 from dataclasses import asdict, dataclass
 from typing import Callable
@@ -19,6 +20,7 @@ from . import container as ctr
 from .codec import Codec, DecodeResult, EncodeResult
 from .errors import InputError
 from .imageio import DEFAULT_MAX_PIXELS, LoadedImage, load_image
+from .ratecontrol import RateTarget
 
 # Integer rate indices of the packaged model, lowest quality first.
 DEFAULT_QUALITIES = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0)
@@ -73,16 +75,61 @@ def encode_image(
     time_budget: float | None = None,
     seed: int = 0,
     on_step: "Callable[[str, int, int, float], None] | None" = None,
+    tile: int | None = None,
+    target: RateTarget | None = None,
 ) -> EncodeResult:
-    """Encode; ``effort`` > 0 adapts latents (and adapters) to this image first."""
+    """Encode; ``effort`` > 0 adapts latents (and adapters) to this image first.
+
+    ``tile``: tile side in pixels (0 = whole image, None = tiled only when large);
+    ``on_step(phase, step, total, rd_cost)`` reports adaptation steps and tiles;
+    ``target`` (a bpp or PSNR) searches the fractional quality that meets it,
+    starting from ``quality``.
+    """
     loaded = as_loaded(image, allow_large)
     codec = get_codec(model, device, progress)
+    return encode_with(codec, loaded, quality, effort, time_budget, seed, on_step, tile, target)
+
+
+def encode_with(
+    codec: Codec,
+    image: LoadedImage,
+    quality: float,
+    effort: int = 0,
+    time_budget: float | None = None,
+    seed: int = 0,
+    on_step: "Callable[[str, int, int, float], None] | None" = None,
+    tile: int | None = None,
+    target: RateTarget | None = None,
+) -> EncodeResult:
+    """``encode_image`` on a given codec (batch workers each hold their own)."""
+    if target is not None:
+        return _encode_to_target(codec, image, quality, effort, time_budget, seed, on_step, tile, target)
     if effort <= 0:
-        return codec.encode(loaded, quality)
+        on_tile = None if on_step is None else (lambda done, total: on_step("tiles", done, total, math.nan))
+        return codec.encode(image, quality, tile=tile, progress=on_tile)
     from .adapt import AdaptConfig, adapt_encode
 
     config = AdaptConfig.for_effort(effort, time_budget=time_budget, seed=seed)
-    result = adapt_encode(codec, loaded, quality, config, progress=on_step)
+    return adapt_encode(codec, image, quality, config, progress=on_step, tile=tile).encode
+
+
+def _encode_to_target(codec: Codec, image: LoadedImage, start: float, effort: int, time_budget: float | None,
+                      seed: int, on_step, tile: int | None, target: RateTarget) -> EncodeResult:
+    from .ratecontrol import refine_adaptive, search_quality
+
+    def decode_rgb(data: bytes) -> np.ndarray:
+        return np.asarray(codec.decode(data).image.convert("RGB"))
+
+    reference = np.asarray(Image.fromarray(image.rgb).convert("L").convert("RGB")) if image.mode == "L" else image.rgb
+    plain = search_quality(target, lambda q: encode_with(codec, image, q, 0, tile=tile), decode_rgb, reference,
+                           codec.max_quality, start=start)
+    result = plain
+    if effort > 0:
+        result = refine_adaptive(
+            target, plain, lambda q: encode_with(codec, image, q, effort, time_budget, seed, on_step, tile),
+            decode_rgb, reference, codec.max_quality)
+    if result.notice:
+        result.encode.notices.append(result.notice)
     return result.encode
 
 
@@ -103,16 +150,18 @@ def decode(
     allow_large: bool = False,
     progress: bool = True,
     model: str | None = None,
+    on_tile: "Callable[[int, int], None] | None" = None,
 ) -> DecodeResult:
     """Decompress .udic bytes; ``result.image`` is a PIL image.
 
     The model comes from the file's model id; ``model`` (a path, name or id) names
     weights explicitly, e.g. an unregistered .safetensors file the encoder used.
+    ``on_tile(done, total)`` reports progress through a tiled image.
     """
     max_pixels = ctr.MAX_DIMENSION**2 if allow_large else ctr.DEFAULT_MAX_PIXELS
     header = ctr.parse(data, max_pixels=max_pixels).header
     codec = get_codec(model if model is not None else header.model_id, device, progress)
-    return codec.decode(data, max_pixels=max_pixels)
+    return codec.decode(data, max_pixels=max_pixels, progress=on_tile)
 
 
 @dataclass
@@ -134,6 +183,9 @@ class FileInfo:
     sections: dict[str, int]
     latent_crc: str
     version: int
+    tile: int  # tile side in pixels, 0 = coded as one piece
+    effort: int  # the encoder's adaptation effort
+    adapter_bytes: int
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -158,6 +210,9 @@ def info(data: bytes) -> FileInfo:
         sections=layout.sections,
         latent_crc=f"{h.latent_crc:08x}",
         version=h.version,
+        tile=h.tile_pixels,
+        effort=h.effort,
+        adapter_bytes=len(cont.sections.get(ctr.Section.ADAPTERS, b"")),
     )
 
 

@@ -9,12 +9,15 @@ object per input (to stdout, or stderr when stdout carries image data).
 from __future__ import annotations
 
 import json
+import math
 import os
+import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from glob import escape as glob_escape
@@ -108,8 +111,11 @@ def _plan_outputs(inputs: tuple[str, ...], output: str | None, suffix: str) -> l
     return [(src, output)]
 
 
+_PHASE_LABELS = {"latents": "adapting latents", "adapters": "adapting adapters", "tiles": "tiles"}
+
+
 class _AdaptProgress:
-    """One self-rewriting stderr line: phase, step and the current RD cost."""
+    """One self-rewriting stderr line: phase, step and (when adapting) the current RD cost."""
 
     def __init__(self, label: str) -> None:
         self.label = label
@@ -126,7 +132,9 @@ class _AdaptProgress:
         width = 20
         filled = int(width * step / max(total, 1))
         bar = "#" * filled + "-" * (width - filled)
-        line = f"{self.label}: adapting {phase:<8} [{bar}] {step}/{total}  RD {cost:.4f}"
+        line = f"{self.label}: {_PHASE_LABELS.get(phase, phase):<17} [{bar}] {step}/{total}"
+        if math.isfinite(cost):
+            line += f"  RD {cost:.4f}"
         click.echo(("\r" + line) if self.tty else line, err=True, nl=not self.tty)
         self.shown = True
 
@@ -229,34 +237,29 @@ def _job_codec(model: str | None, device: str, progress: bool, job: _Job):
 
 
 def _encode_loaded(image, quality: float, model: str | None, device: str, effort: int,
-                   time_budget: float | None, seed: int, on_step, job: _Job):
+                   time_budget: float | None, seed: int, on_step, job: _Job, tile: int | None = None,
+                   target=None):
     """``api.encode_image`` on this item's codec."""
     from . import api
 
-    if not job.parallel:
-        return api.encode_image(image, quality, model, device, effort=effort, time_budget=time_budget,
-                                seed=seed, on_step=on_step)
-    codec = _job_codec(model, device, False, job)
-    if effort <= 0:
-        return codec.encode(image, quality)
-    from .adapt import AdaptConfig, adapt_encode
-
-    config = AdaptConfig.for_effort(effort, time_budget=time_budget, seed=seed)
-    return adapt_encode(codec, image, quality, config, progress=on_step).encode
+    codec = _job_codec(model, device, not job.parallel, job)
+    return api.encode_with(codec, image, quality, effort, time_budget, seed, on_step, tile, target)
 
 
-def _decode_bytes(data: bytes, device: str, allow_large: bool, progress: bool, model: str | None, job: _Job):
+def _decode_bytes(data: bytes, device: str, allow_large: bool, progress: bool, model: str | None, job: _Job,
+                  on_tile: Callable[[int, int], None] | None = None):
     """``api.decode`` on this item's codec."""
     from . import api
 
     if not job.parallel:
-        return api.decode(data, device=device, allow_large=allow_large, progress=progress, model=model)
+        return api.decode(data, device=device, allow_large=allow_large, progress=progress, model=model,
+                          on_tile=on_tile)
     from . import container as ctr
 
     max_pixels = ctr.MAX_DIMENSION**2 if allow_large else ctr.DEFAULT_MAX_PIXELS
     header = ctr.parse(data, max_pixels=max_pixels).header
     codec = _job_codec(model if model is not None else header.model_id, device, False, job)
-    return codec.decode(data, max_pixels=max_pixels)
+    return codec.decode(data, max_pixels=max_pixels, progress=on_tile)
 
 
 def _run_one(work: Callable[[str, str, _Job], dict], src: str, dest: str, job: _Job,
@@ -276,6 +279,40 @@ def _run_one(work: Callable[[str, str, _Job], dict], src: str, dest: str, job: _
         return None, str(exc)
     except Exception as exc:
         return None, _unexpected(exc)
+
+
+class _SigintFlag:
+    """While installed, SIGINT sets ``stop`` instead of raising; ``wait`` raises it safely."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.hit = False
+        self._old = None
+        try:
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread (an embedding app): keep its handling
+            self._old = None
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.hit = True
+        self.stop.set()
+
+    def wait(self, future: Future) -> tuple[object, str | None]:
+        while True:
+            if self.hit:
+                raise KeyboardInterrupt
+            try:
+                outcome = future.result(timeout=0.05)
+            except FuturesTimeout:
+                continue
+            if self.hit:  # the interrupt landed meanwhile: the caller reports done items itself
+                raise KeyboardInterrupt
+            return outcome
+
+    def restore(self) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+            self._old = None
 
 
 def _remove_temp_files(dest: str) -> None:
@@ -358,6 +395,11 @@ def _run_batch(
         items: list[tuple[_Job, Future]] = []
         last_for_dest: dict[str, Future] = {}
         reported = 0  # items whose outcome has been printed
+        # SIGINT only sets a flag while workers run: a KeyboardInterrupt raised inside
+        # Future.result() can leave the future's lock held, and the worker that then
+        # finishes that item waits for it forever.  The wait below polls the flag and
+        # raises at a point where no lock is held.
+        sigint = _SigintFlag(stop)
         try:
             for src, dest in pairs:
                 job = _Job(name_of(src), parallel=True, stop=stop, claimed=claimed)
@@ -367,7 +409,7 @@ def _run_batch(
                 items.append((job, future))
             with _progress(items, label, common.quiet) as bar:
                 for job, future in bar:
-                    result, error = future.result()
+                    result, error = sigint.wait(future)
                     reported += 1
                     report(job, result, error)
         except KeyboardInterrupt:
@@ -386,6 +428,7 @@ def _run_batch(
             raise interrupted() from None
         finally:
             pool.shutdown(wait=True)
+            sigint.restore()
             torch.set_num_threads(saved_threads)
     if len(pairs) > 1 and not common.quiet:
         click.echo(f"udic: {len(pairs) - failures} of {len(pairs)} files {verb}d"
@@ -433,6 +476,10 @@ def main() -> None:
 @click.option("-o", "--output", default=None, help="Output file, '-' for stdout, or a directory for several inputs.")
 @click.option("-q", "--quality", type=float, default=None,
               help="Rate index, 0 (smallest) … 5 (best); fractions interpolate. Default 3.")
+@click.option("--target-bpp", type=float, default=None,
+              help="Search the quality that gives this many bits per pixel (within 3 %%).")
+@click.option("--target-psnr", type=float, default=None,
+              help="Search the quality that gives this PSNR in dB (within 0.1 dB).")
 @click.option("--model", default=None, help="Model id, name or .safetensors path (default: packaged).")
 @click.option("--effort", type=click.IntRange(0, 5), default=DEFAULT_EFFORT, show_default=True,
               help="Per-image adaptation: 0 = none; higher refines latents (1+) and fits adapters (2+) longer.")
@@ -440,11 +487,13 @@ def main() -> None:
               help="Seconds of adaptation per image (stops early, still writes a valid file).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for adaptation (deterministic encodes).")
 @click.option("--allow-large", is_flag=True, help="Accept images over the 64-megapixel limit.")
+@click.option("--tile", type=click.IntRange(min=0), default=None,
+              help="Code in tiles of this many pixels (multiple of 64; 0 = never). Default: 1024 for images over 4 MP.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
               help="Files processed in parallel (each worker has its own model copy; CPU threads are split).")
 @common_options
-def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, model: str | None,
-           effort: int, time_budget: float | None, seed: int, allow_large: bool, jobs: int,
+def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, target_bpp: float | None,
+           target_psnr: float | None, model: str | None, effort: int, time_budget: float | None, seed: int, allow_large: bool, tile: int | None, jobs: int,
            device: str, threads: int | None, force: bool, quiet: bool, as_json: bool) -> None:
     """Compress images to .udic files."""
     from . import api
@@ -458,6 +507,19 @@ def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, m
         codec = api.get_codec(model, device, progress=not quiet)
         if not 0 <= q <= codec.max_quality:
             raise UsageError(f"-q {q:g} is out of range 0…{codec.max_quality:g}")
+        if tile is not None:
+            from .codec import choose_tile
+
+            choose_tile(1, 1, tile)  # validates the size
+        target = None
+        if target_bpp is not None and target_psnr is not None:
+            raise UsageError("use --target-bpp or --target-psnr, not both")
+        if (target_bpp is not None or target_psnr is not None) and quality is not None:
+            raise UsageError("-q and a --target-… option cannot be combined")
+        if target_bpp is not None or target_psnr is not None:
+            from .ratecontrol import RateTarget
+
+            target = RateTarget("bpp", target_bpp) if target_bpp is not None else RateTarget("psnr", target_psnr)
     except UdicError as exc:
         _err("encode", str(exc))
         raise SystemExit(exc.exit_code) from None
@@ -473,20 +535,24 @@ def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, m
                 job.say(f"note: {notice}")
         label = "<stdin>" if src == STDIO else Path(src).name
         if job.parallel:  # no live display from workers; stop early when interrupted
-            on_step = job.check if effort > 0 else None
+            on_step = job.check
         else:
-            on_step = None if quiet or effort == 0 else _AdaptProgress(label)
+            on_step = None if quiet else _AdaptProgress(label)
         try:
-            result = _encode_loaded(image, q, model, device, effort, time_budget, seed, on_step, job)
+            result = _encode_loaded(image, q, model, device, effort, time_budget, seed, on_step, job, tile, target)
         finally:
             if isinstance(on_step, _AdaptProgress):
                 on_step.close()
+        if not quiet:
+            for notice in result.notices[len(image.notices):]:  # e.g. an unreachable rate target
+                job.say(f"note: {notice}")
         atomic_write_bytes(dest, result.data, force=force)  # "-" is stdout
         return {
             "input": src, "output": dest, "bytes": len(result.data), "bpp": round(result.bpp, 5),
             "width": result.header.width, "height": result.header.height, "quality": result.header.quality,
-            "model_id": result.header.model_id, "effort": effort, "seconds": round(time.perf_counter() - t0, 3),
-            "adapters": bool(result.header.flags & Flags.ADAPTERS), "notices": image.notices,
+            "model_id": result.header.model_id, "effort": effort, "tile": result.header.tile_pixels,
+            "seconds": round(time.perf_counter() - t0, 3),
+            "adapters": bool(result.header.flags & Flags.ADAPTERS), "notices": result.notices,
         }
 
     _run_batch(pairs, common, "encode", work)
@@ -518,7 +584,13 @@ def decode(inputs: tuple[str, ...], output: str | None, fmt: str | None, model: 
     def work(src: str, dest: str, job: _Job) -> dict:
         _check_dest(dest, force)
         data = _read_input(src)
-        result = _decode_bytes(data, device, allow_large, not quiet, model, job)
+        on_tile = None if quiet or job.parallel else _AdaptProgress("<stdin>" if src == STDIO else Path(src).name)
+        try:
+            result = _decode_bytes(data, device, allow_large, not quiet, model, job,
+                                   None if on_tile is None else (lambda d, t: on_tile("tiles", d, t, math.nan)))
+        finally:
+            if on_tile is not None:
+                on_tile.close()
         if dest == STDIO:
             save_image(result.image, STDIO, format=fmt or "PNG")
         else:
@@ -556,6 +628,9 @@ def info(inputs: tuple[str, ...], as_json: bool) -> None:
         click.echo(f"  model       {fi.model_id}")
         click.echo(f"  quality     {fi.quality:g}")
         click.echo(f"  features    {', '.join(flags) if flags else 'none'}")
+        click.echo(f"  adaptation  effort {fi.effort}" + (f", adapters {fi.adapter_bytes} B" if fi.adapters
+                                                          else ", no adapters"))
+        click.echo(f"  tiles       {f'{fi.tile}x{fi.tile} px' if fi.tile else 'none (one piece)'}")
         click.echo("  sections    " + ", ".join(f"{k} {v} B" for k, v in fi.sections.items()))
         click.echo(f"  overhead    {fi.overhead_bytes} B (header {fi.header_bytes} B)")
         click.echo(f"  latent crc  {fi.latent_crc}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,8 +26,35 @@ from .errors import ContainerError, ModelError, UsageError
 from .imageio import LoadedImage, crop, pad_to_multiple, to_pil
 from .modelfile import LoadedWeights
 from .models import FRAC_BITS, IntegerHyperSynthesis, rate_mix, scale_indexes, scale_table
+from .tiling import tile_windows
 
 PAD_MULTIPLE = 64
+LATENT_STRIDE = 16  # pixels per latent position
+# Images whose padded area exceeds AUTO_TILE_PIXELS are coded in tiles of DEFAULT_TILE
+# pixels, which bounds memory (a whole-image synthesis of 24 MP would need ~20 GB).
+DEFAULT_TILE = 1024
+AUTO_TILE_PIXELS = 2048 * 2048
+MAX_TILE = 255 * ctr.TILE_UNIT
+# Halos cover the receptive fields with margin: g_a's residual network sees ±30 px,
+# g_s's deconvolutions ±2 latent positions.
+ANALYSIS_HALO = 64  # pixels
+SYNTHESIS_HALO = 4  # latent positions
+
+TileProgress = Callable[[int, int], None]  # (tiles done, tiles in total)
+
+
+def padded_size(height: int, width: int) -> tuple[int, int]:
+    return -(-height // PAD_MULTIPLE) * PAD_MULTIPLE, -(-width // PAD_MULTIPLE) * PAD_MULTIPLE
+
+
+def choose_tile(height: int, width: int, tile: int | None = None) -> int:
+    """Tile side in pixels for an image (0 = whole image); ``None`` picks automatically."""
+    hp, wp = padded_size(height, width)
+    if tile is None:
+        tile = DEFAULT_TILE if hp * wp > AUTO_TILE_PIXELS else 0
+    if tile < 0 or tile % ctr.TILE_UNIT or tile > MAX_TILE:
+        raise UsageError(f"tile size must be 0 or a multiple of {ctr.TILE_UNIT} up to {MAX_TILE}, got {tile}")
+    return 0 if tile >= max(hp, wp) else tile
 
 
 @dataclass
@@ -164,15 +192,23 @@ class Codec:
         quality: float = 3.0,
         adapter_set: adapters_mod.AdapterSet | None = None,
         latents: tuple[np.ndarray, np.ndarray] | None = None,
+        tile: int | None = None,
+        effort: int = 0,
+        progress: TileProgress | None = None,
     ) -> EncodeResult:
-        """Compress ``image``.  ``latents`` (z symbols, y) lets adaptation supply refined ones."""
+        """Compress ``image``.  ``latents`` (z symbols, y) lets adaptation supply refined ones.
+
+        ``tile``: pixels per tile side (0 = whole image, ``None`` = automatic, tiled
+        above AUTO_TILE_PIXELS); ``effort`` is recorded in the header for ``udic info``.
+        """
         t0 = time.perf_counter()
         rate = self._rate_from_quality(quality)
         q = rate / 256
         self._select_rate(rate)
         height, width = image.rgb.shape[:2]
+        tile = choose_tile(height, width, tile)
         if latents is None:
-            y, z_symbols = self.analyse(image.rgb, q)
+            y, z_symbols = self.analyse(image.rgb, q, tile, progress)
         else:
             z_symbols, y = latents
         indexes, means = self._entropy_params(z_symbols)
@@ -202,6 +238,8 @@ class Codec:
             model_id=self.model_id,
             rate=rate,
             latent_crc=_crc_integers(z_symbols, residuals),
+            tile=tile // ctr.TILE_UNIT,
+            effort=effort,
         )
         data = ctr.write(ctr.Container(header=header, sections=sections))
         return EncodeResult(
@@ -217,26 +255,49 @@ class Codec:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     def image_tensor(self, rgb: np.ndarray) -> torch.Tensor:
-        padded = pad_to_multiple(rgb, PAD_MULTIPLE)
-        x = torch.from_numpy(np.array(padded, copy=True)).permute(2, 0, 1)[None]
+        return self._tensor(pad_to_multiple(rgb, PAD_MULTIPLE))
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.array(array, copy=True)).permute(2, 0, 1)[None]
         x = x.to(self.device, torch.float32).div_(255.0)
         return x.contiguous(memory_format=torch.channels_last)
 
     @torch.no_grad()
-    def analyse(self, rgb: np.ndarray, quality: float) -> tuple[np.ndarray, np.ndarray]:
-        """Gained latents y (float, C×h×w) and hyper-latent symbols for an RGB array."""
+    def analyse(
+        self, rgb: np.ndarray, quality: float, tile: int = 0, progress: TileProgress | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Gained latents y (float, C×h×w) and hyper-latent symbols for an RGB array.
+
+        With ``tile`` > 0 the analysis runs in haloed tiles, so memory stays bounded.
+        """
         self._select_rate(int(round(quality * 256)))
-        x = self.image_tensor(rgb)
-        gain, _ = self.model.gains(quality)
-        with self._autocast():
-            y = self.model.g_a(x).float() * gain.view(1, -1, 1, 1)
+        gain = self.model.gains(quality)[0].to(self.device).view(1, -1, 1, 1)
+        padded = pad_to_multiple(rgb, PAD_MULTIPLE)
+        hp, wp = padded.shape[:2]
+        if not tile:
+            with self._autocast():
+                y = self.model.g_a(self._tensor(padded)).float() * gain
+        else:
+            y = torch.empty(1, self.config.M, hp // LATENT_STRIDE, wp // LATENT_STRIDE, device=self.device)
+            windows = tile_windows(hp // LATENT_STRIDE, wp // LATENT_STRIDE, tile // LATENT_STRIDE,
+                                   ANALYSIS_HALO // LATENT_STRIDE)
+            for done, win in enumerate(windows, 1):
+                rows, cols = win.outer_slices(LATENT_STRIDE)
+                with self._autocast():
+                    part = self.model.g_a(self._tensor(padded[rows, cols])).float() * gain
+                core_rows, core_cols = win.core_in_outer()
+                rows, cols = win.core_slices()
+                y[:, :, rows, cols] = part[:, :, core_rows, core_cols]
+                if progress is not None:
+                    progress(done, len(windows))
         z = self.model.h_a(y)
         z_symbols = torch.round(z)[0].to("cpu", torch.int64).numpy()
         return y[0].float().cpu().numpy(), z_symbols
 
     # ---- decode --------------------------------------------------------------------------
     @torch.no_grad()
-    def decode(self, data: bytes, max_pixels: int = ctr.DEFAULT_MAX_PIXELS) -> DecodeResult:
+    def decode(self, data: bytes, max_pixels: int = ctr.DEFAULT_MAX_PIXELS,
+               progress: TileProgress | None = None) -> DecodeResult:
         t0 = time.perf_counter()
         cont = ctr.parse(data, max_pixels=max_pixels)
         header = cont.header
@@ -251,7 +312,7 @@ class Codec:
         if ctr.Section.ADAPTERS in cont.sections:
             channels = [s.channels for s in self.model.g_s.slots]
             adapter_set = adapters_mod.decode_adapters(cont.sections[ctr.Section.ADAPTERS], channels)
-        rgb = self.synthesise(y_hat, header.quality, adapter_set)
+        rgb = self.synthesise(y_hat, header.quality, adapter_set, tile=header.tile_pixels, progress=progress)
         rgb = crop(rgb, header.height, header.width)
         alpha = None
         if ctr.Section.ALPHA in cont.sections:
@@ -264,8 +325,7 @@ class Codec:
         return DecodeResult(image=image, header=header, seconds=time.perf_counter() - t0)
 
     def latent_shapes(self, header: ctr.Header) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
-        hp = -(-header.height // PAD_MULTIPLE) * PAD_MULTIPLE
-        wp = -(-header.width // PAD_MULTIPLE) * PAD_MULTIPLE
+        hp, wp = padded_size(header.height, header.width)
         c = self.config
         return (c.N, hp // 64, wp // 64), (c.M, hp // 16, wp // 16)
 
@@ -288,17 +348,39 @@ class Codec:
 
     @torch.no_grad()
     def synthesise(
-        self, y_hat: torch.Tensor, quality: float, adapter_set: adapters_mod.AdapterSet | None = None
+        self,
+        y_hat: torch.Tensor,
+        quality: float,
+        adapter_set: adapters_mod.AdapterSet | None = None,
+        tile: int = 0,
+        progress: TileProgress | None = None,
     ) -> np.ndarray:
+        """Latents ŷ (C×h×w) → padded 8-bit RGB (H×W×3); in haloed tiles if ``tile`` > 0 (spec §4)."""
         _, inv_gain = self.model.gains(quality)
+        inv_gain = inv_gain.to(self.device).view(1, -1, 1, 1)
+        _, h, w = y_hat.shape
+        windows = tile_windows(h, w, tile // LATENT_STRIDE, SYNTHESIS_HALO) if tile else None
         adapters_mod.install(self.model.g_s.slots, adapter_set, self.device)
         try:
-            y = y_hat.to(self.device)[None] * inv_gain.view(1, -1, 1, 1)
-            y = y.contiguous(memory_format=torch.channels_last)
-            with self._autocast():
-                x_hat = self.model.g_s(y).float()
+            if windows is None:
+                return self._synthesise_window(y_hat[None].to(self.device) * inv_gain)
+            out = np.empty((h * LATENT_STRIDE, w * LATENT_STRIDE, 3), dtype=np.uint8)
+            for done, win in enumerate(windows, 1):
+                rows, cols = win.outer_slices()
+                part = self._synthesise_window(y_hat[None, :, rows, cols].to(self.device) * inv_gain)
+                core_rows, core_cols = win.core_in_outer(LATENT_STRIDE)
+                rows, cols = win.core_slices(LATENT_STRIDE)
+                out[rows, cols] = part[core_rows, core_cols]
+                if progress is not None:
+                    progress(done, len(windows))
+            return out
         finally:
             adapters_mod.install(self.model.g_s.slots, None, self.device)
+
+    def _synthesise_window(self, y: torch.Tensor) -> np.ndarray:
+        y = y.contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            x_hat = self.model.g_s(y).float()
         x = x_hat[0].clamp(0, 1).mul(255).round().to(torch.uint8)
         return x.permute(1, 2, 0).cpu().numpy()
 

@@ -15,7 +15,9 @@ from enum import IntEnum, IntFlag
 from .errors import ContainerError
 
 MAGIC = b"UDIC"
-VERSION = 1
+VERSION = 2  # written; version 1 files (no tile/effort fields) are still read
+READABLE_VERSIONS = (1, 2)
+TILE_UNIT = 64  # the tile field counts pixels in these units
 MAX_DIMENSION = 1 << 20
 DEFAULT_MAX_PIXELS = 64_000_000  # the same limit as imageio.DEFAULT_MAX_PIXELS for inputs
 
@@ -55,11 +57,17 @@ class Header:
     model_id: str  # 16 hex digits
     rate: int  # quality · 256
     latent_crc: int
+    tile: int = 0  # synthesis tile side in TILE_UNIT pixels; 0 = the whole image at once
+    effort: int = 0  # encoder adaptation effort (informative only)
     version: int = VERSION
 
     @property
     def quality(self) -> float:
         return self.rate / 256.0
+
+    @property
+    def tile_pixels(self) -> int:
+        return self.tile * TILE_UNIT
 
 
 # (name, type) in bitstream order; the codec for each type is below.
@@ -72,7 +80,17 @@ HEADER_FIELDS: tuple[tuple[str, str], ...] = (
     ("model_id", "bytes8"),
     ("rate", "u16"),
     ("latent_crc", "u32"),
+    ("tile", "u8"),  # since version 2
+    ("effort", "u8"),  # since version 2
 )
+_FIELDS_SINCE_V2 = ("tile", "effort")
+
+
+def header_fields(version: int) -> tuple[tuple[str, str], ...]:
+    """The header field list of a format version."""
+    if version >= 2:
+        return HEADER_FIELDS
+    return tuple(f for f in HEADER_FIELDS if f[0] not in _FIELDS_SINCE_V2)
 
 
 @dataclass
@@ -189,6 +207,8 @@ def _header_values(h: Header) -> dict[str, int | bytes]:
         "model_id": model_bytes,
         "rate": h.rate,
         "latent_crc": h.latent_crc,
+        "tile": h.tile,
+        "effort": h.effort,
     }
 
 
@@ -198,6 +218,8 @@ def write(container: Container) -> bytes:
         raise ValueError("image dimensions out of range")
     if not 0 <= h.rate < 1 << 16:
         raise ValueError("rate out of range")
+    if not (0 <= h.tile < 256 and 0 <= h.effort < 256):
+        raise ValueError("tile or effort out of range")
     flags = Flags(0)
     for kind in container.sections:
         flags |= _FLAG_FOR_SECTION.get(kind, Flags(0))
@@ -205,7 +227,7 @@ def write(container: Container) -> bytes:
         raise ValueError("header flags disagree with the sections present")
     out = bytearray(MAGIC)
     values = _header_values(h)
-    for name, kind in HEADER_FIELDS:
+    for name, kind in header_fields(h.version):
         out += _write_field(kind, values[name])
     out += write_varint(len(container.sections))
     for kind in sorted(container.sections):
@@ -237,10 +259,13 @@ def parse_with_layout(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tupl
     reader = _Reader(data, body_end)
     reader.pos = len(MAGIC)
     version = reader.field("u8", "version")
-    if version != VERSION:
-        raise ContainerError(f"unsupported format version {version} (this udic reads version {VERSION})")
-    values: dict[str, int | bytes] = {"version": version}
-    for name, kind in HEADER_FIELDS[1:]:
+    if version not in READABLE_VERSIONS:
+        raise ContainerError(
+            f"unsupported format version {version} (this udic reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))})"
+        )
+    values: dict[str, int | bytes] = {"version": version, "tile": 0, "effort": 0}
+    for name, kind in header_fields(version)[1:]:
         values[name] = reader.field(kind, name)
     width, height = int(values["width"]), int(values["height"])  # type: ignore[arg-type]
     if not (1 <= width <= MAX_DIMENSION and 1 <= height <= MAX_DIMENSION):
@@ -263,6 +288,8 @@ def parse_with_layout(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tupl
         model_id=bytes(values["model_id"]).hex(),  # type: ignore[arg-type]
         rate=int(values["rate"]),  # type: ignore[arg-type]
         latent_crc=int(values["latent_crc"]),  # type: ignore[arg-type]
+        tile=int(values["tile"]),  # type: ignore[arg-type]
+        effort=int(values["effort"]),  # type: ignore[arg-type]
         version=version,
     )
     n_sections = reader.varint("section count")

@@ -139,6 +139,24 @@ class IndexedCoder:
                 groups.append((int(indexes[chunk[0]]), chunk))
         return groups
 
+    def symbol_bits(self, values: np.ndarray, indexes: np.ndarray) -> np.ndarray:
+        """Ideal code length of every element (same shape), escapes included."""
+        shape = np.shape(values)
+        values = np.asarray(values, dtype=np.int64).ravel()
+        indexes = np.asarray(indexes, dtype=np.int64).ravel()
+        out = np.empty(values.shape, dtype=np.float64)
+        for t_idx, positions in self._groups(indexes):
+            table = self.tables[t_idx]
+            cost = -np.log2(np.maximum(table.pmf / table.pmf.sum(), 1e-30))
+            v = values[positions]
+            sym = v - table.offset
+            esc = (sym < 0) | (sym >= table.size)
+            u = np.where(v >= 0, 2 * v, -2 * v - 1)
+            # An escape costs the escape symbol, its length (Uniform(64)) and the value's bits.
+            escape_bits = cost[table.size] + 6.0 + np.floor(np.log2(np.maximum(u, 1))) + 1
+            out[positions] = np.where(esc, escape_bits, cost[np.clip(sym, 0, table.size - 1)])
+        return out.reshape(shape)
+
     def bits(self, values: np.ndarray, indexes: np.ndarray) -> float:
         """Ideal code length in bits (for rate estimates without coding)."""
         values = np.asarray(values, dtype=np.int64).ravel()

@@ -234,7 +234,7 @@ class RawFile:
         fields: dict[str, object] = {
             "version": h.version, "width": h.width, "height": h.height, "colour": int(h.colour),
             "flags": int(h.flags), "model_id": bytes.fromhex(h.model_id), "rate": h.rate,
-            "latent_crc": h.latent_crc,
+            "latent_crc": h.latent_crc, "tile": h.tile, "effort": h.effort,
         }
         return cls(fields, [[int(k), v, None] for k, v in sorted(cont.sections.items())])
 

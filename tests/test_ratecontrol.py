@@ -1,0 +1,117 @@
+"""Rate control: the fractional-quality search behind --target-bpp / --target-psnr."""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import TinyModel, loaded, png_bytes, run, smooth_image
+from udic import api
+from udic.errors import UsageError
+from udic.metrics import psnr_rgb
+from udic.ratecontrol import MAX_PROBES, RateTarget, refine_adaptive, search_quality
+
+REF = np.zeros((4, 4, 3), dtype=np.uint8)
+
+
+@dataclass
+class FakeEncode:
+    quality: float
+    bpp: float
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def data(self) -> bytes:
+        return struct.pack("<d", self.quality)
+
+
+def fake_curve(q: float) -> FakeEncode:
+    return FakeEncode(q, 0.2 * math.exp(0.45 * q))  # bpp grows smoothly with q
+
+
+def fake_psnr(q: float) -> float:
+    return 27.0 + 1.6 * q
+
+
+def fake_decode(data: bytes) -> np.ndarray:
+    """An image whose PSNR against REF is fake_psnr(q): a constant error of the right size."""
+    (q,) = struct.unpack("<d", data)
+    err = 255.0 / 10 ** (fake_psnr(q) / 20)
+    return np.full(REF.shape, err, dtype=np.float64)
+
+
+def test_bpp_target_within_one_percent() -> None:
+    calls: list[float] = []
+
+    def encode_at(q: float) -> FakeEncode:
+        calls.append(q)
+        return fake_curve(q)
+
+    res = search_quality(RateTarget("bpp", 0.61), encode_at, fake_decode, REF, 5.0)
+    assert res.reached and res.notice is None
+    assert abs(res.achieved / 0.61 - 1) <= 0.01
+    assert res.encode.bpp == res.achieved and res.quality * 256 == round(res.quality * 256)
+    assert len(calls) == len(set(calls)) <= MAX_PROBES
+
+
+def test_psnr_target_within_tolerance() -> None:
+    res = search_quality(RateTarget("psnr", 32.3), fake_curve, fake_decode, REF, 5.0)
+    assert res.reached
+    assert abs(res.achieved - 32.3) <= 0.03
+    assert res.achieved == pytest.approx(psnr_rgb(REF, fake_decode(res.encode.data)))
+
+
+@pytest.mark.parametrize("value, expect_q, side", [(0.05, 0.0, "below"), (5.0, 5.0, "above")])
+def test_unreachable_target_writes_the_closest_with_a_notice(value: float, expect_q: float, side: str) -> None:
+    res = search_quality(RateTarget("bpp", value), fake_curve, fake_decode, REF, 5.0)
+    assert not res.reached
+    assert res.quality == expect_q
+    assert res.notice is not None and side in res.notice and f"-q {expect_q:g}" in res.notice
+
+
+def test_adaptive_refinement_reaims() -> None:
+    """Adaptation shifts the curve (here: 10 % fewer bits); Newton steps re-aim at the target."""
+    target = RateTarget("bpp", 0.7)
+    first = search_quality(target, fake_curve, fake_decode, REF, 5.0)
+    shifted = lambda q: FakeEncode(q, 0.9 * fake_curve(q).bpp)  # noqa: E731
+    res = refine_adaptive(target, first, shifted, fake_decode, REF, 5.0)
+    assert abs(res.achieved / 0.7 - 1) <= 0.03
+    assert res.quality > first.quality
+
+
+@pytest.mark.parametrize("metric, value", [("bpp", 0.0), ("psnr", -3.0), ("bpp", math.nan), ("ssim", 1.0)])
+def test_bad_targets(metric: str, value: float) -> None:
+    with pytest.raises(UsageError):
+        RateTarget(metric, value)  # type: ignore[arg-type]
+
+
+def test_real_codec_hits_a_reachable_bpp(tiny_codec) -> None:
+    image = loaded(smooth_image(64, 80, seed=5))
+    aim = tiny_codec.encode(image, 2.3).bpp  # reachable by construction
+    enc = api.encode_with(tiny_codec, image, 3.0, target=RateTarget("bpp", aim))
+    assert abs(enc.bpp / aim - 1) <= 0.03
+    assert tiny_codec.decode(enc.data).header.rate == enc.header.rate  # the quality is in the file
+
+
+def test_cli_target_psnr_and_misuse(runner, tiny_cache: TinyModel, tmp_path) -> None:
+    img = smooth_image(64, 80, seed=6)
+    (tmp_path / "a.png").write_bytes(png_bytes(Image.fromarray(img)))
+    codec = api.get_codec(tiny_cache.id)
+    aim = psnr_rgb(img, np.asarray(codec.decode(codec.encode(loaded(img), 1.7).data).image))
+    result = run(runner, "encode", str(tmp_path / "a.png"), "--model", tiny_cache.id, "--effort", "0",
+                 "--target-psnr", f"{aim:.3f}", "--json", "--quiet")
+    assert result.exit_code == 0, result.output
+    out = np.asarray(api.decode((tmp_path / "a.udic").read_bytes(), model=tiny_cache.id).image)
+    assert abs(psnr_rgb(img, out) - aim) <= 0.1
+    for args, message in ((["--target-bpp", "1", "--target-psnr", "30"], "not both"),
+                          (["-q", "2", "--target-bpp", "1"], "cannot be combined"),
+                          (["--target-bpp", "-1"], "positive")):
+        bad = run(runner, "encode", str(tmp_path / "a.png"), "--model", tiny_cache.id, "-o",
+                  str(tmp_path / "b.udic"), *args)
+        assert bad.exit_code != 0 and message in bad.stderr, bad.stderr
+        assert not (tmp_path / "b.udic").exists()
