@@ -23,9 +23,16 @@ $(VENV)/.installed: pyproject.toml Makefile
 test: install
 	$(PY) -m pytest -q
 
-# RD/speed report for Kodak and every out-of-domain set -> bench/report.md + .json
+# The benchmark report (bench/report.md + .json): RD against the anchors for Kodak and
+# every out-of-domain set, plus the sections of udic.benchmarks.* (model family,
+# adaptation, huge images, robustness).  Hours on 2 cores; each part also runs alone.
+BENCH_IMAGES ?= 6
 bench: install
-	$(PY) -m udic.bench --out bench --max-images 6
+	$(PY) -m udic.benchmarks.family --out bench --base udic-hp-base
+	$(PY) -m udic.benchmarks.adaptation --out bench --images 3 --efforts 0,1,2
+	$(PY) -m udic.benchmarks.huge --out bench
+	$(PY) -m udic.benchmarks.robustness --out bench
+	$(PY) -m udic.bench --out bench --max-images $(BENCH_IMAGES)
 
 # Train (or resume) the base model in the background-friendly way; see docs/training.md.
 TRAIN_ARGS ?= --out runs/base --steps 18000

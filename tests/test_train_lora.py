@@ -143,3 +143,18 @@ def test_fractional_quality_between_delta_rates_round_trips(base: Path, train_di
     again = Codec(modelfile.load_bytes(data), hub.model_id_for_bytes(data))
     for q, blob in files.items():
         assert np.array_equal(np.asarray(again.decode(blob).image), np.asarray(codec.decode(blob).image))
+
+
+def test_lambda_override_retrains_a_rate_and_is_stored(tmp_path: Path, base: Path, train_dir: Path) -> None:
+    common = dict(base_rate=3, rank=2, batch=2, crop=64, threads=1, bf16=False, steps_per_rate=2,
+                  train_dir=str(train_dir), kodak_dir=str(tmp_path / "none"))
+    first = train_lora(LoraConfig(base=str(base), out=str(tmp_path / "a"), rates=[2], **common),
+                       progress=lambda s: None)
+    again = train_lora(LoraConfig(base=str(first), out=str(tmp_path / "b"), rates=[2], lambda_override="2:0.001",
+                                  **common), progress=lambda s: None)
+    model, state = load_checkpoint(again)
+    assert model.config.lambdas[2] == 0.001 and state["model_config"]["lambdas"][2] == 0.001
+    before, _ = load_checkpoint(first)
+    assert not torch.equal(before.g_s.linear.lora["r2"].B, model.g_s.linear.lora["r2"].B)  # trained further
+    data = modelfile.export_bytes(model)
+    assert modelfile.load_bytes(data).model.config.lambdas[2] == 0.001

@@ -222,7 +222,10 @@ def main(argv: list[str] | None = None) -> int:
     from . import hub
 
     resolved = hub.resolve(a.model, progress=False)
+    from .benchmarks.common import command_line
+
     report = {
+        "command": command_line(argv, "udic.bench"),
         "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
         "machine": {"cpu_count": os.cpu_count(), "torch_threads": a.threads, "platform": platform.platform(),
                     "torch": torch.__version__},
@@ -236,13 +239,17 @@ def main(argv: list[str] | None = None) -> int:
         "notes": notes + n1 + n2 + anchor_notes,
     }
     (a.out / "report.json").write_text(json.dumps(report, indent=1))
-    (a.out / "report.md").write_text(render_markdown(report, plots))
+    (a.out / "report.md").write_text(render_markdown(report, plots, a.out / "sections"))
     if progress:
         print(f"wrote {a.out / 'report.md'} and {a.out / 'report.json'}", file=sys.stderr)
     return 0
 
 
-def render_markdown(r: dict, plots: dict[str, str]) -> str:
+# Sections written by udic.benchmarks.* (each re-runnable on its own), in report order.
+SECTIONS = ("family", "adaptation", "huge", "robustness", "recipes")
+
+
+def render_markdown(r: dict, plots: dict[str, str], sections: Path | None = None) -> str:
     lines = [
         "# udic benchmark report",
         "",
@@ -276,6 +283,12 @@ def render_markdown(r: dict, plots: dict[str, str]) -> str:
                 lines.append("")
         if name in plots:
             lines += [f"![RD {name}]({plots[name]})", ""]
+    if r.get("command"):
+        lines += [f"RD tables made by `{r['command']}`.", ""]
+    for name in SECTIONS:
+        path = sections / f"{name}.md" if sections is not None else None
+        if path is not None and path.exists():
+            lines += [path.read_text().rstrip(), ""]
     if r["notes"]:
         lines += ["## Notes", ""] + [f"- {n}" for n in r["notes"]] + [""]
     return "\n".join(lines)

@@ -26,7 +26,13 @@ def load_checkpoint(path: Path) -> tuple[UdicModel, dict]:
     for key, spec in lora.items():
         layer, rate = key.rsplit(".", 1)
         modules[layer].add_lora(rate, int(spec["rank"]), float(spec["alpha"]))
-    model.load_state_dict(state["model"])
+    # compressai's CDF buffers are derived (update() below rebuilds them) and change size.
+    weights = {k: v for k, v in state["model"].items() if not k.startswith("entropy_bottleneck._")}
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    missing = [k for k in missing if not k.startswith("entropy_bottleneck._")]
+    if missing or unexpected:
+        raise ValueError(f"{path}: checkpoint does not match the model (missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]})")
     # Tighten the hyper-latent quantiles before tables are built from them.
     model.entropy_bottleneck.update(force=True)
     return model.eval(), state

@@ -48,6 +48,7 @@ class TrainConfig:
     M: int = 192
     rates: list[int] = field(default_factory=list)  # restrict to these rate indices
     init_from: str = ""  # start a new run from a weights file (.safetensors) or checkpoint (.pt)
+    init: str = "klt"  # a new run's block transform: "klt" (PCA of patches) or "random"
 
     def lr_at(self, step: int) -> float:
         if step < self.warmup:
@@ -150,10 +151,12 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Path:
     elif cfg.init_from:
         load_initial_weights(model, Path(cfg.init_from))
         progress(f"initialised from {cfg.init_from}")
-    else:
+    elif cfg.init == "klt":
         patches = data.random_patches(cfg.seed, cfg.pca_patches, model_cfg.patch)
         model.init_linear_from_patches(patches)
         progress(f"initialised block transform from {cfg.pca_patches} patches")
+    elif cfg.init != "random":
+        raise ValueError(f"init must be 'klt' or 'random', got {cfg.init!r}")
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
 
     lambdas = torch.tensor(model_cfg.lambdas, dtype=torch.float32)
@@ -185,10 +188,15 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Path:
             ckpt_path,
         )
 
+    eval_seconds = 0.0  # evaluation time is not training time: wall excludes it
+
     def run_eval() -> None:
+        nonlocal eval_seconds
         if not eval_images:
             return
+        t_eval = time.time()
         rows = evaluate(model, eval_images, list(range(model_cfg.num_rates)))
+        eval_seconds += time.time() - t_eval
         for row in rows:
             eval_log.writerow(
                 [step, f"{wall:.1f}", row["rate"], model_cfg.lambdas[row["rate"]],
@@ -205,14 +213,20 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Path:
 
     last_ckpt = time.time()
     t_start = time.time()
+    eval_seconds = 0.0
     wall_at_start = wall
     acc_loss = acc_bpp = acc_psnr = 0.0
     acc_n = 0
     t_log = time.time()
     model.train()
+    def trained_seconds() -> float:
+        return time.time() - t_start - eval_seconds
+
     while step < cfg.steps:
-        if cfg.time_limit_minutes and (time.time() - t_start) > cfg.time_limit_minutes * 60:
+        if cfg.time_limit_minutes and trained_seconds() > cfg.time_limit_minutes * 60:
             progress("time limit reached")
+            if step % cfg.eval_every:
+                run_eval()  # the run's last point
             break
         lr = cfg.lr_at(step)
         for group in opt.param_groups:
@@ -236,7 +250,7 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Path:
         aux.backward()
         aux_opt.step()
         step += 1
-        wall = wall_at_start + (time.time() - t_start)
+        wall = wall_at_start + trained_seconds()
 
         acc_loss += float(loss.detach())
         acc_bpp += float(bpp.mean())

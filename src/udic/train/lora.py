@@ -22,6 +22,7 @@ current one, with the optimiser state.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import sys
@@ -62,6 +63,16 @@ class LoraConfig:
     ckpt_minutes: float = 5.0
     train_dir: str = ""
     kodak_dir: str = ""
+    # "rate:λ,…" replaces those rates' λ (stored in the model's config), e.g. to move the
+    # lowest rate down; the rates listed are (re)trained from their current delta.
+    lambda_override: str = ""
+
+    def overrides(self) -> dict[int, float]:
+        out: dict[int, float] = {}
+        for item in filter(None, self.lambda_override.split(",")):
+            rate, lam = item.split(":")
+            out[int(rate)] = float(lam)
+        return out
 
     def lr_at(self, step: int, peak: float | None = None) -> float:
         peak = self.lr if peak is None else peak
@@ -229,6 +240,13 @@ def train_lora(cfg: LoraConfig, progress: Callable[[str], None] = print) -> Path
             modules[layer].add_lora(rate, int(spec["rank"]), float(spec["alpha"]))
         model.load_state_dict(state["model"])
         progress(f"resumed: rates done {done}, step {step} of the next")
+    overrides = cfg.overrides()
+    if overrides:
+        lambdas = list(model.config.lambdas)
+        for rate, lam in overrides.items():
+            lambdas[rate] = lam
+        model.config = dataclasses.replace(model.config, lambdas=tuple(lambdas))
+        model_config = model.config.to_dict()
     trainer = _Trainer(cfg, out / "lora_log.csv", progress)
     wall_per_rate: dict[str, float] = dict(state.get("wall_per_rate", {})) if state else {}
     rate_start_wall = float(state.get("rate_start_wall", wall)) if state else 0.0
