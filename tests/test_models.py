@@ -319,3 +319,19 @@ def test_scale_indexes_match_table_meaning() -> None:
             assert sig[k] >= math.exp(ti / 256) * (1 - 1e-12)
             assert sig[k - 1] < math.exp(ti / 256)
     assert idx.min() == 0 and idx.max() == SCALE_LEVELS - 1
+
+
+@pytest.mark.parametrize("band_rows", [1, 4, 7])
+def test_integer_hyper_synthesis_bands_are_exact(file_model: UdicModel, band_rows: int) -> None:
+    """Bands with a halo give the same integers as the whole image (bounded memory for huge ones)."""
+    hyper = IntegerHyperSynthesis(file_model.h_s, {"r2": 1.0})
+    z = _random_z(5, (1, 8, 21, 6), spread=20)
+    whole = hyper(z)
+    rebuilt = torch.empty_like(whole)
+    rows = []
+    for top, bottom, part in hyper.bands(z, band_rows):
+        rebuilt[..., top:bottom, :] = part
+        rows.append((top, bottom))
+    assert rows[0][0] == 0 and rows[-1][1] == whole.shape[-2]
+    assert all(a[1] == b[0] for a, b in zip(rows, rows[1:]))
+    assert torch.equal(rebuilt, whole)

@@ -177,11 +177,20 @@ class Codec:
 
     # ---- the two halves of the hyperprior ------------------------------------------------
     def _entropy_params(self, z_symbols: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
+        """Scale-table indexes and means of every latent, from the integer hyper-synthesis.
+
+        Computed in bands of rows (exactly equal to the whole-image result) so a huge
+        image never holds the 2M-channel fixed-point output at once.
+        """
         assert self._hyper is not None
-        fixed = self._hyper(torch.from_numpy(z_symbols)[None])[0]  # (2M, h, w) int64
         M = self.config.M
-        indexes = scale_indexes(fixed[:M])
-        means = (fixed[M:].to(torch.float64) / 2**FRAC_BITS).to(torch.float32)
+        _, h, w = z_symbols.shape
+        k = IntegerHyperSynthesis.UPSAMPLE
+        indexes = np.empty((M, h * k, w * k), dtype=np.int64)
+        means = torch.empty((M, h * k, w * k), dtype=torch.float32)
+        for top, bottom, fixed in self._hyper.bands(torch.from_numpy(z_symbols)[None]):
+            indexes[:, top:bottom] = scale_indexes(fixed[0, :M])
+            means[:, top:bottom] = (fixed[0, M:].to(torch.float64) / 2**FRAC_BITS).to(torch.float32)
         return indexes, means
 
     # ---- encode --------------------------------------------------------------------------

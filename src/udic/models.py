@@ -14,6 +14,8 @@ Design notes (why, not what):
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import math
 from dataclasses import dataclass, field
 
@@ -403,6 +405,23 @@ class IntegerHyperSynthesis:
             return 0
         _, exponent = math.frexp(maxabs)  # maxabs = m · 2^exponent, 0.5 ≤ m < 1
         return int(min(max(cls.WEIGHT_BITS - exponent, 0), 24))
+
+    # Rows of hyper-latents each band adds on both sides: the two stride-2 deconvs and
+    # the 3×3 conv see ±1.75 rows of z, and exact integer arithmetic makes a band's core
+    # identical to the same rows of the whole-image result.
+    BAND_HALO = 3
+    UPSAMPLE = 4  # output rows per hyper-latent row
+
+    @torch.no_grad()
+    def bands(self, z_symbols: torch.Tensor, band_rows: int = 16) -> Iterator[tuple[int, int, torch.Tensor]]:
+        """The output in horizontal bands: (first row, end row, rows) — bounded memory."""
+        height = z_symbols.shape[-2]
+        for top in range(0, height, band_rows):
+            bottom = min(top + band_rows, height)
+            lo, hi = max(top - self.BAND_HALO, 0), min(bottom + self.BAND_HALO, height)
+            out = self(z_symbols[..., lo:hi, :])
+            k = self.UPSAMPLE
+            yield top * k, bottom * k, out[..., (top - lo) * k:(bottom - lo) * k, :]
 
     @torch.no_grad()
     def __call__(self, z_symbols: torch.Tensor) -> torch.Tensor:

@@ -69,7 +69,7 @@ def measure(domains: list[str], root: Path, count: int, qualities: list[float], 
                 print(f"\r  adaptation: {done}/{total} ({domain} {path.name} q{q:g} e{effort}: "
                       f"{seconds:.1f} s, {res.chosen})   ", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
-    return {"rows": rows, "summary": summarise(rows, domains, qualities, efforts)}
+    return {"rows": rows, "summary": summarise(rows, domains, qualities, efforts), "model": codec.model_id}
 
 
 def summarise(rows: list[dict], domains: list[str], qualities: list[float], efforts: list[int]) -> list[dict]:
@@ -108,7 +108,7 @@ def render(section: dict) -> str:
              "rank-2 adapter; 3 has 60 and 40; 4 and 5 run 300/100 and 1000/300.", ""]
     for run in section["runs"]:
         lines += [f"### {run['images_per_domain']} images per domain, qualities {run['qualities']}, "
-                  f"{run['threads']} torch thread(s)", "",
+                  f"{run['threads']} torch thread(s), model `{run.get('model', '?')}`", "",
                   "| domain | effort | BD-rate | BD-PSNR | s / image | s @768×512 | kept |", "|---|---|---|---|---|---|---|"]
         for s in run["summary"]:
             kept = ", ".join(f"{k} {v}" for k, v in sorted(s["chosen"].items()))

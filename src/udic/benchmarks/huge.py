@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # ---- a 2048×2048 crop: seams with and without the halo, and adaptation on tiles ----
     codec = api.get_codec(None, progress=False)
+    result["model"] = codec.model_id
     crop = np.ascontiguousarray(make_photo(a.width, a.height)[:2048, :2048])
     image = LoadedImage(rgb=crop, mode="RGB", alpha=None, icc=None)
     tile = codec_mod.DEFAULT_TILE
@@ -155,7 +156,8 @@ def render(r: dict) -> str:
         "## Huge images: tiled coding",
         "",
         f"A {f['width']}×{f['height']} photo (Kodak kodim13 upscaled with grain), `-q {r['quality']:g}`, "
-        f"effort 0, coded in {f['tile']}-pixel tiles (automatic above 4 MP). Each command is its own process.",
+        f"effort 0, coded in {f['tile']}-pixel tiles (automatic above 4 MP), model `{r.get('model', '?')}`. "
+        "Each command is its own process.",
         "",
         "| | encode | decode |",
         "|---|---|---|",

@@ -1,0 +1,37 @@
+"""Helpers of the benchmark sections, against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from udic.benchmarks.family import rate_saving
+from udic.benchmarks.huge import BAND, INTERIOR, seam_psnr
+
+
+def test_seam_psnr_sees_errors_at_tile_borders_only() -> None:
+    ref = np.zeros((256, 256, 3), dtype=np.uint8)
+    out = ref.copy()
+    out[:, 128 - 2:128 + 2] = 10  # a seam along the vertical tile border at x = 128
+    out[0:1, 0:1] = 1  # and one tiny error far inside a tile
+    r = seam_psnr(ref, out, 128)
+    band_pixels = 256 * 2 * BAND + 256 * 2 * BAND - (2 * BAND) ** 2
+    assert r["band_pixels"] == band_pixels
+    # Band: 256·4 pixels off by 10 in all channels.
+    assert r["band_psnr"] == pytest.approx(10 * math.log10(255**2 / (100 * 256 * 4 / band_pixels)))
+    interior = np.ones((256, 256), dtype=bool)
+    interior[:, 128 - INTERIOR:128 + INTERIOR] = False
+    interior[128 - INTERIOR:128 + INTERIOR, :] = False
+    assert r["interior_pixels"] == int(interior.sum())
+    assert r["interior_psnr"] == pytest.approx(10 * math.log10(255**2 / (1 / interior.sum())))
+    assert r["difference_db"] == pytest.approx(r["interior_psnr"] - r["band_psnr"])
+    assert seam_psnr(ref, ref, 128)["difference_db"] != seam_psnr(ref, out, 128)["difference_db"]
+
+
+def test_rate_saving_reads_the_curve_at_equal_psnr() -> None:
+    curve = [{"bpp": 0.25, "psnr": 28.0}, {"bpp": 0.5, "psnr": 30.0}, {"bpp": 1.0, "psnr": 32.0}]
+    assert rate_saving(curve, {"bpp": 0.5, "psnr": 30.0}) == pytest.approx(0.0, abs=1e-9)
+    assert rate_saving(curve, {"bpp": 0.45, "psnr": 30.0}) == pytest.approx(-10.0)
+    assert math.isnan(rate_saving(curve, {"bpp": 2.0, "psnr": 40.0}))  # outside: no extrapolation
