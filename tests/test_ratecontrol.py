@@ -14,7 +14,7 @@ from conftest import TinyModel, loaded, png_bytes, run, smooth_image
 from udic import api
 from udic.errors import UsageError
 from udic.metrics import psnr_rgb
-from udic.ratecontrol import MAX_PROBES, RateTarget, refine_adaptive, search_quality
+from udic.ratecontrol import MAX_PROBES, Encoder, RateTarget, refine_adaptive, search_quality
 
 REF = np.zeros((4, 4, 3), dtype=np.uint8)
 
@@ -52,7 +52,7 @@ def test_bpp_target_within_one_percent() -> None:
         calls.append(q)
         return fake_curve(q)
 
-    res = search_quality(RateTarget("bpp", 0.61), encode_at, fake_decode, REF, 5.0)
+    res = search_quality(RateTarget("bpp", 0.61), Encoder(encode_at, fake_decode, REF, 5.0))
     assert res.reached and res.notice is None
     assert abs(res.achieved / 0.61 - 1) <= 0.01
     assert res.encode.bpp == res.achieved and res.quality * 256 == round(res.quality * 256)
@@ -60,7 +60,7 @@ def test_bpp_target_within_one_percent() -> None:
 
 
 def test_psnr_target_within_tolerance() -> None:
-    res = search_quality(RateTarget("psnr", 32.3), fake_curve, fake_decode, REF, 5.0)
+    res = search_quality(RateTarget("psnr", 32.3), Encoder(fake_curve, fake_decode, REF, 5.0))
     assert res.reached
     assert abs(res.achieved - 32.3) <= 0.03
     assert res.achieved == pytest.approx(psnr_rgb(REF, fake_decode(res.encode.data)))
@@ -68,7 +68,7 @@ def test_psnr_target_within_tolerance() -> None:
 
 @pytest.mark.parametrize("value, expect_q, side", [(0.05, 0.0, "below"), (5.0, 5.0, "above")])
 def test_unreachable_target_writes_the_closest_with_a_notice(value: float, expect_q: float, side: str) -> None:
-    res = search_quality(RateTarget("bpp", value), fake_curve, fake_decode, REF, 5.0)
+    res = search_quality(RateTarget("bpp", value), Encoder(fake_curve, fake_decode, REF, 5.0))
     assert not res.reached
     assert res.quality == expect_q
     assert res.notice is not None and side in res.notice and f"-q {expect_q:g}" in res.notice
@@ -77,9 +77,9 @@ def test_unreachable_target_writes_the_closest_with_a_notice(value: float, expec
 def test_adaptive_refinement_reaims() -> None:
     """Adaptation shifts the curve (here: 10 % fewer bits); Newton steps re-aim at the target."""
     target = RateTarget("bpp", 0.7)
-    first = search_quality(target, fake_curve, fake_decode, REF, 5.0)
+    first = search_quality(target, Encoder(fake_curve, fake_decode, REF, 5.0))
     shifted = lambda q: FakeEncode(q, 0.9 * fake_curve(q).bpp)  # noqa: E731
-    res = refine_adaptive(target, first, shifted, fake_decode, REF, 5.0)
+    res = refine_adaptive(target, first, Encoder(shifted, fake_decode, REF, 5.0))
     assert abs(res.achieved / 0.7 - 1) <= 0.03
     assert res.quality > first.quality
 

@@ -115,19 +115,18 @@ def encode_with(
 
 def _encode_to_target(codec: Codec, image: LoadedImage, start: float, effort: int, time_budget: float | None,
                       seed: int, on_step, tile: int | None, target: RateTarget) -> EncodeResult:
-    from .ratecontrol import refine_adaptive, search_quality
+    from .ratecontrol import Encoder, refine_adaptive, search_quality
 
     def decode_rgb(data: bytes) -> np.ndarray:
         return np.asarray(codec.decode(data).image.convert("RGB"))
 
     reference = np.asarray(Image.fromarray(image.rgb).convert("L").convert("RGB")) if image.mode == "L" else image.rgb
-    plain = search_quality(target, lambda q: encode_with(codec, image, q, 0, tile=tile), decode_rgb, reference,
-                           codec.max_quality, start=start)
-    result = plain
+    plain = Encoder(lambda q: encode_with(codec, image, q, 0, tile=tile), decode_rgb, reference, codec.max_quality)
+    result = search_quality(target, plain, start=start)
     if effort > 0:
-        result = refine_adaptive(
-            target, plain, lambda q: encode_with(codec, image, q, effort, time_budget, seed, on_step, tile),
-            decode_rgb, reference, codec.max_quality)
+        adaptive = Encoder(lambda q: encode_with(codec, image, q, effort, time_budget, seed, on_step, tile),
+                           decode_rgb, reference, codec.max_quality)
+        result = refine_adaptive(target, result, adaptive)
     if result.notice:
         result.encode.notices.append(result.notice)
     return result.encode

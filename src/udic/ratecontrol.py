@@ -67,31 +67,39 @@ class SearchResult:
     notice: str | None = None
 
 
-def measure(encode: EncodeResult, decode_rgb: Callable[[bytes], np.ndarray] | None,
-            reference: np.ndarray) -> tuple[float, float]:
-    psnr = psnr_rgb(reference, decode_rgb(encode.data)) if decode_rgb is not None else math.nan
-    return encode.bpp, psnr
+@dataclass
+class Encoder:
+    """What a search probes: encode at a quality, decode to measure PSNR, the range."""
+
+    encode_at: Callable[[float], EncodeResult]
+    decode_rgb: Callable[[bytes], np.ndarray]
+    reference: np.ndarray
+    max_quality: float
+
+    def key(self, quality: float) -> int:
+        """The stored rate value (quality · 256) nearest ``quality``, within range."""
+        return int(round(min(max(quality, 0.0), self.max_quality) * 256))
+
+    def probe(self, key: int, target: RateTarget) -> Probe:
+        enc = self.encode_at(key / 256)
+        psnr = psnr_rgb(self.reference, self.decode_rgb(enc.data)) if target.metric == "psnr" else math.nan
+        return Probe(key / 256, enc.bpp, psnr, enc)
 
 
-def search_quality(
-    target: RateTarget,
-    encode_at: Callable[[float], EncodeResult],
-    decode_rgb: Callable[[bytes], np.ndarray],
-    reference: np.ndarray,
-    max_quality: float,
-    start: float = 3.0,
-) -> SearchResult:
+def _error(target: RateTarget, p: Probe) -> float:
+    return target.error(p.bpp if target.metric == "bpp" else p.psnr)
+
+
+def search_quality(target: RateTarget, encoder: Encoder, start: float = 3.0) -> SearchResult:
     """Bracket and refine q in [0, max_quality] (steps of 1/256) until the target is met."""
     probes: dict[int, Probe] = {}
+    max_quality = encoder.max_quality
 
     def probe(q: float) -> tuple[Probe, float]:
-        key = int(round(min(max(q, 0.0), max_quality) * 256))
+        key = encoder.key(q)
         if key not in probes:
-            enc = encode_at(key / 256)
-            bpp, psnr = measure(enc, decode_rgb if target.metric == "psnr" else None, reference)
-            probes[key] = Probe(key / 256, bpp, psnr, enc)
-        p = probes[key]
-        return p, target.error(p.bpp if target.metric == "bpp" else p.psnr)
+            probes[key] = encoder.probe(key, target)
+        return probes[key], _error(target, probes[key])
 
     tol = target.tolerance()
     lo_q, hi_q = 0.0, max_quality
@@ -154,22 +162,11 @@ def _local_slope(probes: list[Probe], quality: float, target: RateTarget) -> flo
     if len(near) < 2 or near[0].quality == near[1].quality:
         return None
 
-    def err(p: Probe) -> float:
-        return target.error(p.bpp if target.metric == "bpp" else p.psnr)
-
-    slope = (err(near[0]) - err(near[1])) / (near[0].quality - near[1].quality)
+    slope = (_error(target, near[0]) - _error(target, near[1])) / (near[0].quality - near[1].quality)
     return slope if slope > 0 else None
 
 
-def refine_adaptive(
-    target: RateTarget,
-    first: SearchResult,
-    encode_at: Callable[[float], EncodeResult],
-    decode_rgb: Callable[[bytes], np.ndarray],
-    reference: np.ndarray,
-    max_quality: float,
-    rounds: int = 2,
-) -> SearchResult:
+def refine_adaptive(target: RateTarget, first: SearchResult, encoder: Encoder, rounds: int = 2) -> SearchResult:
     """Re-aim an adaptive encode: adaptation moves the RD point found without it.
 
     Starts at the non-adaptive answer and takes up to ``rounds`` Newton steps using
@@ -179,13 +176,11 @@ def refine_adaptive(
     probes: dict[int, Probe] = {}
     q = first.quality
     for _ in range(rounds):
-        key = int(round(min(max(q, 0.0), max_quality) * 256))
+        key = encoder.key(q)
         if key in probes:
             break
-        enc = encode_at(key / 256)
-        bpp, psnr = measure(enc, decode_rgb if target.metric == "psnr" else None, reference)
-        probes[key] = Probe(key / 256, bpp, psnr, enc)
-        err = target.error(bpp if target.metric == "bpp" else psnr)
+        probes[key] = encoder.probe(key, target)
+        err = _error(target, probes[key])
         if abs(err) <= target.tolerance() or slope is None:
             break
         q = key / 256 - err / slope
