@@ -35,3 +35,18 @@ def test_rate_saving_reads_the_curve_at_equal_psnr() -> None:
     assert rate_saving(curve, {"bpp": 0.5, "psnr": 30.0}) == pytest.approx(0.0, abs=1e-9)
     assert rate_saving(curve, {"bpp": 0.45, "psnr": 30.0}) == pytest.approx(-10.0)
     assert math.isnan(rate_saving(curve, {"bpp": 2.0, "psnr": 40.0}))  # outside: no extrapolation
+
+
+def test_measure_targets_counts_encodes_and_restores_the_codec(tiny_codec) -> None:
+    from conftest import smooth_image
+    from udic.benchmarks.family import TARGETS, measure_targets
+
+    rows = measure_targets(tiny_codec, [smooth_image(48, 64, seed=3)])
+    assert len(rows) == len(TARGETS)
+    assert all(r["encodes"] >= 1 for r in rows)
+    assert "encode" not in vars(tiny_codec)  # the counting wrapper is gone
+    for r in rows:
+        if r["reachable"] and r["metric"] == "bpp":
+            assert abs(r["achieved"] / r["target"] - 1) <= 0.03
+        if r["reachable"] and r["metric"] == "psnr":
+            assert abs(r["achieved"] - r["target"]) <= 0.1

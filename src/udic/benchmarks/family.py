@@ -69,6 +69,41 @@ def decode_seconds(codec: Codec, rgb: np.ndarray, quality: float, repeats: int =
     return best
 
 
+TARGETS = (("bpp", 0.2), ("bpp", 0.5), ("bpp", 0.9), ("psnr", 29.0), ("psnr", 32.0), ("psnr", 34.5))
+
+
+def measure_targets(codec: Codec, images: list[np.ndarray]) -> list[dict]:
+    """Each target on each image through the API's search (effort 0): error, encodes, seconds."""
+    from ..api import encode_with
+    from ..metrics import psnr_rgb
+    from ..ratecontrol import RateTarget
+
+    rows = []
+    for metric, value in TARGETS:
+        for rgb in images:
+            image = LoadedImage(rgb=rgb, mode="RGB", alpha=None, icc=None)
+            calls = 0
+            original = codec.encode
+
+            def counting(*args, **kwargs):
+                nonlocal calls
+                calls += 1
+                return original(*args, **kwargs)
+
+            codec.encode = counting  # type: ignore[method-assign]
+            try:
+                t0 = time.perf_counter()
+                enc = encode_with(codec, image, 3.0, target=RateTarget(metric, value))  # type: ignore[arg-type]
+                seconds = time.perf_counter() - t0
+            finally:
+                del codec.encode
+            achieved = enc.bpp if metric == "bpp" else psnr_rgb(rgb, np.asarray(codec.decode(enc.data).image))
+            reachable = not any("target" in n for n in enc.notices)
+            rows.append({"metric": metric, "target": value, "achieved": achieved, "encodes": calls,
+                         "seconds": seconds, "reachable": reachable, "quality": enc.header.quality})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m udic.benchmarks.family", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -152,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         old = json.loads(previous.read_text())
         if old.get("family_id") == family.model_id and old.get("fp16"):
             r["fp16"] = old["fp16"]
+    # (f) continuous rate: how close --target-bpp / --target-psnr land
+    r["targets"] = measure_targets(family, [load_rgb(kodak / f"{n}.png") for n in EVAL_KODAK])
     md = render(r)
     write_section(a.out, "family", r, md)
     print(md)
@@ -201,6 +238,23 @@ def render(r: dict) -> str:
         worst = max(abs(x["psnr_fp32"] - x["psnr_fp16"]) for x in r["fp16"])
         lines += [f"**fp16 weights**: largest PSNR change against fp32 over the six rates (6 Kodak images) "
                   f"{worst:.3f} dB (limit 0.05 dB).", ""]
+    if r.get("targets"):
+        lines += ["**Continuous rate** (`--target-bpp`, `--target-psnr`; 6 Kodak images, effort 0): how far the "
+                  "file lands from the target when it is reachable (promise: 3 % / 0.1 dB):", "",
+                  "| target | reachable | worst miss | mean miss | encodes per search | seconds |", "|---|---|---|---|---|---|"]
+        for metric, value in TARGETS:
+            sel = [x for x in r["targets"] if x["metric"] == metric and x["target"] == value]
+            ok = [x for x in sel if x["reachable"]]
+            if metric == "bpp":
+                miss = [100 * abs(x["achieved"] / value - 1) for x in ok]
+                fmt = lambda m: f"{m:.2f} %"  # noqa: E731
+            else:
+                miss = [abs(x["achieved"] - value) for x in ok]
+                fmt = lambda m: f"{m:.3f} dB"  # noqa: E731
+            lines.append(f"| {value:g} {'bpp' if metric == 'bpp' else 'dB'} | {len(ok)}/{len(sel)} | "
+                         f"{fmt(max(miss)) if miss else '–'} | {fmt(float(np.mean(miss))) if miss else '–'} | "
+                         f"{np.mean([x['encodes'] for x in sel]):.1f} | {np.mean([x['seconds'] for x in sel]):.1f} |")
+        lines.append("")
     lines += [f"Command: `{r['command']}`"]
     return "\n".join(lines)
 
