@@ -112,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--base", required=True, help="the base weights alone (path, model id or name)")
     p.add_argument("--lora-run", type=Path, default=None, help="the LoRA run folder (lora.json, last.pt)")
     p.add_argument("--full", type=Path, nargs="*", default=[], help="full fine-tune checkpoints full-r<k>.pt")
+    p.add_argument("--lora-checkpoint", type=Path, default=None,
+                   help="the LoRA model the full fine-tunes are compared with, if not the family itself "
+                        "(e.g. before a rate was retrained at another λ)")
     p.add_argument("--images", default="all", help="'all' Kodak images or 'subset' (6)")
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args(argv)
@@ -145,11 +148,12 @@ def main(argv: list[str] | None = None) -> int:
         rate = int(ckpt.stem.rsplit("r", 1)[-1])
         print(f"family: full fine-tune of rate {rate}", file=sys.stderr)
         full_pt = coded_rd(_codec(ckpt), images, [float(rate)])[0]
-        lora_pt = fam_rd[rate]
+        lora_pt = coded_rd(_codec(a.lora_checkpoint), images, [float(rate)])[0] if a.lora_checkpoint else fam_rd[rate]
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
         comparisons.append({"rate": rate, "steps": int(state.get("step", 0)), "wall_s": float(state.get("wall", 0.0)),
                             "lora": lora_pt, "full": full_pt, "base": base_rd[rate],
                             "full_vs_lora_curve": rate_saving(fam_rd, full_pt),
+                            "lora_vs_lora_curve": rate_saving(fam_rd, lora_pt),
                             "base_vs_lora_curve": rate_saving(fam_rd, base_rd[rate])})
     previous = a.out / "sections" / "family.json"
     if not comparisons and previous.exists():
@@ -215,11 +219,13 @@ def render(r: dict) -> str:
                   "'vs family curve' is the bit-rate difference at equal PSNR, read off the family's RD curve "
                   "(negative = better than the LoRA family):", "",
                   f"(measured by `{r.get('lora_vs_full_command', r['command'])}`)", "",
-                  "| rate | steps | LoRA bpp / dB | full FT bpp / dB | full FT vs family curve | base-only vs family curve |",
-                  "|---|---|---|---|---|---|"]
+                  "| rate | steps | LoRA bpp / dB | full FT bpp / dB | LoRA vs family curve | full FT vs family curve "
+                  "| base-only vs family curve |",
+                  "|---|---|---|---|---|---|---|"]
         for c in r["lora_vs_full"]:
             lines.append(f"| {c['rate']} | {c['steps']} | {c['lora']['bpp']:.4f} / {c['lora']['psnr']:.2f} | "
-                         f"{c['full']['bpp']:.4f} / {c['full']['psnr']:.2f} | {c['full_vs_lora_curve']:+.1f} % | "
+                         f"{c['full']['bpp']:.4f} / {c['full']['psnr']:.2f} | {c.get('lora_vs_lora_curve', 0.0):+.1f} % | "
+                         f"{c['full_vs_lora_curve']:+.1f} % | "
                          f"{c['base_vs_lora_curve']:+.1f} % |")
         lines.append("")
     if t.get("wall_per_rate"):
