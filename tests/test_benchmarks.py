@@ -34,7 +34,9 @@ def test_rate_saving_reads_the_curve_at_equal_psnr() -> None:
     curve = [{"bpp": 0.25, "psnr": 28.0}, {"bpp": 0.5, "psnr": 30.0}, {"bpp": 1.0, "psnr": 32.0}]
     assert rate_saving(curve, {"bpp": 0.5, "psnr": 30.0}) == pytest.approx(0.0, abs=1e-9)
     assert rate_saving(curve, {"bpp": 0.45, "psnr": 30.0}) == pytest.approx(-10.0)
-    assert math.isnan(rate_saving(curve, {"bpp": 2.0, "psnr": 40.0}))  # outside: no extrapolation
+    assert math.isnan(rate_saving(curve, {"bpp": 2.0, "psnr": 40.0}))  # far outside: no extrapolation
+    # Just above the top: the last segment (2 dB per doubling) extended by 0.2 dB.
+    assert rate_saving(curve, {"bpp": 1.0, "psnr": 32.2}) == pytest.approx(100 * (2 ** -0.1 - 1))
 
 
 def test_measure_targets_counts_encodes_and_restores_the_codec(tiny_codec) -> None:

@@ -47,14 +47,27 @@ def _codec(path: Path) -> Codec:
     return Codec(modelfile.load(path), hub.model_id_for_file(path))
 
 
+EXTRAPOLATE_DB = 0.25  # a point this far beyond the curve's end is read off its last segment
+
+
 def rate_saving(curve: list[dict], point: dict) -> float:
-    """bpp of ``point`` against the curve's bpp at the same PSNR, in percent (negative = fewer bits)."""
+    """bpp of ``point`` against the curve's bpp at the same PSNR, in percent (negative = fewer bits).
+
+    Inside the curve: PCHIP of log-bpp over PSNR.  Up to EXTRAPOLATE_DB beyond an end
+    (a fine-tune of the top rate lands just above it): the end segment, extended.
+    """
     ordered = sorted(curve, key=lambda r: r["psnr"])
     psnr = np.array([r["psnr"] for r in ordered])
     log_bpp = np.log10([r["bpp"] for r in ordered])
-    if not psnr[0] <= point["psnr"] <= psnr[-1]:
+    x = point["psnr"]
+    if psnr[0] <= x <= psnr[-1]:
+        at = float(Pchip(psnr, log_bpp)(x))
+    elif psnr[-1] < x <= psnr[-1] + EXTRAPOLATE_DB:
+        at = float(log_bpp[-1] + (x - psnr[-1]) * (log_bpp[-1] - log_bpp[-2]) / (psnr[-1] - psnr[-2]))
+    elif psnr[0] - EXTRAPOLATE_DB <= x < psnr[0]:
+        at = float(log_bpp[0] + (x - psnr[0]) * (log_bpp[1] - log_bpp[0]) / (psnr[1] - psnr[0]))
+    else:
         return math.nan
-    at = float(Pchip(psnr, log_bpp)(point["psnr"]))
     return 100.0 * (point["bpp"] / 10**at - 1.0)
 
 
@@ -117,7 +130,20 @@ def main(argv: list[str] | None = None) -> int:
                         "(e.g. before a rate was retrained at another λ)")
     p.add_argument("--images", default="all", help="'all' Kodak images or 'subset' (6)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--render-only", action="store_true",
+                   help="recompute the derived numbers and the markdown from the section's JSON")
     a = p.parse_args(argv)
+    if a.render_only:
+        path = a.out / "sections" / "family.json"
+        r = json.loads(path.read_text())
+        for c in r.get("lora_vs_full", []):
+            for key, pt in (("full_vs_lora_curve", c["full"]), ("lora_vs_lora_curve", c["lora"]),
+                            ("base_vs_lora_curve", c["base"])):
+                c[key] = rate_saving(r["family_rd"], pt)
+        md = render(r)
+        write_section(a.out, "family", r, md)
+        print(md)
+        return 0
     torch.set_num_threads(a.threads)
     a.family = hub.resolve(None, progress=False).path if a.family is None else _weights_path(a.family)
     a.base = _weights_path(a.base)
