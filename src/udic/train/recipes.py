@@ -5,8 +5,8 @@
 
 Every variant changes one thing against the baseline (the base-v1 recipe) and trains
 from scratch for the same number of minutes of training time (evaluation excluded)
-with one torch thread, one variant after another, so each has the same core to
-itself.  Progress is read from the runs' own harness (``eval_log.csv``: 6 fixed Kodak
+with one torch thread on a core of its own (``taskset``), so each gets the same
+compute.  Progress is read from the runs' own harness (``eval_log.csv``: 6 fixed Kodak
 images, every rate, bpp *estimated* from the likelihoods, PSNR of the rounded
 reconstruction) and summarised as BD-rate against JPEG on the same images and as
 PSNR at 0.6 bpp, against training minutes.
@@ -127,7 +127,8 @@ def report(runs: Path, docs: Path, bench: Path | None, command: str) -> str:
         plot = None
     lines = ["## Training recipes: quality per CPU-minute", "",
              "Each variant changes one thing against the baseline and trains from scratch for the same "
-             "training time on one thread (evaluation excluded), one after another on the same core. "
+             "training time (evaluation excluded) on one thread pinned to a core of its own, while the "
+             "machine's other core did other work. "
              "Harness: 6 fixed Kodak images, all 6 rates, bpp *estimated* from the likelihoods; BD-rate against "
              f"JPEG on the same images; PSNR at {MATCHED_BPP} bpp interpolated over the rates.", "",
              "| variant | change | steps | s/step | minutes | PSNR @0.6 bpp | BD-rate vs JPEG |",
