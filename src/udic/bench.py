@@ -127,7 +127,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cached-anchors", action="store_true",
                    help="use only anchor curves already in the cache; note the missing ones")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--render-only", action="store_true",
+                   help="rewrite report.md from report.json and the current sections (no measuring)")
     a = p.parse_args(argv)
+    if a.render_only:
+        report = json.loads((a.out / "report.json").read_text())
+        plots = {name: f"rd-{name}.png" for name in report["per_rate"] if (a.out / f"rd-{name}.png").exists()}
+        (a.out / "report.md").write_text(render_markdown(report, plots, a.out / "sections"))
+        return 0
     torch.set_num_threads(a.threads)
     progress = not a.quiet
     root = a.data or default_data_root()
