@@ -44,3 +44,15 @@ def test_bench_writes_report_and_reuses_anchor_cache(tmp_path: Path, tiny_cache,
     # A second run must not re-encode the anchors: poison the sweep and rerun.
     monkeypatch.setattr(bench, "run_sweep", lambda *a, **k: (_ for _ in ()).throw(AssertionError("re-ran")))
     assert bench.main(args) == 0
+
+
+def test_summary_table_of_udic_against_each_anchor() -> None:
+    from udic.bench import udic_against_anchors
+
+    jpeg = {"domain": "kodak", "codec": "jpeg", "bpp": [0.25, 0.5, 1.0, 2.0], "psnr": [26.0, 28.0, 30.0, 32.0]}
+    udic = {"domain": "kodak", "codec": "udic", "bpp": [0.125, 0.25, 0.5, 1.0], "psnr": [26.0, 28.0, 30.0, 32.0]}
+    lines = udic_against_anchors([jpeg, udic, {**udic, "domain": "comic"}])
+    assert "| domain | jpeg |" in lines
+    assert "| kodak | -50.0 % |" in lines
+    assert "| comic | – |" in lines  # no JPEG curve on that domain
+    assert udic_against_anchors([jpeg]) == []

@@ -252,6 +252,32 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def udic_against_anchors(curves: list[dict]) -> list[str]:
+    """One table: udic's BD-rate against every anchor, per domain (non-adaptive udic)."""
+    from .metrics import bd_rate
+
+    domains = list(dict.fromkeys(c["domain"] for c in curves))
+    anchors = [a for a in ANCHOR_CODECS if any(c["codec"] == a for c in curves)]
+    if not anchors or not any(c["codec"] == "udic" for c in curves):
+        return []
+    lines = ["## Summary: udic's BD-rate against each anchor", "",
+             "Positive = udic needs that many % more bits than the anchor at equal PSNR (– = not measured "
+             "on that domain).", "", "| domain | " + " | ".join(anchors) + " |", "|---" * (len(anchors) + 1) + "|"]
+    for d in domains:
+        ours = next((c for c in curves if c["domain"] == d and c["codec"] == "udic"), None)
+        if ours is None:
+            continue
+        cells = []
+        for a in anchors:
+            ref = next((c for c in curves if c["domain"] == d and c["codec"] == a), None)
+            try:
+                cells.append("–" if ref is None else f"{bd_rate(ref['bpp'], ref['psnr'], ours['bpp'], ours['psnr']):+.1f} %")
+            except ValueError:
+                cells.append("no overlap")
+        lines.append(f"| {d} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 # Sections written by udic.benchmarks.* (each re-runnable on its own), in report order.
 SECTIONS = ("family", "adaptation", "huge", "robustness", "recipes")
 
@@ -271,6 +297,7 @@ def render_markdown(r: dict, plots: dict[str, str], sections: Path | None = None
         "averaged per image; curves average bpp and PSNR per quality setting over a domain.",
         "",
     ]
+    lines += udic_against_anchors(r["curves"])
     for name, rows in r["per_rate"].items():
         lines += [f"## {name} ({r['images'][name]} images): udic per rate", "",
                   "| q | bpp | PSNR dB | MS-SSIM | encode s | decode s | MP |", "|---|---|---|---|---|---|---|"]
