@@ -36,12 +36,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cases", type=int, default=2000)
     p.add_argument("--images", type=int, default=12, help="Kodak images per throughput batch")
     p.add_argument("--efforts", default="0,1", help="encode efforts to measure throughput at")
+    p.add_argument("--parts", default="fuzz,throughput", help="which parts to (re)measure; the others are kept")
     a = p.parse_args(argv)
-    r: dict = {"command": command_line(argv, "udic.benchmarks.robustness")}
+    parts = set(a.parts.split(","))
+    previous = a.out / "sections" / "robustness.json"
+    r: dict = json.loads(previous.read_text()) if previous.exists() else {}
+    command = command_line(argv, "udic.benchmarks.robustness")
     with tempfile.TemporaryDirectory(prefix="udic-robust-") as tmp:
         tmpd = Path(tmp)
-        print(f"robustness: fuzzing {a.cases} cases", file=sys.stderr)
-        r["fuzz"] = _fuzz(["--cases", str(a.cases)], tmpd / "fuzz.json")
+        if "fuzz" in parts:
+            print(f"robustness: fuzzing {a.cases} cases", file=sys.stderr)
+            r["fuzz"] = _fuzz(["--cases", str(a.cases)], tmpd / "fuzz.json")
+            r["fuzz_command"] = command
+        if "throughput" not in parts:
+            md = render(r)
+            write_section(a.out, "robustness", r, md)
+            print(md)
+            return 0
+        r["throughput_command"] = command
         images = tmpd / "images"
         images.mkdir()
         for path in list_images(default_data_root() / "kodak")[: a.images]:
@@ -59,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def render(r: dict) -> str:
     f = r["fuzz"]
+    if "throughput" not in r:
+        r = {**r, "throughput": {}}
     outcomes = ", ".join(f"{k} {v}" for k, v in sorted(f["outcomes"].items()))
     lines = ["## Hostile inputs and batches", "",
              f"**Fuzzing** (`python -m udic.fuzz`, the `make fuzz` campaign): {f['cases']:,} mutated, truncated, "
@@ -73,7 +87,7 @@ def render(r: dict) -> str:
         for row in rows:
             lines.append(f"| {effort} | {row['command']} | {row['jobs']} | {row['images']} | {row['wall_s']:.1f} | "
                          f"{row['per_min']:.1f} | {row['steady_per_min']:.1f} |")
-    lines += ["", f"Command: `{r['command']}`"]
+    lines += ["", f"Commands: `{r.get('fuzz_command', '')}` (fuzzing), `{r.get('throughput_command', '–')}` (throughput)."]
     return "\n".join(lines)
 
 
