@@ -273,14 +273,13 @@ def test_rdoq_only_rounds_towards_zero_and_weighs_distortion(codec: Codec, image
     mu = means.numpy()
     r = np.rint(y - mu)
     lam = rd_lambda(codec, 2.0)
-    mild = np.rint(rdoq_latents(codec, y, z, 2.0, lam, 1.0) - mu)
-    strict = np.rint(rdoq_latents(codec, y, z, 2.0, lam, 1e6) - mu)
+    mild, strict = (np.rint(v - mu) for v in rdoq_latents(codec, y, z, 2.0, lam, [1.0, 1e6]))
     changed = mild != r
     assert changed.any()
     assert np.array_equal(mild[changed], (r - np.sign(r))[changed])  # one step towards zero
     assert not (r[changed] == 0).any()
     assert np.array_equal(strict, r)  # distortion that expensive: change nothing
-    free = np.rint(rdoq_latents(codec, y, z, 2.0, 0.0, 1.0) - mu)
+    free = np.rint(rdoq_latents(codec, y, z, 2.0, 0.0, [1.0])[0] - mu)
     # Distortion free: every residual whose smaller neighbour costs fewer bits shrinks.
     assert (np.abs(free) <= np.abs(r)).all() and (free != r).sum() > changed.sum()
 

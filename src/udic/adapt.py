@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -32,6 +32,7 @@ from .adapters import DEFAULT_SCALE, DEFAULT_STEP, Adapter, AdapterSet
 from .codec import Codec, EncodeResult
 from .imageio import LoadedImage, crop
 from .models import LOG_SCALE_MAX, LOG_SCALE_MIN, gaussian_likelihood, lower_bound, ste_round
+from .tiling import Window, tile_windows
 
 # The candidate names: the steps that made it, in order ("none" = the plain encode).
 Chosen = str
@@ -369,7 +370,6 @@ def _refine_latents_tiled(
     bits and the core's real pixels, so memory stays that of one window.
     """
     from .codec import LATENT_STRIDE, SYNTHESIS_HALO
-    from .tiling import tile_windows
 
     model = codec.model
     device = codec.device
@@ -393,15 +393,11 @@ def _refine_latents_tiled(
         mask = torch.zeros_like(y_full[:, :1, rows, cols])
         mask[..., core_rows, core_cols] = 1
         mean, log_scale = mean_full[:, :, rows, cols], log_scale_full[:, :, rows, cols]
-        prow, pcol = win.outer_slices(LATENT_STRIDE)
-        x = codec._tensor(padded[prow, pcol])
         # Real pixels of the core, in window coordinates.
-        top, left = win.outer[0] * LATENT_STRIDE, win.outer[2] * LATENT_STRIDE
-        c_rows, c_cols = win.core_slices(LATENT_STRIDE)
-        pix_rows = slice(c_rows.start - top, min(c_rows.stop, height) - top)
-        pix_cols = slice(c_cols.start - left, min(c_cols.stop, width) - left)
+        pix_rows, pix_cols = win.visible_in_outer(LATENT_STRIDE, height, width)
         if pix_rows.stop <= pix_rows.start or pix_cols.stop <= pix_cols.start:
             continue  # a tile of padding only
+        x = codec._tensor(padded[win.outer_slices(LATENT_STRIDE)])
         pixels = float((pix_rows.stop - pix_rows.start) * (pix_cols.stop - pix_cols.start))
         y_var = torch.nn.Parameter(y_full[:, :, rows, cols].clone().contiguous())
         y_var.register_hook(lambda g, m=mask: g * m)
@@ -434,15 +430,16 @@ def _refine_latents_tiled(
 
 
 def rdoq_latents(codec: Codec, y: np.ndarray, z_symbols: np.ndarray, q: float, lam: float,
-                 distortion_scale: float) -> np.ndarray:
+                 distortion_scales: Sequence[float]) -> list[np.ndarray]:
     """Round each latent residual towards zero where that lowers bits + λ·distortion.
 
     The residual r = round(y − μ) may instead be coded as r − sign(r), which is always
     cheaper under the zero-mean Gaussian.  Its distortion is estimated through the
     synthesis' linear (KLT) part: a unit change of channel c moves the pixels by
-    inv_gain_c·‖w_c‖.  The residual network amplifies this somewhat, which
-    ``distortion_scale`` (> 1) accounts for; the caller picks it by real encodes.
-    Returns latents whose rounding gives the chosen residuals.
+    inv_gain_c·‖w_c‖.  The residual network amplifies this somewhat, which each
+    distortion scale (> 1) accounts for; the caller picks one by real encodes.
+    Returns, per scale, latents whose rounding gives the chosen residuals; the
+    entropy model and the bit costs are computed once for all scales.
     """
     indexes, means = codec._entropy_params(z_symbols)
     mu = means.numpy().astype(np.float64)
@@ -456,9 +453,12 @@ def rdoq_latents(codec: Codec, y: np.ndarray, z_symbols: np.ndarray, q: float, l
     coder = codec.y_coder
     d_bits = coder.symbol_bits(toward_zero.astype(np.int64), indexes) - coder.symbol_bits(r.astype(np.int64), indexes)
     # Cost per image: bits + λ·255²·SSE/3 (MSE over the three channels, pixels in [0, 1]).
-    d_dist = distortion_scale * lam * 255.0**2 / 3 * per_unit * ((v - toward_zero) ** 2 - (v - r) ** 2)
-    chosen = np.where((r != 0) & (d_bits + d_dist < 0), toward_zero, r)
-    return (mu + chosen).astype(np.float32)
+    d_dist_unscaled = lam * 255.0**2 / 3 * per_unit * ((v - toward_zero) ** 2 - (v - r) ** 2)
+    out = []
+    for scale in distortion_scales:
+        chosen = np.where((r != 0) & (d_bits + scale * d_dist_unscaled < 0), toward_zero, r)
+        out.append((mu + chosen).astype(np.float32))
+    return out
 
 
 # ---- phase 2: adapters -----------------------------------------------------------------
@@ -480,6 +480,7 @@ class _View:
     x: torch.Tensor  # (1, 3, 16h, 16w) target
     rows: slice
     cols: slice
+    window: Window | None = None  # the tile it is, for a tiled image
 
 
 def _fit_adapter(
@@ -571,7 +572,6 @@ def _adapter_views(codec: Codec, padded: np.ndarray, y_hat: torch.Tensor, height
         x = codec._tensor(padded)
         return [_View(y_hat[None], x, slice(0, height), slice(0, width))]
     from .codec import LATENT_STRIDE, SYNTHESIS_HALO
-    from .tiling import tile_windows
 
     windows = tile_windows(y_hat.shape[1], y_hat.shape[2], tile // LATENT_STRIDE, SYNTHESIS_HALO)
     windows = [w for w in windows if w.core[0] * LATENT_STRIDE < height and w.core[2] * LATENT_STRIDE < width]
@@ -580,16 +580,10 @@ def _adapter_views(codec: Codec, padded: np.ndarray, y_hat: torch.Tensor, height
         windows = [windows[i] for i in pick]
     views = []
     for win in windows:
-        rows, cols = win.outer_slices()
-        prow, pcol = win.outer_slices(LATENT_STRIDE)
-        top, left = prow.start, pcol.start
-        c_rows, c_cols = win.core_slices(LATENT_STRIDE)
-        views.append(_View(
-            y_hat[None, :, rows, cols],
-            codec._tensor(padded[prow, pcol]),
-            slice(c_rows.start - top, min(c_rows.stop, height) - top),
-            slice(c_cols.start - left, min(c_cols.stop, width) - left),
-        ))
+        latent_rows, latent_cols = win.outer_slices()
+        rows, cols = win.visible_in_outer(LATENT_STRIDE, height, width)
+        views.append(_View(y_hat[None, :, latent_rows, latent_cols],
+                           codec._tensor(padded[win.outer_slices(LATENT_STRIDE)]), rows, cols, win))
     return views
 
 
@@ -634,6 +628,8 @@ def adapt_encode(
 
     on_tile = None if progress is None else (lambda done, total: progress("tiles", done, total, math.nan))
     y0, z0 = codec.analyse(image.rgb, q, tile, on_tile)
+    # The optimisation target, for the phases that run the synthesis.
+    padded = pad_to_multiple(image.rgb, PAD_MULTIPLE) if config.iterations or config.adapter_steps else None
     plain, y_hat = _evaluate(codec, image, quality, lam, z0, y0, None, "none", config.effort, tile)
     report(plain)
     # The best latents so far: every later step builds on them.
@@ -644,7 +640,6 @@ def adapt_encode(
 
     if config.iterations > 0 and time.perf_counter() < deadline:
         generator = torch.Generator().manual_seed(config.seed)
-        padded = pad_to_multiple(image.rgb, PAD_MULTIPLE)
         # Leave the later phases a share of the budget (latents come first).
         share = 0.7 if config.adapter_steps > 0 else 0.9 if config.rdoq else 1.0
         latent_deadline = t_start + share * (deadline - t_start) if math.isfinite(deadline) else deadline
@@ -665,10 +660,9 @@ def adapt_encode(
     if config.rdoq and time.perf_counter() < deadline:
         name = then("rdoq")
         best_rdoq: tuple[_Candidate, np.ndarray, torch.Tensor] | None = None
-        for scale in config.rdoq_scales:
+        for y_r in rdoq_latents(codec, current.y, current.z, q, lam, config.rdoq_scales):
             if time.perf_counter() >= deadline:
                 break
-            y_r = rdoq_latents(codec, current.y, current.z, q, lam, scale)
             cand, y_hat = _evaluate(codec, image, quality, lam, current.z, y_r, None, name, config.effort, tile)
             if progress is not None:
                 progress("evaluate", len(candidates) + 1, planned, cand.cost)
@@ -680,7 +674,6 @@ def adapt_encode(
                 current = _Latents(name, current.z, best_rdoq[1], best_rdoq[2], best_rdoq[0].cost)
     if config.adapter_steps > 0 and time.perf_counter() < deadline:
         generator = torch.Generator().manual_seed(config.seed + 1)
-        padded = pad_to_multiple(image.rgb, PAD_MULTIPLE)
         with _frozen(codec):
             views = _adapter_views(codec, padded, current.y_hat, height, width, tile)
             aset, adapter_iterations = _fit_adapter(

@@ -114,7 +114,7 @@ def _plan_outputs(inputs: tuple[str, ...], output: str | None, suffix: str) -> l
 _PHASE_LABELS = {"latents": "adapting latents", "adapters": "adapting adapters", "tiles": "tiles"}
 
 
-class _AdaptProgress:
+class _StepProgress:
     """One self-rewriting stderr line: phase, step and (when adapting) the current RD cost."""
 
     def __init__(self, label: str) -> None:
@@ -537,11 +537,11 @@ def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, t
         if job.parallel:  # no live display from workers; stop early when interrupted
             on_step = job.check
         else:
-            on_step = None if quiet else _AdaptProgress(label)
+            on_step = None if quiet else _StepProgress(label)
         try:
             result = _encode_loaded(image, q, model, device, effort, time_budget, seed, on_step, job, tile, target)
         finally:
-            if isinstance(on_step, _AdaptProgress):
+            if isinstance(on_step, _StepProgress):
                 on_step.close()
         if not quiet:
             for notice in result.notices[len(image.notices):]:  # e.g. an unreachable rate target
@@ -584,7 +584,7 @@ def decode(inputs: tuple[str, ...], output: str | None, fmt: str | None, model: 
     def work(src: str, dest: str, job: _Job) -> dict:
         _check_dest(dest, force)
         data = _read_input(src)
-        on_tile = None if quiet or job.parallel else _AdaptProgress("<stdin>" if src == STDIO else Path(src).name)
+        on_tile = None if quiet or job.parallel else _StepProgress("<stdin>" if src == STDIO else Path(src).name)
         try:
             result = _decode_bytes(data, device, allow_large, not quiet, model, job,
                                    None if on_tile is None else (lambda d, t: on_tile("tiles", d, t, math.nan)))

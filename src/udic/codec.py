@@ -263,9 +263,6 @@ class Codec:
     def _autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
-    def image_tensor(self, rgb: np.ndarray) -> torch.Tensor:
-        return self._tensor(pad_to_multiple(rgb, PAD_MULTIPLE))
-
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(np.array(array, copy=True)).permute(2, 0, 1)[None]
         x = x.to(self.device, torch.float32).div_(255.0)

@@ -32,6 +32,14 @@ class Window:
         ot, _, ol, _ = self.outer
         return slice((t - ot) * scale, (b - ot) * scale), slice((l - ol) * scale, (r - ol) * scale)
 
+    def visible_in_outer(self, scale: int, height: int, width: int) -> tuple[slice, slice]:
+        """The core's part inside a ``height × width`` image (in ``scale`` units, e.g. real
+        pixels of a padded grid), in the window's own coordinates; may be empty."""
+        t, b, l, r = self.core
+        ot, _, ol, _ = self.outer
+        return (slice((t - ot) * scale, min(b * scale, height) - ot * scale),
+                slice((l - ol) * scale, min(r * scale, width) - ol * scale))
+
 
 def tile_windows(height: int, width: int, tile: int, halo: int) -> list[Window]:
     """Raster-order tiles of side ``tile`` covering ``height × width``, each with its window."""

@@ -27,7 +27,7 @@ from ..adapt import AdaptConfig, adapt_encode
 from ..imageio import load_image
 from ..metrics import bd_psnr, bd_rate, psnr_rgb
 from ..train.data import default_data_root
-from .common import command_line, write_section
+from .common import command_line, publish
 
 DOMAINS = ("kodak", "comic", "line", "vector", "screen", "pixel")
 KODAK_PIXELS = 768 * 512
@@ -151,10 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     section["runs"] = [r for r in section["runs"] if not (r["images_per_domain"] == a.images and
                                                           r["efforts"] == efforts and r["qualities"] == a.qualities)]
     section["runs"].append(run)
-    md = render(section)
-    write_section(a.out, "adaptation", section, md)
-    print(md)
-    return 0
+    return publish(a.out, "adaptation", section, render(section))
 
 
 if __name__ == "__main__":

@@ -22,20 +22,14 @@ class ChildRun:
     stderr: str
 
 
-def run_udic(args: list[str], threads: int | None = None, cpus: str | None = None) -> ChildRun:
+def run_udic(args: list[str]) -> ChildRun:
     """Run ``python -m udic ARGS`` and measure it (peak RSS from wait4, in MB)."""
-    cmd = [sys.executable, "-m", "udic", *args]
-    if threads:
-        cmd += ["--threads", str(threads)] if args and args[0] in ("encode", "decode") else []
-    if cpus:
-        cmd = ["taskset", "-c", cpus, *cmd]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-m", "udic", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert proc.stderr is not None
     err = proc.stderr.read().decode(errors="replace")
     _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return ChildRun(proc.returncode, time.perf_counter() - t0, usage.ru_maxrss / 1024, err)
+    return ChildRun(os.waitstatus_to_exitcode(status), time.perf_counter() - t0, usage.ru_maxrss / 1024, err)
 
 
 def command_line(argv: list[str] | None, module: str) -> str:
@@ -50,3 +44,10 @@ def write_section(out: Path, name: str, data: dict, markdown: str) -> Path:
     path = sections / f"{name}.md"
     path.write_text(markdown.rstrip() + "\n")
     return path
+
+
+def publish(out: Path, name: str, data: dict, markdown: str) -> int:
+    """Write the section and show it; a benchmark's exit code (0)."""
+    write_section(out, name, data, markdown)
+    print(markdown)
+    return 0

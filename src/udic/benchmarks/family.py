@@ -30,7 +30,7 @@ from ..imageio import LoadedImage
 from ..metrics import Pchip
 from ..train.data import EVAL_KODAK, default_data_root, list_images, load_rgb
 from ..train.evaluate import codec_from_checkpoint, coded_rd
-from .common import command_line, write_section
+from .common import command_line, publish
 
 
 def _weights_path(name: str) -> Path:
@@ -140,10 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             for key, pt in (("full_vs_lora_curve", c["full"]), ("lora_vs_lora_curve", c["lora"]),
                             ("base_vs_lora_curve", c["base"])):
                 c[key] = rate_saving(r["family_rd"], pt)
-        md = render(r)
-        write_section(a.out, "family", r, md)
-        print(md)
-        return 0
+        return publish(a.out, "family", r, render(r))
     torch.set_num_threads(a.threads)
     a.family = hub.resolve(None, progress=False).path if a.family is None else _weights_path(a.family)
     a.base = _weights_path(a.base)
@@ -219,10 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             r["fp16"] = old["fp16"]
     # (f) continuous rate: how close --target-bpp / --target-psnr land
     r["targets"] = measure_targets(family, [load_rgb(kodak / f"{n}.png") for n in EVAL_KODAK])
-    md = render(r)
-    write_section(a.out, "family", r, md)
-    print(md)
-    return 0
+    return publish(a.out, "family", r, render(r))
 
 
 def render(r: dict) -> str:

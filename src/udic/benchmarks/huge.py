@@ -31,7 +31,7 @@ from ..adapt import AdaptConfig, adapt_encode, rd_lambda
 from ..imageio import LoadedImage
 from ..metrics import psnr_rgb
 from ..train.data import default_data_root
-from .common import command_line, run_udic, write_section
+from .common import command_line, publish, run_udic
 
 BAND = 8  # pixels on each side of a tile border
 INTERIOR = 64  # pixels from any border
@@ -108,19 +108,14 @@ def compare_tile_adapters(codec: codec_mod.Codec, crop: np.ndarray, quality: flo
     bits = 8 * len(adapters_mod.encode_adapters(shared)) if shared else 0
     out["shared"] = cost(bits, codec.synthesise(y_hat, enc.header.quality, shared, tile=tile)) if shared else out["plain"]
     # Per tile: synthesise the whole image once per adapter and keep that tile's pixels.
-    from ..tiling import tile_windows
-
-    windows = tile_windows(y_hat.shape[1], y_hat.shape[2], tile // 16, codec_mod.SYNTHESIS_HALO)
-    windows = [v for v in windows if v.core[0] * 16 < h and v.core[2] * 16 < w]
-    assert len(windows) == len(views), "compare_tile_adapters needs every tile as a view"
     assembled = plain.copy()
     per_bits = 0
-    for win, aset in zip(windows, per_tile):
-        if aset is None:
+    for view, aset in zip(views, per_tile):
+        if aset is None or view.window is None:
             continue
         per_bits += 8 * len(adapters_mod.encode_adapters(aset))
         full = codec.synthesise(y_hat, enc.header.quality, aset, tile=tile)
-        rows, cols = win.core_slices(16)
+        rows, cols = view.window.core_slices(16)
         assembled[rows, cols] = full[rows, cols]
     out["per_tile"] = cost(per_bits, assembled)
     out["shared_bits"], out["per_tile_bits"] = bits, per_bits
@@ -150,10 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         codec = api.get_codec(None, progress=False)
         crop = np.ascontiguousarray(make_photo(a.width, a.height)[:2048, :2048])
         result["crop"]["tile_adapters"] = compare_tile_adapters(codec, crop, a.quality, codec_mod.DEFAULT_TILE)
-        md = render(result)
-        write_section(a.out, "huge", result, md)
-        print(md)
-        return 0
+        return publish(a.out, "huge", result, render(result))
     torch.set_num_threads(a.threads)
     result: dict = {"command": command_line(argv, "udic.benchmarks.huge"), "quality": a.quality}
     with tempfile.TemporaryDirectory(prefix="udic-huge-") as tmp:
@@ -216,10 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         "candidates": res.candidates,
         "seams": seam_psnr(crop, adapted, tile),
     }
-    md = render(result)
-    write_section(a.out, "huge", result, md)
-    print(md)
-    return 0
+    return publish(a.out, "huge", result, render(result))
 
 
 def render(r: dict) -> str:

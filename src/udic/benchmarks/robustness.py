@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from ..train.data import default_data_root, list_images
-from .common import command_line, write_section
+from .common import command_line, publish
 
 
 def _fuzz(args: list[str], out: Path) -> object:
@@ -49,10 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             r["fuzz"] = _fuzz(["--cases", str(a.cases)], tmpd / "fuzz.json")
             r["fuzz_command"] = command
         if "throughput" not in parts:
-            md = render(r)
-            write_section(a.out, "robustness", r, md)
-            print(md)
-            return 0
+            return publish(a.out, "robustness", r, render(r))
         r["throughput_command"] = command
         images = tmpd / "images"
         images.mkdir()
@@ -63,10 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"robustness: batch throughput at effort {effort}", file=sys.stderr)
             r["throughput"][effort] = _fuzz(["--batch-throughput", "--image-dir", str(images), "--effort", effort],
                                             tmpd / f"tp{effort}.json")
-    md = render(r)
-    write_section(a.out, "robustness", r, md)
-    print(md)
-    return 0
+    return publish(a.out, "robustness", r, render(r))
 
 
 def render(r: dict) -> str:

@@ -213,12 +213,13 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Path:
 
     last_ckpt = time.time()
     t_start = time.time()
-    eval_seconds = 0.0
+    eval_seconds = 0.0  # the step-0 evaluation above happened before t_start
     wall_at_start = wall
     acc_loss = acc_bpp = acc_psnr = 0.0
     acc_n = 0
     t_log = time.time()
     model.train()
+
     def trained_seconds() -> float:
         return time.time() - t_start - eval_seconds
 
