@@ -198,9 +198,16 @@ def test_time_budget_stops_early(codec: Codec, image: LoadedImage) -> None:
 
 def test_early_stopping(codec: Codec, image: LoadedImage) -> None:
     # A zero learning rate cannot improve the cost for long: stop well before the end.
-    cfg = AdaptConfig.for_effort(3, lr=0.0, adapter_steps=0, patience=3)
+    cfg = AdaptConfig.for_effort(3, lr=0.0, adapter_steps=0, patience=3, stop_after=0.0)
     res = adapt_encode(codec, image, 3.0, cfg)
     assert res.iterations < cfg.iterations // 4
+
+
+def test_no_early_stop_while_annealing(codec: Codec, image: LoadedImage) -> None:
+    # SGA's cost rises while τ is high; the stopper waits for the second half of the run.
+    cfg = AdaptConfig.for_effort(3, lr=0.0, adapter_steps=0, patience=3)
+    res = adapt_encode(codec, image, 3.0, cfg)
+    assert cfg.iterations // 2 <= res.iterations < cfg.iterations
 
 
 def test_adapters_rejected_when_they_cost_more(codec: Codec, image: LoadedImage) -> None:

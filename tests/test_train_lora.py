@@ -71,9 +71,18 @@ def test_hyper_networks_get_their_own_rank(base: Path) -> None:
     assert all(v["alpha"] == v["rank"] for v in spec.values())  # α/r = 1
 
 
+def test_excluded_layers_get_no_delta(base: Path) -> None:
+    model = modelfile.load(base).model
+    params = add_rate_delta(model, 1, rank=1, alpha=1.0, init_from=None, exclude=("g_a.linear", "g_s.linear"))
+    spec = model.lora_spec()
+    assert "g_a.linear.r1" not in spec and "g_s.linear.r1" not in spec
+    assert "g_s.out.r1" in spec and "h_s.0.r1" in spec
+    assert len(params) == 2 * len(spec)
+
+
 def test_progressive_training_keeps_base_and_exports(tmp_path: Path, base: Path, train_dir: Path) -> None:
     cfg = LoraConfig(base=str(base), out=str(tmp_path / "lora"), rates=[3, 2, 4], base_rate=3, rank=2,
-                     steps_per_rate=3, batch=2, crop=64, threads=1, bf16=False,
+                     steps_per_rate=3, batch=2, crop=64, threads=1, bf16=False, exclude="g_s.linear",
                      train_dir=str(train_dir), kodak_dir=str(tmp_path / "none"))
     ckpt = train_lora(cfg, progress=lambda s: None)
     before = modelfile.load(base).model.state_dict()
@@ -81,6 +90,7 @@ def test_progressive_training_keeps_base_and_exports(tmp_path: Path, base: Path,
     assert state["done"] == [2, 4]  # the base rate has no delta
     assert not any("r3" in layer.lora for layer in model.lora_modules())
     assert set(state["wall_per_rate"]) == {"r2", "r4"}
+    assert not model.g_s.linear.lora and model.g_s.out.lora  # excluded layers keep the base weight
     after = model.state_dict()
     for name, value in before.items():
         if "log_gain" in name or "log_inv_gain" in name or name.startswith("entropy_bottleneck._"):

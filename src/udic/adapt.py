@@ -48,8 +48,8 @@ _LIKELIHOOD_FLOOR = 1e-9
 _PRESETS: dict[int, tuple[int, float, int, float, bool]] = {
     0: (0, 0.0, 0, 0.0, False),
     1: (0, 0.0, 0, 0.0, True),
-    2: (20, 0.1, 20, 0.03, True),
-    3: (60, 0.05, 40, 0.02, True),
+    2: (20, 0.05, 20, 0.03, True),
+    3: (60, 0.03, 40, 0.02, True),
     4: (300, 0.02, 100, 0.01, True),
     5: (1000, 0.01, 300, 0.005, True),
 }
@@ -76,6 +76,7 @@ class AdaptConfig:
     scale: float = DEFAULT_SCALE  # logistic prior scale s
     init_std: float = 0.02
     patience: int = 8  # iterations without improvement of the smoothed cost
+    stop_after: float = 0.5  # early stopping only in the second half: SGA's cost rises while τ is high
     min_improvement: float = 1e-4  # relative improvement that counts
     bf16: bool = True  # autocast the synthesis (forward and backward) to bf16
     seed: int = 0
@@ -236,10 +237,10 @@ def _evaluate(
     tile: int,
 ) -> tuple[_Candidate, torch.Tensor]:
     """Code for real and reconstruct exactly as the decoder would; returns (candidate, ŷ)."""
-    enc = codec.encode(image, quality, aset, latents=(z_symbols, y), tile=tile, effort=effort)
-    _, means = codec._entropy_params(z_symbols)
-    residuals = np.rint(y - means.numpy()).astype(np.int64)
-    y_hat = torch.from_numpy(residuals.astype(np.float32)) + means
+    enc = codec.encode(image, quality, aset, latents=(z_symbols, y), tile=tile, effort=effort, keep_latents=True)
+    assert enc.y_hat is not None
+    y_hat = enc.y_hat
+    enc.y_hat = None  # candidates are kept; their latents are not needed after this
     q = enc.header.quality
     height, width = image.rgb.shape[:2]
     rgb = crop(codec.synthesise(y_hat, q, aset, tile=enc.header.tile_pixels), height, width)
@@ -285,7 +286,7 @@ def _optimise(
         value = float(loss.detach())
         if report is not None:
             report(done, value)
-        if stopper.update(value):
+        if stopper.update(value) and t + 1 >= cfg.stop_after * steps:
             break
     return done
 

@@ -65,6 +65,9 @@ class EncodeResult:
     bits_latent: int
     seconds: float
     notices: list[str] = field(default_factory=list)
+    # The latents the decoder will reconstruct (residuals + means), for encoders that
+    # go on to synthesise them (adaptation) without re-running the hyper-synthesis.
+    y_hat: torch.Tensor | None = field(default=None, repr=False)
 
     @property
     def bpp(self) -> float:
@@ -204,11 +207,13 @@ class Codec:
         tile: int | None = None,
         effort: int = 0,
         progress: TileProgress | None = None,
+        keep_latents: bool = False,
     ) -> EncodeResult:
         """Compress ``image``.  ``latents`` (z symbols, y) lets adaptation supply refined ones.
 
         ``tile``: pixels per tile side (0 = whole image, ``None`` = automatic, tiled
-        above AUTO_TILE_PIXELS); ``effort`` is recorded in the header for ``udic info``.
+        above AUTO_TILE_PIXELS); ``effort`` is recorded in the header for ``udic info``;
+        ``keep_latents`` returns the decoder's ŷ in the result.
         """
         t0 = time.perf_counter()
         rate = self._rate_from_quality(quality)
@@ -258,6 +263,7 @@ class Codec:
             bits_latent=8 * len(y_bytes),
             seconds=time.perf_counter() - t0,
             notices=list(image.notices),
+            y_hat=torch.from_numpy(residuals.astype(np.float32)) + means if keep_latents else None,
         )
 
     def _autocast(self) -> torch.autocast:

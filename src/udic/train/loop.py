@@ -17,7 +17,7 @@ from typing import Callable
 
 import torch
 
-from ..models import ModelConfig, UdicModel
+from ..models import DEFAULT_LAMBDAS, ModelConfig, UdicModel
 from .data import CropDataset, default_data_root, load_eval_images
 
 
@@ -49,6 +49,16 @@ class TrainConfig:
     rates: list[int] = field(default_factory=list)  # restrict to these rate indices
     init_from: str = ""  # start a new run from a weights file (.safetensors) or checkpoint (.pt)
     init: str = "klt"  # a new run's block transform: "klt" (PCA of patches) or "random"
+    lambdas: str = ""  # comma-separated λ per rate, low to high; empty: the reference six
+
+    def rate_lambdas(self) -> tuple[float, ...]:
+        """The λ of each rate: the reference list unless ``--lambdas`` replaces it."""
+        if not self.lambdas:
+            return DEFAULT_LAMBDAS
+        values = tuple(float(v) for v in self.lambdas.split(","))
+        if len(values) < 2 or any(b <= a for a, b in zip(values, values[1:])) or values[0] <= 0:
+            raise ValueError(f"--lambdas must be at least two increasing positive numbers, got {self.lambdas!r}")
+        return values
 
     def lr_at(self, step: int) -> float:
         if step < self.warmup:
@@ -125,7 +135,7 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Path:
     kodak_dir = Path(cfg.kodak_dir) if cfg.kodak_dir else data_root / "kodak"
 
     ckpt_path = out / "last.pt"
-    model_cfg = ModelConfig(N=cfg.N, M=cfg.M)
+    model_cfg = ModelConfig(N=cfg.N, M=cfg.M, lambdas=cfg.rate_lambdas())
     torch.manual_seed(cfg.seed)  # the initial weights are a function of the seed too
     model = UdicModel(model_cfg)
     model = model.to(memory_format=torch.channels_last)

@@ -66,6 +66,12 @@ class LoraConfig:
     # "rate:λ,…" replaces those rates' λ (stored in the model's config), e.g. to move the
     # lowest rate down; the rates listed are (re)trained from their current delta.
     lambda_override: str = ""
+    # comma-separated layer names that get no delta (e.g. "g_a.linear,g_s.linear"), to fit
+    # a storage budget on a narrow model where rank-1 deltas on every layer would exceed it
+    exclude: str = ""
+
+    def excluded(self) -> tuple[str, ...]:
+        return tuple(filter(None, (name.strip() for name in self.exclude.split(","))))
 
     def overrides(self) -> dict[int, float]:
         out: dict[int, float] = {}
@@ -90,14 +96,16 @@ def rank_for(layer_name: str, rank: int, hyper_rank: int) -> int:
 
 
 def add_rate_delta(model: UdicModel, rate: int, rank: int, alpha: float, init_from: int | None,
-                   hyper_rank: int | None = None) -> list[torch.nn.Parameter]:
-    """Give every LoRA layer a delta for ``rate`` (copied from ``init_from``'s if given).
+                   hyper_rank: int | None = None, exclude: tuple[str, ...] = ()) -> list[torch.nn.Parameter]:
+    """Give every LoRA layer not in ``exclude`` a delta for ``rate`` (copied from ``init_from``'s if given).
 
     ``alpha`` is α/r, the scale of B·A, so the merged weight is W + (α/r)·B·A.
+    Excluded layers (exact names) keep the base weight at this rate, which the
+    format allows: a rate's delta is whatever layers it lists.
     """
     params: list[torch.nn.Parameter] = []
     for name, layer in model.named_modules():
-        if not hasattr(layer, "add_lora"):
+        if not hasattr(layer, "add_lora") or name in exclude:
             continue
         r = rank_for(name, rank, rank if hyper_rank is None else hyper_rank)
         delta = layer.add_lora(rate_key(rate), r, alpha * r)
@@ -262,12 +270,13 @@ def train_lora(cfg: LoraConfig, progress: Callable[[str], None] = print) -> Path
             continue
         key = rate_key(rate)
         if any(key in layer.lora for layer in model.lora_modules()):  # resuming this rate
-            params = [p for layer in model.lora_modules() for p in (layer.lora[key].A, layer.lora[key].B)]
+            params = [p for layer in model.lora_modules() if key in layer.lora
+                      for p in (layer.lora[key].A, layer.lora[key].B)]
             opt_state = state.get("opt") if state is not None and state.get("current") == rate else None
         else:
             torch.manual_seed(cfg.seed * 7_919 + rate)  # the fresh A factors are part of the run's recipe
             params = add_rate_delta(model, rate, cfg.rank, cfg.alpha_over_rank,
-                                    nearest_trained(rate, done, cfg.base_rate), cfg.hyper_rank)
+                                    nearest_trained(rate, done, cfg.base_rate), cfg.hyper_rank, cfg.excluded())
             step, opt_state = 0, None
             rate_start_wall = wall
         set_active_rate(model, rate)
