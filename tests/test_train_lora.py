@@ -127,12 +127,13 @@ def test_resume_continues_the_interrupted_rate(tmp_path: Path, base: Path, train
 
 def test_full_finetune_mode_trains_every_weight(tmp_path: Path, base: Path, train_dir: Path) -> None:
     cfg = LoraConfig(base=str(base), out=str(tmp_path / "full"), mode="full", rates=[1], steps_per_rate=2,
-                     batch=2, crop=64, threads=1, bf16=False, full_lr=1e-3,
+                     batch=2, crop=64, threads=1, bf16=False, full_lr=1e-3, lambda_override="1:0.0011",
                      train_dir=str(train_dir), kodak_dir=str(tmp_path / "none"))
     path = train_lora(cfg, progress=lambda s: None)
     assert path.name == "full-r1.pt"
     model, state = load_checkpoint(path)
     assert state["step"] == 2 and not state["lora"]
+    assert model.config.lambdas[1] == 0.0011  # compared with deltas trained at the same λ
     before = modelfile.load(base).model.state_dict()
     assert not torch.equal(before["g_s.linear.weight"], model.state_dict()["g_s.linear.weight"])
 

@@ -29,30 +29,17 @@ import torch.nn.functional as F
 
 from . import adapters as adapters_mod
 from .adapters import DEFAULT_SCALE, DEFAULT_STEP, Adapter, AdapterSet
+from .effort import DEFAULT_EFFORT, MAX_EFFORT, PRESETS, describe_effort  # noqa: F401 (re-exported)
 from .codec import Codec, EncodeResult
 from .imageio import LoadedImage, crop
 from .models import LOG_SCALE_MAX, LOG_SCALE_MIN, gaussian_likelihood, lower_bound, ste_round
 from .tiling import Window, tile_windows
 
+_LIKELIHOOD_FLOOR = 1e-9
+
 # The candidate names: the steps that made it, in order ("none" = the plain encode).
 Chosen = str
 Progress = Callable[[str, int, int, float], None]
-
-MAX_EFFORT = 5
-DEFAULT_EFFORT = 1  # RDOQ only: a few seconds, never worse (the CLI's default too)
-_LIKELIHOOD_FLOOR = 1e-9
-
-# effort → (latent iterations, latent lr, adapter steps, adapter lr, RDOQ).  Few passes
-# with a high, exponentially decaying lr keep most of the gain of the long GPU
-# schedules; RDOQ (no network passes) is the cheap first step.
-_PRESETS: dict[int, tuple[int, float, int, float, bool]] = {
-    0: (0, 0.0, 0, 0.0, False),
-    1: (0, 0.0, 0, 0.0, True),
-    2: (20, 0.05, 20, 0.03, True),
-    3: (60, 0.03, 40, 0.02, True),
-    4: (300, 0.02, 100, 0.01, True),
-    5: (1000, 0.01, 300, 0.005, True),
-}
 
 
 @dataclass(frozen=True)
@@ -91,7 +78,7 @@ class AdaptConfig:
         """
         if isinstance(effort, bool) or not isinstance(effort, int) or not 0 <= effort <= MAX_EFFORT:
             raise ValueError(f"effort must be an integer 0…{MAX_EFFORT}, got {effort!r}")
-        iterations, lr, adapter_steps, adapter_lr, rdoq = _PRESETS[effort]
+        iterations, lr, adapter_steps, adapter_lr, rdoq = PRESETS[effort]
         iterations = int(overrides.get("iterations", iterations))  # type: ignore[call-overload]
         t0 = iterations // 5
         fields: dict[str, object] = {

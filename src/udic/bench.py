@@ -279,7 +279,7 @@ def udic_against_anchors(curves: list[dict]) -> list[str]:
 
 
 # Sections written by udic.benchmarks.* (each re-runnable on its own), in report order.
-SECTIONS = ("family", "adaptation", "huge", "robustness", "recipes")
+SECTIONS = ("family", "adaptation", "huge", "robustness", "recipes", "training")
 
 
 def render_markdown(r: dict, plots: dict[str, str], sections: Path | None = None) -> str:

@@ -26,11 +26,9 @@ from pathlib import Path
 import click
 
 from .container import Flags
+from .effort import DEFAULT_EFFORT, MAX_EFFORT, describe_effort
 from .errors import InputError, OutputError, UdicError, UsageError
 
-# Default adaptation effort for `udic encode`: latent refinement only (20 SGA steps,
-# a few seconds per photo on 2 cores); the plain encode is kept if it is cheaper.
-DEFAULT_EFFORT = 1
 
 STDIO = "-"
 
@@ -481,8 +479,9 @@ def main() -> None:
 @click.option("--target-psnr", type=float, default=None,
               help="Search the quality that gives this PSNR in dB (within 0.1 dB).")
 @click.option("--model", default=None, help="Model id, name or .safetensors path (default: packaged).")
-@click.option("--effort", type=click.IntRange(0, 5), default=DEFAULT_EFFORT, show_default=True,
-              help="Per-image adaptation: 0 = none; higher refines latents (1+) and fits adapters (2+) longer.")
+@click.option("--effort", type=click.IntRange(0, MAX_EFFORT), default=DEFAULT_EFFORT, show_default=True,
+              help="Per-image adaptation (never worse than 0): "
+              + "; ".join(f"{e} = {describe_effort(e)}" for e in range(MAX_EFFORT + 1)) + ".")
 @click.option("--time-budget", type=click.FloatRange(min=0), default=None,
               help="Seconds of adaptation per image (stops early, still writes a valid file).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for adaptation (deterministic encodes).")

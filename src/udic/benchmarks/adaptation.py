@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from .. import api
-from ..adapt import AdaptConfig, adapt_encode
+from ..adapt import AdaptConfig, adapt_encode, describe_effort
 from ..imageio import load_image
 from ..metrics import bd_psnr, bd_rate, psnr_rgb
 from ..train.data import default_data_root
@@ -103,12 +103,16 @@ def summarise(rows: list[dict], domains: list[str], qualities: list[float], effo
 def render(section: dict) -> str:
     lines = ["## Per-image adaptation", "",
              "BD-rate of adaptive udic against the same model without adaptation (effort 0), per domain; "
-             "negative = fewer bits at equal PSNR. Real files and real decodes throughout. Effort 1 is RDOQ "
-             "(rate-distortion optimised rounding, no network passes); 2 adds 20 SGA steps and a 20-step "
-             "rank-2 adapter; 3 has 60 and 40; 4 and 5 run 300/100 and 1000/300.", ""]
+             "negative = fewer bits at equal PSNR. Real files and real decodes throughout. RDOQ is "
+             "rate-distortion optimised rounding (no network passes); SGA refines the latents through "
+             "the frozen decoder; the adapter is fitted after them and kept only if it pays for its bits.", ""]
     for run in section["runs"]:
+        presets = run.get("presets") or {"1": "RDOQ", "2": "20 SGA steps + RDOQ + a 20-step rank-2 adapter",
+                                         "3": "60 SGA steps + RDOQ + a 40-step rank-2 adapter"}
         lines += [f"### {run['images_per_domain']} images per domain, qualities {run['qualities']}, "
                   f"{run['threads']} torch thread(s), model `{run.get('model', '?')}`", "",
+                  "Efforts: " + "; ".join(f"{e} = {presets[str(e)]}" for e in run["efforts"]
+                                          if str(e) in presets) + ".", "",
                   "| domain | effort | BD-rate | BD-PSNR | s / image | s @768×512 | kept |", "|---|---|---|---|---|---|---|"]
         for s in run["summary"]:
             kept = ", ".join(f"{k} {v}" for k, v in sorted(s["chosen"].items()))
@@ -141,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     domains = [d for d in a.domains.split(",") if d]
     result = measure(domains, default_data_root(), a.images, qualities, efforts, a.time_budget)
     run = {"command": command_line(argv, "udic.benchmarks.adaptation"), "images_per_domain": a.images,
-           "qualities": a.qualities, "efforts": efforts, "threads": a.threads, "note": a.note, **result}
+           "qualities": a.qualities, "efforts": efforts, "threads": a.threads, "note": a.note,
+           "presets": {str(e): describe_effort(e) for e in efforts if e > 0}, **result}
     path = a.out / "sections" / "adaptation.json"
     section = {"runs": []}
     if path.exists() and not a.replace:

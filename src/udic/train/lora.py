@@ -223,6 +223,17 @@ class _Trainer:
         self.log_f.close()
 
 
+def _apply_lambda_overrides(model: UdicModel, cfg: LoraConfig) -> dict:
+    """Replace the overridden rates' λ in the model's config; returns the config as a dict."""
+    overrides = cfg.overrides()
+    if overrides:
+        lambdas = list(model.config.lambdas)
+        for rate, lam in overrides.items():
+            lambdas[rate] = lam
+        model.config = dataclasses.replace(model.config, lambdas=tuple(lambdas))
+    return model.config.to_dict()
+
+
 def train_lora(cfg: LoraConfig, progress: Callable[[str], None] = print) -> Path:
     if cfg.mode == "full":
         return train_full(cfg, progress)
@@ -248,13 +259,7 @@ def train_lora(cfg: LoraConfig, progress: Callable[[str], None] = print) -> Path
             modules[layer].add_lora(rate, int(spec["rank"]), float(spec["alpha"]))
         model.load_state_dict(state["model"])
         progress(f"resumed: rates done {done}, step {step} of the next")
-    overrides = cfg.overrides()
-    if overrides:
-        lambdas = list(model.config.lambdas)
-        for rate, lam in overrides.items():
-            lambdas[rate] = lam
-        model.config = dataclasses.replace(model.config, lambdas=tuple(lambdas))
-        model_config = model.config.to_dict()
+    model_config = _apply_lambda_overrides(model, cfg)
     trainer = _Trainer(cfg, out / "lora_log.csv", progress)
     wall_per_rate: dict[str, float] = dict(state.get("wall_per_rate", {})) if state else {}
     rate_start_wall = float(state.get("rate_start_wall", wall)) if state else 0.0
@@ -304,7 +309,8 @@ def train_full(cfg: LoraConfig, progress: Callable[[str], None] = print) -> Path
     last = out / "last.pt"
     for rate in cfg.rates:
         path = out / f"full-r{rate}.pt"
-        model, model_config = load_base(Path(cfg.base))
+        model, _ = load_base(Path(cfg.base))
+        model_config = _apply_lambda_overrides(model, cfg)  # the same λ as the deltas it is compared with
         model.train()
         step, wall, opt_state = 0, 0.0, None
         if path.exists():
