@@ -13,7 +13,7 @@ from udic import hub, modelfile
 from udic.codec import Codec
 from udic.imageio import LoadedImage
 from udic.models import ModelConfig, UdicModel
-from udic.train.export import load_checkpoint
+from udic.train.export import export, load_checkpoint
 from udic.train.lora import LoraConfig, add_rate_delta, nearest_trained, train_lora
 
 
@@ -109,6 +109,12 @@ def test_progressive_training_keeps_base_and_exports(tmp_path: Path, base: Path,
     assert out.shape == rgb.shape
     plain = Codec(modelfile.load(base), hub.model_id_for_file(base))
     assert plain.encode(image, 2.0).data[30:] != enc.data[30:]
+
+    # The export records how the deltas were made, for the bench's training-cost table.
+    path = export(ckpt, "t", tmp_path / "out", {}, package=False, default=False, description="")
+    loram = modelfile.load(path).metadata["info"]["loram"]
+    assert loram["rates"] == [2, 4] and loram["base_rate"] == 3 and loram["rank"] == 2
+    assert loram["exclude"] == "g_s.linear" and set(loram["wall_per_rate"]) == {"r2", "r4"}
 
 
 def test_resume_continues_the_interrupted_rate(tmp_path: Path, base: Path, train_dir: Path) -> None:

@@ -224,8 +224,9 @@ def render(r: dict) -> str:
     t = r["training"]
     lines = ["## The model family (LoRAM variable rate)", "",
              f"Family `{r['family_id']}` = base `{r['base_id']}` + one low-rank delta per rate "
-             f"(rank {t.get('rank', '?')} on the transforms, {t.get('hyper_rank', '?')} on the hyperprior; "
-             f"rate {t.get('base_rate', '?')} is the base itself). Kodak, {r['images']} images, real files.", "",
+             f"(rank {t.get('rank', '?')} on the transforms, {t.get('hyper_rank', '?')} on the hyperprior"
+             + (f", none on {t['exclude'].replace(',', ' and ')}" if t.get("exclude") else "")
+             + f"; rate {t.get('base_rate', '?')} is the base itself). Kodak, {r['images']} images, real files.", "",
              "| q | family bpp | family dB | base-only bpp | base-only dB |", "|---|---|---|---|---|"]
     for f, b in zip(r["family_rd"], r["base_rd"]):
         lines.append(f"| {f['quality']:g} | {f['bpp']:.4f} | {f['psnr']:.2f} | {b['bpp']:.4f} | {b['psnr']:.2f} |")

@@ -38,12 +38,22 @@ def load_checkpoint(path: Path) -> tuple[UdicModel, dict]:
     return model.eval(), state
 
 
+def loram_info(state: dict) -> dict:
+    """How a LoRA run's deltas were made (the bench's training-cost table reads it)."""
+    cfg = state.get("train_config", {})
+    return {"base_rate": cfg.get("base_rate"), "rank": cfg.get("rank"), "hyper_rank": cfg.get("hyper_rank"),
+            "exclude": cfg.get("exclude", ""), "steps_per_rate": cfg.get("steps_per_rate"),
+            "rates": list(state.get("done", [])), "wall_per_rate": dict(state.get("wall_per_rate", {}))}
+
+
 def export(ckpt: Path, name: str, out_dir: Path, info: dict, package: bool, default: bool, description: str) -> Path:
     model, state = load_checkpoint(ckpt)
     info = dict(info)
     info.setdefault("steps", int(state.get("step", 0)))
     info.setdefault("wall_seconds", float(state.get("wall", 0.0)))
     info.setdefault("train_config", state.get("train_config", {}))
+    if state.get("lora") and "done" in state:
+        info.setdefault("loram", loram_info(state))
     data = modelfile.export_bytes(model, info=info, fp16=True)
     model_id = hub.model_id_for_bytes(data)
     out_dir.mkdir(parents=True, exist_ok=True)
