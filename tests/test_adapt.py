@@ -29,7 +29,7 @@ from udic.codec import Codec, codec_for_file
 from udic.imageio import LoadedImage
 from udic.models import ModelConfig, UdicModel
 
-QUICK = dict(iterations=12, adapter_steps=6, patience=1000, rdoq=False)
+QUICK = dict(iterations=12, adapter_steps=6, patience=1000, rdoq=False, loop_filter=False)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -215,7 +215,7 @@ def test_adapters_rejected_when_they_cost_more(codec: Codec, image: LoadedImage)
     # expensive to send and harmful to the picture.  The gate must throw them away.
     cfg = AdaptConfig.for_effort(
         2, iterations=8, adapter_steps=2, adapter_lr=0.0, init_std=1.0, step=0.5, scale=0.01, patience=1000,
-        rdoq=False,
+        rdoq=False, loop_filter=False,
     )
     res = adapt_encode(codec, image, 3.0, cfg)
     [with_adapters] = [n for n in res.candidates if n.endswith("adapters")]
@@ -227,7 +227,7 @@ def test_adapters_rejected_when_they_cost_more(codec: Codec, image: LoadedImage)
 
 def test_adapters_kept_when_they_pay(codec: Codec, image: LoadedImage) -> None:
     cfg = AdaptConfig.for_effort(2, adapter_lr=0.05, bf16=False, iterations=10, adapter_steps=30, patience=1000,
-                                 rdoq=False)
+                                 rdoq=False, loop_filter=False)
     res = adapt_encode(codec, image, 5.0, cfg)
     assert_clean(codec)
     assert res.chosen == "latents+adapters", res.candidates
@@ -243,7 +243,8 @@ def test_adapters_kept_when_they_pay(codec: Codec, image: LoadedImage) -> None:
 
 
 def test_adapters_without_latent_refinement(codec: Codec, image: LoadedImage) -> None:
-    cfg = AdaptConfig.for_effort(2, iterations=0, adapter_steps=20, adapter_lr=0.05, bf16=False, rdoq=False)
+    cfg = AdaptConfig.for_effort(2, iterations=0, adapter_steps=20, adapter_lr=0.05, bf16=False, rdoq=False,
+                                 loop_filter=False)
     res = adapt_encode(codec, image, 5.0, cfg)
     assert res.iterations == 0 and set(res.candidates) <= {"none", "adapters"}
     assert res.rd_after <= res.rd_before
@@ -254,7 +255,7 @@ def test_adapters_without_latent_refinement(codec: Codec, image: LoadedImage) ->
 def test_tiled_image_adapts_per_tile_with_shared_adapter(codec: Codec) -> None:
     img = loaded(smooth_image(120, 150, seed=9))
     calls: list[tuple[str, int, int, float]] = []
-    cfg = AdaptConfig.for_effort(2, iterations=4, adapter_steps=4, patience=100, rdoq=False)
+    cfg = AdaptConfig.for_effort(2, iterations=4, adapter_steps=4, patience=100, rdoq=False, loop_filter=False)
     res = adapt_encode(codec, img, 3.0, cfg, progress=lambda *a: calls.append(a), tile=64)
     assert_clean(codec)
     header = ctr.parse(res.data).header
@@ -291,9 +292,9 @@ def test_rdoq_only_rounds_towards_zero_and_weighs_distortion(codec: Codec, image
     assert (np.abs(free) <= np.abs(r)).all() and (free != r).sum() > changed.sum()
 
 
-def test_effort_one_is_rdoq_and_never_worse(codec: Codec, image: LoadedImage) -> None:
+def test_effort_one_is_rdoq_and_filter_and_never_worse(codec: Codec, image: LoadedImage) -> None:
     res = adapt_encode(codec, image, 3.0, AdaptConfig.for_effort(1))
-    assert set(res.candidates) == {"none", "rdoq"}
+    assert set(res.candidates) - {"none", "rdoq"} <= {"filter", "rdoq+filter"}
     assert res.iterations == 0 and res.adapter_iterations == 0
     assert res.rd_after <= res.rd_before
     assert res.rd_after == pytest.approx(actual_cost(codec, image, res.data, 3.0), rel=1e-9)
@@ -308,3 +309,18 @@ def test_symbol_bits_match_the_total(codec: Codec, image: LoadedImage) -> None:
     per = codec.y_coder.symbol_bits(r, indexes)
     assert per.shape == r.shape and (per > 0).all()
     assert per.sum() == pytest.approx(codec.y_coder.bits(r, indexes), rel=1e-9, abs=2.0)
+
+
+def test_loop_filter_kept_when_it_pays(codec: Codec, image: LoadedImage) -> None:
+    # No network passes: RDOQ, then the least-squares filter on the best candidate's pixels.
+    res = adapt_encode(codec, image, 3.0, AdaptConfig.for_effort(1))
+    [filtered] = [n for n in res.candidates if n.endswith("filter")]
+    assert res.candidates[filtered] < min(v for n, v in res.candidates.items() if n != filtered)
+    assert res.chosen == filtered
+    assert ctr.parse(res.data).header.flags & ctr.Flags.LOOP_FILTER
+    assert res.rd_after == pytest.approx(actual_cost(codec, image, res.data, 3.0), rel=1e-9)
+
+
+def test_effort_0_sends_no_filter(codec: Codec, image: LoadedImage) -> None:
+    res = adapt_encode(codec, image, 3.0, AdaptConfig.for_effort(0))
+    assert res.chosen == "none" and not ctr.parse(res.data).header.flags & ctr.Flags.LOOP_FILTER

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from . import adapters as adapters_mod
+from . import loopfilter
 from .adapters import DEFAULT_SCALE, DEFAULT_STEP, Adapter, AdapterSet
 from .effort import DEFAULT_EFFORT, MAX_EFFORT, PRESETS, describe_effort  # noqa: F401 (re-exported)
 from .codec import Codec, EncodeResult
@@ -55,6 +56,8 @@ class AdaptConfig:
     tau_max: float = 0.5
     rdoq: bool = True  # rate-distortion optimised rounding of the latents
     rdoq_scales: tuple[float, ...] = (2.0, 3.0)  # distortion weights tried (each one real encode)
+    loop_filter: bool = True  # fit and send a linear filter on the decoded pixels if it pays
+    filter_shapes: tuple[tuple[int, int], ...] = ((1, 8), (3, 8), (5, 8), (1, 10), (3, 10), (5, 10))  # (k, F)
     adapter_steps: int = 0  # adapter optimisation steps (0 = no adapters)
     adapter_lr: float = 0.0
     rank: int = 2
@@ -90,6 +93,7 @@ class AdaptConfig:
             "adapter_steps": adapter_steps,
             "adapter_lr": adapter_lr,
             "rdoq": rdoq,
+            "loop_filter": effort >= 1,
             "patience": max(8, iterations // 5),
         }
         fields.update(overrides)
@@ -209,6 +213,9 @@ class _Candidate:
     encode: EncodeResult
     cost: float
     adapter_bits: int
+    rgb: np.ndarray | None = field(default=None, repr=False)  # the decoded pixels (kept for the best only)
+    latents: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)  # (z symbols, y)
+    adapters: AdapterSet | None = None
 
 
 def _evaluate(
@@ -236,7 +243,7 @@ def _evaluate(
     adapter_bits = 0
     if aset is not None and aset.adapters:
         adapter_bits = 8 * len(adapters_mod.encode_adapters(aset))
-    return _Candidate(name, enc, cost, adapter_bits), y_hat
+    return _Candidate(name, enc, cost, adapter_bits, rgb, (z_symbols, y), aset), y_hat
 
 
 def _masked_mse(x_hat: torch.Tensor, x: torch.Tensor, rows: slice, cols: slice) -> torch.Tensor:
@@ -575,6 +582,43 @@ def _adapter_views(codec: Codec, padded: np.ndarray, y_hat: torch.Tensor, height
     return views
 
 
+# ---- phase 3: loop filter ----------------------------------------------------------------
+
+
+def _fit_loop_filter(codec: Codec, image: LoadedImage, quality: float, lam: float, best: _Candidate,
+                     cfg: AdaptConfig, tile: int) -> _Candidate | None:
+    """The least-squares loop filter on the best candidate's pixels, at the cheapest (k, F).
+
+    No network passes: one Gram matrix, a few small solves and filter applications;
+    the section's exact size decides between shapes, then one real encode confirms.
+    """
+    if best.rgb is None or best.latents is None:
+        return None
+    height, width = image.rgb.shape[:2]
+    pixels = height * width
+    normal = loopfilter.normal_equations(image.rgb, best.rgb, max(k for k, _ in cfg.filter_shapes))
+    base_bits = 8 * len(best.encode.data) + 16  # + tag and length of the new section
+    chosen: tuple[float, loopfilter.LoopFilter] | None = None
+    for k, frac_bits in cfg.filter_shapes:
+        lf = loopfilter.fit(normal, k, frac_bits)
+        if lf.is_identity():
+            continue
+        out = loopfilter.apply(best.rgb, lf)
+        mse = float(np.mean((out.astype(np.float64) - image.rgb.astype(np.float64)) ** 2))
+        cost = (base_bits + 8 * len(loopfilter.encode(lf))) / pixels + lam * mse
+        if chosen is None or cost < chosen[0]:
+            chosen = (cost, lf)
+    if chosen is None or chosen[0] >= best.cost:
+        return None
+    lf = chosen[1]
+    enc = codec.encode(image, quality, best.adapters, latents=best.latents, tile=tile,
+                       effort=best.encode.header.effort, loop_filter=lf)
+    mse = float(np.mean((loopfilter.apply(best.rgb, lf).astype(np.float64) - image.rgb.astype(np.float64)) ** 2))
+    cost = 8 * len(enc.data) / pixels + lam * mse
+    name = "filter" if best.name == "none" else f"{best.name}+filter"
+    return _Candidate(name, enc, cost, best.adapter_bits, None, best.latents, best.adapters)
+
+
 # ---- entry point -------------------------------------------------------------------------
 
 
@@ -607,10 +651,19 @@ def adapt_encode(
     tile = choose_tile(height, width, tile)
     candidates: list[_Candidate] = []
     iterations = adapter_iterations = 0
-    planned = 1 + (config.iterations > 0) + (len(config.rdoq_scales) if config.rdoq else 0) + (config.adapter_steps > 0)
+    planned = (1 + (config.iterations > 0) + (len(config.rdoq_scales) if config.rdoq else 0)
+               + (config.adapter_steps > 0) + config.loop_filter)
+
+    def keep_best_pixels() -> None:
+        """Only the cheapest candidate's pixels are needed (for the loop filter): bounded memory."""
+        best = min(candidates, key=lambda c: c.cost)
+        for c in candidates:
+            if c is not best:
+                c.rgb = None
 
     def report(c: _Candidate) -> None:
         candidates.append(c)
+        keep_best_pixels()
         if progress is not None:
             progress("evaluate", len(candidates), planned, c.cost)
 
@@ -658,6 +711,7 @@ def adapt_encode(
                 best_rdoq = (cand, y_r, y_hat)
         if best_rdoq is not None:
             candidates.append(best_rdoq[0])
+            keep_best_pixels()
             if best_rdoq[0].cost < current.cost:
                 current = _Latents(name, current.z, best_rdoq[1], best_rdoq[2], best_rdoq[0].cost)
     if config.adapter_steps > 0 and time.perf_counter() < deadline:
@@ -676,6 +730,12 @@ def adapt_encode(
     for c in candidates[1:]:  # strictly cheaper only: prefer the simpler file on ties
         if c.cost < best.cost:
             best = c
+    if config.loop_filter and time.perf_counter() < deadline:
+        filtered = _fit_loop_filter(codec, image, quality, lam, best, config, tile)
+        if filtered is not None:
+            report(filtered)
+            if filtered.cost < best.cost:
+                best = filtered
     enc = best.encode
     return AdaptResult(
         data=enc.data,

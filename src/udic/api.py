@@ -185,6 +185,8 @@ class FileInfo:
     tile: int  # tile side in pixels, 0 = coded as one piece
     effort: int  # the encoder's adaptation effort
     adapter_bytes: int
+    loop_filter: bool
+    loop_filter_bytes: int
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -212,6 +214,8 @@ def info(data: bytes) -> FileInfo:
         tile=h.tile_pixels,
         effort=h.effort,
         adapter_bytes=len(cont.sections.get(ctr.Section.ADAPTERS, b"")),
+        loop_filter=bool(h.flags & ctr.Flags.LOOP_FILTER),
+        loop_filter_bytes=len(cont.sections.get(ctr.Section.LOOP_FILTER, b"")),
     )
 
 

@@ -620,15 +620,17 @@ def info(inputs: tuple[str, ...], as_json: bool) -> None:
         if as_json:
             click.echo(json.dumps({"input": src, **fi.to_dict()}))
             continue
-        flags = [n for n, on in (("adapters", fi.adapters), ("alpha", fi.alpha), ("icc", fi.icc)) if on]
+        flags = [n for n, on in (("adapters", fi.adapters), ("loop filter", fi.loop_filter), ("alpha", fi.alpha),
+                                 ("icc", fi.icc)) if on]
         click.echo(f"{name}:")
         click.echo(f"  size        {fi.width}x{fi.height} {fi.colour}")
         click.echo(f"  bytes       {fi.bytes} ({fi.bpp:.4f} bpp)")
         click.echo(f"  model       {fi.model_id}")
         click.echo(f"  quality     {fi.quality:g}")
         click.echo(f"  features    {', '.join(flags) if flags else 'none'}")
-        click.echo(f"  adaptation  effort {fi.effort}" + (f", adapters {fi.adapter_bytes} B" if fi.adapters
-                                                          else ", no adapters"))
+        click.echo(f"  adaptation  effort {fi.effort}"
+                   + (f", adapters {fi.adapter_bytes} B" if fi.adapters else ", no adapters")
+                   + (f", loop filter {fi.loop_filter_bytes} B" if fi.loop_filter else ", no loop filter"))
         click.echo(f"  tiles       {f'{fi.tile}x{fi.tile} px' if fi.tile else 'none (one piece)'}")
         click.echo("  sections    " + ", ".join(f"{k} {v} B" for k, v in fi.sections.items()))
         click.echo(f"  overhead    {fi.overhead_bytes} B (header {fi.header_bytes} B)")

@@ -20,6 +20,7 @@ from PIL import Image
 
 from . import adapters as adapters_mod
 from . import container as ctr
+from . import loopfilter
 from .alpha import decode_alpha, encode_alpha
 from .entropy import IndexedCoder, gaussian_tables, tables_from_matrix
 from .errors import ContainerError, ModelError, UsageError
@@ -208,12 +209,14 @@ class Codec:
         effort: int = 0,
         progress: TileProgress | None = None,
         keep_latents: bool = False,
+        loop_filter: loopfilter.LoopFilter | None = None,
     ) -> EncodeResult:
         """Compress ``image``.  ``latents`` (z symbols, y) lets adaptation supply refined ones.
 
         ``tile``: pixels per tile side (0 = whole image, ``None`` = automatic, tiled
         above AUTO_TILE_PIXELS); ``effort`` is recorded in the header for ``udic info``;
-        ``keep_latents`` returns the decoder's ŷ in the result.
+        ``keep_latents`` returns the decoder's ŷ in the result; ``loop_filter`` is sent
+        for the decoder to apply to its output (spec §8).
         """
         t0 = time.perf_counter()
         rate = self._rate_from_quality(quality)
@@ -238,6 +241,9 @@ class Codec:
         if adapter_set is not None and adapter_set.adapters:
             flags |= ctr.Flags.ADAPTERS
             sections[ctr.Section.ADAPTERS] = adapters_mod.encode_adapters(adapter_set)
+        if loop_filter is not None and not loop_filter.is_identity():
+            flags |= ctr.Flags.LOOP_FILTER
+            sections[ctr.Section.LOOP_FILTER] = loopfilter.encode(loop_filter)
         if image.alpha is not None:
             flags |= ctr.Flags.ALPHA
             sections[ctr.Section.ALPHA] = encode_alpha(image.alpha)
@@ -326,6 +332,8 @@ class Codec:
             adapter_set = adapters_mod.decode_adapters(cont.sections[ctr.Section.ADAPTERS], channels)
         rgb = self.synthesise(y_hat, header.quality, adapter_set, tile=header.tile_pixels, progress=progress)
         rgb = crop(rgb, header.height, header.width)
+        if ctr.Section.LOOP_FILTER in cont.sections:
+            rgb = loopfilter.apply(rgb, loopfilter.decode(cont.sections[ctr.Section.LOOP_FILTER]))
         alpha = None
         if ctr.Section.ALPHA in cont.sections:
             alpha = decode_alpha(cont.sections[ctr.Section.ALPHA], header.height, header.width)

@@ -15,8 +15,8 @@ from enum import IntEnum, IntFlag
 from .errors import ContainerError
 
 MAGIC = b"UDIC"
-VERSION = 2  # written; version 1 files (no tile/effort fields) are still read
-READABLE_VERSIONS = (1, 2)
+VERSION = 3  # written; versions 1 (no tile/effort fields) and 2 (no loop filter) are still read
+READABLE_VERSIONS = (1, 2, 3)
 TILE_UNIT = 64  # the tile field counts pixels in these units
 MAX_DIMENSION = 1 << 20
 DEFAULT_MAX_PIXELS = 64_000_000  # the same limit as imageio.DEFAULT_MAX_PIXELS for inputs
@@ -31,6 +31,12 @@ class Flags(IntFlag):
     ADAPTERS = 1
     ALPHA = 2
     ICC = 4
+    LOOP_FILTER = 8  # since version 3
+
+
+def allowed_flags(version: int) -> int:
+    """The flag bits a file of this version may set (the others are reserved, must be 0)."""
+    return 0x0F if version >= 3 else 0x07
 
 
 class Section(IntEnum):
@@ -39,12 +45,14 @@ class Section(IntEnum):
     ADAPTERS = 3
     ALPHA = 4
     ICC = 5
+    LOOP_FILTER = 6
 
 
 _FLAG_FOR_SECTION = {
     Section.ADAPTERS: Flags.ADAPTERS,
     Section.ALPHA: Flags.ALPHA,
     Section.ICC: Flags.ICC,
+    Section.LOOP_FILTER: Flags.LOOP_FILTER,
 }
 
 
@@ -278,7 +286,7 @@ def parse_with_layout(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tupl
     if colour not in (0, 1):
         raise ContainerError(f"invalid colour mode {colour}")
     flags = int(values["flags"])  # type: ignore[arg-type]
-    if flags & ~0x07:
+    if flags & ~allowed_flags(version):
         raise ContainerError("reserved flag bits are set")
     header = Header(
         width=width,

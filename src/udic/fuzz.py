@@ -162,9 +162,10 @@ def _srgb_icc() -> bytes:
 
 
 def make_seeds(codec) -> list[Seed]:
-    """Valid files at several qualities, with and without alpha, ICC and adapters."""
+    """Valid files at several qualities, with and without alpha, ICC, adapters and a loop filter."""
     from .adapters import Adapter, AdapterSet
     from .imageio import LoadedImage
+    from .loopfilter import LoopFilter
 
     rng = np.random.default_rng(7)
     top = codec.max_quality
@@ -182,21 +183,30 @@ def make_seeds(codec) -> list[Seed]:
         out[0].down[0, 0] = 40  # an escaped weight
         return AdapterSet(adapters=out)
 
-    plans: list[tuple[str, LoadedImage, float, object]] = [
-        ("rgb-40x56-q3", LoadedImage(_smooth(40, 56, 1), "RGB", None, None), 3.0, None),
-        ("rgb-16x16-q0", LoadedImage(_smooth(16, 16, 2), "RGB", None, None), 0.0, None),
-        ("rgb-1x1-qmax", LoadedImage(_smooth(1, 1, 3), "RGB", None, None), top, None),
-        ("rgb-70x130-q2.5", LoadedImage(_smooth(70, 130, 4), "RGB", None, None), min(2.5, top), None),
-        ("gray-24x33-q1", LoadedImage(np.repeat(_smooth(24, 33, 5)[..., :1], 3, axis=2), "L", None, None), 1.0, None),
-        ("rgba-ramp-q2", LoadedImage(_smooth(20, 30, 6), "RGB", ramp, None), min(2.0, top), None),
-        ("rgba-mask-q4", LoadedImage(_smooth(20, 30, 7), "RGB", mask, None), min(4.0, top), None),
-        ("icc-16x20-q3", LoadedImage(_smooth(16, 20, 8), "RGB", None, icc), 3.0, None),
-        ("adapters-24x24-q2", LoadedImage(_smooth(24, 24, 9), "RGB", None, None), min(2.0, top), adapters()),
-        ("all-20x30-q3.5", LoadedImage(_smooth(20, 30, 10), "RGB", ramp, icc), min(3.5, top), adapters(1)),
+    def loop_filter(k: int) -> LoopFilter:
+        taps = rng.integers(-20, 21, (3, 3 * (k * k - 1)))
+        if taps.size:
+            taps[0, 0] = 5000  # an escaped coefficient
+        return LoopFilter(k=k, frac_bits=8, taps=taps, gains=rng.integers(-9, 10, (3, 3)),
+                          bias=rng.integers(-900, 901, 3))
+
+    plans: list[tuple[str, LoadedImage, float, object, object]] = [
+        ("rgb-40x56-q3", LoadedImage(_smooth(40, 56, 1), "RGB", None, None), 3.0, None, None),
+        ("rgb-16x16-q0", LoadedImage(_smooth(16, 16, 2), "RGB", None, None), 0.0, None, None),
+        ("rgb-1x1-qmax", LoadedImage(_smooth(1, 1, 3), "RGB", None, None), top, None, None),
+        ("rgb-70x130-q2.5", LoadedImage(_smooth(70, 130, 4), "RGB", None, None), min(2.5, top), None, None),
+        ("gray-24x33-q1", LoadedImage(np.repeat(_smooth(24, 33, 5)[..., :1], 3, axis=2), "L", None, None), 1.0, None, None),
+        ("rgba-ramp-q2", LoadedImage(_smooth(20, 30, 6), "RGB", ramp, None), min(2.0, top), None, None),
+        ("rgba-mask-q4", LoadedImage(_smooth(20, 30, 7), "RGB", mask, None), min(4.0, top), None, None),
+        ("icc-16x20-q3", LoadedImage(_smooth(16, 20, 8), "RGB", None, icc), 3.0, None, None),
+        ("adapters-24x24-q2", LoadedImage(_smooth(24, 24, 9), "RGB", None, None), min(2.0, top), adapters(), None),
+        ("filter-24x40-q1", LoadedImage(_smooth(24, 40, 11), "RGB", None, None), 1.0, None, loop_filter(5)),
+        ("all-20x30-q3.5", LoadedImage(_smooth(20, 30, 10), "RGB", ramp, icc), min(3.5, top), adapters(1),
+         loop_filter(3)),
     ]
     seeds = []
-    for name, image, quality, aset in plans:
-        data = codec.encode(image, quality, adapter_set=aset).data
+    for name, image, quality, aset, lf in plans:
+        data = codec.encode(image, quality, adapter_set=aset, loop_filter=lf).data
         seeds.append(Seed(name, data, np.asarray(codec.decode(data).image)))
     return seeds
 
