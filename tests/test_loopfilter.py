@@ -114,3 +114,23 @@ def test_codec_sends_and_applies_the_filter(tiny_codec: Codec) -> None:
     assert cont.header.flags & ctr.Flags.LOOP_FILTER and cont.header.version == 3
     base = np.asarray(tiny_codec.decode(plain.data).image)
     assert np.array_equal(np.asarray(tiny_codec.decode(enc.data).image), loopfilter.apply(base, lf))
+
+
+def test_band_errors_equal_the_whole_image_filter() -> None:
+    rng = np.random.default_rng(4)
+    decoded = rng.integers(0, 256, (300, 20, 3)).astype(np.uint8)
+    original = rng.integers(0, 256, (300, 20, 3)).astype(np.uint8)
+    lf = _random_filter(5, 8, seed=1)
+    full = loopfilter.apply(decoded, lf).astype(np.float64) - original
+    for bands in ([(128, 256)], [(0, 128), (256, 300)], loopfilter.sample_bands(300, 20)):
+        sse, pixels = loopfilter.squared_error(original, decoded, lf, bands)
+        rows = np.concatenate([np.arange(a, b) for a, b in bands])
+        assert sse == pytest.approx(float(np.sum(full[rows] ** 2)), rel=1e-12)
+        assert pixels == len(rows) * 20
+    assert loopfilter.sample_bands(300, 20) == [(0, 128), (128, 256), (256, 300)]
+
+
+def test_huge_images_are_fitted_on_a_spread_sample() -> None:
+    bands = loopfilter.sample_bands(8000, 6000)
+    assert bands[0][0] == 0 and bands[-1][1] == 8000
+    assert sum(b - a for a, b in bands) * 6000 <= 4_000_000 + 128 * 6000

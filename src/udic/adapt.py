@@ -597,18 +597,21 @@ def _fit_loop_filter(codec: Codec, image: LoadedImage, quality: float, lam: floa
     height, width = image.rgb.shape[:2]
     pixels = height * width
     normal = loopfilter.normal_equations(image.rgb, best.rgb, max(k for k, _ in cfg.filter_shapes))
+    # Shapes are compared on the fitted rows (all of them, or a sample of a huge image).
+    bands = loopfilter.sample_bands(height, width)
+    sse, n = loopfilter.squared_error(image.rgb, best.rgb, None, bands)
     base_bits = 8 * len(best.encode.data) + 16  # + tag and length of the new section
     chosen: tuple[float, loopfilter.LoopFilter] | None = None
     for k, frac_bits in cfg.filter_shapes:
         lf = loopfilter.fit(normal, k, frac_bits)
         if lf.is_identity():
             continue
-        out = loopfilter.apply(best.rgb, lf)
-        mse = float(np.mean((out.astype(np.float64) - image.rgb.astype(np.float64)) ** 2))
-        cost = (base_bits + 8 * len(loopfilter.encode(lf))) / pixels + lam * mse
-        if chosen is None or cost < chosen[0]:
-            chosen = (cost, lf)
-    if chosen is None or chosen[0] >= best.cost:
+        sse_k, _ = loopfilter.squared_error(image.rgb, best.rgb, lf, bands)
+        bits = 8 * len(loopfilter.encode(lf)) / pixels
+        if sse_k / n / 3 * lam + bits < sse / n / 3 * lam and (chosen is None or
+                                                                  sse_k / n / 3 * lam + bits < chosen[0]):
+            chosen = (sse_k / n / 3 * lam + bits, lf)
+    if chosen is None:
         return None
     lf = chosen[1]
     enc = codec.encode(image, quality, best.adapters, latents=best.latents, tile=tile,

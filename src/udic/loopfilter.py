@@ -117,6 +117,35 @@ def _columns(k_big: int, k: int) -> list[int]:
     return cols + [3 * n_taps + j for j in range(4)]
 
 
+def sample_bands(height: int, width: int) -> list[tuple[int, int]]:
+    """Row bands [top, bottom) the encoder fits and compares filters on: all of them, or on
+    a huge image about _FIT_PIXELS worth, evenly spread (a fair sample at bounded cost)."""
+    tops = list(range(0, height, _BAND_ROWS))
+    keep = max(1, min(len(tops), _FIT_PIXELS // max(1, _BAND_ROWS * width)))
+    if keep < len(tops):
+        tops = [tops[i] for i in np.linspace(0, len(tops) - 1, keep).round().astype(int)]
+    return [(top, min(height, top + _BAND_ROWS)) for top in tops]
+
+
+def squared_error(original: np.ndarray, decoded: np.ndarray, lf: LoopFilter | None,
+                  bands: list[tuple[int, int]]) -> tuple[float, int]:
+    """(sum of squared errors, pixels) of the filtered image over ``bands``, exactly as
+    :func:`apply` would filter those rows of the whole image."""
+    h = decoded.shape[0]
+    r = 0 if lf is None else lf.k // 2
+    sse, pixels = 0.0, 0
+    for top, bottom in bands:
+        lo, hi = max(0, top - r), min(h, bottom + r)
+        piece = decoded[lo:hi] if lf is None else apply(decoded[lo:hi], lf)
+        # Rows beyond the image are replicated by apply as by the whole-image filter; rows
+        # inside it come from the context read here, so the band's output is the same.
+        out = piece[top - lo : top - lo + (bottom - top)]
+        diff = out.astype(np.float64) - original[top:bottom].astype(np.float64)
+        sse += float(np.sum(diff * diff))
+        pixels += diff.shape[0] * diff.shape[1]
+    return sse, pixels
+
+
 def normal_equations(original: np.ndarray, decoded: np.ndarray, k: int = max(ALLOWED_TAPS)) -> Normal:
     """Gram matrix and cross terms of the k×k difference features (float64, encoder only)."""
     h, w, _ = decoded.shape
@@ -125,13 +154,9 @@ def normal_equations(original: np.ndarray, decoded: np.ndarray, k: int = max(ALL
     n = 3 * (k * k - 1) + 4
     gram = np.zeros((n, n))
     cross = np.zeros((n, 3))
-    bands = list(range(0, h, _BAND_ROWS))
-    keep = max(1, min(len(bands), _FIT_PIXELS // max(1, _BAND_ROWS * w)))
-    if keep < len(bands):  # huge image: evenly spread bands are a fair sample
-        bands = [bands[i] for i in np.linspace(0, len(bands) - 1, keep).round().astype(int)]
+    bands = sample_bands(h, w)
     pixels = 0
-    for top in bands:
-        bottom = min(h, top + _BAND_ROWS)
+    for top, bottom in bands:
         m = (bottom - top) * w
         centre = decoded[top:bottom].reshape(m, 3).astype(np.float64)
         feats = np.empty((m, n))
