@@ -14,6 +14,7 @@ def test_every_level_has_a_preset_and_more_effort_never_does_less() -> None:
 
 def test_descriptions_name_the_steps() -> None:
     assert describe_effort(0) == "no adaptation"
-    assert describe_effort(1) == "RDOQ"
+    assert describe_effort(1) == "RDOQ + loop filter"
     iterations, _, adapter_steps, _, _ = PRESETS[MAX_EFFORT]
-    assert describe_effort(MAX_EFFORT) == f"{iterations} SGA steps + RDOQ + a {adapter_steps}-step rank-2 adapter"
+    assert describe_effort(MAX_EFFORT) == (f"{iterations} SGA steps + RDOQ + a {adapter_steps}-step rank-2 adapter"
+                                           " + loop filter")

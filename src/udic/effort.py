@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 MAX_EFFORT = 5
-DEFAULT_EFFORT = 1  # RDOQ only: a few seconds, never worse (the CLI's default too)
+DEFAULT_EFFORT = 1  # RDOQ + loop filter: no network passes, a few seconds, never worse (the CLI's default too)
 
 # effort → (latent iterations, latent lr, adapter steps, adapter lr, RDOQ).  Few passes
 # with a high, exponentially decaying lr keep most of the gain of the long GPU
@@ -25,5 +25,5 @@ def describe_effort(effort: int) -> str:
     """One line on what an effort level does, for help texts and reports."""
     iterations, _, adapter_steps, _, rdoq = PRESETS[effort]
     parts = ([f"{iterations} SGA steps"] if iterations else []) + (["RDOQ"] if rdoq else []) + (
-        [f"a {adapter_steps}-step rank-2 adapter"] if adapter_steps else [])
+        [f"a {adapter_steps}-step rank-2 adapter"] if adapter_steps else []) + (["loop filter"] if effort >= 1 else [])
     return " + ".join(parts) if parts else "no adaptation"

@@ -105,7 +105,8 @@ def render(section: dict) -> str:
              "BD-rate of adaptive udic against the same model without adaptation (effort 0), per domain; "
              "negative = fewer bits at equal PSNR. Real files and real decodes throughout. RDOQ is "
              "rate-distortion optimised rounding (no network passes); SGA refines the latents through "
-             "the frozen decoder; the adapter is fitted after them and kept only if it pays for its bits.", ""]
+             "the frozen decoder; the adapter is fitted after them; the loop filter (a least-squares linear "
+             "filter on the decoded pixels, spec §8) comes last. Each is kept only if it pays for its bits.", ""]
     for run in section["runs"]:
         presets = run.get("presets") or {"1": "RDOQ", "2": "20 SGA steps + RDOQ + a 20-step rank-2 adapter",
                                          "3": "60 SGA steps + RDOQ + a 40-step rank-2 adapter"}
