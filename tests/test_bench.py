@@ -33,9 +33,11 @@ def test_bench_writes_report_and_reuses_anchor_cache(tmp_path: Path, tiny_cache,
     assert bench.main(args) == 0
     report = json.loads((out / "report.json").read_text())
     rows = report["per_rate"]["kodak"]
-    assert [r["quality"] for r in rows] == [0.0, 2.0, 4.0, 5.0]
+    # Effort 0 and the default effort, each a curve of its own.
+    assert [(r["effort"], r["quality"]) for r in rows] == [(e, q) for e in (0, 1) for q in (0.0, 2.0, 4.0, 5.0)]
     assert all(r["bpp"] > 0 and r["decode_s"] > 0 and r["encode_s"] > 0 for r in rows)
-    assert rows[-1]["bpp"] > rows[0]["bpp"]
+    assert rows[3]["bpp"] > rows[0]["bpp"]
+    assert {c["codec"] for c in report["curves"]} == {"jpeg", "udic", "udic-e1"}
     assert set(report["images"]) == {"kodak", "comic"}
     md = (out / "report.md").read_text()
     assert "## kodak (2 images): udic per rate" in md and "## comic (2 images)" in md
@@ -51,8 +53,9 @@ def test_summary_table_of_udic_against_each_anchor() -> None:
 
     jpeg = {"domain": "kodak", "codec": "jpeg", "bpp": [0.25, 0.5, 1.0, 2.0], "psnr": [26.0, 28.0, 30.0, 32.0]}
     udic = {"domain": "kodak", "codec": "udic", "bpp": [0.125, 0.25, 0.5, 1.0], "psnr": [26.0, 28.0, 30.0, 32.0]}
-    lines = udic_against_anchors([jpeg, udic, {**udic, "domain": "comic"}])
-    assert "| domain | jpeg |" in lines
-    assert "| kodak | -50.0 % |" in lines
-    assert "| comic | – |" in lines  # no JPEG curve on that domain
+    adaptive = {**udic, "codec": "udic-e1", "bpp": [0.0625, 0.125, 0.25, 0.5]}
+    lines = udic_against_anchors([jpeg, adaptive, udic, {**udic, "domain": "comic"}])
+    assert "| domain | udic | jpeg |" in lines
+    assert lines.index("| kodak | udic | -50.0 % |") + 1 == lines.index("| kodak | udic-e1 | -75.0 % |")
+    assert "| comic | udic | – |" in lines  # no JPEG curve on that domain
     assert udic_against_anchors([jpeg]) == []

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from . import api
+from .effort import DEFAULT_EFFORT, describe_effort
 from .compare import CompareResult, RDPoint, average_curves, bd_table, collect_images, plot_rd, run_sweep
 from .imageio import load_image
 from .metrics import ms_ssim_rgb, psnr_rgb
@@ -50,8 +51,13 @@ def pick_images(folder: Path, limit: int) -> list[Path]:
     return images
 
 
+def udic_name(effort: int) -> str:
+    """The curve name of udic at an effort: "udic" without adaptation, "udic-e1" … with it."""
+    return "udic" if effort == 0 else f"udic-e{effort}"
+
+
 def measure_udic(domain: str, images: list[Path], qualities: list[float], model: str | None,
-                 progress: bool) -> tuple[list[RDPoint], list[dict]]:
+                 progress: bool, effort: int = 0) -> tuple[list[RDPoint], list[dict]]:
     codec = api.get_codec(model, progress=progress)
     points: list[RDPoint] = []
     timings: list[dict] = []
@@ -63,7 +69,7 @@ def measure_udic(domain: str, images: list[Path], qualities: list[float], model:
         pixels = ref.shape[0] * ref.shape[1]
         for q in qualities:
             t0 = time.perf_counter()
-            enc = codec.encode(loaded, q)
+            enc = api.encode_with(codec, loaded, q, effort)
             t1 = time.perf_counter()
             dec = codec.decode(enc.data)
             t2 = time.perf_counter()
@@ -73,13 +79,13 @@ def measure_udic(domain: str, images: list[Path], qualities: list[float], model:
                 ms = ms_ssim_rgb(ref, out)
             except ValueError:
                 ms = float("nan")
-            points.append(RDPoint("udic", image.name, len(enc.data), 8 * len(enc.data) / pixels, psnr, ms,
+            points.append(RDPoint(udic_name(effort), image.name, len(enc.data), 8 * len(enc.data) / pixels, psnr, ms,
                                   image=str(image), domain=domain, quality=q))
-            timings.append({"image": image.name, "quality": q, "pixels": pixels,
+            timings.append({"image": image.name, "quality": q, "pixels": pixels, "effort": effort,
                             "encode_s": t1 - t0, "decode_s": t2 - t1})
             done += 1
             if progress:
-                print(f"\r  udic {domain}: {done}/{total}", end="", file=sys.stderr, flush=True)
+                print(f"\r  {udic_name(effort)} {domain}: {done}/{total}", end="", file=sys.stderr, flush=True)
     if progress:
         print(file=sys.stderr)
     return points, timings
@@ -120,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--codecs", default=",".join(ANCHOR_CODECS), help="anchor codecs")
     p.add_argument("--qualities", default=",".join(str(q) for q in api.DEFAULT_QUALITIES))
     p.add_argument("--model", default=None)
+    p.add_argument("--efforts", default=f"0,{DEFAULT_EFFORT}",
+                   help="udic's adaptation efforts to measure, each its own curve (0 = none; the default)")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--refresh-anchors", action="store_true")
@@ -184,12 +192,15 @@ def main(argv: list[str] | None = None) -> int:
     # ---- udic ----------------------------------------------------------------------------
     qualities = [float(q) for q in a.qualities.split(",")]
     api.get_codec(a.model, progress=progress)  # load (and report) the model once, up front
+    efforts = [int(e) for e in a.efforts.split(",") if e]
     udic_points: list[RDPoint] = []
     timings: dict[str, list[dict]] = {}
     for name, imgs in dirs_images.items():
-        pts, tim = measure_udic(name, imgs, qualities, a.model, progress)
-        udic_points.extend(pts)
-        timings[name] = tim
+        timings[name] = []
+        for effort in efforts:
+            pts, tim = measure_udic(name, imgs, qualities, a.model, progress, effort)
+            udic_points.extend(pts)
+            timings[name].extend(tim)
 
     points = anchor_points + udic_points
     counts = {name: len(imgs) for name, imgs in dirs_images.items()}
@@ -201,18 +212,21 @@ def main(argv: list[str] | None = None) -> int:
     per_rate: dict[str, list[dict]] = {}
     for name in dirs_images:
         rows = []
-        for q in qualities:
-            sel = [pt for pt in udic_points if pt.domain == name and pt.quality == q]
-            tim = [t for t in timings[name] if t["quality"] == q]
-            rows.append({
-                "quality": q,
-                "bpp": float(np.mean([pt.bpp for pt in sel])),
-                "psnr": float(np.mean([pt.psnr for pt in sel])),
-                "ms_ssim": float(np.nanmean([pt.ms_ssim for pt in sel])),
-                "encode_s": float(np.mean([t["encode_s"] for t in tim])),
-                "decode_s": float(np.mean([t["decode_s"] for t in tim])),
-                "megapixels": float(np.mean([t["pixels"] for t in tim])) / 1e6,
-            })
+        for effort in efforts:
+            for q in qualities:
+                sel = [pt for pt in udic_points
+                       if pt.domain == name and pt.quality == q and pt.codec == udic_name(effort)]
+                tim = [t for t in timings[name] if t["quality"] == q and t["effort"] == effort]
+                rows.append({
+                    "effort": effort,
+                    "quality": q,
+                    "bpp": float(np.mean([pt.bpp for pt in sel])),
+                    "psnr": float(np.mean([pt.psnr for pt in sel])),
+                    "ms_ssim": float(np.nanmean([pt.ms_ssim for pt in sel])),
+                    "encode_s": float(np.mean([t["encode_s"] for t in tim])),
+                    "decode_s": float(np.mean([t["decode_s"] for t in tim])),
+                    "megapixels": float(np.mean([t["pixels"] for t in tim])) / 1e6,
+                })
         per_rate[name] = rows
 
     plots = {}
@@ -253,21 +267,26 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def udic_against_anchors(curves: list[dict]) -> list[str]:
-    """One table: udic's BD-rate against every anchor, per domain (non-adaptive udic)."""
+    """One table: udic's BD-rate against every anchor, per domain and measured effort."""
     from .metrics import bd_rate
 
     domains = list(dict.fromkeys(c["domain"] for c in curves))
     anchors = [a for a in ANCHOR_CODECS if any(c["codec"] == a for c in curves)]
-    if not anchors or not any(c["codec"] == "udic" for c in curves):
+    variants = sorted({c["codec"] for c in curves if c["codec"] == "udic" or c["codec"].startswith("udic-e")},
+                      key=lambda v: (v != "udic", v))
+    if not anchors or not variants:
         return []
     lines = ["## Summary: udic's BD-rate against each anchor", "",
              "Positive = udic needs that many % more bits than the anchor at equal PSNR (– = not measured "
-             "on that domain).", "", "| domain | " + " | ".join(anchors) + " |", "|---" * (len(anchors) + 1) + "|"]
-    for d in domains:
-        ours = next((c for c in curves if c["domain"] == d and c["codec"] == "udic"), None)
+             "on that domain). `udic` is without per-image adaptation (`--effort 0`); `udic-eN` is "
+             "`--effort N` (the CLI's default is "
+             f"{DEFAULT_EFFORT}: {describe_effort(DEFAULT_EFFORT)}).", "",
+             "| domain | udic | " + " | ".join(anchors) + " |", "|---" * (len(anchors) + 2) + "|"]
+    for d, variant in ((d, v) for d in domains for v in variants):
+        ours = next((c for c in curves if c["domain"] == d and c["codec"] == variant), None)
         if ours is None:
             continue
-        cells = []
+        cells = [variant]
         for a in anchors:
             ref = next((c for c in curves if c["domain"] == d and c["codec"] == a), None)
             try:
@@ -291,7 +310,8 @@ def render_markdown(r: dict, plots: dict[str, str], sections: Path | None = None
         f"Model `{r['model']['id']}` ({r['model']['file']}, {r['model']['bytes'] / 1e6:.1f} MB)"
         + (f", trained {r['model']['info'].get('steps', 0)} steps in "
            f"{r['model']['info'].get('wall_seconds', 0) / 3600:.2f} h on this CPU" if r["model"]["info"] else "")
-        + ". udic is measured without per-image adaptation (`--effort 0`).",
+        + ". udic is measured without per-image adaptation (`udic`, `--effort 0`) and at the efforts "
+          "listed as `udic-eN`.",
         "",
         "bpp counts every byte of the .udic file (header, sections, checksums). PSNR is RGB, 8-bit, "
         "averaged per image; curves average bpp and PSNR per quality setting over a domain.",
@@ -300,10 +320,11 @@ def render_markdown(r: dict, plots: dict[str, str], sections: Path | None = None
     lines += udic_against_anchors(r["curves"])
     for name, rows in r["per_rate"].items():
         lines += [f"## {name} ({r['images'][name]} images): udic per rate", "",
-                  "| q | bpp | PSNR dB | MS-SSIM | encode s | decode s | MP |", "|---|---|---|---|---|---|---|"]
+                  "| effort | q | bpp | PSNR dB | MS-SSIM | encode s | decode s | MP |",
+                  "|---|---|---|---|---|---|---|---|"]
         for row in rows:
             lines.append(
-                f"| {row['quality']:g} | {row['bpp']:.4f} | {row['psnr']:.2f} | {_fmt(row['ms_ssim'], '.4f')} | "
+                f"| {row.get('effort', 0)} | {row['quality']:g} | {row['bpp']:.4f} | {row['psnr']:.2f} | {_fmt(row['ms_ssim'], '.4f')} | "
                 f"{row['encode_s']:.2f} | {row['decode_s']:.2f} | {row['megapixels']:.2f} |"
             )
         lines.append("")
