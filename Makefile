@@ -28,14 +28,16 @@ test: install
 # adaptation, huge images, robustness).  Hours on 2 cores; each part also runs alone.
 BENCH_IMAGES ?= 6
 bench: install
-	$(PY) -m udic.benchmarks.family --out bench --base udic-hp-base
+	$(PY) -m udic.benchmarks.family --out bench --base udic-hp-narrow-base
 	$(PY) -m udic.benchmarks.adaptation --out bench --images 3 --efforts 0,1,2
 	$(PY) -m udic.benchmarks.huge --out bench
 	$(PY) -m udic.benchmarks.robustness --out bench
 	$(PY) -m udic.bench --out bench --max-images $(BENCH_IMAGES)
+	$(PY) -m udic.train.longrun --run docs/training/base-narrow --run docs/training/base-v1
 
-# Train (or resume) the base model in the background-friendly way; see docs/training.md.
-TRAIN_ARGS ?= --out runs/base --steps 18000
+# Train (or resume) a base model with the chosen recipe (base-narrow's); see docs/training.md.
+TRAIN_ARGS ?= --out runs/base --N 64 --M 128 --steps 22000 --big-crop-from 1.0 \
+	--lambdas 0.00035,0.00094,0.00251,0.00673,0.018,0.0483
 train: install
 	$(PY) -m udic.train $(TRAIN_ARGS)
 
