@@ -74,27 +74,41 @@ def _band_features(padded: np.ndarray, top: int, bottom: int, width: int, k: int
 
 
 def apply(decoded: np.ndarray, lf: LoopFilter) -> np.ndarray:
-    """The filter of spec §8 on an (H, W, 3) uint8 image, in exact integer arithmetic."""
+    """The filter of spec §8 on an (H, W, 3) uint8 image, exactly.
+
+    Computed as a float64 matrix product per band of rows: every operand is an integer
+    (|coefficient| < 2^24, |feature| ≤ 255) and every partial sum stays below 2^40, far
+    inside float64's exact-integer range, so any summation order (any BLAS, any thread
+    count) gives the same integers as the formula.
+    """
     h, w, _ = decoded.shape
     r = lf.k // 2
     padded = np.pad(decoded, ((r, r), (r, r), (0, 0)), mode="edge") if r else decoded
     out = np.empty_like(decoded)
-    taps = lf.taps.astype(np.int64)
-    gains = lf.gains.astype(np.int64)
-    half = 1 << (lf.frac_bits - 1)
+    n_taps = lf.taps.shape[1]
+    weights = np.concatenate([lf.taps, lf.gains, lf.bias[:, None]], axis=1).T.astype(np.float64)  # (n, 3)
+    half = float(1 << (lf.frac_bits - 1))
+    scale = float(1 << lf.frac_bits)
     for top in range(0, h, _BAND_ROWS):
         bottom = min(h, top + _BAND_ROWS)
-        centre = decoded[top:bottom].astype(np.int64)
-        acc = np.empty((3, bottom - top, w), dtype=np.int64)
-        for c in range(3):
-            acc[c] = (centre[..., c] << lf.frac_bits) + int(lf.bias[c]) + half
-            for j in range(3):
-                acc[c] += int(gains[c, j]) * centre[..., j]
-        for i, f in enumerate(_band_features(padded, top, bottom, w, lf.k, r) if r else []):
-            for c in range(3):
-                if taps[c, i]:
-                    acc[c] += int(taps[c, i]) * f
-        out[top:bottom] = np.clip(acc >> lf.frac_bits, 0, 255).transpose(1, 2, 0).astype(np.uint8)
+        m = (bottom - top) * w
+        # Channel-first float copy of the band with its r-pixel frame: each feature is one
+        # subtraction of two views (exact: small integers).
+        band = np.ascontiguousarray(padded[top : bottom + 2 * r].transpose(2, 0, 1), dtype=np.float64)
+        centre = band[:, r : r + bottom - top, r : r + w]  # (3, rows, w)
+        feats = np.empty((n_taps + 4, bottom - top, w))
+        i = 0
+        for j in range(3):
+            for dy, dx in _offsets(lf.k):
+                np.subtract(band[j, r + dy : r + dy + bottom - top, r + dx : r + dx + w], centre[j], out=feats[i])
+                i += 1
+        feats[n_taps : n_taps + 3] = centre
+        feats = feats.reshape(n_taps + 4, m)
+        centre = centre.reshape(3, m)
+        feats[n_taps + 3] = 1.0
+        acc = weights.T @ feats + centre * scale + half  # (3, m), exact integers
+        q = np.floor(acc / scale)  # = acc >> F: division by a power of two is exact
+        out[top:bottom] = np.clip(q, 0, 255).T.reshape(bottom - top, w, 3).astype(np.uint8)
     return out
 
 
