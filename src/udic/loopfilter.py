@@ -32,7 +32,8 @@ ALLOWED_TAPS = (1, 3, 5)
 MIN_FRAC_BITS, MAX_FRAC_BITS = 4, 14
 _SCALE_UNIT = 16  # group scales are stored in 1/16 units
 _MAX_SCALE_Q = 16 * 1024  # bounds the coding table (≈ 21·scale entries)
-_BAND_ROWS = 128  # rows per band: bounded memory on huge images
+_BAND_ROWS = 128  # rows per band of the fit: bounded memory on huge images
+_APPLY_ROWS = 8  # rows per band of the filter: its features stay in cache (1.6x faster than 128)
 _FIT_PIXELS = 4_000_000  # the fit reads at most about this many pixels (evenly spread bands)
 
 
@@ -89,8 +90,8 @@ def apply(decoded: np.ndarray, lf: LoopFilter) -> np.ndarray:
     weights = np.concatenate([lf.taps, lf.gains, lf.bias[:, None]], axis=1).T.astype(np.float64)  # (n, 3)
     half = float(1 << (lf.frac_bits - 1))
     scale = float(1 << lf.frac_bits)
-    for top in range(0, h, _BAND_ROWS):
-        bottom = min(h, top + _BAND_ROWS)
+    for top in range(0, h, _APPLY_ROWS):
+        bottom = min(h, top + _APPLY_ROWS)
         m = (bottom - top) * w
         # Channel-first float copy of the band with its r-pixel frame: each feature is one
         # subtraction of two views (exact: small integers).
