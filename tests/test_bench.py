@@ -59,3 +59,14 @@ def test_summary_table_of_udic_against_each_anchor() -> None:
     assert lines.index("| kodak | udic | -50.0 % |") + 1 == lines.index("| kodak | udic-e1 | -75.0 % |")
     assert "| comic | udic | – |" in lines  # no JPEG curve on that domain
     assert udic_against_anchors([jpeg]) == []
+
+
+def test_report_says_how_the_model_was_trained() -> None:
+    from udic.bench import _training_summary
+
+    assert _training_summary({}) == ""
+    assert _training_summary({"steps": 900, "wall_seconds": 7200}) == ", trained 900 steps in 2.00 h on this CPU"
+    family = {"base_model": "ab" * 8, "loram": {"steps_per_rate": 1000, "rates": [0, 5],
+                                                "wall_per_rate": {"r0": 1800.0, "r5": 1800.0}}}
+    assert _training_summary(family) == (", per-rate deltas trained 2000 steps in 1.00 h on base "
+                                         "`abababababababab` (docs/training.md)")

@@ -301,6 +301,19 @@ def udic_against_anchors(curves: list[dict]) -> list[str]:
 SECTIONS = ("family", "adaptation", "huge", "robustness", "recipes", "training")
 
 
+def _training_summary(info: dict) -> str:
+    """How the model was trained, from its weights' info (a LoRAM family names its base)."""
+    if not info:
+        return ""
+    loram = info.get("loram")
+    if loram:
+        steps = int(loram.get("steps_per_rate") or 0) * len(loram.get("rates", []))
+        hours = sum(loram.get("wall_per_rate", {}).values()) / 3600
+        base = f" on base `{info['base_model']}`" if info.get("base_model") else ""
+        return f", per-rate deltas trained {steps} steps in {hours:.2f} h{base} (docs/training.md)"
+    return f", trained {info.get('steps', 0)} steps in {info.get('wall_seconds', 0) / 3600:.2f} h on this CPU"
+
+
 def render_markdown(r: dict, plots: dict[str, str], sections: Path | None = None) -> str:
     lines = [
         "# udic benchmark report",
@@ -308,8 +321,7 @@ def render_markdown(r: dict, plots: dict[str, str], sections: Path | None = None
         f"Generated {r['generated']} on {r['machine']['cpu_count']} CPU cores "
         f"({r['machine']['torch_threads']} torch threads, torch {r['machine']['torch']}, no GPU).",
         f"Model `{r['model']['id']}` ({r['model']['file']}, {r['model']['bytes'] / 1e6:.1f} MB)"
-        + (f", trained {r['model']['info'].get('steps', 0)} steps in "
-           f"{r['model']['info'].get('wall_seconds', 0) / 3600:.2f} h on this CPU" if r["model"]["info"] else "")
+        + _training_summary(r["model"]["info"])
         + ". udic is measured without per-image adaptation (`udic`, `--effort 0`) and at the efforts "
           "listed as `udic-eN`.",
         "",
