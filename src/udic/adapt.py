@@ -607,10 +607,10 @@ def _fit_loop_filter(codec: Codec, image: LoadedImage, quality: float, lam: floa
         if lf.is_identity():
             continue
         sse_k, _ = loopfilter.squared_error(image.rgb, best.rgb, lf, bands)
-        bits = 8 * len(loopfilter.encode(lf)) / pixels
-        if sse_k / n / 3 * lam + bits < sse / n / 3 * lam and (chosen is None or
-                                                                  sse_k / n / 3 * lam + bits < chosen[0]):
-            chosen = (sse_k / n / 3 * lam + bits, lf)
+        # The filter's bits plus λ·MSE on the sampled rows; the unfiltered file's is the bar.
+        cost = 8 * len(loopfilter.encode(lf)) / pixels + lam * sse_k / (3 * n)
+        if cost < (lam * sse / (3 * n) if chosen is None else chosen[0]):
+            chosen = (cost, lf)
     if chosen is None:
         return None
     lf = chosen[1]
