@@ -86,3 +86,17 @@ def test_log_and_export(tmp_path: Path, train_dir: Path) -> None:
     out = np.asarray(codec.decode(enc.data).image)
     assert out.shape == rgb.shape
     assert weights.metadata["info"]["steps"] == 50
+
+
+def test_lr_schedule_warm_restart_ends_decayed() -> None:
+    """A continued run (cycle_from) warms up again, holds, and ends at lr_final like a fresh one."""
+    fresh = TrainConfig(steps=1000, lr=3e-4, lr_final=3e-5, warmup=100, decay_from=0.6)
+    assert fresh.lr_at(0) == pytest.approx(3e-6)
+    assert fresh.lr_at(599) == pytest.approx(3e-4)
+    assert fresh.lr_at(1000) == pytest.approx(3e-5)
+    cont = TrainConfig(steps=3000, lr=3e-4, lr_final=3e-5, warmup=100, decay_from=0.6, cycle_from=1000)
+    assert cont.lr_at(1000) == pytest.approx(3e-6)  # warm-up restarts from the cycle's first step
+    assert cont.lr_at(1099) == pytest.approx(3e-4)
+    assert cont.lr_at(2199) == pytest.approx(3e-4)  # plateau: 60 % of the cycle's 2000 steps
+    assert 3e-5 < cont.lr_at(2600) < 3e-4
+    assert cont.lr_at(3000) == pytest.approx(3e-5)

@@ -33,6 +33,7 @@ class TrainConfig:
     lr_final: float = 3e-5
     warmup: int = 300
     decay_from: float = 0.6  # cosine decay over the last 40 %
+    cycle_from: int = 0  # a warm restart: the schedule (warm-up, plateau, decay) restarts at this step
     aux_lr: float = 1e-3
     clip: float = 1.0
     seed: int = 0
@@ -61,9 +62,12 @@ class TrainConfig:
         return values
 
     def lr_at(self, step: int) -> float:
-        if step < self.warmup:
-            return self.lr * (step + 1) / self.warmup
-        start = int(self.decay_from * self.steps)
+        """Warm-up, plateau, cosine decay; over [cycle_from, steps] so a finished run can be
+        continued with a new cycle that again ends on a fully decayed, usable model."""
+        local = step - self.cycle_from
+        if local < self.warmup:
+            return self.lr * (max(local, 0) + 1) / self.warmup
+        start = self.cycle_from + int(self.decay_from * (self.steps - self.cycle_from))
         if step < start:
             return self.lr
         t = min(1.0, (step - start) / max(1, self.steps - start))
