@@ -63,15 +63,28 @@ def _offsets(k: int) -> list[tuple[int, int]]:
     return [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1) if (dy, dx) != (0, 0)]
 
 
-def _band_features(padded: np.ndarray, top: int, bottom: int, width: int, k: int, r: int) -> list[np.ndarray]:
-    """Difference features of rows [top, bottom) in the order (channel j, offset o), int32."""
-    centre = padded[top + r : bottom + r, r : r + width].astype(np.int32)
-    feats = []
+def _features(framed: np.ndarray, r: int, k: int) -> np.ndarray:
+    """The filter's inputs for every pixel of a band, in coefficient order.
+
+    ``framed`` is the band's rows with an r-pixel frame, (rows + 2r, w + 2r, 3) uint8.
+    Returns (3·(k²−1) + 4, rows·w) float64: the differences d_j(p+o) − d_j(p) by (j, o),
+    then the centre values d_j(p), then 1.  The one builder for both the fit and
+    :func:`apply`, so the encoder fits exactly what the decoder computes.
+    """
+    rows, w = framed.shape[0] - 2 * r, framed.shape[1] - 2 * r
+    band = np.ascontiguousarray(framed.transpose(2, 0, 1), dtype=np.float64)  # channel-first
+    centre = band[:, r : r + rows, r : r + w]
+    offsets = _offsets(k)
+    n_taps = 3 * len(offsets)
+    feats = np.empty((n_taps + 4, rows, w))
+    i = 0
     for j in range(3):
-        for dy, dx in _offsets(k):
-            nb = padded[top + r + dy : bottom + r + dy, r + dx : r + dx + width, j].astype(np.int32)
-            feats.append(nb - centre[..., j])
-    return feats
+        for dy, dx in offsets:  # one exact subtraction of two views per feature
+            np.subtract(band[j, r + dy : r + dy + rows, r + dx : r + dx + w], centre[j], out=feats[i])
+            i += 1
+    feats[n_taps : n_taps + 3] = centre
+    feats[n_taps + 3] = 1.0
+    return feats.reshape(n_taps + 4, rows * w)
 
 
 def apply(decoded: np.ndarray, lf: LoopFilter) -> np.ndarray:
@@ -92,21 +105,8 @@ def apply(decoded: np.ndarray, lf: LoopFilter) -> np.ndarray:
     scale = float(1 << lf.frac_bits)
     for top in range(0, h, _APPLY_ROWS):
         bottom = min(h, top + _APPLY_ROWS)
-        m = (bottom - top) * w
-        # Channel-first float copy of the band with its r-pixel frame: each feature is one
-        # subtraction of two views (exact: small integers).
-        band = np.ascontiguousarray(padded[top : bottom + 2 * r].transpose(2, 0, 1), dtype=np.float64)
-        centre = band[:, r : r + bottom - top, r : r + w]  # (3, rows, w)
-        feats = np.empty((n_taps + 4, bottom - top, w))
-        i = 0
-        for j in range(3):
-            for dy, dx in _offsets(lf.k):
-                np.subtract(band[j, r + dy : r + dy + bottom - top, r + dx : r + dx + w], centre[j], out=feats[i])
-                i += 1
-        feats[n_taps : n_taps + 3] = centre
-        feats = feats.reshape(n_taps + 4, m)
-        centre = centre.reshape(3, m)
-        feats[n_taps + 3] = 1.0
+        feats = _features(padded[top : bottom + 2 * r], r, lf.k)
+        centre = feats[n_taps : n_taps + 3]
         acc = weights.T @ feats + centre * scale + half  # (3, m), exact integers
         q = np.floor(acc / scale)  # = acc >> F: division by a power of two is exact
         out[top:bottom] = np.clip(q, 0, 255).T.reshape(bottom - top, w, 3).astype(np.uint8)
@@ -172,17 +172,11 @@ def normal_equations(original: np.ndarray, decoded: np.ndarray, k: int = max(ALL
     bands = sample_bands(h, w)
     pixels = 0
     for top, bottom in bands:
-        m = (bottom - top) * w
-        centre = decoded[top:bottom].reshape(m, 3).astype(np.float64)
-        feats = np.empty((m, n))
-        for i, f in enumerate(_band_features(padded, top, bottom, w, k, r)):
-            feats[:, i] = f.reshape(m)
-        feats[:, n - 4 : n - 1] = centre
-        feats[:, n - 1] = 1.0
-        target = original[top:bottom].reshape(m, 3).astype(np.float64) - centre
-        gram += feats.T @ feats
-        cross += feats.T @ target
-        pixels += m
+        feats = _features(padded[top : bottom + 2 * r], r, k)  # (n, m)
+        target = original[top:bottom].reshape(-1, 3).T.astype(np.float64) - feats[n - 4 : n - 1]
+        gram += feats @ feats.T
+        cross += feats @ target.T
+        pixels += feats.shape[1]
     return Normal(k=k, gram=gram, cross=cross, pixels=pixels)
 
 
