@@ -15,7 +15,7 @@ from udic.codec import Codec
 from udic.imageio import LoadedImage
 from udic.train.data import CropDataset
 from udic.train.export import load_checkpoint
-from udic.train.loop import TrainConfig, train
+from udic.train.loop import TrainConfig, train, trim_log
 
 
 @pytest.fixture()
@@ -100,3 +100,24 @@ def test_lr_schedule_warm_restart_ends_decayed() -> None:
     assert cont.lr_at(2199) == pytest.approx(3e-4)  # plateau: 60 % of the cycle's 2000 steps
     assert 3e-5 < cont.lr_at(2600) < 3e-4
     assert cont.lr_at(3000) == pytest.approx(3e-5)
+
+
+def test_resume_drops_rows_logged_after_the_checkpoint(tmp_path: Path, train_dir: Path) -> None:
+    """A killed run logged steps its checkpoint never saw; the resumed run logs them again."""
+    cfg = _config(tmp_path, train_dir, 2)
+    train(cfg, progress=lambda s: None)
+    log = Path(cfg.out) / "train_log.csv"
+    before = log.read_text()
+    with open(log, "a") as f:
+        f.write("3,9.9,1.0,0.5,20.0,1e-4,64,0.1\n")  # as if the run died after step 3, checkpoint at 2
+    cfg.steps = 2
+    train(cfg, progress=lambda s: None)
+    assert log.read_text() == before
+
+
+def test_trim_log_keeps_header_and_earlier_steps(tmp_path: Path) -> None:
+    path = tmp_path / "eval_log.csv"
+    path.write_text("step,wall_s\n0,0.0\n1000,60.0\n2000,120.0\n1000,61.0\n")
+    trim_log(path, 1000)
+    assert path.read_text() == "step,wall_s\n0,0.0\n1000,60.0\n1000,61.0\n"
+    trim_log(tmp_path / "missing.csv", 5)  # nothing to trim: no error

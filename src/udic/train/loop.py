@@ -113,6 +113,19 @@ def evaluate(model: UdicModel, images: list[torch.Tensor], rates: list[int]) -> 
     return rows
 
 
+def trim_log(path: Path, last_step: int) -> None:
+    """Drop the rows a killed run logged after its last checkpoint, so that a resumed
+    run's logs hold every step once (the resumed run logs those steps again)."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = lines[:1] + [ln for ln in lines[1:] if int(ln.split(",", 1)[0]) <= last_step]
+    if len(kept) != len(lines):
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text("".join(kept))
+        os.replace(tmp, path)
+
+
 def load_initial_weights(model: UdicModel, path: Path) -> None:
     """Warm start: weights only (optimiser state starts fresh), e.g. a packaged model."""
     if path.suffix == ".pt":
@@ -162,6 +175,8 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Path:
         step = int(state["step"])
         wall = float(state["wall"])
         progress(f"resumed from {ckpt_path} at step {step} ({wall / 60:.1f} min)")
+        for log_file in ("train_log.csv", "eval_log.csv"):
+            trim_log(out / log_file, step)
     elif cfg.init_from:
         load_initial_weights(model, Path(cfg.init_from))
         progress(f"initialised from {cfg.init_from}")
