@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from udic.train.longrun import anchor_curves, crossing, summarise
+from udic.train.longrun import anchor_curves, crossing, cycle_ends, summarise
 
 
 def _rows(hours: list[float], bds: list[float], anchor: str = "webp") -> list[dict]:
@@ -52,3 +52,27 @@ def test_anchor_curves_average_the_harness_images_per_quality(tmp_path: Path) ->
     bpp, psnr = curves["jpeg"]
     assert bpp == pytest.approx([0.3, 0.9]) and psnr == pytest.approx([29.0, 34.0])
     assert all(math.isfinite(v) for v in bpp + psnr)
+
+
+def test_warm_restarts_extrapolate_through_the_cycle_ends() -> None:
+    # Cycle ends at 1 h (+40 %) and 4 h (+20 %); the restart's dip at 2 h (+50 %) is ignored:
+    # 10 % per doubling → 0 % at 16 h.
+    rows = _rows([0.5, 1.0, 2.0, 4.0], [60.0, 40.0, 50.0, 20.0])
+    rows[1]["cycle_end"] = rows[3]["cycle_end"] = True
+    met, extrapolated = crossing(rows, "webp", 0.0)
+    assert met is None
+    assert extrapolated == pytest.approx(16.0, rel=1e-9)
+
+
+def test_cycle_ends_come_from_the_logged_learning_rate(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"lr_final": 3e-5}))
+    lrs = {50: 1e-4, 1000: 3e-4, 1950: 5e-5, 2000: 3e-5, 2050: 6e-5, 3000: 3e-4, 3950: 4e-5, 4000: 3.5e-5}
+    (run / "train_log.csv").write_text("step,lr\n" + "".join(f"{s},{lr}\n" for s, lr in lrs.items()))
+    evals = "step,wall_s,rate,lambda,bpp_estimate,psnr\n" + "".join(
+        f"{s},{s},0,0.01,0.5,30\n" for s in (0, 1000, 2000, 3000, 4000))
+    (run / "eval_log.csv").write_text(evals)
+    # 2000: decayed (first cycle's end); 4000: the second's end, stopped at 1.2× lr_final.
+    assert cycle_ends(run) == {2000, 4000}
+    assert cycle_ends(tmp_path / "missing") == set()

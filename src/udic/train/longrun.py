@@ -10,11 +10,15 @@ report gives the BD-rate against each codec over training hours, the first hour
 each target was met (beat JPEG, beat WebP, within +10 % of HEVC) and, for a target
 not met, an extrapolation: BD-rate is close to linear in log(hours) late in a run,
 so a line through the second half of the curve says when it would cross, if ever.
+A run continued with warm restarts (``--cycle-from``) is extrapolated through the
+end of each cycle instead (the decayed models, the ones worth keeping): the dip
+while the learning rate is high again says nothing about where the run is going.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -59,11 +63,40 @@ def anchor_curves(anchors_json: Path, images: tuple[str, ...] = EVAL_KODAK) -> d
     return curves
 
 
-def bd_over_time(eval_log: Path, anchors: dict[str, tuple[list[float], list[float]]]) -> list[dict]:
-    """One row per evaluation: hours of training and BD-rate against each anchor."""
+def cycle_ends(run: Path) -> set[int]:
+    """Evaluation steps that end a learning-rate cycle: the last evaluation of each stretch
+    where the schedule had decayed to within 2× its final rate (from the run's
+    train_log.csv and config.json; empty when they are missing)."""
+    try:
+        lr_final = float(json.loads((run / "config.json").read_text())["lr_final"])
+        with open(run / "train_log.csv") as f:
+            logged = [(int(r["step"]), float(r["lr"])) for r in csv.DictReader(f)]
+        steps = [e["step"] for e in _read_eval(run / "eval_log.csv")]
+    except (OSError, KeyError, ValueError):
+        return set()
+    logged.sort()
+    ends: set[int] = set()
+    previous_decayed = None
+    for step in steps:
+        before = [lr for s, lr in logged if s <= step][-2:]
+        decayed = len(before) == 2 and before[1] <= 2 * lr_final and before[1] <= before[0]
+        if decayed:
+            ends.discard(previous_decayed)  # only the last evaluation of a stretch counts
+            ends.add(step)
+            previous_decayed = step
+        else:
+            previous_decayed = None
+    return ends
+
+
+def bd_over_time(eval_log: Path, anchors: dict[str, tuple[list[float], list[float]]],
+                 ends: set[int] = frozenset()) -> list[dict]:
+    """One row per evaluation: hours of training, BD-rate against each anchor, and
+    whether it ends a learning-rate cycle."""
     rows = []
     for e in _read_eval(eval_log):
-        row: dict[str, float] = {"step": e["step"], "hours": e["wall_s"] / 3600}
+        row: dict[str, float] = {"step": e["step"], "hours": e["wall_s"] / 3600,
+                                 "cycle_end": e["step"] in ends}
         for codec, (ab, ap) in anchors.items():
             try:
                 row[codec] = bd_rate(ab, ap, e["bpp"], e["psnr"])
@@ -77,11 +110,16 @@ def crossing(rows: list[dict], anchor: str, threshold: float) -> tuple[float | N
     """(first hour at or below ``threshold``, hour the late trend reaches it or None)."""
     points = [(r["hours"], r[anchor]) for r in rows if r["hours"] > 0 and math.isfinite(r.get(anchor, math.nan))]
     met = next((h for h, bd in points if bd <= threshold), None)
-    if met is not None or len(points) < 3:
+    ends = [(r["hours"], r[anchor]) for r in rows
+            if r.get("cycle_end") and r["hours"] > 0 and math.isfinite(r.get(anchor, math.nan))]
+    if met is not None or (len(points) < 3 and len(ends) < 2):
         return met, met
-    late = [(h, bd) for h, bd in points if h >= points[-1][0] / 2] or points[-3:]
-    if len(late) < 3:
-        late = points[-3:]
+    if len(ends) >= 2:  # warm restarts: the trend of the decayed models
+        late = ends
+    else:
+        late = [(h, bd) for h, bd in points if h >= points[-1][0] / 2] or points[-3:]
+        if len(late) < 3:
+            late = points[-3:]
     slope, intercept = np.polyfit([math.log(h) for h, _ in late], [bd for _, bd in late], 1)
     if slope >= 0:
         return None, None
@@ -108,7 +146,8 @@ def render(runs: dict[str, list[dict]], summaries: dict[str, list[TargetResult]]
              "Harness: the 6 fixed Kodak images, all rates, bpp *estimated* from the likelihoods, against real "
              "JPEG, WebP and x265 4:4:4 files of the same images (bench/anchors.json). Hours are training "
              "time (evaluation excluded). 'Extrapolated' fits BD-rate against log(hours) over the second "
-             "half of the run.", "",
+             "half of the run, or, for a run continued with warm restarts, through the end of each "
+             "learning-rate cycle (the decayed models).", "",
              "| run | hours | steps | BD vs JPEG | BD vs WebP | BD vs HEVC | target | met at | extrapolated |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, rows in runs.items():
@@ -138,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bench", type=Path, default=Path("bench"))
     a = p.parse_args(argv)
     anchors = {k: v for k, v in anchor_curves(a.anchors).items() if k in {t[0] for t in TARGETS}}
-    runs = {path.name: bd_over_time(path / "eval_log.csv", anchors) for path in a.run}
+    runs = {path.name: bd_over_time(path / "eval_log.csv", anchors, cycle_ends(path)) for path in a.run}
     summaries = {name: summarise(rows) for name, rows in runs.items()}
     a.docs.mkdir(parents=True, exist_ok=True)
     plot_name = None
