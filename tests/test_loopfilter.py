@@ -134,3 +134,19 @@ def test_huge_images_are_fitted_on_a_spread_sample() -> None:
     bands = loopfilter.sample_bands(8000, 6000)
     assert bands[0][0] == 0 and bands[-1][1] == 8000
     assert sum(b - a for a, b in bands) * 6000 <= 4_000_000 + 128 * 6000
+
+
+@pytest.mark.parametrize("k", loopfilter.ALLOWED_TAPS)
+def test_column_pieces_change_neither_output_nor_fit(k: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Wide images are filtered and fitted in column pieces (bounded memory): same result."""
+    rng = np.random.default_rng(5)
+    d = rng.integers(0, 256, (19, 37, 3), dtype=np.uint8)
+    o = np.clip(d.astype(int) + rng.integers(-6, 7, d.shape), 0, 255).astype(np.uint8)
+    lf = _random_filter(k, 10, seed=2)
+    whole_out, whole_fit = loopfilter.apply(d, lf), loopfilter.normal_equations(o, d, k)
+    monkeypatch.setattr(loopfilter, "_MAX_COLS", 5)
+    assert np.array_equal(loopfilter.apply(d, lf), whole_out)
+    pieces = loopfilter.normal_equations(o, d, k)
+    assert pieces.pixels == whole_fit.pixels
+    np.testing.assert_allclose(pieces.gram, whole_fit.gram, rtol=1e-12)
+    np.testing.assert_allclose(pieces.cross, whole_fit.cross, rtol=1e-12, atol=1e-6)

@@ -121,3 +121,23 @@ def test_trim_log_keeps_header_and_earlier_steps(tmp_path: Path) -> None:
     trim_log(path, 1000)
     assert path.read_text() == "step,wall_s\n0,0.0\n1000,60.0\n1000,61.0\n"
     trim_log(tmp_path / "missing.csv", 5)  # nothing to trim: no error
+
+
+def test_trim_log_drops_garbled_and_cut_off_lines(tmp_path: Path) -> None:
+    path = tmp_path / "train_log.csv"
+    path.write_text("step,wall_s\n50,1.0\n\nxx,2\n100,2.0\n105")  # "105" was cut mid-write
+    trim_log(path, 1000)
+    assert path.read_text() == "step,wall_s\n50,1.0\n100,2.0\n"
+    path.write_text("50,1.0\n")  # no header: killed before the first flush
+    trim_log(path, 1000)
+    assert path.read_text() == ""
+
+
+def test_a_run_without_checkpoint_starts_its_logs_over(tmp_path: Path, train_dir: Path) -> None:
+    cfg = _config(tmp_path, train_dir, 2)
+    out = Path(cfg.out)
+    out.mkdir(parents=True)
+    (out / "train_log.csv").write_text("step,wall_s,loss,bpp,psnr,lr,crop,sec_per_step\n7,1,1,1,1,1,64,1\n")
+    train(cfg, progress=lambda s: None)
+    rows = list(csv.DictReader(open(out / "train_log.csv")))
+    assert all(r["step"] != "7" for r in rows)

@@ -76,3 +76,20 @@ def test_cycle_ends_come_from_the_logged_learning_rate(tmp_path: Path) -> None:
     # 2000: decayed (first cycle's end); 4000: the second's end, stopped at 1.2× lr_final.
     assert cycle_ends(run) == {2000, 4000}
     assert cycle_ends(tmp_path / "missing") == set()
+
+
+def test_a_restart_between_two_evaluations_still_ends_the_cycle(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"lr_final": 3e-5}))
+    # Cycle 1 decays by 2000; cycle 2 (warm-up, plateau, decay) lies wholly between two evaluations.
+    lrs = {1000: 3e-4, 1950: 4e-5, 2000: 3e-5, 2200: 3e-4, 2800: 5e-5, 3000: 3e-5, "x": "bad"}
+    (run / "train_log.csv").write_text("step,lr\n" + "".join(f"{s},{lr}\n" for s, lr in lrs.items()) + "4000\n")
+    (run / "eval_log.csv").write_text("step,wall_s,rate,lambda,bpp_estimate,psnr\n" + "".join(
+        f"{s},{s},0,0.01,0.5,30\n" for s in (1000, 2000, 3000)))
+    assert cycle_ends(run) == {2000, 3000}
+
+
+def test_too_few_evaluations_give_no_trend() -> None:
+    met, extrapolated = crossing(_rows([1.0, 2.0], [30.0, 20.0]), "webp", 0.0)
+    assert met is None and math.isnan(extrapolated)

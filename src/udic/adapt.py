@@ -592,7 +592,7 @@ def _fit_loop_filter(codec: Codec, image: LoadedImage, quality: float, lam: floa
     No network passes: one Gram matrix, a few small solves and filter applications;
     the section's exact size decides between shapes, then one real encode confirms.
     """
-    if best.rgb is None or best.latents is None:
+    if best.rgb is None or best.latents is None or not cfg.filter_shapes:
         return None
     height, width = image.rgb.shape[:2]
     pixels = height * width
@@ -600,15 +600,15 @@ def _fit_loop_filter(codec: Codec, image: LoadedImage, quality: float, lam: floa
     # Shapes are compared on the fitted rows (all of them, or a sample of a huge image).
     bands = loopfilter.sample_bands(height, width)
     sse, n = loopfilter.squared_error(image.rgb, best.rgb, None, bands)
-    base_bits = 8 * len(best.encode.data) + 16  # + tag and length of the new section
     chosen: tuple[float, loopfilter.LoopFilter] | None = None
     for k, frac_bits in cfg.filter_shapes:
         lf = loopfilter.fit(normal, k, frac_bits)
         if lf.is_identity():
             continue
         sse_k, _ = loopfilter.squared_error(image.rgb, best.rgb, lf, bands)
-        # The filter's bits plus λ·MSE on the sampled rows; the unfiltered file's is the bar.
-        cost = 8 * len(loopfilter.encode(lf)) / pixels + lam * sse_k / (3 * n)
+        # The filter's bits (+ ~2 bytes of section tag and length) plus λ·MSE on the
+        # sampled rows; the unfiltered file's is the bar.
+        cost = (8 * len(loopfilter.encode(lf)) + 16) / pixels + lam * sse_k / (3 * n)
         if cost < (lam * sse / (3 * n) if chosen is None else chosen[0]):
             chosen = (cost, lf)
     if chosen is None:

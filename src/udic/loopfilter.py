@@ -34,6 +34,7 @@ _SCALE_UNIT = 16  # group scales are stored in 1/16 units
 _MAX_SCALE_Q = 16 * 1024  # bounds the coding table (≈ 21·scale entries)
 _BAND_ROWS = 128  # rows per band of the fit: bounded memory on huge images
 _APPLY_ROWS = 8  # rows per band of the filter: its features stay in cache (1.6x faster than 128)
+_MAX_COLS = 2048  # columns per piece of a band: bounded memory on extremely wide images
 _FIT_PIXELS = 4_000_000  # the fit reads at most about this many pixels (evenly spread bands)
 
 
@@ -87,6 +88,12 @@ def _features(framed: np.ndarray, r: int, k: int) -> np.ndarray:
     return feats.reshape(n_taps + 4, rows * w)
 
 
+def _column_pieces(width: int) -> list[tuple[int, int]]:
+    """Column ranges [left, right) of at most _MAX_COLS: features are per pixel, so a
+    band can be cut anywhere (each piece reads its own r-pixel frame)."""
+    return [(left, min(width, left + _MAX_COLS)) for left in range(0, width, _MAX_COLS)]
+
+
 def apply(decoded: np.ndarray, lf: LoopFilter) -> np.ndarray:
     """The filter of spec §8 on an (H, W, 3) uint8 image, exactly.
 
@@ -105,11 +112,12 @@ def apply(decoded: np.ndarray, lf: LoopFilter) -> np.ndarray:
     scale = float(1 << lf.frac_bits)
     for top in range(0, h, _APPLY_ROWS):
         bottom = min(h, top + _APPLY_ROWS)
-        feats = _features(padded[top : bottom + 2 * r], r, lf.k)
-        centre = feats[n_taps : n_taps + 3]
-        acc = weights.T @ feats + centre * scale + half  # (3, m), exact integers
-        q = np.floor(acc / scale)  # = acc >> F: division by a power of two is exact
-        out[top:bottom] = np.clip(q, 0, 255).T.reshape(bottom - top, w, 3).astype(np.uint8)
+        for left, right in _column_pieces(w):
+            feats = _features(padded[top : bottom + 2 * r, left : right + 2 * r], r, lf.k)
+            centre = feats[n_taps : n_taps + 3]
+            acc = weights.T @ feats + centre * scale + half  # (3, m), exact integers
+            q = np.floor(acc / scale)  # = acc >> F: division by a power of two is exact
+            out[top:bottom, left:right] = np.clip(q, 0, 255).T.reshape(bottom - top, right - left, 3).astype(np.uint8)
     return out
 
 
@@ -172,11 +180,12 @@ def normal_equations(original: np.ndarray, decoded: np.ndarray, k: int = max(ALL
     bands = sample_bands(h, w)
     pixels = 0
     for top, bottom in bands:
-        feats = _features(padded[top : bottom + 2 * r], r, k)  # (n, m)
-        target = original[top:bottom].reshape(-1, 3).T.astype(np.float64) - feats[n - 4 : n - 1]
-        gram += feats @ feats.T
-        cross += feats @ target.T
-        pixels += feats.shape[1]
+        for left, right in _column_pieces(w):
+            feats = _features(padded[top : bottom + 2 * r, left : right + 2 * r], r, k)  # (n, m)
+            target = original[top:bottom, left:right].reshape(-1, 3).T.astype(np.float64) - feats[n - 4 : n - 1]
+            gram += feats @ feats.T
+            cross += feats @ target.T
+            pixels += feats.shape[1]
     return Normal(k=k, gram=gram, cross=cross, pixels=pixels)
 
 

@@ -39,7 +39,7 @@ class TargetResult:
     anchor: str
     goal: str
     met_at_hours: float | None  # first evaluation at or below the threshold
-    extrapolated_hours: float | None  # where the late-run log-linear trend crosses it (None: never)
+    extrapolated_hours: float | None  # where the late-run log-linear trend crosses it (None: never; NaN: too few points)
     last_bd: float
 
 
@@ -63,30 +63,51 @@ def anchor_curves(anchors_json: Path, images: tuple[str, ...] = EVAL_KODAK) -> d
     return curves
 
 
+def _logged_lr(run: Path) -> list[tuple[int, float]]:
+    """(step, lr) rows of a run's train_log.csv; rows that do not parse are skipped."""
+    rows = []
+    with open(run / "train_log.csv") as f:
+        for r in csv.DictReader(f):
+            try:
+                rows.append((int(r["step"]), float(r["lr"])))
+            except (KeyError, TypeError, ValueError):
+                continue
+    return sorted(rows)
+
+
 def cycle_ends(run: Path) -> set[int]:
-    """Evaluation steps that end a learning-rate cycle: the last evaluation of each stretch
-    where the schedule had decayed to within 2× its final rate (from the run's
-    train_log.csv and config.json; empty when they are missing)."""
+    """Evaluation steps that end a learning-rate cycle (from the run's train_log.csv and
+    config.json; empty when they are missing).
+
+    An evaluation is *decayed* when the lr logged at it is within 2× the final rate and
+    falling; consecutive decayed evaluations with no rise between them are one cycle's
+    tail, whose last evaluation is the cycle's end.  A warm restart between two
+    evaluations (a rise) starts a new tail even if no evaluation fell inside it.
+    """
     try:
         lr_final = float(json.loads((run / "config.json").read_text())["lr_final"])
-        with open(run / "train_log.csv") as f:
-            logged = [(int(r["step"]), float(r["lr"])) for r in csv.DictReader(f)]
+        logged = _logged_lr(run)
         steps = [e["step"] for e in _read_eval(run / "eval_log.csv")]
-    except (OSError, KeyError, ValueError):
+    except (OSError, KeyError, TypeError, ValueError):
         return set()
-    logged.sort()
-    ends: set[int] = set()
-    previous_decayed = None
+    ends: list[int] = []
+    in_stretch = False
+    previous_step = -1
     for step in steps:
-        before = [lr for s, lr in logged if s <= step][-2:]
-        decayed = len(before) == 2 and before[1] <= 2 * lr_final and before[1] <= before[0]
-        if decayed:
-            ends.discard(previous_decayed)  # only the last evaluation of a stretch counts
-            ends.add(step)
-            previous_decayed = step
-        else:
-            previous_decayed = None
-    return ends
+        window = [lr for s, lr in logged if previous_step < s <= step]
+        before = [lr for s, lr in logged if s <= previous_step][-1:]
+        seq = before + window
+        decayed = bool(window) and window[-1] <= 2 * lr_final and (len(seq) < 2 or seq[-1] <= seq[-2])
+        # The same tail only if nothing in between rose or left it (else a restart came between).
+        same_tail = (in_stretch and all(b <= a for a, b in zip(seq, seq[1:]))
+                     and all(lr <= 2 * lr_final for lr in window))
+        if decayed and same_tail:
+            ends[-1] = step  # the same tail, later
+        elif decayed:
+            ends.append(step)
+        in_stretch = decayed
+        previous_step = step
+    return set(ends)
 
 
 def bd_over_time(eval_log: Path, anchors: dict[str, tuple[list[float], list[float]]],
@@ -112,8 +133,10 @@ def crossing(rows: list[dict], anchor: str, threshold: float) -> tuple[float | N
     met = next((h for h, bd in points if bd <= threshold), None)
     ends = [(r["hours"], r[anchor]) for r in rows
             if r.get("cycle_end") and r["hours"] > 0 and math.isfinite(r.get(anchor, math.nan))]
-    if met is not None or (len(points) < 3 and len(ends) < 2):
+    if met is not None:
         return met, met
+    if len(points) < 3 and len(ends) < 2:
+        return None, math.nan  # too few evaluations for a trend
     if len(ends) >= 2:  # warm restarts: the trend of the decayed models
         late = ends
     else:
@@ -137,7 +160,11 @@ def summarise(rows: list[dict]) -> list[TargetResult]:
 
 
 def _hours(h: float | None) -> str:
-    return "never (the trend is flat)" if h is None else f"{h:.2f} h" if h < 100 else f"{h:.0f} h"
+    if h is None:
+        return "never (the trend is flat)"
+    if math.isnan(h):
+        return "too few evaluations"
+    return f"{h:.2f} h" if h < 100 else f"{h:.0f} h"
 
 
 def render(runs: dict[str, list[dict]], summaries: dict[str, list[TargetResult]], plot: str | None,

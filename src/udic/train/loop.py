@@ -114,16 +114,31 @@ def evaluate(model: UdicModel, images: list[torch.Tensor], rates: list[int]) -> 
 
 
 def trim_log(path: Path, last_step: int) -> None:
-    """Drop the rows a killed run logged after its last checkpoint, so that a resumed
-    run's logs hold every step once (the resumed run logs those steps again)."""
+    """Keep a log's header and the rows up to ``last_step``: a killed run logged steps its
+    checkpoint never saw (the resumed run logs them again), and may have died mid-line.
+
+    Rows that do not parse and a last line without its newline are dropped; a file with
+    no header line (killed before its first flush) is emptied so the run writes one.
+    """
     if not path.exists():
         return
     lines = path.read_text().splitlines(keepends=True)
-    kept = lines[:1] + [ln for ln in lines[1:] if int(ln.split(",", 1)[0]) <= last_step]
-    if len(kept) != len(lines):
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text("".join(kept))
-        os.replace(tmp, path)
+    if lines and not lines[-1].endswith("\n"):
+        lines.pop()  # cut off mid-write
+    if not lines or not lines[0].startswith("step,"):
+        path.write_text("")
+        return
+    kept = lines[:1]
+    for line in lines[1:]:
+        try:
+            step = int(line.split(",", 1)[0])
+        except ValueError:
+            continue
+        if step <= last_step:
+            kept.append(line)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text("".join(kept))
+    os.replace(tmp, path)
 
 
 def load_initial_weights(model: UdicModel, path: Path) -> None:
@@ -167,6 +182,9 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Path:
 
     step = 0
     wall = 0.0
+    if not ckpt_path.exists():
+        for log_file in ("train_log.csv", "eval_log.csv"):
+            trim_log(out / log_file, -1)  # a run that died before its first checkpoint starts over
     if ckpt_path.exists():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
@@ -192,12 +210,12 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Path:
     rate_choices = torch.tensor(cfg.rates or list(range(model_cfg.num_rates)))
     log_path = out / "train_log.csv"
     eval_path = out / "eval_log.csv"
-    new_log = not log_path.exists()
+    new_log = not log_path.exists() or log_path.stat().st_size == 0
     log_f = open(log_path, "a", newline="")
     log = csv.writer(log_f)
     if new_log:
         log.writerow(["step", "wall_s", "loss", "bpp", "psnr", "lr", "crop", "sec_per_step"])
-    new_eval = not eval_path.exists()
+    new_eval = not eval_path.exists() or eval_path.stat().st_size == 0
     eval_f = open(eval_path, "a", newline="")
     eval_log = csv.writer(eval_f)
     if new_eval:
