@@ -294,3 +294,13 @@ def test_escape_wire_format_multi_chunk() -> None:
     assert ans.decode(constriction.stream.model.Uniform(64)) == 22
     assert ans.decode(constriction.stream.model.Uniform(2**16)) == u >> 6
     assert ans.decode(constriction.stream.model.Uniform(2**6)) == u & 63
+
+
+def test_words_left_over_after_the_last_symbol_are_refused(gauss_coder: IndexedCoder) -> None:
+    """A stream carrying more than its symbols is not what an encoder wrote."""
+    values = np.array([0, 1, -2, 3, 0, 0, 1], dtype=np.int64)
+    indexes = np.arange(values.size) % 4
+    data = gauss_coder.encode(values, indexes)
+    assert np.array_equal(gauss_coder.decode(data, indexes), values)
+    with pytest.raises(ContainerError, match="left over"):
+        gauss_coder.decode(data, indexes[:-3])

@@ -324,22 +324,23 @@ class Codec:
         if header.rate > self.max_quality * 256:
             raise ContainerError(f"rate {header.quality:g} out of range for this model")
         self._select_rate(header.rate)
-        z_symbols, residuals, means = self.decode_integers(cont)
-        y_hat = torch.from_numpy(residuals.astype(np.float32)) + means
-        adapter_set = None
+        # The small side sections first: a corrupt one is refused before the expensive part.
+        adapter_set = loop_filter = alpha = icc = None
         if ctr.Section.ADAPTERS in cont.sections:
             channels = [s.channels for s in self.model.g_s.slots]
             adapter_set = adapters_mod.decode_adapters(cont.sections[ctr.Section.ADAPTERS], channels)
-        rgb = self.synthesise(y_hat, header.quality, adapter_set, tile=header.tile_pixels, progress=progress)
-        rgb = crop(rgb, header.height, header.width)
         if ctr.Section.LOOP_FILTER in cont.sections:
-            rgb = loopfilter.apply(rgb, loopfilter.decode(cont.sections[ctr.Section.LOOP_FILTER]))
-        alpha = None
+            loop_filter = loopfilter.decode(cont.sections[ctr.Section.LOOP_FILTER])
         if ctr.Section.ALPHA in cont.sections:
             alpha = decode_alpha(cont.sections[ctr.Section.ALPHA], header.height, header.width)
-        icc = None
         if ctr.Section.ICC in cont.sections:
             icc = inflate_icc(cont.sections[ctr.Section.ICC])
+        z_symbols, residuals, means = self.decode_integers(cont)
+        y_hat = torch.from_numpy(residuals.astype(np.float32)) + means
+        rgb = self.synthesise(y_hat, header.quality, adapter_set, tile=header.tile_pixels, progress=progress)
+        rgb = crop(rgb, header.height, header.width)
+        if loop_filter is not None:
+            rgb = loopfilter.apply(rgb, loop_filter)
         mode = "L" if header.colour == ctr.Colour.GRAY else "RGB"
         image = to_pil(rgb, mode, alpha, icc)
         return DecodeResult(image=image, header=header, seconds=time.perf_counter() - t0)

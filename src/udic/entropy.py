@@ -121,6 +121,8 @@ class IndexedCoder:
                 for k in np.nonzero(sym == table.size)[0]:
                     values[k] = self._decode_escape(coder)
                 out[positions] = values
+            if not coder.is_empty():  # an encoder's stream ends exactly where its symbols do
+                raise ContainerError("corrupt data: entropy-coded words left over after the last symbol")
         except ContainerError:
             raise
         except Exception as exc:
