@@ -52,3 +52,23 @@ def test_measure_targets_counts_encodes_and_restores_the_codec(tiny_codec) -> No
             assert abs(r["achieved"] / r["target"] - 1) <= 0.03
         if r["reachable"] and r["metric"] == "psnr":
             assert abs(r["achieved"] - r["target"]) <= 0.1
+
+
+def test_the_base_of_a_family_is_the_family_without_its_deltas(tiny_model) -> None:
+    """The family bench needs no separate base file: stripping the deltas gives a model
+    that codes every rate exactly like the family's base rate weights."""
+    from conftest import loaded, smooth_image
+    from udic.benchmarks.family import base_of_family
+    from udic.codec import codec_for_file
+
+    family = codec_for_file(tiny_model.path)
+    base, size = base_of_family(tiny_model.path)
+    assert size < tiny_model.path.stat().st_size  # the deltas are gone
+    assert not any(".lora." in k for k in base.model.state_dict())
+    image = loaded(smooth_image(32, 48))
+    # Rate 2 carries a delta in the tiny family, rate 1 none: the base differs only where a delta is.
+    def pixels(codec, q: float) -> np.ndarray:
+        return np.asarray(codec.decode(codec.encode(image, q).data).image)
+
+    assert np.array_equal(pixels(base, 1.0), pixels(family, 1.0))
+    assert not np.array_equal(pixels(base, 2.0), pixels(family, 2.0))

@@ -13,7 +13,7 @@ from udic import hub, modelfile
 from udic.codec import Codec
 from udic.imageio import LoadedImage
 from udic.models import ModelConfig, UdicModel
-from udic.train.export import export, load_checkpoint
+from udic.train.export import base_training, export, load_checkpoint
 from udic.train.lora import LoraConfig, add_rate_delta, nearest_trained, train_lora
 
 
@@ -115,6 +115,7 @@ def test_progressive_training_keeps_base_and_exports(tmp_path: Path, base: Path,
     loram = modelfile.load(path).metadata["info"]["loram"]
     assert loram["rates"] == [2, 4] and loram["base_rate"] == 3 and loram["rank"] == 2
     assert loram["exclude"] == "g_s.linear" and set(loram["wall_per_rate"]) == {"r2", "r4"}
+    assert "base_training" not in modelfile.load(path).metadata["info"]  # a weights file has no training record
 
 
 def test_resume_continues_the_interrupted_rate(tmp_path: Path, base: Path, train_dir: Path) -> None:
@@ -175,3 +176,11 @@ def test_lambda_override_retrains_a_rate_and_is_stored(tmp_path: Path, base: Pat
     assert not torch.equal(before.g_s.linear.lora["r2"].B, model.g_s.linear.lora["r2"].B)  # trained further
     data = modelfile.export_bytes(model)
     assert modelfile.load_bytes(data).model.config.lambdas[2] == 0.001
+
+
+def test_base_training_is_read_from_a_base_checkpoint(tmp_path: Path, base: Path) -> None:
+    ckpt = tmp_path / "base.pt"
+    torch.save({"step": 1234, "wall": 56.5, "train_config": {"N": 8}}, ckpt)
+    assert base_training(str(ckpt)) == {"steps": 1234, "wall_seconds": 56.5, "train_config": {"N": 8}}
+    assert base_training(str(base)) == {}  # weights, not a training checkpoint
+    assert base_training(str(tmp_path / "gone.pt")) == {}

@@ -41,6 +41,24 @@ def _weights_path(name: str) -> Path:
     return hub.resolve(name, progress=False).path
 
 
+def base_of_family(family_path: Path) -> tuple[Codec, int]:
+    """The family's own base: its weights without the per-rate deltas (what the base
+    rate uses, at every rate), as a codec and the size its weights file has.  No
+    separate base file needs to ship with a family."""
+    from ..models import UdicModel
+
+    loaded = modelfile.load(family_path)  # unmerged (a codec merges a rate at once)
+    model = UdicModel(loaded.model.config)
+    weights = {k: v for k, v in loaded.model.state_dict().items() if ".lora." not in k}
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    missing = [k for k in missing if not k.startswith("entropy_bottleneck._")]
+    if missing or unexpected:
+        raise ValueError(f"family weights do not split into a base (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    model.entropy_bottleneck.update(force=True)
+    data = modelfile.export_bytes(model.eval(), info=loaded.metadata.get("info", {}).get("base_training", {}))
+    return Codec(modelfile.load_bytes(data), hub.model_id_for_bytes(data)), len(data)
+
+
 def _codec(path: Path) -> Codec:
     if path.suffix == ".pt":
         return codec_from_checkpoint(path)
@@ -122,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("bench"))
     p.add_argument("--family", default=None, help="weights with the per-rate deltas (default: udic's default)")
-    p.add_argument("--base", required=True, help="the base weights alone (path, model id or name)")
+    p.add_argument("--base", default=None,
+                   help="the base weights alone (path, model id or name); default: the family without its deltas")
     p.add_argument("--lora-run", type=Path, default=None, help="the LoRA run folder (lora.json, last.pt)")
     p.add_argument("--full", type=Path, nargs="*", default=[], help="full fine-tune checkpoints full-r<k>.pt")
     p.add_argument("--lora-checkpoint", type=Path, default=None,
@@ -143,22 +162,29 @@ def main(argv: list[str] | None = None) -> int:
         return publish(a.out, "family", r, render(r))
     torch.set_num_threads(a.threads)
     a.family = hub.resolve(None, progress=False).path if a.family is None else _weights_path(a.family)
-    a.base = _weights_path(a.base)
+    a.base = None if a.base is None else _weights_path(a.base)
     kodak = default_data_root() / "kodak"
     paths = list_images(kodak) if a.images == "all" else [kodak / f"{n}.png" for n in EVAL_KODAK]
     images = [load_rgb(q) for q in paths]
-    family, base = _codec(a.family), _codec(a.base)
+    family = _codec(a.family)
+    if a.base is None:
+        base, base_bytes = base_of_family(a.family)
+    else:
+        base, base_bytes = _codec(a.base), a.base.stat().st_size
     n_rates = family.config.num_rates
     qualities = [float(q) for q in range(n_rates)]
     print("family: measuring the family and the base", file=sys.stderr)
     fam_rd = coded_rd(family, images, qualities)
     base_rd = coded_rd(base, images, qualities)
     r: dict = {"command": command_line(argv, "udic.benchmarks.family"), "images": len(images),
-               "family_id": family.model_id, "base_id": base.model_id,
+               "family_id": family.model_id,
+               "base_id": (family.metadata.get("info", {}).get("base_model", base.model_id) if a.base is None
+                           else base.model_id),
+               "base_derived": a.base is None,
                "family_rd": fam_rd, "base_rd": base_rd}
 
     # (a) storage
-    fam_bytes, base_bytes = a.family.stat().st_size, a.base.stat().st_size
+    fam_bytes = a.family.stat().st_size
     deltas = sum(v.numel() for k, v in family.model.state_dict().items() if ".lora." in k)
     params = sum(v.numel() for k, v in family.model.state_dict().items() if ".lora." not in k)
     r["storage"] = {"family_bytes": fam_bytes, "base_bytes": base_bytes, "separate_models_bytes": n_rates * base_bytes,
@@ -223,7 +249,9 @@ def render(r: dict) -> str:
     s = r["storage"]
     t = r["training"]
     lines = ["## The model family (LoRAM variable rate)", "",
-             f"Family `{r['family_id']}` = base `{r['base_id']}` + one low-rank delta per rate "
+             f"Family `{r['family_id']}` = base `{r['base_id']}`"
+             + (" (measured as the family's weights without the deltas)" if r.get("base_derived") else "")
+             + " + one low-rank delta per rate "
              f"(rank {t.get('rank', '?')} on the transforms, {t.get('hyper_rank', '?')} on the hyperprior"
              + (f", none on {t['exclude'].replace(',', ' and ')}" if t.get("exclude") else "")
              + f"; rate {t.get('base_rate', '?')} is the base itself). Kodak, {r['images']} images, real files.", "",

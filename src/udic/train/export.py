@@ -46,6 +46,17 @@ def loram_info(state: dict) -> dict:
             "rates": list(state.get("done", [])), "wall_per_rate": dict(state.get("wall_per_rate", {}))}
 
 
+def base_training(base: str) -> dict:
+    """Steps and wall time of the base a LoRA run started from (empty if it is not a
+    readable training checkpoint), so a family file says what its base cost."""
+    path = Path(base)
+    if path.suffix != ".pt" or not path.exists():
+        return {}
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    return {"steps": int(state.get("step", 0)), "wall_seconds": float(state.get("wall", 0.0)),
+            "train_config": state.get("train_config", {})}
+
+
 def export(ckpt: Path, name: str, out_dir: Path, info: dict, package: bool, default: bool, description: str) -> Path:
     model, state = load_checkpoint(ckpt)
     info = dict(info)
@@ -54,6 +65,9 @@ def export(ckpt: Path, name: str, out_dir: Path, info: dict, package: bool, defa
     info.setdefault("train_config", state.get("train_config", {}))
     if state.get("lora") and "done" in state:
         info.setdefault("loram", loram_info(state))
+        base = base_training(state.get("train_config", {}).get("base", ""))
+        if base:
+            info.setdefault("base_training", base)
     data = modelfile.export_bytes(model, info=info, fp16=True)
     model_id = hub.model_id_for_bytes(data)
     out_dir.mkdir(parents=True, exist_ok=True)
