@@ -123,7 +123,7 @@ def test_info_json_and_overhead(runner: CliRunner, tiny_cache: TinyModel, tmp_pa
     assert info["overhead_bytes"] == overhead
     assert info["sections"] == {k.name.lower(): len(v) for k, v in cont.sections.items()}
     assert info["latent_crc"] == f"{cont.header.latent_crc:08x}"
-    assert info["version"] == 3
+    assert info["version"] == ctr.VERSION == 4
     assert (info["tile"], info["adapter_bytes"]) == (0, 0)
     assert info["loop_filter"] == (info["loop_filter_bytes"] > 0) == ("loop_filter" in info["sections"])
     assert info["effort"] == 1  # the CLI default, recorded in the header

@@ -176,7 +176,7 @@ def test_header_fields(tiny_codec: Codec, tiny_model: TinyModel) -> None:
     enc = tiny_codec.encode(loaded(smooth_image(40, 56, seed=13)), 4.0)
     h = ctr.parse(enc.data).header
     assert h == enc.header
-    assert (h.width, h.height, h.version) == (56, 40, 3)
+    assert (h.width, h.height, h.version) == (56, 40, 4)
     assert (h.tile, h.effort) == (0, 0)
     assert h.rate == 1024 and h.quality == 4.0
     assert h.model_id == tiny_model.id == tiny_codec.model_id

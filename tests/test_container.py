@@ -32,7 +32,7 @@ def seal(body: bytes) -> bytes:
 
 def header_bytes(
     *,
-    version: int = 3,
+    version: int = 4,
     width: bytes = b"\xac\x02",  # 300
     height: bytes = b"\x05",
     colour: int = 0,
@@ -150,7 +150,7 @@ def test_writer_produces_hand_built_bytes() -> None:
 def test_parse_hand_built_file() -> None:
     cont, layout = parse_with_layout(minimal_file())
     h = cont.header
-    assert (h.version, h.width, h.height) == (3, 300, 5)
+    assert (h.version, h.width, h.height) == (4, 300, 5)
     assert (h.tile, h.tile_pixels, h.effort) == (16, 1024, 2)
     assert h.colour == Colour.RGB
     assert h.flags == Flags(0)
@@ -198,7 +198,7 @@ def test_round_trip_every_field() -> None:
         + b"\x05\x96\x01" + b"icc" * 50
     )
     assert data[:-4].endswith(expected_sections)
-    assert data[4:5] == b"\x03"
+    assert data[4:5] == b"\x04"  # version
     assert data[5:8] == b"\x80\x80\x40"  # width 2^20
     assert data[8:11] == b"\x03\x01\x07"  # height, colour gray, all three flags
     assert data[11:19] == bytes.fromhex("fedcba9876543210")
@@ -284,13 +284,13 @@ def test_checksum_checked_before_header() -> None:
         parse(bytes(body))
 
 
-@pytest.mark.parametrize("version", [0, 4, 255])
+@pytest.mark.parametrize("version", [0, 5, 255])
 def test_unknown_version(version: int) -> None:
     with pytest.raises(ContainerError, match="version"):
         parse(seal(header_bytes(version=version) + SECTIONS))
 
 
-@pytest.mark.parametrize("flags", [0x10, 0x80, 0xF0])
+@pytest.mark.parametrize("flags", [0x20, 0x80, 0xF0])
 def test_reserved_flags(flags: int) -> None:
     with pytest.raises(ContainerError, match="reserved"):
         parse(seal(header_bytes(flags=flags) + SECTIONS))
@@ -299,6 +299,17 @@ def test_reserved_flags(flags: int) -> None:
 def test_loop_filter_flag_is_reserved_before_version_3() -> None:
     with pytest.raises(ContainerError, match="reserved"):
         parse(seal(header_bytes(version=2, flags=0x08) + SECTIONS))
+
+
+def test_metadata_flag_is_reserved_before_version_4() -> None:
+    with pytest.raises(ContainerError, match="reserved"):
+        parse(seal(header_bytes(version=3, flags=0x10) + SECTIONS))
+
+
+def test_version_3_files_are_still_read() -> None:
+    cont = parse(seal(header_bytes(version=3) + SECTIONS))
+    assert cont.header.version == 3
+    assert write(cont) == seal(header_bytes(version=3) + SECTIONS)
 
 
 def test_version_2_files_are_still_read() -> None:
@@ -322,7 +333,7 @@ def test_bad_colour() -> None:
         parse(seal(header_bytes(colour=2) + SECTIONS))
 
 
-@pytest.mark.parametrize("tag", [0, 7, 255])
+@pytest.mark.parametrize("tag", [0, 8, 255])
 def test_unknown_section_tag(tag: int) -> None:
     body = header_bytes(n_sections=b"\x03") + SECTIONS + bytes([tag, 1, 0])
     with pytest.raises(ContainerError, match="unknown section tag"):

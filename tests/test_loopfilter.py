@@ -111,7 +111,7 @@ def test_codec_sends_and_applies_the_filter(tiny_codec: Codec) -> None:
     lf = _random_filter(3, 8, seed=9, spread=20)
     enc = tiny_codec.encode(image, 2.0, loop_filter=lf)
     cont = ctr.parse(enc.data)
-    assert cont.header.flags & ctr.Flags.LOOP_FILTER and cont.header.version == 3
+    assert cont.header.flags & ctr.Flags.LOOP_FILTER and cont.header.version >= 3
     base = np.asarray(tiny_codec.decode(plain.data).image)
     assert np.array_equal(np.asarray(tiny_codec.decode(enc.data).image), loopfilter.apply(base, lf))
 

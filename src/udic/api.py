@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from . import container as ctr
+from . import metadata as metadata_mod
 from .codec import Codec, DecodeResult, EncodeResult
 from .errors import InputError
 from .imageio import DEFAULT_MAX_PIXELS, LoadedImage, load_image
@@ -187,6 +188,8 @@ class FileInfo:
     adapter_bytes: int
     loop_filter: bool
     loop_filter_bytes: int
+    exif_bytes: int  # 0: none carried
+    xmp_bytes: int
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -195,6 +198,8 @@ class FileInfo:
 def info(data: bytes) -> FileInfo:
     cont, layout = ctr.parse_with_layout(data, max_pixels=ctr.MAX_DIMENSION**2)
     h = cont.header
+    meta = (metadata_mod.decode(cont.sections[ctr.Section.METADATA]) if ctr.Section.METADATA in cont.sections
+            else metadata_mod.Metadata())
     return FileInfo(
         bytes=len(data),
         width=h.width,
@@ -216,6 +221,8 @@ def info(data: bytes) -> FileInfo:
         adapter_bytes=len(cont.sections.get(ctr.Section.ADAPTERS, b"")),
         loop_filter=bool(h.flags & ctr.Flags.LOOP_FILTER),
         loop_filter_bytes=len(cont.sections.get(ctr.Section.LOOP_FILTER, b"")),
+        exif_bytes=len(meta.exif or b""),
+        xmp_bytes=len(meta.xmp or b""),
     )
 
 

@@ -8,6 +8,7 @@ object per input (to stdout, or stderr when stdout carries image data).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -28,6 +29,7 @@ import click
 from .container import Flags
 from .effort import DEFAULT_EFFORT, MAX_EFFORT, describe_effort
 from .errors import InputError, OutputError, UdicError, UsageError
+from .metadata import Metadata
 
 
 STDIO = "-"
@@ -488,11 +490,13 @@ def main() -> None:
 @click.option("--allow-large", is_flag=True, help="Accept images over the 64-megapixel limit.")
 @click.option("--tile", type=click.IntRange(min=0), default=None,
               help="Code in tiles of this many pixels (multiple of 64; 0 = never). Default: 1024 for images over 4 MP.")
+@click.option("--strip", is_flag=True,
+              help="Leave out EXIF and XMP metadata (camera, date, GPS, edits); the ICC profile is kept.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
               help="Files processed in parallel (each worker has its own model copy; CPU threads are split).")
 @common_options
 def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, target_bpp: float | None,
-           target_psnr: float | None, model: str | None, effort: int, time_budget: float | None, seed: int, allow_large: bool, tile: int | None, jobs: int,
+           target_psnr: float | None, model: str | None, effort: int, time_budget: float | None, seed: int, allow_large: bool, tile: int | None, strip: bool, jobs: int,
            device: str, threads: int | None, force: bool, quiet: bool, as_json: bool) -> None:
     """Compress images to .udic files."""
     from . import api
@@ -529,6 +533,8 @@ def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, t
         raw = _read_input(src)
         with job.pillow():
             image = load_image(raw, allow_large=allow_large)
+        if strip:
+            image = dataclasses.replace(image, metadata=Metadata())
         if not quiet:
             for notice in image.notices:
                 job.say(f"note: {notice}")
@@ -551,7 +557,8 @@ def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, t
             "width": result.header.width, "height": result.header.height, "quality": result.header.quality,
             "model_id": result.header.model_id, "effort": effort, "tile": result.header.tile_pixels,
             "seconds": round(time.perf_counter() - t0, 3),
-            "adapters": bool(result.header.flags & Flags.ADAPTERS), "notices": result.notices,
+            "adapters": bool(result.header.flags & Flags.ADAPTERS),
+            "metadata": bool(result.header.flags & Flags.METADATA), "notices": result.notices,
         }
 
     _run_batch(pairs, common, "encode", work)
@@ -621,7 +628,8 @@ def info(inputs: tuple[str, ...], as_json: bool) -> None:
             click.echo(json.dumps({"input": src, **fi.to_dict()}))
             continue
         flags = [n for n, on in (("adapters", fi.adapters), ("loop filter", fi.loop_filter), ("alpha", fi.alpha),
-                                 ("icc", fi.icc)) if on]
+                                 ("icc", fi.icc), (f"exif {fi.exif_bytes} B", fi.exif_bytes),
+                                 (f"xmp {fi.xmp_bytes} B", fi.xmp_bytes)) if on]
         click.echo(f"{name}:")
         click.echo(f"  size        {fi.width}x{fi.height} {fi.colour}")
         click.echo(f"  bytes       {fi.bytes} ({fi.bpp:.4f} bpp)")

@@ -21,6 +21,7 @@ from PIL import Image
 from . import adapters as adapters_mod
 from . import container as ctr
 from . import loopfilter
+from . import metadata as metadata_mod
 from .alpha import decode_alpha, encode_alpha
 from .entropy import IndexedCoder, gaussian_tables, tables_from_matrix
 from .errors import ContainerError, ModelError, UsageError
@@ -250,6 +251,9 @@ class Codec:
         if image.icc and len(image.icc) <= MAX_ICC_BYTES:
             flags |= ctr.Flags.ICC
             sections[ctr.Section.ICC] = zlib.compress(image.icc, 9)
+        if image.metadata:
+            flags |= ctr.Flags.METADATA
+            sections[ctr.Section.METADATA] = metadata_mod.encode(image.metadata)
         header = ctr.Header(
             width=width,
             height=height,
@@ -325,7 +329,7 @@ class Codec:
             raise ContainerError(f"rate {header.quality:g} out of range for this model")
         self._select_rate(header.rate)
         # The small side sections first: a corrupt one is refused before the expensive part.
-        adapter_set = loop_filter = alpha = icc = None
+        adapter_set = loop_filter = alpha = icc = meta = None
         if ctr.Section.ADAPTERS in cont.sections:
             channels = [s.channels for s in self.model.g_s.slots]
             adapter_set = adapters_mod.decode_adapters(cont.sections[ctr.Section.ADAPTERS], channels)
@@ -335,6 +339,8 @@ class Codec:
             alpha = decode_alpha(cont.sections[ctr.Section.ALPHA], header.height, header.width)
         if ctr.Section.ICC in cont.sections:
             icc = inflate_icc(cont.sections[ctr.Section.ICC])
+        if ctr.Section.METADATA in cont.sections:
+            meta = metadata_mod.decode(cont.sections[ctr.Section.METADATA])
         z_symbols, residuals, means = self.decode_integers(cont)
         y_hat = torch.from_numpy(residuals.astype(np.float32)) + means
         rgb = self.synthesise(y_hat, header.quality, adapter_set, tile=header.tile_pixels, progress=progress)
@@ -342,7 +348,7 @@ class Codec:
         if loop_filter is not None:
             rgb = loopfilter.apply(rgb, loop_filter)
         mode = "L" if header.colour == ctr.Colour.GRAY else "RGB"
-        image = to_pil(rgb, mode, alpha, icc)
+        image = to_pil(rgb, mode, alpha, icc, meta)
         return DecodeResult(image=image, header=header, seconds=time.perf_counter() - t0)
 
     def latent_shapes(self, header: ctr.Header) -> tuple[tuple[int, int, int], tuple[int, int, int]]:

@@ -15,8 +15,8 @@ from enum import IntEnum, IntFlag
 from .errors import ContainerError
 
 MAGIC = b"UDIC"
-VERSION = 3  # written; versions 1 (no tile/effort fields) and 2 (no loop filter) are still read
-READABLE_VERSIONS = (1, 2, 3)
+VERSION = 4  # written; 1 (no tile/effort), 2 (no loop filter) and 3 (no metadata) are still read
+READABLE_VERSIONS = (1, 2, 3, 4)
 TILE_UNIT = 64  # the tile field counts pixels in these units
 MAX_DIMENSION = 1 << 20
 DEFAULT_MAX_PIXELS = 64_000_000  # the same limit as imageio.DEFAULT_MAX_PIXELS for inputs
@@ -32,11 +32,12 @@ class Flags(IntFlag):
     ALPHA = 2
     ICC = 4
     LOOP_FILTER = 8  # since version 3
+    METADATA = 16  # since version 4
 
 
 def allowed_flags(version: int) -> int:
     """The flag bits a file of this version may set (the others are reserved, must be 0)."""
-    return 0x0F if version >= 3 else 0x07
+    return 0x1F if version >= 4 else 0x0F if version >= 3 else 0x07
 
 
 class Section(IntEnum):
@@ -46,6 +47,7 @@ class Section(IntEnum):
     ALPHA = 4
     ICC = 5
     LOOP_FILTER = 6
+    METADATA = 7
 
 
 _FLAG_FOR_SECTION = {
@@ -53,6 +55,7 @@ _FLAG_FOR_SECTION = {
     Section.ALPHA: Flags.ALPHA,
     Section.ICC: Flags.ICC,
     Section.LOOP_FILTER: Flags.LOOP_FILTER,
+    Section.METADATA: Flags.METADATA,
 }
 
 

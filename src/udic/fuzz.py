@@ -166,6 +166,7 @@ def make_seeds(codec) -> list[Seed]:
     from .adapters import Adapter, AdapterSet
     from .imageio import LoadedImage
     from .loopfilter import LoopFilter
+    from .metadata import Metadata
 
     rng = np.random.default_rng(7)
     top = codec.max_quality
@@ -201,8 +202,11 @@ def make_seeds(codec) -> list[Seed]:
         ("icc-16x20-q3", LoadedImage(_smooth(16, 20, 8), "RGB", None, icc), 3.0, None, None),
         ("adapters-24x24-q2", LoadedImage(_smooth(24, 24, 9), "RGB", None, None), min(2.0, top), adapters(), None),
         ("filter-24x40-q1", LoadedImage(_smooth(24, 40, 11), "RGB", None, None), 1.0, None, loop_filter(5)),
-        ("all-20x30-q3.5", LoadedImage(_smooth(20, 30, 10), "RGB", ramp, icc), min(3.5, top), adapters(1),
-         loop_filter(3)),
+        ("meta-16x24-q2", LoadedImage(_smooth(16, 24, 12), "RGB", None, None,
+                                      metadata=Metadata(exif=b"II*\x00\x08\x00\x00\x00" + bytes(40), xmp=b"<x/>" * 20)),
+         min(2.0, top), None, None),
+        ("all-20x30-q3.5", LoadedImage(_smooth(20, 30, 10), "RGB", ramp, icc, metadata=Metadata(xmp=b"<x/>")),
+         min(3.5, top), adapters(1), loop_filter(3)),
     ]
     seeds = []
     for name, image, quality, aset, lf in plans:

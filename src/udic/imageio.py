@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from udic.errors import InputError, OutputError
+from udic.metadata import MAX_METADATA_BYTES, Metadata
 
 DEFAULT_MAX_PIXELS = 64_000_000  # larger needs allow_large=True
 MAX_SIDE = 1 << 20  # the container's limit per side (bitstream_spec.md §2)
@@ -48,6 +49,7 @@ class LoadedImage:
     alpha: np.ndarray | None  # (H, W) uint8 if the source had real transparency
     icc: bytes | None  # ICC profile carried from the source, if any
     notices: list[str] = field(default_factory=list)  # one-line conversion notices
+    metadata: Metadata = Metadata()  # EXIF (orientation applied and removed) and XMP
 
 
 # --------------------------------------------------------------------------- load
@@ -257,7 +259,8 @@ def load_image(
             im.load()
             transposed = ImageOps.exif_transpose(im)
             if transposed is not None:
-                im = transposed
+                im = transposed  # its EXIF no longer has an orientation tag
+            meta = _read_metadata(im.info, notices)
             rgb, mode, alpha = _normalise(im, bit_depth, notices)
         except InputError:
             raise
@@ -276,7 +279,21 @@ def load_image(
             notices.append(f"dropped {name} ICC profile (output is {mode})")
             icc = None
 
-    return LoadedImage(rgb=rgb, mode=mode, alpha=alpha, icc=icc, notices=notices)
+    return LoadedImage(rgb=rgb, mode=mode, alpha=alpha, icc=icc, notices=notices, metadata=meta)
+
+
+def _read_metadata(info: dict, notices: list[str]) -> Metadata:
+    """EXIF and XMP as Pillow exposes them (PNG keeps XMP in an iTXt chunk)."""
+    exif = info.get("exif") or None
+    xmp = info.get("xmp") or info.get("XML:com.adobe.xmp") or None
+    if isinstance(xmp, str):
+        xmp = xmp.encode("utf-8")
+    exif = bytes(exif) if isinstance(exif, (bytes, bytearray)) else None
+    xmp = bytes(xmp) if isinstance(xmp, (bytes, bytearray)) else None
+    if (len(exif or b"") + len(xmp or b"")) > MAX_METADATA_BYTES - 16:
+        notices.append(f"dropped EXIF/XMP metadata over {MAX_METADATA_BYTES >> 20} MiB")
+        return Metadata()
+    return Metadata(exif=exif, xmp=xmp)
 
 
 # ------------------------------------------------------------------------- build
@@ -287,6 +304,7 @@ def to_pil(
     mode: str,
     alpha: np.ndarray | None = None,
     icc: bytes | None = None,
+    metadata: Metadata | None = None,
 ) -> Image.Image:
     """Turn decoded codec output back into a Pillow image in the source's mode."""
     rgb = np.asarray(rgb)
@@ -304,6 +322,10 @@ def to_pil(
         image.putalpha(Image.fromarray(np.ascontiguousarray(alpha)))
     if icc:
         image.info["icc_profile"] = bytes(icc)
+    if metadata is not None and metadata.exif:
+        image.info["exif"] = metadata.exif
+    if metadata is not None and metadata.xmp:
+        image.info["xmp"] = metadata.xmp
     return image
 
 
@@ -334,6 +356,7 @@ def _prepare(
 ) -> tuple[Image.Image, dict[str, Any]]:
     """Adapt mode and save options to what each format can actually store."""
     icc = image.info.get("icc_profile")
+    exif, xmp = image.info.get("exif"), image.info.get("xmp")
     kwargs: dict[str, Any] = {}
     has_alpha = image.mode in ("RGBA", "LA")
     gray = image.mode in ("L", "LA")
@@ -351,7 +374,25 @@ def _prepare(
             image = image.convert("RGBA")
     if icc and fmt in ("PNG", "WEBP", "JPEG", "TIFF"):
         kwargs["icc_profile"] = icc
+    kwargs.update(_metadata_options(exif, xmp, fmt))
     return image, kwargs
+
+
+_JPEG_SEGMENT = 65_000  # a JPEG APP segment holds < 64 KiB: larger EXIF/XMP cannot be written there
+
+
+def _metadata_options(exif: bytes | None, xmp: bytes | None, fmt: str) -> dict[str, Any]:
+    """Save options that write EXIF and XMP in the formats that hold them."""
+    out: dict[str, Any] = {}
+    if exif and fmt in ("PNG", "WEBP", "JPEG", "TIFF") and not (fmt == "JPEG" and len(exif) > _JPEG_SEGMENT):
+        out["exif"] = exif
+    if xmp and fmt in ("WEBP", "JPEG") and not (fmt == "JPEG" and len(xmp) > _JPEG_SEGMENT):
+        out["xmp"] = xmp
+    elif xmp and fmt == "PNG":
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8", "replace"))
+        out["pnginfo"] = info
+    return out
 
 
 def encode_image_bytes(image: Image.Image, format: str = "PNG") -> bytes:
