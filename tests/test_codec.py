@@ -350,7 +350,7 @@ def test_choose_tile() -> None:
     assert choose_tile(512, 768) == 0  # small images are one piece
     assert choose_tile(4000, 6000) == DEFAULT_TILE
     assert AUTO_TILE_PIXELS < 4032 * 6016
-    assert choose_tile(4000, 6000, 0) == 0
+    assert choose_tile(3000, 4000, 0) == 0  # --tile 0 forces one piece up to the window limit
     assert choose_tile(200, 150, 64) == 64
     assert choose_tile(200, 150, 256) == 0  # one tile covers it all: coded as one piece
     for bad in (100, -64, 256 * 64):
@@ -385,3 +385,19 @@ def test_version_1_files_still_decode(tiny_codec: Codec) -> None:
     old = reseal(enc.data, version=1, tile=0, effort=0)
     assert len(old) == len(enc.data) - 2 and old[4] == 1
     assert np.array_equal(np.asarray(tiny_codec.decode(old).image), np.asarray(tiny_codec.decode(enc.data).image))
+
+
+def test_synthesis_window_is_bounded_on_both_sides(tiny_codec: Codec) -> None:
+    """A whole-image synthesis of a huge image would need tens of GB: the encoder tiles
+    instead, and a file asking for it is refused before anything is allocated."""
+    from udic.codec import MAX_WINDOW_PIXELS, choose_tile
+
+    assert choose_tile(6000, 8000) == 1024  # automatic tiling
+    with pytest.raises(UsageError, match="MP limit"):
+        choose_tile(6000, 8000, 0)
+    assert choose_tile(4096, 4096, 0) == 0  # exactly at the limit
+    data = tiny_codec.encode(loaded(smooth_image(16, 16)), 1.0).data
+    huge = reseal(data, width=8000, height=6000, tile=0)
+    with pytest.raises(ContainerError, match="synthesis window"):
+        tiny_codec.decode(huge, max_pixels=10**9)
+    assert 4096 * 4096 == MAX_WINDOW_PIXELS

@@ -37,6 +37,10 @@ LATENT_STRIDE = 16  # pixels per latent position
 DEFAULT_TILE = 1024
 AUTO_TILE_PIXELS = 2048 * 2048
 MAX_TILE = 255 * ctr.TILE_UNIT
+# The largest area synthesised in one piece (a whole image or one tile), encoder and
+# decoder alike: ~0.85 GB of activations per megapixel, so 4096² needs ~14 GB.  A file
+# asking for more is refused before anything is allocated (spec §9).
+MAX_WINDOW_PIXELS = 4096 * 4096
 # Halos cover the receptive fields with margin: g_a's residual network sees ±30 px,
 # g_s's deconvolutions ±2 latent positions.
 ANALYSIS_HALO = 64  # pixels
@@ -56,7 +60,18 @@ def choose_tile(height: int, width: int, tile: int | None = None) -> int:
         tile = DEFAULT_TILE if hp * wp > AUTO_TILE_PIXELS else 0
     if tile < 0 or tile % ctr.TILE_UNIT or tile > MAX_TILE:
         raise UsageError(f"tile size must be 0 or a multiple of {ctr.TILE_UNIT} up to {MAX_TILE}, got {tile}")
-    return 0 if tile >= max(hp, wp) else tile
+    tile = 0 if tile >= max(hp, wp) else tile
+    if window_pixels(height, width, tile) > MAX_WINDOW_PIXELS:
+        raise UsageError(f"tiles of {tile or 'the whole image'} would synthesise "
+                         f"{window_pixels(height, width, tile) / 1e6:.0f} MP at once, over the "
+                         f"{MAX_WINDOW_PIXELS / 1e6:.1f} MP limit (use --tile {DEFAULT_TILE})")
+    return tile
+
+
+def window_pixels(height: int, width: int, tile: int) -> int:
+    """Area synthesised in one piece for this tile side (0 = the whole padded image)."""
+    hp, wp = padded_size(height, width)
+    return hp * wp if tile == 0 else min(tile, hp) * min(tile, wp)
 
 
 @dataclass
@@ -327,6 +342,10 @@ class Codec:
             raise ModelError(f"file was made with model {header.model_id}, not the loaded {self.model_id}")
         if header.rate > self.max_quality * 256:
             raise ContainerError(f"rate {header.quality:g} out of range for this model")
+        window = window_pixels(header.height, header.width, header.tile_pixels)
+        if window > MAX_WINDOW_PIXELS:
+            raise ContainerError(f"file asks for a {window / 1e6:.0f} MP synthesis window, over the "
+                                 f"{MAX_WINDOW_PIXELS / 1e6:.1f} MP limit")
         self._select_rate(header.rate)
         # The small side sections first: a corrupt one is refused before the expensive part.
         adapter_set = loop_filter = alpha = icc = meta = None
