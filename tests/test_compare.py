@@ -289,3 +289,21 @@ def test_sweep_quiet_has_no_progress_and_only_skips_missing(tmp_path: Path) -> N
         import udic.api  # noqa: F401
     except Exception:  # noqa: BLE001
         assert "skipped udic: udic.api is not importable" in result.stdout
+
+
+def test_udic_sweeps_at_the_encoders_default_effort_or_the_one_asked(tmp_path: Path) -> None:
+    """A sweep measures what `udic encode` gives (effort 1 by default); --effort changes it."""
+    from udic.anchors import UdicCodec
+    from udic.effort import DEFAULT_EFFORT
+
+    img = _make_image(tmp_path / "one" / "a.png", 4)
+    try:
+        for args, effort in (([], DEFAULT_EFFORT), (["--effort", "0"], 0)):
+            result = _runner().invoke(compare_command, ["--sweep", str(img), "--codecs", "udic", "--qualities",
+                                                        "udic=1,3", "--quiet", "--show-commands", *args])
+            assert result.exit_code == 0, result.output
+            assert f"effort={effort})" in result.stdout
+    finally:
+        UdicCodec.effort = DEFAULT_EFFORT
+    result = _runner().invoke(compare_command, [str(img), str(img), "--effort", "2"])
+    assert result.exit_code != 0 and "--effort only apply with --sweep" in str(result.exception)

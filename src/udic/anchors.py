@@ -38,6 +38,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from udic.effort import DEFAULT_EFFORT
 from udic.errors import InputError, UdicError
 
 __all__ = [
@@ -578,6 +579,9 @@ class UdicCodec(Codec):
     _FALLBACK_QUALITIES = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
     # The API may lazily load and cache a model; parallel sweep jobs must not race on that.
     _lock = threading.Lock()
+    # The adaptation effort of every udic encode in this process: `udic encode`'s default,
+    # so a sweep measures what users get (`udic compare --effort` sets it).
+    effort: int = DEFAULT_EFFORT
 
     def _api(self):  # noqa: ANN202 - the module type is dynamic
         try:
@@ -604,7 +608,7 @@ class UdicCodec(Codec):
         api = self._api()
         try:
             with Image.open(png_path) as im, self._lock:
-                data = api.encode(im.convert("RGB"), float(quality))
+                data = api.encode(im.convert("RGB"), float(quality), effort=self.effort)
         except UdicError:
             raise
         except Exception as exc:  # noqa: BLE001 - surface any API failure as one line
@@ -624,7 +628,8 @@ class UdicCodec(Codec):
             raise CodecError(f"udic decoding failed: {_one_line(str(exc)) or type(exc).__name__}") from None
 
     def encode_commands(self, quality: float, src: str = "IN.png", out: str | None = None) -> list[str]:
-        return [f"python: udic.api.encode(PIL.Image.open({src!r}).convert('RGB'), quality={_fmt_q(quality)})"
+        return [f"python: udic.api.encode(PIL.Image.open({src!r}).convert('RGB'), quality={_fmt_q(quality)}, "
+                f"effort={self.effort})"
                 f" -> {(out or 'OUT.udic')!r}"]  # fmt: skip
 
     def decode_commands(self, src: str | None = None, out: str = "OUT.png") -> list[str]:

@@ -42,7 +42,8 @@ import click
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from udic.anchors import CODECS, Codec, detect_codec, get_codec
+from udic.anchors import CODECS, Codec, UdicCodec, detect_codec, get_codec
+from udic.effort import DEFAULT_EFFORT, MAX_EFFORT
 from udic.errors import InputError, OutputError, UdicError, UsageError
 from udic.metrics import bd_psnr, bd_rate, ms_ssim_rgb, psnr_rgb
 
@@ -762,6 +763,8 @@ def plot_rd(result: CompareResult, path: str | os.PathLike[str]) -> None:
               help="With --sweep: keep the compressed files in this folder.")  # fmt: skip
 @click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(min=1),
               help="Seconds allowed per codec tool run.")  # fmt: skip
+@click.option("--effort", type=click.IntRange(0, MAX_EFFORT), default=DEFAULT_EFFORT, show_default=True,
+              help="With --sweep: udic's adaptation effort (as in udic encode).")
 @click.option("--show-commands", is_flag=True, help="List the exact codec command lines used.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def compare_command(
@@ -776,6 +779,7 @@ def compare_command(
     jobs: int,
     keep_dir: Path | None,
     timeout: float,
+    effort: int,
     show_commands: bool,
     quiet: bool,
 ) -> None:
@@ -803,10 +807,11 @@ def compare_command(
                 get_codec(n)
         except UdicError as exc:
             raise UsageError(f"--codecs: {exc}") from None
+        UdicCodec.effort = effort
         result = run_sweep(paths, names, parse_qualities(quality_specs), anchor, jobs, progress, keep_dir, timeout)
     else:
-        if quality_specs or keep_dir is not None:
-            raise UsageError("--qualities and --keep only apply with --sweep")
+        if quality_specs or keep_dir is not None or effort != DEFAULT_EFFORT:
+            raise UsageError("--qualities, --keep and --effort only apply with --sweep")
         if len(paths) < 2:
             raise UsageError("give a reference image and at least one compressed file (or use --sweep)")
         result = compare_files(paths[0], paths[1:], anchor, jobs, progress, timeout)
