@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from . import container as ctr
+from .effort import DEFAULT_EFFORT
 from . import metadata as metadata_mod
 from .codec import Codec, DecodeResult, EncodeResult
 from .errors import InputError
@@ -72,14 +73,14 @@ def encode_image(
     device: str = "cpu",
     allow_large: bool = False,
     progress: bool = True,
-    effort: int = 0,
+    effort: int = DEFAULT_EFFORT,
     time_budget: float | None = None,
     seed: int = 0,
     on_step: "Callable[[str, int, int, float], None] | None" = None,
     tile: int | None = None,
     target: RateTarget | None = None,
 ) -> EncodeResult:
-    """Encode; ``effort`` > 0 adapts latents (and adapters) to this image first.
+    """Encode; ``effort`` > 0 adapts the encode to this image first (default: the CLI's).
 
     ``tile``: tile side in pixels (0 = whole image, None = tiled only when large);
     ``on_step(phase, step, total, rd_cost)`` reports adaptation steps and tiles;
@@ -138,9 +139,10 @@ def encode(
     quality: float = DEFAULT_QUALITY,
     model: str | None = None,
     device: str = "cpu",
-    effort: int = 0,
+    effort: int = DEFAULT_EFFORT,
 ) -> bytes:
-    """Compress an image (path, bytes, PIL image or uint8 array) to .udic bytes."""
+    """Compress an image (path, bytes, PIL image or uint8 array) to .udic bytes, at
+    ``udic encode``'s default effort unless told otherwise."""
     return encode_image(image, quality, model, device, effort=effort).data
 
 
