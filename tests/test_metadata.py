@@ -137,3 +137,12 @@ def test_a_corrupt_metadata_section_is_refused_before_decoding(tiny_codec, tmp_p
     cont.sections[ctr.Section.METADATA] = zlib.compress(bytes([9, 1, 0]))
     with pytest.raises(ContainerError, match="metadata"):
         tiny_codec.decode(ctr.write(cont))
+
+
+def test_the_python_api_keeps_a_pil_images_metadata(tiny_cache: TinyModel) -> None:
+    from udic import api
+
+    source = Image.open(io.BytesIO(_photo("JPEG")))
+    data = api.encode(source, 1.0, model=tiny_cache.id, effort=0)
+    assert api.info(data).exif_bytes > 0 and api.info(data).xmp_bytes == len(XMP)
+    assert api.decode(data).image.info["xmp"] == XMP

@@ -21,7 +21,7 @@ from .effort import DEFAULT_EFFORT
 from . import metadata as metadata_mod
 from .codec import Codec, DecodeResult, EncodeResult
 from .errors import InputError
-from .imageio import DEFAULT_MAX_PIXELS, LoadedImage, load_image
+from .imageio import DEFAULT_MAX_PIXELS, LoadedImage, load_image, png_keeping_metadata
 from .ratecontrol import RateTarget
 
 # Integer rate indices of the packaged model, lowest quality first.
@@ -55,10 +55,8 @@ ImageLike = Image.Image | np.ndarray | str | os.PathLike | bytes | LoadedImage
 def as_loaded(image: ImageLike, allow_large: bool = False) -> LoadedImage:
     if isinstance(image, LoadedImage):
         return image
-    if isinstance(image, Image.Image):
-        buf = io.BytesIO()
-        image.save(buf, format="PNG")
-        return load_image(buf.getvalue(), allow_large=allow_large)
+    if isinstance(image, Image.Image):  # through PNG, keeping its ICC, EXIF and XMP
+        return load_image(png_keeping_metadata(image), allow_large=allow_large)
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
             raise InputError("arrays must be uint8 (H, W) or (H, W, 3|4)")

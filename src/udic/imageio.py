@@ -282,6 +282,14 @@ def load_image(
     return LoadedImage(rgb=rgb, mode=mode, alpha=alpha, icc=icc, notices=notices, metadata=meta)
 
 
+def png_keeping_metadata(image: Image.Image) -> bytes:
+    """A PIL image as PNG bytes with its ICC profile, EXIF and XMP (for the Python API)."""
+    meta = _read_metadata(image.info, [])
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", **_metadata_options(meta.exif, meta.xmp, "PNG"))
+    return buf.getvalue()
+
+
 def _read_metadata(info: dict, notices: list[str]) -> Metadata:
     """EXIF and XMP as Pillow exposes them (PNG keeps XMP in an iTXt chunk)."""
     exif = info.get("exif") or None
@@ -356,7 +364,8 @@ def _prepare(
 ) -> tuple[Image.Image, dict[str, Any]]:
     """Adapt mode and save options to what each format can actually store."""
     icc = image.info.get("icc_profile")
-    exif, xmp = image.info.get("exif"), image.info.get("xmp")
+    meta = _read_metadata(image.info, [])
+    exif, xmp = meta.exif, meta.xmp
     kwargs: dict[str, Any] = {}
     has_alpha = image.mode in ("RGBA", "LA")
     gray = image.mode in ("L", "LA")
