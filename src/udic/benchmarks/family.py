@@ -155,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.render_only:
         path = a.out / "sections" / "family.json"
         r = json.loads(path.read_text())
-        for c in r.get("lora_vs_full", []):
+        carried = r.get("lora_vs_full_family") not in (None, r["family_id"])  # read off another curve
+        for c in [] if carried else r.get("lora_vs_full", []):
             for key, pt in (("full_vs_lora_curve", c["full"]), ("lora_vs_lora_curve", c["lora"]),
                             ("base_vs_lora_curve", c["base"])):
                 c[key] = rate_saving(r["family_rd"], pt)
@@ -206,11 +207,13 @@ def main(argv: list[str] | None = None) -> int:
                             "base_vs_lora_curve": rate_saving(fam_rd, base_rd[rate])})
     previous = a.out / "sections" / "family.json"
     if not comparisons and previous.exists():
-        # Full fine-tunes are training runs, not part of every bench: keep the last measurement.
+        # Full fine-tunes are training runs, not part of every bench: keep the last
+        # measurement, saying which family it was made on if that was another one.
         old = json.loads(previous.read_text())
-        if old.get("family_id") == family.model_id and old.get("lora_vs_full"):
+        if old.get("lora_vs_full"):
             comparisons = old["lora_vs_full"]
             r["lora_vs_full_command"] = old.get("lora_vs_full_command", old.get("command"))
+            r["lora_vs_full_family"] = old.get("lora_vs_full_family", old.get("family_id"))
     else:
         r["lora_vs_full_command"] = r["command"]
     r["lora_vs_full"] = comparisons
@@ -264,9 +267,12 @@ def render(r: dict) -> str:
               f"({100 * s['saving_vs_separate']:.1f} % less). Deltas: {s['delta_parameters']:,} parameters "
               f"against {s['base_parameters']:,} in the base.", ""]
     if r["lora_vs_full"]:
+        other = r.get("lora_vs_full_family")
         lines += ["**LoRA against full fine-tuning** from the same base with the same batches and steps. "
                   "'vs family curve' is the bit-rate difference at equal PSNR, read off the family's RD curve "
-                  "(negative = better than the LoRA family):", "",
+                  "(negative = better than the LoRA family)"
+                  + (f"; measured on the earlier family `{other}`, whose curve it is read off"
+                     if other and other != r["family_id"] else "") + ":", "",
                   f"(measured by `{r.get('lora_vs_full_command', r['command'])}`)", "",
                   "| rate | steps | LoRA bpp / dB | full FT bpp / dB | LoRA vs family curve | full FT vs family curve "
                   "| base-only vs family curve |",
