@@ -113,16 +113,7 @@ MAX_ICC_BYTES = 16 << 20
 
 def inflate_icc(payload: bytes) -> bytes:
     """zlib-inflate an ICC section, refusing more than MAX_ICC_BYTES (no zlib bombs)."""
-    inflater = zlib.decompressobj()
-    try:
-        icc = inflater.decompress(payload, MAX_ICC_BYTES + 1)
-    except zlib.error:
-        raise ContainerError("corrupt ICC section") from None
-    if len(icc) > MAX_ICC_BYTES or inflater.unconsumed_tail:
-        raise ContainerError(f"ICC section inflates past {MAX_ICC_BYTES >> 20} MiB")
-    if not inflater.eof:
-        raise ContainerError("corrupt ICC section (truncated)")
-    return icc
+    return ctr.inflate_section(payload, MAX_ICC_BYTES, "ICC")
 
 
 def _crc_integers(*arrays: np.ndarray) -> int:

@@ -148,6 +148,21 @@ def write_varint(value: int) -> bytes:
             return bytes(out)
 
 
+def inflate_section(payload: bytes, limit: int, name: str) -> bytes:
+    """zlib-inflate a section's payload, refusing more than ``limit`` bytes (no zlib
+    bombs), a truncated stream and bytes after it."""
+    inflater = zlib.decompressobj()
+    try:
+        raw = inflater.decompress(payload, limit + 1)
+    except zlib.error:
+        raise ContainerError(f"corrupt {name} section") from None
+    if len(raw) > limit or inflater.unconsumed_tail:
+        raise ContainerError(f"{name} section inflates past {limit >> 20} MiB")
+    if not inflater.eof or inflater.unused_data:
+        raise ContainerError(f"corrupt {name} section (truncated or trailing bytes)")
+    return raw
+
+
 class _Reader:
     def __init__(self, data: bytes, end: int) -> None:
         self.data = data

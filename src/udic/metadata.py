@@ -12,7 +12,7 @@ import zlib
 from dataclasses import dataclass
 from enum import IntEnum
 
-from .container import _Reader, write_varint
+from .container import _Reader, inflate_section, write_varint
 from .errors import ContainerError
 
 MAX_METADATA_BYTES = 16 << 20  # inflated; the same bound as the ICC section
@@ -46,15 +46,7 @@ def encode(meta: Metadata) -> bytes:
 
 
 def decode(payload: bytes) -> Metadata:
-    inflater = zlib.decompressobj()
-    try:
-        raw = inflater.decompress(payload, MAX_METADATA_BYTES + 1)
-    except zlib.error:
-        raise ContainerError("corrupt metadata section") from None
-    if len(raw) > MAX_METADATA_BYTES or inflater.unconsumed_tail:
-        raise ContainerError(f"metadata section inflates past {MAX_METADATA_BYTES >> 20} MiB")
-    if not inflater.eof or inflater.unused_data:
-        raise ContainerError("corrupt metadata section (truncated or trailing bytes)")
+    raw = inflate_section(payload, MAX_METADATA_BYTES, "metadata")
     reader = _Reader(raw, len(raw))
     found: dict[Kind, bytes] = {}
     while reader.pos < len(raw):
