@@ -10,7 +10,7 @@ PINS := torch==2.14.1 torchvision==0.29.1 compressai==1.2.8 "numpy<2" constricti
         click==8.5.1 pillow==13.0.0 safetensors==0.8.0 pytest==9.2.0 hypothesis==6.170.15 \
         matplotlib==3.11.2 scipy==1.17.1
 
-.PHONY: install test bench train export fuzz lint clean
+.PHONY: install test bench bench-efforts train export fuzz lint clean
 
 install: $(VENV)/.installed
 
@@ -28,12 +28,17 @@ test: install
 # adaptation, huge images, robustness).  Hours on 2 cores; each part also runs alone.
 BENCH_IMAGES ?= 6
 bench: install
-	$(PY) -m udic.benchmarks.family --out bench --base udic-hp-narrow-base
+	$(PY) -m udic.benchmarks.family --out bench
 	$(PY) -m udic.benchmarks.adaptation --out bench --images 3 --efforts 0,1,2
 	$(PY) -m udic.benchmarks.huge --out bench
 	$(PY) -m udic.benchmarks.robustness --out bench
 	$(PY) -m udic.bench --out bench --max-images $(BENCH_IMAGES)
 	$(PY) -m udic.train.longrun --run docs/training/base-narrow --run docs/training/base-v1
+
+# The slow efforts' adaptation rows (3, 4 and 5: minutes per image), 1 image per domain.
+bench-efforts: install
+	$(PY) -m udic.benchmarks.adaptation --out bench --images 1 --efforts 0,3,4
+	$(PY) -m udic.benchmarks.adaptation --out bench --images 1 --efforts 0,5 --qualities 1,5
 
 # Train (or resume) a base model with the chosen recipe (base-narrow's); see docs/training.md.
 TRAIN_ARGS ?= --out runs/base --N 64 --M 128 --steps 22000 --big-crop-from 1.0 \
