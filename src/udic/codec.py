@@ -61,9 +61,10 @@ def choose_tile(height: int, width: int, tile: int | None = None) -> int:
     if tile < 0 or tile % ctr.TILE_UNIT or tile > MAX_TILE:
         raise UsageError(f"tile size must be 0 or a multiple of {ctr.TILE_UNIT} up to {MAX_TILE}, got {tile}")
     tile = 0 if tile >= max(hp, wp) else tile
-    if window_pixels(height, width, tile) > MAX_WINDOW_PIXELS:
+    window = window_pixels(height, width, tile)
+    if window > MAX_WINDOW_PIXELS:
         raise UsageError(f"tiles of {tile or 'the whole image'} would synthesise "
-                         f"{window_pixels(height, width, tile) / 1e6:.0f} MP at once, over the "
+                         f"{window / 1e6:.0f} MP at once, over the "
                          f"{MAX_WINDOW_PIXELS / 1e6:.1f} MP limit (use --tile {DEFAULT_TILE})")
     return tile
 

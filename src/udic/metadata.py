@@ -50,14 +50,12 @@ def decode(payload: bytes) -> Metadata:
     reader = _Reader(raw, len(raw))
     found: dict[Kind, bytes] = {}
     while reader.pos < len(raw):
+        tag = reader.take(1, "metadata")[0]  # the loop condition guarantees this byte
+        if tag not in Kind._value2member_map_ or (found and tag <= max(found)):
+            raise ContainerError(f"corrupt metadata section (record kind {tag})")
         try:
-            tag = reader.take(1, "metadata")[0]
-            if tag not in Kind._value2member_map_ or (found and tag <= max(found)):
-                raise ContainerError(f"corrupt metadata section (record kind {tag})")
             value = reader.take(reader.varint("metadata"), "metadata")
-        except ContainerError as exc:
-            if "corrupt" in str(exc):
-                raise
+        except ContainerError:
             raise ContainerError("corrupt metadata section (truncated record)") from None
         if not value:
             raise ContainerError("corrupt metadata section (empty record)")

@@ -46,15 +46,12 @@ def base_of_family(family_path: Path) -> tuple[Codec, int]:
     rate uses, at every rate), as a codec and the size its weights file has.  No
     separate base file needs to ship with a family."""
     from ..models import UdicModel
+    from ..train.export import load_weights
 
     loaded = modelfile.load(family_path)  # unmerged (a codec merges a rate at once)
     model = UdicModel(loaded.model.config)
-    weights = {k: v for k, v in loaded.model.state_dict().items() if ".lora." not in k}
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    missing = [k for k in missing if not k.startswith("entropy_bottleneck._")]
-    if missing or unexpected:
-        raise ValueError(f"family weights do not split into a base (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    model.entropy_bottleneck.update(force=True)
+    load_weights(model, {k: v for k, v in loaded.model.state_dict().items() if ".lora." not in k},
+                 f"{family_path}: the family without its deltas")
     data = modelfile.export_bytes(model.eval(), info=loaded.metadata.get("info", {}).get("base_training", {}))
     return Codec(modelfile.load_bytes(data), hub.model_id_for_bytes(data)), len(data)
 

@@ -26,16 +26,20 @@ def load_checkpoint(path: Path) -> tuple[UdicModel, dict]:
     for key, spec in lora.items():
         layer, rate = key.rsplit(".", 1)
         modules[layer].add_lora(rate, int(spec["rank"]), float(spec["alpha"]))
-    # compressai's CDF buffers are derived (update() below rebuilds them) and change size.
-    weights = {k: v for k, v in state["model"].items() if not k.startswith("entropy_bottleneck._")}
+    load_weights(model, state["model"], f"{path}: checkpoint")
+    return model.eval(), state
+
+
+def load_weights(model: UdicModel, weights: dict, source: str) -> None:
+    """Load ``weights`` into ``model``, every tensor accounted for, and rebuild the
+    hyper-latent tables.  compressai's CDF buffers are derived (``update()`` rebuilds
+    them, tightening the quantiles first) and change size, so they are left out."""
+    weights = {k: v for k, v in weights.items() if not k.startswith("entropy_bottleneck._")}
     missing, unexpected = model.load_state_dict(weights, strict=False)
     missing = [k for k in missing if not k.startswith("entropy_bottleneck._")]
     if missing or unexpected:
-        raise ValueError(f"{path}: checkpoint does not match the model (missing {missing[:3]}, "
-                         f"unexpected {unexpected[:3]})")
-    # Tighten the hyper-latent quantiles before tables are built from them.
+        raise ValueError(f"{source} does not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
     model.entropy_bottleneck.update(force=True)
-    return model.eval(), state
 
 
 def loram_info(state: dict) -> dict:
