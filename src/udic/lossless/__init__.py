@@ -1,0 +1,242 @@
+"""Exact lossless and near-lossless image coding (integer-only, numpy + constriction).
+
+``encode`` turns an integer image into a self-describing byte payload; ``decode``
+returns the identical array (lossless) or one within ±max_error on every colour
+sample (near-lossless; alpha stays exact).  The format is described normatively in
+docs/lossless.md.  Modes: *stored* (raw samples, the fallback for noise),
+*predictive* (colour transform + interlaced prediction), *palette* (≤ 256 distinct
+pixels: palette + index plane).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ContainerError
+from . import transforms
+from .payload import Reader, Writer
+from .planes import PlaneSpec, decode_planes, encode_planes
+
+__all__ = ["encode", "decode", "describe"]
+
+VERSION = 1
+MODE_STORED = 0
+MODE_PREDICTIVE = 1
+MODE_PALETTE = 2
+MODE_NAMES = {MODE_STORED: "stored", MODE_PREDICTIVE: "predictive", MODE_PALETTE: "palette"}
+MAX_SIDE = 1 << 20
+MAX_PALETTE = 256
+
+
+def _colour_count(channels: int) -> int:
+    return 1 if channels <= 2 else 3
+
+
+def _has_alpha(channels: int) -> bool:
+    return channels in (2, 4)
+
+
+def _check_input(pixels: np.ndarray, bit_depth: int, max_error: int, effort: int) -> np.ndarray:
+    if not isinstance(pixels, np.ndarray) or pixels.dtype not in (np.uint8, np.uint16):
+        raise ValueError("pixels must be a uint8 or uint16 numpy array")
+    if pixels.ndim == 2:
+        raise ValueError("pixels must have shape (H, W, C)")
+    if pixels.ndim != 3 or pixels.shape[2] not in (1, 2, 3, 4):
+        raise ValueError(f"pixels must have shape (H, W, C) with C in 1..4, got {pixels.shape}")
+    h, w, _ = pixels.shape
+    if not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE):
+        raise ValueError(f"image size {w}x{h} is out of range")
+    if not 1 <= bit_depth <= 16 or (pixels.dtype == np.uint8 and bit_depth > 8):
+        raise ValueError(f"bit depth {bit_depth} does not fit {pixels.dtype}")
+    if int(pixels.max(initial=0)) >= 1 << bit_depth:
+        raise ValueError(f"pixel values exceed bit depth {bit_depth}")
+    if not 0 <= max_error < 1 << 16:
+        raise ValueError(f"max_error must be in 0..65535, got {max_error}")
+    if effort < 0:
+        raise ValueError(f"effort must be ≥ 0, got {effort}")
+    return pixels
+
+
+def _header(mode: int, pixels: np.ndarray, bit_depth: int, max_error: int) -> Writer:
+    h, w, c = pixels.shape
+    out = Writer()
+    out.u8(VERSION)
+    out.u8(mode)
+    out.varint(w)
+    out.varint(h)
+    out.u8(c)
+    out.u8(bit_depth)
+    out.u8(1 if pixels.dtype == np.uint16 else 0)
+    out.varint(max_error)
+    return out
+
+
+def _samples_bytes(values: np.ndarray, wide: bool) -> bytes:
+    return values.astype("<u2" if wide else np.uint8).tobytes()
+
+
+def _encode_stored(pixels: np.ndarray, bit_depth: int, max_error: int) -> bytes:
+    out = _header(MODE_STORED, pixels, bit_depth, max_error)
+    out.raw(_samples_bytes(pixels, pixels.dtype == np.uint16))
+    return out.getvalue()
+
+
+def _specs(channels: int, ranges: list[tuple[int, int]], max_error: int, maxval: int) -> list[PlaneSpec]:
+    specs = [PlaneSpec(lo, hi, max_error, 0, True) for lo, hi in ranges]
+    if _has_alpha(channels):
+        specs.append(PlaneSpec(0, maxval, 0, 0, False))
+    return specs
+
+
+def _encode_predictive(pixels: np.ndarray, bit_depth: int, max_error: int, effort: int, transform: int) -> bytes:
+    maxval = (1 << bit_depth) - 1
+    c = pixels.shape[2]
+    chans = [pixels[:, :, i].astype(np.int32) for i in range(c)]
+    out = _header(MODE_PREDICTIVE, pixels, bit_depth, max_error)
+    if _colour_count(c) == 3:
+        out.u8(transform)
+        planes, ranges = transforms.forward(chans[:3], transform, maxval)
+    else:
+        planes, ranges = chans[:1], [(0, maxval)]
+    if _has_alpha(c):
+        planes = planes + [chans[-1]]
+    specs = _specs(c, ranges, max_error, maxval)
+    data = encode_planes(planes, specs, effort, out)
+    return out.getvalue() + data
+
+
+def _encode_palette(pixels: np.ndarray, bit_depth: int, max_error: int, effort: int,
+                    found: tuple[np.ndarray, np.ndarray]) -> bytes:
+    palette, index = found
+    out = _header(MODE_PALETTE, pixels, bit_depth, max_error)
+    out.varint(palette.shape[0])
+    out.raw(_samples_bytes(palette, pixels.dtype == np.uint16))
+    spec = PlaneSpec(0, palette.shape[0] - 1, 0, palette.shape[0], False)
+    data = encode_planes([index], [spec], effort, out)
+    return out.getvalue() + data
+
+
+def _transform_candidates(channels: int, max_error: int, effort: int) -> list[int]:
+    if _colour_count(channels) != 3:
+        return [transforms.IDENTITY]
+    if max_error > 0:
+        return [transforms.GREEN_FIRST]
+    if effort == 0:
+        return [transforms.YCOCG_R]
+    return [transforms.YCOCG_R, transforms.SUBTRACT_GREEN, transforms.GREEN_FIRST]
+
+
+def encode(pixels: np.ndarray, bit_depth: int = 8, max_error: int = 0, effort: int = 1) -> bytes:
+    """Encode an (H, W, C) uint8/uint16 image; every colour sample decodes within ±max_error."""
+    pixels = _check_input(pixels, bit_depth, max_error, effort)
+    best = _encode_stored(pixels, bit_depth, max_error)
+    found = transforms.find_palette(pixels, MAX_PALETTE)
+    if found is not None:
+        cand = _encode_palette(pixels, bit_depth, max_error, effort, found)
+        if len(cand) < len(best):
+            best = cand
+    if found is None or effort > 0:
+        for transform in _transform_candidates(pixels.shape[2], max_error, effort):
+            cand = _encode_predictive(pixels, bit_depth, max_error, effort, transform)
+            if len(cand) < len(best):
+                best = cand
+    return best
+
+
+def _read_header(reader: Reader, max_pixels: int | None) -> dict:
+    version = reader.u8("version")
+    if version != VERSION:
+        raise ContainerError(f"lossless payload version {version} is not supported")
+    mode = reader.u8("mode")
+    if mode not in MODE_NAMES:
+        raise ContainerError(f"lossless payload: unknown mode {mode}")
+    width = reader.varint("width", MAX_SIDE)
+    height = reader.varint("height", MAX_SIDE)
+    if width < 1 or height < 1:
+        raise ContainerError(f"lossless payload: image size {width}x{height} is invalid")
+    if max_pixels is not None and width * height > max_pixels:
+        raise ContainerError(f"lossless payload: {width}x{height} exceeds the limit of {max_pixels} pixels")
+    channels = reader.u8("channels")
+    if channels not in (1, 2, 3, 4):
+        raise ContainerError(f"lossless payload: {channels} channels is not supported")
+    bit_depth = reader.u8("bit depth")
+    wide = reader.u8("sample type")
+    if not 1 <= bit_depth <= 16 or wide not in (0, 1) or (wide == 0 and bit_depth > 8):
+        raise ContainerError(f"lossless payload: bit depth {bit_depth} / sample type {wide} is invalid")
+    max_error = reader.varint("max error", (1 << 16) - 1)
+    return dict(mode=mode, width=width, height=height, channels=channels, bit_depth=bit_depth,
+                wide=bool(wide), max_error=max_error)
+
+
+def _read_samples(reader: Reader, count: int, wide: bool, bit_depth: int, what: str) -> np.ndarray:
+    nbytes = count * (2 if wide else 1)
+    data = reader.raw(nbytes, what)
+    values = np.frombuffer(data, dtype="<u2" if wide else np.uint8).astype(np.uint16 if wide else np.uint8)
+    if count and int(values.max()) >= 1 << bit_depth:
+        raise ContainerError(f"lossless payload: {what} exceed the bit depth")
+    return values
+
+
+def decode(payload: bytes, max_pixels: int = 64_000_000) -> np.ndarray:
+    """Decode a payload from ``encode``; any malformed input raises ``ContainerError``."""
+    reader = Reader(payload)
+    hd = _read_header(reader, max_pixels)
+    h, w, c, bd, wide = hd["height"], hd["width"], hd["channels"], hd["bit_depth"], hd["wide"]
+    dtype = np.uint16 if wide else np.uint8
+    maxval = (1 << bd) - 1
+    if hd["mode"] == MODE_STORED:
+        if reader.remaining != h * w * c * (2 if wide else 1):
+            raise ContainerError("lossless payload: stored samples have the wrong length")
+        return _read_samples(reader, h * w * c, wide, bd, "samples").reshape(h, w, c).copy()
+    if hd["mode"] == MODE_PALETTE:
+        size = reader.varint("palette size", MAX_PALETTE)
+        if not 1 <= size <= min(MAX_PALETTE, h * w):
+            raise ContainerError(f"lossless payload: palette of {size} entries is invalid")
+        palette = _read_samples(reader, size * c, wide, bd, "palette").reshape(size, c)
+        spec = PlaneSpec(0, size - 1, 0, size, False)
+        (index,) = decode_planes(reader, [spec], h, w)
+        return palette[index]
+    transform = transforms.IDENTITY
+    if _colour_count(c) == 3:
+        transform = reader.u8("colour transform")
+        if transform not in transforms.TRANSFORM_NAMES:
+            raise ContainerError(f"lossless payload: unknown colour transform {transform}")
+        if hd["max_error"] > 0 and transform not in transforms.CHANNEL_PRESERVING:
+            raise ContainerError("lossless payload: near-lossless needs a channel-preserving transform")
+        zero = [np.zeros(1, np.int32)] * 3
+        _, ranges = transforms.forward(zero, transform, maxval)
+    else:
+        ranges = [(0, maxval)]
+    specs = _specs(c, ranges, hd["max_error"], maxval)
+    planes = decode_planes(reader, specs, h, w)
+    if _colour_count(c) == 3:
+        colour = transforms.inverse(planes[:3], transform)
+    else:
+        colour = planes[:1]
+    chans = colour + planes[len(colour):]
+    out = np.stack(chans, axis=2)
+    if out.min() < 0 or out.max() > maxval:
+        raise ContainerError("lossless payload: decoded samples fall outside the bit depth")
+    return out.astype(dtype)
+
+
+def describe(payload: bytes) -> dict:
+    """Header facts without decoding the pixels (for ``udic info``)."""
+    reader = Reader(payload)
+    hd = _read_header(reader, None)
+    info = {
+        "mode": MODE_NAMES[hd["mode"]],
+        "width": hd["width"],
+        "height": hd["height"],
+        "channels": hd["channels"],
+        "bit_depth": hd["bit_depth"],
+        "dtype": "uint16" if hd["wide"] else "uint8",
+        "max_error": hd["max_error"],
+        "payload_bytes": len(payload),
+    }
+    if hd["mode"] == MODE_PREDICTIVE and _colour_count(hd["channels"]) == 3:
+        t = reader.u8("colour transform")
+        info["transform"] = transforms.TRANSFORM_NAMES.get(t, f"unknown ({t})")
+    if hd["mode"] == MODE_PALETTE:
+        info["palette_size"] = reader.varint("palette size", MAX_PALETTE)
+    return info

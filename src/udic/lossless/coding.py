@@ -1,0 +1,203 @@
+"""Token coding: hybrid-uint tokens, quantised static tables, and the ANS op list.
+
+A residual ``r`` becomes ``u = zigzag(r)``; ``u < 16`` is its own token, larger
+values become a token naming the exponent and the next bit below the leading one,
+plus ``n - 1`` raw low bits coded uniformly (JPEG XL's hybrid uint with
+split_exponent 4, msb_in_token 1).  So 16-bit images need at most ~44 tokens.
+
+Tables are per-image static histograms, quantised to one byte per token
+(3-bit mantissa, 5-bit exponent) so that encoder and decoder rebuild the same
+float64 probabilities from integers.
+"""
+
+from __future__ import annotations
+
+import constriction
+import numpy as np
+
+from ..errors import ContainerError
+from .payload import Reader, Writer
+
+SPLIT = 16  # tokens below this are the value itself
+MAX_TOKENS = 72  # enough for u < 2^32
+RAW_CHUNK = 16  # raw bits per uniform symbol at most
+
+Categorical = constriction.stream.model.Categorical
+Uniform = constriction.stream.model.Uniform
+
+
+def zigzag(r: np.ndarray) -> np.ndarray:
+    r = r.astype(np.int64)
+    return np.where(r >= 0, 2 * r, -2 * r - 1)
+
+
+def unzigzag(u: np.ndarray) -> np.ndarray:
+    u = u.astype(np.int64)
+    return np.where(u & 1, -((u + 1) >> 1), u >> 1)
+
+
+def tokenize(u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """u ≥ 0 → (token, number of raw bits, raw bits)."""
+    u = u.astype(np.int64)
+    big = u >= SPLIT
+    n = np.frexp(np.maximum(u, 1).astype(np.float64))[1].astype(np.int64) - 1  # floor(log2 u), exact
+    nraw = np.where(big, n - 1, 0)
+    msb = (u >> np.maximum(n - 1, 0)) & 1
+    token = np.where(big, SPLIT + 2 * (n - 4) + msb, u)
+    raw = u & ((np.int64(1) << nraw) - 1)
+    return token.astype(np.int32), nraw, raw
+
+
+def token_raw_bits(token: np.ndarray) -> np.ndarray:
+    t = token.astype(np.int64)
+    return np.where(t >= SPLIT, (t - SPLIT) // 2 + 3, 0)
+
+
+def detokenize(token: np.ndarray, raw: np.ndarray) -> np.ndarray:
+    t = token.astype(np.int64)
+    big = t >= SPLIT
+    n = (t - SPLIT) // 2 + 4
+    m = (t - SPLIT) % 2
+    value = (np.int64(1) << np.where(big, n, 0)) | (m << np.maximum(n - 1, 0)) | raw
+    return np.where(big, value, t)
+
+
+# --- quantised table counts ----------------------------------------------------
+# q = 0: token absent; q ≥ 1: weight (8 + m) << e with q = 1 + 8e + m.
+_Q = np.arange(256, dtype=np.int64)
+_QVALUE = np.where(_Q == 0, 0, (8 + (_Q - 1) % 8) << np.minimum((_Q - 1) // 8, 40))
+_QMAX = 1 + 8 * 30 + 7
+
+
+def quantize_counts(counts: np.ndarray) -> np.ndarray:
+    """Counts → bytes q; every present token keeps a non-zero weight."""
+    counts = counts.astype(np.int64)
+    scaled = counts * 8
+    q = np.searchsorted(_QVALUE[1 : _QMAX + 1], scaled, side="left") + 1
+    q = np.minimum(q, _QMAX)
+    # choose the nearer of q-1 and q in log terms
+    lower = np.maximum(q - 1, 1)
+    lo_v = _QVALUE[lower].astype(np.float64)
+    hi_v = _QVALUE[q].astype(np.float64)
+    s = np.maximum(scaled, 1).astype(np.float64)
+    q = np.where(s * s < lo_v * hi_v, lower, q)
+    return np.where(counts > 0, q, 0).astype(np.uint8)
+
+
+def table_weights(q: np.ndarray) -> np.ndarray:
+    return _QVALUE[q.astype(np.int64)].astype(np.float64)
+
+
+def model(q: np.ndarray) -> object:
+    """Categorical over the table's tokens; padded to two entries (constriction needs ≥ 2)."""
+    weights = table_weights(q)
+    if weights.size < 2:
+        weights = np.concatenate([weights, np.zeros(2 - weights.size)])
+    return Categorical(weights, perfect=False)
+
+
+def write_table(w: Writer, q: np.ndarray) -> None:
+    w.u8(len(q))
+    w.raw(q.astype(np.uint8).tobytes())
+
+
+def read_table(r: Reader) -> np.ndarray:
+    length = r.u8("table length")
+    if not 1 <= length <= MAX_TOKENS:
+        raise ContainerError(f"lossless payload: table length {length} is out of range")
+    q = r.u8_array(length, "table")
+    if q[-1] == 0 or np.any(q > _QMAX):
+        raise ContainerError("lossless payload: malformed probability table")
+    return q.copy()
+
+
+def table_bytes(counts: np.ndarray) -> int:
+    nz = np.flatnonzero(counts)
+    return 1 + (int(nz[-1]) + 1 if nz.size else 1)
+
+
+def trimmed(q: np.ndarray) -> np.ndarray:
+    nz = np.flatnonzero(q)
+    return q[: int(nz[-1]) + 1] if nz.size else np.ones(1, dtype=np.uint8)
+
+
+def entropy_bits(counts: np.ndarray) -> float:
+    """Ideal code length of a histogram under its own distribution (bits)."""
+    counts = counts[counts > 0].astype(np.float64)
+    total = counts.sum()
+    if total == 0:
+        return 0.0
+    return float(-(counts * np.log2(counts / total)).sum())
+
+
+class OpList:
+    """Symbols in *decode* order; ``finish`` pushes them in reverse into one ANS stack."""
+
+    def __init__(self) -> None:
+        self.ops: list[tuple[np.ndarray, object]] = []
+
+    def add(self, symbols: np.ndarray, model: object) -> None:
+        if symbols.size:
+            self.ops.append((symbols.astype(np.int32), model))
+
+    def add_raw(self, raw: np.ndarray, nraw: np.ndarray) -> None:
+        """Raw low bits, grouped by bit count (ascending), each group in pixel order."""
+        for bits in np.unique(nraw[nraw > 0]).tolist():
+            vals = raw[nraw == bits]
+            for sym, size in _raw_chunks(vals, bits):
+                self.add(sym, Uniform(size))
+
+    def finish(self) -> bytes:
+        coder = constriction.stream.stack.AnsCoder()
+        for symbols, model in reversed(self.ops):
+            coder.encode_reverse(symbols, model)
+        return coder.get_compressed().astype("<u4").tobytes()
+
+
+def _raw_chunks(vals: np.ndarray, bits: int) -> list[tuple[np.ndarray, int]]:
+    """High chunk first, each at most RAW_CHUNK bits."""
+    out = []
+    remaining = bits
+    while remaining > 0:
+        take = min(RAW_CHUNK, remaining)
+        remaining -= take
+        out.append(((vals >> remaining) & ((1 << take) - 1), 1 << take))
+    return out
+
+
+class Decoder:
+    """Wraps the ANS stack; any failure inside constriction is a damaged payload."""
+
+    def __init__(self, data: bytes) -> None:
+        if len(data) % 4:
+            raise ContainerError("lossless payload: entropy-coded data is not a whole number of words")
+        try:
+            self.coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
+        except Exception as exc:  # constriction rejects some invalid word streams
+            raise ContainerError(f"lossless payload: invalid entropy-coded data ({exc})") from None
+
+    def symbols(self, model: object, count: int) -> np.ndarray:
+        if count == 0:
+            return np.zeros(0, dtype=np.int64)
+        try:
+            return np.asarray(self.coder.decode(model, count), dtype=np.int64)
+        except Exception as exc:
+            raise ContainerError(f"lossless payload: entropy decoding failed ({exc})") from None
+
+    def raw(self, nraw: np.ndarray) -> np.ndarray:
+        raw = np.zeros(nraw.shape, dtype=np.int64)
+        for bits in np.unique(nraw[nraw > 0]).tolist():
+            sel = nraw == bits
+            count = int(sel.sum())
+            vals = np.zeros(count, dtype=np.int64)
+            remaining = bits
+            while remaining > 0:
+                take = min(RAW_CHUNK, remaining)
+                remaining -= take
+                vals = (vals << take) | self.symbols(Uniform(1 << take), count)
+            raw[sel] = vals
+        return raw
+
+    def check_finished(self) -> None:
+        if not self.coder.is_empty():
+            raise ContainerError("lossless payload: entropy-coded data has words left over")

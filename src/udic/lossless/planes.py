@@ -1,0 +1,326 @@
+"""The plane coder: interlaced passes, predictor choice, contexts and tables.
+
+Encoder and decoder walk the same pass list; inside a pass the planes are coded in
+order, so a later colour plane can use the earlier planes' values *at the same
+pixels* (inter-plane prediction and context).  All side information (context
+thresholds, tables, per-pass predictors) precedes one ANS stream that holds every
+token and raw bit in decode order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ContainerError
+from . import coding
+from .coding import Decoder, OpList
+from .payload import Reader, Writer
+from .predict import (
+    DC,
+    NUM_GROUPS,
+    OFFSETS,
+    PRED_AVERAGE,
+    PRED_COPY,
+    PRED_LINEAR,
+    WEIGHT_LIMIT,
+    Pass,
+    activity,
+    average,
+    fit_linear,
+    neighbours,
+    num_predictors,
+    palette_activity,
+    pass_list,
+    predict,
+    targets,
+)
+
+MAX_BINS = 16
+THRESHOLD_LIMIT = 1 << 24
+
+
+@dataclass(frozen=True)
+class PlaneSpec:
+    """What the decoder must know about a plane before decoding it (derived from the header)."""
+
+    lo: int
+    hi: int
+    max_error: int  # 0 = exact
+    modulus: int  # palette size for index planes, 0 otherwise
+    colour: bool  # takes part in inter-plane prediction
+
+    @property
+    def mid(self) -> int:
+        return 0 if self.modulus else (self.lo + self.hi) >> 1
+
+
+def _clamp_prediction(pred: np.ndarray, spec: PlaneSpec) -> np.ndarray:
+    if spec.modulus:
+        return np.clip(pred, 0, spec.modulus - 1)
+    return np.clip(pred, spec.lo, spec.hi)
+
+
+def _quantise(x: np.ndarray, pred: np.ndarray, spec: PlaneSpec) -> tuple[np.ndarray, np.ndarray]:
+    """(coded residual, reconstruction) — every reconstruction within ±max_error of x."""
+    r = x - pred
+    if spec.modulus:
+        m = spec.modulus
+        q = (r + m // 2) % m - m // 2
+        return q, x
+    n = spec.max_error
+    if n == 0:
+        return r, x
+    step = 2 * n + 1
+    q = np.sign(r) * ((np.abs(r) + n) // step)
+    return q, np.clip(pred + q * step, spec.lo, spec.hi)
+
+
+def _reconstruct(q: np.ndarray, pred: np.ndarray, spec: PlaneSpec) -> np.ndarray:
+    if spec.modulus:
+        return (pred + q) % spec.modulus
+    return np.clip(pred + q * (2 * spec.max_error + 1), spec.lo, spec.hi)
+
+
+def _provisional_cost(q: np.ndarray, act: np.ndarray) -> float:
+    """Bits under per-image tables with log2(activity) bins: ranks predictor candidates."""
+    token, nraw, _ = coding.tokenize(coding.zigzag(q))
+    bins = np.minimum(np.frexp(act.astype(np.float64) + 1)[1], 20)
+    hist = np.bincount(bins * coding.MAX_TOKENS + token, minlength=21 * coding.MAX_TOKENS)
+    hist = hist.reshape(21, coding.MAX_TOKENS)
+    return sum(coding.entropy_bits(h) for h in hist) + float(nraw.sum())
+
+
+def _candidates(kind: int, spec: PlaneSpec, effort: int, linear_ok: bool) -> list[int]:
+    if kind == DC:
+        return [PRED_LINEAR] if (linear_ok and effort > 0) else [PRED_AVERAGE]
+    copies = list(range(PRED_COPY, num_predictors(kind)))
+    if spec.modulus:
+        return [PRED_AVERAGE] + copies if effort > 0 else [PRED_COPY]
+    if effort == 0:
+        return [PRED_LINEAR]
+    if effort == 1:
+        return [PRED_AVERAGE, PRED_LINEAR] + copies[:2]
+    return [PRED_AVERAGE, PRED_LINEAR] + copies
+
+
+def _num_bins(pixels: int) -> int:
+    return int(np.clip(int(np.log2(max(pixels, 1))) - 5, 1, MAX_BINS))
+
+
+def _thresholds(act: np.ndarray, bins: int) -> np.ndarray:
+    """Bin edges at activity quantiles: bin = number of thresholds ≤ activity."""
+    if bins <= 1 or act.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    qs = np.quantile(act, np.arange(1, bins) / bins, method="lower").astype(np.int64) + 1
+    return np.unique(np.minimum(qs, THRESHOLD_LIMIT))
+
+
+def _merge_runs(hists: np.ndarray) -> list[int]:
+    """Greedily merge adjacent bins while data bits + table bytes go down; returns run starts."""
+    starts = list(range(hists.shape[0]))
+
+    def cost(h: np.ndarray) -> float:
+        return coding.entropy_bits(h) + 8.0 * coding.table_bytes(h)
+
+    runs = [hists[i].copy() for i in starts]
+    costs = [cost(h) for h in runs]
+    while len(runs) > 1:
+        deltas = [cost(runs[i] + runs[i + 1]) - costs[i] - costs[i + 1] for i in range(len(runs) - 1)]
+        best = int(np.argmin(deltas))
+        if deltas[best] >= 0:
+            break
+        runs[best] = runs[best] + runs.pop(best + 1)
+        costs[best] = cost(runs[best])
+        costs.pop(best + 1)
+        starts.pop(best + 1)
+    return starts
+
+
+def _run_index(starts: list[int], bins: int) -> np.ndarray:
+    idx = np.zeros(bins, dtype=np.int64)
+    for s in starts[1:]:
+        idx[s:] += 1
+    return idx
+
+
+@dataclass
+class _Record:
+    pred: int
+    weights: np.ndarray | None
+    act: np.ndarray
+    token: np.ndarray
+    nraw: np.ndarray
+    raw: np.ndarray
+
+
+def _inter_context(act: np.ndarray, errors: list[np.ndarray]) -> np.ndarray:
+    for e in errors:
+        act = act + 2 * e
+    return act
+
+
+def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int, out: Writer) -> bytes:
+    """Writes the plane side information to ``out``; returns the ANS stream bytes."""
+    height, width = planes[0].shape
+    passes = pass_list(height, width)
+    recon = [np.zeros((height, width), dtype=np.int32) for _ in planes]
+    records: list[list[_Record]] = []
+    for p in passes:
+        n = p.count
+        inter: list[np.ndarray] = []
+        errors: list[np.ndarray] = []
+        row: list[_Record] = []
+        for c, spec in enumerate(specs):
+            nb = neighbours(recon[c], p)
+            x = targets(planes[c], p)
+            feats_inter = inter if spec.colour else []
+            act = (palette_activity if spec.modulus else activity)(p.kind, nb, n)
+            if spec.colour:
+                act = _inter_context(act, errors)
+            linear_ok = len(nb) + len(feats_inter) > 0 and not spec.modulus
+            best = None
+            for cand in _candidates(p.kind, spec, effort, linear_ok):
+                weights = fit_linear(nb + feats_inter, x) if cand == PRED_LINEAR else None
+                pred = _clamp_prediction(predict(cand, p.kind, nb, feats_inter, weights, spec.mid, n), spec)
+                q, rec = _quantise(x, pred, spec)
+                cost = _provisional_cost(q, act) if len(_candidates(p.kind, spec, effort, linear_ok)) > 1 else 0.0
+                if best is None or cost < best[0]:
+                    best = (cost, cand, weights, pred, q, rec)
+            _, cand, weights, pred, q, rec = best
+            recon[c][np.ix_(p.ys, p.xs)] = rec.reshape(p.ys.size, p.xs.size)
+            token, nraw, raw = coding.tokenize(coding.zigzag(q))
+            row.append(_Record(cand, weights, act, token, nraw, raw))
+            if spec.colour:
+                inter.append(rec - average(p.kind, nb, spec.mid, n))
+                errors.append(np.abs(rec - pred))
+        records.append(row)
+
+    ops = OpList()
+    groups_present = sorted({p.group for p in passes})
+    plane_tables = []
+    for c, spec in enumerate(specs):
+        act_all = np.concatenate([records[i][c].act for i in range(len(passes))])
+        thr = _thresholds(act_all, _num_bins(height * width))
+        bins = thr.size + 1
+        out.u8(bins)
+        prev = 0
+        for t in thr.tolist():
+            out.varint(t - prev)
+            prev = t
+        per_group = {}
+        for g in groups_present:
+            hist = np.zeros((bins, coding.MAX_TOKENS), dtype=np.int64)
+            for i, p in enumerate(passes):
+                if p.group == g:
+                    rec = records[i][c]
+                    b = np.searchsorted(thr, rec.act, side="right")
+                    hist += np.bincount(b * coding.MAX_TOKENS + rec.token, minlength=bins * coding.MAX_TOKENS).reshape(
+                        bins, coding.MAX_TOKENS
+                    )
+            starts = _merge_runs(hist)
+            mask = np.zeros(bins, dtype=np.uint8)
+            mask[starts] = 1
+            out.raw(np.packbits(mask, bitorder="little").tobytes())
+            models = []
+            run_idx = _run_index(starts, bins)
+            for k in range(len(starts)):
+                counts = hist[run_idx == k].sum(axis=0)
+                q = coding.trimmed(coding.quantize_counts(counts))
+                coding.write_table(out, q)
+                models.append(coding.model(q))
+            per_group[g] = (run_idx, models)
+        plane_tables.append((thr, per_group))
+
+    for i, p in enumerate(passes):
+        for c, spec in enumerate(specs):
+            rec = records[i][c]
+            out.u8(rec.pred)
+            if rec.pred == PRED_LINEAR:
+                for wgt in rec.weights.tolist():
+                    out.svarint(int(wgt))
+            thr, per_group = plane_tables[c]
+            run_idx, models = per_group[p.group]
+            table_of = run_idx[np.searchsorted(thr, rec.act, side="right")]
+            for k, model in enumerate(models):
+                ops.add(rec.token[table_of == k], model)
+            ops.add_raw(rec.raw, rec.nraw)
+    return ops.finish()
+
+
+def decode_planes(reader: Reader, specs: list[PlaneSpec], height: int, width: int) -> list[np.ndarray]:
+    passes = pass_list(height, width)
+    groups_present = sorted({p.group for p in passes})
+    plane_tables = []
+    for c in range(len(specs)):
+        bins = reader.u8("context bin count")
+        if not 1 <= bins <= MAX_BINS:
+            raise ContainerError(f"lossless payload: {bins} context bins is out of range")
+        thr = []
+        prev = 0
+        for _ in range(bins - 1):
+            prev += reader.varint("context threshold", THRESHOLD_LIMIT)
+            if thr and prev <= thr[-1] or prev < 1 or prev > THRESHOLD_LIMIT:
+                raise ContainerError("lossless payload: context thresholds are not increasing")
+            thr.append(prev)
+        thr_arr = np.array(thr, dtype=np.int64)
+        per_group = {}
+        for g in groups_present:
+            mask = np.unpackbits(reader.u8_array((bins + 7) // 8, "context map"), bitorder="little")
+            if mask[0] != 1 or np.any(mask[bins:]):
+                raise ContainerError("lossless payload: malformed context map")
+            starts = np.flatnonzero(mask[:bins]).tolist()
+            models = [coding.model(coding.read_table(reader)) for _ in starts]
+            per_group[g] = (_run_index(starts, bins), models)
+        plane_tables.append((thr_arr, per_group))
+
+    pass_params = []
+    for p in passes:
+        row = []
+        for c, spec in enumerate(specs):
+            pred = reader.u8("predictor")
+            n_inter = c if spec.colour else 0  # colour planes come first, so earlier colour planes = c
+            m = len(OFFSETS[p.kind]) + n_inter
+            allowed = pred < num_predictors(p.kind) and (pred != PRED_LINEAR or (m > 0 and not spec.modulus))
+            if not allowed:
+                raise ContainerError(f"lossless payload: predictor {pred} is not valid here")
+            weights = None
+            if pred == PRED_LINEAR:
+                weights = np.array([reader.svarint("weight", WEIGHT_LIMIT) for _ in range(m)], dtype=np.int64)
+                if np.any(weights >= WEIGHT_LIMIT) or np.any(weights < -WEIGHT_LIMIT):
+                    raise ContainerError("lossless payload: predictor weight out of range")
+            row.append((pred, weights))
+        pass_params.append(row)
+
+    dec = Decoder(reader.rest())
+    recon = [np.zeros((height, width), dtype=np.int32) for _ in specs]
+    for i, p in enumerate(passes):
+        n = p.count
+        inter: list[np.ndarray] = []
+        errors: list[np.ndarray] = []
+        for c, spec in enumerate(specs):
+            pred_id, weights = pass_params[i][c]
+            nb = neighbours(recon[c], p)
+            feats_inter = inter if spec.colour else []
+            act = (palette_activity if spec.modulus else activity)(p.kind, nb, n)
+            if spec.colour:
+                act = _inter_context(act, errors)
+            pred = _clamp_prediction(predict(pred_id, p.kind, nb, feats_inter, weights, spec.mid, n), spec)
+            thr, per_group = plane_tables[c]
+            run_idx, models = per_group[p.group]
+            table_of = run_idx[np.searchsorted(thr, act, side="right")]
+            token = np.zeros(n, dtype=np.int64)
+            for k, model in enumerate(models):
+                sel = table_of == k
+                token[sel] = dec.symbols(model, int(sel.sum()))
+            nraw = coding.token_raw_bits(token)
+            raw = dec.raw(nraw)
+            q = coding.unzigzag(coding.detokenize(token, raw))
+            rec = _reconstruct(q, pred, spec)
+            recon[c][np.ix_(p.ys, p.xs)] = rec.reshape(p.ys.size, p.xs.size)
+            if spec.colour:
+                inter.append(rec - average(p.kind, nb, spec.mid, n))
+                errors.append(np.abs(rec - pred))
+    dec.check_finished()
+    return recon

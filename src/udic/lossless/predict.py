@@ -1,0 +1,166 @@
+"""Interlaced scan, neighbourhoods, predictors and context activity.
+
+The scan visits a plane coarse-to-fine so that every step codes many pixels at
+once (numpy, no per-pixel loop) and predicts them by *interpolating* between
+already-decoded neighbours.  Level ``s`` (s = S/2 … 1, S the smallest power of two
+≥ max(H, W)) has three passes; before it, every pixel with y ≡ x ≡ 0 (mod 2s) is known:
+
+* type 0 "H":  y ≡ 0, x ≡ s (mod 2s)  neighbours W E (±s) and NW NE SW SE at (∓2s, ±s)
+* type 1 "V0": y ≡ s, x ≡ 0 (mod 2s)  neighbours N S NW NE SW SE (all at distance s)
+* type 2 "V1": y ≡ s, x ≡ s (mod 2s)  neighbours N S W E NW NE SW SE (distance s)
+
+A neighbour outside the image is mirrored (offset d → −d on that axis), and if that
+is outside too the offset on that axis becomes 0; every such pixel is already known.
+Pixel (0, 0) is pass "DC" with no neighbours.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# (dy, dx) in units of s, in the order the format lists them.
+OFFSETS: dict[int, tuple[tuple[int, int], ...]] = {
+    0: ((0, -1), (0, 1), (-2, -1), (-2, 1), (2, -1), (2, 1)),
+    1: ((-1, 0), (1, 0), (-1, -1), (-1, 1), (1, -1), (1, 1)),
+    2: ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1)),
+    3: (),
+}
+DC = 3
+NUM_GROUPS = 7
+FRACTION_BITS = 10  # fixed-point precision of least-squares weights
+WEIGHT_LIMIT = 1 << 15
+
+PRED_AVERAGE = 0
+PRED_LINEAR = 1
+PRED_COPY = 2  # PRED_COPY + i: copy neighbour i
+
+
+@dataclass(frozen=True)
+class Pass:
+    kind: int  # 0 H, 1 V0, 2 V1, 3 DC
+    step: int  # s
+    ys: np.ndarray
+    xs: np.ndarray
+
+    @property
+    def count(self) -> int:
+        return self.ys.size * self.xs.size
+
+    @property
+    def group(self) -> int:
+        """Context group: the two finest levels by pass type, everything coarser together."""
+        if self.kind == DC or self.step >= 4:
+            return 6
+        return self.kind + (0 if self.step == 1 else 3)
+
+
+def pass_list(height: int, width: int) -> list[Pass]:
+    passes = [Pass(DC, 0, np.zeros(1, np.int64), np.zeros(1, np.int64))]
+    top = 1
+    while top < max(height, width):
+        top *= 2
+    s = top // 2
+    while s >= 1:
+        for kind, (y0, x0) in enumerate(((0, s), (s, 0), (s, s))):
+            ys = np.arange(y0, height, 2 * s, dtype=np.int64)
+            xs = np.arange(x0, width, 2 * s, dtype=np.int64)
+            if ys.size and xs.size:
+                passes.append(Pass(kind, s, ys, xs))
+        s //= 2
+    return passes
+
+
+def _axis(coords: np.ndarray, offset: int, size: int) -> np.ndarray:
+    fwd = coords + offset
+    back = coords - offset
+    return np.where((fwd >= 0) & (fwd < size), fwd, np.where((back >= 0) & (back < size), back, coords))
+
+
+def neighbours(plane: np.ndarray, p: Pass) -> list[np.ndarray]:
+    """Flattened (row-major over the pass grid) int64 neighbour values, in OFFSETS order."""
+    h, w = plane.shape
+    out = []
+    for dy, dx in OFFSETS[p.kind]:
+        ny = _axis(p.ys, dy * p.step, h)
+        nx = _axis(p.xs, dx * p.step, w)
+        out.append(plane[np.ix_(ny, nx)].ravel().astype(np.int64))
+    return out
+
+
+def targets(plane: np.ndarray, p: Pass) -> np.ndarray:
+    return plane[np.ix_(p.ys, p.xs)].ravel().astype(np.int64)
+
+
+def average(kind: int, nb: list[np.ndarray], mid: int, count: int) -> np.ndarray:
+    if kind == 0:
+        return (nb[0] + nb[1]) >> 1
+    if kind == 1:
+        return (nb[0] + nb[1]) >> 1
+    if kind == 2:
+        return (nb[0] + nb[1] + nb[2] + nb[3] + 2) >> 2
+    return np.full(count, mid, dtype=np.int64)
+
+
+def activity(kind: int, nb: list[np.ndarray], count: int) -> np.ndarray:
+    """Local variation from known neighbours (≥ 0); its quantile bins select the context."""
+    if kind == 0:
+        return 2 * np.abs(nb[0] - nb[1]) + np.abs(nb[2] - nb[3]) + np.abs(nb[4] - nb[5])
+    if kind == 1:
+        return 2 * np.abs(nb[0] - nb[1]) + np.abs(nb[2] - nb[4]) + np.abs(nb[3] - nb[5])
+    if kind == 2:
+        return np.abs(nb[0] - nb[1]) + np.abs(nb[2] - nb[3]) + np.abs(nb[4] - nb[7]) + np.abs(nb[5] - nb[6])
+    return np.zeros(count, dtype=np.int64)
+
+
+def palette_activity(kind: int, nb: list[np.ndarray], count: int) -> np.ndarray:
+    """For index planes: how many neighbour pairs differ (gradients mean nothing there)."""
+    if kind == DC:
+        return np.zeros(count, dtype=np.int64)
+    a = np.zeros(count, dtype=np.int64)
+    for i in range(len(nb)):
+        for j in range(i + 1, len(nb)):
+            a += nb[i] != nb[j]
+    return a
+
+
+def linear(features: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
+    """Σ w_i f_i in fixed point, rounded: (Σ w_i f_i + 2^(F-1)) >> F (floor shift)."""
+    acc = np.full(features[0].shape, 1 << (FRACTION_BITS - 1), dtype=np.int64)
+    for f, wgt in zip(features, weights.tolist()):
+        if wgt:
+            acc += f * int(wgt)
+    return acc >> FRACTION_BITS
+
+
+def fit_linear(features: list[np.ndarray], target: np.ndarray) -> np.ndarray:
+    """Least-squares weights (encoder only), rounded to fixed point and clamped."""
+    n = target.size
+    stride = max(1, n // 32768)
+    x = np.stack([f[::stride] for f in features], axis=1).astype(np.float64)
+    y = target[::stride].astype(np.float64)
+    gram = x.T @ x
+    ridge = 1e-6 * (np.trace(gram) / max(1, gram.shape[0])) + 1e-9
+    try:
+        wts = np.linalg.solve(gram + ridge * np.eye(gram.shape[0]), x.T @ y)
+    except np.linalg.LinAlgError:
+        wts = np.zeros(gram.shape[0])
+    if not np.all(np.isfinite(wts)):
+        wts = np.zeros(gram.shape[0])
+    q = np.round(wts * (1 << FRACTION_BITS))
+    return np.clip(q, -WEIGHT_LIMIT, WEIGHT_LIMIT - 1).astype(np.int64)
+
+
+def num_predictors(kind: int) -> int:
+    return PRED_COPY + len(OFFSETS[kind])
+
+
+def predict(pred: int, kind: int, nb: list[np.ndarray], inter: list[np.ndarray], weights: np.ndarray | None,
+            mid: int, count: int) -> np.ndarray:
+    if pred == PRED_AVERAGE:
+        return average(kind, nb, mid, count)
+    if pred == PRED_LINEAR:
+        assert weights is not None
+        return linear(nb + inter, weights)
+    return nb[pred - PRED_COPY]

@@ -1,0 +1,86 @@
+"""Reversible colour transforms and the palette.
+
+A colour transform turns the 3 colour channels into 3 *planes* in coding order;
+later planes are predicted partly from earlier ones, so the order matters.  All
+transforms are integer-exact and invertible; each plane carries its value range
+so that predictions can be clamped to it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+IDENTITY = 0  # planes R, G, B
+YCOCG_R = 1  # planes Y, Co, Cg (lossless YCoCg-R lifting)
+SUBTRACT_GREEN = 2  # planes G, R-G, B-G
+GREEN_FIRST = 3  # planes G, R, B (inter-plane prediction does the decorrelation)
+TRANSFORM_NAMES = {IDENTITY: "none", YCOCG_R: "YCoCg-R", SUBTRACT_GREEN: "subtract-green", GREEN_FIRST: "GRB"}
+#: Transforms that keep every plane a plain colour channel: the only ones near-lossless may
+#: use, because a ±N error on a plane must stay ±N on the channel.
+CHANNEL_PRESERVING = (IDENTITY, GREEN_FIRST)
+
+
+def forward(rgb: list[np.ndarray], transform: int, maxval: int) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
+    """3 int32 channel arrays → (planes in coding order, inclusive (lo, hi) range of each)."""
+    r, g, b = rgb
+    full = (0, maxval)
+    signed = (-maxval, maxval)
+    if transform == IDENTITY:
+        return [r, g, b], [full, full, full]
+    if transform == GREEN_FIRST:
+        return [g, r, b], [full, full, full]
+    if transform == SUBTRACT_GREEN:
+        return [g, r - g, b - g], [full, signed, signed]
+    if transform == YCOCG_R:
+        co = r - b
+        t = b + (co >> 1)
+        cg = g - t
+        y = t + (cg >> 1)
+        return [y, co, cg], [full, signed, signed]
+    raise ValueError(f"unknown colour transform {transform}")
+
+
+def inverse(planes: list[np.ndarray], transform: int) -> list[np.ndarray]:
+    """Planes in coding order → R, G, B."""
+    if transform == IDENTITY:
+        return list(planes)
+    if transform == GREEN_FIRST:
+        g, r, b = planes
+        return [r, g, b]
+    if transform == SUBTRACT_GREEN:
+        g, rg, bg = planes
+        return [rg + g, g, bg + g]
+    if transform == YCOCG_R:
+        y, co, cg = planes
+        t = y - (cg >> 1)
+        g = cg + t
+        b = t - (co >> 1)
+        r = b + co
+        return [r, g, b]
+    raise ValueError(f"unknown colour transform {transform}")
+
+
+def find_palette(pixels: np.ndarray, limit: int = 256) -> tuple[np.ndarray, np.ndarray] | None:
+    """(palette (P, C), index plane (H, W)) when the image has at most ``limit`` distinct pixels.
+
+    The palette is sorted by channel sum (then lexicographically) so that neighbouring
+    indices are similar colours and index differences stay small.
+    """
+    h, w, c = pixels.shape
+    flat = pixels.reshape(-1, c).astype(np.int64)
+    # One int64 key per pixel (≤ 4 channels × 16 bits); a quick reject before np.unique.
+    key = np.zeros(flat.shape[0], dtype=np.int64)
+    for ch in range(c):
+        key = (key << 16) | flat[:, ch]
+    sample = key[:: max(1, key.size // 4096)]
+    if np.unique(sample).size > limit:
+        return None
+    colours, inverse_index = np.unique(key, return_inverse=True)
+    if colours.size > limit:
+        return None
+    palette = np.stack([(colours >> (16 * (c - 1 - ch))) & 0xFFFF for ch in range(c)], axis=1)
+    order = np.lexsort(tuple(palette[:, ch] for ch in reversed(range(c))) + (palette.sum(axis=1),))
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    index = rank[inverse_index].reshape(h, w).astype(np.int32)
+    return palette[order].astype(np.int32), index

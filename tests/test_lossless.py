@@ -1,0 +1,196 @@
+"""Round trips, near-lossless bounds, determinism and damaged payloads for udic.lossless."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from udic import lossless
+from udic.errors import ContainerError
+
+RNG = np.random.default_rng(1234)
+
+
+def _smooth(h: int, w: int, c: int, bit_depth: int = 8, seed: int = 0) -> np.ndarray:
+    """A photo-like image: smooth gradients plus a little noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    maxval = (1 << bit_depth) - 1
+    chans = []
+    for k in range(c):
+        base = 0.5 + 0.35 * np.sin(xx / (7 + 3 * k) + yy / 11) * np.cos(yy / (9 + k))
+        chans.append(np.clip(base * maxval + rng.normal(0, maxval / 100, (h, w)), 0, maxval))
+    return np.stack(chans, axis=2).round().astype(np.uint16 if bit_depth > 8 else np.uint8)
+
+
+def _tiled(h: int, w: int) -> np.ndarray:
+    """Pixel-art-like: a few 8×8 tiles repeated over the image, 6 colours."""
+    rng = np.random.default_rng(7)
+    colours = rng.integers(0, 256, (6, 3), dtype=np.uint8)
+    tiles = rng.integers(0, 6, (3, 8, 8))
+    pick = rng.integers(0, 3, (h // 8 + 1, w // 8 + 1))
+    idx = np.block([[tiles[pick[i, j]] for j in range(pick.shape[1])] for i in range(pick.shape[0])])[:h, :w]
+    return colours[idx]
+
+
+def _roundtrip(pixels: np.ndarray, bit_depth: int = 8, max_error: int = 0, effort: int = 1) -> bytes:
+    payload = lossless.encode(pixels, bit_depth, max_error, effort)
+    out = lossless.decode(payload)
+    assert out.dtype == pixels.dtype and out.shape == pixels.shape
+    if max_error == 0:
+        np.testing.assert_array_equal(out, pixels)
+    return payload
+
+
+CASES = {
+    "rgb": lambda: _smooth(48, 32, 3),
+    "rgba": lambda: np.concatenate([_smooth(40, 36, 3), _smooth(40, 36, 1, seed=3)], axis=2),
+    "gray": lambda: _smooth(33, 47, 1),
+    "gray_alpha": lambda: _smooth(31, 29, 2),
+    "palette": lambda: RNG.choice(np.array([0, 60, 200], np.uint8), (40, 40, 3)),
+    "rgb16_random": lambda: RNG.integers(0, 1 << 16, (24, 20, 3), dtype=np.uint16),
+    "rgb16_smooth": lambda: _smooth(40, 30, 3, 16),
+    "gray16_smooth": lambda: _smooth(36, 28, 1, 16),
+    "gray12_smooth": lambda: _smooth(36, 28, 1, 12),
+    "one_column": lambda: _smooth(50, 1, 3),
+    "one_row": lambda: _smooth(1, 64, 3),
+    "one_pixel": lambda: np.array([[[12, 200, 7]]], np.uint8),
+    "constant": lambda: np.full((37, 21, 4), 99, np.uint8),
+    "noise": lambda: RNG.integers(0, 256, (32, 48, 3), dtype=np.uint8),
+    "tiled": lambda: _tiled(64, 96),
+    "binary": lambda: RNG.integers(0, 2, (30, 40, 1), dtype=np.uint8),
+}
+BIT_DEPTH = {"rgb16_random": 16, "rgb16_smooth": 16, "gray16_smooth": 16, "gray12_smooth": 12, "binary": 1}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("effort", [0, 1])
+def test_exact_roundtrip(name: str, effort: int) -> None:
+    _roundtrip(CASES[name](), BIT_DEPTH.get(name, 8), effort=effort)
+
+
+def test_noise_payload_stays_near_raw_size() -> None:
+    pixels = CASES["noise"]()
+    assert len(_roundtrip(pixels)) <= pixels.nbytes + 32
+
+
+def test_smooth_image_compresses() -> None:
+    pixels = _smooth(64, 64, 3)
+    assert len(_roundtrip(pixels)) < 0.7 * pixels.nbytes
+
+
+def test_palette_and_tiles_use_palette_mode() -> None:
+    payload = _roundtrip(CASES["tiled"]())
+    info = lossless.describe(payload)
+    assert info["mode"] == "palette" and info["palette_size"] == 6
+
+
+@pytest.mark.parametrize("max_error", [1, 2, 4, 16])
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_near_lossless_bound(max_error: int, channels: int) -> None:
+    base = _smooth(40, 44, 4, seed=5)[:, :, :channels]
+    payload = lossless.encode(base, 8, max_error)
+    out = lossless.decode(payload)
+    diff = np.abs(out.astype(int) - base.astype(int))
+    colour = 3 if channels >= 3 else 1
+    assert diff[:, :, :colour].max() <= max_error
+    if channels in (2, 4):
+        np.testing.assert_array_equal(out[:, :, -1], base[:, :, -1])
+    assert lossless.describe(payload)["max_error"] == max_error
+
+
+def test_near_lossless_16bit_bound() -> None:
+    base = _smooth(30, 26, 3, 16)
+    out = lossless.decode(lossless.encode(base, 16, 300))
+    assert np.abs(out.astype(int) - base.astype(int)).max() <= 300
+
+
+def test_near_lossless_shrinks_with_max_error() -> None:
+    base = _smooth(48, 64, 3, seed=9)
+    sizes = [len(lossless.encode(base, 8, n)) for n in (0, 1, 2, 4, 16)]
+    assert sizes == sorted(sizes, reverse=True) and sizes[-1] < sizes[0] / 2
+
+
+def test_deterministic() -> None:
+    pixels = np.concatenate([_smooth(40, 36, 3), _smooth(40, 36, 1, seed=3)], axis=2)
+    assert lossless.encode(pixels) == lossless.encode(pixels)
+    assert lossless.encode(pixels, 8, 3) == lossless.encode(pixels, 8, 3)
+
+
+def test_describe_reports_header() -> None:
+    payload = lossless.encode(_smooth(20, 30, 3))
+    info = lossless.describe(payload)
+    assert (info["width"], info["height"], info["channels"], info["bit_depth"]) == (30, 20, 3, 8)
+    assert info["mode"] == "predictive" and info["payload_bytes"] == len(payload)
+
+
+@pytest.mark.parametrize("bad", [np.zeros((4, 4), np.uint8), np.zeros((4, 4, 5), np.uint8),
+                                 np.zeros((4, 4, 3), np.int32), np.full((2, 2, 1), 9, np.uint8)])
+def test_encode_rejects_bad_input(bad: np.ndarray) -> None:
+    with pytest.raises(ValueError):
+        lossless.encode(bad, bit_depth=3)
+
+
+PAYLOADS = {
+    "predictive": lambda: lossless.encode(np.concatenate([_smooth(24, 20, 3), _smooth(24, 20, 1, seed=3)], axis=2)),
+    "palette": lambda: lossless.encode(_tiled(24, 32)),
+    "stored": lambda: lossless.encode(RNG.integers(0, 256, (8, 8, 3), dtype=np.uint8)),
+    "near": lambda: lossless.encode(_smooth(24, 20, 3), 8, 2),
+    "wide": lambda: lossless.encode(_smooth(16, 12, 1, 16), 16),
+}
+
+
+def _decode_or_container_error(data: bytes) -> None:
+    try:
+        lossless.decode(data, max_pixels=1 << 20)
+    except ContainerError as err:
+        assert "\n" not in str(err)
+
+
+@pytest.mark.parametrize("kind", sorted(PAYLOADS))
+def test_truncation_is_refused(kind: str) -> None:
+    payload = PAYLOADS[kind]()
+    for cut in sorted(set(range(0, len(payload), max(1, len(payload) // 60))) | {len(payload) - 1}):
+        with pytest.raises(ContainerError):
+            lossless.decode(payload[:cut])
+
+
+@pytest.mark.parametrize("kind", sorted(PAYLOADS))
+def test_trailing_garbage_is_refused(kind: str) -> None:
+    payload = PAYLOADS[kind]()
+    for extra in (b"\x01", b"\x00\x00\x00\x01", b"\x07" * 8):
+        with pytest.raises(ContainerError):
+            lossless.decode(payload + extra)
+
+
+@pytest.mark.parametrize("kind", sorted(PAYLOADS))
+def test_corruption_never_escapes_as_another_exception(kind: str) -> None:
+    payload = PAYLOADS[kind]()
+    rng = np.random.default_rng(99)
+    for pos in sorted(set(range(0, len(payload), max(1, len(payload) // 80)))):
+        for flip in (0xFF, 1 << int(rng.integers(0, 8))):
+            damaged = bytearray(payload)
+            damaged[pos] ^= flip
+            _decode_or_container_error(bytes(damaged))
+
+
+def test_size_limits_refused_before_allocation() -> None:
+    payload = lossless.encode(_smooth(20, 30, 3))
+    with pytest.raises(ContainerError):
+        lossless.decode(payload, max_pixels=599)
+    huge = bytes([1, 1]) + bytes([0x80, 0x80, 0x40]) + bytes([0x80, 0x80, 0x40]) + bytes([3, 8, 0, 0])
+    with pytest.raises(ContainerError):
+        lossless.decode(huge)
+    with pytest.raises(ContainerError):
+        lossless.decode(b"")
+    with pytest.raises(ContainerError):
+        lossless.decode(bytes([9]) + payload[1:])
+
+
+def test_import_is_light() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, udic.lossless; print('torch' in sys.modules or 'compressai' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
