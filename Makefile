@@ -24,21 +24,21 @@ test: install
 	$(PY) -m pytest -q
 
 # The benchmark report (bench/report.md + .json): RD against the anchors for Kodak and
-# every out-of-domain set, plus the sections of udic.benchmarks.* (model family,
+# every out-of-domain set, plus the sections of tools.benchmarks.* (model family,
 # adaptation, huge images, robustness).  Hours on 2 cores; each part also runs alone.
 BENCH_IMAGES ?= 6
 bench: install
-	$(PY) -m udic.benchmarks.family --out bench
-	$(PY) -m udic.benchmarks.adaptation --out bench --images 3 --efforts 0,1,2
-	$(PY) -m udic.benchmarks.huge --out bench
-	$(PY) -m udic.benchmarks.robustness --out bench
-	$(PY) -m udic.bench --out bench --max-images $(BENCH_IMAGES)
-	$(PY) -m udic.train.longrun --run docs/training/base-narrow --run docs/training/base-v1
+	$(PY) -m tools.benchmarks.family --out bench
+	$(PY) -m tools.benchmarks.adaptation --out bench --images 3 --efforts 0,1,2
+	$(PY) -m tools.benchmarks.huge --out bench
+	$(PY) -m tools.benchmarks.robustness --out bench
+	$(PY) -m tools.bench --out bench --max-images $(BENCH_IMAGES)
+	$(PY) -m tools.longrun --run docs/training/base-narrow --run docs/training/base-v1
 
 # The slow efforts' adaptation rows (3, 4 and 5: minutes per image), 1 image per domain.
 bench-efforts: install
-	$(PY) -m udic.benchmarks.adaptation --out bench --images 1 --efforts 0,3,4
-	$(PY) -m udic.benchmarks.adaptation --out bench --images 1 --efforts 0,5 --qualities 1,5
+	$(PY) -m tools.benchmarks.adaptation --out bench --images 1 --efforts 0,3,4
+	$(PY) -m tools.benchmarks.adaptation --out bench --images 1 --efforts 0,5 --qualities 1,5
 
 # Train (or resume) a base model with the chosen recipe (base-narrow's); see docs/training.md.
 TRAIN_ARGS ?= --out runs/base --N 64 --M 128 --steps 22000 --big-crop-from 1.0 \
@@ -49,10 +49,10 @@ train: install
 # Container fuzzing campaign: mutated .udic files must fail cleanly or decode exactly; prints counts.
 FUZZ_CASES ?= 10000
 fuzz: install
-	$(PY) -m udic.fuzz --cases $(FUZZ_CASES)
+	$(PY) -m tools.fuzz --cases $(FUZZ_CASES)
 
 lint: install
-	$(PY) -m compileall -q src tests
+	$(PY) -m compileall -q src tests tools
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

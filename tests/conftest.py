@@ -1,12 +1,11 @@
 """Shared fixtures: a TINY udic model (never the real weights) and small test images.
 
-The tiny model is built once per session with a fixed seed, made non-degenerate
-(block transform from the PCA of smooth patches, random residual last layers, a
-LoRA delta for rate 2 on a few convs including one in the hyper-synthesis) and
-exported with ``udic.modelfile.save`` as ``tiny-<id>.safetensors``, the name the
-hub accepts for user-dropped cache files.  ``tiny_cache`` points ``UDIC_CACHE_DIR``
-at it, so ``udic.hub.resolve(<id>)`` — and hence ``udic decode`` — finds it by
-the id recorded in a file header.
+The tiny model (``udic.testing.build_tiny_model``: a DCT block transform, random
+residual last layers, a LoRA delta for rate 2 on a few convs including one in the
+hyper-synthesis) is built once per session with a fixed seed and exported as
+``tiny-<id>.safetensors``, the name the hub accepts for user-dropped cache files.
+``tiny_cache`` points ``UDIC_CACHE_DIR`` at it, so ``udic.hub.resolve(<id>)`` — and
+hence ``udic decode`` — finds it by the id recorded in a file header.
 """
 
 from __future__ import annotations
@@ -24,17 +23,15 @@ import torch
 from click.testing import CliRunner, Result
 from PIL import Image
 
-from udic import api, hub, modelfile
+from udic import api
 from udic.cli import main
 from udic.codec import Codec, codec_for_file
 from udic.imageio import LoadedImage, load_image
-from udic.fuzz import build_tiny_model, dct_basis  # noqa: F401  (dct_basis: used by test_adapt)
-from udic.models import UdicModel
+from udic.testing import build_tiny_model, dct_basis, export_tiny_model  # noqa: F401  (used by other tests)
 
 # Tiny models on a 2-core machine: one torch thread avoids thread-sync stalls whenever
 # anything else runs (tests that are about thread counts set them explicitly).
 torch.set_num_threads(1)
-
 
 
 def smooth_image(h: int = 40, w: int = 56, seed: int = 0, channels: int = 3) -> np.ndarray:
@@ -68,17 +65,6 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
-def export_tiny(model: UdicModel, directory: Path, name: str = "tiny") -> tuple[Path, str]:
-    """Save as ``<name>-<id>.safetensors`` in ``directory``; returns (path, id)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / f"{name}.tmp.safetensors"
-    modelfile.save(model, tmp)
-    model_id = hub.model_id_for_file(tmp)
-    path = directory / f"{name}-{model_id}.safetensors"
-    os.replace(tmp, path)
-    return path, model_id
-
-
 @dataclass(frozen=True)
 class TinyModel:
     dir: Path
@@ -89,7 +75,7 @@ class TinyModel:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
     directory = tmp_path_factory.mktemp("tiny-cache")
-    path, model_id = export_tiny(build_tiny_model(seed=0), directory)
+    path, model_id = export_tiny_model(directory, seed=0, name="tiny")
     return TinyModel(dir=directory, path=path, id=model_id)
 
 
@@ -102,7 +88,7 @@ def tiny_codec(tiny_model: TinyModel) -> Codec:
 def other_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
     """A second tiny model (different seed), kept OUT of the cache dir."""
     directory = tmp_path_factory.mktemp("other-model")
-    path, model_id = export_tiny(build_tiny_model(seed=1), directory, name="other")
+    path, model_id = export_tiny_model(directory, seed=1, name="other")
     return TinyModel(dir=directory, path=path, id=model_id)
 
 

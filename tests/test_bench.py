@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from udic import api, bench
+from tools import bench
+from udic import api
 
 
 def _data_root(tmp_path: Path) -> Path:
@@ -49,7 +50,7 @@ def test_bench_writes_report_and_reuses_anchor_cache(tmp_path: Path, tiny_cache,
 
 
 def test_summary_table_of_udic_against_each_anchor() -> None:
-    from udic.bench import udic_against_anchors
+    from tools.bench import udic_against_anchors
 
     jpeg = {"domain": "kodak", "codec": "jpeg", "bpp": [0.25, 0.5, 1.0, 2.0], "psnr": [26.0, 28.0, 30.0, 32.0]}
     udic = {"domain": "kodak", "codec": "udic", "bpp": [0.125, 0.25, 0.5, 1.0], "psnr": [26.0, 28.0, 30.0, 32.0]}
@@ -62,7 +63,7 @@ def test_summary_table_of_udic_against_each_anchor() -> None:
 
 
 def test_report_says_how_the_model_was_trained() -> None:
-    from udic.bench import _training_summary
+    from tools.bench import _training_summary
 
     assert _training_summary({}) == ""
     assert _training_summary({"steps": 900, "wall_seconds": 7200}) == ", trained 900 steps in 2.00 h on this CPU"

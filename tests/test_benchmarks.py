@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from udic.benchmarks.family import rate_saving
-from udic.benchmarks.huge import BAND, INTERIOR, seam_psnr
+from tools.benchmarks.family import rate_saving
+from tools.benchmarks.huge import BAND, INTERIOR, seam_psnr
 
 
 def test_seam_psnr_sees_errors_at_tile_borders_only() -> None:
@@ -41,7 +41,7 @@ def test_rate_saving_reads_the_curve_at_equal_psnr() -> None:
 
 def test_measure_targets_counts_encodes_and_restores_the_codec(tiny_codec) -> None:
     from conftest import smooth_image
-    from udic.benchmarks.family import TARGETS, measure_targets
+    from tools.benchmarks.family import TARGETS, measure_targets
 
     rows = measure_targets(tiny_codec, [smooth_image(48, 64, seed=3)])
     assert len(rows) == len(TARGETS)
@@ -58,7 +58,7 @@ def test_the_base_of_a_family_is_the_family_without_its_deltas(tiny_model) -> No
     """The family bench needs no separate base file: stripping the deltas gives a model
     that codes every rate exactly like the family's base rate weights."""
     from conftest import loaded, smooth_image
-    from udic.benchmarks.family import base_of_family
+    from tools.benchmarks.family import base_of_family
     from udic.codec import codec_for_file
 
     family = codec_for_file(tiny_model.path)

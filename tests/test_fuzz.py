@@ -1,4 +1,4 @@
-"""Container fuzzing and decompression bombs (the mutation engine is ``udic.fuzz``).
+"""Container fuzzing and decompression bombs (the mutation engine is ``tools.fuzz``).
 
 Valid files made with the tiny model (several qualities, with and without alpha, ICC and
 adapters) are mutated — bit flips, byte sets, truncation, insertion, splicing, appended
@@ -24,12 +24,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import UDIC, TinyModel, png_bytes, smooth_image
-from udic import api, fuzz
+from udic import api
 from udic import container as ctr
 from udic.cli import main
 from udic.codec import Codec
 from udic.errors import ContainerError, UdicError
-from udic.fuzz import Case, RawFile, reseal
+from tools import fuzz
+from tools.fuzz import Case, RawFile, reseal
 
 
 

@@ -1,7 +1,7 @@
 """Training recipes compared by time-to-quality (issue: RD per CPU-hour).
 
-``python -m udic.train.recipes run --minutes 10 --out runs/recipes``
-``python -m udic.train.recipes report --runs runs/recipes``
+``python -m tools.recipes run --minutes 10 --out runs/recipes``
+``python -m tools.recipes report --runs runs/recipes``
 
 Every variant changes one thing against the baseline (the base-v1 recipe) and trains
 from scratch for the same number of minutes of training time (evaluation excluded)
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..metrics import Pchip, bd_rate
+from udic.metrics import Pchip, bd_rate
 
 # name → (what changes, extra arguments of python -m udic.train)
 VARIANTS: dict[str, tuple[str, list[str]]] = {
@@ -91,8 +91,8 @@ def summarise(runs: Path, jpeg: list[dict]) -> dict[str, list[dict]]:
 
 
 def report(runs: Path, docs: Path, bench: Path | None, command: str) -> str:
-    from ..train.data import EVAL_KODAK, default_data_root, load_rgb
-    from ..train.evaluate import jpeg_rd
+    from udic.train.data import EVAL_KODAK, default_data_root, load_rgb
+    from udic.train.evaluate import jpeg_rd
 
     kodak = default_data_root() / "kodak"
     jpeg = jpeg_rd([load_rgb(kodak / f"{n}.png") for n in EVAL_KODAK])
@@ -138,12 +138,12 @@ def report(runs: Path, docs: Path, bench: Path | None, command: str) -> str:
         sps = last["minutes"] * 60 / max(last["step"], 1)
         lines.append(f"| {name} | {VARIANTS[name][0]} | {last['step']} | {sps:.2f} | {last['minutes']:.1f} | "
                      f"{last['psnr_at_matched']:.2f} | {last['bd_vs_jpeg']:+.1f} % |")
-    tail = ["", f"Runs: `python -m udic.train.recipes run …`; summary: `{command}`."]
+    tail = ["", f"Runs: `python -m tools.recipes run …`; summary: `{command}`."]
     md = "\n".join(lines + ([f"", f"![recipes]({plot.name})"] if plot else []) + tail)
     (docs / "summary.md").write_text(md + "\n")
     (docs / "summary.json").write_text(json.dumps(curves, indent=1) + "\n")
     if bench is not None:
-        from ..benchmarks.common import write_section
+        from .benchmarks.common import write_section
 
         # The bench report lives in bench/: link the plot from there.
         link = None if plot is None else plot if plot.is_absolute() else Path("..") / plot
@@ -153,7 +153,7 @@ def report(runs: Path, docs: Path, bench: Path | None, command: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m udic.train.recipes", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m tools.recipes", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="train every variant for --minutes")
@@ -169,9 +169,9 @@ def main(argv: list[str] | None = None) -> int:
         a.out.mkdir(parents=True, exist_ok=True)
         run(a.out, a.minutes, [x for x in a.only.split(",") if x])
     else:
-        from ..benchmarks.common import command_line
+        from .benchmarks.common import command_line
 
-        print(report(a.runs, a.docs, a.bench, command_line(argv, "udic.train.recipes")))
+        print(report(a.runs, a.docs, a.bench, command_line(argv, "tools.recipes")))
     return 0
 
 

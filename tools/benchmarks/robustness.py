@@ -1,8 +1,8 @@
 """Hostile inputs and batches: a fuzz campaign's counts and batch throughput at --jobs 1 and 2.
 
-``python -m udic.benchmarks.robustness --out bench --cases 2000 --images 12``
+``python -m tools.benchmarks.robustness --out bench --cases 2000 --images 12``
 
-Both parts run ``python -m udic.fuzz`` (the same code as ``make fuzz``) in a child
+Both parts run ``python -m tools.fuzz`` (the same code as ``make fuzz``) in a child
 process and read its JSON report.  Throughput uses Kodak images with udic's default
 model, at effort 0 and at the CLI's default effort.
 """
@@ -17,20 +17,21 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..train.data import default_data_root, list_images
-from .common import command_line, publish
+from udic.train.data import default_data_root, list_images
+
+from .common import REPO_ROOT, command_line, publish
 
 
 def _fuzz(args: list[str], out: Path) -> object:
-    cmd = [sys.executable, "-m", "udic.fuzz", *args, "--json", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    cmd = [sys.executable, "-m", "tools.fuzz", *args, "--json", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT)
     if not out.exists():
-        raise SystemExit(f"udic.fuzz failed ({proc.returncode}): {proc.stderr[-500:]}")
+        raise SystemExit(f"tools.fuzz failed ({proc.returncode}): {proc.stderr[-500:]}")
     return json.loads(out.read_text())
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m udic.benchmarks.robustness", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m tools.benchmarks.robustness", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("bench"))
     p.add_argument("--cases", type=int, default=2000)
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parts = set(a.parts.split(","))
     previous = a.out / "sections" / "robustness.json"
     r: dict = json.loads(previous.read_text()) if previous.exists() else {}
-    command = command_line(argv, "udic.benchmarks.robustness")
+    command = command_line(argv, "tools.benchmarks.robustness")
     with tempfile.TemporaryDirectory(prefix="udic-robust-") as tmp:
         tmpd = Path(tmp)
         if "fuzz" in parts:
@@ -69,7 +70,7 @@ def render(r: dict) -> str:
         r = {**r, "throughput": {}}
     outcomes = ", ".join(f"{k} {v}" for k, v in sorted(f["outcomes"].items()))
     lines = ["## Hostile inputs and batches", "",
-             f"**Fuzzing** (`python -m udic.fuzz`, the `make fuzz` campaign): {f['cases']:,} mutated, truncated, "
+             f"**Fuzzing** (`python -m tools.fuzz`, the `make fuzz` campaign): {f['cases']:,} mutated, truncated, "
              f"spliced and extended files in {f['seconds']:.0f} s; outcomes: {outcomes}; "
              f"{f['past_crc']:,} got past the CRC (resealed); slowest case {f['slowest_case_s']:.2f} s; "
              f"**{f['bad']} failures** (a traceback, a hang over 10 s, or a wrong decode).", "",

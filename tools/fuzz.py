@@ -1,6 +1,6 @@
 """Container fuzzing and batch throughput.
 
-``python -m udic.fuzz --cases 10000`` mutates valid ``.udic`` files — bit flips, byte
+``python -m tools.fuzz --cases 10000`` mutates valid ``.udic`` files — bit flips, byte
 sets, truncation, insertion, deletion, splicing two files, appended garbage, and
 structure-aware edits of header fields and section payloads whose CRC trailer is
 *recomputed*, so the parser and the entropy decoders behind the checksum really see
@@ -10,7 +10,7 @@ within a per-case time limit.  It prints the counts and exits 1 if any case cras
 (another exception type), hung, or decoded to the wrong size.  ``--case K`` replays
 one case of a campaign (same ``--seed``) with its mutations and traceback.
 
-``python -m udic.fuzz --batch-throughput`` times ``udic encode``/``udic decode`` over a
+``python -m tools.fuzz --batch-throughput`` times ``udic encode``/``udic decode`` over a
 batch at ``--jobs 1`` and ``--jobs 2`` and prints images per minute (for the bench).
 
 Without ``--model`` both use a small randomly initialised model built on the spot
@@ -44,92 +44,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import container as ctr
-from .errors import UdicError
+from udic import container as ctr
+from udic.errors import UdicError
+from udic.testing import export_tiny_model, isolated_model_env
 
 DEFAULT_TIMEOUT = 10.0
-
-# ---- a small model for campaigns that need no trained weights -----------------------------
-
-TINY_N = 8
-TINY_M = 12
-
-
-def dct_basis(count: int, patch: int):
-    """``count`` orthonormal 2-D DCT-II atoms per colour plane, lowest frequencies first."""
-    import torch
-
-    n = np.arange(patch)
-    freqs = sorted(((u, v) for u in range(patch) for v in range(patch)), key=lambda f: (f[0] + f[1], f))
-    atoms = []
-    for u, v in freqs:
-        cu = np.cos(np.pi * (n + 0.5) * u / patch) * (np.sqrt(1 / patch) if u == 0 else np.sqrt(2 / patch))
-        cv = np.cos(np.pi * (n + 0.5) * v / patch) * (np.sqrt(1 / patch) if v == 0 else np.sqrt(2 / patch))
-        for c in range(3):
-            w = np.zeros((3, patch, patch))
-            w[c] = np.outer(cu, cv)
-            atoms.append(w)
-            if len(atoms) == count:
-                return torch.from_numpy(np.stack(atoms)).float()
-    raise ValueError("too many atoms")
-
-
-def build_tiny_model(seed: int = 0):
-    """A non-degenerate tiny UdicModel with a rate-2 LoRA: the fuzz seeds and the tests' fixture model."""
-    import torch
-
-    from .models import ModelConfig, UdicModel
-
-    torch.manual_seed(seed)
-    model = UdicModel(ModelConfig(N=TINY_N, M=TINY_M))
-    with torch.no_grad():
-        basis = dct_basis(model.config.M, model.config.patch)
-        model.g_a.linear.weight.copy_(basis)
-        model.g_a.linear.bias.zero_()
-        model.g_s.linear.weight.copy_(basis)
-        model.g_s.linear.bias.zero_()
-        model.h_a[-1].weight.mul_(15.0)
-        model.g_a.res[-1].weight.normal_(0.0, 0.02)
-        model.g_a.res[-1].bias.normal_(0.0, 0.02)
-        model.g_s.out.weight.normal_(0.0, 0.01)
-        model.g_s.out.bias.normal_(0.0, 0.01)
-        for layer in (model.g_a.res[2], model.g_s.stages[0][0], model.h_s[2]):
-            delta = layer.add_lora("r2", rank=2, alpha=2.0)
-            delta.B.normal_(0.0, 0.02)
-    model.entropy_bottleneck.update(force=True)
-    return model.eval()
-
-
-def export_tiny_model(directory: Path, seed: int = 0) -> tuple[Path, str]:
-    """Write ``fuzz-<id>.safetensors`` (a name the hub finds in a cache dir); returns (path, id)."""
-    from . import hub, modelfile
-
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / "fuzz.tmp.safetensors"
-    modelfile.save(build_tiny_model(seed), tmp)
-    model_id = hub.model_id_for_file(tmp)
-    path = directory / f"fuzz-{model_id}.safetensors"
-    os.replace(tmp, path)
-    return path, model_id
-
-
-@contextlib.contextmanager
-def isolated_model_env(cache: Path) -> Iterator[None]:
-    """Let the hub find models in ``cache`` only: no user config, no download URLs."""
-    saved = {k: os.environ.get(k) for k in ("UDIC_CACHE_DIR", "UDIC_CONFIG", "UDIC_MODEL_URLS", "XDG_CONFIG_HOME")}
-    os.environ["UDIC_CACHE_DIR"] = str(cache)
-    os.environ["XDG_CONFIG_HOME"] = str(cache / "no-config")
-    os.environ.pop("UDIC_CONFIG", None)
-    os.environ.pop("UDIC_MODEL_URLS", None)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
 
 # ---- seed files -------------------------------------------------------------------------
 
@@ -163,10 +82,10 @@ def _srgb_icc() -> bytes:
 
 def make_seeds(codec) -> list[Seed]:
     """Valid files at several qualities, with and without alpha, ICC, adapters and a loop filter."""
-    from .adapters import Adapter, AdapterSet
-    from .imageio import LoadedImage
-    from .loopfilter import LoopFilter
-    from .metadata import Metadata
+    from udic.adapters import Adapter, AdapterSet
+    from udic.imageio import LoadedImage
+    from udic.loopfilter import LoopFilter
+    from udic.metadata import Metadata
 
     rng = np.random.default_rng(7)
     top = codec.max_quality
@@ -716,7 +635,7 @@ class Report:
 
 def api_decoder(model: str | None = None) -> Callable[[bytes], object]:
     """Decode through the public API (model found by the header's id unless given)."""
-    from . import api
+    from udic import api
 
     return lambda data: api.decode(data, progress=False, model=model)
 
@@ -824,7 +743,7 @@ def synthetic_images(directory: Path, count: int, size: int) -> list[Path]:
 
 def _prepare_model(model: str | None, cache: Path) -> str:
     """Put the campaign's model into ``cache`` (a fresh tiny one unless a path is given)."""
-    from . import hub
+    from udic import hub
 
     if model is None:
         return export_tiny_model(cache)[1]
@@ -837,7 +756,7 @@ def _prepare_model(model: str | None, cache: Path) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m udic.fuzz", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.fuzz", description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", type=int, default=1000, help="number of fuzz cases (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="campaign seed (default 0)")
     parser.add_argument("--case", type=int, default=None, help="replay one case of the campaign, verbosely")
@@ -870,7 +789,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _throughput_main(args, model_id, Path(tmp))
         model_id = _prepare_model(args.model, cache)
         with isolated_model_env(cache):
-            from . import api
+            from udic import api
 
             codec = api.get_codec(model_id, progress=False)
             seeds = make_seeds(codec)

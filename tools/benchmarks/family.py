@@ -1,6 +1,6 @@
 """The LoRAM model family: storage, LoRA against full fine-tuning, training cost, speed.
 
-``python -m udic.benchmarks.family --family F.safetensors --base B.safetensors
+``python -m tools.benchmarks.family --family F.safetensors --base B.safetensors
     --lora-run runs/lora-v1 --full runs/full-v1/full-r0.pt runs/full-v1/full-r5.pt``
 
 * storage: the family file (base + every rate's delta) against one model and six;
@@ -24,12 +24,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import hub, modelfile
-from ..codec import Codec
-from ..imageio import LoadedImage
-from ..metrics import Pchip
-from ..train.data import EVAL_KODAK, default_data_root, list_images, load_rgb
-from ..train.evaluate import codec_from_checkpoint, coded_rd
+from udic import hub, modelfile
+from udic.codec import Codec
+from udic.imageio import LoadedImage
+from udic.metrics import Pchip
+from udic.train.data import EVAL_KODAK, default_data_root, list_images, load_rgb
+from udic.train.evaluate import codec_from_checkpoint, coded_rd
+
 from .common import command_line, publish
 
 
@@ -45,8 +46,8 @@ def base_of_family(family_path: Path) -> tuple[Codec, int]:
     """The family's own base: its weights without the per-rate deltas (what the base
     rate uses, at every rate), as a codec and the size its weights file has.  No
     separate base file needs to ship with a family."""
-    from ..models import UdicModel
-    from ..train.export import load_weights
+    from udic.models import UdicModel
+    from udic.train.export import load_weights
 
     loaded = modelfile.load(family_path)  # unmerged (a codec merges a rate at once)
     model = UdicModel(loaded.model.config)
@@ -102,9 +103,9 @@ TARGETS = (("bpp", 0.2), ("bpp", 0.5), ("bpp", 0.9), ("psnr", 29.0), ("psnr", 32
 
 def measure_targets(codec: Codec, images: list[np.ndarray]) -> list[dict]:
     """Each target on each image through the API's search (effort 0): error, encodes, seconds."""
-    from ..api import encode_with
-    from ..metrics import psnr_rgb
-    from ..ratecontrol import RateTarget
+    from udic.api import encode_with
+    from udic.metrics import psnr_rgb
+    from udic.ratecontrol import RateTarget
 
     rows = []
     for metric, value in TARGETS:
@@ -133,7 +134,7 @@ def measure_targets(codec: Codec, images: list[np.ndarray]) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m udic.benchmarks.family", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m tools.benchmarks.family", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("bench"))
     p.add_argument("--family", default=None, help="weights with the per-rate deltas (default: udic's default)")
@@ -174,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     print("family: measuring the family and the base", file=sys.stderr)
     fam_rd = coded_rd(family, images, qualities)
     base_rd = coded_rd(base, images, qualities)
-    r: dict = {"command": command_line(argv, "udic.benchmarks.family"), "images": len(images),
+    r: dict = {"command": command_line(argv, "tools.benchmarks.family"), "images": len(images),
                "family_id": family.model_id,
                "base_id": (family.metadata.get("info", {}).get("base_model", base.model_id) if a.base is None
                            else base.model_id),

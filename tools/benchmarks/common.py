@@ -11,6 +11,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+# The checkout that holds ``tools/``: children started with ``python -m tools.…`` run here.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
 
 @dataclass
 class ChildRun:

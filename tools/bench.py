@@ -1,4 +1,4 @@
-"""``python -m udic.bench``: the project's RD and speed report (markdown + JSON + plots).
+"""``python -m tools.bench``: the project's RD and speed report (markdown + JSON + plots).
 
 udic itself is measured directly (real files, per-image encode/decode seconds).
 Anchor codecs go through the ``compare`` sweep machinery; their curves do not depend
@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import api
-from .effort import DEFAULT_EFFORT, describe_effort
-from .compare import CompareResult, RDPoint, average_curves, bd_table, collect_images, plot_rd, run_sweep
-from .imageio import load_image
-from .metrics import ms_ssim_rgb, psnr_rgb
-from .train.data import default_data_root
+from udic import api
+from udic.effort import DEFAULT_EFFORT, describe_effort
+from udic.compare import CompareResult, RDPoint, average_curves, bd_table, collect_images, plot_rd, run_sweep
+from udic.imageio import load_image
+from udic.metrics import ms_ssim_rgb, psnr_rgb
+from udic.train.data import default_data_root
 
 DOMAINS = ("kodak", "comic", "line", "vector", "screen", "pixel")
 ANCHOR_CODECS = ("jpeg", "webp", "avif", "jxl", "hevc", "bpg", "vvc")
@@ -117,7 +117,7 @@ def _fmt(v: float | None, spec: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m udic.bench", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__)
     p.add_argument("--out", type=Path, default=Path("bench"))
     p.add_argument("--data", type=Path, default=None, help="shared data root (default ../shared/data)")
     p.add_argument("--domains", default=",".join(DOMAINS))
@@ -240,13 +240,13 @@ def main(argv: list[str] | None = None) -> int:
             notes.append(f"no plot for {name}: {exc}")
 
     weights = api.get_codec(a.model, progress=False)
-    from . import hub
+    from udic import hub
 
     resolved = hub.resolve(a.model, progress=False)
     from .benchmarks.common import command_line
 
     report = {
-        "command": command_line(argv, "udic.bench"),
+        "command": command_line(argv, "tools.bench"),
         "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
         "machine": {"cpu_count": os.cpu_count(), "torch_threads": a.threads, "platform": platform.platform(),
                     "torch": torch.__version__},
@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def udic_against_anchors(curves: list[dict]) -> list[str]:
     """One table: udic's BD-rate against every anchor, per domain and measured effort."""
-    from .metrics import bd_rate
+    from udic.metrics import bd_rate
 
     domains = list(dict.fromkeys(c["domain"] for c in curves))
     anchors = [a for a in ANCHOR_CODECS if any(c["codec"] == a for c in curves)]
@@ -297,7 +297,7 @@ def udic_against_anchors(curves: list[dict]) -> list[str]:
     return lines + [""]
 
 
-# Sections written by udic.benchmarks.* (each re-runnable on its own), in report order.
+# Sections written by tools.benchmarks.* (each re-runnable on its own), in report order.
 SECTIONS = ("family", "adaptation", "huge", "robustness", "recipes", "training")
 
 

@@ -1,6 +1,6 @@
 """Per-image adaptation: BD-rate gain over non-adaptive udic, per effort and domain.
 
-``python -m udic.benchmarks.adaptation --out bench --efforts 0,1,2 --images 3``
+``python -m tools.benchmarks.adaptation --out bench --efforts 0,1,2 --images 3``
 
 For every domain (Kodak and each ``ood`` set), a spread-out sample of images is
 encoded at each quality and effort; bpp counts every byte of the real file and PSNR
@@ -22,11 +22,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .. import api
-from ..adapt import AdaptConfig, adapt_encode, describe_effort
-from ..imageio import load_image
-from ..metrics import bd_psnr, bd_rate, psnr_rgb
-from ..train.data import default_data_root
+from udic import api
+from udic.adapt import AdaptConfig, adapt_encode, describe_effort
+from udic.imageio import load_image
+from udic.metrics import bd_psnr, bd_rate, psnr_rgb
+from udic.train.data import default_data_root
+
 from .common import command_line, publish
 
 DOMAINS = ("kodak", "comic", "line", "vector", "screen", "pixel")
@@ -126,7 +127,7 @@ def render(section: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m udic.benchmarks.adaptation", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m tools.benchmarks.adaptation", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("bench"))
     p.add_argument("--domains", default=",".join(DOMAINS))
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     qualities = [float(q) for q in a.qualities.split(",")]
     domains = [d for d in a.domains.split(",") if d]
     result = measure(domains, default_data_root(), a.images, qualities, efforts, a.time_budget)
-    run = {"command": command_line(argv, "udic.benchmarks.adaptation"), "images_per_domain": a.images,
+    run = {"command": command_line(argv, "tools.benchmarks.adaptation"), "images_per_domain": a.images,
            "qualities": a.qualities, "efforts": efforts, "threads": a.threads, "note": a.note,
            "presets": {str(e): describe_effort(e) for e in efforts if e > 0}, **result}
     path = a.out / "sections" / "adaptation.json"

@@ -1,6 +1,6 @@
 """Huge images: a 6000×4000 photo coded in tiles — peak memory, time, and seams.
 
-``python -m udic.benchmarks.huge --out bench``
+``python -m tools.benchmarks.huge --out bench``
 
 The test photo is made from a Kodak image (Lanczos-upscaled to 6000×4000 plus mild
 Gaussian grain, so it has texture at every scale); it is written to a temporary
@@ -25,12 +25,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .. import api
-from .. import codec as codec_mod
-from ..adapt import AdaptConfig, adapt_encode, rd_lambda
-from ..imageio import LoadedImage
-from ..metrics import psnr_rgb
-from ..train.data import default_data_root
+from udic import api
+from udic import codec as codec_mod
+from udic.adapt import AdaptConfig, adapt_encode, rd_lambda
+from udic.imageio import LoadedImage
+from udic.metrics import psnr_rgb
+from udic.train.data import default_data_root
+
 from .common import command_line, publish, run_udic
 
 BAND = 8  # pixels on each side of a tile border
@@ -77,9 +78,9 @@ def compare_tile_adapters(codec: codec_mod.Codec, crop: np.ndarray, quality: flo
     """
     import torch
 
-    from .. import adapters as adapters_mod
-    from ..adapt import _adapter_views, _fit_adapter, _frozen
-    from ..imageio import pad_to_multiple
+    from udic import adapters as adapters_mod
+    from udic.adapt import _adapter_views, _fit_adapter, _frozen
+    from udic.imageio import pad_to_multiple
 
     cfg = AdaptConfig.for_effort(2, adapter_steps=20, adapter_lr=0.03)
     lam = rd_lambda(codec, quality)
@@ -127,7 +128,7 @@ def _decode_array(codec: codec_mod.Codec, data: bytes) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m udic.benchmarks.huge", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m tools.benchmarks.huge", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("bench"))
     p.add_argument("--quality", type=float, default=3.0)
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         result["crop"]["tile_adapters"] = compare_tile_adapters(codec, crop, a.quality, codec_mod.DEFAULT_TILE)
         return publish(a.out, "huge", result, render(result))
     torch.set_num_threads(a.threads)
-    result: dict = {"command": command_line(argv, "udic.benchmarks.huge"), "quality": a.quality}
+    result: dict = {"command": command_line(argv, "tools.benchmarks.huge"), "quality": a.quality}
     with tempfile.TemporaryDirectory(prefix="udic-huge-") as tmp:
         tmpd = Path(tmp)
         photo = make_photo(a.width, a.height)

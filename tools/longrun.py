@@ -1,6 +1,6 @@
 """Time-to-quality of long training runs, against the classic codecs.
 
-``python -m udic.train.longrun --run runs/base-narrow --run docs/training/base-v1``
+``python -m tools.longrun --run runs/base-narrow --run docs/training/base-v1``
 
 Reads each run's harness log (``eval_log.csv``: 6 fixed Kodak images, all rates,
 bpp estimated from the likelihoods) and compares every evaluation with JPEG, WebP
@@ -26,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..metrics import bd_rate
-from .data import EVAL_KODAK
+from udic.metrics import bd_rate
+from udic.train.data import EVAL_KODAK
+
 from .recipes import _read_eval
 
 # (anchor, BD-rate a run must get below, what the target is called)
@@ -193,9 +194,9 @@ def render(runs: dict[str, list[dict]], summaries: dict[str, list[TargetResult]]
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..benchmarks.common import command_line, write_section
+    from .benchmarks.common import command_line, write_section
 
-    p = argparse.ArgumentParser(prog="python -m udic.train.longrun", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m tools.longrun", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", action="append", type=Path, required=True,
                    help="a run directory with eval_log.csv (repeatable); its name is the folder's")
@@ -228,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         plot_name = "long.png"
     except ImportError:
         pass
-    command = command_line(argv, "udic.train.longrun")
+    command = command_line(argv, "tools.longrun")
     data = {"runs": runs, "targets": {n: [asdict(t) for t in s] for n, s in summaries.items()}}
     (a.docs / "summary.json").write_text(json.dumps(data, indent=1) + "\n")
     md = render(runs, summaries, plot_name, command)

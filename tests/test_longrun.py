@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from udic.train.longrun import anchor_curves, crossing, cycle_ends, summarise
+from tools.longrun import anchor_curves, crossing, cycle_ends, summarise
 
 
 def _rows(hours: list[float], bds: list[float], anchor: str = "webp") -> list[dict]:

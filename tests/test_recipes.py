@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from udic.train.recipes import MATCHED_BPP, VARIANTS, psnr_at, summarise
+from tools.recipes import MATCHED_BPP, VARIANTS, psnr_at, summarise
 
 
 def write_eval(path: Path, points: dict[int, list[tuple[float, float]]]) -> None:
