@@ -26,6 +26,7 @@ from udic.adapt import (
 )
 from udic.adapters import decode_adapters
 from udic.codec import Codec, codec_for_file
+from udic.errors import UsageError
 from udic.imageio import LoadedImage
 from udic.models import ModelConfig, UdicModel
 
@@ -125,7 +126,7 @@ def test_presets_and_schedule() -> None:
     its = [AdaptConfig.for_effort(e).iterations for e in range(2, MAX_EFFORT + 1)]
     assert its == sorted(its) and its[0] > 0
     for bad in (-1, MAX_EFFORT + 1, 1.5, True):
-        with pytest.raises(ValueError):
+        with pytest.raises(UsageError):
             AdaptConfig.for_effort(bad)  # type: ignore[arg-type]
     cfg = AdaptConfig.for_effort(3, iterations=50, seed=9)
     assert cfg.seed == 9 and cfg.t0 == 10

@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 import tracemalloc
 import zlib
+from dataclasses import replace
 
 import pytest
 
@@ -333,11 +334,31 @@ def test_bad_colour() -> None:
         parse(seal(header_bytes(colour=2) + SECTIONS))
 
 
-@pytest.mark.parametrize("tag", [0, 8, 255])
-def test_unknown_section_tag(tag: int) -> None:
+@pytest.mark.parametrize("tag", [0, 8, 127])
+def test_unknown_critical_section_tag(tag: int) -> None:
     body = header_bytes(n_sections=b"\x03") + SECTIONS + bytes([tag, 1, 0])
     with pytest.raises(ContainerError, match="unknown section tag"):
         parse(seal(body))
+
+
+@pytest.mark.parametrize("tag", [128, 200, 255])
+def test_unknown_ancillary_section_is_skipped(tag: int) -> None:
+    """Tags ≥ 128 are ancillary (spec §3): skipped, and still counted in the layout."""
+    body = header_bytes(n_sections=b"\x03") + SECTIONS + bytes([tag, 2, 7, 9])
+    cont, layout = parse_with_layout(seal(body))
+    assert set(cont.sections) == {Section.HYPERLATENTS, Section.LATENTS}
+    assert cont.ancillary == {tag: bytes([7, 9])}
+    assert layout.sections[f"ancillary_{tag}"] == 2
+    # Written back unchanged, and out-of-order / repeated ancillary tags are still refused.
+    assert write(cont) == seal(body)
+    with pytest.raises(ContainerError, match="out of order"):
+        parse(seal(header_bytes(n_sections=b"\x04") + SECTIONS + bytes([tag, 0, tag, 0])))
+
+
+def test_ancillary_writer_refuses_critical_tags() -> None:
+    cont = parse(minimal_file())
+    with pytest.raises(ValueError, match="ancillary"):
+        write(replace(cont, ancillary={9: b""}))
 
 
 def test_section_length_past_end() -> None:
@@ -446,3 +467,46 @@ def test_default_pixel_limit_is_64_megapixels() -> None:
     over = seal(header_bytes(width=write_varint(8001), height=write_varint(8000)) + SECTIONS)
     with pytest.raises(ContainerError, match="limit"):
         parse(over)
+
+
+# ---- the section table ------------------------------------------------------------------
+
+
+def test_enums_and_flag_masks_come_from_the_section_table() -> None:
+    from udic import sections
+
+    assert [s.value for s in Section] == [m.TAG for m in sections.TABLE]
+    assert [s.name.lower() for s in Section] == [m.NAME for m in sections.TABLE]
+    assert {f.name.lower(): int(f) for f in Flags} == {m.NAME: m.FLAG for m in sections.TABLE if m.FLAG}
+    # The historical values (spec §2, §3) are what the table says.
+    assert (Flags.ADAPTERS, Flags.ALPHA, Flags.ICC, Flags.LOOP_FILTER, Flags.METADATA) == (1, 2, 4, 8, 16)
+    assert [ctr.allowed_flags(v) for v in (1, 2, 3, 4)] == [0x07, 0x07, 0x0F, 0x1F]
+
+
+def test_every_section_module_has_the_same_shape() -> None:
+    from udic import sections
+
+    for m in sections.TABLE:
+        for name in ("TAG", "NAME", "FLAG", "SINCE_VERSION", "REQUIRED", "encode", "decode", "describe"):
+            assert hasattr(m, name), (m.__name__, name)
+        assert m.REQUIRED == (m.FLAG == 0)  # the critical sections are either required or flagged
+        assert m.encode(None) is None or m.REQUIRED
+
+
+def test_describe_sections_lists_every_known_section() -> None:
+    cont = parse(minimal_file())
+    described = ctr.describe_sections(cont)
+    assert list(described) == [s.name.lower() for s in Section]
+    assert described["hyperlatents"] == {"present": True, "bytes": len(HYPER)}
+    assert described["icc"] == {"present": False, "bytes": 0}
+
+
+def test_container_and_sections_import_without_torch() -> None:
+    """``udic info`` reads files without torch or compressai."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import udic.container, udic.sections; "
+            "bad = [m for m in ('torch', 'compressai') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr

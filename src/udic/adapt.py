@@ -30,10 +30,12 @@ import torch.nn.functional as F
 from . import adapters as adapters_mod
 from . import loopfilter
 from .adapters import DEFAULT_SCALE, DEFAULT_STEP, Adapter, AdapterSet
-from .effort import DEFAULT_EFFORT, MAX_EFFORT, PRESETS, describe_effort  # noqa: F401 (re-exported)
 from .codec import Codec, EncodeResult
-from .imageio import LoadedImage, crop
-from .models import LOG_SCALE_MAX, LOG_SCALE_MIN, gaussian_likelihood, lower_bound, ste_round
+from .effort import DEFAULT_EFFORT, MAX_EFFORT, PRESETS, describe_effort, preset  # noqa: F401 (re-exported)
+from .geometry import LATENT_STRIDE, PAD_MULTIPLE, SYNTHESIS_HALO, choose_tile
+from .imageio import LoadedImage, crop, pad_to_multiple
+from .models import lower_bound, ste_round
+from .rate import Rate, interpolate_lambda
 from .tiling import Window, tile_windows
 
 _LIKELIHOOD_FLOOR = 1e-9
@@ -79,21 +81,19 @@ class AdaptConfig:
         The τ schedule and patience follow the (possibly overridden) iteration count,
         so τ anneals from 0.5 to ≈0.1 over whatever length the run has.
         """
-        if isinstance(effort, bool) or not isinstance(effort, int) or not 0 <= effort <= MAX_EFFORT:
-            raise ValueError(f"effort must be an integer 0…{MAX_EFFORT}, got {effort!r}")
-        iterations, lr, adapter_steps, adapter_lr, rdoq = PRESETS[effort]
-        iterations = int(overrides.get("iterations", iterations))  # type: ignore[call-overload]
+        row = preset(effort)  # validates (UsageError)
+        iterations = int(overrides.get("iterations", row.sga_steps))  # type: ignore[call-overload]
         t0 = iterations // 5
         fields: dict[str, object] = {
             "effort": effort,
             "iterations": iterations,
-            "lr": lr,
+            "lr": row.sga_lr,
             "t0": t0,
             "decay": math.log(5.0) / max(iterations - t0, 1),
-            "adapter_steps": adapter_steps,
-            "adapter_lr": adapter_lr,
-            "rdoq": rdoq,
-            "loop_filter": effort >= 1,
+            "adapter_steps": row.adapter_steps,
+            "adapter_lr": row.adapter_lr,
+            "rdoq": row.rdoq,
+            "loop_filter": row.loop_filter,
             "patience": max(8, iterations // 5),
         }
         fields.update(overrides)
@@ -150,13 +150,10 @@ def sga_round(
 # ---- helpers -----------------------------------------------------------------------------
 
 
-def rd_lambda(codec: Codec, quality: float) -> float:
+def rd_lambda(codec: Codec, quality: "float | Rate") -> float:
     """λ of a fractional rate: log λ interpolated between the two trained rates."""
-    lambdas = codec.config.lambdas
-    i = min(int(math.floor(quality)), len(lambdas) - 1)
-    j = min(i + 1, len(lambdas) - 1)
-    t = quality - i
-    return math.exp((1 - t) * math.log(lambdas[i]) + t * math.log(lambdas[j]))
+    q = quality.quality if isinstance(quality, Rate) else quality
+    return interpolate_lambda(codec.config.lambdas, q)
 
 
 class _Stopper:
@@ -221,7 +218,7 @@ class _Candidate:
 def _evaluate(
     codec: Codec,
     image: LoadedImage,
-    quality: float,
+    rate: Rate,
     lam: float,
     z_symbols: np.ndarray,
     y: np.ndarray,
@@ -231,13 +228,12 @@ def _evaluate(
     tile: int,
 ) -> tuple[_Candidate, torch.Tensor]:
     """Code for real and reconstruct exactly as the decoder would; returns (candidate, ŷ)."""
-    enc = codec.encode(image, quality, aset, latents=(z_symbols, y), tile=tile, effort=effort, keep_latents=True)
+    enc = codec.encode(image, rate, aset, latents=(z_symbols, y), tile=tile, effort=effort, keep_latents=True)
     assert enc.y_hat is not None
     y_hat = enc.y_hat
     enc.y_hat = None  # candidates are kept; their latents are not needed after this
-    q = enc.header.quality
     height, width = image.rgb.shape[:2]
-    rgb = crop(codec.synthesise(y_hat, q, aset, tile=enc.header.tile_pixels), height, width)
+    rgb = crop(codec.synthesise(y_hat, rate, aset, tile=tile), height, width)
     mse = float(np.mean((rgb.astype(np.float64) - image.rgb.astype(np.float64)) ** 2))
     cost = 8 * len(enc.data) / (height * width) + lam * mse
     adapter_bits = 0
@@ -285,11 +281,6 @@ def _optimise(
     return done
 
 
-def _y_bits(r_t: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
-    log_scale = lower_bound(log_scale, LOG_SCALE_MIN).clamp_max(LOG_SCALE_MAX)
-    return -torch.log2(gaussian_likelihood(r_t, log_scale.exp()))
-
-
 # ---- phase 1: latents ------------------------------------------------------------------
 
 
@@ -317,7 +308,7 @@ def _refine_latents(
     y_var = torch.nn.Parameter(y_init.clone().contiguous())
     z_var = torch.nn.Parameter(z_init.clone().contiguous())
     opt = torch.optim.Adam([y_var, z_var], lr=cfg.lr)
-    eb = model.entropy_bottleneck
+    latent_codec = codec.latent_codec
     pixels = float(height * width)
     d_weight = lam * 255.0**2
     rows, cols = slice(0, height), slice(0, width)
@@ -325,13 +316,11 @@ def _refine_latents(
     def loss_at(t: int) -> torch.Tensor:
         tau = cfg.tau(t)
         z_t = sga_round(z_var, tau, generator)
-        n_z = z_t.shape[1]
-        z_lik, _, _ = eb._likelihood(z_t.permute(1, 0, 2, 3).reshape(n_z, 1, -1), stop_gradient=True)
-        z_bits = -torch.log2(lower_bound(z_lik, _LIKELIHOOD_FLOOR)).sum()
-        log_scale, mean = model.h_s(z_t).float().chunk(2, dim=1)
-        r_t = sga_round(y_var - mean, tau, generator)
-        y_bits = _y_bits(r_t, log_scale).sum()
-        y_in = ((r_t + mean) * inv_gain).contiguous(memory_format=torch.channels_last)
+        z_bits = latent_codec.hyper_bits(z_t)
+        y_bits, y_hat = latent_codec.relaxed_latents(y_var, latent_codec.float_params(z_t),
+                                                     lambda v: sga_round(v, tau, generator))
+        y_bits = y_bits.sum()
+        y_in = (y_hat * inv_gain).contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
             x_hat = model.g_s(y_in)
         return (y_bits + z_bits) / pixels + d_weight * _masked_mse(x_hat, x, rows, cols)
@@ -364,16 +353,15 @@ def _refine_latents_tiled(
     the halo holds the neighbours' current latents, and the loss counts the core's
     bits and the core's real pixels, so memory stays that of one window.
     """
-    from .codec import LATENT_STRIDE, SYNTHESIS_HALO
-
     model = codec.model
     device = codec.device
+    latent_codec = codec.latent_codec
     _, inv_gain = model.gains(q)
     inv_gain = inv_gain.detach().to(device).view(1, -1, 1, 1)
     y_full = torch.from_numpy(y0).to(device)[None].clone()
     with torch.no_grad():
         z = torch.from_numpy(z_symbols).to(device, torch.float32)[None]
-        log_scale_full, mean_full = model.h_s(z).float().chunk(2, dim=1)
+        params_full = latent_codec.float_params(z)
     d_weight = lam * 255.0**2
     windows = tile_windows(y_full.shape[2], y_full.shape[3], tile // LATENT_STRIDE, SYNTHESIS_HALO)
     total = cfg.iterations * len(windows)
@@ -387,22 +375,23 @@ def _refine_latents_tiled(
         core_rows, core_cols = win.core_in_outer()
         mask = torch.zeros_like(y_full[:, :1, rows, cols])
         mask[..., core_rows, core_cols] = 1
-        mean, log_scale = mean_full[:, :, rows, cols], log_scale_full[:, :, rows, cols]
+        params = params_full[:, :, rows, cols]
         # Real pixels of the core, in window coordinates.
         pix_rows, pix_cols = win.visible_in_outer(LATENT_STRIDE, height, width)
         if pix_rows.stop <= pix_rows.start or pix_cols.stop <= pix_cols.start:
             continue  # a tile of padding only
-        x = codec._tensor(padded[win.outer_slices(LATENT_STRIDE)])
+        x = codec.image_tensor(padded[win.outer_slices(LATENT_STRIDE)])
         pixels = float((pix_rows.stop - pix_rows.start) * (pix_cols.stop - pix_cols.start))
         y_var = torch.nn.Parameter(y_full[:, :, rows, cols].clone().contiguous())
         y_var.register_hook(lambda g, m=mask: g * m)
         opt = torch.optim.Adam([y_var], lr=cfg.lr)
 
-        def loss_at(t: int, y_var=y_var, mean=mean, log_scale=log_scale, mask=mask, x=x,
+        def loss_at(t: int, y_var=y_var, params=params, mask=mask, x=x,
                     pix_rows=pix_rows, pix_cols=pix_cols, pixels=pixels) -> torch.Tensor:
-            r_t = sga_round(y_var - mean, cfg.tau(t), generator)
-            y_bits = (_y_bits(r_t, log_scale) * mask).sum()
-            y_in = ((r_t + mean) * inv_gain).contiguous(memory_format=torch.channels_last)
+            tau = cfg.tau(t)
+            bits, y_hat = latent_codec.relaxed_latents(y_var, params, lambda v: sga_round(v, tau, generator))
+            y_bits = (bits * mask).sum()
+            y_in = (y_hat * inv_gain).contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
                 x_hat = model.g_s(y_in)
             return y_bits / pixels + d_weight * _masked_mse(x_hat, x, pix_rows, pix_cols)
@@ -436,8 +425,8 @@ def rdoq_latents(codec: Codec, y: np.ndarray, z_symbols: np.ndarray, q: float, l
     Returns, per scale, latents whose rounding gives the chosen residuals; the
     entropy model and the bit costs are computed once for all scales.
     """
-    indexes, means = codec._entropy_params(z_symbols)
-    mu = means.numpy().astype(np.float64)
+    params = codec.entropy_params(z_symbols)
+    mu = params.means.numpy().astype(np.float64)
     v = y.astype(np.float64) - mu
     r = np.rint(v)
     toward_zero = r - np.sign(r)
@@ -445,8 +434,8 @@ def rdoq_latents(codec: Codec, y: np.ndarray, z_symbols: np.ndarray, q: float, l
     energy = (w**2).sum(dim=(1, 2, 3)).numpy()
     _, inv_gain = codec.model.gains(q)
     per_unit = (inv_gain.detach().to("cpu", torch.float64).numpy() ** 2 * energy)[:, None, None]
-    coder = codec.y_coder
-    d_bits = coder.symbol_bits(toward_zero.astype(np.int64), indexes) - coder.symbol_bits(r.astype(np.int64), indexes)
+    bits = codec.latent_codec.symbol_bits
+    d_bits = bits(toward_zero.astype(np.int64), params) - bits(r.astype(np.int64), params)
     # Cost per image: bits + λ·255²·SSE/3 (MSE over the three channels, pixels in [0, 1]).
     d_dist_unscaled = lam * 255.0**2 / 3 * per_unit * ((v - toward_zero) ** 2 - (v - r) ** 2)
     out = []
@@ -564,9 +553,8 @@ def _adapter_views(codec: Codec, padded: np.ndarray, y_hat: torch.Tensor, height
                    tile: int) -> list[_View]:
     """The whole image, or for a tiled image a spread-out sample of its (haloed) tiles."""
     if not tile:
-        x = codec._tensor(padded)
+        x = codec.image_tensor(padded)
         return [_View(y_hat[None], x, slice(0, height), slice(0, width))]
-    from .codec import LATENT_STRIDE, SYNTHESIS_HALO
 
     windows = tile_windows(y_hat.shape[1], y_hat.shape[2], tile // LATENT_STRIDE, SYNTHESIS_HALO)
     windows = [w for w in windows if w.core[0] * LATENT_STRIDE < height and w.core[2] * LATENT_STRIDE < width]
@@ -578,14 +566,14 @@ def _adapter_views(codec: Codec, padded: np.ndarray, y_hat: torch.Tensor, height
         latent_rows, latent_cols = win.outer_slices()
         rows, cols = win.visible_in_outer(LATENT_STRIDE, height, width)
         views.append(_View(y_hat[None, :, latent_rows, latent_cols],
-                           codec._tensor(padded[win.outer_slices(LATENT_STRIDE)]), rows, cols, win))
+                           codec.image_tensor(padded[win.outer_slices(LATENT_STRIDE)]), rows, cols, win))
     return views
 
 
 # ---- phase 3: loop filter ----------------------------------------------------------------
 
 
-def _fit_loop_filter(codec: Codec, image: LoadedImage, quality: float, lam: float, best: _Candidate,
+def _fit_loop_filter(codec: Codec, image: LoadedImage, rate: Rate, lam: float, best: _Candidate,
                      cfg: AdaptConfig, tile: int) -> _Candidate | None:
     """The least-squares loop filter on the best candidate's pixels, at the cheapest (k, F).
 
@@ -614,7 +602,7 @@ def _fit_loop_filter(codec: Codec, image: LoadedImage, quality: float, lam: floa
     if chosen is None:
         return None
     lf = chosen[1]
-    enc = codec.encode(image, quality, best.adapters, latents=best.latents, tile=tile,
+    enc = codec.encode(image, rate, best.adapters, latents=best.latents, tile=tile,
                        effort=best.encode.header.effort, loop_filter=lf)
     mse = float(np.mean((loopfilter.apply(best.rgb, lf).astype(np.float64) - image.rgb.astype(np.float64)) ** 2))
     cost = 8 * len(enc.data) / pixels + lam * mse
@@ -628,7 +616,7 @@ def _fit_loop_filter(codec: Codec, image: LoadedImage, quality: float, lam: floa
 def adapt_encode(
     codec: Codec,
     image: LoadedImage,
-    quality: float,
+    quality: "float | Rate",
     config: AdaptConfig,
     progress: Progress | None = None,
     tile: int | None = None,
@@ -642,14 +630,12 @@ def adapt_encode(
     a tiled image refines its latents tile by tile and fits one adapter, shared by
     all tiles, on a sample of them.
     """
-    from .codec import choose_tile, pad_to_multiple, PAD_MULTIPLE
-
     t_start = time.perf_counter()
     deadline = math.inf if config.time_budget is None else t_start + max(config.time_budget, 0.0)
-    rate = codec._rate_from_quality(quality)
-    q = rate / 256
-    lam = rd_lambda(codec, q)
-    codec._select_rate(rate)
+    rate = codec.rate(quality)  # validated and rounded once; every step below uses it
+    q = rate.quality
+    lam = rate.rd_lambda(codec.config.lambdas)
+    codec.select(rate)
     height, width = image.rgb.shape[:2]
     tile = choose_tile(height, width, tile)
     candidates: list[_Candidate] = []
@@ -671,10 +657,10 @@ def adapt_encode(
             progress("evaluate", len(candidates), planned, c.cost)
 
     on_tile = None if progress is None else (lambda done, total: progress("tiles", done, total, math.nan))
-    y0, z0 = codec.analyse(image.rgb, q, tile, on_tile)
+    y0, z0 = codec.analyse(image.rgb, rate, tile, on_tile)
     # The optimisation target, for the phases that run the synthesis.
     padded = pad_to_multiple(image.rgb, PAD_MULTIPLE) if config.iterations or config.adapter_steps else None
-    plain, y_hat = _evaluate(codec, image, quality, lam, z0, y0, None, "none", config.effort, tile)
+    plain, y_hat = _evaluate(codec, image, rate, lam, z0, y0, None, "none", config.effort, tile)
     report(plain)
     # The best latents so far: every later step builds on them.
     current = _Latents("none", z0, y0, y_hat, plain.cost)
@@ -694,10 +680,10 @@ def adapt_encode(
                     codec, padded, y0, z0, q, lam, height, width, tile, config, generator, latent_deadline, progress)
             else:
                 z1, y1, iterations = _refine_latents(
-                    codec, codec._tensor(padded), y0, q, lam, height, width, config, generator,
+                    codec, codec.image_tensor(padded), y0, q, lam, height, width, config, generator,
                     latent_deadline, progress)
         if iterations > 0:
-            refined, y_hat = _evaluate(codec, image, quality, lam, z1, y1, None, "latents", config.effort, tile)
+            refined, y_hat = _evaluate(codec, image, rate, lam, z1, y1, None, "latents", config.effort, tile)
             report(refined)
             if refined.cost < current.cost:
                 current = _Latents("latents", z1, y1, y_hat, refined.cost)
@@ -707,7 +693,7 @@ def adapt_encode(
         for y_r in rdoq_latents(codec, current.y, current.z, q, lam, config.rdoq_scales):
             if time.perf_counter() >= deadline:
                 break
-            cand, y_hat = _evaluate(codec, image, quality, lam, current.z, y_r, None, name, config.effort, tile)
+            cand, y_hat = _evaluate(codec, image, rate, lam, current.z, y_r, None, name, config.effort, tile)
             if progress is not None:
                 progress("evaluate", len(candidates) + 1, planned, cand.cost)
             if best_rdoq is None or cand.cost < best_rdoq[0].cost:
@@ -725,7 +711,7 @@ def adapt_encode(
                 codec, views, q, lam, height * width, config, generator, deadline, progress)
             del views
         if aset is not None:
-            adapted, _ = _evaluate(codec, image, quality, lam, current.z, current.y, aset, then("adapters"),
+            adapted, _ = _evaluate(codec, image, rate, lam, current.z, current.y, aset, then("adapters"),
                                    config.effort, tile)
             report(adapted)
 
@@ -734,7 +720,7 @@ def adapt_encode(
         if c.cost < best.cost:
             best = c
     if config.loop_filter and time.perf_counter() < deadline:
-        filtered = _fit_loop_filter(codec, image, quality, lam, best, config, tile)
+        filtered = _fit_loop_filter(codec, image, rate, lam, best, config, tile)
         if filtered is not None:
             report(filtered)
             if filtered.cost < best.cost:

@@ -10,12 +10,16 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
-from .container import _Reader
+import numpy as np
+
+from .wire import Reader
 from .entropy import IndexedCoder, logistic_table
 from .errors import ContainerError
+
+if TYPE_CHECKING:  # the section codec stays torch-free (udic info); install() needs torch
+    import torch
 
 DEFAULT_STEP = 0.06
 DEFAULT_SCALE = 0.05
@@ -78,7 +82,7 @@ def encode_adapters(aset: AdapterSet) -> bytes:
 
 
 def decode_adapters(payload: bytes, slot_channels: list[int]) -> AdapterSet:
-    reader = _Reader(payload, len(payload))
+    reader = Reader(payload, len(payload))
     count = reader.take(1, "adapters")[0]
     if count == 0:
         raise ContainerError("corrupt adapters section (no adapters)")
@@ -105,8 +109,10 @@ def decode_adapters(payload: bytes, slot_channels: list[int]) -> AdapterSet:
     return AdapterSet(step=step_q / _FIXED, scale=scale_q / _FIXED, adapters=adapters)
 
 
-def install(synthesis_slots: torch.nn.ModuleList, aset: AdapterSet | None, device: torch.device) -> None:
+def install(synthesis_slots: "torch.nn.ModuleList", aset: AdapterSet | None, device: "torch.device") -> None:
     """Put dequantised adapter weights into the synthesis slots (or clear them)."""
+    import torch
+
     for slot in synthesis_slots:
         slot.clear()
     if aset is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import constriction
 import numpy as np
 
-from .container import _Reader, write_varint
+from .wire import Reader, write_varint
 from .errors import ContainerError
 
 
@@ -45,7 +45,7 @@ def encode_alpha(alpha: np.ndarray) -> bytes:
 
 
 def decode_alpha(payload: bytes, height: int, width: int) -> np.ndarray:
-    reader = _Reader(payload, len(payload))
+    reader = Reader(payload, len(payload))
     n_used = reader.varint("alpha table")
     if not 1 <= n_used <= 256:
         raise ContainerError("corrupt alpha section")

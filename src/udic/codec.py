@@ -7,9 +7,7 @@ so the integers decoded from a file are the same everywhere.
 
 from __future__ import annotations
 
-import math
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,58 +19,32 @@ from PIL import Image
 from . import adapters as adapters_mod
 from . import container as ctr
 from . import loopfilter
-from . import metadata as metadata_mod
-from .alpha import decode_alpha, encode_alpha
-from .entropy import IndexedCoder, gaussian_tables, tables_from_matrix
-from .errors import ContainerError, ModelError, UsageError
+from . import sections
+from .entropy import tables_from_matrix
+from .errors import ContainerError, ModelError, UdicError, UsageError
+from .geometry import (  # noqa: F401 (re-exported: callers import the geometry from here)
+    ANALYSIS_HALO,
+    AUTO_TILE_PIXELS,
+    DEFAULT_TILE,
+    HYPER_STRIDE,
+    LATENT_STRIDE,
+    MAX_TILE,
+    MAX_WINDOW_PIXELS,
+    PAD_MULTIPLE,
+    SYNTHESIS_HALO,
+    choose_tile,
+    padded_size,
+    window_pixels,
+)
 from .imageio import LoadedImage, crop, pad_to_multiple, to_pil
+from .latent_codecs import EntropyParams, LatentCodec, crc_integers, latent_codec_class
 from .modelfile import LoadedWeights
-from .models import FRAC_BITS, IntegerHyperSynthesis, rate_mix, scale_indexes, scale_table
+from .models import IntegerHyperSynthesis
+from .rate import Rate
+from .sections.icc import MAX_ICC_BYTES, inflate_icc  # noqa: F401 (re-exported)
 from .tiling import tile_windows
 
-PAD_MULTIPLE = 64
-LATENT_STRIDE = 16  # pixels per latent position
-# Images whose padded area exceeds AUTO_TILE_PIXELS are coded in tiles of DEFAULT_TILE
-# pixels, which bounds memory (a whole-image synthesis of 24 MP would need ~20 GB).
-DEFAULT_TILE = 1024
-AUTO_TILE_PIXELS = 2048 * 2048
-MAX_TILE = 255 * ctr.TILE_UNIT
-# The largest area synthesised in one piece (a whole image or one tile), encoder and
-# decoder alike: ~0.85 GB of activations per megapixel, so 4096² needs ~14 GB.  A file
-# asking for more is refused before anything is allocated (spec §9).
-MAX_WINDOW_PIXELS = 4096 * 4096
-# Halos cover the receptive fields with margin: g_a's residual network sees ±30 px,
-# g_s's deconvolutions ±2 latent positions.
-ANALYSIS_HALO = 64  # pixels
-SYNTHESIS_HALO = 4  # latent positions
-
 TileProgress = Callable[[int, int], None]  # (tiles done, tiles in total)
-
-
-def padded_size(height: int, width: int) -> tuple[int, int]:
-    return -(-height // PAD_MULTIPLE) * PAD_MULTIPLE, -(-width // PAD_MULTIPLE) * PAD_MULTIPLE
-
-
-def choose_tile(height: int, width: int, tile: int | None = None) -> int:
-    """Tile side in pixels for an image (0 = whole image); ``None`` picks automatically."""
-    hp, wp = padded_size(height, width)
-    if tile is None:
-        tile = DEFAULT_TILE if hp * wp > AUTO_TILE_PIXELS else 0
-    if tile < 0 or tile % ctr.TILE_UNIT or tile > MAX_TILE:
-        raise UsageError(f"tile size must be 0 or a multiple of {ctr.TILE_UNIT} up to {MAX_TILE}, got {tile}")
-    tile = 0 if tile >= max(hp, wp) else tile
-    window = window_pixels(height, width, tile)
-    if window > MAX_WINDOW_PIXELS:
-        raise UsageError(f"tiles of {tile or 'the whole image'} would synthesise "
-                         f"{window / 1e6:.0f} MP at once, over the "
-                         f"{MAX_WINDOW_PIXELS / 1e6:.1f} MP limit (use --tile {DEFAULT_TILE})")
-    return tile
-
-
-def window_pixels(height: int, width: int, tile: int) -> int:
-    """Area synthesised in one piece for this tile side (0 = the whole padded image)."""
-    hp, wp = padded_size(height, width)
-    return hp * wp if tile == 0 else min(tile, hp) * min(tile, wp)
 
 
 @dataclass
@@ -86,6 +58,7 @@ class EncodeResult:
     # The latents the decoder will reconstruct (residuals + means), for encoders that
     # go on to synthesise them (adaptation) without re-running the hyper-synthesis.
     y_hat: torch.Tensor | None = field(default=None, repr=False)
+    rate: Rate | None = None  # the rate coded (the header's, as a Rate of the model)
 
     @property
     def bpp(self) -> float:
@@ -109,21 +82,13 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-MAX_ICC_BYTES = 16 << 20
-
-
-def inflate_icc(payload: bytes) -> bytes:
-    """zlib-inflate an ICC section, refusing more than MAX_ICC_BYTES (no zlib bombs)."""
-    return ctr.inflate_section(payload, MAX_ICC_BYTES, "ICC")
-
-
 def _crc_integers(*arrays: np.ndarray) -> int:
-    crc = 0
-    for a in arrays:
-        if a.size and np.abs(a).max() >= 2**31:
-            raise ValueError("latent values must fit in 32 bits (spec §2)")
-        crc = zlib.crc32(np.ascontiguousarray(a, dtype="<i4").tobytes(), crc)
-    return crc
+    """Deprecated alias of ``latent_codecs.crc_integers``."""
+    return crc_integers(*arrays)
+
+
+def _out_of_memory(height: int, width: int) -> UdicError:
+    return UdicError(f"not enough memory to decode {width}x{height}")
 
 
 class Codec:
@@ -145,11 +110,12 @@ class Codec:
         self.model_id = model_id
         self.metadata = weights.metadata
         self.config = self.model.config
-        self.z_coder = IndexedCoder(tables_from_matrix(weights.z_pmf, weights.z_offsets))
-        self.y_coder = IndexedCoder(gaussian_tables(tuple(scale_table())))
-        self._rate: int | None = None
+        self.latent_codec: LatentCodec = latent_codec_class(self.config.latent_codec)(
+            self.config, tables_from_matrix(weights.z_pmf, weights.z_offsets),
+            self.model.entropy_bottleneck, self.model.h_s)
+        self._rate: Rate | None = None
         self._hyper: IntegerHyperSynthesis | None = None
-        self._select_rate(0)
+        self.select(Rate(0, self.config.num_rates))
 
     # ---- construction -----------------------------------------------------------------
     @classmethod
@@ -172,45 +138,61 @@ class Codec:
     def max_quality(self) -> float:
         return float(self.config.num_rates - 1)
 
-    def _select_rate(self, rate: int) -> None:
-        """Merge the LoRA deltas for a stored rate value (quality × 256), spec §4."""
+    def rate(self, quality: "float | Rate") -> Rate:
+        """A user's quality as a Rate of this model (validated and rounded once, UsageError)."""
+        return Rate.from_quality(quality, self.config.num_rates)
+
+    @property
+    def hyper(self) -> IntegerHyperSynthesis:
+        """The integer hyper-synthesis of the selected rate (handed to the latent codec)."""
+        assert self._hyper is not None
+        return self._hyper
+
+    @property
+    def selected_rate(self) -> Rate:
+        assert self._rate is not None
+        return self._rate
+
+    def select(self, rate: Rate) -> None:
+        """Merge the LoRA deltas of ``rate`` (spec §4) and build its integer hyper-synthesis."""
         if rate == self._rate:
             return
         self.model.merge_rate(rate)
-        self._hyper = IntegerHyperSynthesis(self.model.h_s, rate_mix(rate, self.config.num_rates))
+        self._hyper = IntegerHyperSynthesis(self.model.h_s, rate.lora_mix())
         self._rate = rate
 
+    def _select_rate(self, rate: int) -> None:
+        """Deprecated: ``select(Rate(stored, num_rates))``."""
+        self.select(Rate(int(rate), self.config.num_rates))
+
     def _rate_from_quality(self, quality: float) -> int:
-        if not (isinstance(quality, (int, float)) and math.isfinite(quality)):
-            raise UsageError(f"quality must be a number, got {quality!r}")
-        if not 0 <= quality <= self.max_quality:
-            raise UsageError(f"quality {quality:g} out of range 0…{self.max_quality:g}")
-        return int(round(quality * 256))
+        """Deprecated: ``rate(quality).stored``."""
+        return self.rate(quality).stored
 
-    # ---- the two halves of the hyperprior ------------------------------------------------
+    # ---- the latent codec's view -----------------------------------------------------------
+    @property
+    def z_coder(self):  # noqa: ANN201 (deprecated alias)
+        return self.latent_codec.z_coder
+
+    @property
+    def y_coder(self):  # noqa: ANN201 (deprecated alias; hyperprior codecs only)
+        return self.latent_codec.y_coder  # type: ignore[attr-defined]
+
+    def entropy_params(self, z_symbols: np.ndarray) -> EntropyParams:
+        """The latents' exact entropy parameters at the selected rate."""
+        return self.latent_codec.entropy_params(z_symbols, self.hyper)
+
     def _entropy_params(self, z_symbols: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
-        """Scale-table indexes and means of every latent, from the integer hyper-synthesis.
-
-        Computed in bands of rows (exactly equal to the whole-image result) so a huge
-        image never holds the 2M-channel fixed-point output at once.
-        """
-        assert self._hyper is not None
-        M = self.config.M
-        _, h, w = z_symbols.shape
-        k = IntegerHyperSynthesis.UPSAMPLE
-        indexes = np.empty((M, h * k, w * k), dtype=np.int64)
-        means = torch.empty((M, h * k, w * k), dtype=torch.float32)
-        for top, bottom, fixed in self._hyper.bands(torch.from_numpy(z_symbols)[None]):
-            indexes[:, top:bottom] = scale_indexes(fixed[0, :M])
-            means[:, top:bottom] = (fixed[0, M:].to(torch.float64) / 2**FRAC_BITS).to(torch.float32)
-        return indexes, means
+        """Deprecated: ``entropy_params(z)`` as (indexes, means)."""
+        params = self.entropy_params(z_symbols)
+        return params.indexes, params.means
 
     # ---- encode --------------------------------------------------------------------------
     @torch.no_grad()
     def encode(
         self,
         image: LoadedImage,
-        quality: float = 3.0,
+        quality: "float | Rate" = 3.0,
         adapter_set: adapters_mod.AdapterSet | None = None,
         latents: tuple[np.ndarray, np.ndarray] | None = None,
         tile: int | None = None,
@@ -221,91 +203,84 @@ class Codec:
     ) -> EncodeResult:
         """Compress ``image``.  ``latents`` (z symbols, y) lets adaptation supply refined ones.
 
+        ``quality``: a float (validated and rounded to the stored 1/256 unit) or a Rate;
         ``tile``: pixels per tile side (0 = whole image, ``None`` = automatic, tiled
         above AUTO_TILE_PIXELS); ``effort`` is recorded in the header for ``udic info``;
         ``keep_latents`` returns the decoder's ŷ in the result; ``loop_filter`` is sent
         for the decoder to apply to its output (spec §8).
         """
         t0 = time.perf_counter()
-        rate = self._rate_from_quality(quality)
-        q = rate / 256
-        self._select_rate(rate)
+        rate = self.rate(quality)
+        self.select(rate)
         height, width = image.rgb.shape[:2]
         tile = choose_tile(height, width, tile)
         if latents is None:
-            y, z_symbols = self.analyse(image.rgb, q, tile, progress)
+            y, z_symbols = self.analyse(image.rgb, rate, tile, progress)
         else:
             z_symbols, y = latents
-        indexes, means = self._entropy_params(z_symbols)
-        residuals = np.rint(y - means.numpy()).astype(np.int64)
-        z_idx = np.broadcast_to(np.arange(z_symbols.shape[0])[:, None, None], z_symbols.shape)
-        z_bytes = self.z_coder.encode(z_symbols, z_idx)
-        y_bytes = self.y_coder.encode(residuals, indexes)
+        coded = self.latent_codec.encode(y, z_symbols, self.hyper)
+        payloads = sections.encode_sections({
+            "hyperlatents": coded.z_bytes,
+            "latents": coded.y_bytes,
+            "adapters": adapter_set,
+            "loop_filter": loop_filter,
+            "alpha": image.alpha,
+            "icc": image.icc,
+            "metadata": image.metadata,
+        })
         flags = ctr.Flags(0)
-        sections: dict[ctr.Section, bytes] = {
-            ctr.Section.HYPERLATENTS: z_bytes,
-            ctr.Section.LATENTS: y_bytes,
-        }
-        if adapter_set is not None and adapter_set.adapters:
-            flags |= ctr.Flags.ADAPTERS
-            sections[ctr.Section.ADAPTERS] = adapters_mod.encode_adapters(adapter_set)
-        if loop_filter is not None and not loop_filter.is_identity():
-            flags |= ctr.Flags.LOOP_FILTER
-            sections[ctr.Section.LOOP_FILTER] = loopfilter.encode(loop_filter)
-        if image.alpha is not None:
-            flags |= ctr.Flags.ALPHA
-            sections[ctr.Section.ALPHA] = encode_alpha(image.alpha)
-        if image.icc and len(image.icc) <= MAX_ICC_BYTES:
-            flags |= ctr.Flags.ICC
-            sections[ctr.Section.ICC] = zlib.compress(image.icc, 9)
-        if image.metadata:
-            flags |= ctr.Flags.METADATA
-            sections[ctr.Section.METADATA] = metadata_mod.encode(image.metadata)
+        for tag in payloads:
+            flags |= sections.BY_TAG[tag].FLAG
         header = ctr.Header(
             width=width,
             height=height,
             colour=ctr.Colour.GRAY if image.mode == "L" else ctr.Colour.RGB,
             flags=flags,
             model_id=self.model_id,
-            rate=rate,
-            latent_crc=_crc_integers(z_symbols, residuals),
+            rate=rate.stored,
+            latent_crc=coded.crc,
             tile=tile // ctr.TILE_UNIT,
             effort=effort,
         )
-        data = ctr.write(ctr.Container(header=header, sections=sections))
+        data = ctr.write(ctr.Container(header=header, sections={ctr.Section(t): p for t, p in payloads.items()}))
         return EncodeResult(
             data=data,
             header=header,
-            bits_hyper=8 * len(z_bytes),
-            bits_latent=8 * len(y_bytes),
+            bits_hyper=8 * len(coded.z_bytes),
+            bits_latent=8 * len(coded.y_bytes),
             seconds=time.perf_counter() - t0,
             notices=list(image.notices),
-            y_hat=torch.from_numpy(residuals.astype(np.float32)) + means if keep_latents else None,
+            y_hat=coded.y_hat if keep_latents else None,
+            rate=rate,
         )
 
     def _autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
-    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+    def image_tensor(self, array: np.ndarray) -> torch.Tensor:
+        """8-bit H×W×3 pixels → the networks' (1, 3, H, W) input in [0, 1] on the codec's device."""
         x = torch.from_numpy(np.array(array, copy=True)).permute(2, 0, 1)[None]
         x = x.to(self.device, torch.float32).div_(255.0)
         return x.contiguous(memory_format=torch.channels_last)
 
+    _tensor = image_tensor  # deprecated private name
+
     @torch.no_grad()
     def analyse(
-        self, rgb: np.ndarray, quality: float, tile: int = 0, progress: TileProgress | None = None
+        self, rgb: np.ndarray, quality: "float | Rate", tile: int = 0, progress: TileProgress | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Gained latents y (float, C×h×w) and hyper-latent symbols for an RGB array.
 
         With ``tile`` > 0 the analysis runs in haloed tiles, so memory stays bounded.
         """
-        self._select_rate(int(round(quality * 256)))
-        gain = self.model.gains(quality)[0].to(self.device).view(1, -1, 1, 1)
+        rate = self.rate(quality)
+        self.select(rate)
+        gain = self.model.gains(rate.quality)[0].to(self.device).view(1, -1, 1, 1)
         padded = pad_to_multiple(rgb, PAD_MULTIPLE)
         hp, wp = padded.shape[:2]
         if not tile:
             with self._autocast():
-                y = self.model.g_a(self._tensor(padded)).float() * gain
+                y = self.model.g_a(self.image_tensor(padded)).float() * gain
         else:
             y = torch.empty(1, self.config.M, hp // LATENT_STRIDE, wp // LATENT_STRIDE, device=self.device)
             windows = tile_windows(hp // LATENT_STRIDE, wp // LATENT_STRIDE, tile // LATENT_STRIDE,
@@ -313,7 +288,7 @@ class Codec:
             for done, win in enumerate(windows, 1):
                 rows, cols = win.outer_slices(LATENT_STRIDE)
                 with self._autocast():
-                    part = self.model.g_a(self._tensor(padded[rows, cols])).float() * gain
+                    part = self.model.g_a(self.image_tensor(padded[rows, cols])).float() * gain
                 core_rows, core_cols = win.core_in_outer()
                 rows, cols = win.core_slices()
                 y[:, :, rows, cols] = part[:, :, core_rows, core_cols]
@@ -332,69 +307,68 @@ class Codec:
         header = cont.header
         if header.model_id != self.model_id:
             raise ModelError(f"file was made with model {header.model_id}, not the loaded {self.model_id}")
-        if header.rate > self.max_quality * 256:
-            raise ContainerError(f"rate {header.quality:g} out of range for this model")
+        rate = Rate.from_stored(header.rate, self.config.num_rates)
         window = window_pixels(header.height, header.width, header.tile_pixels)
         if window > MAX_WINDOW_PIXELS:
             raise ContainerError(f"file asks for a {window / 1e6:.0f} MP synthesis window, over the "
                                  f"{MAX_WINDOW_PIXELS / 1e6:.1f} MP limit")
-        self._select_rate(header.rate)
+        z_shape, y_shape = self.latent_shapes(header)
+        # What the header claims must fit in what the sections can hold: refused before
+        # anything of the claimed size is allocated (spec §9 step 3).
+        self.latent_codec.check_capacity(cont.section(ctr.Section.HYPERLATENTS), cont.section(ctr.Section.LATENTS),
+                                         z_shape, y_shape)
+        self.select(rate)
         # The small side sections first: a corrupt one is refused before the expensive part.
-        adapter_set = loop_filter = alpha = icc = meta = None
-        if ctr.Section.ADAPTERS in cont.sections:
-            channels = [s.channels for s in self.model.g_s.slots]
-            adapter_set = adapters_mod.decode_adapters(cont.sections[ctr.Section.ADAPTERS], channels)
-        if ctr.Section.LOOP_FILTER in cont.sections:
-            loop_filter = loopfilter.decode(cont.sections[ctr.Section.LOOP_FILTER])
-        if ctr.Section.ALPHA in cont.sections:
-            alpha = decode_alpha(cont.sections[ctr.Section.ALPHA], header.height, header.width)
-        if ctr.Section.ICC in cont.sections:
-            icc = inflate_icc(cont.sections[ctr.Section.ICC])
-        if ctr.Section.METADATA in cont.sections:
-            meta = metadata_mod.decode(cont.sections[ctr.Section.METADATA])
-        z_symbols, residuals, means = self.decode_integers(cont)
-        y_hat = torch.from_numpy(residuals.astype(np.float32)) + means
-        rgb = self.synthesise(y_hat, header.quality, adapter_set, tile=header.tile_pixels, progress=progress)
-        rgb = crop(rgb, header.height, header.width)
-        if loop_filter is not None:
-            rgb = loopfilter.apply(rgb, loop_filter)
+        context = sections.DecodeContext(header.height, header.width,
+                                         tuple(s.channels for s in self.model.g_s.slots))
+        side = sections.decode_side_sections({int(k): v for k, v in cont.sections.items()}, context)
+        try:
+            _, _, y_hat = self._decode_latents(cont, rate)
+            rgb = self.synthesise(y_hat, rate, side.get("adapters"), tile=header.tile_pixels, progress=progress)
+            rgb = crop(rgb, header.height, header.width)
+            if "loop_filter" in side:
+                rgb = loopfilter.apply(rgb, side["loop_filter"])
+        except MemoryError:
+            raise _out_of_memory(header.height, header.width) from None
+        except RuntimeError as exc:  # torch's allocator failing on a legitimately huge image
+            if "alloc" in str(exc).lower() or "memory" in str(exc).lower():
+                raise _out_of_memory(header.height, header.width) from None
+            raise
         mode = "L" if header.colour == ctr.Colour.GRAY else "RGB"
-        image = to_pil(rgb, mode, alpha, icc, meta)
+        image = to_pil(rgb, mode, side.get("alpha"), side.get("icc"), side.get("metadata"))
         return DecodeResult(image=image, header=header, seconds=time.perf_counter() - t0)
 
     def latent_shapes(self, header: ctr.Header) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
         hp, wp = padded_size(header.height, header.width)
         c = self.config
-        return (c.N, hp // 64, wp // 64), (c.M, hp // 16, wp // 16)
+        return (c.N, hp // HYPER_STRIDE, wp // HYPER_STRIDE), (c.M, hp // LATENT_STRIDE, wp // LATENT_STRIDE)
+
+    def _decode_latents(self, cont: ctr.Container, rate: Rate) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+        self.select(rate)
+        z_shape, y_shape = self.latent_shapes(cont.header)
+        out = self.latent_codec.decode(cont.section(ctr.Section.HYPERLATENTS), cont.section(ctr.Section.LATENTS),
+                                       z_shape, y_shape, self.hyper, cont.header.latent_crc)
+        return out.z_symbols, out.residuals, out.y_hat
 
     def decode_integers(self, cont: ctr.Container) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
-        """Entropy-decode z and the residuals, and verify the latent checksum."""
-        self._select_rate(cont.header.rate)
-        z_shape, y_shape = self.latent_shapes(cont.header)
-        z_idx = np.broadcast_to(np.arange(z_shape[0])[:, None, None], z_shape)
-        z_symbols = self.z_coder.decode(cont.section(ctr.Section.HYPERLATENTS), z_idx).reshape(z_shape)
-        indexes, means = self._entropy_params(z_symbols)
-        residuals = self.y_coder.decode(cont.section(ctr.Section.LATENTS), indexes).reshape(y_shape)
-        for values in (z_symbols, residuals):
-            if values.size and np.abs(values).max() >= 2**31:
-                raise ContainerError("corrupt data: a decoded latent does not fit in 32 bits")
-        if _crc_integers(z_symbols, residuals) != cont.header.latent_crc:
-            raise ContainerError(
-                "decoded latents fail their checksum (file damaged, or decoded with a different model build)"
-            )
-        return z_symbols, residuals, means
+        """Entropy-decode z and the latents' integers, verify the latent checksum; returns
+        (z symbols, coded integers, means) (ŷ = integers + means for the hyperprior)."""
+        rate = Rate.from_stored(cont.header.rate, self.config.num_rates)
+        z_symbols, residuals, y_hat = self._decode_latents(cont, rate)
+        return z_symbols, residuals, y_hat - torch.from_numpy(residuals.astype(np.float32))
 
     @torch.no_grad()
     def synthesise(
         self,
         y_hat: torch.Tensor,
-        quality: float,
+        quality: "float | Rate",
         adapter_set: adapters_mod.AdapterSet | None = None,
         tile: int = 0,
         progress: TileProgress | None = None,
     ) -> np.ndarray:
         """Latents ŷ (C×h×w) → padded 8-bit RGB (H×W×3); in haloed tiles if ``tile`` > 0 (spec §4)."""
-        _, inv_gain = self.model.gains(quality)
+        q = quality.quality if isinstance(quality, Rate) else quality
+        _, inv_gain = self.model.gains(q)
         inv_gain = inv_gain.to(self.device).view(1, -1, 1, 1)
         _, h, w = y_hat.shape
         windows = tile_windows(h, w, tile // LATENT_STRIDE, SYNTHESIS_HALO) if tile else None

@@ -12,12 +12,16 @@ import zlib
 from dataclasses import dataclass, field
 from enum import IntEnum, IntFlag
 
+from . import sections as section_table
 from .errors import ContainerError
+from .geometry import TILE_UNIT  # noqa: F401 (re-exported)
+from .rate import to_quality
+from .sections import ANCILLARY_TAG_MIN, describe_sections  # noqa: F401 (re-exported)
+from .wire import Reader, inflate_section, write_field, write_varint  # noqa: F401 (re-exported)
 
 MAGIC = b"UDIC"
 VERSION = 4  # written; 1 (no tile/effort), 2 (no loop filter) and 3 (no metadata) are still read
 READABLE_VERSIONS = (1, 2, 3, 4)
-TILE_UNIT = 64  # the tile field counts pixels in these units
 MAX_DIMENSION = 1 << 20
 DEFAULT_MAX_PIXELS = 64_000_000  # the same limit as imageio.DEFAULT_MAX_PIXELS for inputs
 
@@ -27,36 +31,15 @@ class Colour(IntEnum):
     GRAY = 1
 
 
-class Flags(IntFlag):
-    ADAPTERS = 1
-    ALPHA = 2
-    ICC = 4
-    LOOP_FILTER = 8  # since version 3
-    METADATA = 16  # since version 4
+# Derived from the section table (udic.sections): one member per section / flag bit.
+Section = IntEnum("Section", [(m.NAME.upper(), m.TAG) for m in section_table.TABLE])  # type: ignore[misc]
+Section.__doc__ = "Section tags (spec §3), from udic.sections.TABLE."
+Flags = IntFlag("Flags", [(m.NAME.upper(), m.FLAG) for m in section_table.TABLE if m.FLAG])  # type: ignore[misc]
+Flags.__doc__ = "Header flag bits (spec §2), from udic.sections.TABLE."
+allowed_flags = section_table.allowed_flags
 
-
-def allowed_flags(version: int) -> int:
-    """The flag bits a file of this version may set (the others are reserved, must be 0)."""
-    return 0x1F if version >= 4 else 0x0F if version >= 3 else 0x07
-
-
-class Section(IntEnum):
-    HYPERLATENTS = 1
-    LATENTS = 2
-    ADAPTERS = 3
-    ALPHA = 4
-    ICC = 5
-    LOOP_FILTER = 6
-    METADATA = 7
-
-
-_FLAG_FOR_SECTION = {
-    Section.ADAPTERS: Flags.ADAPTERS,
-    Section.ALPHA: Flags.ALPHA,
-    Section.ICC: Flags.ICC,
-    Section.LOOP_FILTER: Flags.LOOP_FILTER,
-    Section.METADATA: Flags.METADATA,
-}
+_FLAG_FOR_SECTION = {Section(m.TAG): Flags(m.FLAG) for m in section_table.TABLE if m.FLAG}
+_Reader = Reader  # deprecated private name, kept while callers move to ``Reader``
 
 
 @dataclass
@@ -74,7 +57,7 @@ class Header:
 
     @property
     def quality(self) -> float:
-        return self.rate / 256.0
+        return to_quality(self.rate)
 
     @property
     def tile_pixels(self) -> int:
@@ -108,6 +91,8 @@ def header_fields(version: int) -> tuple[tuple[str, str], ...]:
 class Container:
     header: Header
     sections: dict[Section, bytes] = field(default_factory=dict)
+    # Ancillary sections (tag ≥ 128) this decoder does not know: skipped, kept for info.
+    ancillary: dict[int, bytes] = field(default_factory=dict)
 
     def section(self, kind: Section) -> bytes:
         try:
@@ -129,89 +114,6 @@ class Layout:
     @property
     def overhead(self) -> int:
         return self.header + self.section_overhead + self.trailer
-
-
-# ---- primitive codecs -------------------------------------------------------------------
-
-
-def write_varint(value: int) -> bytes:
-    if value < 0:
-        raise ValueError("varint must be non-negative")
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def inflate_section(payload: bytes, limit: int, name: str) -> bytes:
-    """zlib-inflate a section's payload, refusing more than ``limit`` bytes (no zlib
-    bombs), a truncated stream and bytes after it."""
-    inflater = zlib.decompressobj()
-    try:
-        raw = inflater.decompress(payload, limit + 1)
-    except zlib.error:
-        raise ContainerError(f"corrupt {name} section") from None
-    if len(raw) > limit or inflater.unconsumed_tail:
-        raise ContainerError(f"{name} section inflates past {limit >> 20} MiB")
-    if not inflater.eof or inflater.unused_data:
-        raise ContainerError(f"corrupt {name} section (truncated or trailing bytes)")
-    return raw
-
-
-class _Reader:
-    def __init__(self, data: bytes, end: int) -> None:
-        self.data = data
-        self.pos = 0
-        self.end = end
-
-    def take(self, n: int, what: str) -> bytes:
-        if n < 0 or self.pos + n > self.end:
-            raise ContainerError(f"truncated file (while reading {what})")
-        out = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return out
-
-    def varint(self, what: str) -> int:
-        value = 0
-        for i in range(5):
-            byte = self.take(1, what)[0]
-            value |= (byte & 0x7F) << (7 * i)
-            if not byte & 0x80:
-                return value
-        raise ContainerError(f"invalid varint in {what}")
-
-    def field(self, kind: str, name: str) -> int | bytes:
-        if kind == "u8":
-            return self.take(1, name)[0]
-        if kind == "u16":
-            return struct.unpack("<H", self.take(2, name))[0]
-        if kind == "u32":
-            return struct.unpack("<I", self.take(4, name))[0]
-        if kind == "varint":
-            return self.varint(name)
-        if kind == "bytes8":
-            return self.take(8, name)
-        raise AssertionError(kind)
-
-
-def _write_field(kind: str, value: int | bytes) -> bytes:
-    if kind == "u8":
-        return struct.pack("<B", value)
-    if kind == "u16":
-        return struct.pack("<H", value)
-    if kind == "u32":
-        return struct.pack("<I", value)
-    if kind == "varint":
-        return write_varint(int(value))  # type: ignore[arg-type]
-    if kind == "bytes8":
-        assert isinstance(value, bytes) and len(value) == 8
-        return value
-    raise AssertionError(kind)
 
 
 # ---- write / parse ---------------------------------------------------------------------
@@ -254,13 +156,17 @@ def write(container: Container) -> bytes:
     out = bytearray(MAGIC)
     values = _header_values(h)
     for name, kind in header_fields(h.version):
-        out += _write_field(kind, values[name])
-    out += write_varint(len(container.sections))
-    for kind in sorted(container.sections):
-        payload = container.sections[kind]
-        out.append(int(kind))
-        out += write_varint(len(payload))
-        out += payload
+        out += write_field(kind, values[name])
+    payloads = {int(k): v for k, v in container.sections.items()}
+    for tag, payload in container.ancillary.items():
+        if tag < ANCILLARY_TAG_MIN or tag in payloads:
+            raise ValueError(f"section tag {tag} is not an ancillary one")
+        payloads[tag] = payload
+    out += write_varint(len(payloads))
+    for tag in sorted(payloads):
+        out.append(tag)
+        out += write_varint(len(payloads[tag]))
+        out += payloads[tag]
     out += struct.pack("<I", zlib.crc32(out))
     return bytes(out)
 
@@ -282,8 +188,7 @@ def parse_with_layout(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tupl
     (stored_crc,) = struct.unpack("<I", data[body_end:])
     if zlib.crc32(data[:body_end]) != stored_crc:
         raise ContainerError("damaged file (checksum mismatch)")
-    reader = _Reader(data, body_end)
-    reader.pos = len(MAGIC)
+    reader = Reader(data, body_end, pos=len(MAGIC))
     version = reader.field("u8", "version")
     if version not in READABLE_VERSIONS:
         raise ContainerError(
@@ -320,9 +225,10 @@ def parse_with_layout(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tupl
     )
     n_sections = reader.varint("section count")
     header_bytes = reader.pos
-    if n_sections > len(Section):
+    if n_sections > 255:  # tags are distinct u8 values
         raise ContainerError(f"too many sections ({n_sections})")
     sections: dict[Section, bytes] = {}
+    ancillary: dict[int, bytes] = {}
     section_overhead = 0
     last_tag = 0
     for _ in range(n_sections):
@@ -331,20 +237,23 @@ def parse_with_layout(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tupl
         length = reader.varint("section length")
         if reader.pos + length > body_end:
             raise ContainerError("section length runs past the end of the file")
-        try:
-            kind = Section(tag)  # type: ignore[arg-type]
-        except ValueError:
-            raise ContainerError(f"unknown section tag {tag}") from None
+        known = tag in section_table.BY_TAG
+        if not known and not section_table.is_ancillary(int(tag)):  # type: ignore[arg-type]
+            raise ContainerError(f"unknown section tag {tag}")  # critical: this decoder cannot do without it
         if tag <= last_tag:
             raise ContainerError("sections out of order or repeated")
         last_tag = int(tag)  # type: ignore[arg-type]
         section_overhead += reader.pos - start
-        sections[kind] = reader.take(length, kind.name.lower())
+        if known:
+            kind = Section(tag)
+            sections[kind] = reader.take(length, kind.name.lower())
+        else:  # ancillary and unknown: skipped (spec §3)
+            ancillary[int(tag)] = reader.take(length, f"ancillary section {tag}")  # type: ignore[arg-type]
     if reader.pos != body_end:
         raise ContainerError("unexpected bytes after the last section")
-    for kind in (Section.HYPERLATENTS, Section.LATENTS):
-        if kind not in sections:
-            raise ContainerError(f"missing {kind.name.lower()} section")
+    for m in section_table.TABLE:
+        if m.REQUIRED and m.TAG not in sections:
+            raise ContainerError(f"missing {m.NAME} section")
     for kind, flag in _FLAG_FOR_SECTION.items():
         if bool(flags & flag) != (kind in sections):
             raise ContainerError(f"flags disagree with the {kind.name.lower()} section")
@@ -353,6 +262,7 @@ def parse_with_layout(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tupl
         header=header_bytes,
         section_overhead=section_overhead,
         trailer=4,
-        sections={k.name.lower(): len(v) for k, v in sections.items()},
+        sections={k.name.lower(): len(v) for k, v in sections.items()}
+        | {f"ancillary_{t}": len(v) for t, v in ancillary.items()},
     )
-    return Container(header=header, sections=sections), layout
+    return Container(header=header, sections=sections, ancillary=ancillary), layout

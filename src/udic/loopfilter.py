@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .container import _Reader, write_varint
+from .wire import Reader, write_varint
 from .entropy import IndexedCoder, logistic_table
 from .errors import ContainerError
 
@@ -237,7 +237,7 @@ def encode(lf: LoopFilter) -> bytes:
 
 
 def decode(payload: bytes) -> LoopFilter:
-    reader = _Reader(payload, len(payload))
+    reader = Reader(payload, len(payload))
     k, frac_bits, *scales = struct.unpack("<BBHHH", reader.take(8, "loop filter"))
     if k not in ALLOWED_TAPS or not MIN_FRAC_BITS <= frac_bits <= MAX_FRAC_BITS:
         raise ContainerError(f"corrupt loop filter section (k {k}, F {frac_bits})")

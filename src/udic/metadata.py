@@ -12,7 +12,7 @@ import zlib
 from dataclasses import dataclass
 from enum import IntEnum
 
-from .container import _Reader, inflate_section, write_varint
+from .wire import Reader, inflate_section, write_varint
 from .errors import ContainerError
 
 MAX_METADATA_BYTES = 16 << 20  # inflated; the same bound as the ICC section
@@ -47,7 +47,7 @@ def encode(meta: Metadata) -> bytes:
 
 def decode(payload: bytes) -> Metadata:
     raw = inflate_section(payload, MAX_METADATA_BYTES, "metadata")
-    reader = _Reader(raw, len(raw))
+    reader = Reader(raw, len(raw))
     found: dict[Kind, bytes] = {}
     while reader.pos < len(raw):
         tag = reader.take(1, "metadata")[0]  # the loop condition guarantees this byte

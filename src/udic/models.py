@@ -32,6 +32,8 @@ with warnings.catch_warnings():
     from compressai.entropy_models import EntropyBottleneck
     from compressai.layers import GDN
 
+from .latent_codecs.registry import DEFAULT_LATENT_CODEC
+from .rate import Rate
 from .layers import (
     AdapterSlot,
     LoRAConv2d,
@@ -102,19 +104,25 @@ class ModelConfig:
     patch: int = 16
     lambdas: tuple[float, ...] = DEFAULT_LAMBDAS
     adapter_slots: tuple[int, ...] = field(default_factory=lambda: (0, 1, 2))
+    # Which latent codec (udic.latent_codecs) codes the latents.  Written only when it is
+    # not the default, so every weights file made before the seam keeps its bytes and id.
+    latent_codec: str = DEFAULT_LATENT_CODEC
 
     @property
     def num_rates(self) -> int:
         return len(self.lambdas)
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "N": self.N,
             "M": self.M,
             "patch": self.patch,
             "lambdas": list(self.lambdas),
             "adapter_slots": list(self.adapter_slots),
         }
+        if self.latent_codec != DEFAULT_LATENT_CODEC:
+            out["latent_codec"] = self.latent_codec
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -124,6 +132,7 @@ class ModelConfig:
             patch=int(d.get("patch", 16)),
             lambdas=tuple(float(v) for v in d["lambdas"]),
             adapter_slots=tuple(int(v) for v in d.get("adapter_slots", (0, 1, 2))),
+            latent_codec=str(d.get("latent_codec", DEFAULT_LATENT_CODEC)),
         )
 
 
@@ -233,9 +242,11 @@ class UdicModel(nn.Module):
                     spec[f"{name}.{key}"] = {"rank": delta.rank, "alpha": delta.alpha}
         return spec
 
-    def merge_rate(self, rate: int) -> None:
-        """Merge the deltas of a stored rate value (quality × 256) into every layer."""
-        mix = rate_mix(rate, self.config.num_rates)
+    def merge_rate(self, rate: "int | Rate") -> None:
+        """Merge the deltas of a rate (a ``Rate``, or its stored value) into every layer."""
+        if not isinstance(rate, Rate):
+            rate = Rate(int(rate), self.config.num_rates)
+        mix = rate.lora_mix()
         for layer in self.lora_modules():
             layer.merge_mix(mix)
 
@@ -338,17 +349,9 @@ def factorized_pmf_table(eb: EntropyBottleneck) -> tuple[np.ndarray, np.ndarray]
 
 
 def rate_mix(rate: int, num_rates: int) -> dict[str, float]:
-    """LoRA deltas and weights for a stored ``rate`` (quality × 256), per the spec §4.
-
-    With i = ⌊rate/256⌋ and t = (rate mod 256)/256 the merged weight is
-    W + (1 − t)·Δ_i + t·Δ_{i+1}; t is an exact binary fraction.
-    """
-    i, frac = divmod(int(rate), 256)
-    t = frac / 256
-    mix = {f"r{i}": 1.0 - t}
-    if t > 0 and i + 1 < num_rates:
-        mix[f"r{i + 1}"] = t
-    return mix
+    """Deprecated alias of ``Rate(rate, num_rates).lora_mix()`` (spec §4), kept while
+    callers move to ``udic.rate``."""
+    return Rate(int(rate), num_rates).lora_mix()
 
 
 class IntegerHyperSynthesis:

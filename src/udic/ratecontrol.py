@@ -18,6 +18,7 @@ import numpy as np
 from .codec import EncodeResult
 from .errors import UsageError
 from .metrics import psnr_rgb
+from .rate import RATE_UNIT, Rate, to_quality
 
 Metric = Literal["bpp", "psnr"]
 BPP_TOLERANCE = 0.01  # relative: the search stops within 1 % (the promise is 3 %)
@@ -77,13 +78,14 @@ class Encoder:
     max_quality: float
 
     def key(self, quality: float) -> int:
-        """The stored rate value (quality · 256) nearest ``quality``, within range."""
-        return int(round(min(max(quality, 0.0), self.max_quality) * 256))
+        """The stored rate nearest ``quality``, clamped into the model's range (udic.rate)."""
+        return Rate.nearest(quality, int(round(self.max_quality)) + 1).stored
 
     def probe(self, key: int, target: RateTarget) -> Probe:
-        enc = self.encode_at(key / 256)
+        quality = to_quality(key)
+        enc = self.encode_at(quality)
         psnr = psnr_rgb(self.reference, self.decode_rgb(enc.data)) if target.metric == "psnr" else math.nan
-        return Probe(key / 256, enc.bpp, psnr, enc)
+        return Probe(quality, enc.bpp, psnr, enc)
 
 
 def _error(target: RateTarget, p: Probe) -> float:
@@ -91,7 +93,7 @@ def _error(target: RateTarget, p: Probe) -> float:
 
 
 def search_quality(target: RateTarget, encoder: Encoder, start: float = 3.0) -> SearchResult:
-    """Bracket and refine q in [0, max_quality] (steps of 1/256) until the target is met."""
+    """Bracket and refine q in [0, max_quality] (steps of 1/RATE_UNIT) until the target is met."""
     probes: dict[int, Probe] = {}
     max_quality = encoder.max_quality
 
@@ -128,11 +130,12 @@ def search_quality(target: RateTarget, encoder: Encoder, start: float = 3.0) -> 
             hi_q, hi_err = p.quality, err
     # Refine inside [lo, hi]: secant (regula falsi) steps, bisection when they stall.
     while abs(err) > tol and len(probes) < MAX_PROBES and lo_err is not None and hi_err is not None:
-        if hi_q - lo_q <= 1 / 256:
+        step = 1 / RATE_UNIT
+        if hi_q - lo_q <= step:
             break
         q = lo_q + (hi_q - lo_q) * (-lo_err) / (hi_err - lo_err)
-        q = min(max(q, lo_q + 1 / 256), hi_q - 1 / 256)
-        if int(round(q * 256)) in probes:
+        q = min(max(q, lo_q + step), hi_q - step)
+        if encoder.key(q) in probes:
             q = 0.5 * (lo_q + hi_q)
         p, err = probe(q)
         if err < 0:
@@ -183,5 +186,5 @@ def refine_adaptive(target: RateTarget, first: SearchResult, encoder: Encoder, r
         err = _error(target, probes[key])
         if abs(err) <= target.tolerance() or slope is None:
             break
-        q = key / 256 - err / slope
+        q = to_quality(key) - err / slope
     return _finish(target, probes, reached=first.reached)

@@ -1,0 +1,26 @@
+"""Section 4: the lossless alpha plane (spec §7)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..alpha import decode_alpha, encode_alpha
+from .base import DecodeContext
+
+TAG = 4
+NAME = "alpha"
+FLAG = 2
+SINCE_VERSION = 1
+REQUIRED = False
+
+
+def encode(value: np.ndarray | None) -> bytes | None:
+    return encode_alpha(value) if value is not None else None
+
+
+def decode(payload: bytes, context: DecodeContext) -> np.ndarray:
+    return decode_alpha(payload, context.height, context.width)
+
+
+def describe(payload: bytes) -> dict:
+    return {"bytes": len(payload)}

@@ -1,0 +1,24 @@
+"""Section 2: the ANS words of the latents (spec §5.2).  Entropy decoding
+belongs to the model's latent codec (``udic.latent_codecs``); the section is its bytes."""
+
+from __future__ import annotations
+
+from .base import DecodeContext
+
+TAG = 2
+NAME = "latents"
+FLAG = 0
+SINCE_VERSION = 1
+REQUIRED = True
+
+
+def encode(value: bytes | None) -> bytes | None:
+    return value
+
+
+def decode(payload: bytes, context: DecodeContext) -> bytes:
+    return payload
+
+
+def describe(payload: bytes) -> dict:
+    return {"bytes": len(payload)}

@@ -1,0 +1,29 @@
+"""Section 6: the per-image linear filter on the decoded pixels (spec §8)."""
+
+from __future__ import annotations
+
+from ..loopfilter import LoopFilter
+from ..loopfilter import decode as decode_filter
+from ..loopfilter import encode as encode_filter
+from .base import DecodeContext
+
+TAG = 6
+NAME = "loop_filter"
+FLAG = 8
+SINCE_VERSION = 3
+REQUIRED = False
+
+
+def encode(value: LoopFilter | None) -> bytes | None:
+    return encode_filter(value) if value is not None and not value.is_identity() else None
+
+
+def decode(payload: bytes, context: DecodeContext) -> LoopFilter:
+    return decode_filter(payload)
+
+
+def describe(payload: bytes) -> dict:
+    out: dict = {"bytes": len(payload)}
+    if len(payload) >= 2:
+        out["taps"], out["frac_bits"] = payload[0], payload[1]
+    return out
