@@ -33,13 +33,16 @@ def zigzag(r: np.ndarray) -> np.ndarray:
 
 def unzigzag(u: np.ndarray) -> np.ndarray:
     u = u.astype(np.int64)
-    return np.where(u & 1, -((u + 1) >> 1), u >> 1)
+    return (u >> 1) ^ -(u & 1)
 
 
 def tokenize(u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """u ≥ 0 → (token, number of raw bits, raw bits)."""
     u = u.astype(np.int64)
     big = u >= SPLIT
+    if not big.any():
+        zero = np.zeros(u.shape, dtype=np.int64)
+        return u.astype(np.int32), zero, zero
     n = np.frexp(np.maximum(u, 1).astype(np.float64))[1].astype(np.int64) - 1  # floor(log2 u), exact
     nraw = np.where(big, n - 1, 0)
     msb = (u >> np.maximum(n - 1, 0)) & 1
@@ -48,18 +51,19 @@ def tokenize(u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return token.astype(np.int32), nraw, raw
 
 
+_T = np.arange(MAX_TOKENS, dtype=np.int64)
+_RAW_BITS = np.where(_T >= SPLIT, (_T - SPLIT) // 2 + 3, 0)
+_BASE = np.where(_T >= SPLIT, (1 << ((_T - SPLIT) // 2 + 4)) | (((_T - SPLIT) % 2) << ((_T - SPLIT) // 2 + 3)), _T)
+
+
 def token_raw_bits(token: np.ndarray) -> np.ndarray:
-    t = token.astype(np.int64)
-    return np.where(t >= SPLIT, (t - SPLIT) // 2 + 3, 0)
+    return _RAW_BITS[token]
 
 
-def detokenize(token: np.ndarray, raw: np.ndarray) -> np.ndarray:
-    t = token.astype(np.int64)
-    big = t >= SPLIT
-    n = (t - SPLIT) // 2 + 4
-    m = (t - SPLIT) % 2
-    value = (np.int64(1) << np.where(big, n, 0)) | (m << np.maximum(n - 1, 0)) | raw
-    return np.where(big, value, t)
+def detokenize(token: np.ndarray, raw: np.ndarray | None) -> np.ndarray:
+    """token (+ raw low bits) → u; ``raw`` None means no token carried raw bits."""
+    base = _BASE[token]
+    return base if raw is None else base | raw
 
 
 # --- quantised table counts ----------------------------------------------------
@@ -184,18 +188,25 @@ class Decoder:
         except Exception as exc:
             raise ContainerError(f"lossless payload: entropy decoding failed ({exc})") from None
 
-    def raw(self, nraw: np.ndarray) -> np.ndarray:
-        raw = np.zeros(nraw.shape, dtype=np.int64)
-        for bits in np.unique(nraw[nraw > 0]).tolist():
-            sel = nraw == bits
-            count = int(sel.sum())
+    def raw(self, nraw: np.ndarray) -> np.ndarray | None:
+        """Raw low bits for every position (None when no position has any)."""
+        counts = np.bincount(nraw, minlength=1)
+        if counts.size == 1:
+            return None
+        order = np.argsort(nraw.astype(np.uint8), kind="stable")
+        parts = [np.zeros(int(counts[0]), dtype=np.int64)]
+        for bits in range(1, counts.size):
+            count = int(counts[bits])
             vals = np.zeros(count, dtype=np.int64)
-            remaining = bits
-            while remaining > 0:
-                take = min(RAW_CHUNK, remaining)
-                remaining -= take
-                vals = (vals << take) | self.symbols(Uniform(1 << take), count)
-            raw[sel] = vals
+            if count:
+                remaining = bits
+                while remaining > 0:
+                    take = min(RAW_CHUNK, remaining)
+                    remaining -= take
+                    vals = (vals << take) | self.symbols(Uniform(1 << take), count)
+            parts.append(vals)
+        raw = np.empty(nraw.shape, dtype=np.int64)
+        raw[order] = np.concatenate(parts)
         return raw
 
     def check_finished(self) -> None:

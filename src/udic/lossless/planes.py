@@ -29,12 +29,12 @@ from .predict import (
     activity,
     average,
     fit_linear,
-    neighbours,
+    gather,
+    grid,
     num_predictors,
     palette_activity,
     pass_list,
     predict,
-    targets,
 )
 
 MAX_BINS = 16
@@ -57,9 +57,9 @@ class PlaneSpec:
 
 
 def _clamp_prediction(pred: np.ndarray, spec: PlaneSpec) -> np.ndarray:
-    if spec.modulus:
-        return np.clip(pred, 0, spec.modulus - 1)
-    return np.clip(pred, spec.lo, spec.hi)
+    hi = spec.modulus - 1 if spec.modulus else spec.hi
+    lo = 0 if spec.modulus else spec.lo
+    return np.minimum(np.maximum(pred, lo), hi)
 
 
 def _quantise(x: np.ndarray, pred: np.ndarray, spec: PlaneSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -74,13 +74,33 @@ def _quantise(x: np.ndarray, pred: np.ndarray, spec: PlaneSpec) -> tuple[np.ndar
         return r, x
     step = 2 * n + 1
     q = np.sign(r) * ((np.abs(r) + n) // step)
-    return q, np.clip(pred + q * step, spec.lo, spec.hi)
+    return q, np.minimum(np.maximum(pred + q * step, spec.lo), spec.hi)
 
 
 def _reconstruct(q: np.ndarray, pred: np.ndarray, spec: PlaneSpec) -> np.ndarray:
     if spec.modulus:
-        return (pred + q) % spec.modulus
-    return np.clip(pred + q * (2 * spec.max_error + 1), spec.lo, spec.hi)
+        return ((pred + q) % spec.modulus).astype(np.int32)
+    value = pred + q * (2 * spec.max_error + 1) if spec.max_error else pred + q
+    return np.minimum(np.maximum(value, spec.lo), spec.hi).astype(np.int32)
+
+
+def _bins(thr: np.ndarray, act: np.ndarray) -> np.ndarray:
+    """Context bin = number of thresholds ≤ activity (a lookup table when thresholds are small)."""
+    if thr.size == 0:
+        return np.zeros(act.shape, dtype=np.int64)
+    top = int(thr[-1])
+    if top <= 1 << 16:
+        lut = np.searchsorted(thr, np.arange(top + 1), side="right").astype(np.uint8)
+        return lut[np.minimum(act, top)].astype(np.int64)
+    return np.searchsorted(thr, act, side="right")
+
+
+def _group_order(table_of: np.ndarray, tables: int) -> tuple[np.ndarray, list[int]]:
+    """Positions sorted by table (stable, so pixel order within a table) and the table sizes."""
+    table_of = table_of.astype(np.uint8)
+    order = np.argsort(table_of, kind="stable")
+    counts = np.bincount(table_of, minlength=tables).tolist()
+    return order, counts
 
 
 def _provisional_cost(q: np.ndarray, act: np.ndarray) -> float:
@@ -90,6 +110,9 @@ def _provisional_cost(q: np.ndarray, act: np.ndarray) -> float:
     hist = np.bincount(bins * coding.MAX_TOKENS + token, minlength=21 * coding.MAX_TOKENS)
     hist = hist.reshape(21, coding.MAX_TOKENS)
     return sum(coding.entropy_bits(h) for h in hist) + float(nraw.sum())
+
+
+COST_SAMPLE = 16384  # candidate predictors are ranked on at most about this many pixels
 
 
 def _candidates(kind: int, spec: PlaneSpec, effort: int, linear_ok: bool) -> list[int]:
@@ -153,6 +176,7 @@ class _Record:
     token: np.ndarray
     nraw: np.ndarray
     raw: np.ndarray
+    bins: np.ndarray | None = None
 
 
 def _inter_context(act: np.ndarray, errors: list[np.ndarray]) -> np.ndarray:
@@ -165,31 +189,43 @@ def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int,
     """Writes the plane side information to ``out``; returns the ANS stream bytes."""
     height, width = planes[0].shape
     passes = pass_list(height, width)
-    recon = [np.zeros((height, width), dtype=np.int32) for _ in planes]
+    source = np.stack(planes).astype(np.int32)
+    recon = np.zeros_like(source)
     records: list[list[_Record]] = []
     for p in passes:
         n = p.count
+        nb_all = gather(recon, p)
+        tgt = grid(p)
         inter: list[np.ndarray] = []
         errors: list[np.ndarray] = []
         row: list[_Record] = []
+        sample = slice(None) if n <= COST_SAMPLE else slice(None, None, n // COST_SAMPLE)
         for c, spec in enumerate(specs):
-            nb = neighbours(recon[c], p)
-            x = targets(planes[c], p)
+            nb = list(nb_all[c])
+            x = source[c][tgt].ravel()
             feats_inter = inter if spec.colour else []
             act = (palette_activity if spec.modulus else activity)(p.kind, nb, n)
             if spec.colour:
                 act = _inter_context(act, errors)
             linear_ok = len(nb) + len(feats_inter) > 0 and not spec.modulus
+            cands = _candidates(p.kind, spec, effort, linear_ok)
             best = None
-            for cand in _candidates(p.kind, spec, effort, linear_ok):
+            for cand in cands:
                 weights = fit_linear(nb + feats_inter, x) if cand == PRED_LINEAR else None
-                pred = _clamp_prediction(predict(cand, p.kind, nb, feats_inter, weights, spec.mid, n), spec)
-                q, rec = _quantise(x, pred, spec)
-                cost = _provisional_cost(q, act) if len(_candidates(p.kind, spec, effort, linear_ok)) > 1 else 0.0
+                if len(cands) == 1:
+                    best = (0.0, cand, weights)
+                    break
+                nbs = [f[sample] for f in nb]
+                fis = [f[sample] for f in feats_inter]
+                pred = _clamp_prediction(predict(cand, p.kind, nbs, fis, weights, spec.mid, nbs[0].size if nbs else 1), spec)
+                q, _ = _quantise(x[sample], pred, spec)
+                cost = _provisional_cost(q, act[sample])
                 if best is None or cost < best[0]:
-                    best = (cost, cand, weights, pred, q, rec)
-            _, cand, weights, pred, q, rec = best
-            recon[c][np.ix_(p.ys, p.xs)] = rec.reshape(p.ys.size, p.xs.size)
+                    best = (cost, cand, weights)
+            _, cand, weights = best
+            pred = _clamp_prediction(predict(cand, p.kind, nb, feats_inter, weights, spec.mid, n), spec)
+            q, rec = _quantise(x, pred, spec)
+            recon[c][tgt] = rec.reshape(p.ys.size, p.xs.size)
             token, nraw, raw = coding.tokenize(coding.zigzag(q))
             row.append(_Record(cand, weights, act, token, nraw, raw))
             if spec.colour:
@@ -209,16 +245,15 @@ def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int,
         for t in thr.tolist():
             out.varint(t - prev)
             prev = t
+        hists = {g: np.zeros((bins, coding.MAX_TOKENS), dtype=np.int64) for g in groups_present}
+        for i, p in enumerate(passes):
+            rec = records[i][c]
+            rec.bins = _bins(thr, rec.act)
+            hists[p.group] += np.bincount(rec.bins * coding.MAX_TOKENS + rec.token,
+                                          minlength=bins * coding.MAX_TOKENS).reshape(bins, coding.MAX_TOKENS)
         per_group = {}
         for g in groups_present:
-            hist = np.zeros((bins, coding.MAX_TOKENS), dtype=np.int64)
-            for i, p in enumerate(passes):
-                if p.group == g:
-                    rec = records[i][c]
-                    b = np.searchsorted(thr, rec.act, side="right")
-                    hist += np.bincount(b * coding.MAX_TOKENS + rec.token, minlength=bins * coding.MAX_TOKENS).reshape(
-                        bins, coding.MAX_TOKENS
-                    )
+            hist = hists[g]
             starts = _merge_runs(hist)
             mask = np.zeros(bins, dtype=np.uint8)
             mask[starts] = 1
@@ -231,7 +266,7 @@ def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int,
                 coding.write_table(out, q)
                 models.append(coding.model(q))
             per_group[g] = (run_idx, models)
-        plane_tables.append((thr, per_group))
+        plane_tables.append(per_group)
 
     for i, p in enumerate(passes):
         for c, spec in enumerate(specs):
@@ -240,11 +275,13 @@ def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int,
             if rec.pred == PRED_LINEAR:
                 for wgt in rec.weights.tolist():
                     out.svarint(int(wgt))
-            thr, per_group = plane_tables[c]
-            run_idx, models = per_group[p.group]
-            table_of = run_idx[np.searchsorted(thr, rec.act, side="right")]
-            for k, model in enumerate(models):
-                ops.add(rec.token[table_of == k], model)
+            run_idx, models = plane_tables[c][p.group]
+            order, counts = _group_order(run_idx[rec.bins], len(models))
+            sorted_tokens = rec.token[order]
+            at = 0
+            for model, cnt in zip(models, counts):
+                ops.add(sorted_tokens[at : at + cnt], model)
+                at += cnt
             ops.add_raw(rec.raw, rec.nraw)
     return ops.finish()
 
@@ -294,14 +331,16 @@ def decode_planes(reader: Reader, specs: list[PlaneSpec], height: int, width: in
         pass_params.append(row)
 
     dec = Decoder(reader.rest())
-    recon = [np.zeros((height, width), dtype=np.int32) for _ in specs]
+    recon = np.zeros((len(specs), height, width), dtype=np.int32)
     for i, p in enumerate(passes):
         n = p.count
+        nb_all = gather(recon, p)
+        tgt = grid(p)
         inter: list[np.ndarray] = []
         errors: list[np.ndarray] = []
         for c, spec in enumerate(specs):
             pred_id, weights = pass_params[i][c]
-            nb = neighbours(recon[c], p)
+            nb = list(nb_all[c])
             feats_inter = inter if spec.colour else []
             act = (palette_activity if spec.modulus else activity)(p.kind, nb, n)
             if spec.colour:
@@ -309,18 +348,15 @@ def decode_planes(reader: Reader, specs: list[PlaneSpec], height: int, width: in
             pred = _clamp_prediction(predict(pred_id, p.kind, nb, feats_inter, weights, spec.mid, n), spec)
             thr, per_group = plane_tables[c]
             run_idx, models = per_group[p.group]
-            table_of = run_idx[np.searchsorted(thr, act, side="right")]
-            token = np.zeros(n, dtype=np.int64)
-            for k, model in enumerate(models):
-                sel = table_of == k
-                token[sel] = dec.symbols(model, int(sel.sum()))
-            nraw = coding.token_raw_bits(token)
-            raw = dec.raw(nraw)
+            order, counts = _group_order(run_idx[_bins(thr, act)], len(models))
+            token = np.empty(n, dtype=np.int64)
+            token[order] = np.concatenate([dec.symbols(model, cnt) for model, cnt in zip(models, counts)])
+            raw = dec.raw(coding.token_raw_bits(token))
             q = coding.unzigzag(coding.detokenize(token, raw))
             rec = _reconstruct(q, pred, spec)
-            recon[c][np.ix_(p.ys, p.xs)] = rec.reshape(p.ys.size, p.xs.size)
+            recon[c][tgt] = rec.reshape(p.ys.size, p.xs.size)
             if spec.colour:
                 inter.append(rec - average(p.kind, nb, spec.mid, n))
                 errors.append(np.abs(rec - pred))
     dec.check_finished()
-    return recon
+    return list(recon)

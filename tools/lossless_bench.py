@@ -1,0 +1,151 @@
+"""Benchmark udic's lossless coder against lossless WebP and cjxl, per image domain.
+
+Usage: python tools/lossless_bench.py [--max-images K] [--effort E] [--json PATH]
+Pin it to one core (taskset -c 1) for comparable speed numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import io
+import json
+import math
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+import numpy as np
+from PIL import Image
+
+from udic import lossless
+
+DATA = "/work/shared/data"
+DOMAINS = {
+    "kodak": "kodak",
+    "comic": "ood/comic",
+    "line": "ood/line",
+    "vector": "ood/vector",
+    "screen": "ood/screen",
+    "pixel": "ood/pixel",
+}
+NEAR = (1, 2, 4, 8)
+
+
+def load(path: str) -> np.ndarray:
+    im = Image.open(path)
+    im = im.convert("RGBA" if ("A" in im.getbands() or "transparency" in im.info) else "RGB")
+    return np.asarray(im)
+
+
+def webp_bytes(pixels: np.ndarray) -> int:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "WEBP", lossless=True, method=6, quality=100)
+    return len(buf.getvalue())
+
+
+def cjxl_bytes(pixels: np.ndarray) -> int | None:
+    exe = shutil.which("cjxl")
+    if exe is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = os.path.join(tmp, "in.png"), os.path.join(tmp, "out.jxl")
+        Image.fromarray(pixels).save(src)
+        subprocess.run([exe, src, dst, "-d", "0", "-e", "7"], check=True, capture_output=True)
+        return os.path.getsize(dst)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+def gmean(values: list[float]) -> float:
+    return float(math.exp(np.mean(np.log(values)))) if values else float("nan")
+
+
+def bench_image(path: str, effort: int, near: bool) -> dict:
+    pixels = load(path)
+    mp = pixels.shape[0] * pixels.shape[1] / 1e6
+    t0 = time.process_time()
+    payload = lossless.encode(pixels, 8, 0, effort)
+    t1 = time.process_time()
+    out = lossless.decode(payload)
+    t2 = time.process_time()
+    if not np.array_equal(out, pixels):
+        raise SystemExit(f"{path}: lossless round trip is not exact")
+    row = {
+        "file": os.path.basename(path),
+        "megapixels": mp,
+        "udic": len(payload),
+        "mode": lossless.describe(payload)["mode"],
+        "webp": webp_bytes(pixels),
+        "cjxl": cjxl_bytes(pixels),
+        "encode_mps": mp / (t1 - t0),
+        "decode_mps": mp / (t2 - t1),
+    }
+    if near:
+        for n in NEAR:
+            p = lossless.encode(pixels, 8, n, effort)
+            rec = lossless.decode(p)
+            row[f"near{n}_bytes"] = len(p)
+            row[f"near{n}_psnr"] = psnr(rec[:, :, :3], pixels[:, :, :3])
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--max-images", type=int, default=4)
+    ap.add_argument("--effort", type=int, default=1)
+    ap.add_argument("--domains", default=",".join(DOMAINS))
+    ap.add_argument("--no-near", action="store_true", help="skip the near-lossless rows")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+
+    results: dict[str, dict] = {}
+    has_jxl = shutil.which("cjxl") is not None
+    print(f"udic lossless (effort {args.effort}) vs lossless WebP (method 6)" + (" and cjxl -d 0 -e 7" if has_jxl else " (cjxl not on PATH)"))
+    print()
+    print("| domain | images | udic bpp | WebP bpp | udic/WebP | udic/JXL | enc MP/s | dec MP/s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in args.domains.split(","):
+        files = sorted(glob.glob(os.path.join(DATA, DOMAINS[name], "*.png")))[: args.max_images]
+        rows = [bench_image(f, args.effort, not args.no_near) for f in files]
+        if not rows:
+            continue
+        px = sum(r["megapixels"] for r in rows) * 1e6
+        summary = {
+            "images": len(rows),
+            "udic_bpp": 8 * sum(r["udic"] for r in rows) / px,
+            "webp_bpp": 8 * sum(r["webp"] for r in rows) / px,
+            "ratio_webp_gmean": gmean([r["udic"] / r["webp"] for r in rows]),
+            "ratio_jxl_gmean": gmean([r["udic"] / r["cjxl"] for r in rows]) if has_jxl else None,
+            "encode_mps": sum(r["megapixels"] for r in rows) / sum(r["megapixels"] / r["encode_mps"] for r in rows),
+            "decode_mps": sum(r["megapixels"] for r in rows) / sum(r["megapixels"] / r["decode_mps"] for r in rows),
+            "rows": rows,
+        }
+        if not args.no_near:
+            for n in NEAR:
+                summary[f"near{n}_bpp"] = 8 * sum(r[f"near{n}_bytes"] for r in rows) / px
+                summary[f"near{n}_psnr"] = float(np.mean([r[f"near{n}_psnr"] for r in rows]))
+        results[name] = summary
+        jxl = f"{summary['ratio_jxl_gmean']:.3f}" if has_jxl else "n/a"
+        print(f"| {name} | {len(rows)} | {summary['udic_bpp']:.3f} | {summary['webp_bpp']:.3f} | "
+              f"{summary['ratio_webp_gmean']:.3f} | {jxl} | {summary['encode_mps']:.2f} | {summary['decode_mps']:.2f} |",
+              flush=True)
+    if not args.no_near:
+        print()
+        print("| domain | " + " | ".join(f"±{n} bpp / PSNR" for n in NEAR) + " |")
+        print("|---|" + "---|" * len(NEAR))
+        for name, s in results.items():
+            cells = " | ".join(f"{s[f'near{n}_bpp']:.3f} / {s[f'near{n}_psnr']:.2f}" for n in NEAR)
+            print(f"| {name} | {cells} |")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"effort": args.effort, "domains": results}, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
