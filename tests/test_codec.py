@@ -401,3 +401,102 @@ def test_synthesis_window_is_bounded_on_both_sides(tiny_codec: Codec) -> None:
     with pytest.raises(ContainerError, match="synthesis window"):
         tiny_codec.decode(huge, max_pixels=10**9)
     assert 4096 * 4096 == MAX_WINDOW_PIXELS
+
+
+# ---- issue 15: exact tiled decoding, bounded cost for crafted headers --------------------------
+
+
+def test_tiled_decode_is_identical_across_thread_counts(tiny_codec: Codec) -> None:
+    """Every window's float synthesis, hence every pixel, is the same with 1 and 2 threads.
+
+    With 128-pixel tiles this image has 12×16-latent windows, a shape for which oneDNN's
+    two-thread kernels round differently than one thread (thousands of floats differed).
+    """
+    enc = tiny_codec.encode(loaded(smooth_image(330, 460, seed=3)), 3.0, tile=128)
+    assert enc.header.tile_pixels == 128
+    before = torch.get_num_threads()
+    outputs: dict[int, tuple[list[torch.Tensor], np.ndarray]] = {}
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            windows: list[torch.Tensor] = []
+            hook = tiny_codec.model.g_s.register_forward_hook(lambda m, i, o: windows.append(o.detach().clone()))
+            try:
+                pixels = np.asarray(tiny_codec.decode(enc.data).image)
+            finally:
+                hook.remove()
+            outputs[threads] = (windows, pixels)
+    finally:
+        torch.set_num_threads(before)
+    (one, pixels_one), (two, pixels_two) = outputs[1], outputs[2]
+    assert len(one) == len(two) == 12
+    assert any(w.shape[-2:] == (192, 256) for w in one)  # the shape that used to differ
+    for a, b in zip(one, two):
+        assert torch.equal(a, b)
+    np.testing.assert_array_equal(pixels_one, pixels_two)
+    assert torch.get_num_threads() == before  # the decoder puts the thread count back
+
+
+def test_crafted_size_refused_before_any_allocation(tiny_codec: Codec, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small file whose header claims 7999×7999 in 1024-pixel tiles (issue 15 defect 1):
+    its hyper-latent section cannot hold 125×125 positions, so it is refused before the
+    hyper-synthesis, the latent decode or the synthesis run, in well under 200 MB."""
+    import tracemalloc
+
+    from udic.latent_codecs import MeanScaleHyperprior
+
+    data = tiny_codec.encode(loaded(smooth_image(40, 56)), 3.0).data
+    crafted = reseal(data, width=7999, height=7999, tile=16)
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the decoder went on to the expensive part")
+
+    monkeypatch.setattr(MeanScaleHyperprior, "entropy_params", must_not_run)
+    monkeypatch.setattr(Codec, "synthesise", must_not_run)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ContainerError, match="too small"):
+            tiny_codec.decode(crafted)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 200 << 20
+
+
+def test_crafted_latents_section_refused(tiny_codec: Codec) -> None:
+    """A header that grows the latents beyond what their section can hold is refused too
+    (the latents' bound is weak, ~1e-5 bit per latent at the narrowest table, so it takes
+    the largest size a header can state)."""
+    cont = ctr.parse(tiny_codec.encode(loaded(smooth_image(40, 56)), 3.0).data)
+    side = ctr.MAX_DIMENSION
+    z_shape, y_shape = tiny_codec.latent_shapes(replace(cont.header, width=side, height=side))
+    with pytest.raises(ContainerError, match="latents section .* too small"):
+        tiny_codec.latent_codec.check_latent_capacity(cont.sections[ctr.Section.LATENTS], y_shape)
+    with pytest.raises(ContainerError, match="hyperlatents section .* too small"):
+        tiny_codec.latent_codec.check_hyper_capacity(cont.sections[ctr.Section.HYPERLATENTS], z_shape)
+
+
+@pytest.mark.parametrize("error", [MemoryError(), RuntimeError("DefaultCPUAllocator: not enough memory: you tried "
+                                                                 "to allocate 123 bytes")])
+def test_out_of_memory_is_one_line(tiny_codec: Codec, monkeypatch: pytest.MonkeyPatch, error: Exception) -> None:
+    from udic.errors import UdicError
+
+    data = tiny_codec.encode(loaded(smooth_image(40, 56)), 3.0).data
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(Codec, "synthesise", fail)
+    with pytest.raises(UdicError, match="not enough memory to decode 56x40"):
+        tiny_codec.decode(data)
+
+
+def test_other_runtime_errors_are_not_hidden(tiny_codec: Codec, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = tiny_codec.encode(loaded(smooth_image(40, 56)), 3.0).data
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("shape mismatch")
+
+    monkeypatch.setattr(Codec, "synthesise", fail)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        tiny_codec.decode(data)

@@ -8,7 +8,8 @@ so the integers decoded from a file are the same everywhere.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +43,7 @@ from .modelfile import LoadedWeights
 from .models import IntegerHyperSynthesis
 from .rate import Rate
 from .sections.icc import MAX_ICC_BYTES, inflate_icc  # noqa: F401 (re-exported)
-from .tiling import tile_windows
+from .tiling import Window, tile_windows
 
 TileProgress = Callable[[int, int], None]  # (tiles done, tiles in total)
 
@@ -85,6 +86,26 @@ def resolve_device(device: str) -> torch.device:
 def _crc_integers(*arrays: np.ndarray) -> int:
     """Deprecated alias of ``latent_codecs.crc_integers``."""
     return crc_integers(*arrays)
+
+
+@contextmanager
+def _exact_windows(device: torch.device) -> Iterator[None]:
+    """Synthesise tiles with one intra-op thread on the CPU.
+
+    oneDNN picks its (de)convolution kernels by shape *and* thread count; for some
+    window shapes (e.g. 12×16 latents) two threads split a reduction and round
+    differently than one, so a tiled decode's pixels depended on --threads (issue 15).
+    One thread gives every window the same arithmetic in every run.
+    """
+    before = torch.get_num_threads()
+    if device.type != "cpu" or before == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _out_of_memory(height: int, width: int) -> UdicError:
@@ -377,17 +398,23 @@ class Codec:
             if windows is None:
                 return self._synthesise_window(y_hat[None].to(self.device) * inv_gain)
             out = np.empty((h * LATENT_STRIDE, w * LATENT_STRIDE, 3), dtype=np.uint8)
-            for done, win in enumerate(windows, 1):
-                rows, cols = win.outer_slices()
-                part = self._synthesise_window(y_hat[None, :, rows, cols].to(self.device) * inv_gain)
-                core_rows, core_cols = win.core_in_outer(LATENT_STRIDE)
-                rows, cols = win.core_slices(LATENT_STRIDE)
-                out[rows, cols] = part[core_rows, core_cols]
-                if progress is not None:
-                    progress(done, len(windows))
+            with _exact_windows(self.device):
+                self._synthesise_windows(y_hat, inv_gain, windows, out, progress)
             return out
         finally:
             adapters_mod.install(self.model.g_s.slots, None, self.device)
+
+    def _synthesise_windows(self, y_hat: torch.Tensor, inv_gain: torch.Tensor, windows: list[Window],
+                            out: np.ndarray, progress: TileProgress | None) -> None:
+        """Each haloed window's core into ``out`` (spec §4.1)."""
+        for done, win in enumerate(windows, 1):
+            rows, cols = win.outer_slices()
+            part = self._synthesise_window(y_hat[None, :, rows, cols].to(self.device) * inv_gain)
+            core_rows, core_cols = win.core_in_outer(LATENT_STRIDE)
+            rows, cols = win.core_slices(LATENT_STRIDE)
+            out[rows, cols] = part[core_rows, core_cols]
+            if progress is not None:
+                progress(done, len(windows))
 
     def _synthesise_window(self, y: torch.Tensor) -> np.ndarray:
         y = y.contiguous(memory_format=torch.channels_last)

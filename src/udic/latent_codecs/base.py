@@ -132,10 +132,18 @@ class LatentCodec(ABC):
                        y_shape: tuple[int, int, int]) -> None:
         """Refuse sections that cannot hold the symbols the header's size implies, before
         anything of that size is allocated (spec §9 step 3)."""
+        self.check_hyper_capacity(z_bytes, z_shape)
+        self.check_latent_capacity(y_bytes, y_shape)
+
+    def check_hyper_capacity(self, z_bytes: bytes, z_shape: tuple[int, int, int]) -> None:
+        """Each position of channel c costs at least the bound of table c; summed over
+        channels this is tens of bits per hyper-latent position for trained models."""
         _, zh, zw = z_shape
         if not stream_can_hold(z_bytes, zh * zw * float(self._z_min_bits.sum())):
             raise ContainerError(f"hyperlatents section ({len(z_bytes)} bytes) is far too small for a "
                                  f"{zh * 64}x{zw * 64} image: the header's size is not the coded one")
+
+    def check_latent_capacity(self, y_bytes: bytes, y_shape: tuple[int, int, int]) -> None:
         y_min = self.min_latent_bits(y_shape)
         if not stream_can_hold(y_bytes, y_min):
             raise ContainerError(f"latents section ({len(y_bytes)} bytes) is far too small for "
