@@ -1,0 +1,164 @@
+"""udic.latent_codecs: the seam (a second codec is one class), the default codec's
+bytes, and the capacity bound a decoder checks before it allocates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import loaded, psnr, smooth_image
+from udic import container as ctr
+from udic import modelfile
+from udic.codec import Codec, codec_for_file
+from udic.entropy import IndexedCoder, gaussian_tables
+from udic.errors import ContainerError, ModelError
+from udic.latent_codecs import (
+    DEFAULT_LATENT_CODEC,
+    EntropyParams,
+    LatentCodec,
+    LatentDecoding,
+    LatentEncoding,
+    crc_integers,
+    latent_codec_class,
+    register,
+)
+from udic.latent_codecs.base import min_bits_per_symbol, stream_can_hold
+from udic.testing import build_tiny_model
+
+# ---- a test double: a scale-only hyperprior, registered by name --------------------------------
+
+
+@register
+class ScaleOnlyHyperprior(LatentCodec):
+    """Latents coded as round(y) under the Gaussian of their scale, ignoring the means:
+    everything a latent codec needs, in one class (nothing else in udic changes)."""
+
+    name = "test-scale-only"
+
+    def __init__(self, *args, **kwargs) -> None:
+        from udic.models import scale_table
+
+        super().__init__(*args, **kwargs)
+        self.y_coder = IndexedCoder(gaussian_tables(tuple(scale_table())))
+
+    def min_latent_bits(self, y_shape):
+        return 0.0  # the weakest sound bound
+
+    def entropy_params(self, z_symbols, hyper) -> EntropyParams:
+        from udic.models import scale_indexes
+
+        fixed = hyper(torch.from_numpy(z_symbols)[None])[0]
+        M = self.config.M
+        return EntropyParams(scale_indexes(fixed[:M]), torch.zeros(fixed[M:].shape))
+
+    def encode(self, y, z_symbols, hyper) -> LatentEncoding:
+        params = self.entropy_params(z_symbols, hyper)
+        values = np.rint(y).astype(np.int64)
+        return LatentEncoding(self.encode_hyper(z_symbols), self.y_coder.encode(values, params.indexes),
+                              crc_integers(values, z_symbols), torch.from_numpy(values.astype(np.float32)))
+
+    def decode(self, z_bytes, y_bytes, z_shape, y_shape, hyper, crc) -> LatentDecoding:
+        z_symbols = self.decode_hyper(z_bytes, z_shape)
+        values = self.y_coder.decode(y_bytes, self.entropy_params(z_symbols, hyper).indexes).reshape(y_shape)
+        if crc_integers(values, z_symbols) != crc:
+            raise ContainerError("decoded latents fail their checksum")
+        return LatentDecoding(z_symbols, values, torch.from_numpy(values.astype(np.float32)))
+
+    def symbol_bits(self, residuals, params):
+        return self.y_coder.symbol_bits(residuals, params.indexes)
+
+    def relaxed_latents(self, y, params, quantise):
+        from udic.models import LOG_SCALE_MAX, LOG_SCALE_MIN, gaussian_likelihood
+
+        log_scale = params.chunk(2, dim=1)[0].clamp(LOG_SCALE_MIN, LOG_SCALE_MAX)
+        y_hat = quantise(y)
+        return -torch.log2(gaussian_likelihood(y_hat, log_scale.exp())), y_hat
+
+
+@pytest.fixture(scope="module")
+def scale_only_codec(tmp_path_factory: pytest.TempPathFactory) -> Codec:
+    model = build_tiny_model(seed=0)
+    model.config.latent_codec = ScaleOnlyHyperprior.name
+    path = tmp_path_factory.mktemp("scale-only") / "scale-only.safetensors"
+    modelfile.save(model, path)
+    return codec_for_file(path)
+
+
+def test_a_second_latent_codec_round_trips_through_codec(scale_only_codec: Codec, tiny_codec: Codec) -> None:
+    assert isinstance(scale_only_codec.latent_codec, ScaleOnlyHyperprior)
+    assert scale_only_codec.metadata["config"]["latent_codec"] == ScaleOnlyHyperprior.name
+    img = smooth_image(40, 56, seed=11)
+    enc = scale_only_codec.encode(loaded(img), 2.5)
+    out = np.asarray(scale_only_codec.decode(enc.data).image)
+    assert psnr(out, img) > 20
+    # Its own latents section: the integers differ from the mean-scale hyperprior's.
+    default = tiny_codec.encode(loaded(img), 2.5)
+    assert ctr.parse(enc.data).sections[ctr.Section.LATENTS] != ctr.parse(default.data).sections[ctr.Section.LATENTS]
+
+
+def test_adaptation_works_through_the_seam(scale_only_codec: Codec) -> None:
+    """SGA and RDOQ use the seam's differentiable bits and symbol costs, never the hyperprior's."""
+    from udic.adapt import AdaptConfig, adapt_encode
+
+    img = loaded(smooth_image(40, 56, seed=12))
+    res = adapt_encode(scale_only_codec, img, 2.0, AdaptConfig.for_effort(2, iterations=4, loop_filter=False))
+    assert res.rd_after <= res.rd_before
+    assert np.asarray(scale_only_codec.decode(res.data).image).shape == (40, 56, 3)
+
+
+def test_default_codec_is_written_nowhere(tiny_model) -> None:
+    """Weights files without the key use the mean-scale hyperprior, and exporting a model
+    with the default does not add the key (existing ids and bytes stay)."""
+    from safetensors import safe_open
+
+    with safe_open(str(tiny_model.path), "pt") as f:
+        assert "latent_codec" not in f.metadata()["config"]
+    assert codec_for_file(tiny_model.path).latent_codec.name == DEFAULT_LATENT_CODEC
+
+
+def test_unknown_latent_codec_is_a_model_error(tmp_path: Path) -> None:
+    model = build_tiny_model(seed=0)
+    model.config.latent_codec = "no-such-codec"
+    modelfile.save(model, tmp_path / "w.safetensors")
+    with pytest.raises(ModelError, match="no-such-codec"):
+        codec_for_file(tmp_path / "w.safetensors")
+    with pytest.raises(ModelError):
+        latent_codec_class("no-such-codec")
+
+
+def test_a_name_is_registered_once() -> None:
+    class Clash(ScaleOnlyHyperprior):
+        name = ScaleOnlyHyperprior.name
+
+    with pytest.raises(ValueError, match="already registered"):
+        register(Clash)
+
+
+# ---- the capacity bound ------------------------------------------------------------------------
+
+
+def _tables_under_test(codec: Codec):
+    return list(codec.latent_codec.z_coder.tables) + list(codec.latent_codec.y_coder.tables)
+
+
+def test_capacity_bound_never_refuses_a_real_stream(tiny_codec: Codec) -> None:
+    """The bound is sound: streams of the likeliest symbol (the cheapest possible) and of
+    random symbols, under every table, always fit what their bytes are said to hold."""
+    rng = np.random.default_rng(0)
+    for table in _tables_under_test(tiny_codec):
+        coder = IndexedCoder([table])
+        likeliest = int(np.argmax(table.pmf[:-1])) + table.offset
+        p = table.pmf[:-1] / table.pmf[:-1].sum()
+        for values in (np.full(20000, likeliest), rng.choice(table.size, 3000, p=p) + table.offset):
+            payload = coder.encode(values, np.zeros_like(values))
+            assert stream_can_hold(payload, len(values) * min_bits_per_symbol(table)), table.offset
+
+
+def test_capacity_bound_is_tight_enough_to_matter(tiny_codec: Codec) -> None:
+    """Tens of bits per hyper-latent position: a tiny file cannot claim a huge image."""
+    per_position = sum(min_bits_per_symbol(t) for t in tiny_codec.latent_codec.z_coder.tables)
+    assert per_position > 1.0
+    assert not stream_can_hold(b"\0" * 8, 125 * 125 * per_position)
