@@ -10,7 +10,7 @@ PINS := torch==2.14.1 torchvision==0.29.1 compressai==1.2.8 "numpy<2" constricti
         click==8.5.1 pillow==13.0.0 safetensors==0.8.0 pytest==9.2.0 hypothesis==6.170.15 \
         matplotlib==3.11.2 scipy==1.17.1
 
-.PHONY: install test bench bench-efforts train export fuzz lint clean
+.PHONY: install test bench bench-efforts train train-gpu export fuzz lint clean
 
 install: $(VENV)/.installed
 
@@ -41,10 +41,25 @@ bench-efforts: install
 	$(PY) -m tools.benchmarks.adaptation --out bench --images 1 --efforts 0,5 --qualities 1,5
 
 # Train (or resume) a base model with the chosen recipe (base-narrow's); see docs/training.md.
-TRAIN_ARGS ?= --out runs/base --N 64 --M 128 --steps 22000 --big-crop-from 1.0 \
-	--lambdas 0.00035,0.00094,0.00251,0.00673,0.018,0.0483
+# The recipe is a file; flags in TRAIN_ARGS override its values.  Under torchrun the same
+# command trains with DistributedDataParallel, e.g.
+#   .venv/bin/torchrun --nproc_per_node 2 -m udic.train --config recipes/base-narrow.toml --threads 1
+RECIPE     ?= recipes/base-narrow.toml
+TRAIN_ARGS ?= --out runs/base
 train: install
-	$(PY) -m udic.train $(TRAIN_ARGS)
+	$(PY) -m udic.train --config $(RECIPE) $(TRAIN_ARGS)
+
+# Train the base on one accelerator for MINUTES of training time, its learning-rate cycle
+# scaled to that time (--schedule time: it ends decayed when time runs out), then export it.
+# Resumable: rerunning continues the same time budget from the checkpoint.
+MINUTES      ?= 10
+GPU_DEVICE   ?= cuda
+GPU_OUT      ?= runs/base-gpu
+GPU_ARGS     ?=
+train-gpu: install
+	$(PY) -m udic.train --config $(RECIPE) --out $(GPU_OUT) --device $(GPU_DEVICE) --schedule time \
+		--time-limit-minutes $(MINUTES) --steps 100000000 $(GPU_ARGS)
+	$(PY) -m udic.train.export $(GPU_OUT)/last.pt --name udic-hp-gpu-base --out-dir $(GPU_OUT)
 
 # Container fuzzing campaign: mutated .udic files must fail cleanly or decode exactly; prints counts.
 FUZZ_CASES ?= 10000

@@ -41,7 +41,8 @@ def load_rgb(path: Path) -> np.ndarray:
 class CropDataset:
     """All training images in RAM; random crops and flips from a seeded generator.
 
-    Batches are a pure function of (seed, step), which makes resume exact.
+    Batches are a pure function of (seed, step, stream), which makes resume exact;
+    each rank of a distributed run draws from its own stream (0 is the single-process one).
     """
 
     def __init__(self, folder: Path, min_size: int = 64) -> None:
@@ -54,8 +55,8 @@ class CropDataset:
     def __len__(self) -> int:
         return len(self.images)
 
-    def batch(self, seed: int, step: int, batch_size: int, crop: int) -> torch.Tensor:
-        g = np.random.default_rng([seed, step])
+    def batch(self, seed: int, step: int, batch_size: int, crop: int, stream: int = 0) -> torch.Tensor:
+        g = np.random.default_rng([seed, step] if stream == 0 else [seed, step, stream])
         out = np.empty((batch_size, crop, crop, 3), dtype=np.uint8)
         for i in range(batch_size):
             im = self.images[int(g.integers(len(self.images)))]

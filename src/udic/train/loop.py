@@ -2,11 +2,17 @@
 
 Every step trains all rates at once: each sample in the batch draws a rate index and
 is weighted by that rate's λ, so one run yields the whole variable-rate family.
+
+The same loop runs in one process or under ``torchrun`` with DistributedDataParallel
+(gloo on CPU, NCCL on CUDA): every rank draws its own batches (rank 0 the very batches
+a single process would), gradients are averaged by DDP, and rank 0 alone logs,
+evaluates and checkpoints.  ``--batch`` is per rank.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import os
@@ -19,16 +25,20 @@ import torch
 
 from ..models import DEFAULT_LAMBDAS, ModelConfig, UdicModel
 from .data import CropDataset, default_data_root, load_eval_images
+from .options import recipe_toml
+
+SCHEDULES = ("steps", "time")
+OPTIMIZERS = ("adam",)
 
 
 @dataclass
 class TrainConfig:
     out: str = "runs/base"
     steps: int = 20000
-    batch: int = 8
+    batch: int = 8  # per process: under torchrun the global batch is this times the world size
     crop: int = 128
     big_crop: int = 256
-    big_crop_from: float = 0.85  # fraction of steps after which crops grow
+    big_crop_from: float = 0.85  # fraction of steps (of the time budget with --schedule time) after which crops grow
     lr: float = 3e-4
     lr_final: float = 3e-5
     warmup: int = 300
@@ -51,6 +61,13 @@ class TrainConfig:
     init_from: str = ""  # start a new run from a weights file (.safetensors) or checkpoint (.pt)
     init: str = "klt"  # a new run's block transform: "klt" (PCA of patches) or "random"
     lambdas: str = ""  # comma-separated λ per rate, low to high; empty: the reference six
+    # "cpu", "cuda" or "cuda:N" (under torchrun with "cuda" each rank takes its LOCAL_RANK's device)
+    device: str = "cpu"
+    # "steps": LR decay and crop growth follow the step count.  "time": they follow the training
+    # time spent against --time-limit-minutes (counted across resumes), so the run ends decayed
+    # when its time is up, whatever the machine's speed; --steps is then only a cap.
+    schedule: str = "steps"
+    optimizer: str = "adam"
 
     def rate_lambdas(self) -> tuple[float, ...]:
         """The λ of each rate: the reference list unless ``--lambdas`` replaces it."""
@@ -61,19 +78,41 @@ class TrainConfig:
             raise ValueError(f"--lambdas must be at least two increasing positive numbers, got {self.lambdas!r}")
         return values
 
-    def lr_at(self, step: int) -> float:
+    def check(self) -> None:
+        """Refuse option combinations that would silently train something else than asked."""
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.schedule == "time" and self.time_limit_minutes <= 0:
+            raise ValueError("schedule 'time' needs --time-limit-minutes > 0: the schedule is scaled to it")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.init not in ("klt", "random"):
+            raise ValueError(f"init must be 'klt' or 'random', got {self.init!r}")
+        self.rate_lambdas()
+
+    def lr_at(self, step: int, progress: float | None = None) -> float:
         """Warm-up, plateau, cosine decay; over [cycle_from, steps] so a finished run can be
-        continued with a new cycle that again ends on a fully decayed, usable model."""
+        continued with a new cycle that again ends on a fully decayed, usable model.
+
+        ``progress`` (the fraction of the time budget spent, ``--schedule time``) replaces
+        the step count for the plateau and the decay; the warm-up is always in steps."""
         local = step - self.cycle_from
         if local < self.warmup:
             return self.lr * (max(local, 0) + 1) / self.warmup
-        start = self.cycle_from + int(self.decay_from * (self.steps - self.cycle_from))
-        if step < start:
-            return self.lr
-        t = min(1.0, (step - start) / max(1, self.steps - start))
+        if progress is None:
+            start = self.cycle_from + int(self.decay_from * (self.steps - self.cycle_from))
+            if step < start:
+                return self.lr
+            t = min(1.0, (step - start) / max(1, self.steps - start))
+        else:
+            if progress < self.decay_from:
+                return self.lr
+            t = min(1.0, (progress - self.decay_from) / max(1e-9, 1.0 - self.decay_from))
         return self.lr_final + 0.5 * (self.lr - self.lr_final) * (1 + math.cos(math.pi * t))
 
-    def crop_at(self, step: int) -> int:
+    def crop_at(self, step: int, progress: float | None = None) -> int:
+        if progress is not None:
+            return self.big_crop if progress >= self.big_crop_from else self.crop
         return self.big_crop if step >= self.big_crop_from * self.steps else self.crop
 
 
@@ -87,6 +126,7 @@ def _atomic_save(obj: object, path: Path) -> None:
 def evaluate(model: UdicModel, images: list[torch.Tensor], rates: list[int]) -> list[dict]:
     """Kodak-subset RD per rate; bpp is a likelihood *estimate* (labelled so in the log)."""
     model.eval()
+    device = next(model.parameters()).device
     rows = []
     for r in rates:
         bits = 0.0
@@ -94,7 +134,8 @@ def evaluate(model: UdicModel, images: list[torch.Tensor], rates: list[int]) -> 
         mse_sum = 0.0
         psnr_sum = 0.0
         for x in images:
-            res = model(x, torch.tensor([float(r)]))
+            x = x.to(device)
+            res = model(x, torch.tensor([float(r)], device=device))
             x_hat = res.x_hat.clamp(0, 1)
             x_q = torch.round(x_hat * 255) / 255
             mse = float(torch.mean((x_q - x) ** 2))
@@ -158,7 +199,81 @@ def load_initial_weights(model: UdicModel, path: Path) -> None:
         raise ValueError(f"{path}: weights do not match (missing {missing[:3]}, unexpected {unexpected[:3]})")
 
 
+@dataclass(frozen=True)
+class Ranks:
+    """Where this process stands under ``torchrun`` (a plain process is rank 0 of 1)."""
+
+    rank: int = 0
+    world: int = 1
+    local: int = 0
+
+    @classmethod
+    def from_env(cls) -> Ranks:
+        env = os.environ
+        return cls(int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0)))
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+
+def stream_seed(base: int, rank: int) -> int:
+    """A seed of its own for each rank; rank 0 keeps ``base``, so one process trains as it always did."""
+    return base + (rank << 40)
+
+
+def training_device(cfg: TrainConfig, ranks: Ranks) -> torch.device:
+    device = torch.device(cfg.device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {cfg.device}: no CUDA device is available")
+        if ranks.distributed and device.index is None:
+            device = torch.device("cuda", ranks.local)
+        torch.cuda.set_device(device)
+    elif device.type != "cpu":
+        raise ValueError(f"--device must be cpu or cuda[:N], got {cfg.device!r}")
+    return device
+
+
+def state_digest(model: torch.nn.Module) -> str:
+    """SHA-256 of every tensor of a state dict: equal on all ranks when they hold the same weights."""
+    h = hashlib.sha256()
+    for key, value in sorted(model.state_dict().items()):
+        h.update(key.encode())
+        h.update(value.detach().cpu().contiguous().flatten().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def make_optimizer(cfg: TrainConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=cfg.lr)
+
+
 def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Path:
+    """Train (or resume) a run in ``cfg.out``; under torchrun, one rank of a DDP run."""
+    cfg.check()
+    ranks = Ranks.from_env()
+    device = training_device(cfg, ranks)
+    started_group = False
+    if ranks.distributed:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            started_group = True
+    try:
+        return _train(cfg, progress if ranks.main else (lambda _: None), ranks, device)
+    finally:
+        if started_group:
+            dist.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, progress: Callable[[str], None], ranks: Ranks, device: torch.device) -> Path:
+    import torch.distributed as dist
+
     torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -171,30 +286,22 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Path:
     torch.manual_seed(cfg.seed)  # the initial weights are a function of the seed too
     model = UdicModel(model_cfg)
     model = model.to(memory_format=torch.channels_last)
-    main_params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
-    aux_params = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
-    opt = torch.optim.Adam(main_params, lr=cfg.lr)
-    aux_opt = torch.optim.Adam(aux_params, lr=cfg.aux_lr)
 
     progress(f"loading training images from {train_dir}")
     data = CropDataset(train_dir)
-    eval_images = load_eval_images(kodak_dir) if kodak_dir.is_dir() else []
+    eval_images = load_eval_images(kodak_dir) if ranks.main and kodak_dir.is_dir() else []
 
     step = 0
     wall = 0.0
-    if not ckpt_path.exists():
+    state: dict | None = None
+    if ranks.main and not ckpt_path.exists():
         for log_file in ("train_log.csv", "eval_log.csv"):
             trim_log(out / log_file, -1)  # a run that died before its first checkpoint starts over
     if ckpt_path.exists():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        aux_opt.load_state_dict(state["aux_opt"])
         step = int(state["step"])
         wall = float(state["wall"])
-        progress(f"resumed from {ckpt_path} at step {step} ({wall / 60:.1f} min)")
-        for log_file in ("train_log.csv", "eval_log.csv"):
-            trim_log(out / log_file, step)
     elif cfg.init_from:
         load_initial_weights(model, Path(cfg.init_from))
         progress(f"initialised from {cfg.init_from}")
@@ -202,26 +309,62 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Path:
         patches = data.random_patches(cfg.seed, cfg.pca_patches, model_cfg.patch)
         model.init_linear_from_patches(patches)
         progress(f"initialised block transform from {cfg.pca_patches} patches")
-    elif cfg.init != "random":
-        raise ValueError(f"init must be 'klt' or 'random', got {cfg.init!r}")
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    # With --schedule time the LR cycle runs over the time budget from this wall time on
+    # (the start of the run, or of the time-scheduled part of a resumed one).
+    schedule_wall0 = wall if state is None or state.get("schedule_wall0") is None else float(state["schedule_wall0"])
 
-    lambdas = torch.tensor(model_cfg.lambdas, dtype=torch.float32)
+    model = model.to(device)
+    main_params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
+    aux_params = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
+    opt = make_optimizer(cfg, main_params)
+    aux_opt = torch.optim.Adam(aux_params, lr=cfg.aux_lr)
+    if state is not None:
+        opt.load_state_dict(state["opt"])
+        aux_opt.load_state_dict(state["aux_opt"])
+        progress(f"resumed from {ckpt_path} at step {step} ({wall / 60:.1f} min)")
+        if ranks.main:
+            for log_file in ("train_log.csv", "eval_log.csv"):
+                trim_log(out / log_file, step)
+        del state
+
+    net: torch.nn.Module = model
+    if ranks.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # The quantiles are trained by the auxiliary loss alone, outside DDP's backward: DDP
+        # manages the parameters that require gradients when it is built, so they are
+        # switched off for that moment, and their gradients are averaged by hand below.
+        for p in aux_params:
+            p.requires_grad_(False)
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        for p in aux_params:
+            p.requires_grad_(True)
+
+    if ranks.main:
+        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+        _atomic_write_text(out / "recipe.toml", recipe_toml(cfg, RECIPE_HEADER))
+
+    lambdas = torch.tensor(model_cfg.lambdas, dtype=torch.float32, device=device)
     rate_choices = torch.tensor(cfg.rates or list(range(model_cfg.num_rates)))
-    log_path = out / "train_log.csv"
-    eval_path = out / "eval_log.csv"
-    new_log = not log_path.exists() or log_path.stat().st_size == 0
-    log_f = open(log_path, "a", newline="")
-    log = csv.writer(log_f)
-    if new_log:
-        log.writerow(["step", "wall_s", "loss", "bpp", "psnr", "lr", "crop", "sec_per_step"])
-    new_eval = not eval_path.exists() or eval_path.stat().st_size == 0
-    eval_f = open(eval_path, "a", newline="")
-    eval_log = csv.writer(eval_f)
-    if new_eval:
-        eval_log.writerow(["step", "wall_s", "rate", "lambda", "bpp_estimate", "psnr"])
+    log = eval_log = None
+    log_f = eval_f = None
+    if ranks.main:
+        log_path = out / "train_log.csv"
+        eval_path = out / "eval_log.csv"
+        new_log = not log_path.exists() or log_path.stat().st_size == 0
+        log_f = open(log_path, "a", newline="")
+        log = csv.writer(log_f)
+        if new_log:
+            log.writerow(["step", "wall_s", "loss", "bpp", "psnr", "lr", "crop", "sec_per_step"])
+        new_eval = not eval_path.exists() or eval_path.stat().st_size == 0
+        eval_f = open(eval_path, "a", newline="")
+        eval_log = csv.writer(eval_f)
+        if new_eval:
+            eval_log.writerow(["step", "wall_s", "rate", "lambda", "bpp_estimate", "psnr"])
 
     def save() -> None:
+        if not ranks.main:
+            return
         _atomic_save(
             {
                 "model": model.state_dict(),
@@ -231,6 +374,9 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Path:
                 "wall": wall,
                 "model_config": model_cfg.to_dict(),
                 "train_config": asdict(cfg),
+                "recipe": recipe_toml(cfg, RECIPE_HEADER),
+                "schedule_wall0": schedule_wall0 if cfg.schedule == "time" else None,
+                "world_size": ranks.world,
             },
             ckpt_path,
         )
@@ -239,7 +385,7 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Path:
 
     def run_eval() -> None:
         nonlocal eval_seconds
-        if not eval_images:
+        if not eval_images or eval_log is None or eval_f is None:
             return
         t_eval = time.time()
         rows = evaluate(model, eval_images, list(range(model_cfg.num_rates)))
@@ -270,21 +416,36 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Path:
     def trained_seconds() -> float:
         return time.time() - t_start - eval_seconds
 
+    def shared_clock() -> tuple[float, float]:
+        """(seconds trained by this invocation, total training wall time), as rank 0 sees
+        them: every rank then stops at the same step and follows the same schedule."""
+        session = trained_seconds()
+        if not ranks.distributed:
+            return session, wall_at_start + session
+        clock = torch.tensor([session, wall_at_start + session], dtype=torch.float64, device=device)
+        dist.broadcast(clock, 0)
+        return float(clock[0]), float(clock[1])
+
+    budget_s = cfg.time_limit_minutes * 60
     while step < cfg.steps:
-        if cfg.time_limit_minutes and trained_seconds() > cfg.time_limit_minutes * 60:
+        session_s, wall_now = shared_clock()
+        fraction = (wall_now - schedule_wall0) / budget_s if cfg.schedule == "time" else None
+        out_of_time = fraction >= 1.0 if fraction is not None else bool(budget_s) and session_s > budget_s
+        if out_of_time:
             progress("time limit reached")
             if step % cfg.eval_every:
                 run_eval()  # the run's last point
             break
-        lr = cfg.lr_at(step)
+        lr = cfg.lr_at(step, fraction)
         for group in opt.param_groups:
             group["lr"] = lr
-        crop = cfg.crop_at(step)
-        x = data.batch(cfg.seed, step, cfg.batch, crop).contiguous(memory_format=torch.channels_last)
-        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-        rate = rate_choices[torch.randint(len(rate_choices), (cfg.batch,), generator=g)]
-        torch.manual_seed(cfg.seed * 7_919 + step)  # the noise in the forward pass
-        res = model(x, rate.float(), autocast=cfg.bf16)
+        crop = cfg.crop_at(step, fraction)
+        x = data.batch(cfg.seed, step, cfg.batch, crop, stream=ranks.rank)
+        x = x.to(device).contiguous(memory_format=torch.channels_last)
+        g = torch.Generator().manual_seed(stream_seed(cfg.seed * 1_000_003 + step, ranks.rank))
+        rate = rate_choices[torch.randint(len(rate_choices), (cfg.batch,), generator=g)].to(device)
+        torch.manual_seed(stream_seed(cfg.seed * 7_919 + step, ranks.rank))  # the noise in the forward pass
+        res = net(x, rate.float(), autocast=cfg.bf16)
         pixels = x.shape[-1] * x.shape[-2]
         bpp = (res.y_bits + res.z_bits) / pixels
         mse = ((res.x_hat - x) ** 2).flatten(1).mean(1)
@@ -296,15 +457,20 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Path:
         aux_opt.zero_grad(set_to_none=True)
         aux = model.aux_loss()
         aux.backward()
+        if ranks.distributed:
+            for p in aux_params:
+                if p.grad is not None:
+                    dist.all_reduce(p.grad)
+                    p.grad.div_(ranks.world)
         aux_opt.step()
         step += 1
         wall = wall_at_start + trained_seconds()
 
-        acc_loss += float(loss.detach())
-        acc_bpp += float(bpp.mean())
+        acc_loss += float(loss.detach())  # rank 0's own batches: a sample of the global batch
+        acc_bpp += float(bpp.detach().mean())
         acc_psnr += float((-10 * torch.log10(mse.detach().clamp_min(1e-10))).mean())
         acc_n += 1
-        if step % 50 == 0:
+        if step % 50 == 0 and log is not None and log_f is not None:
             dt = (time.time() - t_log) / acc_n
             log.writerow(
                 [step, f"{wall:.1f}", f"{acc_loss / acc_n:.4f}", f"{acc_bpp / acc_n:.4f}",
@@ -315,15 +481,43 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Path:
                 f"step {step}/{cfg.steps} loss {acc_loss / acc_n:.4f} bpp {acc_bpp / acc_n:.3f} "
                 f"psnr {acc_psnr / acc_n:.2f} lr {lr:.1e} {dt:.2f}s/step"
             )
+        if step % 50 == 0:
             acc_loss = acc_bpp = acc_psnr = 0.0
             acc_n = 0
             t_log = time.time()
         if step % cfg.eval_every == 0:
             run_eval()
-        if time.time() - last_ckpt > cfg.ckpt_minutes * 60:
+        if ranks.main and time.time() - last_ckpt > cfg.ckpt_minutes * 60:
             save()
             last_ckpt = time.time()
     save()
-    log_f.close()
-    eval_f.close()
+    if log_f is not None and eval_f is not None:
+        log_f.close()
+        eval_f.close()
+    if ranks.distributed:
+        check_ranks_agree(model, ranks, out)
     return ckpt_path
+
+
+RECIPE_HEADER = ("The resolved recipe of this run (defaults < --config file < flags).\n"
+                 "Repeat it with: python -m udic.train --config recipe.toml")
+
+
+def check_ranks_agree(model: torch.nn.Module, ranks: Ranks, out: Path) -> None:
+    """Every rank's weight digest, written by rank 0 to ``ranks.json``; ranks that disagree
+    mean DDP did not keep them in step, and the run fails rather than save a wrong model."""
+    import torch.distributed as dist
+
+    digests: list[str | None] = [None] * ranks.world
+    dist.all_gather_object(digests, state_digest(model))
+    if ranks.main:
+        _atomic_write_text(out / "ranks.json",
+                           json.dumps({"world_size": ranks.world, "state_sha256": digests}, indent=1) + "\n")
+        if len(set(digests)) != 1:
+            raise RuntimeError(f"ranks hold different weights after training: {digests}")
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
