@@ -417,3 +417,127 @@ def test_bad_tile_size_is_one_clear_line(runner: CliRunner, tiny_cache: TinyMode
     lines = error_lines(result)
     assert len(lines) == 1 and "tile size must be 0 or a multiple of 64" in lines[0]
     assert not (tmp_path / "a.udic").exists()
+
+
+# ---- issue 15: a command-line citizen ------------------------------------------------------------
+
+
+def _on_a_terminal(args: list[str], env: dict[str, str], cwd: Path, input: bytes | None = None) -> tuple[int, bytes, str]:
+    """Run the real ``udic`` with stdout on a pseudo-terminal: (exit, what reached the terminal, stderr)."""
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen([str(UDIC), *args], stdin=subprocess.PIPE,
+                                stdout=slave, stderr=subprocess.PIPE, env=env, cwd=cwd)
+        os.close(slave)
+        slave = -1
+        _, err = proc.communicate(input, timeout=300)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO once the child has gone
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return proc.returncode, b"".join(chunks), err.decode(errors="replace")
+    finally:
+        os.close(master)
+        if slave != -1:
+            os.close(slave)
+
+
+def test_binary_output_to_a_terminal_needs_force(tiny_model: TinyModel, tiny_env: dict[str, str], tmp_path: Path) -> None:
+    png = png_bytes(smooth_image(16, 16, seed=2))
+    code, on_tty, err = _on_a_terminal(["encode", "-", "-o", "-", "--model", tiny_model.id, "--effort", "0"],
+                                       tiny_env, tmp_path, png)
+    assert code == 2 and on_tty == b"" and "terminal" in err and len(err.strip().splitlines()) == 1
+    coded = tmp_path / "a.udic"
+    proc = run_udic(["encode", "-", "-o", str(coded), "--model", tiny_model.id, "--effort", "0"], tiny_env, tmp_path, png)
+    assert proc.returncode == 0, proc.stderr.decode()
+    code, on_tty, err = _on_a_terminal(["decode", str(coded), "-o", "-"], tiny_env, tmp_path)
+    assert code == 2 and on_tty == b"" and "terminal" in err
+    code, on_tty, err = _on_a_terminal(["decode", str(coded), "-o", "-", "--force"], tiny_env, tmp_path)
+    assert code == 0 and on_tty.startswith(b"\x89PNG"), err
+
+
+def test_encode_refuses_an_image_suffix_and_its_own_input(runner: CliRunner, tiny_cache: TinyModel,
+                                                          tmp_path: Path) -> None:
+    write_png(tmp_path / "a.png")
+    original = (tmp_path / "a.png").read_bytes()
+    for args in (["-o", str(tmp_path / "out.png")], ["-o", str(tmp_path / "a.png"), "--force"]):
+        result = run(runner, "encode", str(tmp_path / "a.png"), "--model", tiny_cache.id, *args)
+        assert result.exit_code != 0
+        assert len(error_lines(result)) == 1
+    assert (tmp_path / "a.png").read_bytes() == original and not (tmp_path / "out.png").exists()
+    # Even under a .udic name, an input is never its own output.
+    (tmp_path / "b.udic").write_bytes(png_bytes(smooth_image(8, 8)))
+    result = run(runner, "encode", str(tmp_path / "b.udic"), "-o", str(tmp_path / "b.udic"), "--force",
+                 "--model", tiny_cache.id)
+    assert result.exit_code == 1 and "input file" in result.stderr
+
+
+def test_several_inputs_to_a_file_name_or_a_glob_leave_no_folder(runner: CliRunner, tiny_cache: TinyModel,
+                                                                  tmp_path: Path) -> None:
+    write_png(tmp_path / "a.png", seed=1)
+    write_png(tmp_path / "b.png", seed=2)
+    result = run(runner, "encode", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "-o", str(tmp_path / "single.udic"),
+                 "--model", tiny_cache.id)
+    assert result.exit_code == 2 and not (tmp_path / "single.udic").exists()
+    # A shell glob that matched nothing arrives as its literal text.
+    result = run(runner, "encode", str(tmp_path / "*.jpg"), str(tmp_path / "c*.tif"), "-o", str(tmp_path / "out"),
+                 "--model", tiny_cache.id)
+    assert result.exit_code == 1 and "no such file" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_alpha_dropped_by_the_output_format_is_noted(runner: CliRunner, tiny_cache: TinyModel, tmp_path: Path) -> None:
+    rgba = np.dstack([smooth_image(16, 16, seed=5), np.full((16, 16), 128, np.uint8)])
+    (tmp_path / "a.png").write_bytes(png_bytes(rgba))
+    coded = encode_file(runner, tiny_cache, tmp_path / "a.png", "--effort", "0")
+    for suffix in (".jpg", ".ppm", ".bmp"):
+        result = run(runner, "decode", str(coded), "-o", str(tmp_path / f"out{suffix}"))
+        assert result.exit_code == 0, result.stderr
+        assert "alpha dropped" in result.stderr, suffix
+    result = run(runner, "decode", str(coded), "-o", str(tmp_path / "out.png"))
+    assert result.exit_code == 0 and "alpha" not in result.stderr
+    write_png(tmp_path / "opaque.png")
+    coded = encode_file(runner, tiny_cache, tmp_path / "opaque.png", "--effort", "0")
+    result = run(runner, "decode", str(coded), "-o", str(tmp_path / "opaque.jpg"))
+    assert result.exit_code == 0 and "alpha" not in result.stderr
+
+
+def test_a_terminal_gets_a_summary_line_and_a_log_gets_no_progress(runner: CliRunner, tiny_cache: TinyModel,
+                                                                   tmp_path: Path, monkeypatch) -> None:
+    from udic import cli
+
+    write_png(tmp_path / "a.png")
+    result = run(runner, "encode", str(tmp_path / "a.png"), "--model", tiny_cache.id)
+    assert result.exit_code == 0 and result.stderr == ""  # not a terminal: nothing, not even a progress label
+    monkeypatch.setattr(cli, "_stderr_is_terminal", lambda: True)
+    result = run(runner, "encode", str(tmp_path / "a.png"), "--model", tiny_cache.id, "--force")
+    assert result.exit_code == 0
+    size = (tmp_path / "a.udic").stat().st_size
+    summary = result.stderr.replace("\r\x1b[K", "\n").strip().splitlines()[-1]
+    assert summary.startswith(f"udic: {tmp_path / 'a.png'}: {size} B, ") and " bpp" in summary
+    result = run(runner, "encode", str(tmp_path / "a.png"), "--model", tiny_cache.id, "--force", "--quiet")
+    assert result.stderr == ""
+
+
+def test_help_texts(runner: CliRunner) -> None:
+    text = " ".join(runner.invoke(__import__("udic.cli").cli.main, ["encode", "--help"]).output.split())
+    assert "within 3 %)" in text and "%%" not in text
+    assert "best quality" in text and "exits 0" in text  # what --target-psnr does above the reachable maximum
+
+
+def test_an_unreachable_psnr_encodes_its_best_with_a_note(runner: CliRunner, tiny_cache: TinyModel,
+                                                                     tmp_path: Path) -> None:
+    write_png(tmp_path / "a.png", h=16, w=16)
+    result = run(runner, "encode", str(tmp_path / "a.png"), "--model", tiny_cache.id, "--target-psnr", "99",
+                 "--effort", "0", "--json")
+    assert result.exit_code == 0, result.stderr
+    notes = [line for line in result.stderr.splitlines() if "note:" in line]
+    assert len(notes) == 1 and "target 99 dB" in notes[0]
+    assert (tmp_path / "a.udic").is_file() and json.loads(result.stdout)["bytes"] > 0

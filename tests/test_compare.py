@@ -22,9 +22,10 @@ from udic.compare import (
     bd_table,
     choose_anchor,
     collect_images,
-    compare_command,
     parse_qualities,
 )
+from udic.cli import compare_command
+from udic.effort import DEFAULT_EFFORT
 from udic.errors import InputError, UsageError
 
 
@@ -238,7 +239,10 @@ def test_size_mismatch_is_a_note(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- sweep mode (real codecs)
 
 
-def test_sweep_two_domains_parallel_with_plot(tmp_path: Path) -> None:
+def test_sweep_two_domains_parallel_with_plot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from udic import cli
+
+    monkeypatch.setattr(cli, "_stderr_is_terminal", lambda: True)  # progress is for terminals only
     _need("jpeg", "webp")
     pytest.importorskip("matplotlib")
     _make_image(tmp_path / "photos" / "a.png", 1)
@@ -307,3 +311,30 @@ def test_udic_sweeps_at_the_encoders_default_effort_or_the_one_asked(tmp_path: P
         UdicCodec.effort = DEFAULT_EFFORT
     result = _runner().invoke(compare_command, [str(img), str(img), "--effort", "2"])
     assert result.exit_code != 0 and "--effort only apply with --sweep" in str(result.exception)
+
+
+def test_no_progress_text_on_a_non_terminal(encoded_set: tuple[Path, list[Path]]) -> None:
+    """A log or a pipe gets the table, not a stray ``decoding`` label."""
+    ref, files = encoded_set
+    result = _runner().invoke(compare_command, [str(ref), *map(str, files)])
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+
+
+def test_plot_titles_name_the_image_or_the_folder() -> None:
+    from udic.compare import CompareResult, _plot_title
+
+    one = RDPoint("jpeg", "a.jpg", 10, 0.1, 30.0, 0.9, image="/photos/kodim01.png", domain="photos")
+    two = RDPoint("jpeg", "b.jpg", 10, 0.1, 30.0, 0.9, image="/photos/kodim02.png", domain="photos")
+    sweep = CompareResult("sweep", [one], [], [], {})
+    assert _plot_title(sweep, "photos") == "kodim01.png"
+    assert _plot_title(CompareResult("sweep", [one, two], [], [], {}), "photos") == "photos (2 images)"
+    assert _plot_title(CompareResult("files", [one], [], [], {}, reference="/x/ref.png"), "") == "ref.png"
+
+
+def test_sweep_effort_is_a_parameter_not_process_state(tmp_path: Path) -> None:
+    from udic.anchors import UdicCodec
+    from udic.compare import _configured
+
+    codec = _configured("udic", None, 0)
+    assert codec.effort == 0 and UdicCodec.effort == DEFAULT_EFFORT

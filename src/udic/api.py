@@ -9,49 +9,115 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from dataclasses import asdict, dataclass
-from typing import Callable
-
-import numpy as np
-from PIL import Image
+from typing import TYPE_CHECKING, Any, Callable
 
 from . import container as ctr
-from .effort import DEFAULT_EFFORT
 from . import metadata as metadata_mod
-from .codec import Codec, DecodeResult, EncodeResult
+from .effort import DEFAULT_EFFORT
 from .errors import InputError
-from .imageio import DEFAULT_MAX_PIXELS, LoadedImage, load_image, png_keeping_metadata
-from .ratecontrol import RateTarget
+
+# Heavy modules (torch through codec, numpy, Pillow) are imported inside the functions
+# that need them: `udic info`, `udic --help` and every argument check stay torch-free.
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL import Image
+
+    from .codec import Codec, DecodeResult, EncodeResult
+    from .imageio import LoadedImage
+    from .ratecontrol import RateTarget
+
+    ImageLike = Image.Image | np.ndarray | str | os.PathLike | bytes | LoadedImage
 
 # Integer rate indices of the packaged model, lowest quality first.
 DEFAULT_QUALITIES = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0)
 DEFAULT_QUALITY = 3.0
-
-_codecs: dict[tuple[str | None, str], Codec] = {}
-
-
-# Float precision of the analysis/synthesis transforms: "fp32" (default) or "bf16"
-# (about 3× faster on CPUs with AMX/AVX-512-bf16, ≈0.01–0.07 dB lower PSNR).  The
-# entropy-coded integers never depend on it.
-PRECISION = "fp32"
+DEFAULT_MAX_PIXELS = ctr.DEFAULT_MAX_PIXELS
+# Float precision of the analysis/synthesis transforms: "fp32" or "bf16" (about 3x faster
+# on CPUs with AMX/AVX-512-bf16, 0.01-0.07 dB lower PSNR).  The entropy-coded integers
+# never depend on it.  A parameter of every call, never process state.
+PRECISIONS = ("fp32", "bf16")
+DEFAULT_PRECISION = "fp32"
 
 
-def get_codec(model: str | None = None, device: str = "cpu", progress: bool = True) -> Codec:
+class CodecCache:
+    """Loaded codecs by (model, device): the one place udic keeps models in memory.
+
+    A ``Codec`` holds the merged weights of its current rate, so one codec must not
+    serve two threads at once: the process-wide cache (:func:`get_codec`) belongs to
+    the calling thread, and batch workers each take their own cache
+    (:meth:`for_thread`), the first of them adopting the process-wide codec.
+    """
+
+    def __init__(self, adopt_from: CodecCache | None = None, claimed: set[int] | None = None,
+                 lock: threading.Lock | None = None) -> None:
+        self.codecs: dict[tuple[str | None, str], Codec] = {}
+        self._adopt_from = adopt_from
+        self._claimed = claimed
+        self._lock = lock
+
+    def get(self, model: str | None = None, device: str = "cpu", progress: Any = True,
+            precision: str = DEFAULT_PRECISION) -> Codec:
+        """The codec for ``model`` (id, name, path or None = default), loaded on first use."""
+        key = (model, device)
+        if key not in self.codecs:
+            codec = self._load(model, device, progress)
+            self.codecs[key] = codec
+            self.codecs[(codec.model_id, device)] = codec
+        codec = self.codecs[key]
+        codec.precision = precision
+        return codec
+
+    def _load(self, model: str | None, device: str, progress: Any) -> Codec:
+        from .codec import Codec
+
+        if self._adopt_from is None:
+            return Codec.load(model, device=device, progress=progress)
+        assert self._lock is not None and self._claimed is not None
+        with self._lock:  # one model load (or download) at a time
+            # The parent's codec is idle during a batch: the first worker takes it.
+            codec = self._adopt_from.get(model, device, progress=False)
+            if id(codec) in self._claimed:
+                codec = Codec.load(model, device=device, progress=False)
+            self._claimed.add(id(codec))
+        return codec
+
+    def clear(self) -> None:
+        self.codecs.clear()
+
+    def worker_caches(self) -> Callable[[], CodecCache]:
+        """A factory of per-thread caches that share this one's codecs without sharing a codec."""
+        claimed: set[int] = set()
+        lock = threading.Lock()
+        local = threading.local()
+
+        def for_thread() -> CodecCache:
+            cache = getattr(local, "cache", None)
+            if cache is None:
+                cache = local.cache = CodecCache(self, claimed, lock)
+            return cache
+
+        return for_thread
+
+
+_cache = CodecCache()
+_codecs = _cache.codecs  # kept under this name: tests clear it to mimic a fresh process
+
+
+def get_codec(model: str | None = None, device: str = "cpu", progress: Any = True,
+              precision: str = DEFAULT_PRECISION) -> Codec:
     """A cached codec for ``model`` (id, name, path, or None for the default)."""
-    key = (model, device)
-    if key not in _codecs:
-        codec = Codec.load(model, device=device, progress=progress)
-        _codecs[key] = codec
-        _codecs[(codec.model_id, device)] = codec
-    codec = _codecs[key]
-    codec.precision = PRECISION
-    return codec
-
-
-ImageLike = Image.Image | np.ndarray | str | os.PathLike | bytes | LoadedImage
+    return _cache.get(model, device, progress, precision)
 
 
 def as_loaded(image: ImageLike, allow_large: bool = False) -> LoadedImage:
+    """Any accepted image form as a ``LoadedImage`` (8-bit RGB plus alpha, ICC, metadata)."""
+    import numpy as np
+    from PIL import Image
+
+    from .imageio import LoadedImage, load_image, png_keeping_metadata
+
     if isinstance(image, LoadedImage):
         return image
     if isinstance(image, Image.Image):  # through PNG, keeping its ICC, EXIF and XMP
@@ -76,6 +142,7 @@ def encode_image(
     on_step: "Callable[[str, int, int, float], None] | None" = None,
     tile: int | None = None,
     target: RateTarget | None = None,
+    precision: str = DEFAULT_PRECISION,
 ) -> EncodeResult:
     """Encode; ``effort`` > 0 adapts the encode to this image first (default: the CLI's).
 
@@ -85,7 +152,7 @@ def encode_image(
     starting from ``quality``.
     """
     loaded = as_loaded(image, allow_large)
-    codec = get_codec(model, device, progress)
+    codec = get_codec(model, device, progress, precision)
     return encode_with(codec, loaded, quality, effort, time_budget, seed, on_step, tile, target)
 
 
@@ -114,6 +181,9 @@ def encode_with(
 
 def _encode_to_target(codec: Codec, image: LoadedImage, start: float, effort: int, time_budget: float | None,
                       seed: int, on_step, tile: int | None, target: RateTarget) -> EncodeResult:
+    import numpy as np
+    from PIL import Image
+
     from .ratecontrol import Encoder, refine_adaptive, search_quality
 
     def decode_rgb(data: bytes) -> np.ndarray:
@@ -150,16 +220,21 @@ def decode(
     progress: bool = True,
     model: str | None = None,
     on_tile: "Callable[[int, int], None] | None" = None,
+    precision: str = DEFAULT_PRECISION,
+    cache: CodecCache | None = None,
 ) -> DecodeResult:
     """Decompress .udic bytes; ``result.image`` is a PIL image.
 
     The model comes from the file's model id; ``model`` (a path, name or id) names
     weights explicitly, e.g. an unregistered .safetensors file the encoder used.
-    ``on_tile(done, total)`` reports progress through a tiled image.
+    ``on_tile(done, total)`` reports progress through a tiled image.  ``cache``: where
+    the codec comes from (a batch worker's own; default: the process-wide one).
+    The container is parsed and checked before any model is loaded, so a damaged
+    file is refused without importing torch.
     """
     max_pixels = ctr.MAX_DIMENSION**2 if allow_large else ctr.DEFAULT_MAX_PIXELS
     header = ctr.parse(data, max_pixels=max_pixels).header
-    codec = get_codec(model if model is not None else header.model_id, device, progress)
+    codec = (cache or _cache).get(model if model is not None else header.model_id, device, progress, precision)
     return codec.decode(data, max_pixels=max_pixels, progress=on_tile)
 
 
@@ -193,6 +268,10 @@ class FileInfo:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def to_json(self, source: str | None = None) -> dict:
+        """The ``udic info --json`` record (``input`` first when the source is named)."""
+        return ({"input": source} if source is not None else {}) | self.to_dict()
+
 
 def info(data: bytes) -> FileInfo:
     cont, layout = ctr.parse_with_layout(data, max_pixels=ctr.MAX_DIMENSION**2)
@@ -225,6 +304,55 @@ def info(data: bytes) -> FileInfo:
     )
 
 
+@dataclass
+class EncodeRecord:
+    """One encoded file as the CLI reports it: the result plus where it came from and went."""
+
+    input: str
+    output: str
+    result: EncodeResult
+    effort: int
+    seconds: float
+    psnr: float | None = None  # measured only when someone looks (the terminal summary)
+
+    def to_json(self) -> dict:
+        h = self.result.header
+        flags = ctr.Flags(h.flags)
+        return {
+            "input": self.input, "output": self.output, "bytes": len(self.result.data),
+            "bpp": round(self.result.bpp, 5), "width": h.width, "height": h.height, "quality": h.quality,
+            "model_id": h.model_id, "effort": self.effort, "tile": h.tile_pixels, "seconds": round(self.seconds, 3),
+            "adapters": bool(flags & ctr.Flags.ADAPTERS), "metadata": bool(flags & ctr.Flags.METADATA),
+            "notices": list(self.result.notices),
+        }
+
+
+@dataclass
+class DecodeRecord:
+    """One decoded file as the CLI reports it."""
+
+    input: str
+    output: str
+    result: DecodeResult
+
+    def to_json(self) -> dict:
+        h = self.result.header
+        return {"input": self.input, "output": self.output, "width": h.width, "height": h.height,
+                "quality": h.quality, "model_id": h.model_id, "seconds": round(self.result.seconds, 3)}
+
+
+def psnr(reference: LoadedImage, data: bytes, cache: CodecCache | None = None) -> float:
+    """PSNR (dB, RGB) of ``data`` decoded against the image it was made from."""
+    import numpy as np
+
+    decoded = np.asarray(decode(data, progress=False, cache=cache).image.convert("RGB"), dtype=np.float64)
+    ref = reference.rgb.astype(np.float64)
+    if ref.ndim == 2:
+        ref = np.repeat(ref[..., None], 3, axis=2)
+    mse = float(np.mean((decoded - ref) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
 __all__ = [
     "DEFAULT_QUALITIES",
     "DEFAULT_QUALITY",
@@ -235,4 +363,7 @@ __all__ = [
     "info",
     "FileInfo",
     "get_codec",
+    "CodecCache",
+    "EncodeRecord",
+    "DecodeRecord",
 ]

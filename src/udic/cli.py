@@ -1,9 +1,14 @@
 """The ``udic`` command line: a thin layer over ``udic.api``.
 
 Conventions: errors are one line on stderr (``udic: FILE: problem``) with a non-zero
-exit; outputs are written atomically and never overwritten without ``--force``;
-``-`` is stdin/stdout; several inputs need ``-o DIR``; ``--json`` prints one JSON
-object per input (to stdout, or stderr when stdout carries image data).
+exit; every argument and file check runs first, before torch is imported or a model
+loaded; outputs are written atomically and never overwritten without ``--force``;
+``-`` is stdin/stdout (binary never goes to a terminal without ``--force``); several
+inputs need ``-o DIR``; ``--json`` prints one JSON object per input (to stdout, or
+stderr when stdout carries image data).
+
+This module imports only click, the standard library and torch-free udic modules;
+the batch engine lives in :mod:`udic.batch`, the work in :mod:`udic.api`.
 """
 
 from __future__ import annotations
@@ -12,37 +17,28 @@ import dataclasses
 import json
 import math
 import os
-import signal
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FuturesTimeout
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
-from glob import escape as glob_escape
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
-from .container import Flags
+from . import checks
+from .batch import BatchOptions, Job, run_batch, say, unexpected
+from .checks import STDIO, display_name
 from .effort import DEFAULT_EFFORT, MAX_EFFORT, describe_effort
-from .errors import InputError, OutputError, UdicError, UsageError
-from .metadata import Metadata
+from .errors import InputError, UdicError, UsageError
+
+DEFAULT_QUALITY = 3.0  # api.DEFAULT_QUALITY, without importing api for --help
 
 
-STDIO = "-"
-
-
-@dataclass
-class Common:
-    device: str
-    threads: int | None
-    force: bool
-    quiet: bool
-    as_json: bool
-    jobs: int = 1
+def _stderr_is_terminal() -> bool:
+    """Live progress and the one-line summary are for people, not for logs or pipes."""
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def _setup_threads(threads: int | None) -> None:
@@ -50,10 +46,6 @@ def _setup_threads(threads: int | None) -> None:
         import torch
 
         torch.set_num_threads(threads)
-
-
-def _err(name: str, message: str) -> None:
-    click.echo(f"udic: {name}: {message}", err=True)
 
 
 def _read_input(src: str) -> bytes:
@@ -72,8 +64,18 @@ def _read_input(src: str) -> bytes:
         raise InputError(f"cannot read ({exc.strerror})") from None
 
 
-def _plan_outputs(inputs: tuple[str, ...], output: str | None, suffix: str) -> list[tuple[str, str]]:
-    """Pair each input with its output path; several inputs need -o DIR."""
+def _looks_like_a_file(output: str) -> bool:
+    suffix = Path(output).suffix.lower()
+    return suffix == checks.UDIC_SUFFIX or suffix in checks.OUTPUT_FORMATS
+
+
+def _plan_outputs(inputs: tuple[str, ...], output: str | None, suffix: str) -> tuple[list[tuple[str, str]], str | None]:
+    """Pair each input with its output path; several inputs need -o DIR.
+
+    Returns the pairs and the folder the outputs go into when it may have to be
+    created: it is created only when the first output is written, so a run that
+    writes nothing leaves no empty folder behind.
+    """
     if not inputs:
         raise UsageError("no input files")
     if len(inputs) > 1:
@@ -85,378 +87,88 @@ def _plan_outputs(inputs: tuple[str, ...], output: str | None, suffix: str) -> l
             for d in dests:
                 if dests.count(d) > 1:
                     raise UsageError(f"two inputs would both be written to {d}; use -o DIR")
-            return pairs
+            return pairs, None
         if output == STDIO:
             raise UsageError("several inputs cannot all go to stdout; use -o DIR")
-        out_dir = Path(output)
-        if out_dir.exists() and not out_dir.is_dir():
-            raise UsageError(f"-o {output}: several inputs need -o DIR, and this is a file")
-        out_dir.mkdir(parents=True, exist_ok=True)
+        if not Path(output).is_dir() and _looks_like_a_file(output):
+            raise UsageError(f"-o {output}: several inputs need -o DIR, and this names a file")
+        checks.check_output_dir(output)
         pairs = []
         seen: set[str] = set()
         for i in inputs:
-            dest = str(out_dir / (Path(i).stem + suffix))
+            dest = str(Path(output) / (Path(i).stem + suffix))
             if dest in seen:
                 raise UsageError(f"two inputs would both be written to {dest}")
             seen.add(dest)
             pairs.append((i, dest))
-        return pairs
+        return pairs, output
     src = inputs[0]
     if output is None:
-        return [(src, STDIO if src == STDIO else str(Path(src).with_suffix(suffix)))]
+        return [(src, STDIO if src == STDIO else str(Path(src).with_suffix(suffix)))], None
     if output != STDIO and (Path(output).is_dir() or output.endswith(("/", os.sep))):
-        Path(output).mkdir(parents=True, exist_ok=True)
+        checks.check_output_dir(output)
         stem = "stdin" if src == STDIO else Path(src).stem
-        return [(src, str(Path(output) / (stem + suffix)))]
-    return [(src, output)]
+        return [(src, str(Path(output) / (stem + suffix)))], output
+    return [(src, output)], None
+
+
+def _make_dir(directory: str | None) -> None:
+    if directory is not None:
+        try:
+            Path(directory).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"-o {directory}: cannot create the folder ({exc.strerror})") from None
 
 
 _PHASE_LABELS = {"latents": "adapting latents", "adapters": "adapting adapters", "tiles": "tiles"}
 
 
 class _StepProgress:
-    """One self-rewriting stderr line: phase, step and (when adapting) the current RD cost."""
+    """One self-rewriting stderr line (phase, step, RD cost), drawn on a terminal only."""
 
     def __init__(self, label: str) -> None:
         self.label = label
-        self.tty = sys.stderr.isatty()
         self.shown = False
-        self.last_phase = ""
 
     def __call__(self, phase: str, step: int, total: int, cost: float) -> None:
         if phase == "evaluate":
             return
-        if not self.tty and phase == self.last_phase and step < total:
-            return  # not a terminal: one line per phase is enough
-        self.last_phase = phase
         width = 20
         filled = int(width * step / max(total, 1))
         bar = "#" * filled + "-" * (width - filled)
         line = f"{self.label}: {_PHASE_LABELS.get(phase, phase):<17} [{bar}] {step}/{total}"
         if math.isfinite(cost):
             line += f"  RD {cost:.4f}"
-        click.echo(("\r" + line) if self.tty else line, err=True, nl=not self.tty)
+        sys.stderr.write("\r" + line)
+        sys.stderr.flush()
         self.shown = True
 
     def close(self) -> None:
-        if self.shown and self.tty:
-            click.echo(err=True)
+        if self.shown:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
 
 
-@contextmanager
-def _progress(items: list, label: str, quiet: bool) -> Iterator:
-    if quiet or len(items) < 2:
-        yield items
-        return
-    with click.progressbar(items, label=label, file=sys.stderr, show_pos=True) as bar:
-        yield bar
+def _live_progress(src: str, job: Job, quiet: bool) -> _StepProgress | None:
+    if quiet or job.parallel or not _stderr_is_terminal():
+        return None
+    return _StepProgress("<stdin>" if src == STDIO else Path(src).name)
 
 
-# ---- batches ------------------------------------------------------------------------------
-#
-# A batch runs ``work(src, dest, job)`` per (input, output) pair, one after another or, with
-# ``--jobs N``, on N worker threads (torch releases the GIL in its kernels).  Either way the
-# reports — notes, error lines, JSON lines — come out in input order, one bad file never
-# stops the others, a summary line closes the run, the exit code is 1 if any file failed,
-# and an interruption (SIGINT) leaves only complete outputs behind and exits 130.
-
-
-class _Cancelled(BaseException):
-    """Raised inside a worker once the batch is interrupted; never escapes ``_run_batch``."""
-
-
-_CANCELLED = object()  # outcome of an item that never ran (or stopped) because of an interruption
-
-
-@dataclass
-class _Job:
-    """What one item's ``work`` may use besides its paths.
-
-    ``say(message)`` reports a one-line note about the item: printed at once in a
-    serial batch, and in input order with the item's outcome in a parallel one.
-    ``parallel`` means work runs on a worker thread: it must use ``_job_codec`` (a
-    Codec holds rate state and is not thread-safe), ``pillow()`` around image loading,
-    and show no live progress.  ``check()`` raises once the batch is interrupted.
-    """
-
-    name: str
-    parallel: bool = False
-    stop: threading.Event | None = None
-    claimed: set[int] = field(default_factory=set)
-    notes: list[str] = field(default_factory=list)
-
-    def say(self, message: str) -> None:
-        if self.parallel:
-            self.notes.append(message)
-        else:
-            _err(self.name, message)
-
-    def check(self, *_: object) -> None:
-        if self.stop is not None and self.stop.is_set():
-            raise _Cancelled
-
-    @contextmanager
-    def pillow(self) -> Iterator[None]:
-        """``load_image`` toggles Pillow's global bomb limit: one worker at a time."""
-        if not self.parallel:
-            yield
-            return
-        with _PILLOW_LOCK:
-            yield
-
-
-_PILLOW_LOCK = threading.Lock()
-_CODEC_LOCK = threading.Lock()  # one model load (or download) at a time
-_worker_state = threading.local()
-
-
-def _job_codec(model: str | None, device: str, progress: bool, job: _Job):
-    """The codec for this item: the process-wide one, or the worker thread's own."""
-    from . import api
-
-    if not job.parallel:
-        return api.get_codec(model, device, progress)
-    codecs = getattr(_worker_state, "codecs", None)
-    if codecs is None:
-        codecs = _worker_state.codecs = {}
-    key = (model, device)
-    if key not in codecs:
-        from .codec import Codec
-
-        with _CODEC_LOCK:
-            # The main thread's cached codec is idle during the batch: the first worker
-            # that needs it takes it, every other worker loads its own copy.
-            codec = api.get_codec(model, device, progress=False)
-            if id(codec) in job.claimed:
-                codec = Codec.load(model, device=device, progress=False)
-                codec.precision = api.PRECISION
-            job.claimed.add(id(codec))
-        codecs[key] = codec
-        codecs[(codec.model_id, device)] = codec
-    return codecs[key]
-
-
-def _encode_loaded(image, quality: float, model: str | None, device: str, effort: int,
-                   time_budget: float | None, seed: int, on_step, job: _Job, tile: int | None = None,
-                   target=None):
-    """``api.encode_image`` on this item's codec."""
-    from . import api
-
-    codec = _job_codec(model, device, not job.parallel, job)
-    return api.encode_with(codec, image, quality, effort, time_budget, seed, on_step, tile, target)
-
-
-def _decode_bytes(data: bytes, device: str, allow_large: bool, progress: bool, model: str | None, job: _Job,
-                  on_tile: Callable[[int, int], None] | None = None):
-    """``api.decode`` on this item's codec."""
-    from . import api
-
-    if not job.parallel:
-        return api.decode(data, device=device, allow_large=allow_large, progress=progress, model=model,
-                          on_tile=on_tile)
-    from . import container as ctr
-
-    max_pixels = ctr.MAX_DIMENSION**2 if allow_large else ctr.DEFAULT_MAX_PIXELS
-    header = ctr.parse(data, max_pixels=max_pixels).header
-    codec = _job_codec(model if model is not None else header.model_id, device, False, job)
-    return codec.decode(data, max_pixels=max_pixels, progress=on_tile)
-
-
-def _run_one(work: Callable[[str, str, _Job], dict], src: str, dest: str, job: _Job,
-             after: "Future | None" = None) -> tuple[object, str | None]:
-    """(result, None) or (None, one-line error) or (_CANCELLED, None); never raises in a worker."""
-    try:
-        if after is not None:  # an earlier item writes the same output: let it go first
-            try:
-                after.result()
-            except CancelledError:
-                return _CANCELLED, None
-        job.check()
-        return work(src, dest, job), None
-    except _Cancelled:
-        return _CANCELLED, None
-    except UdicError as exc:  # one bad file never stops the batch
-        return None, str(exc)
-    except Exception as exc:
-        return None, _unexpected(exc)
-
-
-class _SigintFlag:
-    """While installed, SIGINT sets ``stop`` instead of raising; ``wait`` raises it safely."""
-
-    def __init__(self, stop: threading.Event) -> None:
-        self.stop = stop
-        self.hit = False
-        self._old = None
-        try:
-            self._old = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:  # not the main thread (an embedding app): keep its handling
-            self._old = None
-
-    def _handle(self, signum: int, frame: object) -> None:
-        self.hit = True
-        self.stop.set()
-
-    def wait(self, future: Future) -> tuple[object, str | None]:
-        while True:
-            if self.hit:
-                raise KeyboardInterrupt
-            try:
-                outcome = future.result(timeout=0.05)
-            except FuturesTimeout:
-                continue
-            if self.hit:  # the interrupt landed meanwhile: the caller reports done items itself
-                raise KeyboardInterrupt
-            return outcome
-
-    def restore(self) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
-            self._old = None
-
-
-def _remove_temp_files(dest: str) -> None:
-    """Belt and braces after an interruption: drop any temp file of an output being written.
-
-    ``imageio.atomic_write_bytes`` removes its own temp file on every exception; this only
-    matters if the signal landed between the temp file's creation and that bookkeeping.
-    The pattern is the one ``atomic_write_bytes`` uses: ``.<name>.<random>.udic-tmp``.
-    """
-    if dest == STDIO:
-        return
-    path = Path(dest)
-    try:
-        for tmp in path.parent.glob(f".{glob_escape(path.name)}.*.udic-tmp"):
-            with suppress(OSError):
-                tmp.unlink()
-    except OSError:
-        pass
-
-
-def _run_batch(
-    pairs: list[tuple[str, str]],
-    common: Common,
-    label: str,
-    work: Callable[[str, str, _Job], dict],
-) -> None:
-    """Run ``work`` per (input, output) pair; keep going after failures; summarise."""
-    verb = label.split()[0]
-    failures = 0
-    results: list[dict] = []
-    json_stream = sys.stderr if any(o == STDIO for _, o in pairs) else sys.stdout
-
-    def report(job: _Job, result: object, error: str | None) -> None:
-        nonlocal failures
-        for note in job.notes:
-            _err(job.name, note)
-        if error is None:
-            results.append(result)  # type: ignore[arg-type]
-            if common.as_json:
-                click.echo(json.dumps(result), file=json_stream)
-        else:
-            failures += 1
-            _err(job.name, error)
-            if common.as_json:
-                click.echo(json.dumps({"input": job.name, "error": error}), file=json_stream)
-
-    def interrupted() -> SystemExit:
-        _err(verb, f"interrupted after {len(results)} of {len(pairs)} files"
-             + (f" ({failures} failed)" if failures else ""))
-        return SystemExit(130)
-
-    def name_of(src: str) -> str:
-        return "<stdin>" if src == STDIO else src
-
-    jobs = max(1, min(common.jobs, len(pairs)))
-    if jobs == 1:
-        current = None
-        try:
-            with _progress(pairs, label, common.quiet) as bar:
-                for src, dest in bar:
-                    current = dest
-                    job = _Job(name_of(src))
-                    result, error = _run_one(work, src, dest, job)
-                    current = None
-                    report(job, result, error)
-        except KeyboardInterrupt:
-            if current is not None:
-                _remove_temp_files(current)
-            raise interrupted() from None
-    else:
-        import torch
-
-        # Split the CPU threads between the workers; torch applies this to every thread.
-        saved_threads = torch.get_num_threads()
-        per_worker = max(1, (common.threads or saved_threads) // jobs)
-        torch.set_num_threads(per_worker)
-        stop = threading.Event()
-        claimed: set[int] = set()
-        pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="udic-job")
-        items: list[tuple[_Job, Future]] = []
-        last_for_dest: dict[str, Future] = {}
-        reported = 0  # items whose outcome has been printed
-        # SIGINT only sets a flag while workers run: a KeyboardInterrupt raised inside
-        # Future.result() can leave the future's lock held, and the worker that then
-        # finishes that item waits for it forever.  The wait below polls the flag and
-        # raises at a point where no lock is held.
-        sigint = _SigintFlag(stop)
-        try:
-            for src, dest in pairs:
-                job = _Job(name_of(src), parallel=True, stop=stop, claimed=claimed)
-                key = os.path.abspath(dest)
-                future = pool.submit(_run_one, work, src, dest, job, last_for_dest.get(key))
-                last_for_dest[key] = future
-                items.append((job, future))
-            with _progress(items, label, common.quiet) as bar:
-                for job, future in bar:
-                    result, error = sigint.wait(future)
-                    reported += 1
-                    report(job, result, error)
-        except KeyboardInterrupt:
-            stop.set()
-            for _, future in items:
-                future.cancel()
-            try:  # running items finish (complete file) or stop before writing anything
-                pool.shutdown(wait=True)
-            except KeyboardInterrupt:
-                pass  # the interpreter still joins the workers on exit
-            for job, future in items[reported:]:
-                if future.done() and not future.cancelled():
-                    result, error = future.result()
-                    if result is not _CANCELLED:
-                        report(job, result, error)
-            raise interrupted() from None
-        finally:
-            pool.shutdown(wait=True)
-            sigint.restore()
-            torch.set_num_threads(saved_threads)
-    if len(pairs) > 1 and not common.quiet:
-        click.echo(f"udic: {len(pairs) - failures} of {len(pairs)} files {verb}d"
-                   + (f", {failures} failed" if failures else ""), err=True)
-    if failures:
-        raise SystemExit(1)
-
-
-def _check_dest(dest: str, force: bool) -> None:
-    if dest != STDIO and os.path.lexists(dest) and not force:
-        raise OutputError(f"{dest} exists (use --force to overwrite)")
-
-
-def _set_precision(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    from . import api
-
-    api.PRECISION = value
-    return value
+def _fail(where: str, exc: UdicError) -> SystemExit:
+    say(where, str(exc))
+    return SystemExit(exc.exit_code)
 
 
 def common_options(f: Callable) -> Callable:
     f = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON results.")(f)
-    f = click.option("--quiet", is_flag=True, help="No progress bars or notices.")(f)
-    f = click.option("--force", "-f", is_flag=True, help="Overwrite existing outputs.")(f)
+    f = click.option("--quiet", is_flag=True, help="No progress, summary or notices.")(f)
+    f = click.option("--force", "-f", is_flag=True,
+                     help="Overwrite existing outputs; allow binary output to a terminal.")(f)
     f = click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch.")(f)
     f = click.option(
-        "--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True, expose_value=False,
-        callback=_set_precision, help="Float transforms in bf16: ~3x faster on CPUs with bf16 units, ~0.05 dB lower PSNR.",
+        "--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
+        help="Float transforms in bf16: ~3x faster on CPUs with bf16 units, ~0.05 dB lower PSNR.",
     )(f)
     f = click.option(
         "--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", show_default=True,
@@ -473,13 +185,15 @@ def main() -> None:
 
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("-o", "--output", default=None, help="Output file, '-' for stdout, or a directory for several inputs.")
+@click.option("-o", "--output", default=None, help="Output .udic file, '-' for stdout, or a directory for several inputs.")
 @click.option("-q", "--quality", type=float, default=None,
               help="Rate index, 0 (smallest) … 5 (best); fractions interpolate. Default 3.")
 @click.option("--target-bpp", type=float, default=None,
-              help="Search the quality that gives this many bits per pixel (within 3 %%).")
+              help="Search the quality that gives this many bits per pixel (within 3 %).")
 @click.option("--target-psnr", type=float, default=None,
-              help="Search the quality that gives this PSNR in dB (within 0.1 dB).")
+              help="Search the quality that gives this PSNR in dB (within 0.1 dB). A PSNR above what the "
+              "best quality reaches encodes at the best quality, with a note, and exits 0 (as cwebp -psnr "
+              "does); a lossless mode that reaches any PSNR is planned.")
 @click.option("--model", default=None, help="Model id, name or .safetensors path (default: packaged).")
 @click.option("--effort", type=click.IntRange(0, MAX_EFFORT), default=DEFAULT_EFFORT, show_default=True,
               help="Per-image adaptation (never worse than 0): "
@@ -496,41 +210,41 @@ def main() -> None:
               help="Files processed in parallel (each worker has its own model copy; CPU threads are split).")
 @common_options
 def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, target_bpp: float | None,
-           target_psnr: float | None, model: str | None, effort: int, time_budget: float | None, seed: int, allow_large: bool, tile: int | None, strip: bool, jobs: int,
-           device: str, threads: int | None, force: bool, quiet: bool, as_json: bool) -> None:
+           target_psnr: float | None, model: str | None, effort: int, time_budget: float | None, seed: int,
+           allow_large: bool, tile: int | None, strip: bool, jobs: int, device: str, precision: str,
+           threads: int | None, force: bool, quiet: bool, as_json: bool) -> None:
     """Compress images to .udic files."""
-    from . import api
-    from .imageio import atomic_write_bytes, load_image
-
-    common = Common(device, threads, force, quiet, as_json, jobs)
-    q = api.DEFAULT_QUALITY if quality is None else quality
+    q = DEFAULT_QUALITY if quality is None else quality
     try:
-        _setup_threads(threads)
-        pairs = _plan_outputs(inputs, output, ".udic")
-        codec = api.get_codec(model, device, progress=not quiet)
-        if not 0 <= q <= codec.max_quality:
-            raise UsageError(f"-q {q:g} is out of range 0…{codec.max_quality:g}")
-        if tile is not None:
-            from .codec import choose_tile
-
-            choose_tile(1, 1, tile)  # validates the size
-        target = None
+        # Cheap checks first (no torch, no model): options, names, then the registry.
         if target_bpp is not None and target_psnr is not None:
             raise UsageError("use --target-bpp or --target-psnr, not both")
         if (target_bpp is not None or target_psnr is not None) and quality is not None:
             raise UsageError("-q and a --target-… option cannot be combined")
-        if target_bpp is not None or target_psnr is not None:
-            from .ratecontrol import RateTarget
-
-            target = RateTarget("bpp", target_bpp) if target_bpp is not None else RateTarget("psnr", target_psnr)
+        checks.check_tile(tile)
+        pairs, out_dir = _plan_outputs(inputs, output, checks.UDIC_SUFFIX)
+        for _, dest in pairs:
+            checks.check_encode_output(dest)
+        checks.check_binary_stdout(pairs[0][1], force)
+        top = checks.check_quality(q, model)
+        checks.check_device(device)
     except UdicError as exc:
-        _err("encode", str(exc))
-        raise SystemExit(exc.exit_code) from None
+        raise _fail("encode", exc) from None
+    target = None
+    if target_bpp is not None or target_psnr is not None:
+        from .ratecontrol import RateTarget
 
-    def work(src: str, dest: str, job: _Job) -> dict:
+        target = RateTarget("bpp", target_bpp) if target_bpp is not None else RateTarget("psnr", target_psnr)
+
+    def work(src: str, dest: str, job: Job):  # noqa: ANN202 - an api.EncodeRecord
         t0 = time.perf_counter()
-        _check_dest(dest, force)
+        checks.check_input(src)
+        checks.check_output(dest, force, src, folder_planned=out_dir is not None)
         raw = _read_input(src)
+        from . import api
+        from .imageio import atomic_write_bytes, load_image
+        from .metadata import Metadata
+
         with job.pillow():
             image = load_image(raw, allow_large=allow_large)
         if strip:
@@ -538,30 +252,33 @@ def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, t
         if not quiet:
             for notice in image.notices:
                 job.say(f"note: {notice}")
-        label = "<stdin>" if src == STDIO else Path(src).name
-        if job.parallel:  # no live display from workers; stop early when interrupted
-            on_step = job.check
-        else:
-            on_step = None if quiet else _StepProgress(label)
+        if not job.parallel:
+            _setup_threads(threads)
+        codec = job.codecs.get(model, device, progress=not quiet and not job.parallel, precision=precision)
+        if top is None and not 0 <= q <= codec.max_quality:  # weights were not on disk to check up front
+            raise UsageError(f"-q {q:g} is out of range 0…{codec.max_quality:g}")
+        on_step = job.check if job.parallel else _live_progress(src, job, quiet)
         try:
-            result = _encode_loaded(image, q, model, device, effort, time_budget, seed, on_step, job, tile, target)
+            result = api.encode_with(codec, image, q, effort, time_budget, seed, on_step, tile, target)
         finally:
             if isinstance(on_step, _StepProgress):
                 on_step.close()
         if not quiet:
             for notice in result.notices[len(image.notices):]:  # e.g. an unreachable rate target
                 job.say(f"note: {notice}")
+        if dest != STDIO:
+            _make_dir(out_dir)
         atomic_write_bytes(dest, result.data, force=force)  # "-" is stdout
-        return {
-            "input": src, "output": dest, "bytes": len(result.data), "bpp": round(result.bpp, 5),
-            "width": result.header.width, "height": result.header.height, "quality": result.header.quality,
-            "model_id": result.header.model_id, "effort": effort, "tile": result.header.tile_pixels,
-            "seconds": round(time.perf_counter() - t0, 3),
-            "adapters": bool(result.header.flags & Flags.ADAPTERS),
-            "metadata": bool(result.header.flags & Flags.METADATA), "notices": result.notices,
-        }
+        return api.EncodeRecord(src, dest, result, effort, time.perf_counter() - t0)
 
-    _run_batch(pairs, common, "encode", work)
+    def summary(job: Job, record) -> None:  # noqa: ANN001 - an api.EncodeRecord
+        h = record.result.header
+        where = "stdout" if record.output == STDIO else record.output
+        say(job.name, f"{len(record.result.data)} B, {record.result.bpp:.3f} bpp, {h.width}x{h.height}, "
+                      f"quality {h.quality:g}, effort {record.effort} -> {where}")
+
+    show_summary = not quiet and not as_json and _stderr_is_terminal()
+    run_batch(pairs, BatchOptions("encode", jobs, threads, quiet, as_json, summary if show_summary else None), work)
 
 
 @main.command()
@@ -574,38 +291,51 @@ def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, t
               help="Files processed in parallel (each worker has its own model copy; CPU threads are split).")
 @common_options
 def decode(inputs: tuple[str, ...], output: str | None, fmt: str | None, model: str | None, allow_large: bool,
-           jobs: int, device: str, threads: int | None, force: bool, quiet: bool, as_json: bool) -> None:
+           jobs: int, device: str, precision: str, threads: int | None, force: bool, quiet: bool,
+           as_json: bool) -> None:
     """Decompress .udic files to images."""
-    from .imageio import save_image
-
-    common = Common(device, threads, force, quiet, as_json, jobs)
-    suffix = "." + (fmt or "png").lower()
     try:
-        _setup_threads(threads)
-        pairs = _plan_outputs(inputs, output, suffix)
-    except UdicError as exc:
-        _err("decode", str(exc))
-        raise SystemExit(exc.exit_code) from None
+        if fmt is not None:
+            checks.output_format(STDIO, fmt)
+        suffix = "." + (fmt or "png").lower().lstrip(".")
+        pairs, out_dir = _plan_outputs(inputs, output, suffix)
+        formats = {dest: checks.output_format(dest, fmt) for _, dest in pairs}
+        checks.check_binary_stdout(pairs[0][1], force)
+        if model is not None:
+            from . import hub
 
-    def work(src: str, dest: str, job: _Job) -> dict:
-        _check_dest(dest, force)
+            hub.locate(model)  # an unknown --model is refused before any file is read
+        checks.check_device(device)
+    except UdicError as exc:
+        raise _fail("decode", exc) from None
+
+    def work(src: str, dest: str, job: Job):  # noqa: ANN202 - an api.DecodeRecord
+        checks.check_input(src)
+        checks.check_output(dest, force, src, folder_planned=out_dir is not None)
         data = _read_input(src)
-        on_tile = None if quiet or job.parallel else _StepProgress("<stdin>" if src == STDIO else Path(src).name)
+        from . import api
+        from .imageio import save_image
+
+        if not job.parallel:
+            _setup_threads(threads)
+        live = _live_progress(src, job, quiet)
         try:
-            result = _decode_bytes(data, device, allow_large, not quiet, model, job,
-                                   None if on_tile is None else (lambda d, t: on_tile("tiles", d, t, math.nan)))
+            result = api.decode(data, device=device, allow_large=allow_large, progress=not quiet and not job.parallel,
+                                model=model, precision=precision, cache=job.codecs,
+                                on_tile=None if live is None else (lambda d, t: live("tiles", d, t, math.nan)))
         finally:
-            if on_tile is not None:
-                on_tile.close()
+            if live is not None:
+                live.close()
+        if result.image.mode in ("RGBA", "LA", "PA") and formats[dest] not in checks.ALPHA_FORMATS and not quiet:
+            job.say(f"note: alpha dropped: {formats[dest]} keeps no transparency (use .png, .webp or .tiff)")
         if dest == STDIO:
             save_image(result.image, STDIO, format=fmt or "PNG")
         else:
+            _make_dir(out_dir)
             save_image(result.image, dest, force=force, format=fmt)
-        h = result.header
-        return {"input": src, "output": dest, "width": h.width, "height": h.height,
-                "quality": h.quality, "model_id": h.model_id, "seconds": round(result.seconds, 3)}
+        return api.DecodeRecord(src, dest, result)
 
-    _run_batch(pairs, common, "decode", work)
+    run_batch(pairs, BatchOptions("decode", jobs, threads, quiet, as_json), work)
 
 
 @main.command()
@@ -617,15 +347,15 @@ def info(inputs: tuple[str, ...], as_json: bool) -> None:
 
     failures = 0
     for src in inputs:
-        name = "<stdin>" if src == STDIO else src
+        name = display_name(src)
         try:
             fi = api.info(_read_input(src))
         except UdicError as exc:
             failures += 1
-            _err(name, str(exc))
+            say(name, str(exc))
             continue
         if as_json:
-            click.echo(json.dumps({"input": src, **fi.to_dict()}))
+            click.echo(json.dumps(fi.to_json(src)))
             continue
         flags = [n for n, on in (("adapters", fi.adapters), ("loop filter", fi.loop_filter), ("alpha", fi.alpha),
                                  ("icc", fi.icc), (f"exif {fi.exif_bytes} B", fi.exif_bytes),
@@ -658,7 +388,7 @@ def models(as_json: bool) -> None:
         default, _ = hub.load_registry()
         rows = hub.list_models()
     except UdicError as exc:
-        _err("models", str(exc))
+        say("models", str(exc))
         raise SystemExit(1) from None
     if as_json:
         click.echo(json.dumps([
@@ -674,9 +404,80 @@ def models(as_json: bool) -> None:
         click.echo(f"{mark} {e.id}  {e.name:<24} {e.size / 1e6:6.1f} MB  {status:<12} {e.description}")
 
 
-def _unexpected(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return f"unexpected error ({type(exc).__name__}): {text[:300]}"
+# ---- compare -------------------------------------------------------------------------------
+
+SWEEP_CODECS = "udic,jxl,avif,webp,jpeg,hevc,bpg,vvc"  # compare.DEFAULT_SWEEP_CODECS, for --help without numpy
+
+
+@main.command("compare")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--sweep", is_flag=True, help="Generate the points: encode PATHs (images or folders) with --codecs.")
+@click.option("--codecs", default=SWEEP_CODECS, show_default=True,
+              help="Comma-separated codecs for --sweep; missing tools are skipped with a note.")  # fmt: skip
+@click.option("--qualities", "quality_specs", multiple=True, metavar="CODEC=Q1,Q2,…",
+              help="Override a codec's quality settings (repeatable).")  # fmt: skip
+@click.option("--anchor", default=None, help="Anchor codec for BD-rate (default: vvc, else bpg, else jpeg).")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write a CSV file.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write a JSON file.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also draw bpp vs PSNR (rd.png, rd.svg, …; needs matplotlib).")  # fmt: skip
+@click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(min=1), help="Parallel jobs.")
+@click.option("--keep", "keep_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="With --sweep: keep the compressed files in this folder.")  # fmt: skip
+@click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(min=1),
+              help="Seconds allowed per codec tool run.")  # fmt: skip
+@click.option("--effort", type=click.IntRange(0, MAX_EFFORT), default=DEFAULT_EFFORT, show_default=True,
+              help="With --sweep: udic's adaptation effort (as in udic encode).")
+@click.option("--show-commands", is_flag=True, help="List the exact codec command lines used.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def compare_command(paths: tuple[Path, ...], sweep: bool, codecs: str, quality_specs: tuple[str, ...],
+                    anchor: str | None, csv_path: Path | None, json_path: Path | None, plot_path: Path | None,
+                    jobs: int, keep_dir: Path | None, timeout: float, effort: int, show_commands: bool,
+                    quiet: bool) -> None:
+    """Rate–distortion comparison against other codecs.
+
+    \b
+    udic compare REF.png FILE...            score compressed files of REF
+    udic compare --sweep IMAGE|DIR... [--codecs udic,jxl,...]
+                                            encode with each codec and compare
+    """
+    from . import compare as cmp
+    from .anchors import get_codec
+
+    if anchor:
+        try:
+            anchor = get_codec(anchor).name
+        except UdicError as exc:
+            raise UsageError(f"--anchor: {exc}") from None
+    if plot_path is not None:
+        cmp.require_pyplot()  # fail before a long sweep, not after it
+    progress = None if quiet or not _stderr_is_terminal() else cmp.TerminalProgress()
+    if sweep:
+        names = [c for c in (s.strip() for s in codecs.split(",")) if c]
+        if not names:
+            raise UsageError("--codecs is empty")
+        try:
+            for n in names:
+                get_codec(n)
+        except UdicError as exc:
+            raise UsageError(f"--codecs: {exc}") from None
+        result = cmp.run_sweep(paths, names, cmp.parse_qualities(quality_specs), anchor, jobs, progress, keep_dir,
+                               timeout, effort=effort)
+    else:
+        if quality_specs or keep_dir is not None or effort != DEFAULT_EFFORT:
+            raise UsageError("--qualities, --keep and --effort only apply with --sweep")
+        if len(paths) < 2:
+            raise UsageError("give a reference image and at least one compressed file (or use --sweep)")
+        result = cmp.compare_files(paths[0], paths[1:], anchor, jobs, progress, timeout)
+    click.echo(cmp.format_table(result, show_commands), nl=False)
+    if csv_path is not None:
+        cmp.write_csv(result, csv_path)
+    if json_path is not None:
+        cmp.write_json(result, json_path)
+    if not any(p.ok for p in result.points):
+        raise InputError("no point could be measured (see the notes above)")
+    if plot_path is not None:
+        cmp.plot_rd(result, plot_path)
 
 
 def run() -> None:
@@ -705,17 +506,8 @@ def run() -> None:
         click.echo(f"udic: {exc}", err=True)
         raise SystemExit(exc.exit_code) from None
     except Exception as exc:  # pragma: no cover - last resort
-        click.echo(f"udic: {_unexpected(exc)}", err=True)
+        click.echo(f"udic: {unexpected(exc)}", err=True)
         raise SystemExit(3) from None
-
-
-def _register_compare() -> None:
-    from .compare import compare_command
-
-    main.add_command(compare_command)
-
-
-_register_compare()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -32,13 +32,11 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from contextlib import nullcontext
 from functools import partial
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import click
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
@@ -59,7 +57,6 @@ __all__ = [
     "bd_table",
     "choose_anchor",
     "collect_images",
-    "compare_command",
     "compare_files",
     "file_curves",
     "format_table",
@@ -190,23 +187,46 @@ def _failed(codec: str, file: str, size: int, pixels: int, note: str, **kw: Any)
 
 # --------------------------------------------------------------------------- parallel runner
 
+# Progress of a run: (label, jobs done, jobs in all), after every job.  The engine draws
+# nothing itself; the command line passes a TerminalProgress on a terminal only.
+Progress = Callable[[str, int, int], None]
 
-def _run_all(tasks: Sequence[Callable[[], RDPoint]], jobs: int, progress: bool, label: str) -> list[RDPoint]:
+
+class TerminalProgress:
+    """``encoding [#####-----] 12/40`` rewritten in place on stderr, cleared at the end."""
+
+    def __call__(self, label: str, done: int, total: int) -> None:
+        width = 24
+        filled = width * done // max(total, 1)
+        sys.stderr.write(f"\r{label}  [{'#' * filled}{'-' * (width - filled)}]  {done}/{total}")
+        if done >= total:
+            sys.stderr.write("\r\x1b[K")
+        sys.stderr.flush()
+
+
+def _run_all(tasks: Sequence[Callable[[], RDPoint]], jobs: int, progress: Progress | None, label: str) -> list[RDPoint]:
     """Run independent tasks on ``jobs`` threads (codec work is in subprocesses or releases the GIL)."""
     results: list[RDPoint | None] = [None] * len(tasks)
-    bar = click.progressbar(length=len(tasks), label=label, file=sys.stderr) if progress else nullcontext()
-    with bar as b, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = {pool.submit(task): i for i, task in enumerate(tasks)}
+        done = 0
         try:
             for fut in as_completed(futures):
                 results[futures[fut]] = fut.result()
-                if progress:
-                    b.update(1)  # type: ignore[union-attr]
+                done += 1
+                if progress is not None:
+                    progress(label, done, len(tasks))
         except BaseException:
             for fut in futures:
                 fut.cancel()
             raise
     return [r for r in results if r is not None]
+
+
+def _as_progress(progress: Progress | bool | None) -> Progress | None:
+    if progress is True:
+        return TerminalProgress() if sys.stderr.isatty() else None
+    return progress or None
 
 
 # --------------------------------------------------------------------------- files mode
@@ -244,7 +264,7 @@ def compare_files(
     files: Sequence[str | os.PathLike[str]],
     anchor: str | None = None,
     jobs: int = 1,
-    progress: bool = False,
+    progress: Progress | bool | None = None,
     timeout: float | None = None,
 ) -> CompareResult:
     """Score already-compressed ``files`` against ``reference``; group by codec; BD where possible."""
@@ -252,7 +272,7 @@ def compare_files(
     ref = load_rgb(ref_path)
     with tempfile.TemporaryDirectory(prefix="udic-compare-") as tmp:
         tasks = [partial(_decode_and_score, ref, Path(f), Path(tmp), timeout) for f in files]
-        points = _run_all(tasks, jobs, progress, "decoding")
+        points = _run_all(tasks, jobs, _as_progress(progress), "decoding")
     for p in points:
         p.image = str(ref_path)
     curves = file_curves(points)
@@ -348,6 +368,14 @@ def parse_qualities(specs: Iterable[str]) -> dict[str, list[float]]:
     return out
 
 
+def _configured(name: str, timeout: float | None, effort: int) -> Codec:
+    """A fresh codec adapter; udic's gets this run's effort on the instance, never on the class."""
+    codec = get_codec(name, timeout=timeout)
+    if isinstance(codec, UdicCodec):
+        codec.effort = effort
+    return codec
+
+
 def _q_tag(q: float) -> str:
     return str(int(q)) if float(q).is_integer() else f"{q:g}"
 
@@ -362,9 +390,10 @@ def _sweep_one(
     work: Path,
     keep: Path | None,
     timeout: float | None,
+    effort: int = DEFAULT_EFFORT,
 ) -> RDPoint:
     """One job: encode one image at one setting, decode it back, score it."""
-    codec = get_codec(codec_name, timeout=timeout)
+    codec = _configured(codec_name, timeout, effort)
     pixels = ref.shape[0] * ref.shape[1]
     stem = f"{src_png.stem}.{codec.name}.q{_q_tag(quality)}"
     job_dir = Path(tempfile.mkdtemp(prefix="job-", dir=work))
@@ -403,17 +432,21 @@ def run_sweep(
     qualities: dict[str, list[float]] | None = None,
     anchor: str | None = None,
     jobs: int = 1,
-    progress: bool = False,
+    progress: Progress | bool | None = None,
     keep: str | os.PathLike[str] | None = None,
     timeout: float | None = None,
+    effort: int = DEFAULT_EFFORT,
 ) -> CompareResult:
-    """Encode every image with every available codec at each quality; average per domain; BD."""
+    """Encode every image with every available codec at each quality; average per domain; BD.
+
+    ``effort``: udic's adaptation effort for this sweep (default: ``udic encode``'s).
+    """
     qualities = qualities or {}
     domains = collect_images(paths)
     notes: list[str] = []
     chosen: list[Codec] = []
     for name in codecs:
-        codec = get_codec(name, timeout=timeout)
+        codec = _configured(name, timeout, effort)
         if any(c.name == codec.name for c in chosen):
             continue
         reason = codec.unavailable_reason()
@@ -442,9 +475,9 @@ def run_sweep(
                 for codec in chosen:
                     for q in qualities.get(codec.name, codec.default_qualities()):
                         tasks.append(partial(_sweep_one, codec.name, float(q), domain, image, src, ref, work,
-                                             keep_dir, timeout))  # fmt: skip
+                                             keep_dir, timeout, effort))  # fmt: skip
         if tasks:
-            points = _run_all(tasks, jobs, progress, "encoding")
+            points = _run_all(tasks, jobs, _as_progress(progress), "encoding")
     curves, avg_notes = average_curves(points, {d: len(imgs) for d, imgs in domains})
     notes.extend(avg_notes)
     bd, anchors, bd_notes = bd_table(curves, anchor)
@@ -703,6 +736,11 @@ def write_csv(result: CompareResult, path: str | os.PathLike[str]) -> None:
                         "note": b.note})  # fmt: skip
 
 
+def require_pyplot() -> None:
+    """Fail before a long sweep, not after it, when --plot cannot be drawn."""
+    _pyplot()
+
+
 def _pyplot():  # noqa: ANN202 - the matplotlib.pyplot module
     try:
         import matplotlib
@@ -712,6 +750,16 @@ def _pyplot():  # noqa: ANN202 - the matplotlib.pyplot module
     except ImportError:
         raise UsageError("--plot needs matplotlib (pip install 'udic[plot]')") from None
     return plt
+
+
+def _plot_title(result: CompareResult, domain: str) -> str:
+    """The image's name when a panel shows one image; the folder's name and count otherwise."""
+    if result.mode == "files":
+        return Path(result.reference).name if result.reference else "RD"
+    images = sorted({p.image for p in result.points if p.domain == domain and p.image})
+    if len(images) == 1:
+        return Path(images[0]).name
+    return f"{domain} ({len(images)} images)" if images else (domain or "RD")
 
 
 def plot_rd(result: CompareResult, path: str | os.PathLike[str]) -> None:
@@ -731,7 +779,7 @@ def plot_rd(result: CompareResult, path: str | os.PathLike[str]) -> None:
             ax.plot(c.bpp, c.psnr, style, marker="o", markersize=3, label=label)
         ax.set_xlabel("bits per pixel")
         ax.set_ylabel("PSNR-RGB (dB)")
-        ax.set_title(domain or (Path(result.reference).name if result.reference else "RD"))
+        ax.set_title(_plot_title(result, domain))
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="small")
     fig.tight_layout()
@@ -741,86 +789,3 @@ def plot_rd(result: CompareResult, path: str | os.PathLike[str]) -> None:
         raise OutputError(f"{path}: cannot write plot ({_one_line(exc)})") from None
     finally:
         plt.close(fig)
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-@click.command("compare")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--sweep", is_flag=True, help="Generate the points: encode PATHs (images or folders) with --codecs.")
-@click.option("--codecs", default=DEFAULT_SWEEP_CODECS, show_default=True,
-              help="Comma-separated codecs for --sweep; missing tools are skipped with a note.")  # fmt: skip
-@click.option("--qualities", "quality_specs", multiple=True, metavar="CODEC=Q1,Q2,…",
-              help="Override a codec's quality settings (repeatable).")  # fmt: skip
-@click.option("--anchor", default=None, help="Anchor codec for BD-rate (default: vvc, else bpg, else jpeg).")
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write a CSV file.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write a JSON file.")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also draw bpp vs PSNR (rd.png, rd.svg, …; needs matplotlib).")  # fmt: skip
-@click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(min=1), help="Parallel jobs.")
-@click.option("--keep", "keep_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="With --sweep: keep the compressed files in this folder.")  # fmt: skip
-@click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(min=1),
-              help="Seconds allowed per codec tool run.")  # fmt: skip
-@click.option("--effort", type=click.IntRange(0, MAX_EFFORT), default=DEFAULT_EFFORT, show_default=True,
-              help="With --sweep: udic's adaptation effort (as in udic encode).")
-@click.option("--show-commands", is_flag=True, help="List the exact codec command lines used.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def compare_command(
-    paths: tuple[Path, ...],
-    sweep: bool,
-    codecs: str,
-    quality_specs: tuple[str, ...],
-    anchor: str | None,
-    csv_path: Path | None,
-    json_path: Path | None,
-    plot_path: Path | None,
-    jobs: int,
-    keep_dir: Path | None,
-    timeout: float,
-    effort: int,
-    show_commands: bool,
-    quiet: bool,
-) -> None:
-    """Rate–distortion comparison against other codecs.
-
-    \b
-    udic compare REF.png FILE...            score compressed files of REF
-    udic compare --sweep IMAGE|DIR... [--codecs udic,jxl,...]
-                                            encode with each codec and compare
-    """
-    if anchor:
-        try:
-            anchor = get_codec(anchor).name
-        except UdicError as exc:
-            raise UsageError(f"--anchor: {exc}") from None
-    if plot_path is not None:
-        _pyplot()  # fail before a long sweep, not after it
-    progress = not quiet
-    if sweep:
-        names = [c for c in (s.strip() for s in codecs.split(",")) if c]
-        if not names:
-            raise UsageError("--codecs is empty")
-        try:
-            for n in names:
-                get_codec(n)
-        except UdicError as exc:
-            raise UsageError(f"--codecs: {exc}") from None
-        UdicCodec.effort = effort
-        result = run_sweep(paths, names, parse_qualities(quality_specs), anchor, jobs, progress, keep_dir, timeout)
-    else:
-        if quality_specs or keep_dir is not None or effort != DEFAULT_EFFORT:
-            raise UsageError("--qualities, --keep and --effort only apply with --sweep")
-        if len(paths) < 2:
-            raise UsageError("give a reference image and at least one compressed file (or use --sweep)")
-        result = compare_files(paths[0], paths[1:], anchor, jobs, progress, timeout)
-    click.echo(format_table(result, show_commands), nl=False)
-    if csv_path is not None:
-        write_csv(result, csv_path)
-    if json_path is not None:
-        write_json(result, json_path)
-    if not any(p.ok for p in result.points):
-        raise InputError("no point could be measured (see the notes above)")
-    if plot_path is not None:
-        plot_rd(result, plot_path)

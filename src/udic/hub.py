@@ -20,9 +20,8 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
-
-import click
+from collections.abc import Callable
+from typing import Any, Literal, TextIO, Union
 
 from udic import __version__
 from udic.errors import ModelError
@@ -37,6 +36,44 @@ _HEX_RE = re.compile(r"^[0-9a-f]+$")
 _CACHE_FILE_RE = re.compile(r"^.+-([0-9a-f]{16})\.safetensors$")
 
 Source = Literal["packaged", "cache", "download", "file"]
+
+# Download progress: called as (label, bytes so far, bytes in all) after every chunk and
+# once more at the end.  The hub draws nothing itself; callers choose how to show it.
+DownloadProgress = Callable[[str, int, int], None]
+ProgressArg = Union[bool, DownloadProgress, None]
+
+
+class TextProgress:
+    """A plain download line on stderr (``\r``-rewritten on a terminal, one line otherwise).
+
+    What ``progress=True`` means, so library callers need no UI toolkit.
+    """
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream
+        self._shown = -1
+
+    def __call__(self, label: str, done: int, total: int) -> None:
+        stream = self.stream or sys.stderr
+        tty = stream.isatty()
+        percent = 100 * done // max(total, 1)
+        finished = done >= total
+        if not tty and not finished and self._shown >= 0:
+            return  # not a terminal: the first and the last line only
+        if tty and percent == self._shown and not finished:
+            return
+        self._shown = percent
+        line = f"{label}  {percent:3d}%  {done / 1e6:.1f}/{total / 1e6:.1f} MB"
+        stream.write(("\r" + line + ("\n" if finished else "")) if tty else line + "\n")
+        stream.flush()
+
+
+def _progress_callback(progress: ProgressArg) -> DownloadProgress | None:
+    if progress is True:
+        return TextProgress()
+    if not progress:
+        return None
+    return progress  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -300,7 +337,7 @@ def _entry_for_file(path: Path, sha: str, name: str | None = None) -> ModelEntry
 # --------------------------------------------------------------------------- download
 
 
-def _download_one(url: str, entry: ModelEntry, target: Path, progress: bool) -> None:
+def _download_one(url: str, entry: ModelEntry, target: Path, progress: DownloadProgress | None) -> None:
     """Fetch ``url`` to a temp file next to ``target`` and move it in only if size and hash match.
 
     Raises an exception describing the failure; the temp file never survives a failure,
@@ -320,31 +357,20 @@ def _download_one(url: str, entry: ModelEntry, target: Path, progress: bool) -> 
             length = int(header) if header and header.strip().isdigit() else None
             if length is not None and length != entry.size:
                 raise ValueError(f"server reports {length} bytes, expected {entry.size}")
-            bar = (
-                click.progressbar(
-                    length=length if length is not None else entry.size,
-                    label=f"downloading {entry.filename}",
-                    file=sys.stderr,
-                )
-                if progress
-                else None
-            )
-            try:
-                while True:
-                    chunk = resp.read(_CHUNK)
-                    if not chunk:
-                        break
-                    received += len(chunk)
-                    # Never store more than the registry promises (a hostile or broken server).
-                    if received > entry.size:
-                        raise ValueError(f"more than the expected {entry.size} bytes")
-                    digest.update(chunk)
-                    out.write(chunk)
-                    if bar is not None:
-                        bar.update(len(chunk))
-            finally:
-                if bar is not None:
-                    bar.render_finish()
+            label = f"downloading {entry.filename}"
+            total = length if length is not None else entry.size
+            while True:
+                chunk = resp.read(_CHUNK)
+                if not chunk:
+                    break
+                received += len(chunk)
+                # Never store more than the registry promises (a hostile or broken server).
+                if received > entry.size:
+                    raise ValueError(f"more than the expected {entry.size} bytes")
+                digest.update(chunk)
+                out.write(chunk)
+                if progress is not None:
+                    progress(label, received, total)
             out.flush()
             os.fsync(out.fileno())
         if received != entry.size:
@@ -357,7 +383,7 @@ def _download_one(url: str, entry: ModelEntry, target: Path, progress: bool) -> 
         raise
 
 
-def _download(entry: ModelEntry, progress: bool) -> Path:
+def _download(entry: ModelEntry, progress: DownloadProgress | None) -> Path:
     """Try every configured base URL in order; first verified copy wins."""
     urls = model_urls()
     if not urls:
@@ -451,8 +477,11 @@ def _resolve_unregistered(model: str) -> ResolvedModel | None:
     return None
 
 
-def resolve(model: str | None = None, *, progress: bool = True, allow_download: bool = True) -> ResolvedModel:
+def resolve(model: str | None = None, *, progress: ProgressArg = True, allow_download: bool = True) -> ResolvedModel:
     """Find verified weights for ``model`` (None = registry default, id, id prefix, name or path).
+
+    ``progress``: False, True (a plain stderr line, :class:`TextProgress`) or a
+    ``DownloadProgress`` callback; it only matters when weights are downloaded.
 
     Order: packaged dir, cache, download.  Every copy is hash-checked before it is
     returned, because weights that differ by a single bit decode garbage silently.
@@ -497,7 +526,7 @@ def resolve(model: str | None = None, *, progress: bool = True, allow_download: 
 
     if not allow_download:
         raise ModelError(f"model {entry.id} is not packaged or cached, and downloading is disabled")
-    return ResolvedModel(entry=entry, path=_download(entry, progress), source="download")
+    return ResolvedModel(entry=entry, path=_download(entry, _progress_callback(progress)), source="download")
 
 
 def list_models() -> list[tuple[ModelEntry, str]]:
@@ -537,3 +566,72 @@ def list_models() -> list[tuple[ModelEntry, str]]:
             name = path.name.removesuffix(f"-{mid}.safetensors")
             result.append((_entry_for_file(path, sha, name), "cached"))
     return result
+
+
+# --------------------------------------------------------------------------- cheap look-ups
+
+_MAX_HEADER_BYTES = 16 << 20
+
+
+def locate(model: str | None = None) -> Path | None:
+    """Where ``model``'s weights would be found on disk, without hashing them (None: not here yet).
+
+    For checks that must run in milliseconds, before the model loads: an unknown or
+    ambiguous name raises ``ModelError`` here, exactly as :func:`resolve` would.
+    :func:`resolve` still verifies the bytes before anything uses them.
+    """
+    if model is not None and _looks_like_path(model):
+        path = Path(model).expanduser()
+        if not path.is_file():
+            raise ModelError(_one_line(f"model file {path} does not exist or is not a file"))
+        return path
+    default, entries = load_registry()
+    if model is None:
+        if default is None:
+            raise ModelError("no default model is configured; run `udic models` to see available models")
+        model = default
+    model = model.strip()
+    entry = _find_entry(model, entries)
+    if entry is None:
+        key = model.lower()
+        if _is_hex(key) and MIN_PREFIX_LEN <= len(key) <= ID_LEN:
+            found = {mid: path for mid, path in _cache_candidates(key)}
+            if len(found) == 1:
+                return next(iter(found.values()))
+            if len(found) > 1:
+                raise ModelError(_one_line(f"model id prefix {model!r} is ambiguous (matches {', '.join(sorted(found))})"))
+        raise _unknown(model)
+    for path in (packaged_dir() / entry.filename, cache_dir(create=False) / entry.filename):
+        if path.is_file():
+            return path
+    for mid, path in _cache_candidates(entry.id):
+        if mid == entry.id:
+            return path
+    return None
+
+
+def weights_config(path: Path) -> dict[str, Any] | None:
+    """The architecture config stored in a weights file's safetensors header (None if unreadable).
+
+    Reads only the JSON header (a few kB), so the number of rates is known without torch.
+    """
+    try:
+        with open(path, "rb") as fh:
+            size = int.from_bytes(fh.read(8), "little")
+            if not 0 < size <= _MAX_HEADER_BYTES:
+                return None
+            header = json.loads(fh.read(size))
+        config = json.loads(header["__metadata__"]["config"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
+def max_quality(model: str | None = None) -> float | None:
+    """The highest ``-q`` of ``model`` (rates − 1), from its weights header; None if not on disk yet."""
+    path = locate(model)
+    config = None if path is None else weights_config(path)
+    lambdas = None if config is None else config.get("lambdas")
+    if not isinstance(lambdas, list) or not lambdas:
+        return None
+    return float(len(lambdas) - 1)
