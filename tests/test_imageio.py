@@ -555,3 +555,16 @@ def test_encode_image_bytes_format() -> None:
 def test_loaded_image_is_dataclass() -> None:
     li = LoadedImage(rgb=_rand(1, 1, 3), mode="RGB", alpha=None, icc=None, notices=[])
     assert li.notices == []
+
+
+def test_the_cli_suffix_table_matches_what_imageio_writes() -> None:
+    """udic.checks refuses ``-o k.gif`` without Pillow; its table must agree with imageio's."""
+    from udic import checks, imageio
+
+    registered = Image.registered_extensions()
+    for suffix, fmt in checks.OUTPUT_FORMATS.items():
+        assert registered.get(suffix) == fmt and fmt in imageio._WRITABLE, suffix
+    assert checks.ALPHA_FORMATS <= imageio._WRITABLE
+    for suffix, fmt in registered.items():
+        if fmt in imageio._WRITABLE and suffix != ".pfm":  # PFM is a float format udic never writes
+            assert suffix in checks.OUTPUT_FORMATS, suffix
