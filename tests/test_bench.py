@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from tools import bench
@@ -71,3 +73,59 @@ def test_report_says_how_the_model_was_trained() -> None:
                                                 "wall_per_rate": {"r0": 1800.0, "r5": 1800.0}}}
     assert _training_summary(family) == (", per-rate deltas trained 2000 steps in 1.00 h on base "
                                          "`abababababababab` (docs/training.md)")
+
+
+def test_log_rate_at_interpolates_between_the_points_around_the_target() -> None:
+    from tools.bench import log_rate_at
+
+    bpp, psnr = [0.25, 0.5, 1.0], [28.0, 30.0, 34.0]
+    assert 10 ** log_rate_at(bpp, psnr, 32.0) == pytest.approx(0.5**0.5)  # halfway from 0.5 to 1.0 in log-rate
+    assert 10 ** log_rate_at(bpp, psnr, 28.0) == pytest.approx(0.25)
+    assert log_rate_at(bpp, psnr, 34.5) is None and log_rate_at(bpp, psnr, 27.9) is None
+    # A point that costs more than another yet gives less PSNR is never the way to a quality.
+    assert 10 ** log_rate_at([0.25, 0.4, 0.5, 1.0], [28.0, 27.0, 30.0, 34.0], 29.0) == pytest.approx(0.125**0.5)
+    assert 10 ** log_rate_at([0.25, 0.4, 0.5], [28.0, 31.0, 30.0], 30.5) == pytest.approx(
+        10 ** ((math.log10(0.25) + 5 * math.log10(0.4)) / 6))
+
+
+def test_equal_psnr_ratios_hand_computed() -> None:
+    from tools.bench import equal_psnr_lines, equal_psnr_table
+
+    udic = {"domain": "kodak", "codec": "udic", "bpp": [0.2, 0.4, 0.8], "psnr": [30.0, 34.0, 38.0]}
+    avif = {"domain": "kodak", "codec": "avif", "bpp": [0.4, 1.0], "psnr": [30.0, 36.0], "images": 24}
+    # BPG on a 6-image subset pairs with udic's curve on the same images, not with the full one.
+    subset = "6 images: a, b"
+    udic6 = {**udic, "bpp": [0.1, 0.2, 0.4], "subset": subset}
+    bpg = {"domain": "kodak", "codec": "bpg", "bpp": [0.1, 0.8], "psnr": [30.0, 42.0], "subset": subset}
+    rows = equal_psnr_table([udic, avif, bpg, udic6])
+    by_anchor = {r["anchor"]: r for r in rows}
+    assert set(by_anchor) == {"avif", "bpg"}
+    a = by_anchor["avif"]["ratios"]
+    assert a[0] == pytest.approx(0.5)  # 30 dB: 0.2 / 0.4
+    assert a[1] == pytest.approx(0.4 / 0.4 ** (1 / 3))  # 34 dB: avif at 0.4^(1/3)·1.0^(2/3)
+    assert a[2:] == [None, None]  # avif stops at 36 dB, udic at 38 dB
+    b = by_anchor["bpg"]["ratios"]
+    assert b[0] == pytest.approx(1.0)  # 30 dB: 0.1 / 0.1
+    assert b[1] == pytest.approx(0.2 / 0.8 ** (1 / 3) / 0.1 ** (2 / 3))  # bpg a third of the way in log-rate
+    assert b[3] is None  # bpg reaches 42 dB, udic does not
+    assert by_anchor["avif"]["udic_top_psnr"] == 38.0
+    lines = equal_psnr_lines(rows)
+    assert "| kodak | udic | 38.00 | avif | 36.00 | 0.50 | 0.54 | — | — |" in lines
+    assert any(line.startswith("| kodak | udic | 38.00 | bpg (6 images) |") for line in lines)
+
+
+def test_external_anchor_curves_average_each_qp_over_the_images(tmp_path: Path) -> None:
+    from tools.bench import external_anchor_curves
+
+    rows = [{"codec": "bpg444", "image": f"shared/data/kodak/{im}.png", "q": q, "bpp": bpp, "psnr_rgb": p}
+            for im, q, bpp, p in [("kodim01", 22, 2.0, 40.0), ("kodim04", 22, 1.0, 42.0),
+                                  ("kodim01", 27, 1.0, 36.0), ("kodim04", 27, 0.5, 38.0),
+                                  ("kodim01", 32, 0.5, 33.0)]]  # q 32 misses kodim04
+    (tmp_path / "k_bpg.json").write_text(json.dumps({"results": rows}))
+    (tmp_path / "broken.json").write_text("{}")
+    curves, notes = external_anchor_curves(tmp_path)
+    assert len(curves) == 1
+    c = curves[0]
+    assert (c["codec"], c["bpp"], c["psnr"], c["image_names"]) == ("bpg", [0.75, 1.5], [37.0, 41.0],
+                                                                   ["kodim01", "kodim04"])
+    assert any("q=32 left out" in n for n in notes) and any("broken.json" in n for n in notes)

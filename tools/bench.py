@@ -135,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cached-anchors", action="store_true",
                    help="use only anchor curves already in the cache; note the missing ones")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--kodak-names", default="",
+                   help="measure only these Kodak images (comma-separated stems, e.g. the 6 of the external anchors)")
+    p.add_argument("--external-anchors", type=Path, default=None,
+                   help="folder of anchor results measured elsewhere (default: <data>/anchors; BPG and VVC on Kodak)")
     p.add_argument("--render-only", action="store_true",
                    help="rewrite report.md from report.json and the current sections (no measuring)")
     a = p.parse_args(argv)
@@ -155,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     dirs_images = {
         d.name: pick_images(d, a.max_kodak if d.name == "kodak" else a.max_images) for d in dirs
     }
+    if a.kodak_names and "kodak" in dirs_images:
+        wanted = set(a.kodak_names.split(","))
+        dirs_images["kodak"] = [img for img in dirs_images["kodak"] if img.stem in wanted]
     codecs = [c for c in a.codecs.split(",") if c]
 
     # ---- anchors (cached per domain and codec) ---------------------------------------
@@ -203,6 +210,16 @@ def main(argv: list[str] | None = None) -> int:
             timings[name].extend(tim)
 
     points = anchor_points + udic_points
+    extra_curves: list[dict] = []
+    external = a.external_anchors or root / "anchors"
+    if "kodak" in dirs_images and external.is_dir():
+        ext_curves, ext_notes = external_anchor_curves(external)
+        anchor_notes.extend(ext_notes)
+        extra_curves = list(ext_curves)
+        for names in dict.fromkeys(tuple(c["image_names"]) for c in ext_curves):
+            ours, sub_notes = udic_subset_curves(udic_points, "kodak", list(names))
+            anchor_notes.extend(sub_notes)
+            extra_curves += ours
     counts = {name: len(imgs) for name, imgs in dirs_images.items()}
     curves, notes = average_curves(points, counts)
     bd_vs_jpeg, _, n1 = bd_table(curves, "jpeg")
@@ -257,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         "bd_vs_jpeg": [asdict(b) for b in bd_vs_jpeg],
         "bd_vs_hevc": [asdict(b) for b in bd_vs_hevc],
         "curves": [asdict(c) for c in curves],
+        "extra_curves": extra_curves,
         "notes": notes + n1 + n2 + anchor_notes,
     }
     (a.out / "report.json").write_text(json.dumps(report, indent=1))
@@ -297,6 +315,145 @@ def udic_against_anchors(curves: list[dict]) -> list[str]:
     return lines + [""]
 
 
+# ---- bytes at equal PSNR: what a user who asks for a quality pays ------------------------
+
+EQUAL_PSNR_DB = (30.0, 34.0, 38.0, 42.0)
+# Codecs of the externally measured anchor results (../shared/data/anchors) → curve names.
+EXTERNAL_CODECS = {"bpg444": "bpg", "vtm444": "vvc", "vvenc420": "vvenc-420"}
+TABLE_ANCHORS = ("avif", "webp", "jxl", "hevc", "jpeg", "bpg", "vvc", "vvenc-420")
+
+
+def log_rate_at(bpp: list[float], psnr: list[float], target: float) -> float | None:
+    """log10(bpp) of a curve at ``target`` dB, linear in PSNR between the two points around it.
+
+    Points that do not raise PSNR over a cheaper point are dropped first (they are never
+    the best way to reach a quality).  None when the curve does not reach ``target``
+    (or starts above it): a ratio there would be an extrapolation.
+    """
+    hull: list[tuple[float, float]] = []
+    for b, q in sorted(zip(bpp, psnr)):
+        if b > 0 and math.isfinite(q) and (not hull or q > hull[-1][1]):
+            hull.append((b, q))
+    if not hull or not hull[0][1] <= target <= hull[-1][1]:
+        return None
+    if len(hull) == 1:
+        return math.log10(hull[0][0])
+    for (b0, q0), (b1, q1) in zip(hull, hull[1:]):
+        if q0 <= target <= q1:
+            w = (target - q0) / (q1 - q0)
+            return (1 - w) * math.log10(b0) + w * math.log10(b1)
+    return None  # unreachable: target lies within the hull's range
+
+
+def rate_ratio(ours: dict, anchor: dict, target: float) -> float | None:
+    """udic's bytes over the anchor's at ``target`` dB (< 1: udic is smaller), or None
+    where either curve does not reach that PSNR."""
+    a = log_rate_at(ours["bpp"], ours["psnr"], target)
+    b = log_rate_at(anchor["bpp"], anchor["psnr"], target)
+    return None if a is None or b is None else 10 ** (a - b)
+
+
+def _is_udic(codec: str) -> bool:
+    return codec == "udic" or codec.startswith("udic-e")
+
+
+def equal_psnr_table(curves: list[dict], targets: tuple[float, ...] = EQUAL_PSNR_DB) -> list[dict]:
+    """Per domain, udic variant and anchor: udic/anchor bytes at each target PSNR.
+
+    A curve may carry ``subset`` (an image set smaller than the domain's, e.g. the 6
+    Kodak images of the external BPG/VVC results): it is compared only with udic's
+    curve on the same subset.  Each row also gives the highest PSNR udic's curve reaches.
+    """
+    rows = []
+    domains = sorted(dict.fromkeys(c["domain"] for c in curves),
+                     key=lambda d: DOMAINS.index(d) if d in DOMAINS else len(DOMAINS))
+    for domain in domains:
+        here = [c for c in curves if c["domain"] == domain]
+        variants = sorted({c["codec"] for c in here if _is_udic(c["codec"])}, key=lambda v: (v != "udic", v))
+        for variant in variants:
+            for name in TABLE_ANCHORS:
+                for anchor in (c for c in here if c["codec"] == name):
+                    subset = anchor.get("subset", "")
+                    ours = next((c for c in here if c["codec"] == variant and c.get("subset", "") == subset), None)
+                    if ours is None or not ours["psnr"]:
+                        continue
+                    rows.append({
+                        "domain": domain, "udic": variant, "anchor": name, "subset": subset,
+                        "images": anchor.get("images"), "targets": list(targets),
+                        "ratios": [rate_ratio(ours, anchor, t) for t in targets],
+                        "udic_top_psnr": max(ours["psnr"]), "anchor_top_psnr": max(anchor["psnr"]),
+                    })
+    return rows
+
+
+def equal_psnr_lines(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    targets = rows[0]["targets"]
+    subsets = sorted({r["subset"] for r in rows if r["subset"]})
+    lines = ["## Bytes at equal PSNR: udic / anchor", "",
+             "What a user asking for a given quality pays: udic's mean bpp divided by the anchor's at "
+             "the same PSNR, each read off its own per-image-averaged curve (log-rate linear in PSNR "
+             "between the two points around the target). Below 1 = udic is smaller; — = one of the two "
+             "does not reach that PSNR. *top dB* is the highest PSNR each curve reaches.", ""]
+    if subsets:
+        lines += ["Rows whose anchor names a number of images compare on those images only, udic "
+                  "measured on the same ones (" + "; ".join(subsets) + ").", ""]
+    lines += ["| domain | udic | udic top dB | anchor | anchor top dB | " + " | ".join(f"{t:g} dB" for t in targets)
+              + " |", "|---" * (5 + len(targets)) + "|"]
+    for r in rows:
+        anchor = r["anchor"] + (f" ({r['subset'].split(':')[0]})" if r["subset"] else "")
+        cells = ["—" if v is None else f"{v:.2f}" for v in r["ratios"]]
+        lines.append(f"| {r['domain']} | {r['udic']} | {r['udic_top_psnr']:.2f} | {anchor} | "
+                     f"{r['anchor_top_psnr']:.2f} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def external_anchor_curves(folder: Path) -> tuple[list[dict], list[str]]:
+    """Kodak curves of codecs measured outside the project (``*.json`` with ``results``
+    rows: codec, image, q, bpp, psnr_rgb), averaged per QP over the images each
+    file covers; a QP missing on any image is left out, as for measured anchors."""
+    curves: list[dict] = []
+    notes: list[str] = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            results = json.loads(path.read_text())["results"]
+            rows = [(str(r["codec"]), Path(str(r["image"])).stem, float(r["q"]), float(r["bpp"]), float(r["psnr_rgb"]))
+                    for r in results]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            notes.append(f"{path.name}: not an anchor result file ({exc})")
+            continue
+        for codec in dict.fromkeys(r[0] for r in rows):
+            if codec not in EXTERNAL_CODECS:
+                continue
+            mine = [r for r in rows if r[0] == codec]
+            images = sorted({r[1] for r in mine})
+            points = []
+            for q in sorted({r[2] for r in mine}):
+                at_q = [r for r in mine if r[2] == q]
+                if {r[1] for r in at_q} != set(images) or len(at_q) != len(images):
+                    notes.append(f"kodak: {EXTERNAL_CODECS[codec]} q={q:g} left out (not on every image)")
+                    continue
+                points.append((float(np.mean([r[3] for r in at_q])), float(np.mean([r[4] for r in at_q])), q))
+            points.sort()
+            curves.append({"domain": "kodak", "codec": EXTERNAL_CODECS[codec], "bpp": [p[0] for p in points],
+                           "psnr": [p[1] for p in points], "qualities": [p[2] for p in points],
+                           "images": len(images), "image_names": images,
+                           "subset": f"{len(images)} images: " + ", ".join(images), "source": path.name})
+    return curves, notes
+
+
+def udic_subset_curves(points: list[RDPoint], domain: str, names: list[str]) -> tuple[list[dict], list[str]]:
+    """udic's curves on the images ``names`` only (to set beside anchors measured on them)."""
+    mine = [p for p in points if p.domain == domain and Path(p.file).stem in names]
+    if {Path(p.file).stem for p in mine} != set(names):
+        missing = sorted(set(names) - {Path(p.file).stem for p in mine})
+        return [], [f"{domain}: no udic curve on the external anchors' images (not measured: {', '.join(missing)})"]
+    curves, notes = average_curves(mine, {domain: len(names)})
+    subset = f"{len(names)} images: " + ", ".join(sorted(names))
+    return [{**asdict(c), "subset": subset} for c in curves], notes
+
+
 # Sections written by tools.benchmarks.* (each re-runnable on its own), in report order.
 SECTIONS = ("family", "adaptation", "huge", "robustness", "recipes", "training")
 
@@ -330,6 +487,7 @@ def render_markdown(r: dict, plots: dict[str, str], sections: Path | None = None
         "",
     ]
     lines += udic_against_anchors(r["curves"])
+    lines += equal_psnr_lines(equal_psnr_table(r["curves"] + r.get("extra_curves", [])))
     for name, rows in r["per_rate"].items():
         lines += [f"## {name} ({r['images'][name]} images): udic per rate", "",
                   "| effort | q | bpp | PSNR dB | MS-SSIM | encode s | decode s | MP |",
