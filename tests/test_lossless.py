@@ -33,6 +33,15 @@ def _tiled(h: int, w: int) -> np.ndarray:
     return colours[idx]
 
 
+def _many_colours() -> np.ndarray:
+    """300 random colours in 2×2 blocks: too many for a byte index, still a palette image."""
+    rng = np.random.default_rng(11)
+    colours = rng.integers(0, 256, (300, 3), dtype=np.uint8)
+    blocks = np.arange(576) % 300
+    rng.shuffle(blocks)
+    return np.kron(colours[blocks.reshape(24, 24)], np.ones((2, 2, 1), np.uint8)).astype(np.uint8)
+
+
 def _roundtrip(pixels: np.ndarray, bit_depth: int = 8, max_error: int = 0, effort: int = 1) -> bytes:
     payload = lossless.encode(pixels, bit_depth, max_error, effort)
     out = lossless.decode(payload)
@@ -58,6 +67,7 @@ CASES = {
     "constant": lambda: np.full((37, 21, 4), 99, np.uint8),
     "noise": lambda: RNG.integers(0, 256, (32, 48, 3), dtype=np.uint8),
     "tiled": lambda: _tiled(64, 96),
+    "many_colours_palette": lambda: _many_colours(),
     "binary": lambda: RNG.integers(0, 2, (30, 40, 1), dtype=np.uint8),
 }
 BIT_DEPTH = {"rgb16_random": 16, "rgb16_smooth": 16, "gray16_smooth": 16, "gray12_smooth": 12, "binary": 1}
@@ -83,6 +93,13 @@ def test_palette_and_tiles_use_palette_mode() -> None:
     payload = _roundtrip(CASES["tiled"]())
     info = lossless.describe(payload)
     assert info["mode"] == "palette" and info["palette_size"] == 6
+
+
+def test_large_palette_is_used() -> None:
+    pixels = _many_colours()
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 256
+    info = lossless.describe(_roundtrip(pixels))
+    assert info["mode"] == "palette" and info["palette_size"] > 256
 
 
 @pytest.mark.parametrize("max_error", [1, 2, 4, 16])

@@ -31,6 +31,8 @@ from .predict import (
     fit_linear,
     gather,
     grid,
+    index_symbols,
+    index_values,
     num_predictors,
     palette_activity,
     pass_list,
@@ -48,27 +50,21 @@ class PlaneSpec:
     lo: int
     hi: int
     max_error: int  # 0 = exact
-    modulus: int  # palette size for index planes, 0 otherwise
+    palette_size: int  # > 0: an index plane, coded by neighbour rank / literal, not by prediction
     colour: bool  # takes part in inter-plane prediction
 
     @property
     def mid(self) -> int:
-        return 0 if self.modulus else (self.lo + self.hi) >> 1
+        return (self.lo + self.hi) >> 1
 
 
 def _clamp_prediction(pred: np.ndarray, spec: PlaneSpec) -> np.ndarray:
-    hi = spec.modulus - 1 if spec.modulus else spec.hi
-    lo = 0 if spec.modulus else spec.lo
-    return np.minimum(np.maximum(pred, lo), hi)
+    return np.minimum(np.maximum(pred, spec.lo), spec.hi)
 
 
 def _quantise(x: np.ndarray, pred: np.ndarray, spec: PlaneSpec) -> tuple[np.ndarray, np.ndarray]:
     """(coded residual, reconstruction) — every reconstruction within ±max_error of x."""
     r = x - pred
-    if spec.modulus:
-        m = spec.modulus
-        q = (r + m // 2) % m - m // 2
-        return q, x
     n = spec.max_error
     if n == 0:
         return r, x
@@ -78,8 +74,6 @@ def _quantise(x: np.ndarray, pred: np.ndarray, spec: PlaneSpec) -> tuple[np.ndar
 
 
 def _reconstruct(q: np.ndarray, pred: np.ndarray, spec: PlaneSpec) -> np.ndarray:
-    if spec.modulus:
-        return ((pred + q) % spec.modulus).astype(np.int32)
     value = pred + q * (2 * spec.max_error + 1) if spec.max_error else pred + q
     return np.minimum(np.maximum(value, spec.lo), spec.hi).astype(np.int32)
 
@@ -119,8 +113,6 @@ def _candidates(kind: int, spec: PlaneSpec, effort: int, linear_ok: bool) -> lis
     if kind == DC:
         return [PRED_LINEAR] if (linear_ok and effort > 0) else [PRED_AVERAGE]
     copies = list(range(PRED_COPY, num_predictors(kind)))
-    if spec.modulus:
-        return [PRED_AVERAGE] + copies if effort > 0 else [PRED_COPY]
     if effort == 0:
         return [PRED_LINEAR]
     if effort == 1:
@@ -204,10 +196,16 @@ def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int,
             nb = list(nb_all[c])
             x = source[c][tgt].ravel()
             feats_inter = inter if spec.colour else []
-            act = (palette_activity if spec.modulus else activity)(p.kind, nb, n)
+            act = (palette_activity if spec.palette_size else activity)(p.kind, nb, n)
             if spec.colour:
                 act = _inter_context(act, errors)
-            linear_ok = len(nb) + len(feats_inter) > 0 and not spec.modulus
+            if spec.palette_size:
+                sym = index_symbols(x, nb)
+                recon[c][tgt] = x.reshape(p.ys.size, p.xs.size)
+                token, nraw, raw = coding.tokenize(sym)
+                row.append(_Record(PRED_AVERAGE, None, act, token, nraw, raw))
+                continue
+            linear_ok = len(nb) + len(feats_inter) > 0
             cands = _candidates(p.kind, spec, effort, linear_ok)
             best = None
             for cand in cands:
@@ -319,7 +317,8 @@ def decode_planes(reader: Reader, specs: list[PlaneSpec], height: int, width: in
             pred = reader.u8("predictor")
             n_inter = c if spec.colour else 0  # colour planes come first, so earlier colour planes = c
             m = len(OFFSETS[p.kind]) + n_inter
-            allowed = pred < num_predictors(p.kind) and (pred != PRED_LINEAR or (m > 0 and not spec.modulus))
+            allowed = pred == PRED_AVERAGE if spec.palette_size else (
+                pred < num_predictors(p.kind) and (pred != PRED_LINEAR or m > 0))
             if not allowed:
                 raise ContainerError(f"lossless payload: predictor {pred} is not valid here")
             weights = None
@@ -342,16 +341,21 @@ def decode_planes(reader: Reader, specs: list[PlaneSpec], height: int, width: in
             pred_id, weights = pass_params[i][c]
             nb = list(nb_all[c])
             feats_inter = inter if spec.colour else []
-            act = (palette_activity if spec.modulus else activity)(p.kind, nb, n)
+            act = (palette_activity if spec.palette_size else activity)(p.kind, nb, n)
             if spec.colour:
                 act = _inter_context(act, errors)
-            pred = _clamp_prediction(predict(pred_id, p.kind, nb, feats_inter, weights, spec.mid, n), spec)
+            if not spec.palette_size:
+                pred = _clamp_prediction(predict(pred_id, p.kind, nb, feats_inter, weights, spec.mid, n), spec)
             thr, per_group = plane_tables[c]
             run_idx, models = per_group[p.group]
             order, counts = _group_order(run_idx[_bins(thr, act)], len(models))
             token = np.empty(n, dtype=np.int64)
             token[order] = np.concatenate([dec.symbols(model, cnt) for model, cnt in zip(models, counts)])
             raw = dec.raw(coding.token_raw_bits(token))
+            if spec.palette_size:
+                recon[c][tgt] = index_values(coding.detokenize(token, raw), nb, spec.palette_size).reshape(
+                    p.ys.size, p.xs.size)
+                continue
             q = coding.unzigzag(coding.detokenize(token, raw))
             rec = _reconstruct(q, pred, spec)
             recon[c][tgt] = rec.reshape(p.ys.size, p.xs.size)

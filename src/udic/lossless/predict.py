@@ -190,3 +190,47 @@ def predict(pred: int, kind: int, nb: list[np.ndarray], inter: list[np.ndarray],
         assert weights is not None
         return linear(nb + inter, weights)
     return nb[pred - PRED_COPY]
+
+
+LITERAL_BASE = 8  # index-plane symbols ≥ this are literal palette indices (+ LITERAL_BASE)
+
+
+def distinct_ranks(nb: list[np.ndarray], count: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """For index planes: per neighbour j, whether its value is new among neighbours 0..j-1,
+    and its rank among the distinct values so far (both per pixel)."""
+    is_new, ranks = [], []
+    rank = np.zeros(count, dtype=np.int32)
+    for j, v in enumerate(nb):
+        new = np.ones(count, dtype=bool)
+        for i in range(j):
+            new &= v != nb[i]
+        is_new.append(new)
+        ranks.append(rank.copy())
+        rank += new
+    return is_new, ranks
+
+
+def index_symbols(x: np.ndarray, nb: list[np.ndarray]) -> np.ndarray:
+    """Index → symbol: rank of the first distinct neighbour equal to it, else LITERAL_BASE + index."""
+    out = x.astype(np.int64) + LITERAL_BASE
+    if not nb:
+        return out
+    is_new, ranks = distinct_ranks(nb, x.size)
+    found = np.zeros(x.size, dtype=bool)
+    for j in range(len(nb)):
+        hit = is_new[j] & (nb[j] == x) & ~found
+        out[hit] = ranks[j][hit]
+        found |= hit
+    return out
+
+
+def index_values(sym: np.ndarray, nb: list[np.ndarray], palette_size: int) -> np.ndarray:
+    """Inverse of ``index_symbols``; impossible symbols (damaged data) map to valid indices."""
+    out = np.minimum(np.maximum(sym - LITERAL_BASE, 0), palette_size - 1).astype(np.int32)
+    if not nb:
+        return out
+    is_new, ranks = distinct_ranks(nb, sym.size)
+    for j in range(len(nb)):
+        hit = is_new[j] & (ranks[j] == sym)
+        out[hit] = nb[j][hit]
+    return out

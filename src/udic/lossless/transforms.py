@@ -63,8 +63,8 @@ def inverse(planes: list[np.ndarray], transform: int) -> list[np.ndarray]:
 def find_palette(pixels: np.ndarray, limit: int = 256) -> tuple[np.ndarray, np.ndarray] | None:
     """(palette (P, C), index plane (H, W)) when the image has at most ``limit`` distinct pixels.
 
-    The palette is sorted by channel sum (then lexicographically) so that neighbouring
-    indices are similar colours and index differences stay small.
+    The palette is sorted by decreasing frequency (ties by colour) so that the literal
+    indices coded for pixels matching no neighbour are small for common colours.
     """
     h, w, c = pixels.shape
     flat = pixels.reshape(-1, c).astype(np.int64)
@@ -75,11 +75,11 @@ def find_palette(pixels: np.ndarray, limit: int = 256) -> tuple[np.ndarray, np.n
     sample = key[:: max(1, key.size // 4096)]
     if np.unique(sample).size > limit:
         return None
-    colours, inverse_index = np.unique(key, return_inverse=True)
+    colours, inverse_index, counts = np.unique(key, return_inverse=True, return_counts=True)
     if colours.size > limit:
         return None
     palette = np.stack([(colours >> (16 * (c - 1 - ch))) & 0xFFFF for ch in range(c)], axis=1)
-    order = np.lexsort(tuple(palette[:, ch] for ch in reversed(range(c))) + (palette.sum(axis=1),))
+    order = np.lexsort((colours, -counts))
     rank = np.empty_like(order)
     rank[order] = np.arange(order.size)
     index = rank[inverse_index].reshape(h, w).astype(np.int32)
