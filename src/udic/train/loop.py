@@ -28,7 +28,7 @@ from .data import CropDataset, default_data_root, load_eval_images
 from .options import recipe_toml
 
 SCHEDULES = ("steps", "time")
-OPTIMIZERS = ("adam",)
+OPTIMIZERS = ("adam", "soap")
 
 
 @dataclass
@@ -67,7 +67,7 @@ class TrainConfig:
     # time spent against --time-limit-minutes (counted across resumes), so the run ends decayed
     # when its time is up, whatever the machine's speed; --steps is then only a cap.
     schedule: str = "steps"
-    optimizer: str = "adam"
+    optimizer: str = "adam"  # "adam" or "soap" (Adam in the eigenbasis of Shampoo's preconditioner; not yet measured)
 
     def rate_lambdas(self) -> tuple[float, ...]:
         """The λ of each rate: the reference list unless ``--lambdas`` replaces it."""
@@ -249,6 +249,10 @@ def state_digest(model: torch.nn.Module) -> str:
 
 
 def make_optimizer(cfg: TrainConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    if cfg.optimizer == "soap":
+        from .soap import SOAP
+
+        return SOAP(params, lr=cfg.lr)
     return torch.optim.Adam(params, lr=cfg.lr)
 
 
