@@ -22,6 +22,7 @@ from .predict import (
     NUM_GROUPS,
     OFFSETS,
     PRED_AVERAGE,
+    PRED_CLAMPED,
     PRED_COPY,
     PRED_LINEAR,
     WEIGHT_LIMIT,
@@ -116,8 +117,8 @@ def _candidates(kind: int, spec: PlaneSpec, effort: int, linear_ok: bool) -> lis
     if effort == 0:
         return [PRED_LINEAR]
     if effort == 1:
-        return [PRED_AVERAGE, PRED_LINEAR] + copies[:2]
-    return [PRED_AVERAGE, PRED_LINEAR] + copies
+        return [PRED_AVERAGE, PRED_LINEAR, PRED_CLAMPED] + copies[:2]
+    return [PRED_AVERAGE, PRED_LINEAR, PRED_CLAMPED] + copies
 
 
 def _num_bins(pixels: int) -> int:
@@ -208,8 +209,13 @@ def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int,
             linear_ok = len(nb) + len(feats_inter) > 0
             cands = _candidates(p.kind, spec, effort, linear_ok)
             best = None
+            linear_weights = None
             for cand in cands:
-                weights = fit_linear(nb + feats_inter, x) if cand == PRED_LINEAR else None
+                if cand in (PRED_LINEAR, PRED_CLAMPED):
+                    weights = linear_weights if linear_weights is not None else fit_linear(nb + feats_inter, x)
+                    linear_weights = weights
+                else:
+                    weights = None
                 if len(cands) == 1:
                     best = (0.0, cand, weights)
                     break
@@ -270,7 +276,7 @@ def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int,
         for c, spec in enumerate(specs):
             rec = records[i][c]
             out.u8(rec.pred)
-            if rec.pred == PRED_LINEAR:
+            if rec.pred in (PRED_LINEAR, PRED_CLAMPED):
                 for wgt in rec.weights.tolist():
                     out.svarint(int(wgt))
             run_idx, models = plane_tables[c][p.group]
@@ -318,11 +324,11 @@ def decode_planes(reader: Reader, specs: list[PlaneSpec], height: int, width: in
             n_inter = c if spec.colour else 0  # colour planes come first, so earlier colour planes = c
             m = len(OFFSETS[p.kind]) + n_inter
             allowed = pred == PRED_AVERAGE if spec.palette_size else (
-                pred < num_predictors(p.kind) and (pred != PRED_LINEAR or m > 0))
+                pred < num_predictors(p.kind) and (pred != PRED_LINEAR or m > 0) and (pred != PRED_CLAMPED or p.kind != DC))
             if not allowed:
                 raise ContainerError(f"lossless payload: predictor {pred} is not valid here")
             weights = None
-            if pred == PRED_LINEAR:
+            if pred in (PRED_LINEAR, PRED_CLAMPED):
                 weights = np.array([reader.svarint("weight", WEIGHT_LIMIT) for _ in range(m)], dtype=np.int64)
                 if np.any(weights >= WEIGHT_LIMIT) or np.any(weights < -WEIGHT_LIMIT):
                     raise ContainerError("lossless payload: predictor weight out of range")

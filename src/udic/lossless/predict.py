@@ -34,7 +34,9 @@ WEIGHT_LIMIT = 1 << 15
 
 PRED_AVERAGE = 0
 PRED_LINEAR = 1
-PRED_COPY = 2  # PRED_COPY + i: copy neighbour i
+PRED_CLAMPED = 2  # linear, clamped to the range of the direction neighbours (no overshoot at edges)
+PRED_COPY = 3  # PRED_COPY + i: copy neighbour i
+DIRECTION_NEIGHBOURS = {0: 2, 1: 2, 2: 4, 3: 0}  # the first this many neighbours are the direction ones
 
 
 @dataclass(frozen=True)
@@ -186,9 +188,13 @@ def predict(pred: int, kind: int, nb: list[np.ndarray], inter: list[np.ndarray],
             mid: int, count: int) -> np.ndarray:
     if pred == PRED_AVERAGE:
         return average(kind, nb, mid, count)
-    if pred == PRED_LINEAR:
+    if pred in (PRED_LINEAR, PRED_CLAMPED):
         assert weights is not None
-        return linear(nb + inter, weights)
+        value = linear(nb + inter, weights)
+        if pred == PRED_CLAMPED:
+            direction = nb[: DIRECTION_NEIGHBOURS[kind]]
+            value = np.minimum(np.maximum(value, np.minimum.reduce(direction)), np.maximum.reduce(direction))
+        return value
     return nb[pred - PRED_COPY]
 
 
