@@ -42,6 +42,16 @@ def _many_colours() -> np.ndarray:
     return np.kron(colours[blocks.reshape(24, 24)], np.ones((2, 2, 1), np.uint8)).astype(np.uint8)
 
 
+def _flat_art(h: int, w: int, channels: int = 3) -> np.ndarray:
+    """Flat-colour shapes over a gradient background (> 4096 colours): pixel matching engages."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([(xx * 255 // max(w - 1, 1)), (yy * 255 // max(h - 1, 1)), (xx + yy) % 256, 255 - xx % 256], axis=2)
+    img = np.repeat(np.repeat(img[::2, ::2], 2, axis=0), 2, axis=1)[:h, :w]
+    img[(yy - h // 2) ** 2 + (xx - w // 3) ** 2 < (h // 3) ** 2] = (200, 30, 60, 128)
+    img[h // 4 : h // 2, w // 2 :] = (10, 220, 90, 255)
+    return img[:, :, :channels].astype(np.uint8)
+
+
 def _roundtrip(pixels: np.ndarray, bit_depth: int = 8, max_error: int = 0, effort: int = 1) -> bytes:
     payload = lossless.encode(pixels, bit_depth, max_error, effort)
     out = lossless.decode(payload)
@@ -93,6 +103,21 @@ def test_palette_and_tiles_use_palette_mode() -> None:
     payload = _roundtrip(CASES["tiled"]())
     info = lossless.describe(payload)
     assert info["mode"] == "palette" and info["palette_size"] == 6
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+@pytest.mark.parametrize("max_error", [0, 2])
+def test_pixel_match_mode(channels: int, max_error: int) -> None:
+    pixels = _flat_art(96, 80, channels)
+    payload = lossless.encode(pixels, 8, max_error)
+    info = lossless.describe(payload)
+    assert info["mode"] == "predictive" and info["pixel_match"]
+    out = lossless.decode(payload)
+    diff = np.abs(out.astype(int) - pixels.astype(int))
+    assert diff[:, :, : 3 if channels >= 3 else 1].max() <= max_error
+    if channels == 4:
+        np.testing.assert_array_equal(out[:, :, 3], pixels[:, :, 3])
+    assert payload == lossless.encode(pixels, 8, max_error)
 
 
 def test_large_palette_is_used() -> None:
@@ -154,6 +179,7 @@ PAYLOADS = {
     "stored": lambda: lossless.encode(RNG.integers(0, 256, (8, 8, 3), dtype=np.uint8)),
     "near": lambda: lossless.encode(_smooth(24, 20, 3), 8, 2),
     "wide": lambda: lossless.encode(_smooth(16, 12, 1, 16), 16),
+    "match": lambda: lossless.encode(_flat_art(40, 36, 4)),
 }
 
 

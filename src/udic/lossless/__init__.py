@@ -88,7 +88,20 @@ def _specs(channels: int, ranges: list[tuple[int, int]], max_error: int, maxval:
     return specs
 
 
-def _encode_predictive(pixels: np.ndarray, bit_depth: int, max_error: int, effort: int, transform: int) -> bytes:
+MATCH_SHARE = 0.3  # use pixel matching when more than this share of pixels repeats its left/upper neighbour
+
+
+def _repeat_share(pixels: np.ndarray) -> float:
+    """Share of pixels equal (all channels) to the pixel to the left or above: flat synthetic art is
+    high, photos are near zero."""
+    same = np.zeros(pixels.shape[:2], dtype=bool)
+    same[:, 1:] |= np.all(pixels[:, 1:] == pixels[:, :-1], axis=2)
+    same[1:, :] |= np.all(pixels[1:] == pixels[:-1], axis=2)
+    return float(same.mean())
+
+
+def _encode_predictive(pixels: np.ndarray, bit_depth: int, max_error: int, effort: int, transform: int,
+                       match: bool) -> bytes:
     maxval = (1 << bit_depth) - 1
     c = pixels.shape[2]
     chans = [pixels[:, :, i].astype(np.int32) for i in range(c)]
@@ -100,8 +113,9 @@ def _encode_predictive(pixels: np.ndarray, bit_depth: int, max_error: int, effor
         planes, ranges = chans[:1], [(0, maxval)]
     if _has_alpha(c):
         planes = planes + [chans[-1]]
+    out.u8(1 if match else 0)
     specs = _specs(c, ranges, max_error, maxval)
-    data = encode_planes(planes, specs, effort, out)
+    data = encode_planes(planes, specs, effort, out, match)
     return out.getvalue() + data
 
 
@@ -168,8 +182,9 @@ def encode(pixels: np.ndarray, bit_depth: int = 8, max_error: int = 0, effort: i
         if len(cand) < len(best):
             best = cand
     if found is None or effort > 0:
+        match = _repeat_share(pixels) > MATCH_SHARE
         for transform in _transform_candidates(pixels, bit_depth, max_error, effort):
-            cand = _encode_predictive(pixels, bit_depth, max_error, effort, transform)
+            cand = _encode_predictive(pixels, bit_depth, max_error, effort, transform, match)
             if len(cand) < len(best):
                 best = cand
     return best
@@ -239,8 +254,11 @@ def decode(payload: bytes, max_pixels: int = 64_000_000) -> np.ndarray:
         _, ranges = transforms.forward(zero, transform, maxval)
     else:
         ranges = [(0, maxval)]
+    match = reader.u8("pixel-match flag")
+    if match not in (0, 1):
+        raise ContainerError(f"lossless payload: pixel-match flag {match} is invalid")
     specs = _specs(c, ranges, hd["max_error"], maxval)
-    planes = decode_planes(reader, specs, h, w)
+    planes = decode_planes(reader, specs, h, w, bool(match))
     if _colour_count(c) == 3:
         colour = transforms.inverse(planes[:3], transform)
     else:
@@ -269,6 +287,8 @@ def describe(payload: bytes) -> dict:
     if hd["mode"] == MODE_PREDICTIVE and _colour_count(hd["channels"]) == 3:
         t = reader.u8("colour transform")
         info["transform"] = transforms.TRANSFORM_NAMES.get(t, f"unknown ({t})")
+    if hd["mode"] == MODE_PREDICTIVE:
+        info["pixel_match"] = bool(reader.u8("pixel-match flag"))
     if hd["mode"] == MODE_PALETTE:
         info["palette_size"] = reader.varint("palette size", MAX_PALETTE)
     return info

@@ -34,6 +34,9 @@ from .predict import (
     grid,
     index_symbols,
     index_values,
+    match_activity,
+    match_values,
+    pixel_match,
     num_predictors,
     palette_activity,
     pass_list,
@@ -178,8 +181,14 @@ def _inter_context(act: np.ndarray, errors: list[np.ndarray]) -> np.ndarray:
     return act
 
 
-def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int, out: Writer) -> bytes:
-    """Writes the plane side information to ``out``; returns the ANS stream bytes."""
+def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int, out: Writer,
+                  match: bool = False) -> bytes:
+    """Writes the plane side information to ``out``; returns the ANS stream bytes.
+
+    With ``match``, each pass first codes per pixel whether it equals (within ±max_error)
+    one of its distinct neighbour pixels; only the other pixels code their planes.
+    """
+    tolerance = np.array([s.max_error for s in specs], dtype=np.int32)
     height, width = planes[0].shape
     passes = pass_list(height, width)
     source = np.stack(planes).astype(np.int32)
@@ -192,10 +201,19 @@ def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int,
         inter: list[np.ndarray] = []
         errors: list[np.ndarray] = []
         row: list[_Record] = []
-        sample = slice(None) if n <= COST_SAMPLE else slice(None, None, n // COST_SAMPLE)
+        x_all = source[:, tgt[0], tgt[1]].reshape(len(specs), n)
+        coded: np.ndarray | slice = slice(None)
+        matched = None
+        if match:
+            msym, matched, mvals = pixel_match(x_all, nb_all, tolerance)
+            zero = np.zeros(n, dtype=np.int64)
+            row.append(_Record(PRED_AVERAGE, None, match_activity(nb_all), msym.astype(np.int32), zero, zero))
+            coded = np.flatnonzero(~matched)
+        n_coded = n if matched is None else coded.size
+        sample = np.arange(n)[coded][:: max(1, n_coded // COST_SAMPLE)]
         for c, spec in enumerate(specs):
             nb = list(nb_all[c])
-            x = source[c][tgt].ravel()
+            x = x_all[c]
             feats_inter = inter if spec.colour else []
             act = (palette_activity if spec.palette_size else activity)(p.kind, nb, n)
             if spec.colour:
@@ -216,7 +234,7 @@ def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int,
                     linear_weights = weights
                 else:
                     weights = None
-                if len(cands) == 1:
+                if len(cands) == 1 or sample.size == 0:
                     best = (0.0, cand, weights)
                     break
                 nbs = [f[sample] for f in nb]
@@ -229,9 +247,11 @@ def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int,
             _, cand, weights = best
             pred = _clamp_prediction(predict(cand, p.kind, nb, feats_inter, weights, spec.mid, n), spec)
             q, rec = _quantise(x, pred, spec)
+            if matched is not None:
+                rec = np.where(matched, mvals[c], rec)
             recon[c][tgt] = rec.reshape(p.ys.size, p.xs.size)
-            token, nraw, raw = coding.tokenize(coding.zigzag(q))
-            row.append(_Record(cand, weights, act, token, nraw, raw))
+            token, nraw, raw = coding.tokenize(coding.zigzag(q[coded]))
+            row.append(_Record(cand, weights, act[coded], token, nraw, raw))
             if spec.colour:
                 inter.append(rec - average(p.kind, nb, spec.mid, n))
                 errors.append(np.abs(rec - pred))
@@ -240,7 +260,7 @@ def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int,
     ops = OpList()
     groups_present = sorted({p.group for p in passes})
     plane_tables = []
-    for c, spec in enumerate(specs):
+    for c in range(len(specs) + match):
         act_all = np.concatenate([records[i][c].act for i in range(len(passes))])
         thr = _thresholds(act_all, _num_bins(height * width))
         bins = thr.size + 1
@@ -273,12 +293,13 @@ def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int,
         plane_tables.append(per_group)
 
     for i, p in enumerate(passes):
-        for c, spec in enumerate(specs):
+        for c in range(len(specs) + match):
             rec = records[i][c]
-            out.u8(rec.pred)
-            if rec.pred in (PRED_LINEAR, PRED_CLAMPED):
-                for wgt in rec.weights.tolist():
-                    out.svarint(int(wgt))
+            if c >= match:
+                out.u8(rec.pred)
+                if rec.pred in (PRED_LINEAR, PRED_CLAMPED):
+                    for wgt in rec.weights.tolist():
+                        out.svarint(int(wgt))
             run_idx, models = plane_tables[c][p.group]
             order, counts = _group_order(run_idx[rec.bins], len(models))
             sorted_tokens = rec.token[order]
@@ -290,11 +311,12 @@ def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int,
     return ops.finish()
 
 
-def decode_planes(reader: Reader, specs: list[PlaneSpec], height: int, width: int) -> list[np.ndarray]:
+def decode_planes(reader: Reader, specs: list[PlaneSpec], height: int, width: int,
+                  match: bool = False) -> list[np.ndarray]:
     passes = pass_list(height, width)
     groups_present = sorted({p.group for p in passes})
     plane_tables = []
-    for c in range(len(specs)):
+    for c in range(len(specs) + match):
         bins = reader.u8("context bin count")
         if not 1 <= bins <= MAX_BINS:
             raise ContainerError(f"lossless payload: {bins} context bins is out of range")
@@ -335,6 +357,14 @@ def decode_planes(reader: Reader, specs: list[PlaneSpec], height: int, width: in
             row.append((pred, weights))
         pass_params.append(row)
 
+    def decode_tokens(c: int, group: int, act: np.ndarray) -> np.ndarray:
+        thr, per_group = plane_tables[c]
+        run_idx, models = per_group[group]
+        order, counts = _group_order(run_idx[_bins(thr, act)], len(models))
+        token = np.empty(act.size, dtype=np.int64)
+        token[order] = np.concatenate([dec.symbols(model, cnt) for model, cnt in zip(models, counts)])
+        return token
+
     dec = Decoder(reader.rest())
     recon = np.zeros((len(specs), height, width), dtype=np.int32)
     for i, p in enumerate(passes):
@@ -343,6 +373,11 @@ def decode_planes(reader: Reader, specs: list[PlaneSpec], height: int, width: in
         tgt = grid(p)
         inter: list[np.ndarray] = []
         errors: list[np.ndarray] = []
+        coded: np.ndarray | slice = slice(None)
+        matched = None
+        if match:
+            matched, mvals = match_values(decode_tokens(0, p.group, match_activity(nb_all)), nb_all)
+            coded = np.flatnonzero(~matched)
         for c, spec in enumerate(specs):
             pred_id, weights = pass_params[i][c]
             nb = list(nb_all[c])
@@ -352,18 +387,17 @@ def decode_planes(reader: Reader, specs: list[PlaneSpec], height: int, width: in
                 act = _inter_context(act, errors)
             if not spec.palette_size:
                 pred = _clamp_prediction(predict(pred_id, p.kind, nb, feats_inter, weights, spec.mid, n), spec)
-            thr, per_group = plane_tables[c]
-            run_idx, models = per_group[p.group]
-            order, counts = _group_order(run_idx[_bins(thr, act)], len(models))
-            token = np.empty(n, dtype=np.int64)
-            token[order] = np.concatenate([dec.symbols(model, cnt) for model, cnt in zip(models, counts)])
+            token = decode_tokens(c + match, p.group, act[coded])
             raw = dec.raw(coding.token_raw_bits(token))
             if spec.palette_size:
                 recon[c][tgt] = index_values(coding.detokenize(token, raw), nb, spec.palette_size).reshape(
                     p.ys.size, p.xs.size)
                 continue
-            q = coding.unzigzag(coding.detokenize(token, raw))
+            q = np.zeros(n, dtype=np.int64)
+            q[coded] = coding.unzigzag(coding.detokenize(token, raw))
             rec = _reconstruct(q, pred, spec)
+            if matched is not None:
+                rec = np.where(matched, mvals[c], rec)
             recon[c][tgt] = rec.reshape(p.ys.size, p.xs.size)
             if spec.colour:
                 inter.append(rec - average(p.kind, nb, spec.mid, n))

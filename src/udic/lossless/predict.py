@@ -240,3 +240,64 @@ def index_values(sym: np.ndarray, nb: list[np.ndarray], palette_size: int) -> np
         hit = is_new[j] & (ranks[j] == sym)
         out[hit] = nb[j][hit]
     return out
+
+
+MATCH_NONE = 8  # match symbol: the pixel equals no neighbour pixel (its planes are coded)
+
+
+def _distinct_pixels(nb_all: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per neighbour j: is the whole pixel (all planes) new among neighbours 0..j-1, and its rank."""
+    _, k, n = nb_all.shape
+    is_new, ranks = [], []
+    rank = np.zeros(n, dtype=np.int32)
+    for j in range(k):
+        new = np.ones(n, dtype=bool)
+        for i in range(j):
+            new &= np.any(nb_all[:, j] != nb_all[:, i], axis=0)
+        is_new.append(new)
+        ranks.append(rank.copy())
+        rank += new
+    return is_new, ranks
+
+
+def match_activity(nb_all: np.ndarray) -> np.ndarray:
+    """Context of the match symbol: number of distinct neighbour pixels − 1 (0 for DC)."""
+    _, k, n = nb_all.shape
+    if k == 0:
+        return np.zeros(n, dtype=np.int32)
+    is_new, ranks = _distinct_pixels(nb_all)
+    return ranks[-1] + is_new[-1] - 1
+
+
+def pixel_match(x_all: np.ndarray, nb_all: np.ndarray, tolerance: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(symbol, matched, values): rank of the first distinct neighbour pixel within ±tolerance
+    on every plane (MATCH_NONE if none), and the reconstruction it implies."""
+    _, k, n = nb_all.shape
+    sym = np.full(n, MATCH_NONE, dtype=np.int64)
+    found = np.zeros(n, dtype=bool)
+    values = x_all.copy()
+    if k == 0:
+        return sym, found, values
+    is_new, ranks = _distinct_pixels(nb_all)
+    for j in range(k):
+        close = np.all(np.abs(nb_all[:, j] - x_all) <= tolerance[:, None], axis=0)
+        hit = is_new[j] & close & ~found
+        sym[hit] = ranks[j][hit]
+        values[:, hit] = nb_all[:, j][:, hit]
+        found |= hit
+    return sym, found, values
+
+
+def match_values(sym: np.ndarray, nb_all: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Decoder side of ``pixel_match``: (matched, values of the matched neighbour pixel)."""
+    c, k, n = nb_all.shape
+    matched = np.zeros(n, dtype=bool)
+    values = np.zeros((c, n), dtype=nb_all.dtype)
+    if k == 0:
+        return matched, values
+    is_new, ranks = _distinct_pixels(nb_all)
+    for j in range(k):
+        hit = is_new[j] & (ranks[j] == sym)
+        values[:, hit] = nb_all[:, j][:, hit]
+        matched |= hit
+    return matched, values
