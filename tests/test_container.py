@@ -285,7 +285,7 @@ def test_checksum_checked_before_header() -> None:
         parse(bytes(body))
 
 
-@pytest.mark.parametrize("version", [0, 5, 255])
+@pytest.mark.parametrize("version", [0, 6, 255])
 def test_unknown_version(version: int) -> None:
     with pytest.raises(ContainerError, match="version"):
         parse(seal(header_bytes(version=version) + SECTIONS))
@@ -334,7 +334,7 @@ def test_bad_colour() -> None:
         parse(seal(header_bytes(colour=2) + SECTIONS))
 
 
-@pytest.mark.parametrize("tag", [0, 8, 127])
+@pytest.mark.parametrize("tag", [0, 9, 127])
 def test_unknown_critical_section_tag(tag: int) -> None:
     body = header_bytes(n_sections=b"\x03") + SECTIONS + bytes([tag, 1, 0])
     with pytest.raises(ContainerError, match="unknown section tag"):
@@ -487,9 +487,11 @@ def test_every_section_module_has_the_same_shape() -> None:
     from udic import sections
 
     for m in sections.TABLE:
-        for name in ("TAG", "NAME", "FLAG", "SINCE_VERSION", "REQUIRED", "encode", "decode", "describe"):
+        for name in ("TAG", "NAME", "FLAG", "SINCE_VERSION", "REQUIRED", "MODES", "encode", "decode", "describe"):
             assert hasattr(m, name), (m.__name__, name)
-        assert m.REQUIRED == (m.FLAG == 0)  # the critical sections are either required or flagged
+        # The critical sections are either required or flagged; the pixels flag selects
+        # the file's mode, in which its section is required.
+        assert m.REQUIRED == (m.FLAG == 0) or m.NAME == sections.pixels.NAME
         assert m.encode(None) is None or m.REQUIRED
 
 

@@ -20,8 +20,10 @@ from .sections import ANCILLARY_TAG_MIN, describe_sections  # noqa: F401 (re-exp
 from .wire import Reader, inflate_section, write_field, write_varint  # noqa: F401 (re-exported)
 
 MAGIC = b"UDIC"
-VERSION = 4  # written; 1 (no tile/effort), 2 (no loop filter) and 3 (no metadata) are still read
-READABLE_VERSIONS = (1, 2, 3, 4)
+VERSION = 4  # written for learned files; 1 (no tile/effort), 2 (no loop filter) and 3 (no metadata) are still read
+PIXELS_VERSION = 5  # the first version with the pixels section: written for pixel-coded files
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
+NO_MODEL_ID = "0" * 16  # a pixel-coded file names no model
 MAX_DIMENSION = 1 << 20
 DEFAULT_MAX_PIXELS = 64_000_000  # the same limit as imageio.DEFAULT_MAX_PIXELS for inputs
 
@@ -58,6 +60,11 @@ class Header:
     @property
     def quality(self) -> float:
         return to_quality(self.rate)
+
+    @property
+    def mode(self) -> str:
+        """"learned" (latents decoded by a model) or "pixels" (the integer pixel coder)."""
+        return section_table.file_mode(int(self.flags))
 
     @property
     def tile_pixels(self) -> int:
@@ -251,12 +258,17 @@ def parse_with_layout(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tupl
             ancillary[int(tag)] = reader.take(length, f"ancillary section {tag}")  # type: ignore[arg-type]
     if reader.pos != body_end:
         raise ContainerError("unexpected bytes after the last section")
+    mode = section_table.file_mode(flags)
     for m in section_table.TABLE:
-        if m.REQUIRED and m.TAG not in sections:
+        if mode not in m.MODES and m.TAG in sections:
+            raise ContainerError(f"a {mode}-coded file cannot have a {m.NAME} section")
+        if m.REQUIRED and mode in m.MODES and m.TAG not in sections:
             raise ContainerError(f"missing {m.NAME} section")
     for kind, flag in _FLAG_FOR_SECTION.items():
         if bool(flags & flag) != (kind in sections):
             raise ContainerError(f"flags disagree with the {kind.name.lower()} section")
+    if mode == "pixels" and (header.model_id != NO_MODEL_ID or header.rate or header.tile):
+        raise ContainerError("a pixel-coded file must have a zero model id, rate and tile")
     layout = Layout(
         total=len(data),
         header=header_bytes,

@@ -19,18 +19,16 @@ from collections.abc import Iterator
 import math
 from dataclasses import dataclass, field
 
-import warnings
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-with warnings.catch_warnings():
-    # compressai uses torch.jit.script at import time, which newer torch deprecates.
-    warnings.simplefilter("ignore", FutureWarning)
-    from compressai.entropy_models import EntropyBottleneck
-    from compressai.layers import GDN
+# compressai's two layers, re-implemented with the same state-dict keys and identical
+# outputs (tests/test_nn.py checks them against compressai): importing compressai costs
+# seconds (it pulls in its datasets), which every decode would pay.
+from .nn import GDN, EntropyBottleneck
 
 from .latent_codecs.registry import DEFAULT_LATENT_CODEC
 from .rate import Rate

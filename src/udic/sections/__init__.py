@@ -14,19 +14,29 @@ from __future__ import annotations
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from . import adapters, alpha, hyperlatents, icc, latents, loop_filter, metadata
+from . import adapters, alpha, hyperlatents, icc, latents, loop_filter, metadata, pixels
 from .base import ANCILLARY_TAG_MIN, DecodeContext
 
 if TYPE_CHECKING:
     from ..container import Container
 
 # In tag order; the decoder checks the side sections in this order (spec §9 step 4).
-TABLE: tuple[ModuleType, ...] = (hyperlatents, latents, adapters, alpha, icc, loop_filter, metadata)
+TABLE: tuple[ModuleType, ...] = (hyperlatents, latents, adapters, alpha, icc, loop_filter, metadata, pixels)
 BY_TAG: dict[int, ModuleType] = {m.TAG: m for m in TABLE}
 BY_NAME: dict[str, ModuleType] = {m.NAME: m for m in TABLE}
-# The entropy-coded pair belongs to the latent codec; the rest are "side" sections.
+# The entropy-coded pair belongs to the latent codec, the pixels section to the pixel
+# coder; the rest are "side" sections of a learned file.
 LATENT_SECTIONS = ("hyperlatents", "latents")
-SIDE_SECTIONS: tuple[ModuleType, ...] = tuple(m for m in TABLE if m.NAME not in LATENT_SECTIONS)
+SIDE_SECTIONS: tuple[ModuleType, ...] = tuple(
+    m for m in TABLE if m.NAME not in LATENT_SECTIONS and m.NAME != pixels.NAME)
+
+# A file's mode (spec §3): "pixels" when the pixels flag is set, else "learned".  Each
+# section lists the modes it may appear in; REQUIRED means required in those modes.
+MODES = ("learned", "pixels")
+
+
+def file_mode(flags: int) -> str:
+    return "pixels" if flags & pixels.FLAG else "learned"
 
 
 def _check_table() -> None:
@@ -37,6 +47,8 @@ def _check_table() -> None:
     if len(set(flags)) != len(flags) or any(f & (f - 1) for f in flags) or max(flags, default=0) > 0x80:
         raise AssertionError("section flags must be distinct single bits of a u8")
     for m in TABLE:
+        if not m.MODES or set(m.MODES) - set(MODES):
+            raise AssertionError(f"section {m.NAME} must list the file modes it belongs to")
         if m.TAG >= ANCILLARY_TAG_MIN and (m.FLAG or m.REQUIRED):
             raise AssertionError(f"ancillary section {m.NAME} can have neither a flag nor be required")
 
@@ -100,5 +112,6 @@ __all__ = [
     "decode_side_sections",
     "describe_sections",
     "encode_sections",
+    "file_mode",
     "is_ancillary",
 ]

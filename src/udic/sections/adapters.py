@@ -12,6 +12,7 @@ NAME = "adapters"
 FLAG = 1
 SINCE_VERSION = 1
 REQUIRED = False
+MODES = ("learned",)  # the sections of a file coded by the learned transform
 
 
 def encode(value: AdapterSet | None) -> bytes | None:

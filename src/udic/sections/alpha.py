@@ -12,6 +12,7 @@ NAME = "alpha"
 FLAG = 2
 SINCE_VERSION = 1
 REQUIRED = False
+MODES = ("learned",)  # the sections of a file coded by the learned transform
 
 
 def encode(value: np.ndarray | None) -> bytes | None:

@@ -1,7 +1,8 @@
 """What every section module provides, and what it is given to decode.
 
 A section module has ``TAG`` (u8 in the file), ``NAME``, ``FLAG`` (its header flag bit,
-or 0 for a required or ancillary section), ``SINCE_VERSION``, ``REQUIRED``,
+or 0 for a required or ancillary section), ``SINCE_VERSION``, ``REQUIRED`` (required in a
+file of one of its ``MODES``: "learned" — coded by the network — and/or "pixels"),
 ``encode(value) -> bytes | None`` (None: nothing to send), ``decode(payload, context)``
 and ``describe(payload) -> dict`` (for ``udic info``; torch-free and cheap).
 """
@@ -29,6 +30,7 @@ class SectionModule(Protocol):
     FLAG: int
     SINCE_VERSION: int
     REQUIRED: bool
+    MODES: tuple[str, ...]
 
     def encode(self, value: Any) -> bytes | None: ...
 

@@ -13,6 +13,7 @@ NAME = "icc"
 FLAG = 4
 SINCE_VERSION = 1
 REQUIRED = False
+MODES = ("learned", "pixels")
 MAX_ICC_BYTES = 16 << 20
 
 

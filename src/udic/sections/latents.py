@@ -10,6 +10,7 @@ NAME = "latents"
 FLAG = 0
 SINCE_VERSION = 1
 REQUIRED = True
+MODES = ("learned",)  # the sections of a file coded by the learned transform
 
 
 def encode(value: bytes | None) -> bytes | None:

@@ -12,6 +12,7 @@ NAME = "loop_filter"
 FLAG = 8
 SINCE_VERSION = 3
 REQUIRED = False
+MODES = ("learned",)  # the sections of a file coded by the learned transform
 
 
 def encode(value: LoopFilter | None) -> bytes | None:

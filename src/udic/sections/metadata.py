@@ -13,6 +13,7 @@ NAME = "metadata"
 FLAG = 16
 SINCE_VERSION = 4
 REQUIRED = False
+MODES = ("learned", "pixels")
 
 
 def encode(value: Metadata | None) -> bytes | None:

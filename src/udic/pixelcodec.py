@@ -1,0 +1,144 @@
+"""Pixel-coded .udic files (format version 5, spec §11): the image's own samples coded
+exactly (lossless) or within ±max_error (near-lossless) by the integer pixel coder.
+
+Why a second path beside the network: the learned transform has a fidelity ceiling and,
+on synthetic content, costs more than the pixels themselves.  A pixel-coded file needs
+no model and no float arithmetic, so it decodes to identical samples on every machine;
+its header's ``latent_crc`` is the CRC-32 of the decoded samples, so a mismatch is a
+refusal rather than a wrong image.  Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import container as ctr
+from . import lossless
+from . import sections
+from .errors import ContainerError
+from .metadata import Metadata
+
+MAX_ERROR_LIMIT = 255  # near-lossless tolerance accepted from users (in sample units)
+
+
+def samples_crc(samples: np.ndarray) -> int:
+    """CRC-32 of the samples in C order (H, W, C), 8-bit as bytes, 16-bit as u16 little-endian."""
+    wide = samples.dtype == np.uint16
+    return zlib.crc32(np.ascontiguousarray(samples, dtype="<u2" if wide else np.uint8).tobytes())
+
+
+def peak(bit_depth: int) -> int:
+    return (1 << bit_depth) - 1
+
+
+def psnr(source: np.ndarray, decoded: np.ndarray, bit_depth: int) -> float:
+    """PSNR over every sample (alpha included: it is always exact), peak 2^depth − 1."""
+    diff = source.astype(np.float64) - decoded.astype(np.float64)
+    mse = float(np.mean(diff * diff))
+    return math.inf if mse == 0 else 10 * math.log10(peak(bit_depth) ** 2 / mse)
+
+
+def colour_psnr(source: np.ndarray, decoded: np.ndarray, bit_depth: int) -> float:
+    """PSNR over the colour channels only (what udic reports for lossy files)."""
+    colour = 1 if source.shape[2] <= 2 else 3
+    return psnr(source[..., :colour], decoded[..., :colour], bit_depth)
+
+
+@dataclass
+class PixelEncoded:
+    data: bytes
+    header: ctr.Header
+    max_error: int
+    bit_depth: int
+    seconds: float
+    reconstruction: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def bpp(self) -> float:
+        return 8 * len(self.data) / (self.header.width * self.header.height)
+
+
+@dataclass
+class PixelDecoded:
+    samples: np.ndarray  # (H, W, C) uint8 or uint16, C = 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA
+    bit_depth: int
+    max_error: int
+    header: ctr.Header
+    icc: bytes | None
+    metadata: Metadata
+    seconds: float
+
+
+def encode_file(
+    samples: np.ndarray,
+    bit_depth: int = 8,
+    max_error: int = 0,
+    effort: int = 1,
+    icc: bytes | None = None,
+    metadata: Metadata | None = None,
+    keep_reconstruction: bool = False,
+) -> PixelEncoded:
+    """A complete .udic file (version 5) holding ``samples`` through the pixel coder."""
+    t0 = time.perf_counter()
+    if samples.ndim == 2:
+        samples = samples[:, :, None]
+    if not 0 <= max_error <= MAX_ERROR_LIMIT:
+        raise ValueError(f"max_error must be in 0..{MAX_ERROR_LIMIT}, got {max_error}")
+    payload = lossless.encode(np.ascontiguousarray(samples), bit_depth=bit_depth, max_error=max_error,
+                              effort=effort)
+    decoded = samples if max_error == 0 else lossless.decode(payload)
+    height, width, channels = samples.shape
+    payloads = sections.encode_sections({"pixels": payload, "icc": icc, "metadata": metadata or None})
+    flags = ctr.Flags(0)
+    for tag in payloads:
+        flags |= sections.BY_TAG[tag].FLAG
+    header = ctr.Header(
+        width=width,
+        height=height,
+        colour=ctr.Colour.GRAY if channels <= 2 else ctr.Colour.RGB,
+        flags=flags,
+        model_id=ctr.NO_MODEL_ID,
+        rate=0,
+        latent_crc=samples_crc(decoded),
+        tile=0,
+        effort=min(int(effort), 255),
+        version=ctr.PIXELS_VERSION,
+    )
+    data = ctr.write(ctr.Container(header=header, sections={ctr.Section(t): p for t, p in payloads.items()}))
+    return PixelEncoded(data=data, header=header, max_error=max_error, bit_depth=bit_depth,
+                        seconds=time.perf_counter() - t0,
+                        reconstruction=decoded if keep_reconstruction else None)
+
+
+def decode_container(cont: ctr.Container) -> PixelDecoded:
+    """Samples of a parsed pixel-coded file; refuses it if they do not match its CRC."""
+    t0 = time.perf_counter()
+    h = cont.header
+    if h.mode != "pixels":
+        raise ContainerError("not a pixel-coded file")
+    payload = cont.section(ctr.Section.PIXELS)
+    samples = lossless.decode(payload, max_pixels=h.width * h.height)
+    if samples.shape[:2] != (h.height, h.width):
+        raise ContainerError(
+            f"pixels section holds {samples.shape[1]}x{samples.shape[0]}, the header says {h.width}x{h.height}")
+    if (samples.shape[2] <= 2) != (h.colour == ctr.Colour.GRAY):
+        raise ContainerError("pixels section's channels disagree with the header's colour mode")
+    if samples_crc(samples) != h.latent_crc:
+        raise ContainerError("decoded samples do not match the file's checksum")
+    described = lossless.describe(payload)
+    context = sections.DecodeContext(height=h.height, width=h.width)
+    icc = sections.icc.decode(cont.sections[ctr.Section.ICC], context) if ctr.Section.ICC in cont.sections else None
+    meta = (sections.metadata.decode(cont.sections[ctr.Section.METADATA], context)
+            if ctr.Section.METADATA in cont.sections else Metadata())
+    return PixelDecoded(samples=samples, bit_depth=int(described["bit_depth"]),
+                        max_error=int(described["max_error"]), header=h, icc=icc, metadata=meta,
+                        seconds=time.perf_counter() - t0)
+
+
+def decode_file(data: bytes, max_pixels: int = ctr.DEFAULT_MAX_PIXELS) -> PixelDecoded:
+    return decode_container(ctr.parse(data, max_pixels))

@@ -1,0 +1,120 @@
+"""Pixel-coded .udic files (format v5, spec §11): exact round trips through the
+container, the samples' CRC, and the container's mode rules."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+from udic import container as ctr
+from udic import pixelcodec
+from udic.errors import ContainerError
+from udic.metadata import Metadata
+
+
+def _image(shape: tuple[int, ...], dtype=np.uint8, depth: int = 8, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    h, w, c = shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = (xx * 7 + yy * 3)[..., None] * np.arange(1, c + 1)[None, None, :]
+    noise = rng.integers(0, 4, shape)
+    return ((base + noise) % (1 << depth)).astype(dtype)
+
+
+def _reseal(data: bytes) -> bytes:
+    body = data[:-4]
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+@pytest.mark.parametrize("shape,dtype,depth", [
+    ((17, 23, 3), np.uint8, 8), ((17, 23, 4), np.uint8, 8), ((9, 31, 1), np.uint8, 8),
+    ((9, 31, 2), np.uint8, 8), ((12, 10, 3), np.uint16, 16), ((12, 10, 1), np.uint16, 16),
+    ((1, 1, 3), np.uint8, 8), ((1, 40, 3), np.uint8, 8), ((40, 1, 4), np.uint16, 10),
+])
+def test_lossless_file_round_trip_is_exact(shape, dtype, depth):
+    src = _image(shape, dtype, depth)
+    enc = pixelcodec.encode_file(src, depth, 0, icc=b"profile", metadata=Metadata(exif=b"Exif\0\0MM", xmp=None))
+    cont = ctr.parse(enc.data)
+    assert cont.header.version == ctr.PIXELS_VERSION and cont.header.mode == "pixels"
+    assert cont.header.colour == (ctr.Colour.GRAY if shape[2] <= 2 else ctr.Colour.RGB)
+    dec = pixelcodec.decode_file(enc.data)
+    assert dec.samples.dtype == src.dtype and dec.samples.shape == src.shape
+    assert np.array_equal(dec.samples, src)
+    assert dec.bit_depth == depth and dec.max_error == 0
+    assert dec.icc == b"profile" and dec.metadata.exif == b"Exif\0\0MM"
+
+
+@pytest.mark.parametrize("max_error", [1, 2, 5])
+def test_near_lossless_file_stays_within_the_tolerance(max_error):
+    src = _image((24, 33, 4), seed=max_error)
+    enc = pixelcodec.encode_file(src, 8, max_error, keep_reconstruction=True)
+    dec = pixelcodec.decode_file(enc.data)
+    diff = np.abs(dec.samples.astype(int) - src.astype(int))
+    assert diff[..., :3].max() <= max_error
+    assert diff[..., 3].max() == 0  # alpha is always exact
+    assert np.array_equal(dec.samples, enc.reconstruction)
+    assert dec.max_error == max_error
+
+
+def test_psnr_helpers_match_hand_computed_values():
+    a = np.zeros((2, 2, 3), np.uint8)
+    b = a.copy()
+    b[0, 0, 0] = 2  # MSE = 4 / 12
+    assert pixelcodec.psnr(a, a, 8) == float("inf")
+    assert pixelcodec.psnr(a, b, 8) == pytest.approx(10 * np.log10(255**2 * 3))
+    c = np.zeros((2, 2, 4), np.uint8)
+    d = c.copy()
+    d[..., 3] = 9  # alpha differences do not count in the colour PSNR
+    assert pixelcodec.colour_psnr(c, d, 8) == float("inf")
+
+
+def test_a_sample_changed_under_a_valid_trailer_is_refused_by_the_samples_crc():
+    src = _image((16, 16, 3))
+    data = bytearray(pixelcodec.encode_file(src, 8, 0).data)
+    cont = ctr.parse(bytes(data))
+    cont.header.latent_crc ^= 1
+    forged = ctr.write(cont)
+    with pytest.raises(ContainerError, match="checksum"):
+        pixelcodec.decode_file(forged)
+
+
+def test_pixel_files_cannot_carry_learned_sections_or_a_model():
+    src = _image((8, 8, 3))
+    cont = ctr.parse(pixelcodec.encode_file(src, 8, 0).data)
+    cont.header.model_id = "00000000000000ff"
+    with pytest.raises(ContainerError, match="zero model id"):
+        ctr.parse(ctr.write(cont))
+    cont = ctr.parse(pixelcodec.encode_file(src, 8, 0).data)
+    cont.sections[ctr.Section.HYPERLATENTS] = b"\0\0\0\0"
+    with pytest.raises(ContainerError, match="cannot have a hyperlatents section"):
+        ctr.parse(ctr.write(cont))
+
+
+def test_the_pixels_flag_is_reserved_before_version_5():
+    src = _image((8, 8, 3))
+    data = bytearray(pixelcodec.encode_file(src, 8, 0).data)
+    assert data[4] == 5
+    data[4] = 4
+    with pytest.raises(ContainerError, match="reserved flag"):
+        ctr.parse(_reseal(bytes(data)))
+
+
+def test_the_section_description_names_the_pixel_mode():
+    src = np.zeros((10, 12, 3), np.uint8)
+    src[:, 6:] = (200, 10, 30)
+    cont = ctr.parse(pixelcodec.encode_file(src, 8, 0).data)
+    desc = ctr.describe_sections(cont)["pixels"]
+    assert desc["present"] and desc["max_error"] == 0 and desc["channels"] == 3
+    assert desc["mode"] in ("palette", "predictive", "stored")
+
+
+def test_importing_the_pixel_path_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, udic.pixelcodec; print('torch' in sys.modules, 'compressai' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
