@@ -221,7 +221,7 @@ def test_size_limits_refused_before_allocation() -> None:
     payload = lossless.encode(_smooth(20, 30, 3))
     with pytest.raises(ContainerError):
         lossless.decode(payload, max_pixels=599)
-    huge = bytes([1, 1]) + bytes([0x80, 0x80, 0x40]) + bytes([0x80, 0x80, 0x40]) + bytes([3, 8, 0, 0])
+    huge = bytes([lossless.VERSION, 1]) + bytes([0x80, 0x80, 0x40]) + bytes([0x80, 0x80, 0x40]) + bytes([3, 8, 0, 0])
     with pytest.raises(ContainerError):
         lossless.decode(huge)
     with pytest.raises(ContainerError):

@@ -16,10 +16,12 @@ from ..errors import ContainerError
 from . import transforms
 from .payload import Reader, Writer
 from .planes import PlaneSpec, decode_planes, encode_planes
+from .predict import MAX_OFFSETS
+from .repeats import find_offsets, pixel_keys
 
 __all__ = ["encode", "decode", "describe"]
 
-VERSION = 1
+VERSION = 2
 MODE_STORED = 0
 MODE_PREDICTIVE = 1
 MODE_PALETTE = 2
@@ -100,8 +102,33 @@ def _repeat_share(pixels: np.ndarray) -> float:
     return float(same.mean())
 
 
+def _write_match(out: Writer, match: bool, offsets: list[tuple[int, int]]) -> None:
+    out.u8(1 if match else 0)
+    if match:
+        out.varint(len(offsets))
+        for dy, dx in offsets:
+            out.varint(dy)
+            out.svarint(dx)
+
+
+def _read_match(reader: Reader, height: int, width: int) -> tuple[bool, list[tuple[int, int]]]:
+    match = reader.u8("pixel-match flag")
+    if match not in (0, 1):
+        raise ContainerError(f"lossless payload: pixel-match flag {match} is invalid")
+    offsets: list[tuple[int, int]] = []
+    if match:
+        count = reader.varint("copy offset count", MAX_OFFSETS)
+        for _ in range(count):
+            dy = reader.varint("copy offset", MAX_SIDE)
+            dx = reader.svarint("copy offset", MAX_SIDE)
+            if not (dy < height and abs(dx) < width and (dy > 0 or dx > 0)) or (dy, dx) in offsets:
+                raise ContainerError(f"lossless payload: copy offset ({dy}, {dx}) is invalid")
+            offsets.append((dy, dx))
+    return bool(match), offsets
+
+
 def _encode_predictive(pixels: np.ndarray, bit_depth: int, max_error: int, effort: int, transform: int,
-                       match: bool) -> bytes:
+                       match: bool, offsets: list[tuple[int, int]]) -> bytes:
     maxval = (1 << bit_depth) - 1
     c = pixels.shape[2]
     chans = [pixels[:, :, i].astype(np.int32) for i in range(c)]
@@ -113,20 +140,21 @@ def _encode_predictive(pixels: np.ndarray, bit_depth: int, max_error: int, effor
         planes, ranges = chans[:1], [(0, maxval)]
     if _has_alpha(c):
         planes = planes + [chans[-1]]
-    out.u8(1 if match else 0)
+    _write_match(out, match, offsets)
     specs = _specs(c, ranges, max_error, maxval)
-    data = encode_planes(planes, specs, effort, out, match)
+    data = encode_planes(planes, specs, effort, out, match, offsets)
     return out.getvalue() + data
 
 
 def _encode_palette(pixels: np.ndarray, bit_depth: int, max_error: int, effort: int,
-                    found: tuple[np.ndarray, np.ndarray]) -> bytes:
+                    found: tuple[np.ndarray, np.ndarray], match: bool, offsets: list[tuple[int, int]]) -> bytes:
     palette, index = found
     out = _header(MODE_PALETTE, pixels, bit_depth, max_error)
     out.varint(palette.shape[0])
     out.raw(_samples_bytes(palette, pixels.dtype == np.uint16))
+    _write_match(out, match, offsets)
     spec = PlaneSpec(0, palette.shape[0] - 1, 0, palette.shape[0], False)
-    data = encode_planes([index], [spec], effort, out)
+    data = encode_planes([index], [spec], effort, out, match, offsets)
     return out.getvalue() + data
 
 
@@ -177,14 +205,16 @@ def encode(pixels: np.ndarray, bit_depth: int = 8, max_error: int = 0, effort: i
     pixels = _check_input(pixels, bit_depth, max_error, effort)
     best = _encode_stored(pixels, bit_depth, max_error)
     found = transforms.find_palette(pixels, MAX_PALETTE)
+    share = _repeat_share(pixels)
+    match = share > MATCH_SHARE
+    offsets = find_offsets(pixel_keys(pixels), MAX_OFFSETS) if match and max_error == 0 else []
     if found is not None:
-        cand = _encode_palette(pixels, bit_depth, max_error, effort, found)
+        cand = _encode_palette(pixels, bit_depth, max_error, effort, found, bool(offsets), offsets)
         if len(cand) < len(best):
             best = cand
     if found is None or effort > 0:
-        match = _repeat_share(pixels) > MATCH_SHARE
         for transform in _transform_candidates(pixels, bit_depth, max_error, effort):
-            cand = _encode_predictive(pixels, bit_depth, max_error, effort, transform, match)
+            cand = _encode_predictive(pixels, bit_depth, max_error, effort, transform, match, offsets)
             if len(cand) < len(best):
                 best = cand
     return best
@@ -240,8 +270,9 @@ def decode(payload: bytes, max_pixels: int = 64_000_000) -> np.ndarray:
         if not 1 <= size <= min(MAX_PALETTE, h * w):
             raise ContainerError(f"lossless payload: palette of {size} entries is invalid")
         palette = _read_samples(reader, size * c, wide, bd, "palette").reshape(size, c)
+        match, offsets = _read_match(reader, h, w)
         spec = PlaneSpec(0, size - 1, 0, size, False)
-        (index,) = decode_planes(reader, [spec], h, w)
+        (index,) = decode_planes(reader, [spec], h, w, match, offsets)
         return palette[index]
     transform = transforms.IDENTITY
     if _colour_count(c) == 3:
@@ -254,11 +285,9 @@ def decode(payload: bytes, max_pixels: int = 64_000_000) -> np.ndarray:
         _, ranges = transforms.forward(zero, transform, maxval)
     else:
         ranges = [(0, maxval)]
-    match = reader.u8("pixel-match flag")
-    if match not in (0, 1):
-        raise ContainerError(f"lossless payload: pixel-match flag {match} is invalid")
+    match, offsets = _read_match(reader, h, w)
     specs = _specs(c, ranges, hd["max_error"], maxval)
-    planes = decode_planes(reader, specs, h, w, bool(match))
+    planes = decode_planes(reader, specs, h, w, match, offsets)
     if _colour_count(c) == 3:
         colour = transforms.inverse(planes[:3], transform)
     else:
@@ -287,8 +316,10 @@ def describe(payload: bytes) -> dict:
     if hd["mode"] == MODE_PREDICTIVE and _colour_count(hd["channels"]) == 3:
         t = reader.u8("colour transform")
         info["transform"] = transforms.TRANSFORM_NAMES.get(t, f"unknown ({t})")
-    if hd["mode"] == MODE_PREDICTIVE:
-        info["pixel_match"] = bool(reader.u8("pixel-match flag"))
     if hd["mode"] == MODE_PALETTE:
         info["palette_size"] = reader.varint("palette size", MAX_PALETTE)
+        reader.raw(info["palette_size"] * hd["channels"] * (2 if hd["wide"] else 1), "palette")
+    if hd["mode"] in (MODE_PREDICTIVE, MODE_PALETTE):
+        info["pixel_match"], offsets = _read_match(reader, hd["height"], hd["width"])
+        info["copy_offsets"] = len(offsets)
     return info

@@ -34,8 +34,16 @@ from .predict import (
     grid,
     index_symbols,
     index_values,
+    MATCH_HINT,
+    MATCH_OFFSET,
+    in_pass,
+    offset_hint,
+    offset_ids,
+    verified_ids,
     match_activity,
     match_values,
+    offset_sources,
+    resolve_copies,
     pixel_match,
     num_predictors,
     palette_activity,
@@ -175,24 +183,61 @@ class _Record:
     bins: np.ndarray | None = None
 
 
+def match_context(nb_all: np.ndarray, agree: np.ndarray) -> np.ndarray:
+    """Match-plane activity (0…15): distinct neighbour pixels − 1 (at most 3), plus 4 × the number
+    of direction neighbours carrying the hinted copy offset (at most 3)."""
+    return np.minimum(match_activity(nb_all), 3) + 4 * np.minimum(agree, 3)
+
+
 def _inter_context(act: np.ndarray, errors: list[np.ndarray]) -> np.ndarray:
     for e in errors:
         act = act + 2 * e
     return act
 
 
+def _offset_match(source: np.ndarray, decoded: np.ndarray, p: Pass, x_all: np.ndarray, msym: np.ndarray,
+                  matched: np.ndarray, offsets: list[tuple[int, int]], hint: np.ndarray) -> np.ndarray:
+    """Encoder (lossless only): a pixel equal to its source at the hinted offset copies it (even
+    if a neighbour matches too: that keeps copied regions uniform); other unmatched pixels equal
+    to the pixel at a copy offset copy it, first offset wins.  A source must be decoded before
+    the pixel (earlier pass, or earlier in this pass).  Returns the offset id per pixel."""
+    height, width = decoded.shape
+    off_id = np.full(p.count, -1, dtype=np.int32)
+    equal = []
+    for off in offsets:
+        sy, sx, inside = offset_sources(p, off, height, width)
+        same, _ = in_pass(p, sy, sx)
+        ok = inside & (same | decoded[sy, sx])
+        equal.append(ok & np.all(source[:, sy, sx] == x_all, axis=0))
+    for k in range(len(offsets)):
+        hit = (hint == k) & equal[k]
+        msym[hit] = MATCH_HINT
+        off_id[hit] = k
+    matched |= off_id >= 0
+    for k in range(len(offsets)):
+        hit = equal[k] & ~matched
+        msym[hit] = MATCH_OFFSET + k
+        off_id[hit] = k
+        matched |= hit
+    return off_id
+
+
 def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int, out: Writer,
-                  match: bool = False) -> bytes:
+                  match: bool = False, offsets: list[tuple[int, int]] | None = None) -> bytes:
     """Writes the plane side information to ``out``; returns the ANS stream bytes.
 
     With ``match``, each pass first codes per pixel whether it equals (within ±max_error)
-    one of its distinct neighbour pixels; only the other pixels code their planes.
+    one of its distinct neighbour pixels, or (lossless) the pixel at one of ``offsets``;
+    only the other pixels code their planes.
     """
+    offsets = offsets or []
     tolerance = np.array([s.max_error for s in specs], dtype=np.int32)
     height, width = planes[0].shape
     passes = pass_list(height, width)
     source = np.stack(planes).astype(np.int32)
     recon = np.zeros_like(source)
+    decoded = np.zeros((height, width), dtype=bool)
+    idmap = np.full((height, width), -1, dtype=np.int32)
     records: list[list[_Record]] = []
     for p in passes:
         n = p.count
@@ -204,10 +249,13 @@ def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int,
         x_all = source[:, tgt[0], tgt[1]].reshape(len(specs), n)
         coded: np.ndarray | slice = slice(None)
         matched = None
+        off_id = None
         if match:
             msym, matched, mvals = pixel_match(x_all, nb_all, tolerance)
+            hint, agree = offset_hint(idmap, p)
+            off_id = _offset_match(source, decoded, p, x_all, msym, matched, offsets, hint) if offsets else None
             zero = np.zeros(n, dtype=np.int64)
-            row.append(_Record(PRED_AVERAGE, None, match_activity(nb_all), msym.astype(np.int32), zero, zero))
+            row.append(_Record(PRED_AVERAGE, None, match_context(nb_all, agree), msym.astype(np.int32), zero, zero))
             coded = np.flatnonzero(~matched)
         n_coded = n if matched is None else coded.size
         sample = np.arange(n)[coded][:: max(1, n_coded // COST_SAMPLE)]
@@ -221,8 +269,8 @@ def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int,
             if spec.palette_size:
                 sym = index_symbols(x, nb)
                 recon[c][tgt] = x.reshape(p.ys.size, p.xs.size)
-                token, nraw, raw = coding.tokenize(sym)
-                row.append(_Record(PRED_AVERAGE, None, act, token, nraw, raw))
+                token, nraw, raw = coding.tokenize(sym[coded])
+                row.append(_Record(PRED_AVERAGE, None, act[coded], token, nraw, raw))
                 continue
             linear_ok = len(nb) + len(feats_inter) > 0
             cands = _candidates(p.kind, spec, effort, linear_ok)
@@ -255,6 +303,9 @@ def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int,
             if spec.colour:
                 inter.append(rec - average(p.kind, nb, spec.mid, n))
                 errors.append(np.abs(rec - pred))
+        decoded[tgt] = True
+        if off_id is not None:
+            idmap[tgt] = verified_ids(recon, decoded, p, x_all, hint, off_id, offsets).reshape(p.ys.size, p.xs.size)
         records.append(row)
 
     ops = OpList()
@@ -262,7 +313,7 @@ def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int,
     plane_tables = []
     for c in range(len(specs) + match):
         act_all = np.concatenate([records[i][c].act for i in range(len(passes))])
-        thr = _thresholds(act_all, _num_bins(height * width))
+        thr = _thresholds(act_all, _num_bins(height * width)) if c >= match else np.arange(1, MAX_BINS)
         bins = thr.size + 1
         out.u8(bins)
         prev = 0
@@ -312,7 +363,8 @@ def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int,
 
 
 def decode_planes(reader: Reader, specs: list[PlaneSpec], height: int, width: int,
-                  match: bool = False) -> list[np.ndarray]:
+                  match: bool = False, offsets: list[tuple[int, int]] | None = None) -> list[np.ndarray]:
+    offsets = offsets or []
     passes = pass_list(height, width)
     groups_present = sorted({p.group for p in passes})
     plane_tables = []
@@ -367,6 +419,8 @@ def decode_planes(reader: Reader, specs: list[PlaneSpec], height: int, width: in
 
     dec = Decoder(reader.rest())
     recon = np.zeros((len(specs), height, width), dtype=np.int32)
+    decoded = np.zeros((height, width), dtype=bool)
+    idmap = np.full((height, width), -1, dtype=np.int32)
     for i, p in enumerate(passes):
         n = p.count
         nb_all = gather(recon, p)
@@ -375,8 +429,14 @@ def decode_planes(reader: Reader, specs: list[PlaneSpec], height: int, width: in
         errors: list[np.ndarray] = []
         coded: np.ndarray | slice = slice(None)
         matched = None
+        copies = None
         if match:
-            matched, mvals = match_values(decode_tokens(0, p.group, match_activity(nb_all)), nb_all)
+            hint, agree = offset_hint(idmap, p)
+            msym = decode_tokens(0, p.group, match_context(nb_all, agree))
+            matched, mvals = match_values(msym, nb_all)
+            off_id = offset_ids(msym, hint, len(offsets))
+            copies = off_id >= 0
+            matched |= copies
             coded = np.flatnonzero(~matched)
         for c, spec in enumerate(specs):
             pred_id, weights = pass_params[i][c]
@@ -390,8 +450,12 @@ def decode_planes(reader: Reader, specs: list[PlaneSpec], height: int, width: in
             token = decode_tokens(c + match, p.group, act[coded])
             raw = dec.raw(coding.token_raw_bits(token))
             if spec.palette_size:
-                recon[c][tgt] = index_values(coding.detokenize(token, raw), nb, spec.palette_size).reshape(
-                    p.ys.size, p.xs.size)
+                index = index_values(coding.detokenize(token, raw), [f[coded] for f in nb], spec.palette_size)
+                if matched is not None:
+                    full = mvals[c].copy()
+                    full[coded] = index
+                    index = full
+                recon[c][tgt] = index.reshape(p.ys.size, p.xs.size)
                 continue
             q = np.zeros(n, dtype=np.int64)
             q[coded] = coding.unzigzag(coding.detokenize(token, raw))
@@ -402,5 +466,14 @@ def decode_planes(reader: Reader, specs: list[PlaneSpec], height: int, width: in
             if spec.colour:
                 inter.append(rec - average(p.kind, nb, spec.mid, n))
                 errors.append(np.abs(rec - pred))
+        if copies is not None and copies.any():
+            values = resolve_copies(recon[:, tgt[0], tgt[1]].reshape(len(specs), n), recon, decoded, p, off_id, offsets)
+            if values is None:
+                raise ContainerError("lossless payload: a copy offset points at a pixel not yet decoded")
+            recon[:, tgt[0], tgt[1]] = values.reshape(len(specs), p.ys.size, p.xs.size)
+        decoded[tgt] = True
+        if copies is not None and offsets:
+            values = recon[:, tgt[0], tgt[1]].reshape(len(specs), n)
+            idmap[tgt] = verified_ids(recon, decoded, p, values, hint, off_id, offsets).reshape(p.ys.size, p.xs.size)
     dec.check_finished()
     return list(recon)

@@ -243,6 +243,9 @@ def index_values(sym: np.ndarray, nb: list[np.ndarray], palette_size: int) -> np
 
 
 MATCH_NONE = 8  # match symbol: the pixel equals no neighbour pixel (its planes are coded)
+MATCH_HINT = 9  # match symbol: copy the pixel at the offset a direction neighbour was copied with
+MATCH_OFFSET = 10  # match symbols MATCH_OFFSET + k: copy the pixel at the image's k-th copy offset
+MAX_OFFSETS = 32
 
 
 def _distinct_pixels(nb_all: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -301,3 +304,95 @@ def match_values(sym: np.ndarray, nb_all: np.ndarray) -> tuple[np.ndarray, np.nd
         values[:, hit] = nb_all[:, j][:, hit]
         matched |= hit
     return matched, values
+
+
+def offset_sources(p: Pass, offset: tuple[int, int], height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For copy offset (dy, dx): per pixel of the pass (pass order) the source row, column and
+    whether it lies inside the image."""
+    dy, dx = offset
+    sy = np.repeat(p.ys - dy, p.xs.size)
+    sx = np.tile(p.xs - dx, p.ys.size)
+    inside = (sy >= 0) & (sy < height) & (sx >= 0) & (sx < width)
+    return np.where(inside, sy, 0), np.where(inside, sx, 0), inside
+
+
+def in_pass(p: Pass, sy: np.ndarray, sx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(whether (sy, sx) is a pixel of pass p, its pass-order index where it is)."""
+    if p.kind == DC:
+        return (sy == 0) & (sx == 0), np.zeros(sy.shape, dtype=np.int64)
+    two_s = 2 * p.step
+    ry, rx = sy - int(p.ys[0]), sx - int(p.xs[0])
+    ok = (ry >= 0) & (rx >= 0) & (ry % two_s == 0) & (rx % two_s == 0)
+    return ok, np.where(ok, (ry // two_s) * p.xs.size + rx // two_s, 0)
+
+
+def offset_hint(idmap: np.ndarray, p: Pass) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel of the pass: the copy offset of the first direction neighbour that has one (else
+    −1), and how many direction neighbours have that same offset."""
+    nb = gather(idmap[None], p)[0]
+    hint = np.full(p.count, -1, dtype=np.int32)
+    dirs = DIRECTION_NEIGHBOURS[p.kind]
+    for j in reversed(range(dirs)):
+        hint = np.where(nb[j] >= 0, nb[j], hint)
+    agree = np.zeros(p.count, dtype=np.int32)
+    for j in range(dirs):
+        agree += (nb[j] == hint) & (hint >= 0)
+    return hint, agree
+
+
+def verified_ids(recon: np.ndarray, decoded: np.ndarray, p: Pass, values: np.ndarray, hint: np.ndarray,
+                 off_id: np.ndarray, offsets: list[tuple[int, int]]) -> np.ndarray:
+    """Offset map entries of the pass (after it is decoded): the hinted offset where the pixel
+    equals the pixel there, else the offset it was copied with, else −1."""
+    height, width = decoded.shape
+    ids = off_id.copy()
+    for k, off in enumerate(offsets):
+        at = np.flatnonzero(hint == k)
+        if at.size == 0:
+            continue
+        sy, sx, inside = offset_sources(p, off, height, width)
+        sy, sx, inside = sy[at], sx[at], inside[at]
+        ok = inside & decoded[sy, sx]
+        ok &= np.all(recon[:, sy, sx] == values[:, at], axis=0)
+        ids[at[ok]] = k
+    return ids
+
+
+def offset_ids(sym: np.ndarray, hint: np.ndarray, count: int) -> np.ndarray:
+    """Copy offset of each pixel from its match symbol (−1: not a copy)."""
+    off = np.where((sym >= MATCH_OFFSET) & (sym < MATCH_OFFSET + count), sym - MATCH_OFFSET, -1)
+    return np.where(sym == MATCH_HINT, hint, off).astype(np.int32)
+
+
+def resolve_copies(values: np.ndarray, recon: np.ndarray, decoded: np.ndarray, p: Pass, off_id: np.ndarray,
+                   offsets: list[tuple[int, int]]) -> np.ndarray | None:
+    """Pass values (C, n) with offset copies filled in; None when a copy's source is not decoded.
+
+    A source decoded in an earlier pass is read from ``recon``; one in this pass points at
+    that pixel, and the pointers (always to an earlier pixel of the pass) are followed to
+    their ends by pointer doubling, so a chain costs log2(length) vector steps.
+    """
+    height, width = decoded.shape
+    n = values.shape[1]
+    ptr = np.arange(n)
+    out = values.copy()
+    for k, off in enumerate(offsets):
+        at = np.flatnonzero(off_id == k)
+        if at.size == 0:
+            continue
+        sy, sx, inside = offset_sources(p, off, height, width)
+        sy, sx, inside = sy[at], sx[at], inside[at]
+        same, index = in_pass(p, sy, sx)
+        earlier = inside & ~same & decoded[sy, sx]
+        if not np.all(inside & (same | earlier)):
+            return None
+        out[:, at[earlier]] = recon[:, sy[earlier], sx[earlier]]
+        ptr[at[same]] = index[same]
+    if np.any(ptr != np.arange(n)):
+        while True:
+            nxt = ptr[ptr]
+            if np.array_equal(nxt, ptr):
+                break
+            ptr = nxt
+        out = out[:, ptr]
+    return out
