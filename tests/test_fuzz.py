@@ -387,3 +387,24 @@ def test_cli_batch_of_damaged_files_no_traceback(seeds: list[fuzz.Seed], decode,
     assert [line.split(": ")[1] for line in lines] == [str(p) for p in failed]  # in input order
     assert stderr.rstrip().splitlines()[-1] == (
         f"udic: {len(expected_ok)} of {len(files)} files decoded, {len(failed)} failed")
+
+
+def test_inflated_headers_are_refused_within_the_budget(seeds: list[fuzz.Seed], decode) -> None:
+    """Issue 15: a small valid file resealed with a huge width × height is refused within
+    1 s and 200 MB (learned and pixel-coded seeds alike)."""
+    report = fuzz.inflation_campaign(seeds, decode)
+    assert report.cases >= len(seeds) * len(fuzz.INFLATED_SIZES)
+    assert report.bad == 0, report.failures[:3]
+    assert report.kinds["error"] == report.cases  # every one refused, none decoded
+
+
+def test_the_inflation_check_flags_a_slow_refusal(seeds: list[fuzz.Seed]) -> None:
+    def slow(data: bytes):
+        import time
+
+        from udic.errors import ContainerError
+
+        time.sleep(fuzz.INFLATION_SECONDS * 1.2)
+        raise ContainerError("too big")
+
+    assert fuzz.check_inflation(seeds[0].data, slow).kind == "bloat"

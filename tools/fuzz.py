@@ -131,7 +131,82 @@ def make_seeds(codec) -> list[Seed]:
     for name, image, quality, aset, lf in plans:
         data = codec.encode(image, quality, adapter_set=aset, loop_filter=lf).data
         seeds.append(Seed(name, data, np.asarray(codec.decode(data).image)))
+    seeds += pixel_seeds()
     return seeds
+
+
+def pixel_seeds() -> list[Seed]:
+    """Pixel-coded files (spec §11): every coder mode of the pixels section."""
+    from udic import api, pixelcodec
+    from udic.metadata import Metadata
+
+    flat = np.zeros((18, 26, 3), np.uint8)
+    flat[4:12, 5:20] = (200, 40, 10)
+    flat[9:, 15:] = (30, 30, 220)
+    rgba = np.dstack([_smooth(20, 30, 13), np.tile(np.arange(30, dtype=np.uint8) * 8, (20, 1))])
+    wide = (_smooth(12, 14, 14).astype(np.uint16) * 257 + 3)
+    plans = [
+        ("pixels-lossless-rgba", rgba, 8, 0, None),
+        ("pixels-near-gray", _smooth(22, 17, 15)[..., :1], 8, 3, Metadata(xmp=b"<x/>")),
+        ("pixels-palette", flat, 8, 0, None),
+        ("pixels-16bit", wide, 16, 0, None),
+        ("pixels-noise", np.random.default_rng(5).integers(0, 256, (9, 11, 3), dtype=np.uint8), 8, 0, None),
+    ]
+    seeds = []
+    for name, samples, depth, max_error, meta in plans:
+        data = pixelcodec.encode_file(samples, depth, max_error, 1, metadata=meta, note="fuzz seed").data
+        seeds.append(Seed(name, data, np.asarray(api.decode(data, progress=False).image)))
+    return seeds
+
+
+# Header inflation (issue 15): a small valid file claiming a huge size, trailer resealed.
+INFLATED_SIZES = ((7999, 7999), (20000, 20000), (65535, 1), (1, 65535), (1 << 20, 1 << 20), (40000, 30000))
+INFLATION_SECONDS = 1.0
+INFLATION_BYTES = 200 << 20
+
+
+def inflated(data: bytes, width: int, height: int, tile: int | None = None) -> bytes:
+    raw = RawFile.parse(data)
+    raw.fields["width"], raw.fields["height"] = width, height
+    if tile is not None:
+        raw.fields["tile"] = tile
+    return raw.to_bytes()
+
+
+def check_inflation(data: bytes, decode: Callable[[bytes], object]) -> Outcome:
+    """``check`` plus the budget for inflated headers: refused within INFLATION_SECONDS and
+    INFLATION_BYTES of new peak memory (Python's and numpy's through tracemalloc, the
+    process's through its peak RSS), else the outcome is a "bloat"."""
+    import resource
+    import tracemalloc
+
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    tracemalloc.start()
+    try:
+        outcome = check(data, decode, (), timeout=max(DEFAULT_TIMEOUT, 10 * INFLATION_SECONDS))
+        traced = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    grown = max(traced, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss0)
+    if outcome.kind == "error" and (outcome.seconds > INFLATION_SECONDS or grown > INFLATION_BYTES):
+        return Outcome("bloat", f"refused after {outcome.seconds:.2f} s and {grown >> 20} MB: {outcome.detail}",
+                       outcome.error_type, outcome.seconds, outcome.sealed)
+    return outcome
+
+
+def inflation_campaign(seeds: Sequence[Seed], decode: Callable[[bytes], object]) -> Report:
+    """Every seed at every inflated size (and tile 16 where the file is tiled by the header)."""
+    report = Report()
+    t0 = time.perf_counter()
+    index = 0
+    for k, seed in enumerate(seeds):
+        for width, height in INFLATED_SIZES:
+            for tile in ((None,) if seed.name.startswith("pixels") else (None, 16)):
+                case = Case(seed=k, structured=[("inflate", width, height, tile)])
+                report.add(index, case, check_inflation(inflated(seed.data, width, height, tile), decode), seeds)
+                index += 1
+    report.seconds = time.perf_counter() - t0
+    return report
 
 
 # ---- mutations ----------------------------------------------------------------------------
@@ -281,6 +356,12 @@ def _apply_structured(raw: RawFile, op: Op, seeds: Sequence[Seed]) -> None:
     if kind == "count":
         raw.count = op[1]
         return
+    if kind == "inflate":
+        _, width, height, tile = op
+        raw.fields["width"], raw.fields["height"] = width, height
+        if tile is not None:
+            raw.fields["tile"] = tile
+        return
     if kind == "sec_add":
         _, tag, n, s = op
         secs.append([tag, _bytes_of(s, n), None])
@@ -413,9 +494,11 @@ def random_case(rng: random.Random, n_seeds: int) -> Case:
                 "sec_word", "sec_word", "sec_trunc", "sec_insert", "sec_extend", "sec_random", "sec_zero",
                 "sec_from", "sec_from", "sec_drop", "sec_dup", "sec_tag", "sec_len", "sec_swap",
                 "adapters_hdr", "adapters_hdr", "adapters_hdr", "adapters_hdr", "alpha_hdr", "alpha_hdr",
-                "alpha_hdr", "icc_data",
+                "alpha_hdr", "icc_data", "inflate",
             ))
-            if kind == "field":
+            if kind == "inflate":
+                op = ("inflate", *rng.choice(INFLATED_SIZES), rng.choice((None, 0, 16, 255)))
+            elif kind == "field":
                 op: Op = ("field", rng.randrange(8), _interesting(rng))
             elif kind == "count":
                 op = ("count", rng.choice((0, 1, 2, 3, 4, 5, 6, 127, 128, 1 << 20)))
@@ -501,7 +584,7 @@ def time_limit(seconds: float | None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-BAD_KINDS = ("crash", "hang", "wrong-size", "mismatch")
+BAD_KINDS = ("crash", "hang", "wrong-size", "mismatch", "bloat")
 
 
 @dataclass
@@ -799,11 +882,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if done % 1000 == 0 and args.case is None:
                     print(f"udic fuzz: {done}/{args.cases} cases, {report.bad} bad", file=sys.stderr, flush=True)
 
+            inflation = inflation_campaign(seeds, decode) if args.case is None else Report()
             report = campaign(args.cases, seeds, decode, args.seed, args.timeout, args.case, progress)
+    if inflation.cases:
+        print(f"udic fuzz: {inflation.cases} inflated headers (up to {INFLATED_SIZES[-2][0]}² pixels claimed), "
+              f"slowest refusal {inflation.slowest:.3f} s, {inflation.bad} over the {INFLATION_SECONDS:g} s / "
+              f"{INFLATION_BYTES >> 20} MB budget")
+        for f in inflation.failures[:10]:
+            print(f"  FAIL {f['kind']}: {f['detail'][:200]}  ({f['mutations'][:200]})")
     print("\n".join(report.lines(args.seed, args.timeout)))
     if args.json:
         Path(args.json).write_text(json.dumps(report.to_dict(), indent=1) + "\n")
-    return 1 if report.bad else 0
+    return 1 if report.bad or inflation.bad else 0
 
 
 def _throughput_main(args: argparse.Namespace, model: str | None, tmp: Path) -> int:

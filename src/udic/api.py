@@ -24,14 +24,16 @@ if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
 
+    from . import pixelcodec
     from .codec import Codec, DecodeResult, EncodeResult
     from .imageio import LoadedImage
     from .ratecontrol import RateTarget
 
     ImageLike = Image.Image | np.ndarray | str | os.PathLike | bytes | LoadedImage
 
-# Integer rate indices of the packaged model, lowest quality first.
-DEFAULT_QUALITIES = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0)
+# The qualities a sweep measures, lowest first: the packaged model's six rates, then
+# near-lossless ±4, ±2 and ±1 (modes.PIXEL_LADDER; 9 = lossless has no finite PSNR).
+DEFAULT_QUALITIES = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0)
 DEFAULT_QUALITY = 3.0
 DEFAULT_MAX_PIXELS = ctr.DEFAULT_MAX_PIXELS
 # Float precision of the analysis/synthesis transforms: "fp32" or "bf16" (about 3x faster
@@ -143,17 +145,20 @@ def encode_image(
     tile: int | None = None,
     target: RateTarget | None = None,
     precision: str = DEFAULT_PRECISION,
+    choose_mode: bool = True,
 ) -> EncodeResult:
     """Encode; ``effort`` > 0 adapts the encode to this image first (default: the CLI's).
 
     ``tile``: tile side in pixels (0 = whole image, None = tiled only when large);
     ``on_step(phase, step, total, rd_cost)`` reports adaptation steps and tiles;
     ``target`` (a bpp or PSNR) searches the fractional quality that meets it,
-    starting from ``quality``.
+    starting from ``quality``.  Qualities above the model's top rate continue into
+    near-lossless and lossless (``modes.PIXEL_LADDER``); ``choose_mode`` lets the encoder
+    answer with a pixel-coded file when it is no larger and no worse (spec §11).
     """
     loaded = as_loaded(image, allow_large)
     codec = get_codec(model, device, progress, precision)
-    return encode_with(codec, loaded, quality, effort, time_budget, seed, on_step, tile, target)
+    return encode_with(codec, loaded, quality, effort, time_budget, seed, on_step, tile, target, choose_mode)
 
 
 def encode_with(
@@ -166,10 +171,28 @@ def encode_with(
     on_step: "Callable[[str, int, int, float], None] | None" = None,
     tile: int | None = None,
     target: RateTarget | None = None,
+    choose_mode: bool = True,
 ) -> EncodeResult:
     """``encode_image`` on a given codec (batch workers each hold their own)."""
+    from . import modes
+
     if target is not None:
-        return _encode_to_target(codec, image, quality, effort, time_budget, seed, on_step, tile, target)
+        return _encode_to_target(codec, image, quality, effort, time_budget, seed, on_step, tile, target,
+                                 choose_mode)
+    step = modes.pixel_max_error(quality, codec.max_quality)
+    if step is not None:
+        return encode_pixels(image, modes.ladder_error(image, step), effort,
+                             note=f"-q {quality:g}: above the learned codec's top rate "
+                                  f"({codec.max_quality:g}), " + ("lossless" if step == 0 else f"±{step}"))
+    result = _encode_learned(codec, image, quality, effort, time_budget, seed, on_step, tile)
+    if not choose_mode or effort < modes.MIN_CHOICE_EFFORT:
+        return result
+    lossy = modes.Candidate(result, measure=lambda: _learned_psnr(codec, image, result.data))
+    return modes.choose_smaller(image, lossy, effort, quality).result  # type: ignore[return-value]
+
+
+def _encode_learned(codec: Codec, image: LoadedImage, quality: float, effort: int, time_budget: float | None,
+                    seed: int, on_step, tile: int | None) -> EncodeResult:  # noqa: ANN001
     if effort <= 0:
         on_tile = None if on_step is None else (lambda done, total: on_step("tiles", done, total, math.nan))
         return codec.encode(image, quality, tile=tile, progress=on_tile)
@@ -179,8 +202,31 @@ def encode_with(
     return adapt_encode(codec, image, quality, config, progress=on_step, tile=tile).encode
 
 
+def _learned_psnr(codec: Codec, image: LoadedImage, data: bytes) -> float:
+    import numpy as np
+
+    from .metrics import psnr_rgb
+
+    decoded = np.asarray(codec.decode(data).image.convert("RGB"))
+    return psnr_rgb(image.rgb, decoded)
+
+
+def encode_pixels(image: LoadedImage, max_error: int = 0, effort: int = DEFAULT_EFFORT,
+                  note: str | None = None) -> EncodeResult:
+    """A pixel-coded file: lossless (``max_error`` 0) or every colour sample within
+    ±``max_error`` of the source (alpha exact).  Needs no model and never imports torch."""
+    from . import modes, pixelcodec
+
+    if not 0 <= max_error <= pixelcodec.MAX_ERROR_LIMIT:
+        from .errors import UsageError
+
+        raise UsageError(f"--max-error {max_error} is out of range 0…{pixelcodec.MAX_ERROR_LIMIT}")
+    return modes.encode_pixels(image, max_error, max(effort, 0), note=note)  # type: ignore[return-value]
+
+
 def _encode_to_target(codec: Codec, image: LoadedImage, start: float, effort: int, time_budget: float | None,
-                      seed: int, on_step, tile: int | None, target: RateTarget) -> EncodeResult:
+                      seed: int, on_step, tile: int | None, target: RateTarget,
+                      choose_mode: bool = True) -> EncodeResult:
     import numpy as np
     from PIL import Image
 
@@ -190,12 +236,27 @@ def _encode_to_target(codec: Codec, image: LoadedImage, start: float, effort: in
         return np.asarray(codec.decode(data).image.convert("RGB"))
 
     reference = np.asarray(Image.fromarray(image.rgb).convert("L").convert("RGB")) if image.mode == "L" else image.rgb
-    plain = Encoder(lambda q: encode_with(codec, image, q, 0, tile=tile), decode_rgb, reference, codec.max_quality)
+    from . import modes
+
+    def learned(q: float, e: int) -> EncodeResult:
+        return _encode_learned(codec, image, q, e, time_budget, seed, on_step if e > 0 else None, tile)
+
+    plain = Encoder(lambda q: learned(q, 0), decode_rgb, reference, codec.max_quality)
     result = search_quality(target, plain, start=start)
     if effort > 0:
-        adaptive = Encoder(lambda q: encode_with(codec, image, q, effort, time_budget, seed, on_step, tile),
-                           decode_rgb, reference, codec.max_quality)
+        adaptive = Encoder(lambda q: learned(q, effort), decode_rgb, reference, codec.max_quality)
         result = refine_adaptive(target, result, adaptive)
+    if choose_mode and effort >= modes.MIN_CHOICE_EFFORT:
+        if target.metric == "psnr" and result.achieved < target.value - 0.1:
+            chosen = modes.meet_psnr(image, target.value, effort, result.achieved).result
+            chosen.notices.append(chosen.note)  # type: ignore[attr-defined]
+            return chosen  # type: ignore[return-value]
+        if target.metric == "bpp":
+            budget = int(target.value * image.rgb.shape[0] * image.rgb.shape[1] / 8)
+            lossy = modes.Candidate(result.encode, measure=lambda: _learned_psnr(codec, image, result.encode.data))
+            chosen = modes.best_within_bytes(image, budget, lossy, effort).result
+            if chosen is not result.encode:
+                return chosen  # type: ignore[return-value]
     if result.notice:
         result.encode.notices.append(result.notice)
     return result.encode
@@ -233,9 +294,54 @@ def decode(
     file is refused without importing torch.
     """
     max_pixels = ctr.MAX_DIMENSION**2 if allow_large else ctr.DEFAULT_MAX_PIXELS
-    header = ctr.parse(data, max_pixels=max_pixels).header
-    codec = (cache or _cache).get(model if model is not None else header.model_id, device, progress, precision)
+    cont = ctr.parse(data, max_pixels=max_pixels)
+    if cont.header.mode == "pixels":  # no model, no torch: the integer pixel coder
+        from . import pixelcodec
+
+        return PixelDecodeResult.of(pixelcodec.decode_container(cont))
+    codec = (cache or _cache).get(model if model is not None else cont.header.model_id, device, progress, precision)
     return codec.decode(data, max_pixels=max_pixels, progress=on_tile)
+
+
+@dataclass
+class PixelDecodeResult:
+    """A decoded pixel-coded file: ``image`` as PIL (8 bits per channel: PIL has no 16-bit
+    colour modes) and ``samples``, the exact array at ``bit_depth``."""
+
+    image: Image.Image
+    header: ctr.Header
+    seconds: float
+    samples: np.ndarray
+    bit_depth: int
+    max_error: int
+
+    @classmethod
+    def of(cls, decoded: pixelcodec.PixelDecoded) -> PixelDecodeResult:
+        from .imageio import samples_to_pil
+
+        image = samples_to_pil(decoded.samples, decoded.bit_depth, decoded.icc, decoded.metadata)
+        return cls(image=image, header=decoded.header, seconds=decoded.seconds, samples=decoded.samples,
+                   bit_depth=decoded.bit_depth, max_error=decoded.max_error)
+
+
+def save_decoded(result: DecodeResult | PixelDecodeResult, dest: str, force: bool = False,
+                 format: str | None = None) -> list[str]:
+    """Write a decoded image; samples over 8 bits go out as a 16-bit PNG where the format is
+    PNG.  Returns notices (e.g. a 16-bit image reduced for an 8-bit format)."""
+    from .imageio import save_image, save_wide_png
+
+    depth = getattr(result, "bit_depth", 8)
+    if depth > 8:
+        from .imageio import _resolve_format
+
+        if _resolve_format(dest, format) == "PNG":
+            save_wide_png(result.samples, depth, dest, force=force,  # type: ignore[union-attr]
+                          icc=result.image.info.get("icc_profile"), exif=result.image.info.get("exif"))
+            return []
+        save_image(result.image, dest, force=force, format=format)
+        return [f"reduced {depth}-bit samples to 8 bits ({_resolve_format(dest, format)} holds 8; use .png)"]
+    save_image(result.image, dest, force=force, format=format)
+    return []
 
 
 @dataclass
@@ -248,7 +354,7 @@ class FileInfo:
     bpp: float
     colour: str
     model_id: str
-    quality: float
+    quality: float | None  # None for a pixel-coded file
     adapters: bool
     alpha: bool
     icc: bool
@@ -264,6 +370,10 @@ class FileInfo:
     loop_filter_bytes: int
     exif_bytes: int  # 0: none carried
     xmp_bytes: int
+    mode: str = "learned"  # "learned", "lossless" or "near-lossless ±N"
+    mode_note: str | None = None  # the encoder's account of the choice, when it left one
+    bit_depth: int = 8
+    pixel_coding: str | None = None  # a pixel-coded file's coder mode (predictive, palette, …)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -276,6 +386,16 @@ class FileInfo:
 def info(data: bytes) -> FileInfo:
     cont, layout = ctr.parse_with_layout(data, max_pixels=ctr.MAX_DIMENSION**2)
     h = cont.header
+    described = ctr.describe_sections(cont)
+    mode, bit_depth, pixel_coding = "learned", 8, None
+    if h.mode == "pixels":
+        px = described["pixels"]
+        err = int(px.get("max_error", 0))
+        mode = "lossless" if err == 0 else f"near-lossless ±{err}"
+        bit_depth = int(px.get("bit_depth", 8))
+        pixel_coding = f"{px.get('mode', '?')}, {px.get('channels', '?')} channels" + (
+            f", {px['transform']}" if "transform" in px else "") + (
+            f", palette of {px['palette_size']}" if "palette_size" in px else "")
     meta = (metadata_mod.decode(cont.sections[ctr.Section.METADATA]) if ctr.Section.METADATA in cont.sections
             else metadata_mod.Metadata())
     return FileInfo(
@@ -285,7 +405,7 @@ def info(data: bytes) -> FileInfo:
         bpp=8 * len(data) / (h.width * h.height),
         colour="gray" if h.colour == ctr.Colour.GRAY else "rgb",
         model_id=h.model_id,
-        quality=h.quality,
+        quality=h.quality if h.mode == "learned" else None,  # type: ignore[arg-type]
         adapters=bool(h.flags & ctr.Flags.ADAPTERS),
         alpha=bool(h.flags & ctr.Flags.ALPHA),
         icc=bool(h.flags & ctr.Flags.ICC),
@@ -301,6 +421,10 @@ def info(data: bytes) -> FileInfo:
         loop_filter_bytes=len(cont.sections.get(ctr.Section.LOOP_FILTER, b"")),
         exif_bytes=len(meta.exif or b""),
         xmp_bytes=len(meta.xmp or b""),
+        mode=mode,
+        mode_note=described.get("note", {}).get("text") or None,
+        bit_depth=bit_depth,
+        pixel_coding=pixel_coding,
     )
 
 
@@ -320,7 +444,10 @@ class EncodeRecord:
         flags = ctr.Flags(h.flags)
         return {
             "input": self.input, "output": self.output, "bytes": len(self.result.data),
-            "bpp": round(self.result.bpp, 5), "width": h.width, "height": h.height, "quality": h.quality,
+            "bpp": round(self.result.bpp, 5), "width": h.width, "height": h.height,
+            "quality": h.quality if h.mode == "learned" else None,
+            "mode": "learned" if h.mode == "learned" else getattr(self.result, "mode", "lossless"),
+            "max_error": getattr(self.result, "max_error", None),
             "model_id": h.model_id, "effort": self.effort, "tile": h.tile_pixels, "seconds": round(self.seconds, 3),
             "adapters": bool(flags & ctr.Flags.ADAPTERS), "metadata": bool(flags & ctr.Flags.METADATA),
             "notices": list(self.result.notices),
@@ -338,7 +465,8 @@ class DecodeRecord:
     def to_json(self) -> dict:
         h = self.result.header
         return {"input": self.input, "output": self.output, "width": h.width, "height": h.height,
-                "quality": h.quality, "model_id": h.model_id, "seconds": round(self.result.seconds, 3)}
+                "quality": h.quality if h.mode == "learned" else None, "mode": h.mode,
+                "model_id": h.model_id, "seconds": round(self.result.seconds, 3)}
 
 
 def psnr(reference: LoadedImage, data: bytes, cache: CodecCache | None = None) -> float:

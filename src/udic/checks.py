@@ -153,11 +153,12 @@ def check_quality(quality: float, model: str | None) -> float | None:
     Returns the model's highest quality, or None when the weights are not on disk yet
     (to be downloaded): then the codec checks the range once it has loaded.
     """
-    from . import hub
+    from . import hub, modes
 
     top = hub.max_quality(model)
-    if top is not None and not 0 <= quality <= top:
-        raise UsageError(f"-q {quality:g} is out of range 0…{top:g}")
+    if top is not None and not 0 <= quality <= modes.max_quality(top):
+        raise UsageError(f"-q {quality:g} is out of range 0…{modes.max_quality(top):g} "
+                         f"(0…{top:g} learned, then near-lossless and lossless)")
     return top
 
 

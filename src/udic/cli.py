@@ -24,7 +24,7 @@ from pathlib import Path
 
 import click
 
-from . import checks
+from . import checks, modes
 from .batch import BatchOptions, Job, run_batch, say, unexpected
 from .checks import STDIO, display_name
 from .effort import DEFAULT_EFFORT, MAX_EFFORT, describe_effort
@@ -187,13 +187,21 @@ def main() -> None:
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", default=None, help="Output .udic file, '-' for stdout, or a directory for several inputs.")
 @click.option("-q", "--quality", type=float, default=None,
-              help="Rate index, 0 (smallest) … 5 (best); fractions interpolate. Default 3.")
+              help="Rate index, 0 (smallest) … 5 (the network's best; fractions interpolate), then 6 = "
+              "near-lossless ±4, 7 = ±2, 8 = ±1, 9 = lossless. Default 3.")
+@click.option("--lossless", is_flag=True, help="Code the exact pixels (8 or 16 bits, alpha, gray): decodes "
+              "identically everywhere; needs no model.")
+@click.option("--max-error", type=click.IntRange(0, 255), default=None,
+              help="Near-lossless: every colour sample within ±N of the source (alpha exact); 0 = lossless.")
+@click.option("--lossy-only", is_flag=True,
+              help="Never answer with a pixel-coded file (by default, from effort 1, a lossless or "
+              "near-lossless file is written instead when it is no larger and no worse).")
 @click.option("--target-bpp", type=float, default=None,
               help="Search the quality that gives this many bits per pixel (within 3 %).")
 @click.option("--target-psnr", type=float, default=None,
               help="Search the quality that gives this PSNR in dB (within 0.1 dB). A PSNR above what the "
-              "best quality reaches encodes at the best quality, with a note, and exits 0 (as cwebp -psnr "
-              "does); a lossless mode that reaches any PSNR is planned.")
+              "network reaches is met by near-lossless or lossless coding (with --lossy-only: the best "
+              "quality, with a note, exit 0, as cwebp -psnr does).")
 @click.option("--model", default=None, help="Model id, name or .safetensors path (default: packaged).")
 @click.option("--effort", type=click.IntRange(0, MAX_EFFORT), default=DEFAULT_EFFORT, show_default=True,
               help="Per-image adaptation (never worse than 0): "
@@ -209,7 +217,8 @@ def main() -> None:
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
               help="Files processed in parallel (each worker has its own model copy; CPU threads are split).")
 @common_options
-def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, target_bpp: float | None,
+def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, lossless: bool,
+           max_error: int | None, lossy_only: bool, target_bpp: float | None,
            target_psnr: float | None, model: str | None, effort: int, time_budget: float | None, seed: int,
            allow_large: bool, tile: int | None, strip: bool, jobs: int, device: str, precision: str,
            threads: int | None, force: bool, quiet: bool, as_json: bool) -> None:
@@ -221,20 +230,29 @@ def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, t
             raise UsageError("use --target-bpp or --target-psnr, not both")
         if (target_bpp is not None or target_psnr is not None) and quality is not None:
             raise UsageError("-q and a --target-… option cannot be combined")
+        exact = lossless or max_error is not None
+        if exact and (quality is not None or target_bpp is not None or target_psnr is not None):
+            raise UsageError("--lossless/--max-error cannot be combined with -q or a --target-… option")
+        if lossless and max_error:
+            raise UsageError("--lossless and --max-error N cannot be combined (use one)")
+        if exact and lossy_only:
+            raise UsageError("--lossy-only contradicts --lossless/--max-error")
         checks.check_tile(tile)
         pairs, out_dir = _plan_outputs(inputs, output, checks.UDIC_SUFFIX)
         for _, dest in pairs:
             checks.check_encode_output(dest)
         checks.check_binary_stdout(pairs[0][1], force)
-        top = checks.check_quality(q, model)
-        checks.check_device(device)
+        top = None if exact else checks.check_quality(q, model)
+        pixel_step = None if top is None else modes.pixel_max_error(q, top)
+        if not exact and pixel_step is None:
+            checks.check_device(device)
+        target = None
+        if target_bpp is not None or target_psnr is not None:
+            from .ratecontrol import RateTarget
+
+            target = RateTarget("bpp", target_bpp) if target_bpp is not None else RateTarget("psnr", target_psnr)
     except UdicError as exc:
         raise _fail("encode", exc) from None
-    target = None
-    if target_bpp is not None or target_psnr is not None:
-        from .ratecontrol import RateTarget
-
-        target = RateTarget("bpp", target_bpp) if target_bpp is not None else RateTarget("psnr", target_psnr)
 
     def work(src: str, dest: str, job: Job):  # noqa: ANN202 - an api.EncodeRecord
         t0 = time.perf_counter()
@@ -254,12 +272,23 @@ def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, t
                 job.say(f"note: {notice}")
         if not job.parallel:
             _setup_threads(threads)
+        if exact or pixel_step is not None:  # the pixel coder: no model, no torch
+            if exact:
+                result = api.encode_pixels(image, max_error or 0, effort)
+            else:
+                result = api.encode_pixels(image, modes.ladder_error(image, pixel_step), effort,
+                                           note=f"-q {q:g}: " + ("lossless" if pixel_step == 0 else f"±{pixel_step}"))
+            if dest != STDIO:
+                _make_dir(out_dir)
+            atomic_write_bytes(dest, result.data, force=force)
+            return api.EncodeRecord(src, dest, result, effort, time.perf_counter() - t0)
         codec = job.codecs.get(model, device, progress=not quiet and not job.parallel, precision=precision)
-        if top is None and not 0 <= q <= codec.max_quality:  # weights were not on disk to check up front
-            raise UsageError(f"-q {q:g} is out of range 0…{codec.max_quality:g}")
+        if top is None and not 0 <= q <= modes.max_quality(codec.max_quality):  # weights were not on disk
+            raise UsageError(f"-q {q:g} is out of range 0…{modes.max_quality(codec.max_quality):g}")
         on_step = job.check if job.parallel else _live_progress(src, job, quiet)
         try:
-            result = api.encode_with(codec, image, q, effort, time_budget, seed, on_step, tile, target)
+            result = api.encode_with(codec, image, q, effort, time_budget, seed, on_step, tile, target,
+                                     choose_mode=not lossy_only)
         finally:
             if isinstance(on_step, _StepProgress):
                 on_step.close()
@@ -274,8 +303,10 @@ def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, t
     def summary(job: Job, record) -> None:  # noqa: ANN001 - an api.EncodeRecord
         h = record.result.header
         where = "stdout" if record.output == STDIO else record.output
+        what = (f"quality {h.quality:g}" if h.mode == "learned"
+                else "lossless" if record.result.max_error == 0 else f"near-lossless ±{record.result.max_error}")
         say(job.name, f"{len(record.result.data)} B, {record.result.bpp:.3f} bpp, {h.width}x{h.height}, "
-                      f"quality {h.quality:g}, effort {record.effort} -> {where}")
+                      f"{what}, effort {record.effort} -> {where}")
 
     show_summary = not quiet and not as_json and _stderr_is_terminal()
     run_batch(pairs, BatchOptions("encode", jobs, threads, quiet, as_json, summary if show_summary else None), work)
@@ -314,7 +345,6 @@ def decode(inputs: tuple[str, ...], output: str | None, fmt: str | None, model: 
         checks.check_output(dest, force, src, folder_planned=out_dir is not None)
         data = _read_input(src)
         from . import api
-        from .imageio import save_image
 
         if not job.parallel:
             _setup_threads(threads)
@@ -328,11 +358,11 @@ def decode(inputs: tuple[str, ...], output: str | None, fmt: str | None, model: 
                 live.close()
         if result.image.mode in ("RGBA", "LA", "PA") and formats[dest] not in checks.ALPHA_FORMATS and not quiet:
             job.say(f"note: alpha dropped: {formats[dest]} keeps no transparency (use .png, .webp or .tiff)")
-        if dest == STDIO:
-            save_image(result.image, STDIO, format=fmt or "PNG")
-        else:
+        if dest != STDIO:
             _make_dir(out_dir)
-            save_image(result.image, dest, force=force, format=fmt)
+        for notice in api.save_decoded(result, dest, force=force, format=fmt or ("PNG" if dest == STDIO else None)):
+            if not quiet:
+                job.say(f"note: {notice}")
         return api.DecodeRecord(src, dest, result)
 
     run_batch(pairs, BatchOptions("decode", jobs, threads, quiet, as_json), work)
@@ -363,8 +393,12 @@ def info(inputs: tuple[str, ...], as_json: bool) -> None:
         click.echo(f"{name}:")
         click.echo(f"  size        {fi.width}x{fi.height} {fi.colour}")
         click.echo(f"  bytes       {fi.bytes} ({fi.bpp:.4f} bpp)")
-        click.echo(f"  model       {fi.model_id}")
-        click.echo(f"  quality     {fi.quality:g}")
+        click.echo(f"  mode        {fi.mode}" + (f" ({fi.mode_note})" if fi.mode_note else ""))
+        if fi.mode == "learned":
+            click.echo(f"  model       {fi.model_id}")
+            click.echo(f"  quality     {fi.quality:g}")
+        else:
+            click.echo(f"  samples     {fi.bit_depth}-bit, {fi.pixel_coding}")
         click.echo(f"  features    {', '.join(flags) if flags else 'none'}")
         click.echo(f"  adaptation  effort {fi.effort}"
                    + (f", adapters {fi.adapter_bytes} B" if fi.adapters else ", no adapters")

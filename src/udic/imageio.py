@@ -50,6 +50,10 @@ class LoadedImage:
     icc: bytes | None  # ICC profile carried from the source, if any
     notices: list[str] = field(default_factory=list)  # one-line conversion notices
     metadata: Metadata = Metadata()  # EXIF (orientation applied and removed) and XMP
+    # The exact samples of a source over 8 bits (a 16-bit PNG), (H, W, C) uint16 with
+    # C = 1, 2, 3 or 4, for the pixel coder; the learned codec uses ``rgb`` (8 bits).
+    wide: np.ndarray | None = None
+    bit_depth: int = 8
 
 
 # --------------------------------------------------------------------------- load
@@ -257,6 +261,7 @@ def load_image(
             bit_depth = _source_bit_depth(im, data)
             icc = im.info.get("icc_profile") or None
             im.load()
+            orientation = _orientation(im)
             transposed = ImageOps.exif_transpose(im)
             if transposed is not None:
                 im = transposed  # its EXIF no longer has an orientation tag
@@ -279,7 +284,77 @@ def load_image(
             notices.append(f"dropped {name} ICC profile (output is {mode})")
             icc = None
 
-    return LoadedImage(rgb=rgb, mode=mode, alpha=alpha, icc=icc, notices=notices, metadata=meta)
+    wide = _wide_samples(data, bit_depth, orientation, max_pixels if not allow_large else MAX_SIDE**2)
+    return LoadedImage(rgb=rgb, mode=mode, alpha=alpha, icc=icc, notices=notices, metadata=meta,
+                       wide=wide, bit_depth=16 if wide is not None else 8)
+
+
+def _orientation(im: Image.Image) -> int:
+    try:
+        return int(im.getexif().get(0x0112, 1) or 1)
+    except Exception:  # a damaged EXIF block: Pillow's transpose ignores it too
+        return 1
+
+
+def _orient(samples: np.ndarray, orientation: int) -> np.ndarray:
+    """EXIF orientation applied with numpy, as ImageOps.exif_transpose does to ``rgb``."""
+    ops = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+           5: lambda a: a.transpose(1, 0, 2), 6: lambda a: a.transpose(1, 0, 2)[:, ::-1],
+           7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1], 8: lambda a: a.transpose(1, 0, 2)[::-1]}
+    op = ops.get(orientation)
+    return np.ascontiguousarray(samples if op is None else op(samples))
+
+
+def _wide_samples(data: bytes, bit_depth: int | None, orientation: int, max_pixels: int) -> np.ndarray | None:
+    """A 16-bit PNG's exact samples (Pillow narrows 16-bit colour to 8 bits), else None."""
+    if bit_depth != 16 or not data.startswith(b"\x89PNG"):
+        return None
+    from . import png16
+
+    try:
+        samples, info = png16.read(data, max_pixels=max_pixels)
+    except InputError:
+        return None  # Pillow read it: the 8-bit path stands, as before
+    if samples.dtype != np.uint16 or info.get("transparent") is not None:
+        return None
+    return _orient(samples, orientation)
+
+
+def samples_to_pil(samples: np.ndarray, bit_depth: int, icc: bytes | None = None,
+                   metadata: Metadata | None = None) -> Image.Image:
+    """Exact samples (H, W, C) as a PIL image: 8-bit modes L, LA, RGB, RGBA; over 8 bits,
+    gray becomes I;16 and colour is reduced to 8 bits (PIL has no 16-bit colour mode)."""
+    channels = samples.shape[2]
+    if bit_depth > 8 and channels == 1:
+        image = Image.fromarray(np.ascontiguousarray(samples[..., 0].astype(np.uint16)), mode="I;16")
+    else:
+        if bit_depth > 8:
+            scale = ((1 << bit_depth) - 1)
+            samples = ((samples.astype(np.uint32) * 255 + scale // 2) // scale).astype(np.uint8)
+        arr = np.ascontiguousarray(samples.astype(np.uint8))
+        image = Image.fromarray(arr[..., 0] if channels == 1 else arr, mode=("L", "LA", "RGB", "RGBA")[channels - 1])
+    if icc:
+        image.info["icc_profile"] = icc
+    if metadata is not None:
+        if metadata.exif:
+            image.info["exif"] = metadata.exif
+        if metadata.xmp:
+            image.info["xmp"] = metadata.xmp
+    return image
+
+
+def save_wide_png(samples: np.ndarray, bit_depth: int, dest: str | os.PathLike[str], *, force: bool = False,
+                  icc: bytes | None = None, exif: bytes | None = None) -> None:
+    """Exact samples over 8 bits as a 16-bit PNG (Pillow cannot write 16-bit colour)."""
+    from . import png16
+
+    data = png16.write(samples.astype(np.uint16), bit_depth=16, icc=icc, exif=exif)
+    if os.fspath(dest) == "-":
+        _write_stdout(data)
+        return
+    path = Path(dest)
+    _check_destination(path, force)
+    atomic_write_bytes(path, data, force=force)
 
 
 def png_keeping_metadata(image: Image.Image) -> bytes:

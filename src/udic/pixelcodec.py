@@ -57,6 +57,13 @@ class PixelEncoded:
     bit_depth: int
     seconds: float
     reconstruction: np.ndarray | None = field(default=None, repr=False)
+    notices: list[str] = field(default_factory=list)
+    note: str | None = None  # the encoder's account of the mode (ancillary note section)
+    rate: None = None  # no model rate: keeps the learned EncodeResult's shape
+
+    @property
+    def mode(self) -> str:
+        return "lossless" if self.max_error == 0 else "near-lossless"
 
     @property
     def bpp(self) -> float:
@@ -82,6 +89,7 @@ def encode_file(
     icc: bytes | None = None,
     metadata: Metadata | None = None,
     keep_reconstruction: bool = False,
+    note: str | None = None,
 ) -> PixelEncoded:
     """A complete .udic file (version 5) holding ``samples`` through the pixel coder."""
     t0 = time.perf_counter()
@@ -93,7 +101,8 @@ def encode_file(
                               effort=effort)
     decoded = samples if max_error == 0 else lossless.decode(payload)
     height, width, channels = samples.shape
-    payloads = sections.encode_sections({"pixels": payload, "icc": icc, "metadata": metadata or None})
+    payloads = sections.encode_sections({"pixels": payload, "icc": icc, "metadata": metadata or None,
+                                         "note": note})
     flags = ctr.Flags(0)
     for tag in payloads:
         flags |= sections.BY_TAG[tag].FLAG
@@ -112,7 +121,20 @@ def encode_file(
     data = ctr.write(ctr.Container(header=header, sections={ctr.Section(t): p for t, p in payloads.items()}))
     return PixelEncoded(data=data, header=header, max_error=max_error, bit_depth=bit_depth,
                         seconds=time.perf_counter() - t0,
-                        reconstruction=decoded if keep_reconstruction else None)
+                        reconstruction=decoded if keep_reconstruction else None, note=note)
+
+
+def with_note(enc: PixelEncoded, note: str | None) -> PixelEncoded:
+    """The same file with the encoder's note (an ancillary section) replaced: no re-encode."""
+    cont = ctr.parse(enc.data, max_pixels=enc.header.width * enc.header.height)
+    cont.sections.pop(ctr.Section.NOTE, None)
+    payload = sections.note.encode(note)
+    if payload is not None:
+        cont.sections[ctr.Section.NOTE] = payload
+    cont.sections = dict(sorted(cont.sections.items()))
+    data = ctr.write(cont)
+    return PixelEncoded(data=data, header=enc.header, max_error=enc.max_error, bit_depth=enc.bit_depth,
+                        seconds=enc.seconds, reconstruction=enc.reconstruction, notices=enc.notices, note=note)
 
 
 def decode_container(cont: ctr.Container) -> PixelDecoded:

@@ -11,14 +11,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
-
-from .codec import EncodeResult
 from .errors import UsageError
-from .metrics import psnr_rgb
 from .rate import RATE_UNIT, Rate, to_quality
+
+if TYPE_CHECKING:  # a RateTarget is built during the CLI's argument checks: no torch, no numpy
+    import numpy as np
+
+    from .codec import EncodeResult
 
 Metric = Literal["bpp", "psnr"]
 BPP_TOLERANCE = 0.01  # relative: the search stops within 1 % (the promise is 3 %)
@@ -84,6 +85,8 @@ class Encoder:
     def probe(self, key: int, target: RateTarget) -> Probe:
         quality = to_quality(key)
         enc = self.encode_at(quality)
+        from .metrics import psnr_rgb
+
         psnr = psnr_rgb(self.reference, self.decode_rgb(enc.data)) if target.metric == "psnr" else math.nan
         return Probe(quality, enc.bpp, psnr, enc)
 

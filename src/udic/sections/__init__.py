@@ -14,21 +14,21 @@ from __future__ import annotations
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from . import adapters, alpha, hyperlatents, icc, latents, loop_filter, metadata, pixels
+from . import adapters, alpha, hyperlatents, icc, latents, loop_filter, metadata, note, pixels
 from .base import ANCILLARY_TAG_MIN, DecodeContext
 
 if TYPE_CHECKING:
     from ..container import Container
 
 # In tag order; the decoder checks the side sections in this order (spec §9 step 4).
-TABLE: tuple[ModuleType, ...] = (hyperlatents, latents, adapters, alpha, icc, loop_filter, metadata, pixels)
+TABLE: tuple[ModuleType, ...] = (hyperlatents, latents, adapters, alpha, icc, loop_filter, metadata, pixels, note)
 BY_TAG: dict[int, ModuleType] = {m.TAG: m for m in TABLE}
 BY_NAME: dict[str, ModuleType] = {m.NAME: m for m in TABLE}
 # The entropy-coded pair belongs to the latent codec, the pixels section to the pixel
 # coder; the rest are "side" sections of a learned file.
 LATENT_SECTIONS = ("hyperlatents", "latents")
 SIDE_SECTIONS: tuple[ModuleType, ...] = tuple(
-    m for m in TABLE if m.NAME not in LATENT_SECTIONS and m.NAME != pixels.NAME)
+    m for m in TABLE if m.NAME not in LATENT_SECTIONS and m.NAME not in (pixels.NAME, note.NAME))
 
 # A file's mode (spec §3): "pixels" when the pixels flag is set, else "learned".  Each
 # section lists the modes it may appear in; REQUIRED means required in those modes.

@@ -1,0 +1,151 @@
+"""The mode choice (spec §11, issue 14): the quality scale past the network's top rate,
+pixel-coded answers to lossy requests that they dominate, and PSNR targets above the
+network's reach."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from udic import api, modes
+from udic import container as ctr
+from udic.imageio import load_image
+
+from conftest import loaded, png_bytes, run, smooth_image
+
+
+def flat_art(h: int = 48, w: int = 64) -> np.ndarray:
+    """Few colours in large flat areas: what the learned codec codes worst."""
+    img = np.full((h, w, 3), 250, np.uint8)
+    img[8:30, 10:40] = (200, 30, 40)
+    img[20:44, 30:60] = (20, 90, 200)
+    img[::7, :] = 0
+    return img
+
+
+def test_the_pixel_ladder_continues_the_quality_scale():
+    assert modes.max_quality(5.0) == 9.0
+    assert modes.pixel_max_error(5.0, 5.0) is None
+    assert modes.pixel_max_error(3.2, 5.0) is None
+    assert [modes.pixel_max_error(q, 5.0) for q in (5.01, 6, 6.5, 7, 8, 9)] == [4, 4, 2, 2, 1, 0]
+
+
+def test_exact_samples_keep_gray_and_alpha_channels():
+    rgba = np.dstack([smooth_image(10, 12), np.full((10, 12), 7, np.uint8)])
+    samples, depth = modes.exact_samples(loaded(rgba))
+    assert depth == 8 and samples.shape == (10, 12, 4) and np.array_equal(samples, rgba)
+    gray = smooth_image(10, 12, channels=1)
+    samples, _ = modes.exact_samples(loaded(gray))
+    assert samples.shape == (10, 12, 1) and np.array_equal(samples[..., 0], gray)
+
+
+def test_a_quality_above_the_top_rate_is_pixel_coded_without_a_model(tiny_codec):
+    image = loaded(smooth_image(32, 40))
+    top = tiny_codec.max_quality
+    result = api.encode_with(tiny_codec, image, top + 4, effort=0)
+    assert ctr.parse(result.data).header.mode == "pixels"
+    assert np.array_equal(np.asarray(api.decode(result.data).image), image.rgb)
+    near = api.encode_with(tiny_codec, image, top + 1, effort=0)
+    decoded = np.asarray(api.decode(near.data).image).astype(int)
+    assert np.abs(decoded - image.rgb).max() <= 4
+
+
+def test_a_lossy_request_is_answered_by_a_smaller_exact_file(tiny_codec):
+    """On flat art the lossless file is smaller than the learned one: it is chosen."""
+    image = loaded(flat_art())
+    learned = api.encode_with(tiny_codec, image, tiny_codec.max_quality, effort=1, choose_mode=False)
+    chosen = api.encode_with(tiny_codec, image, tiny_codec.max_quality, effort=1)
+    exact = api.encode_pixels(image, 0)
+    assert len(exact.data) < len(learned.data)
+    assert ctr.parse(chosen.data).header.mode == "pixels"
+    assert len(chosen.data) <= len(learned.data)
+    assert np.array_equal(np.asarray(api.decode(chosen.data).image), image.rgb)
+    note = api.info(chosen.data).mode_note
+    assert note is None or note.startswith("lossless: no larger than the learned file")
+
+
+def test_without_the_mode_choice_the_learned_file_stays(tiny_codec):
+    image = loaded(flat_art())
+    result = api.encode_with(tiny_codec, image, tiny_codec.max_quality, effort=1, choose_mode=False)
+    assert ctr.parse(result.data).header.mode == "learned"
+
+
+def test_choose_smaller_keeps_the_lossy_file_when_pixels_cost_more():
+    image = loaded(np.random.default_rng(0).integers(0, 256, (24, 24, 3), dtype=np.uint8))
+
+    class Tiny:
+        data = b"x" * 10  # a 10-byte "lossy" file: nothing pixel-coded is smaller
+
+    lossy = modes.Candidate(Tiny(), psnr=20.0)
+    assert modes.choose_smaller(image, lossy, effort=1, quality=3).result is lossy.result
+    assert modes.choose_smaller(image, lossy, effort=0, quality=3).result is lossy.result
+
+
+def test_a_psnr_target_above_the_network_is_met_by_the_pixel_coder(tiny_codec):
+    from udic.ratecontrol import RateTarget
+
+    image = loaded(smooth_image(32, 40))
+    result = api.encode_with(tiny_codec, image, 3.0, effort=1, target=RateTarget("psnr", 47.0))
+    assert ctr.parse(result.data).header.mode == "pixels"
+    decoded = np.asarray(api.decode(result.data).image)
+    mse = np.mean((decoded.astype(float) - image.rgb) ** 2)
+    assert mse == 0 or 10 * np.log10(255**2 / mse) >= 47.0
+
+
+def test_sixteen_bit_png_round_trips_exactly_through_the_cli(runner, tmp_path):
+    from udic import png16
+
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:20, 0:24]
+    src = np.stack([xx * 2700, yy * 3100, (xx * yy * 97) % 65536], axis=2).astype(np.uint16)
+    src += rng.integers(0, 8, src.shape, dtype=np.uint16)
+    (tmp_path / "in.png").write_bytes(png16.write(src))
+    assert load_image(tmp_path / "in.png").wide is not None
+    res = run(runner, "encode", str(tmp_path / "in.png"), "-o", str(tmp_path / "a.udic"), "--lossless", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout.splitlines()[-1])["mode"] == "lossless"
+    res = run(runner, "decode", str(tmp_path / "a.udic"), "-o", str(tmp_path / "out.png"))
+    assert res.exit_code == 0, res.output
+    back, info = png16.read((tmp_path / "out.png").read_bytes())
+    assert info["bit_depth"] == 16 and np.array_equal(back, src)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "L", "P"])
+def test_lossless_cli_round_trips_every_pixel_layout(runner, tmp_path, mode):
+    rgba = np.dstack([smooth_image(18, 22), (np.arange(18 * 22).reshape(18, 22) % 251).astype(np.uint8)])
+    image = Image.fromarray(rgba, "RGBA")
+    image = image.convert(mode) if mode != "P" else image.convert("RGB").quantize(7)
+    (tmp_path / "in.png").write_bytes(png_bytes(image))
+    assert run(runner, "encode", str(tmp_path / "in.png"), "-o", str(tmp_path / "a.udic"), "--lossless").exit_code == 0
+    assert run(runner, "decode", str(tmp_path / "a.udic"), "-o", str(tmp_path / "o.png")).exit_code == 0
+    want = np.asarray(image.convert("RGB") if mode == "P" else image)
+    got = np.asarray(Image.open(tmp_path / "o.png"))
+    assert np.array_equal(got, want)
+
+
+def test_max_error_cli_bounds_every_colour_sample(runner, tmp_path):
+    src = smooth_image(30, 34)
+    (tmp_path / "in.png").write_bytes(png_bytes(src))
+    res = run(runner, "encode", str(tmp_path / "in.png"), "-o", str(tmp_path / "a.udic"), "--max-error", "3")
+    assert res.exit_code == 0, res.output
+    run(runner, "decode", str(tmp_path / "a.udic"), "-o", str(tmp_path / "o.png"))
+    got = np.asarray(Image.open(tmp_path / "o.png")).astype(int)
+    assert np.abs(got - src).max() <= 3
+    res = run(runner, "info", str(tmp_path / "a.udic"), "--json")
+    assert json.loads(res.stdout)["mode"] == "near-lossless ±3"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--lossless", "-q", "3"], "cannot be combined"),
+    (["--lossless", "--max-error", "2"], "cannot be combined"),
+    (["--lossless", "--lossy-only"], "contradicts"),
+    (["--max-error", "300"], "300"),
+])
+def test_contradictory_mode_options_are_refused(runner, tmp_path, args, message):
+    (tmp_path / "in.png").write_bytes(png_bytes(smooth_image(8, 8)))
+    res = run(runner, "encode", str(tmp_path / "in.png"), "-o", str(tmp_path / "a.udic"), *args)
+    assert res.exit_code != 0 and message in res.stderr
+    assert not (tmp_path / "a.udic").exists()
