@@ -91,6 +91,7 @@ def _specs(channels: int, ranges: list[tuple[int, int]], max_error: int, maxval:
 
 
 MATCH_SHARE = 0.3  # use pixel matching when more than this share of pixels repeats its left/upper neighbour
+MATCH_SURE = 0.8  # below this share, effort ≥ 1 also tries the predictive mode without matching
 
 
 def _repeat_share(pixels: np.ndarray) -> float:
@@ -213,10 +214,20 @@ def encode(pixels: np.ndarray, bit_depth: int = 8, max_error: int = 0, effort: i
         if len(cand) < len(best):
             best = cand
     if found is None or effort > 0:
-        for transform in _transform_candidates(pixels, bit_depth, max_error, effort):
+        chosen = _transform_candidates(pixels, bit_depth, max_error, effort)
+        for transform in chosen:
             cand = _encode_predictive(pixels, bit_depth, max_error, effort, transform, match, offsets)
             if len(cand) < len(best):
                 best = cand
+        if match and effort > 0 and share < MATCH_SURE and best[1] == MODE_PREDICTIVE:
+            # Between the two regimes (dithered gradients, busy vector art) matching can lose to
+            # plain prediction, and GRB then often beats the proxy's choice: try both (not when a
+            # palette already won: that is pixel art, where plain prediction is far behind).
+            plain = chosen if _colour_count(pixels.shape[2]) != 3 else sorted({*chosen, transforms.GREEN_FIRST})
+            for transform in plain:
+                cand = _encode_predictive(pixels, bit_depth, max_error, effort, transform, False, [])
+                if len(cand) < len(best):
+                    best = cand
     return best
 
 

@@ -134,6 +134,21 @@ def entropy_bits(counts: np.ndarray) -> float:
     return float(-(counts * np.log2(counts / total)).sum())
 
 
+def entropy_bits_rows(counts: np.ndarray) -> np.ndarray:
+    """``entropy_bits`` of every row of a 2-D histogram at once."""
+    counts = counts.astype(np.float64)
+    totals = counts.sum(axis=1, keepdims=True)
+    safe = np.where(counts > 0, counts, 1.0)
+    return -(counts * np.log2(safe / np.maximum(totals, 1.0))).sum(axis=1)
+
+
+def table_bytes_rows(counts: np.ndarray) -> np.ndarray:
+    """``table_bytes`` of every row of a 2-D histogram at once."""
+    present = counts > 0
+    last = counts.shape[1] - np.argmax(present[:, ::-1], axis=1)
+    return 1 + np.where(present.any(axis=1), last, 1)
+
+
 class OpList:
     """Symbols in *decode* order; ``finish`` pushes them in reverse into one ANS stack."""
 

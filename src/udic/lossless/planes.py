@@ -115,7 +115,7 @@ def _provisional_cost(q: np.ndarray, act: np.ndarray) -> float:
     bins = np.minimum(np.frexp(act.astype(np.float64) + 1)[1], 20)
     hist = np.bincount(bins * coding.MAX_TOKENS + token, minlength=21 * coding.MAX_TOKENS)
     hist = hist.reshape(21, coding.MAX_TOKENS)
-    return sum(coding.entropy_bits(h) for h in hist) + float(nraw.sum())
+    return float(coding.entropy_bits_rows(hist).sum()) + float(nraw.sum())
 
 
 COST_SAMPLE = 16384  # candidate predictors are ranked on at most about this many pixels
@@ -148,19 +148,19 @@ def _merge_runs(hists: np.ndarray) -> list[int]:
     """Greedily merge adjacent bins while data bits + table bytes go down; returns run starts."""
     starts = list(range(hists.shape[0]))
 
-    def cost(h: np.ndarray) -> float:
-        return coding.entropy_bits(h) + 8.0 * coding.table_bytes(h)
+    def cost(h: np.ndarray) -> np.ndarray:
+        return coding.entropy_bits_rows(h) + 8.0 * coding.table_bytes_rows(h)
 
-    runs = [hists[i].copy() for i in starts]
-    costs = [cost(h) for h in runs]
-    while len(runs) > 1:
-        deltas = [cost(runs[i] + runs[i + 1]) - costs[i] - costs[i + 1] for i in range(len(runs) - 1)]
+    runs = hists.astype(np.int64)
+    costs = cost(runs)
+    while runs.shape[0] > 1:
+        merged = runs[:-1] + runs[1:]
+        deltas = cost(merged) - costs[:-1] - costs[1:]
         best = int(np.argmin(deltas))
         if deltas[best] >= 0:
             break
-        runs[best] = runs[best] + runs.pop(best + 1)
-        costs[best] = cost(runs[best])
-        costs.pop(best + 1)
+        runs = np.concatenate([runs[:best], merged[best : best + 1], runs[best + 2 :]])
+        costs = np.concatenate([costs[:best], cost(merged[best : best + 1]), costs[best + 2 :]])
         starts.pop(best + 1)
     return starts
 
@@ -184,9 +184,10 @@ class _Record:
 
 
 def match_context(nb_all: np.ndarray, agree: np.ndarray) -> np.ndarray:
-    """Match-plane activity (0…15): distinct neighbour pixels − 1 (at most 3), plus 4 × the number
-    of direction neighbours carrying the hinted copy offset (at most 3)."""
-    return np.minimum(match_activity(nb_all), 3) + 4 * np.minimum(agree, 3)
+    """Match-plane activity (0…15): without a hinted copy offset, distinct neighbour pixels − 1
+    (0…7); with one, 8 + min(distinct − 1, 3) + 4 when two or more direction neighbours carry it."""
+    distinct = match_activity(nb_all)
+    return np.where(agree > 0, 8 + np.minimum(distinct, 3) + 4 * (agree >= 2), np.minimum(distinct, 7))
 
 
 def _inter_context(act: np.ndarray, errors: list[np.ndarray]) -> np.ndarray:
@@ -195,30 +196,46 @@ def _inter_context(act: np.ndarray, errors: list[np.ndarray]) -> np.ndarray:
     return act
 
 
-def _offset_match(source: np.ndarray, decoded: np.ndarray, p: Pass, x_all: np.ndarray, msym: np.ndarray,
-                  matched: np.ndarray, offsets: list[tuple[int, int]], hint: np.ndarray) -> np.ndarray:
+def _equal_at_offsets(source: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """(K, H, W): whether each pixel equals (every plane) the pixel at offset k, inside the image."""
+    _, height, width = source.shape
+    out = np.zeros((len(offsets), height, width), dtype=bool)
+    for k, (dy, dx) in enumerate(offsets.tolist()):
+        y0, x0, x1 = dy, max(dx, 0), width + min(dx, 0)
+        if y0 >= height or x0 >= x1:
+            continue
+        out[k, y0:, x0:x1] = np.all(source[:, y0:, x0:x1] == source[:, : height - dy, x0 - dx : x1 - dx], axis=0)
+    return out
+
+
+def _offset_match(equal: np.ndarray, decoded: np.ndarray, p: Pass, msym: np.ndarray, matched: np.ndarray,
+                  offsets: np.ndarray, hint: np.ndarray) -> np.ndarray:
     """Encoder (lossless only): a pixel equal to its source at the hinted offset copies it (even
     if a neighbour matches too: that keeps copied regions uniform); other unmatched pixels equal
-    to the pixel at a copy offset copy it, first offset wins.  A source must be decoded before
+    to the pixel at a copy offset copy it, lowest offset id wins.  A source must be decoded before
     the pixel (earlier pass, or earlier in this pass).  Returns the offset id per pixel."""
     height, width = decoded.shape
     off_id = np.full(p.count, -1, dtype=np.int32)
-    equal = []
-    for off in offsets:
-        sy, sx, inside = offset_sources(p, off, height, width)
+
+    def copyable(at: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        y, x = p.ys[at // p.xs.size], p.xs[at % p.xs.size]
+        sy, sx, inside = offset_sources(p, at, ids, offsets, height, width)
         same, _ = in_pass(p, sy, sx)
-        ok = inside & (same | decoded[sy, sx])
-        equal.append(ok & np.all(source[:, sy, sx] == x_all, axis=0))
-    for k in range(len(offsets)):
-        hit = (hint == k) & equal[k]
-        msym[hit] = MATCH_HINT
-        off_id[hit] = k
-    matched |= off_id >= 0
-    for k in range(len(offsets)):
-        hit = equal[k] & ~matched
-        msym[hit] = MATCH_OFFSET + k
-        off_id[hit] = k
-        matched |= hit
+        return equal[ids, y, x] & inside & (same | decoded[sy, sx])
+
+    at = np.flatnonzero(hint >= 0)
+    hit = at[copyable(at, hint[at])]
+    msym[hit] = MATCH_HINT
+    off_id[hit] = hint[hit]
+    matched[hit] = True
+    at = np.flatnonzero(~matched)
+    if at.size and len(offsets):
+        ok = np.stack([copyable(at, np.full(at.size, k)) for k in range(len(offsets))])
+        first = np.argmax(ok, axis=0)
+        hit = ok[first, np.arange(at.size)]
+        msym[at[hit]] = MATCH_OFFSET + first[hit]
+        off_id[at[hit]] = first[hit]
+        matched[at[hit]] = True
     return off_id
 
 
@@ -231,11 +248,13 @@ def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int,
     only the other pixels code their planes.
     """
     offsets = offsets or []
+    offset_arr = np.array(offsets, dtype=np.int64).reshape(-1, 2)
     tolerance = np.array([s.max_error for s in specs], dtype=np.int32)
     height, width = planes[0].shape
     passes = pass_list(height, width)
     source = np.stack(planes).astype(np.int32)
     recon = np.zeros_like(source)
+    equal = _equal_at_offsets(source, offset_arr)
     decoded = np.zeros((height, width), dtype=bool)
     idmap = np.full((height, width), -1, dtype=np.int32)
     records: list[list[_Record]] = []
@@ -253,7 +272,7 @@ def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int,
         if match:
             msym, matched, mvals = pixel_match(x_all, nb_all, tolerance)
             hint, agree = offset_hint(idmap, p)
-            off_id = _offset_match(source, decoded, p, x_all, msym, matched, offsets, hint) if offsets else None
+            off_id = _offset_match(equal, decoded, p, msym, matched, offset_arr, hint) if offsets else None
             zero = np.zeros(n, dtype=np.int64)
             row.append(_Record(PRED_AVERAGE, None, match_context(nb_all, agree), msym.astype(np.int32), zero, zero))
             coded = np.flatnonzero(~matched)
@@ -305,7 +324,7 @@ def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int,
                 errors.append(np.abs(rec - pred))
         decoded[tgt] = True
         if off_id is not None:
-            idmap[tgt] = verified_ids(recon, decoded, p, x_all, hint, off_id, offsets).reshape(p.ys.size, p.xs.size)
+            idmap[tgt] = verified_ids(recon, decoded, p, x_all, hint, off_id, offset_arr).reshape(p.ys.size, p.xs.size)
         records.append(row)
 
     ops = OpList()
@@ -365,6 +384,7 @@ def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int,
 def decode_planes(reader: Reader, specs: list[PlaneSpec], height: int, width: int,
                   match: bool = False, offsets: list[tuple[int, int]] | None = None) -> list[np.ndarray]:
     offsets = offsets or []
+    offset_arr = np.array(offsets, dtype=np.int64).reshape(-1, 2)
     passes = pass_list(height, width)
     groups_present = sorted({p.group for p in passes})
     plane_tables = []
@@ -467,13 +487,13 @@ def decode_planes(reader: Reader, specs: list[PlaneSpec], height: int, width: in
                 inter.append(rec - average(p.kind, nb, spec.mid, n))
                 errors.append(np.abs(rec - pred))
         if copies is not None and copies.any():
-            values = resolve_copies(recon[:, tgt[0], tgt[1]].reshape(len(specs), n), recon, decoded, p, off_id, offsets)
+            values = resolve_copies(recon[:, tgt[0], tgt[1]].reshape(len(specs), n), recon, decoded, p, off_id, offset_arr)
             if values is None:
                 raise ContainerError("lossless payload: a copy offset points at a pixel not yet decoded")
             recon[:, tgt[0], tgt[1]] = values.reshape(len(specs), p.ys.size, p.xs.size)
         decoded[tgt] = True
         if copies is not None and offsets:
             values = recon[:, tgt[0], tgt[1]].reshape(len(specs), n)
-            idmap[tgt] = verified_ids(recon, decoded, p, values, hint, off_id, offsets).reshape(p.ys.size, p.xs.size)
+            idmap[tgt] = verified_ids(recon, decoded, p, values, hint, off_id, offset_arr).reshape(p.ys.size, p.xs.size)
     dec.check_finished()
     return list(recon)

@@ -306,12 +306,12 @@ def match_values(sym: np.ndarray, nb_all: np.ndarray) -> tuple[np.ndarray, np.nd
     return matched, values
 
 
-def offset_sources(p: Pass, offset: tuple[int, int], height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For copy offset (dy, dx): per pixel of the pass (pass order) the source row, column and
-    whether it lies inside the image."""
-    dy, dx = offset
-    sy = np.repeat(p.ys - dy, p.xs.size)
-    sx = np.tile(p.xs - dx, p.ys.size)
+def offset_sources(p: Pass, at: np.ndarray, off_id: np.ndarray, offsets: np.ndarray, height: int,
+                   width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For the pass pixels ``at`` (pass-order indices) and their offset ids: the source row,
+    column (0 where outside) and whether the source lies inside the image."""
+    sy = p.ys[at // p.xs.size] - offsets[off_id, 0]
+    sx = p.xs[at % p.xs.size] - offsets[off_id, 1]
     inside = (sy >= 0) & (sy < height) & (sx >= 0) & (sx < width)
     return np.where(inside, sy, 0), np.where(inside, sx, 0), inside
 
@@ -341,20 +341,16 @@ def offset_hint(idmap: np.ndarray, p: Pass) -> tuple[np.ndarray, np.ndarray]:
 
 
 def verified_ids(recon: np.ndarray, decoded: np.ndarray, p: Pass, values: np.ndarray, hint: np.ndarray,
-                 off_id: np.ndarray, offsets: list[tuple[int, int]]) -> np.ndarray:
+                 off_id: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """Offset map entries of the pass (after it is decoded): the hinted offset where the pixel
     equals the pixel there, else the offset it was copied with, else −1."""
     height, width = decoded.shape
     ids = off_id.copy()
-    for k, off in enumerate(offsets):
-        at = np.flatnonzero(hint == k)
-        if at.size == 0:
-            continue
-        sy, sx, inside = offset_sources(p, off, height, width)
-        sy, sx, inside = sy[at], sx[at], inside[at]
-        ok = inside & decoded[sy, sx]
-        ok &= np.all(recon[:, sy, sx] == values[:, at], axis=0)
-        ids[at[ok]] = k
+    at = np.flatnonzero(hint >= 0)
+    if at.size:
+        sy, sx, inside = offset_sources(p, at, hint[at], offsets, height, width)
+        ok = inside & decoded[sy, sx] & np.all(recon[:, sy, sx] == values[:, at], axis=0)
+        ids[at[ok]] = hint[at[ok]]
     return ids
 
 
@@ -365,7 +361,7 @@ def offset_ids(sym: np.ndarray, hint: np.ndarray, count: int) -> np.ndarray:
 
 
 def resolve_copies(values: np.ndarray, recon: np.ndarray, decoded: np.ndarray, p: Pass, off_id: np.ndarray,
-                   offsets: list[tuple[int, int]]) -> np.ndarray | None:
+                   offsets: np.ndarray) -> np.ndarray | None:
     """Pass values (C, n) with offset copies filled in; None when a copy's source is not decoded.
 
     A source decoded in an earlier pass is read from ``recon``; one in this pass points at
@@ -374,21 +370,19 @@ def resolve_copies(values: np.ndarray, recon: np.ndarray, decoded: np.ndarray, p
     """
     height, width = decoded.shape
     n = values.shape[1]
-    ptr = np.arange(n)
+    at = np.flatnonzero(off_id >= 0)
+    if at.size == 0:
+        return values
+    sy, sx, inside = offset_sources(p, at, off_id[at], offsets, height, width)
+    same, index = in_pass(p, sy, sx)
+    earlier = inside & ~same & decoded[sy, sx]
+    if not np.all(inside & (same | earlier)):
+        return None
     out = values.copy()
-    for k, off in enumerate(offsets):
-        at = np.flatnonzero(off_id == k)
-        if at.size == 0:
-            continue
-        sy, sx, inside = offset_sources(p, off, height, width)
-        sy, sx, inside = sy[at], sx[at], inside[at]
-        same, index = in_pass(p, sy, sx)
-        earlier = inside & ~same & decoded[sy, sx]
-        if not np.all(inside & (same | earlier)):
-            return None
-        out[:, at[earlier]] = recon[:, sy[earlier], sx[earlier]]
+    out[:, at[earlier]] = recon[:, sy[earlier], sx[earlier]]
+    if same.any():
+        ptr = np.arange(n)
         ptr[at[same]] = index[same]
-    if np.any(ptr != np.arange(n)):
         while True:
             nxt = ptr[ptr]
             if np.array_equal(nxt, ptr):

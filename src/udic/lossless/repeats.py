@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 WINDOW = 4
+DOUBLED = 8  # the most frequent offsets also offered at twice their length
 
 
 def pixel_keys(pixels: np.ndarray) -> np.ndarray:
@@ -54,4 +55,12 @@ def find_offsets(key: np.ndarray, limit: int, min_share: float = 0.002) -> list[
     values, counts = np.unique(code, return_counts=True)
     best = np.argsort(-counts, kind="stable")[:limit]
     floor = max(8, int(min_share * height * width))
-    return [(int(values[i] // (2 * width)), int(values[i] % (2 * width) - width)) for i in best if counts[i] >= floor]
+    found = [(int(values[i] // (2 * width)), int(values[i] % (2 * width) - width)) for i in best if counts[i] >= floor]
+    # Twice a frequent offset: interlaced passes can use (2dy, 2dx) where (dy, dx) points at a
+    # pixel of a later pass (a diagonal gradient is its own copy at (1, -1) and at (2, -2)).
+    doubled = [(2 * dy, 2 * dx) for dy, dx in found[:DOUBLED] if 2 * dy < height and abs(2 * dx) < width]
+    out: list[tuple[int, int]] = []
+    for off in [o for pair in zip(found, doubled) for o in pair] + found[len(doubled):]:
+        if off not in out:
+            out.append(off)
+    return out[:limit]
