@@ -271,7 +271,7 @@ def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int,
         off_id = None
         if match:
             msym, matched, mvals = pixel_match(x_all, nb_all, tolerance)
-            hint, agree = offset_hint(idmap, p)
+            hint, agree = offset_hint(idmap, p) if offsets else (np.full(n, -1, np.int32), np.zeros(n, np.int32))
             off_id = _offset_match(equal, decoded, p, msym, matched, offset_arr, hint) if offsets else None
             zero = np.zeros(n, dtype=np.int64)
             row.append(_Record(PRED_AVERAGE, None, match_context(nb_all, agree), msym.astype(np.int32), zero, zero))
@@ -451,7 +451,7 @@ def decode_planes(reader: Reader, specs: list[PlaneSpec], height: int, width: in
         matched = None
         copies = None
         if match:
-            hint, agree = offset_hint(idmap, p)
+            hint, agree = offset_hint(idmap, p) if offsets else (np.full(n, -1, np.int32), np.zeros(n, np.int32))
             msym = decode_tokens(0, p.group, match_context(nb_all, agree))
             matched, mvals = match_values(msym, nb_all)
             off_id = offset_ids(msym, hint, len(offsets))

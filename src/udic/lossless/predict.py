@@ -16,6 +16,7 @@ Pixel (0, 0) is pass "DC" with no neighbours.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -248,18 +249,44 @@ MATCH_OFFSET = 10  # match symbols MATCH_OFFSET + k: copy the pixel at the image
 MAX_OFFSETS = 32
 
 
+_DISTINCT_CACHE = threading.local()  # .last = (nb_all, result) of this thread's last call: every pass asks twice
+
+
+def _pixel_keys(nb_all: np.ndarray) -> np.ndarray | None:
+    """(k, n) int64 keys equal exactly when the neighbour pixels are equal (None if they don't fit)."""
+    planes = nb_all.shape[0]
+    if planes == 1:
+        return nb_all[0].astype(np.int64)
+    top = max(int(nb_all.max(initial=0)), -int(nb_all.min(initial=0)))
+    bits = top.bit_length() + 1
+    if bits * planes > 62:
+        return None
+    keys = np.zeros(nb_all.shape[1:], dtype=np.int64)
+    for c in range(planes):
+        keys = (keys << bits) | (nb_all[c].astype(np.int64) + top)
+    return keys
+
+
 def _distinct_pixels(nb_all: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per neighbour j: is the whole pixel (all planes) new among neighbours 0..j-1, and its rank."""
+    last = getattr(_DISTINCT_CACHE, "last", None)
+    if last is not None and last[0] is nb_all:
+        return last[1]
     _, k, n = nb_all.shape
+    keys = _pixel_keys(nb_all)
     is_new, ranks = [], []
     rank = np.zeros(n, dtype=np.int32)
     for j in range(k):
         new = np.ones(n, dtype=bool)
         for i in range(j):
-            new &= np.any(nb_all[:, j] != nb_all[:, i], axis=0)
+            if keys is not None:
+                new &= keys[j] != keys[i]
+            else:
+                new &= np.any(nb_all[:, j] != nb_all[:, i], axis=0)
         is_new.append(new)
         ranks.append(rank.copy())
         rank += new
+    _DISTINCT_CACHE.last = (nb_all, (is_new, ranks))
     return is_new, ranks
 
 
