@@ -35,6 +35,7 @@ from .predict import (
     index_symbols,
     index_values,
     MATCH_HINT,
+    first_neighbour_support,
     MATCH_OFFSET,
     in_pass,
     offset_hint,
@@ -51,7 +52,8 @@ from .predict import (
     predict,
 )
 
-MAX_BINS = 16
+MAX_BINS = 32
+MATCH_BINS = 32  # the match plane uses one bin per context value
 THRESHOLD_LIMIT = 1 << 24
 
 
@@ -184,10 +186,13 @@ class _Record:
 
 
 def match_context(nb_all: np.ndarray, agree: np.ndarray) -> np.ndarray:
-    """Match-plane activity (0…15): without a hinted copy offset, distinct neighbour pixels − 1
-    (0…7); with one, 8 + min(distinct − 1, 3) + 4 when two or more direction neighbours carry it."""
-    distinct = match_activity(nb_all)
-    return np.where(agree > 0, 8 + np.minimum(distinct, 3) + 4 * (agree >= 2), np.minimum(distinct, 7))
+    """Match-plane activity (0…31).  Without a hinted copy offset: 4·min(distinct − 1, 3) +
+    min(support, 3), where support = how many other neighbour pixels equal neighbour 0 (so
+    which side of an edge the pixel falls is predictable); with one: 16 + min(distinct − 1, 3)
+    + 4·min(agree − 1, 3), agree = direction neighbours carrying the hinted offset."""
+    distinct = np.minimum(match_activity(nb_all), 3)
+    plain = 4 * distinct + np.minimum(first_neighbour_support(nb_all), 3)
+    return np.where(agree > 0, 16 + distinct + 4 * np.minimum(agree - 1, 3), plain)
 
 
 def _inter_context(act: np.ndarray, errors: list[np.ndarray]) -> np.ndarray:
@@ -332,7 +337,7 @@ def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int,
     plane_tables = []
     for c in range(len(specs) + match):
         act_all = np.concatenate([records[i][c].act for i in range(len(passes))])
-        thr = _thresholds(act_all, _num_bins(height * width)) if c >= match else np.arange(1, MAX_BINS)
+        thr = _thresholds(act_all, _num_bins(height * width)) if c >= match else np.arange(1, MATCH_BINS)
         bins = thr.size + 1
         out.u8(bins)
         prev = 0

@@ -290,6 +290,19 @@ def _distinct_pixels(nb_all: np.ndarray) -> tuple[list[np.ndarray], list[np.ndar
     return is_new, ranks
 
 
+def first_neighbour_support(nb_all: np.ndarray) -> np.ndarray:
+    """How many other neighbour pixels equal neighbour 0 (the rank-0 candidate)."""
+    _, k, n = nb_all.shape
+    support = np.zeros(n, dtype=np.int32)
+    keys = _pixel_keys(nb_all)
+    for j in range(1, k):
+        if keys is not None:
+            support += keys[j] == keys[0]
+        else:
+            support += np.all(nb_all[:, j] == nb_all[:, 0], axis=0)
+    return support
+
+
 def match_activity(nb_all: np.ndarray) -> np.ndarray:
     """Context of the match symbol: number of distinct neighbour pixels − 1 (0 for DC)."""
     _, k, n = nb_all.shape
