@@ -35,6 +35,7 @@ from .predict import (
     index_symbols,
     index_values,
     MATCH_HINT,
+    _pixel_keys,
     first_neighbour_support,
     MATCH_OFFSET,
     in_pass,
@@ -244,6 +245,51 @@ def _offset_match(equal: np.ndarray, decoded: np.ndarray, p: Pass, msym: np.ndar
     return off_id
 
 
+MAX_COLOURS = 64  # frequent colours the match stage can name (one table, so at most coding.MAX_TOKENS)
+COLOUR_SURPRISE = 8  # the encoder names a colour only where interpolation misses by more than this
+
+
+def _frequent_colours(source: np.ndarray, count: int) -> np.ndarray:
+    """(Q, C): the colours most frequent among pixels that differ from all four direct neighbours
+    (a stand-in for the pixels neighbour matching will leave over: outlines, anti-aliasing)."""
+    planes, height, width = source.shape
+    lonely = np.ones((height, width), dtype=bool)
+    same_h = np.all(source[:, :, 1:] == source[:, :, :-1], axis=0)
+    same_v = np.all(source[:, 1:] == source[:, :-1], axis=0)
+    lonely[:, 1:] &= ~same_h
+    lonely[:, :-1] &= ~same_h
+    lonely[1:] &= ~same_v
+    lonely[:-1] &= ~same_v
+    pixels = source[:, lonely]
+    if pixels.shape[1] == 0 or count == 0:
+        return np.zeros((0, planes), dtype=np.int64)
+    keys = _pixel_keys(pixels[:, None, :])
+    if keys is None:
+        return np.zeros((0, planes), dtype=np.int64)
+    _, first, counts = np.unique(keys[0], return_index=True, return_counts=True)
+    best = np.argsort(-counts, kind="stable")[:count]
+    best = best[counts[best] >= 4]
+    return pixels[:, first[best]].T.astype(np.int64)
+
+
+def _colour_match(x_all: np.ndarray, msym: np.ndarray, matched: np.ndarray, mvals: np.ndarray,
+                  colours: np.ndarray, tolerance: np.ndarray, base: int, surprise: np.ndarray) -> np.ndarray:
+    """Encoder: unmatched pixels within ±tolerance of a listed colour name it (first wins), but only
+    where interpolation is poor (``surprise``): elsewhere the residual is cheaper than the name.
+    The symbol is ``base``; returns the colour numbers of the naming pixels, in pass order."""
+    ids = np.full(msym.size, -1, dtype=np.int64)
+    for j, colour in enumerate(colours):
+        at = np.flatnonzero(~matched & surprise)
+        if at.size == 0:
+            break
+        hit = at[np.all(np.abs(x_all[:, at] - colour[:, None]) <= tolerance[:, None], axis=0)]
+        msym[hit] = base
+        ids[hit] = j
+        mvals[:, hit] = colour[:, None]
+        matched[hit] = True
+    return ids[ids >= 0]
+
+
 def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int, out: Writer,
                   match: bool = False, offsets: list[tuple[int, int]] | None = None) -> bytes:
     """Writes the plane side information to ``out``; returns the ANS stream bytes.
@@ -260,9 +306,13 @@ def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int,
     source = np.stack(planes).astype(np.int32)
     recon = np.zeros_like(source)
     equal = _equal_at_offsets(source, offset_arr)
+    palette = any(spec.palette_size for spec in specs)
+    colours = _frequent_colours(source, 0 if palette else MAX_COLOURS) if match else np.zeros((0, len(specs)), np.int64)
+    colour_base = MATCH_OFFSET + len(offsets)
     decoded = np.zeros((height, width), dtype=bool)
     idmap = np.full((height, width), -1, dtype=np.int32)
     records: list[list[_Record]] = []
+    colour_ids: list[np.ndarray] = []
     for p in passes:
         n = p.count
         nb_all = gather(recon, p)
@@ -278,6 +328,12 @@ def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int,
             msym, matched, mvals = pixel_match(x_all, nb_all, tolerance)
             hint, agree = offset_hint(idmap, p) if offsets else (np.full(n, -1, np.int32), np.zeros(n, np.int32))
             off_id = _offset_match(equal, decoded, p, msym, matched, offset_arr, hint) if offsets else None
+            if len(colours):
+                guess = np.stack([average(p.kind, list(nb_all[c]), specs[c].mid, n) for c in range(len(specs))])
+                surprise = np.abs(x_all - guess).max(axis=0) > COLOUR_SURPRISE
+                colour_ids.append(_colour_match(x_all, msym, matched, mvals, colours, tolerance, colour_base, surprise))
+            else:
+                colour_ids.append(np.zeros(0, dtype=np.int64))
             zero = np.zeros(n, dtype=np.int64)
             row.append(_Record(PRED_AVERAGE, None, match_context(nb_all, agree), msym.astype(np.int32), zero, zero))
             coded = np.flatnonzero(~matched)
@@ -333,6 +389,22 @@ def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int,
         records.append(row)
 
     ops = OpList()
+    if match and len(colours):
+        # Keep only the colours some pixel named, renumbered in list order.
+        used = np.bincount(np.concatenate(colour_ids), minlength=len(colours)) > 0
+        renumber = np.cumsum(used) - 1
+        colour_ids = [renumber[ids] for ids in colour_ids]
+        colours = colours[used]
+    if match:
+        out.varint(len(colours))
+        for colour in colours.tolist():
+            for value in colour:
+                out.svarint(value)
+        if len(colours):
+            colour_q = coding.quantize_counts(np.bincount(np.concatenate(colour_ids), minlength=len(colours)))
+            colour_q = np.maximum(colour_q, 1)  # every listed colour stays codable
+            coding.write_table(out, colour_q)
+            colour_model = coding.model(colour_q)
     groups_present = sorted({p.group for p in passes})
     plane_tables = []
     for c in range(len(specs) + match):
@@ -383,7 +455,11 @@ def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int,
                 ops.add(sorted_tokens[at : at + cnt], model)
                 at += cnt
             ops.add_raw(rec.raw, rec.nraw)
-    return ops.finish()
+            if match and c == 0 and len(colours):
+                ops.add(colour_ids[i], colour_model)
+    stream = ops.finish()
+    out.varint(len(stream) // 4)  # so that any truncation is caught before decoding starts
+    return stream
 
 
 def decode_planes(reader: Reader, specs: list[PlaneSpec], height: int, width: int,
@@ -392,6 +468,21 @@ def decode_planes(reader: Reader, specs: list[PlaneSpec], height: int, width: in
     offset_arr = np.array(offsets, dtype=np.int64).reshape(-1, 2)
     passes = pass_list(height, width)
     groups_present = sorted({p.group for p in passes})
+    colours = np.zeros((0, len(specs)), dtype=np.int32)
+    if match:
+        count = reader.varint("colour count", MAX_COLOURS)
+        colours = np.array([[reader.svarint("colour", 1 << 17) for _ in specs] for _ in range(count)],
+                           dtype=np.int64).reshape(count, len(specs))
+        for c, spec in enumerate(specs):
+            if count and (colours[:, c].min() < spec.lo or colours[:, c].max() > spec.hi):
+                raise ContainerError("lossless payload: a listed colour is outside its plane's range")
+        colours = colours.astype(np.int32)
+        if count:
+            colour_q = coding.read_table(reader)
+            if colour_q.size != count or np.any(colour_q == 0):
+                raise ContainerError("lossless payload: malformed colour table")
+            colour_model = coding.model(colour_q)
+    colour_base = MATCH_OFFSET + len(offsets)
     plane_tables = []
     for c in range(len(specs) + match):
         bins = reader.u8("context bin count")
@@ -442,6 +533,9 @@ def decode_planes(reader: Reader, specs: list[PlaneSpec], height: int, width: in
         token[order] = np.concatenate([dec.symbols(model, cnt) for model, cnt in zip(models, counts)])
         return token
 
+    words = reader.varint("entropy-coded length")
+    if reader.remaining != 4 * words:
+        raise ContainerError("lossless payload: entropy-coded data has the wrong length (truncated or padded)")
     dec = Decoder(reader.rest())
     recon = np.zeros((len(specs), height, width), dtype=np.int32)
     decoded = np.zeros((height, width), dtype=bool)
@@ -462,6 +556,10 @@ def decode_planes(reader: Reader, specs: list[PlaneSpec], height: int, width: in
             off_id = offset_ids(msym, hint, len(offsets))
             copies = off_id >= 0
             matched |= copies
+            if len(colours):
+                named = np.flatnonzero(msym == colour_base)
+                mvals[:, named] = colours[dec.symbols(colour_model, named.size)].T
+                matched[named] = True
             coded = np.flatnonzero(~matched)
         for c, spec in enumerate(specs):
             pred_id, weights = pass_params[i][c]
