@@ -52,6 +52,16 @@ def _flat_art(h: int, w: int, channels: int = 3) -> np.ndarray:
     return img[:, :, :channels].astype(np.uint8)
 
 
+def _tile_sheet(h: int, w: int, seed: int = 5) -> np.ndarray:
+    """Many-colour 16×16 tiles (1×2 pixel blocks, > 4096 colours in all) repeated across a sheet:
+    predictive mode with pixel matching, where only copy offsets find the repeats."""
+    rng = np.random.default_rng(seed)
+    tiles = np.repeat(rng.integers(0, 256, (40, 16, 8, 3), dtype=np.uint8), 2, axis=2)
+    pick = rng.integers(0, tiles.shape[0], (h // 16 + 1, w // 16 + 1))
+    rows = [np.concatenate([tiles[t] for t in row], axis=1) for row in pick]
+    return np.ascontiguousarray(np.concatenate(rows, axis=0)[:h, :w])
+
+
 def _roundtrip(pixels: np.ndarray, bit_depth: int = 8, max_error: int = 0, effort: int = 1) -> bytes:
     payload = lossless.encode(pixels, bit_depth, max_error, effort)
     out = lossless.decode(payload)
@@ -120,6 +130,42 @@ def test_pixel_match_mode(channels: int, max_error: int) -> None:
     assert payload == lossless.encode(pixels, 8, max_error)
 
 
+def test_copy_offsets_find_repeated_tiles() -> None:
+    from udic.lossless import find_offsets, pixel_keys
+
+    pixels = _tile_sheet(96, 160)
+    payload = _roundtrip(pixels)
+    info = lossless.describe(payload)
+    assert info["mode"] == "predictive" and info["pixel_match"] and info["copy_offsets"] > 0
+    offsets = find_offsets(pixel_keys(pixels), lossless.MAX_OFFSETS)
+    assert any(dy % 16 == 0 and dx % 16 == 0 for dy, dx in offsets)
+    transform = lossless.transforms.YCOCG_R
+    without = lossless._encode_predictive(pixels, 8, 0, 1, transform, True, [])
+    with_offsets = lossless._encode_predictive(pixels, 8, 0, 1, transform, True, offsets)
+    np.testing.assert_array_equal(lossless.decode(with_offsets), pixels)
+    assert len(with_offsets) < 0.6 * len(without)
+
+
+def test_copy_offsets_in_palette_mode() -> None:
+    pixels = _tiled(96, 128)
+    payload = _roundtrip(pixels)
+    info = lossless.describe(payload)
+    assert info["mode"] == "palette" and info["pixel_match"] and info["copy_offsets"] > 0
+
+
+def test_colour_naming_roundtrip() -> None:
+    """Thin anti-aliased strokes of a few colours over flat fills: the match stage names colours."""
+    pixels = _flat_art(96, 80, 3)
+    rng = np.random.default_rng(3)
+    strokes = np.array([[0, 0, 0], [250, 250, 250], [30, 140, 200]], np.uint8)
+    for _ in range(60):
+        y, x = rng.integers(0, 96), rng.integers(0, 80)
+        pixels[y, x : x + 1] = strokes[rng.integers(0, 3)]
+    for max_error in (0, 3):
+        out = lossless.decode(lossless.encode(pixels, 8, max_error))
+        assert np.abs(out.astype(int) - pixels.astype(int)).max() <= max_error
+
+
 def test_large_palette_is_used() -> None:
     pixels = _many_colours()
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 256
@@ -180,6 +226,7 @@ PAYLOADS = {
     "near": lambda: lossless.encode(_smooth(24, 20, 3), 8, 2),
     "wide": lambda: lossless.encode(_smooth(16, 12, 1, 16), 16),
     "match": lambda: lossless.encode(_flat_art(40, 36, 4)),
+    "offsets": lambda: lossless.encode(_tile_sheet(48, 64)),
 }
 
 
