@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from ..adapters import AdapterSet, decode_adapters, encode_adapters
+from typing import TYPE_CHECKING
+
 from ..errors import ContainerError
 from ..wire import Reader
 from .base import DecodeContext
+
+if TYPE_CHECKING:  # numpy-backed; imported on use so `udic info` stays light
+    from ..adapters import AdapterSet
 
 TAG = 3
 NAME = "adapters"
@@ -16,10 +20,14 @@ MODES = ("learned",)  # the sections of a file coded by the learned transform
 
 
 def encode(value: AdapterSet | None) -> bytes | None:
+    from ..adapters import encode_adapters
+
     return encode_adapters(value) if value is not None and value.adapters else None
 
 
 def decode(payload: bytes, context: DecodeContext) -> AdapterSet:
+    from ..adapters import decode_adapters
+
     return decode_adapters(payload, list(context.slot_channels))
 
 

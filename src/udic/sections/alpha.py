@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
 
-from ..alpha import decode_alpha, encode_alpha
 from .base import DecodeContext
+
+if TYPE_CHECKING:  # numpy/constriction-backed; imported on use so `udic info` stays light
+    import numpy as np
 
 TAG = 4
 NAME = "alpha"
@@ -16,10 +18,14 @@ MODES = ("learned",)  # the sections of a file coded by the learned transform
 
 
 def encode(value: np.ndarray | None) -> bytes | None:
+    from ..alpha import encode_alpha
+
     return encode_alpha(value) if value is not None else None
 
 
 def decode(payload: bytes, context: DecodeContext) -> np.ndarray:
+    from ..alpha import decode_alpha
+
     return decode_alpha(payload, context.height, context.width)
 
 

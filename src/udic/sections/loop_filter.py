@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from ..loopfilter import LoopFilter
-from ..loopfilter import decode as decode_filter
-from ..loopfilter import encode as encode_filter
+from typing import TYPE_CHECKING
+
 from .base import DecodeContext
+
+if TYPE_CHECKING:  # numpy-backed; imported on use so `udic info` stays light
+    from ..loopfilter import LoopFilter
 
 TAG = 6
 NAME = "loop_filter"
@@ -16,10 +18,14 @@ MODES = ("learned",)  # the sections of a file coded by the learned transform
 
 
 def encode(value: LoopFilter | None) -> bytes | None:
+    from ..loopfilter import encode as encode_filter
+
     return encode_filter(value) if value is not None and not value.is_identity() else None
 
 
 def decode(payload: bytes, context: DecodeContext) -> LoopFilter:
+    from ..loopfilter import decode as decode_filter
+
     return decode_filter(payload)
 
 
