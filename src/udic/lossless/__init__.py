@@ -4,8 +4,10 @@
 returns the identical array (lossless) or one within ±max_error on every colour
 sample (near-lossless; alpha stays exact).  The format is described normatively in
 docs/lossless.md.  Modes: *stored* (raw samples, the fallback for noise),
-*predictive* (colour transform + interlaced prediction), *palette* (≤ 256 distinct
-pixels: palette + index plane).
+*predictive* (colour transform + interlaced prediction), *palette* (≤ 4096 distinct
+pixels: palette + index plane).  On flat synthetic art a pixel-match stage first lets
+pixels repeat a neighbour, copy from one of the image's copy offsets (repeated tiles,
+glyphs) or name a frequent colour.
 """
 
 from __future__ import annotations
@@ -228,6 +230,12 @@ def encode(pixels: np.ndarray, bit_depth: int = 8, max_error: int = 0, effort: i
                 cand = _encode_predictive(pixels, bit_depth, max_error, effort, transform, False, [])
                 if len(cand) < len(best):
                     best = cand
+    if max_error > 0 and match and effort > 0:
+        # Copy offsets are lossless-only, so on tile art the exact payload can be the smaller one
+        # (it meets any ±max_error bound; its header then says 0).
+        cand = encode(pixels, bit_depth, 0, effort)
+        if len(cand) < len(best):
+            best = cand
     return best
 
 
