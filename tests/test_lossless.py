@@ -53,11 +53,13 @@ def _flat_art(h: int, w: int, channels: int = 3) -> np.ndarray:
 
 
 def _tile_sheet(h: int, w: int, seed: int = 5) -> np.ndarray:
-    """Many-colour 16×16 tiles (1×2 pixel blocks, > 4096 colours in all) repeated across a sheet:
-    predictive mode with pixel matching, where only copy offsets find the repeats."""
+    """Many-colour 16×16 tiles (1×2 pixel blocks, > 4096 colours in all) on a sheet where tile
+    (r, j) is tile (r − 1, j + 3): predictive mode with pixel matching, where only a copy offset
+    ((16, −48) and its double) finds the repeats."""
     rng = np.random.default_rng(seed)
     tiles = np.repeat(rng.integers(0, 256, (40, 16, 8, 3), dtype=np.uint8), 2, axis=2)
-    pick = rng.integers(0, tiles.shape[0], (h // 16 + 1, w // 16 + 1))
+    rows, cols = np.mgrid[0 : h // 16 + 1, 0 : w // 16 + 1]
+    pick = (3 * rows + cols) % tiles.shape[0]
     rows = [np.concatenate([tiles[t] for t in row], axis=1) for row in pick]
     return np.ascontiguousarray(np.concatenate(rows, axis=0)[:h, :w])
 

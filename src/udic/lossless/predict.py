@@ -246,7 +246,7 @@ def index_values(sym: np.ndarray, nb: list[np.ndarray], palette_size: int) -> np
 MATCH_NONE = 8  # match symbol: the pixel equals no neighbour pixel (its planes are coded)
 MATCH_HINT = 9  # match symbol: copy the pixel at the offset a direction neighbour was copied with
 MATCH_OFFSET = 10  # match symbols MATCH_OFFSET + k: copy the pixel at the image's k-th copy offset
-MAX_OFFSETS = 32
+MAX_OFFSETS = 8
 
 
 _DISTINCT_CACHE = threading.local()  # .last = (nb_all, result) of this thread's last call: every pass asks twice
