@@ -16,6 +16,7 @@ Pixel (0, 0) is pass "DC" with no neighbours.
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass
 
@@ -81,6 +82,38 @@ def _axis(coords: np.ndarray, offset: int, size: int) -> np.ndarray:
     return np.where((fwd >= 0) & (fwd < size), fwd, np.where((back >= 0) & (back < size), back, coords))
 
 
+@functools.lru_cache(maxsize=512)
+def _gather_plan(kind: int, step: int, height: int, width: int) -> tuple:
+    """Per neighbour offset of a pass: the interior block (target and strided source slices) and
+    the mirrored border rows/columns.  Depends only on the pass geometry, so it is computed once
+    for all planes, the offset map, the encoder and the decoder."""
+    y0, x0 = ((0, step), (step, 0), (step, step))[kind]
+    ys = np.arange(y0, height, 2 * step, dtype=np.int64)
+    xs = np.arange(x0, width, 2 * step, dtype=np.int64)
+    two_s = 2 * step
+    plan = []
+    for dy, dx in OFFSETS[kind]:
+        oy, ox = dy * step, dx * step
+        ry = _axis(ys, oy, height)
+        rx = _axis(xs, ox, width)
+        good_y = np.flatnonzero(ry == ys + oy)
+        good_x = np.flatnonzero(rx == xs + ox)
+        interior = None
+        if good_y.size and good_x.size:
+            a0, a1 = int(good_y[0]), int(good_y[-1]) + 1
+            b0, b1 = int(good_x[0]), int(good_x[-1]) + 1
+            interior = ((slice(a0, a1), slice(b0, b1)),
+                        (slice(int(ry[a0]), int(ry[a1 - 1]) + 1, two_s), slice(int(rx[b0]), int(rx[b1 - 1]) + 1, two_s)))
+        else:
+            a0 = a1 = b0 = b1 = 0
+        rows = np.arange(ys.size)
+        cols = np.arange(xs.size)
+        border_rows = rows[(rows < a0) | (rows >= a1)]
+        border_cols = cols[(cols < b0) | (cols >= b1)]
+        plan.append((interior, ry, rx, border_rows, border_cols))
+    return tuple(plan)
+
+
 def gather(planes: np.ndarray, p: Pass) -> np.ndarray:
     """(C, k, n) neighbour values of every plane, OFFSETS order, row-major over the pass grid.
 
@@ -91,25 +124,15 @@ def gather(planes: np.ndarray, p: Pass) -> np.ndarray:
     offsets = OFFSETS[p.kind]
     ny, nx = p.ys.size, p.xs.size
     out = np.empty((chans, len(offsets), ny, nx), dtype=planes.dtype)
-    two_s = 2 * p.step
-    for i, (dy, dx) in enumerate(offsets):
-        oy, ox = dy * p.step, dx * p.step
-        ry = _axis(p.ys, oy, height)
-        rx = _axis(p.xs, ox, width)
-        good_y = np.flatnonzero(ry == p.ys + oy)
-        good_x = np.flatnonzero(rx == p.xs + ox)
-        if good_y.size and good_x.size:
-            a0, a1 = int(good_y[0]), int(good_y[-1]) + 1
-            b0, b1 = int(good_x[0]), int(good_x[-1]) + 1
-            out[:, i, a0:a1, b0:b1] = planes[:, int(ry[a0]) : int(ry[a1 - 1]) + 1 : two_s,
-                                             int(rx[b0]) : int(rx[b1 - 1]) + 1 : two_s]
-        else:
-            a0 = a1 = b0 = b1 = 0
-        border_rows = [r for r in range(ny) if not a0 <= r < a1]
-        border_cols = [c for c in range(nx) if not b0 <= c < b1]
-        if border_rows:
+    if p.kind == DC:
+        return out.reshape(chans, 0, ny * nx)
+    for i, (interior, ry, rx, border_rows, border_cols) in enumerate(_gather_plan(p.kind, p.step, height, width)):
+        if interior is not None:
+            (ta, tb), (sa, sb) = interior
+            out[:, i, ta, tb] = planes[:, sa, sb]
+        if border_rows.size:
             out[:, i][:, border_rows, :] = planes[:, ry[border_rows]][:, :, rx]
-        if border_cols:
+        if border_cols.size:
             out[:, i][:, :, border_cols] = planes[:, ry][:, :, rx[border_cols]]
     return out.reshape(chans, len(offsets), ny * nx)
 
