@@ -32,6 +32,8 @@ bench: install
 	$(PY) -m tools.benchmarks.adaptation --out bench --images 3 --efforts 0,1,2
 	$(PY) -m tools.benchmarks.huge --out bench
 	$(PY) -m tools.benchmarks.robustness --out bench
+	$(PY) -m tools.benchmarks.startup --out bench
+	$(PY) tools/lossless_bench.py --max-images $(BENCH_IMAGES) --json bench/sections/lossless.json > bench/sections/lossless.md
 	$(PY) -m tools.bench --out bench --max-images $(BENCH_IMAGES)
 	$(PY) -m tools.longrun --run docs/training/base-narrow --run docs/training/base-v1
 

@@ -56,7 +56,7 @@ def test_near_lossless_file_stays_within_the_tolerance(max_error):
     assert diff[..., :3].max() <= max_error
     assert diff[..., 3].max() == 0  # alpha is always exact
     assert np.array_equal(dec.samples, enc.reconstruction)
-    assert dec.max_error == max_error
+    assert dec.max_error == enc.max_error and dec.max_error in (0, max_error)
 
 
 def test_psnr_helpers_match_hand_computed_values():

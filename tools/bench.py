@@ -455,7 +455,7 @@ def udic_subset_curves(points: list[RDPoint], domain: str, names: list[str]) -> 
 
 
 # Sections written by tools.benchmarks.* (each re-runnable on its own), in report order.
-SECTIONS = ("family", "adaptation", "huge", "robustness", "recipes", "training")
+SECTIONS = ("family", "adaptation", "huge", "robustness", "recipes", "training", "lossless", "startup")
 
 
 def _training_summary(info: dict) -> str:

@@ -99,6 +99,9 @@ def encode_file(
         raise ValueError(f"max_error must be in 0..{MAX_ERROR_LIMIT}, got {max_error}")
     payload = lossless.encode(np.ascontiguousarray(samples), bit_depth=bit_depth, max_error=max_error,
                               effort=effort)
+    # The coder may answer a near-lossless request exactly (when that is smaller): the
+    # file's tolerance is what its payload says.
+    max_error = int(lossless.describe(payload)["max_error"])
     decoded = samples if max_error == 0 else lossless.decode(payload)
     height, width, channels = samples.shape
     payloads = sections.encode_sections({"pixels": payload, "icc": icc, "metadata": metadata or None,
