@@ -71,7 +71,7 @@ def measure_udic(domain: str, images: list[Path], qualities: list[float], model:
             t0 = time.perf_counter()
             enc = api.encode_with(codec, loaded, q, effort)
             t1 = time.perf_counter()
-            dec = codec.decode(enc.data)
+            dec = api.decode(enc.data, progress=False, model=model)  # learned or pixel-coded
             t2 = time.perf_counter()
             out = np.asarray(dec.image.convert("RGB"))
             psnr = psnr_rgb(ref, out)

@@ -25,7 +25,7 @@ import torch
 
 from ..models import DEFAULT_LAMBDAS, ModelConfig, UdicModel
 from .data import CropDataset, default_data_root, load_eval_images
-from .options import recipe_toml
+from .options import fast_bf16, recipe_toml
 
 SCHEDULES = ("steps", "time")
 OPTIMIZERS = ("adam", "soap")
@@ -276,6 +276,9 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Path:
 
 
 def _train(cfg: TrainConfig, progress: Callable[[str], None], ranks: Ranks, device: torch.device) -> Path:
+    use_bf16 = cfg.bf16 and fast_bf16(device.type)
+    if cfg.bf16 and not use_bf16:
+        progress("bf16 autocast off: this CPU has no AVX-512, where bf16 is emulated and slower than fp32")
     import torch.distributed as dist
 
     torch.set_num_threads(cfg.threads)
@@ -449,7 +452,7 @@ def _train(cfg: TrainConfig, progress: Callable[[str], None], ranks: Ranks, devi
         g = torch.Generator().manual_seed(stream_seed(cfg.seed * 1_000_003 + step, ranks.rank))
         rate = rate_choices[torch.randint(len(rate_choices), (cfg.batch,), generator=g)].to(device)
         torch.manual_seed(stream_seed(cfg.seed * 7_919 + step, ranks.rank))  # the noise in the forward pass
-        res = net(x, rate.float(), autocast=cfg.bf16)
+        res = net(x, rate.float(), autocast=use_bf16)
         pixels = x.shape[-1] * x.shape[-2]
         bpp = (res.y_bits + res.z_bits) / pixels
         mse = ((res.x_hat - x) ** 2).flatten(1).mean(1)

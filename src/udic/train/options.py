@@ -123,3 +123,15 @@ def parse_config(cls: type[T], argv: list[str] | None, prog: str, description: s
     values = vars(parser.parse_args(argv))
     values.pop("config")
     return cls(**values)
+
+
+def fast_bf16(device_type: str = "cpu") -> bool:
+    """Whether bf16 autocast speeds training up here: on CUDA, or on a CPU with AVX-512
+    (bf16/AMX kernels).  On an AVX2-only CPU oneDNN emulates bf16 and a step measured
+    ~7x slower than fp32 (3.8 s against 0.5 s for the narrow base), so a recipe's
+    ``bf16 = true`` means "where it is fast"."""
+    if device_type != "cpu":
+        return True
+    import torch
+
+    return torch.backends.cpu.get_cpu_capability().upper().startswith("AVX512")
