@@ -40,18 +40,23 @@ def display_name(src: str) -> str:
     return "<stdin>" if src == STDIO else src
 
 
+def input_error(exc: OSError) -> InputError:
+    """The one-line error for an input that could not be opened or read."""
+    if isinstance(exc, FileNotFoundError):
+        return InputError("no such file")
+    if isinstance(exc, PermissionError):
+        return InputError("permission denied")
+    return InputError(f"cannot read ({exc.strerror})")
+
+
 def check_input(src: str) -> None:
     """The input exists, is a readable file and is not empty (``-`` is stdin: read later)."""
     if src == STDIO:
         return
     try:
         st = os.stat(src)
-    except FileNotFoundError:
-        raise InputError("no such file") from None
-    except PermissionError:
-        raise InputError("permission denied") from None
     except OSError as exc:
-        raise InputError(f"cannot read ({exc.strerror})") from None
+        raise input_error(exc) from None
     if stat.S_ISDIR(st.st_mode):
         raise InputError("is a directory")
     if not os.access(src, os.R_OK):

@@ -56,12 +56,8 @@ def _read_input(src: str) -> bytes:
         raise InputError("is a directory")
     try:
         return path.read_bytes()
-    except FileNotFoundError:
-        raise InputError("no such file") from None
-    except PermissionError:
-        raise InputError("permission denied") from None
     except OSError as exc:
-        raise InputError(f"cannot read ({exc.strerror})") from None
+        raise checks.input_error(exc) from None
 
 
 def _looks_like_a_file(output: str) -> bool:

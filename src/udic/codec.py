@@ -249,9 +249,7 @@ class Codec:
             "icc": image.icc,
             "metadata": image.metadata,
         })
-        flags = ctr.Flags(0)
-        for tag in payloads:
-            flags |= sections.BY_TAG[tag].FLAG
+        flags = ctr.flags_for(payloads)
         header = ctr.Header(
             width=width,
             height=height,

@@ -123,6 +123,14 @@ class Layout:
         return self.header + self.section_overhead + self.trailer
 
 
+def flags_for(tags) -> Flags:  # noqa: ANN001 - section tags (ints or Section members)
+    """The header flags that announce these sections (spec §2)."""
+    flags = Flags(0)
+    for tag in tags:
+        flags |= _FLAG_FOR_SECTION.get(Section(tag), Flags(0))
+    return flags
+
+
 # ---- write / parse ---------------------------------------------------------------------
 
 
@@ -155,10 +163,7 @@ def write(container: Container) -> bytes:
         raise ValueError("rate out of range")
     if not (0 <= h.tile < 256 and 0 <= h.effort < 256):
         raise ValueError("tile or effort out of range")
-    flags = Flags(0)
-    for kind in container.sections:
-        flags |= _FLAG_FOR_SECTION.get(kind, Flags(0))
-    if int(flags) != int(h.flags):
+    if int(flags_for(container.sections)) != int(h.flags):
         raise ValueError("header flags disagree with the sections present")
     out = bytearray(MAGIC)
     values = _header_values(h)

@@ -477,6 +477,17 @@ def _resolve_unregistered(model: str) -> ResolvedModel | None:
     return None
 
 
+def _registry_lookup(model: str | None) -> tuple[str, ModelEntry | None]:
+    """``model`` (None = the registry default), stripped, and its registry entry if any."""
+    default, entries = load_registry()
+    if model is None:
+        if default is None:
+            raise ModelError("no default model is configured; run `udic models` to see available models")
+        model = default
+    model = model.strip()
+    return model, _find_entry(model, entries)
+
+
 def resolve(model: str | None = None, *, progress: ProgressArg = True, allow_download: bool = True) -> ResolvedModel:
     """Find verified weights for ``model`` (None = registry default, id, id prefix, name or path).
 
@@ -488,13 +499,7 @@ def resolve(model: str | None = None, *, progress: ProgressArg = True, allow_dow
     """
     if model is not None and _looks_like_path(model):
         return _resolve_path(model)
-    default, entries = load_registry()
-    if model is None:
-        if default is None:
-            raise ModelError("no default model is configured; run `udic models` to see available models")
-        model = default
-    model = model.strip()
-    entry = _find_entry(model, entries)
+    model, entry = _registry_lookup(model)
     if entry is None:
         hit = _resolve_unregistered(model)
         if hit is not None:
@@ -585,13 +590,7 @@ def locate(model: str | None = None) -> Path | None:
         if not path.is_file():
             raise ModelError(_one_line(f"model file {path} does not exist or is not a file"))
         return path
-    default, entries = load_registry()
-    if model is None:
-        if default is None:
-            raise ModelError("no default model is configured; run `udic models` to see available models")
-        model = default
-    model = model.strip()
-    entry = _find_entry(model, entries)
+    model, entry = _registry_lookup(model)
     if entry is None:
         key = model.lower()
         if _is_hex(key) and MIN_PREFIX_LEN <= len(key) <= ID_LEN:

@@ -45,33 +45,27 @@ def pixel_max_error(quality: float, lossy_top: float) -> int | None:
     return PIXEL_LADDER[step - 1]
 
 
-def describe_pixel_quality(lossy_top: float) -> str:
-    parts = [f"{lossy_top + i + 1:g} = {'lossless' if n == 0 else f'±{n}'}" for i, n in enumerate(PIXEL_LADDER)]
-    return ", ".join(parts)
-
-
 def exact_samples(image: LoadedImage) -> tuple[np.ndarray, int]:
     """The source's samples as the pixel coder takes them: (H, W, C), C = 1 gray, 2 gray +
     alpha, 3 RGB, 4 RGBA, at the source's bit depth (16-bit PNGs keep their 16 bits)."""
     import numpy as np
 
-    wide = getattr(image, "wide", None)
-    if wide is not None:
-        return wide, int(getattr(image, "bit_depth", 16))
+    if image.wide is not None:
+        return image.wide, sample_depth(image)
     colour = image.rgb[..., :1] if image.mode == "L" else image.rgb
     planes = [colour] if image.alpha is None else [colour, image.alpha[..., None]]
     return np.ascontiguousarray(np.concatenate(planes, axis=2)), 8
 
 
+def sample_depth(image: LoadedImage) -> int:
+    """Bits per sample the pixel coder keeps: the source's for 16-bit PNGs, else 8."""
+    return image.bit_depth if image.wide is not None else 8
+
+
 def ladder_error(image: LoadedImage, max_error_8bit: int) -> int:
     """A ladder step (in 8-bit units, as ``-q`` means it) in the source's sample units."""
-    depth = exact_samples(image)[1]
+    depth = sample_depth(image)
     return max_error_8bit << (depth - 8) if depth > 8 else max_error_8bit
-
-
-def reference_rgb(image: LoadedImage) -> np.ndarray:
-    """The 8-bit RGB that lossy PSNRs are measured against (gray replicated)."""
-    return image.rgb
 
 
 def encode_pixels(image: LoadedImage, max_error: int, effort: int = 1, note: str | None = None,
@@ -118,85 +112,83 @@ class Candidate:
         return len(self.result.data)  # type: ignore[attr-defined]
 
 
-def _with_note(image: LoadedImage, max_error: int, effort: int, note: str) -> Candidate:
-    """A pixel-coded candidate; ``max_error`` in 8-bit steps (scaled for 16-bit sources)."""
+def _pixel_candidate(image: LoadedImage, max_error: int, effort: int) -> Candidate:
+    """A pixel-coded candidate without a note; ``max_error`` in 8-bit steps (scaled for
+    16-bit sources)."""
     max_error = ladder_error(image, max_error)
-    enc = encode_pixels(image, max_error, effort, note=note, keep_reconstruction=max_error > 0)
+    enc = encode_pixels(image, max_error, effort, keep_reconstruction=max_error > 0)
     return Candidate(enc, pixel_psnr(image, enc))
 
 
-def choose_smaller(image: LoadedImage, lossy: Candidate, effort: int, quality: float) -> Candidate:
-    """The lossy file, unless a pixel-coded one is no larger and at least as good (the
-    comparison counts every byte of the final file, the encoder's note included)."""
-    if effort < MIN_CHOICE_EFFORT:
-        return lossy
-    label = f"-q {quality:g}"
-    exact = _with_note(image, 0, effort, "")
-    if exact.size <= lossy.size:
-        noted = _fitting(image, exact, 0, effort, lossy.size,
-                         f"lossless: no larger than the learned file at {label} ({lossy.size} B, {lossy.psnr:.2f} dB)")
-        if noted is not None:
-            return noted
-    if exact.size > NEAR_LOSSLESS_REACH * lossy.size:
-        return lossy
-    for max_error in reversed(NEAR_LOSSLESS_CANDIDATES):  # the most faithful that fits first
-        near = _with_note(image, max_error, effort, "")
-        if near.size <= lossy.size and near.psnr >= lossy.psnr:
-            noted = _fitting(image, near, max_error, effort, lossy.size,
-                             f"near-lossless ±{max_error}: {near.psnr:.2f} dB, smaller and better than the "
-                             f"learned file at {label} ({lossy.size} B, {lossy.psnr:.2f} dB)")
-            if noted is not None:
-                return noted
-    return lossy
-
-
-def _fitting(image: LoadedImage, cand: Candidate, max_error: int, effort: int, budget: int,
-             note: str) -> Candidate | None:
-    """The candidate with its note if that fits ``budget`` bytes, else without, else None."""
-    for text in (note, None):
-        noted = _renote(image, cand, max_error, effort, text)
-        if noted.size <= budget:
-            return noted
-    return None
-
-
-def _renote(image: LoadedImage, cand: Candidate, max_error: int, effort: int, note: str | None) -> Candidate:
+def _noted(cand: Candidate, note: str | None) -> Candidate:
     """The candidate's file with the encoder's account of the choice (a few bytes)."""
     from . import pixelcodec
 
     return Candidate(pixelcodec.with_note(cand.result, note), cand.psnr)  # type: ignore[arg-type]
 
 
+def _fitting(cand: Candidate, budget: int, note: str) -> Candidate | None:
+    """The candidate with its note if that fits ``budget`` bytes, else without, else None."""
+    for text in (note, None):
+        noted = _noted(cand, text)
+        if noted.size <= budget:
+            return noted
+    return None
+
+
+def _most_faithful_within(image: LoadedImage, effort: int, budget: int, beats: Callable[[float], bool],
+                          exact_note: Callable[[], str],
+                          near_note: Callable[[int, float], str]) -> Candidate | None:
+    """The most faithful pixel-coded file of at most ``budget`` bytes (every byte, the note
+    included where it fits): lossless, else the tightest near-lossless step whose PSNR
+    ``beats`` the alternative; None when none does.  Near-lossless is tried only when the
+    lossless file is within NEAR_LOSSLESS_REACH of the budget."""
+    exact = _pixel_candidate(image, 0, effort)
+    if exact.size <= budget:
+        noted = _fitting(exact, budget, exact_note())
+        if noted is not None:
+            return noted
+    if exact.size > NEAR_LOSSLESS_REACH * budget:
+        return None
+    for max_error in reversed(NEAR_LOSSLESS_CANDIDATES):  # the most faithful that fits first
+        near = _pixel_candidate(image, max_error, effort)
+        if near.size <= budget and beats(near.psnr):
+            noted = _fitting(near, budget, near_note(max_error, near.psnr))
+            if noted is not None:
+                return noted
+    return None
+
+
+def choose_smaller(image: LoadedImage, lossy: Candidate, effort: int, quality: float) -> Candidate:
+    """The lossy file, unless a pixel-coded one is no larger and at least as good."""
+    if effort < MIN_CHOICE_EFFORT:
+        return lossy
+    label = f"-q {quality:g}"
+    chosen = _most_faithful_within(
+        image, effort, lossy.size, lambda db: db >= lossy.psnr,
+        lambda: f"lossless: no larger than the learned file at {label} ({lossy.size} B, {lossy.psnr:.2f} dB)",
+        lambda n, db: (f"near-lossless ±{n}: {db:.2f} dB, smaller and better than the learned file at {label} "
+                       f"({lossy.size} B, {lossy.psnr:.2f} dB)"))
+    return lossy if chosen is None else chosen
+
+
 def meet_psnr(image: LoadedImage, target_db: float, effort: int, best_lossy_db: float) -> Candidate:
     """The loosest pixel coding whose PSNR reaches ``target_db`` (lossless if none does)."""
     for max_error in NEAR_LOSSLESS_CANDIDATES:
-        cand = _with_note(image, max_error, effort, "")
+        cand = _pixel_candidate(image, max_error, effort)
         if cand.psnr >= target_db:
-            return _renote(image, cand, max_error, effort,
-                           f"near-lossless ±{max_error}: {cand.psnr:.2f} dB meets --target-psnr {target_db:g} "
-                           f"(the learned codec reaches {best_lossy_db:.2f} dB)")
-    exact = _with_note(image, 0, effort, "")
-    return _renote(image, exact, 0, effort, f"lossless: --target-psnr {target_db:g} is above what the learned "
-                                            f"codec reaches ({best_lossy_db:.2f} dB)")
+            return _noted(cand, f"near-lossless ±{max_error}: {cand.psnr:.2f} dB meets --target-psnr {target_db:g} "
+                                f"(the learned codec reaches {best_lossy_db:.2f} dB)")
+    return _noted(_pixel_candidate(image, 0, effort), f"lossless: --target-psnr {target_db:g} is above what the "
+                                                      f"learned codec reaches ({best_lossy_db:.2f} dB)")
 
 
 def best_within_bytes(image: LoadedImage, budget: int, lossy: Candidate, effort: int) -> Candidate:
     """For a size target: a pixel-coded file that fits the budget and beats the lossy PSNR."""
     if effort < MIN_CHOICE_EFFORT:
         return lossy
-    exact = _with_note(image, 0, effort, "")
-    if exact.size <= budget:
-        noted = _fitting(image, exact, 0, effort, budget, f"lossless: fits the size target ({budget} B)")
-        if noted is not None:
-            return noted
-    if exact.size > NEAR_LOSSLESS_REACH * budget:
-        return lossy
-    for max_error in reversed(NEAR_LOSSLESS_CANDIDATES):
-        near = _with_note(image, max_error, effort, "")
-        if near.size <= budget and near.psnr > lossy.psnr:
-            noted = _fitting(image, near, max_error, effort, budget,
-                             f"near-lossless ±{max_error}: {near.psnr:.2f} dB within the size target "
-                             f"(the learned file: {lossy.psnr:.2f} dB)")
-            if noted is not None:
-                return noted
-    return lossy
+    chosen = _most_faithful_within(
+        image, effort, budget, lambda db: db > lossy.psnr,
+        lambda: f"lossless: fits the size target ({budget} B)",
+        lambda n, db: f"near-lossless ±{n}: {db:.2f} dB within the size target (the learned file: {lossy.psnr:.2f} dB)")
+    return lossy if chosen is None else chosen

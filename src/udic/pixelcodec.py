@@ -106,9 +106,7 @@ def encode_file(
     height, width, channels = samples.shape
     payloads = sections.encode_sections({"pixels": payload, "icc": icc, "metadata": metadata or None,
                                          "note": note})
-    flags = ctr.Flags(0)
-    for tag in payloads:
-        flags |= sections.BY_TAG[tag].FLAG
+    flags = ctr.flags_for(payloads)
     header = ctr.Header(
         width=width,
         height=height,
@@ -134,7 +132,6 @@ def with_note(enc: PixelEncoded, note: str | None) -> PixelEncoded:
     payload = sections.note.encode(note)
     if payload is not None:
         cont.sections[ctr.Section.NOTE] = payload
-    cont.sections = dict(sorted(cont.sections.items()))
     data = ctr.write(cont)
     return PixelEncoded(data=data, header=enc.header, max_error=enc.max_error, bit_depth=enc.bit_depth,
                         seconds=enc.seconds, reconstruction=enc.reconstruction, notices=enc.notices, note=note)
@@ -156,10 +153,8 @@ def decode_container(cont: ctr.Container) -> PixelDecoded:
     if samples_crc(samples) != h.latent_crc:
         raise ContainerError("decoded samples do not match the file's checksum")
     described = lossless.describe(payload)
-    context = sections.DecodeContext(height=h.height, width=h.width)
-    icc = sections.icc.decode(cont.sections[ctr.Section.ICC], context) if ctr.Section.ICC in cont.sections else None
-    meta = (sections.metadata.decode(cont.sections[ctr.Section.METADATA], context)
-            if ctr.Section.METADATA in cont.sections else Metadata())
+    side = sections.decode_side_sections(cont.sections, sections.DecodeContext(height=h.height, width=h.width))
+    icc, meta = side.get("icc"), side.get("metadata", Metadata())
     return PixelDecoded(samples=samples, bit_depth=int(described["bit_depth"]),
                         max_error=int(described["max_error"]), header=h, icc=icc, metadata=meta,
                         seconds=time.perf_counter() - t0)

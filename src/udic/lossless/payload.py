@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ContainerError
+from ..wire import write_varint
 
 
 class Writer:
@@ -25,18 +26,7 @@ class Writer:
 
     def varint(self, value: int) -> None:
         """LEB128: 7 bits per byte, low group first, high bit = more bytes follow."""
-        if value < 0:
-            raise ValueError(f"varint must be non-negative: {value}")
-        out = bytearray()
-        while True:
-            byte = value & 0x7F
-            value >>= 7
-            if value:
-                out.append(byte | 0x80)
-            else:
-                out.append(byte)
-                break
-        self._parts.append(bytes(out))
+        self._parts.append(write_varint(value))
 
     def svarint(self, value: int) -> None:
         """Signed varint through zig-zag (0, -1, 1, -2, … → 0, 1, 2, 3, …)."""

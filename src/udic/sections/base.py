@@ -37,3 +37,16 @@ class SectionModule(Protocol):
     def decode(self, payload: bytes, context: DecodeContext) -> Any: ...
 
     def describe(self, payload: bytes) -> dict: ...
+
+
+# The bytes-only sections (an entropy coder elsewhere owns their meaning) share these.
+def raw_encode(value: bytes | None) -> bytes | None:
+    return value
+
+
+def raw_decode(payload: bytes, context: DecodeContext) -> bytes:
+    return payload
+
+
+def raw_describe(payload: bytes) -> dict:
+    return {"bytes": len(payload)}

@@ -3,7 +3,7 @@ belongs to the model's latent codec (``udic.latent_codecs``); the section is its
 
 from __future__ import annotations
 
-from .base import DecodeContext
+from .base import raw_decode, raw_describe, raw_encode
 
 TAG = 1
 NAME = "hyperlatents"
@@ -13,13 +13,6 @@ REQUIRED = True
 MODES = ("learned",)  # the sections of a file coded by the learned transform
 
 
-def encode(value: bytes | None) -> bytes | None:
-    return value
-
-
-def decode(payload: bytes, context: DecodeContext) -> bytes:
-    return payload
-
-
-def describe(payload: bytes) -> dict:
-    return {"bytes": len(payload)}
+encode = raw_encode
+decode = raw_decode
+describe = raw_describe

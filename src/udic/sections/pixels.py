@@ -5,7 +5,7 @@ decoded samples."""
 
 from __future__ import annotations
 
-from .base import DecodeContext
+from .base import DecodeContext, raw_encode
 
 TAG = 8
 NAME = "pixels"
@@ -15,8 +15,7 @@ REQUIRED = True  # in a pixel-coded file
 MODES = ("pixels",)
 
 
-def encode(value: bytes | None) -> bytes | None:
-    return value
+encode = raw_encode
 
 
 def decode(payload: bytes, context: DecodeContext) -> bytes:
