@@ -23,7 +23,8 @@ from .repeats import find_offsets, pixel_keys
 
 __all__ = ["encode", "decode", "describe"]
 
-VERSION = 2
+VERSION = 3
+OLD_VERSIONS = (2,)  # still decoded: static per-image tables instead of adaptive models
 MODE_STORED = 0
 MODE_PREDICTIVE = 1
 MODE_PALETTE = 2
@@ -241,7 +242,7 @@ def encode(pixels: np.ndarray, bit_depth: int = 8, max_error: int = 0, effort: i
 
 def _read_header(reader: Reader, max_pixels: int | None) -> dict:
     version = reader.u8("version")
-    if version != VERSION:
+    if version != VERSION and version not in OLD_VERSIONS:
         raise ContainerError(f"lossless payload version {version} is not supported")
     mode = reader.u8("mode")
     if mode not in MODE_NAMES:
@@ -260,7 +261,7 @@ def _read_header(reader: Reader, max_pixels: int | None) -> dict:
     if not 1 <= bit_depth <= 16 or wide not in (0, 1) or (wide == 0 and bit_depth > 8):
         raise ContainerError(f"lossless payload: bit depth {bit_depth} / sample type {wide} is invalid")
     max_error = reader.varint("max error", (1 << 16) - 1)
-    return dict(mode=mode, width=width, height=height, channels=channels, bit_depth=bit_depth,
+    return dict(version=version, mode=mode, width=width, height=height, channels=channels, bit_depth=bit_depth,
                 wide=bool(wide), max_error=max_error)
 
 
@@ -291,7 +292,7 @@ def decode(payload: bytes, max_pixels: int = 64_000_000) -> np.ndarray:
         palette = _read_samples(reader, size * c, wide, bd, "palette").reshape(size, c)
         match, offsets = _read_match(reader, h, w)
         spec = PlaneSpec(0, size - 1, 0, size, False)
-        (index,) = decode_planes(reader, [spec], h, w, match, offsets)
+        (index,) = decode_planes(reader, [spec], h, w, match, offsets, hd["version"])
         return palette[index]
     transform = transforms.IDENTITY
     if _colour_count(c) == 3:
@@ -306,7 +307,7 @@ def decode(payload: bytes, max_pixels: int = 64_000_000) -> np.ndarray:
         ranges = [(0, maxval)]
     match, offsets = _read_match(reader, h, w)
     specs = _specs(c, ranges, hd["max_error"], maxval)
-    planes = decode_planes(reader, specs, h, w, match, offsets)
+    planes = decode_planes(reader, specs, h, w, match, offsets, hd["version"])
     if _colour_count(c) == 3:
         colour = transforms.inverse(planes[:3], transform)
     else:

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import ContainerError
 from . import coding
+from .adaptive import AdaptiveModel
 from .coding import Decoder, OpList
 from .payload import Reader, Writer
 from .predict import (
@@ -34,6 +35,7 @@ from .predict import (
     grid,
     index_symbols,
     index_values,
+    LITERAL_BASE,
     MATCH_HINT,
     _pixel_keys,
     first_neighbour_support,
@@ -93,6 +95,17 @@ def _reconstruct(q: np.ndarray, pred: np.ndarray, spec: PlaneSpec) -> np.ndarray
     return np.minimum(np.maximum(value, spec.lo), spec.hi).astype(np.int32)
 
 
+def plane_alphabet(spec: PlaneSpec) -> int:
+    """Tokens a plane can produce: index planes up to literal P − 1, others up to zigzag(±(hi − lo))."""
+    top = LITERAL_BASE + spec.palette_size - 1 if spec.palette_size else 2 * (spec.hi - spec.lo)
+    return int(coding.tokenize(np.array([max(top, 0)]))[0][0]) + 1
+
+
+def match_alphabet(offsets: int, colours: int) -> int:
+    """Match symbols: ranks 0…7, none, hint, one per copy offset, one for a named colour."""
+    return MATCH_OFFSET + offsets + (1 if colours else 0)
+
+
 def _bins(thr: np.ndarray, act: np.ndarray) -> np.ndarray:
     """Context bin = number of thresholds ≤ activity (a lookup table when thresholds are small)."""
     if thr.size == 0:
@@ -145,27 +158,6 @@ def _thresholds(act: np.ndarray, bins: int) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     qs = np.quantile(act, np.arange(1, bins) / bins, method="lower").astype(np.int64) + 1
     return np.unique(np.minimum(qs, THRESHOLD_LIMIT))
-
-
-def _merge_runs(hists: np.ndarray) -> list[int]:
-    """Greedily merge adjacent bins while data bits + table bytes go down; returns run starts."""
-    starts = list(range(hists.shape[0]))
-
-    def cost(h: np.ndarray) -> np.ndarray:
-        return coding.entropy_bits_rows(h) + 8.0 * coding.table_bytes_rows(h)
-
-    runs = hists.astype(np.int64)
-    costs = cost(runs)
-    while runs.shape[0] > 1:
-        merged = runs[:-1] + runs[1:]
-        deltas = cost(merged) - costs[:-1] - costs[1:]
-        best = int(np.argmin(deltas))
-        if deltas[best] >= 0:
-            break
-        runs = np.concatenate([runs[:best], merged[best : best + 1], runs[best + 2 :]])
-        costs = np.concatenate([costs[:best], cost(merged[best : best + 1]), costs[best + 2 :]])
-        starts.pop(best + 1)
-    return starts
 
 
 def _run_index(starts: list[int], bins: int) -> np.ndarray:
@@ -400,44 +392,22 @@ def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int,
         for colour in colours.tolist():
             for value in colour:
                 out.svarint(value)
-        if len(colours):
-            colour_q = coding.quantize_counts(np.bincount(np.concatenate(colour_ids), minlength=len(colours)))
-            colour_q = np.maximum(colour_q, 1)  # every listed colour stays codable
-            coding.write_table(out, colour_q)
-            colour_model = coding.model(colour_q)
-    groups_present = sorted({p.group for p in passes})
-    plane_tables = []
+    colour_model = AdaptiveModel(1, 1, len(colours))
+    models = []
     for c in range(len(specs) + match):
+        if c < match:
+            models.append(AdaptiveModel(NUM_GROUPS, MATCH_BINS, match_alphabet(len(offsets), len(colours))))
+            continue
         act_all = np.concatenate([records[i][c].act for i in range(len(passes))])
-        thr = _thresholds(act_all, _num_bins(height * width)) if c >= match else np.arange(1, MATCH_BINS)
-        bins = thr.size + 1
-        out.u8(bins)
+        thr = _thresholds(act_all, _num_bins(height * width))
+        out.u8(thr.size + 1)
         prev = 0
         for t in thr.tolist():
             out.varint(t - prev)
             prev = t
-        hists = {g: np.zeros((bins, coding.MAX_TOKENS), dtype=np.int64) for g in groups_present}
-        for i, p in enumerate(passes):
-            rec = records[i][c]
-            rec.bins = _bins(thr, rec.act)
-            hists[p.group] += np.bincount(rec.bins * coding.MAX_TOKENS + rec.token,
-                                          minlength=bins * coding.MAX_TOKENS).reshape(bins, coding.MAX_TOKENS)
-        per_group = {}
-        for g in groups_present:
-            hist = hists[g]
-            starts = _merge_runs(hist)
-            mask = np.zeros(bins, dtype=np.uint8)
-            mask[starts] = 1
-            out.raw(np.packbits(mask, bitorder="little").tobytes())
-            models = []
-            run_idx = _run_index(starts, bins)
-            for k in range(len(starts)):
-                counts = hist[run_idx == k].sum(axis=0)
-                q = coding.trimmed(coding.quantize_counts(counts))
-                coding.write_table(out, q)
-                models.append(coding.model(q))
-            per_group[g] = (run_idx, models)
-        plane_tables.append(per_group)
+        for i in range(len(passes)):
+            records[i][c].bins = _bins(thr, records[i][c].act)
+        models.append(AdaptiveModel(NUM_GROUPS, thr.size + 1, plane_alphabet(specs[c - match])))
 
     for i, p in enumerate(passes):
         for c in range(len(specs) + match):
@@ -447,28 +417,25 @@ def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int,
                 if rec.pred in (PRED_LINEAR, PRED_CLAMPED):
                     for wgt in rec.weights.tolist():
                         out.svarint(int(wgt))
-            run_idx, models = plane_tables[c][p.group]
-            order, counts = _group_order(run_idx[rec.bins], len(models))
-            sorted_tokens = rec.token[order]
-            at = 0
-            for model, cnt in zip(models, counts):
-                ops.add(sorted_tokens[at : at + cnt], model)
-                at += cnt
+            models[c].encode(ops, p.group, rec.act if c < match else rec.bins, rec.token)
             ops.add_raw(rec.raw, rec.nraw)
             if match and c == 0 and len(colours):
-                ops.add(colour_ids[i], colour_model)
+                colour_model.encode(ops, 0, np.zeros(colour_ids[i].size, np.int64), colour_ids[i])
     stream = ops.finish()
     out.varint(len(stream) // 4)  # so that any truncation is caught before decoding starts
     return stream
 
 
 def decode_planes(reader: Reader, specs: list[PlaneSpec], height: int, width: int,
-                  match: bool = False, offsets: list[tuple[int, int]] | None = None) -> list[np.ndarray]:
+                  match: bool = False, offsets: list[tuple[int, int]] | None = None,
+                  version: int = 3) -> list[np.ndarray]:
+    """``version`` 3: adaptive context models; 2: per-image static tables (still decoded)."""
     offsets = offsets or []
     offset_arr = np.array(offsets, dtype=np.int64).reshape(-1, 2)
     passes = pass_list(height, width)
     groups_present = sorted({p.group for p in passes})
     colours = np.zeros((0, len(specs)), dtype=np.int32)
+    colour_model = None
     if match:
         count = reader.varint("colour count", MAX_COLOURS)
         colours = np.array([[reader.svarint("colour", 1 << 17) for _ in specs] for _ in range(count)],
@@ -477,14 +444,18 @@ def decode_planes(reader: Reader, specs: list[PlaneSpec], height: int, width: in
             if count and (colours[:, c].min() < spec.lo or colours[:, c].max() > spec.hi):
                 raise ContainerError("lossless payload: a listed colour is outside its plane's range")
         colours = colours.astype(np.int32)
-        if count:
+        if count and version == 2:
             colour_q = coding.read_table(reader)
             if colour_q.size != count or np.any(colour_q == 0):
                 raise ContainerError("lossless payload: malformed colour table")
             colour_model = coding.model(colour_q)
     colour_base = MATCH_OFFSET + len(offsets)
+    colour_adaptive = AdaptiveModel(1, 1, len(colours))
     plane_tables = []
     for c in range(len(specs) + match):
+        if version >= 3 and c < match:
+            plane_tables.append(AdaptiveModel(NUM_GROUPS, MATCH_BINS, match_alphabet(len(offsets), len(colours))))
+            continue
         bins = reader.u8("context bin count")
         if not 1 <= bins <= MAX_BINS:
             raise ContainerError(f"lossless payload: {bins} context bins is out of range")
@@ -496,6 +467,9 @@ def decode_planes(reader: Reader, specs: list[PlaneSpec], height: int, width: in
                 raise ContainerError("lossless payload: context thresholds are not increasing")
             thr.append(prev)
         thr_arr = np.array(thr, dtype=np.int64)
+        if version >= 3:
+            plane_tables.append((thr_arr, AdaptiveModel(NUM_GROUPS, bins, plane_alphabet(specs[c - match]))))
+            continue
         per_group = {}
         for g in groups_present:
             mask = np.unpackbits(reader.u8_array((bins + 7) // 8, "context map"), bitorder="little")
@@ -526,6 +500,11 @@ def decode_planes(reader: Reader, specs: list[PlaneSpec], height: int, width: in
         pass_params.append(row)
 
     def decode_tokens(c: int, group: int, act: np.ndarray) -> np.ndarray:
+        if version >= 3:
+            if c < match:
+                return plane_tables[c].decode(dec, group, act)
+            thr, model = plane_tables[c]
+            return model.decode(dec, group, _bins(thr, act))
         thr, per_group = plane_tables[c]
         run_idx, models = per_group[group]
         order, counts = _group_order(run_idx[_bins(thr, act)], len(models))
@@ -558,7 +537,13 @@ def decode_planes(reader: Reader, specs: list[PlaneSpec], height: int, width: in
             matched |= copies
             if len(colours):
                 named = np.flatnonzero(msym == colour_base)
-                mvals[:, named] = colours[dec.symbols(colour_model, named.size)].T
+                if version >= 3:
+                    ids = colour_adaptive.decode(dec, 0, np.zeros(named.size, np.int64))
+                    if ids.size and ids.max() >= len(colours):
+                        raise ContainerError("lossless payload: colour number out of range")
+                else:
+                    ids = dec.symbols(colour_model, named.size)
+                mvals[:, named] = colours[ids].T
                 matched[named] = True
             coded = np.flatnonzero(~matched)
         for c, spec in enumerate(specs):

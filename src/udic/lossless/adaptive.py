@@ -1,0 +1,105 @@
+"""Adaptive context models decoded in bulk (payload version 3).
+
+Instead of per-image static tables, every coded plane keeps symbol counts per
+(context group, context bin).  A pass's symbols are coded in *chunks* (in pass
+order); all symbols of a chunk use the probabilities implied by the counts of
+everything coded before the chunk, so a chunk is decoded with one constriction
+call per context bin present in it, and the counts are updated after the chunk.
+Chunks start small and grow with what the group has seen (size
+``max(MIN_CHUNK, seen(group) // CHUNK_SHARE)``), so a group learns quickly at first.
+
+Probabilities blend three levels (all elementwise IEEE float64 on integer
+counts, identical in encoder and decoder):
+
+* ``p0(s) = (n(s)·A + GAMMA) / ((N + GAMMA)·A)`` over the whole plane;
+* ``p1(s | b) = (n_b(s) + ALPHA_BIN·p0(s)) / (N_b + ALPHA_BIN)`` per bin, all groups;
+* ``p(s | g, b) = (n_gb(s) + ALPHA_GROUP·p1(s | b)) / (N_gb + ALPHA_GROUP)``.
+
+No table is transmitted; sparse contexts borrow from their parents.
+"""
+
+from __future__ import annotations
+
+import constriction
+import numpy as np
+
+Categorical = constriction.stream.model.Categorical
+
+MIN_CHUNK = 64
+CHUNK_SHARE = 8  # a chunk is at most 1/CHUNK_SHARE of what its group has seen (once above MIN_CHUNK)
+GAMMA = 1
+ALPHA_BIN = 32
+ALPHA_GROUP = 32
+
+
+class AdaptiveModel:
+    """Counts of one coded plane: ``groups`` × ``bins`` contexts over ``alphabet`` symbols."""
+
+    def __init__(self, groups: int, bins: int, alphabet: int) -> None:
+        self.groups = groups
+        self.bins = bins
+        self.alphabet = max(2, alphabet)
+        self.counts = np.zeros((groups, bins, self.alphabet), dtype=np.int64)
+        self.bin_counts = np.zeros((bins, self.alphabet), dtype=np.int64)
+        self.total = np.zeros(self.alphabet, dtype=np.int64)
+        self.seen = np.zeros(groups, dtype=np.int64)
+
+    def probabilities(self, group: int) -> np.ndarray:
+        """(bins, alphabet) float64 probabilities for the next chunk of ``group``."""
+        a = self.alphabet
+        p0 = (self.total * a + GAMMA) / float((int(self.total.sum()) + GAMMA) * a)
+        p1 = (self.bin_counts + ALPHA_BIN * p0) / (self.bin_counts.sum(axis=1, keepdims=True) + ALPHA_BIN)
+        cg = self.counts[group]
+        return (cg + ALPHA_GROUP * p1) / (cg.sum(axis=1, keepdims=True) + ALPHA_GROUP)
+
+    def update(self, group: int, ctx: np.ndarray, sym: np.ndarray) -> None:
+        hist = np.bincount(ctx * self.alphabet + sym, minlength=self.bins * self.alphabet)
+        hist = hist.reshape(self.bins, self.alphabet)
+        self.counts[group] += hist
+        self.bin_counts += hist
+        self.total += hist.sum(axis=0)
+        self.seen[group] += ctx.size
+
+    def chunks(self, group: int, count: int):
+        """Yields (start, end) of the chunks of ``count`` symbols; call ``update`` between them."""
+        start = 0
+        while start < count:
+            end = min(count, start + max(MIN_CHUNK, int(self.seen[group]) // CHUNK_SHARE))
+            yield start, end
+            start = end
+
+    def encode(self, ops, group: int, ctx: np.ndarray, sym: np.ndarray) -> None:
+        """Appends the symbols (pass order, with their context bins) to ``ops`` in decode order."""
+        ctx = ctx.astype(np.int64)
+        sym = sym.astype(np.int64)
+        if sym.size and (sym.min() < 0 or sym.max() >= self.alphabet):
+            raise ValueError("symbol outside the plane's alphabet")
+        for start, end in self.chunks(group, sym.size):
+            c, s = ctx[start:end], sym[start:end]
+            probs = self.probabilities(group)
+            order = np.argsort(c, kind="stable")
+            counts = np.bincount(c, minlength=self.bins)
+            ordered = s[order]
+            at = 0
+            for b in np.flatnonzero(counts).tolist():
+                k = int(counts[b])
+                ops.add(ordered[at : at + k], Categorical(probs[b], perfect=False))
+                at += k
+            self.update(group, c, s)
+
+    def decode(self, dec, group: int, ctx: np.ndarray) -> np.ndarray:
+        """Inverse of ``encode``: the symbols of the pixels with context bins ``ctx`` (pass order)."""
+        ctx = ctx.astype(np.int64)
+        out = np.empty(ctx.size, dtype=np.int64)
+        for start, end in self.chunks(group, ctx.size):
+            c = ctx[start:end]
+            probs = self.probabilities(group)
+            order = np.argsort(c, kind="stable")
+            counts = np.bincount(c, minlength=self.bins)
+            parts = [dec.symbols(Categorical(probs[b], perfect=False), int(counts[b]))
+                     for b in np.flatnonzero(counts).tolist()]
+            s = np.empty(c.size, dtype=np.int64)
+            s[order] = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+            out[start:end] = s
+            self.update(group, c, s)
+        return out
