@@ -148,7 +148,8 @@ def pixel_seeds() -> list[Seed]:
     plans = [
         ("pixels-lossless-rgba", rgba, 8, 0, None),
         ("pixels-near-gray", _smooth(22, 17, 15)[..., :1], 8, 3, Metadata(xmp=b"<x/>")),
-        ("pixels-palette", flat, 8, 0, None),
+        ("pixels-palette", flat, 8, 0, None),  # palette raster (lossless payload mode 3)
+        ("pixels-palette-interlaced", (_smooth(18, 26, 13) // 64 * 64).astype(np.uint8), 8, 0, None),
         ("pixels-16bit", wide, 16, 0, None),
         ("pixels-noise", np.random.default_rng(5).integers(0, 256, (9, 11, 3), dtype=np.uint8), 8, 0, None),
     ]

@@ -17,7 +17,9 @@ import numpy as np
 from ..errors import ContainerError
 from . import transforms
 from .payload import Reader, Writer
+from .coding import Decoder, OpList
 from .planes import PlaneSpec, decode_planes, encode_planes
+from .raster import decode_raster, encode_raster
 from .predict import MAX_OFFSETS
 from .repeats import find_offsets, pixel_keys
 
@@ -28,7 +30,9 @@ OLD_VERSIONS = (2,)  # still decoded: static per-image tables instead of adaptiv
 MODE_STORED = 0
 MODE_PREDICTIVE = 1
 MODE_PALETTE = 2
-MODE_NAMES = {MODE_STORED: "stored", MODE_PREDICTIVE: "predictive", MODE_PALETTE: "palette"}
+MODE_RASTER = 3
+MODE_NAMES = {MODE_STORED: "stored", MODE_PREDICTIVE: "predictive", MODE_PALETTE: "palette",
+              MODE_RASTER: "palette raster"}
 MAX_SIDE = 1 << 20
 MAX_PALETTE = 4096
 
@@ -162,6 +166,22 @@ def _encode_palette(pixels: np.ndarray, bit_depth: int, max_error: int, effort: 
     return out.getvalue() + data
 
 
+def _encode_raster(pixels: np.ndarray, bit_depth: int, max_error: int, found: tuple[np.ndarray, np.ndarray],
+                   offsets: list[tuple[int, int]]) -> bytes:
+    palette, index = found
+    h, w = index.shape
+    offsets = [(dy, dx) for dy, dx in offsets if dy < h and abs(dx) < w]
+    out = _header(MODE_RASTER, pixels, bit_depth, max_error)
+    out.varint(palette.shape[0])
+    out.raw(_samples_bytes(palette, pixels.dtype == np.uint16))
+    _write_match(out, bool(offsets), offsets)
+    ops = OpList()
+    encode_raster(index, palette.shape[0], offsets, ops)
+    stream = ops.finish()
+    out.varint(len(stream) // 4)
+    return out.getvalue() + stream
+
+
 def _proxy_bits(values: np.ndarray) -> float:
     counts = np.unique(values, return_counts=True)[1].astype(np.float64)
     return float(-(counts * np.log2(counts / counts.sum())).sum())
@@ -216,6 +236,10 @@ def encode(pixels: np.ndarray, bit_depth: int = 8, max_error: int = 0, effort: i
         cand = _encode_palette(pixels, bit_depth, max_error, effort, found, bool(offsets), offsets)
         if len(cand) < len(best):
             best = cand
+        raster_offsets = offsets if match else find_offsets(pixel_keys(pixels), MAX_OFFSETS)
+        cand = _encode_raster(pixels, bit_depth, max_error, found, raster_offsets)
+        if len(cand) < len(best):
+            best = cand
     if found is None or effort > 0:
         chosen = _transform_candidates(pixels, bit_depth, max_error, effort)
         for transform in chosen:
@@ -245,7 +269,7 @@ def _read_header(reader: Reader, max_pixels: int | None) -> dict:
     if version != VERSION and version not in OLD_VERSIONS:
         raise ContainerError(f"lossless payload version {version} is not supported")
     mode = reader.u8("mode")
-    if mode not in MODE_NAMES:
+    if mode not in MODE_NAMES or (mode == MODE_RASTER and version < 3):
         raise ContainerError(f"lossless payload: unknown mode {mode}")
     width = reader.varint("width", MAX_SIDE)
     height = reader.varint("height", MAX_SIDE)
@@ -285,12 +309,20 @@ def decode(payload: bytes, max_pixels: int = 64_000_000) -> np.ndarray:
         if reader.remaining != h * w * c * (2 if wide else 1):
             raise ContainerError("lossless payload: stored samples have the wrong length")
         return _read_samples(reader, h * w * c, wide, bd, "samples").reshape(h, w, c).copy()
-    if hd["mode"] == MODE_PALETTE:
+    if hd["mode"] in (MODE_PALETTE, MODE_RASTER):
         size = reader.varint("palette size", MAX_PALETTE)
         if not 1 <= size <= min(MAX_PALETTE, h * w):
             raise ContainerError(f"lossless payload: palette of {size} entries is invalid")
         palette = _read_samples(reader, size * c, wide, bd, "palette").reshape(size, c)
         match, offsets = _read_match(reader, h, w)
+        if hd["mode"] == MODE_RASTER:
+            words = reader.varint("entropy-coded length")
+            if reader.remaining != 4 * words:
+                raise ContainerError("lossless payload: entropy-coded data has the wrong length (truncated or padded)")
+            dec = Decoder(reader.rest())
+            index = decode_raster(dec, h, w, size, offsets)
+            dec.check_finished()
+            return palette[index]
         spec = PlaneSpec(0, size - 1, 0, size, False)
         (index,) = decode_planes(reader, [spec], h, w, match, offsets, hd["version"])
         return palette[index]
@@ -336,10 +368,10 @@ def describe(payload: bytes) -> dict:
     if hd["mode"] == MODE_PREDICTIVE and _colour_count(hd["channels"]) == 3:
         t = reader.u8("colour transform")
         info["transform"] = transforms.TRANSFORM_NAMES.get(t, f"unknown ({t})")
-    if hd["mode"] == MODE_PALETTE:
+    if hd["mode"] in (MODE_PALETTE, MODE_RASTER):
         info["palette_size"] = reader.varint("palette size", MAX_PALETTE)
         reader.raw(info["palette_size"] * hd["channels"] * (2 if hd["wide"] else 1), "palette")
-    if hd["mode"] in (MODE_PREDICTIVE, MODE_PALETTE):
+    if hd["mode"] in (MODE_PREDICTIVE, MODE_PALETTE, MODE_RASTER):
         info["pixel_match"], offsets = _read_match(reader, hd["height"], hd["width"])
         info["copy_offsets"] = len(offsets)
     return info

@@ -35,29 +35,39 @@ ALPHA_GROUP = 32
 class AdaptiveModel:
     """Counts of one coded plane: ``groups`` × ``bins`` contexts over ``alphabet`` symbols."""
 
-    def __init__(self, groups: int, bins: int, alphabet: int) -> None:
+    def __init__(self, groups: int, bins: int, alphabet: int, parent: np.ndarray | None = None) -> None:
+        """``parent`` (raster scan): per bin, the class whose counts (over all bins of the class)
+        replace the per-bin middle level of the blend; None: the middle level is the bin itself."""
         self.groups = groups
         self.bins = bins
         self.alphabet = max(2, alphabet)
+        self.parent = parent
         self.counts = np.zeros((groups, bins, self.alphabet), dtype=np.int64)
-        self.bin_counts = np.zeros((bins, self.alphabet), dtype=np.int64)
+        if parent is None:
+            self.bin_counts = np.zeros((bins, self.alphabet), dtype=np.int64)
+        else:
+            self.class_counts = np.zeros((int(parent.max()) + 1, self.alphabet), dtype=np.int64)
         self.total = np.zeros(self.alphabet, dtype=np.int64)
         self.seen = np.zeros(groups, dtype=np.int64)
 
-    def probabilities(self, group: int) -> np.ndarray:
-        """(bins, alphabet) float64 probabilities for the next chunk of ``group``."""
+    def probabilities(self, group: int, bins: np.ndarray) -> np.ndarray:
+        """(len(bins), alphabet) float64 probabilities of those bins for the next chunk of ``group``."""
         a = self.alphabet
         p0 = (self.total * a + GAMMA) / float((int(self.total.sum()) + GAMMA) * a)
-        p1 = (self.bin_counts + ALPHA_BIN * p0) / (self.bin_counts.sum(axis=1, keepdims=True) + ALPHA_BIN)
-        cg = self.counts[group]
+        mid = self.bin_counts[bins] if self.parent is None else self.class_counts[self.parent[bins]]
+        p1 = (mid + ALPHA_BIN * p0) / (mid.sum(axis=1, keepdims=True) + ALPHA_BIN)
+        cg = self.counts[group, bins]
         return (cg + ALPHA_GROUP * p1) / (cg.sum(axis=1, keepdims=True) + ALPHA_GROUP)
 
     def update(self, group: int, ctx: np.ndarray, sym: np.ndarray) -> None:
-        hist = np.bincount(ctx * self.alphabet + sym, minlength=self.bins * self.alphabet)
-        hist = hist.reshape(self.bins, self.alphabet)
-        self.counts[group] += hist
-        self.bin_counts += hist
-        self.total += hist.sum(axis=0)
+        a = self.alphabet
+        keys, counts = np.unique(ctx * a + sym, return_counts=True)
+        self.counts[group].reshape(-1)[keys] += counts
+        if self.parent is None:
+            self.bin_counts.reshape(-1)[keys] += counts
+        else:
+            np.add.at(self.class_counts.reshape(-1), self.parent[keys // a] * a + keys % a, counts)
+        np.add.at(self.total, keys % a, counts)
         self.seen[group] += ctx.size
 
     def chunks(self, group: int, count: int):
@@ -76,14 +86,15 @@ class AdaptiveModel:
             raise ValueError("symbol outside the plane's alphabet")
         for start, end in self.chunks(group, sym.size):
             c, s = ctx[start:end], sym[start:end]
-            probs = self.probabilities(group)
             order = np.argsort(c, kind="stable")
             counts = np.bincount(c, minlength=self.bins)
+            present = np.flatnonzero(counts)
+            probs = self.probabilities(group, present)
             ordered = s[order]
             at = 0
-            for b in np.flatnonzero(counts).tolist():
+            for i, b in enumerate(present.tolist()):
                 k = int(counts[b])
-                ops.add(ordered[at : at + k], Categorical(probs[b], perfect=False))
+                ops.add(ordered[at : at + k], Categorical(probs[i], perfect=False))
                 at += k
             self.update(group, c, s)
 
@@ -93,11 +104,12 @@ class AdaptiveModel:
         out = np.empty(ctx.size, dtype=np.int64)
         for start, end in self.chunks(group, ctx.size):
             c = ctx[start:end]
-            probs = self.probabilities(group)
             order = np.argsort(c, kind="stable")
             counts = np.bincount(c, minlength=self.bins)
-            parts = [dec.symbols(Categorical(probs[b], perfect=False), int(counts[b]))
-                     for b in np.flatnonzero(counts).tolist()]
+            present = np.flatnonzero(counts)
+            probs = self.probabilities(group, present)
+            parts = [dec.symbols(Categorical(probs[i], perfect=False), int(counts[b]))
+                     for i, b in enumerate(present.tolist())]
             s = np.empty(c.size, dtype=np.int64)
             s[order] = np.concatenate(parts) if parts else np.zeros(0, np.int64)
             out[start:end] = s

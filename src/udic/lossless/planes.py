@@ -41,6 +41,8 @@ from .predict import (
     first_neighbour_support,
     MATCH_OFFSET,
     in_pass,
+    DIRECTION_NEIGHBOURS,
+    MATCH_NONE,
     offset_hint,
     offset_ids,
     verified_ids,
@@ -56,7 +58,8 @@ from .predict import (
 )
 
 MAX_BINS = 32
-MATCH_BINS = 32  # the match plane uses one bin per context value
+MATCH_BINS = 32  # the match plane uses one bin per context value (version 2)
+MATCH_EXTRA = 6  # version 3: each match context value splits by unmatched neighbours (0, 1, 2+) × (nb0 = nb1)
 THRESHOLD_LIMIT = 1 << 24
 
 
@@ -188,6 +191,22 @@ def match_context(nb_all: np.ndarray, agree: np.ndarray) -> np.ndarray:
     return np.where(agree > 0, 16 + distinct + 4 * np.minimum(agree - 1, 3), plain)
 
 
+def match_extra(symmap: np.ndarray, p: Pass, nb_all: np.ndarray) -> np.ndarray:
+    """Version 3 refinement of the match context (0 … 5): 2·min(direction neighbours whose match
+    symbol was "none", 2) + (neighbour pixels 0 and 1 are equal)."""
+    if p.kind == DC:
+        return np.zeros(p.count, dtype=np.int64)
+    nbsym = gather(symmap[None], p)[0]
+    dirs = DIRECTION_NEIGHBOURS[p.kind]
+    unmatched = np.minimum((nbsym[:dirs] == MATCH_NONE).sum(axis=0), 2)
+    return 2 * unmatched + np.all(nb_all[:, 0] == nb_all[:, 1], axis=0)
+
+
+def _match_model(offsets: int, colours: int) -> AdaptiveModel:
+    bins = MATCH_BINS * MATCH_EXTRA
+    return AdaptiveModel(NUM_GROUPS, bins, match_alphabet(offsets, colours), np.arange(bins) // MATCH_EXTRA)
+
+
 def _inter_context(act: np.ndarray, errors: list[np.ndarray]) -> np.ndarray:
     for e in errors:
         act = act + 2 * e
@@ -303,6 +322,7 @@ def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int,
     colour_base = MATCH_OFFSET + len(offsets)
     decoded = np.zeros((height, width), dtype=bool)
     idmap = np.full((height, width), -1, dtype=np.int32)
+    symmap = np.full((height, width), -1, dtype=np.int32)
     records: list[list[_Record]] = []
     colour_ids: list[np.ndarray] = []
     for p in passes:
@@ -327,7 +347,9 @@ def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int,
             else:
                 colour_ids.append(np.zeros(0, dtype=np.int64))
             zero = np.zeros(n, dtype=np.int64)
-            row.append(_Record(PRED_AVERAGE, None, match_context(nb_all, agree), msym.astype(np.int32), zero, zero))
+            mctx = match_context(nb_all, agree) * MATCH_EXTRA + match_extra(symmap, p, nb_all)
+            row.append(_Record(PRED_AVERAGE, None, mctx, msym.astype(np.int32), zero, zero))
+            symmap[tgt] = msym.reshape(p.ys.size, p.xs.size)
             coded = np.flatnonzero(~matched)
         n_coded = n if matched is None else coded.size
         sample = np.arange(n)[coded][:: max(1, n_coded // COST_SAMPLE)]
@@ -396,7 +418,7 @@ def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int,
     models = []
     for c in range(len(specs) + match):
         if c < match:
-            models.append(AdaptiveModel(NUM_GROUPS, MATCH_BINS, match_alphabet(len(offsets), len(colours))))
+            models.append(_match_model(len(offsets), len(colours)))
             continue
         act_all = np.concatenate([records[i][c].act for i in range(len(passes))])
         thr = _thresholds(act_all, _num_bins(height * width))
@@ -454,7 +476,7 @@ def decode_planes(reader: Reader, specs: list[PlaneSpec], height: int, width: in
     plane_tables = []
     for c in range(len(specs) + match):
         if version >= 3 and c < match:
-            plane_tables.append(AdaptiveModel(NUM_GROUPS, MATCH_BINS, match_alphabet(len(offsets), len(colours))))
+            plane_tables.append(_match_model(len(offsets), len(colours)))
             continue
         bins = reader.u8("context bin count")
         if not 1 <= bins <= MAX_BINS:
@@ -519,6 +541,7 @@ def decode_planes(reader: Reader, specs: list[PlaneSpec], height: int, width: in
     recon = np.zeros((len(specs), height, width), dtype=np.int32)
     decoded = np.zeros((height, width), dtype=bool)
     idmap = np.full((height, width), -1, dtype=np.int32)
+    symmap = np.full((height, width), -1, dtype=np.int32)
     for i, p in enumerate(passes):
         n = p.count
         nb_all = gather(recon, p)
@@ -530,7 +553,11 @@ def decode_planes(reader: Reader, specs: list[PlaneSpec], height: int, width: in
         copies = None
         if match:
             hint, agree = offset_hint(idmap, p) if offsets else (np.full(n, -1, np.int32), np.zeros(n, np.int32))
-            msym = decode_tokens(0, p.group, match_context(nb_all, agree))
+            mctx = match_context(nb_all, agree)
+            if version >= 3:
+                mctx = mctx * MATCH_EXTRA + match_extra(symmap, p, nb_all)
+            msym = decode_tokens(0, p.group, mctx)
+            symmap[tgt] = msym.reshape(p.ys.size, p.xs.size)
             matched, mvals = match_values(msym, nb_all)
             off_id = offset_ids(msym, hint, len(offsets))
             copies = off_id >= 0
