@@ -304,3 +304,25 @@ def test_words_left_over_after_the_last_symbol_are_refused(gauss_coder: IndexedC
     assert np.array_equal(gauss_coder.decode(data, indexes), values)
     with pytest.raises(ContainerError, match="left over"):
         gauss_coder.decode(data, indexes[:-3])
+
+
+def test_segments_decode_in_order_and_end_exactly(gauss_coder: IndexedCoder) -> None:
+    """One stream, several segments (the channel codec's slices): each decodes with its own
+    indexes, and the stream must end with the last one."""
+    rng = np.random.default_rng(3)
+    segments = []
+    for size in (5, 40, 1, 300):
+        idx = rng.integers(0, len(gauss_coder.tables), size)
+        segments.append((rng.integers(-30, 30, size), idx))
+    data = gauss_coder.encode_segments(segments)
+    reader = gauss_coder.decode_segments(data)
+    for values, idx in segments:
+        assert np.array_equal(reader.next(idx), values)
+    reader.finish()
+    # A single segment is the plain stream, byte for byte.
+    assert gauss_coder.encode_segments(segments[1:2]) == gauss_coder.encode(*segments[1])
+    # Stopping early leaves words over: refused.
+    reader = gauss_coder.decode_segments(data)
+    reader.next(segments[0][1])
+    with pytest.raises(ContainerError, match="left over"):
+        reader.finish()

@@ -1,5 +1,6 @@
 """udic.latent_codecs: the seam (a second codec is one class), the default codec's
-bytes, and the capacity bound a decoder checks before it allocates."""
+bytes, the channel-conditional codec, and the capacity bound a decoder checks before it
+allocates."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ class ScaleOnlyHyperprior(LatentCodec):
     def min_latent_bits(self, y_shape):
         return 0.0  # the weakest sound bound
 
-    def entropy_params(self, z_symbols, hyper) -> EntropyParams:
+    def entropy_params(self, z_symbols, hyper, y=None) -> EntropyParams:
         from udic.models import scale_indexes
 
         fixed = hyper(torch.from_numpy(z_symbols)[None])[0]
@@ -162,3 +163,127 @@ def test_capacity_bound_is_tight_enough_to_matter(tiny_codec: Codec) -> None:
     per_position = sum(min_bits_per_symbol(t) for t in tiny_codec.latent_codec.z_coder.tables)
     assert per_position > 1.0
     assert not stream_can_hold(b"\0" * 8, 125 * 125 * per_position)
+
+
+# ---- the channel-conditional codec (spec §5.3) -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def channel_codec(tmp_path_factory: pytest.TempPathFactory) -> Codec:
+    path = tmp_path_factory.mktemp("channel") / "channel.safetensors"
+    modelfile.save(build_tiny_model(seed=0, channel_context=True), path)
+    return codec_for_file(path)
+
+
+def _transplanted_channel_model():
+    """The tiny hyperprior's weights in a channel-context model whose nets are still at
+    their zero-output initialisation (what a warm start from a hyperprior begins with)."""
+    import dataclasses
+
+    from udic.models import CHANNEL_CONTEXT_CODEC, UdicModel
+
+    hyperprior = build_tiny_model(seed=0)
+    model = UdicModel(dataclasses.replace(hyperprior.config, latent_codec=CHANNEL_CONTEXT_CODEC, slices=()))
+    for layer in (model.g_a.res[2], model.g_s.stages[0][0], model.h_s[2]):
+        layer.add_lora("r2", rank=2, alpha=2.0)
+    missing, unexpected = model.load_state_dict(hyperprior.state_dict(), strict=False)
+    assert not unexpected and all(m.startswith("context.") for m in missing)
+    model.entropy_bottleneck.update(force=True)
+    return model.eval()
+
+
+def test_channel_codec_round_trips_exactly_in_version_6(channel_codec: Codec) -> None:
+    from udic.latent_codecs import ChannelContextCodec
+
+    assert isinstance(channel_codec.latent_codec, ChannelContextCodec)
+    assert channel_codec.config.slices == (1, 1, 2, 4, 4)
+    img = smooth_image(72, 100, seed=3)
+    for quality in (0.0, 2.5, 5.0):
+        enc = channel_codec.encode(loaded(img), quality, keep_latents=True)
+        assert ctr.parse(enc.data).header.version == ctr.CHANNEL_CONTEXT_VERSION
+        dec = channel_codec.decode(enc.data)
+        assert psnr(np.asarray(dec.image), img) > 20
+        cont = ctr.parse(enc.data)
+        out = channel_codec.latent_codec.decode(
+            cont.section(ctr.Section.HYPERLATENTS), cont.section(ctr.Section.LATENTS),
+            (channel_codec.config.N, 2, 2), (channel_codec.config.M, 8, 8), channel_codec.hyper, cont.header.latent_crc)
+        assert torch.equal(out.y_hat, enc.y_hat)  # the decoder sees exactly the encoder's latents
+
+
+def test_channel_context_changes_the_parameters(channel_codec: Codec) -> None:
+    """Slice k ≥ 1's parameters depend on the latents before it, slice 0's do not."""
+    img = smooth_image(72, 100, seed=4)
+    channel_codec.select(channel_codec.rate(3.0))
+    y, z = channel_codec.analyse(img, 3.0)
+    base = channel_codec.entropy_params(z, y)
+    moved = y.copy()
+    moved[0] += 3.0  # slice 0 = channel 0
+    other = channel_codec.entropy_params(z, moved)
+    assert np.array_equal(base.indexes[:1], other.indexes[:1])
+    assert not (np.array_equal(base.indexes[1:], other.indexes[1:]) and torch.equal(base.means[1:], other.means[1:]))
+    with pytest.raises(ValueError, match="pass y"):
+        channel_codec.entropy_params(z)
+
+
+def test_channel_codec_at_zero_init_codes_the_hyperprior_integers(tmp_path: Path, tiny_codec: Codec) -> None:
+    """A context model warm-started from a hyperprior codes the same integers (same CRC) until
+    training moves its nets; only the symbol order of the latents section differs (slices)."""
+    path = tmp_path / "transplant.safetensors"
+    modelfile.save(_transplanted_channel_model(), path)
+    transplant = codec_for_file(path)
+    img = smooth_image(72, 100, seed=5)
+    for quality in (0.0, 2.0, 3.3):
+        a = ctr.parse(transplant.encode(loaded(img), quality).data)
+        b = ctr.parse(tiny_codec.encode(loaded(img), quality).data)
+        assert a.header.latent_crc == b.header.latent_crc
+        assert a.section(ctr.Section.HYPERLATENTS) == b.section(ctr.Section.HYPERLATENTS)
+        assert abs(len(a.section(ctr.Section.LATENTS)) - len(b.section(ctr.Section.LATENTS))) <= 16
+
+
+def test_channel_codec_integers_do_not_depend_on_threads(channel_codec: Codec) -> None:
+    img = smooth_image(72, 100, seed=6)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = channel_codec.encode(loaded(img), 2.0).data
+        torch.set_num_threads(2)
+        two = channel_codec.encode(loaded(img), 2.0).data
+    finally:
+        torch.set_num_threads(before)
+    assert one == two
+
+
+def test_channel_codec_refuses_damaged_latents(channel_codec: Codec) -> None:
+    data = bytearray(channel_codec.encode(loaded(smooth_image(72, 100, seed=7)), 4.0).data)
+    cont = ctr.parse(bytes(data))
+    latents = cont.section(ctr.Section.LATENTS)
+    start = bytes(data).index(latents)
+    for offset in (0, len(latents) // 2, len(latents) - 4):
+        damaged = bytearray(data)
+        damaged[start + offset] ^= 0x5A
+        with pytest.raises(ContainerError):
+            channel_codec.decode(bytes(damaged))
+
+
+def test_adaptation_works_with_the_channel_codec(channel_codec: Codec) -> None:
+    """SGA runs through the context nets' relaxed estimate; RDOQ through their exact parameters."""
+    from udic.adapt import AdaptConfig, adapt_encode
+
+    img = loaded(smooth_image(40, 56, seed=12))
+    res = adapt_encode(channel_codec, img, 2.0, AdaptConfig.for_effort(2, iterations=4, loop_filter=False))
+    assert res.rd_after <= res.rd_before
+    assert np.asarray(channel_codec.decode(res.data).image).shape == (40, 56, 3)
+
+
+def test_channel_context_nets_start_at_zero() -> None:
+    from udic.models import CHANNEL_CONTEXT_CODEC, ModelConfig, UdicModel
+
+    model = UdicModel(ModelConfig(N=8, M=32, latent_codec=CHANNEL_CONTEXT_CODEC))
+    assert model.config.slices == (2, 2, 4, 8, 16)
+    assert ModelConfig.from_dict(model.config.to_dict()) == model.config
+    params = torch.randn(1, 64, 3, 4)
+    y = torch.randn(1, 32, 3, 4)
+    log_scales, means, y_hat = model.context.run(y, params, lambda v, k: torch.round(v))
+    assert torch.equal(torch.cat(log_scales, 1), params[:, :32]) and torch.equal(torch.cat(means, 1), params[:, 32:])
+    with pytest.raises(ValueError, match="add up"):
+        ModelConfig(N=8, M=32, latent_codec=CHANNEL_CONTEXT_CODEC, slices=(4, 4))

@@ -141,3 +141,31 @@ def test_a_run_without_checkpoint_starts_its_logs_over(tmp_path: Path, train_dir
     train(cfg, progress=lambda s: None)
     rows = list(csv.DictReader(open(out / "train_log.csv")))
     assert all(r["step"] != "7" for r in rows)
+
+
+def test_a_context_model_warm_starts_from_a_hyperprior_run(tmp_path: Path, train_dir: Path) -> None:
+    """--latent-codec channel-context --init-from <hyperprior checkpoint>: the transforms are
+    the hyperprior's, the context nets start at zero and train (at --context-lr-scale × the LR),
+    and the export codes through the channel codec."""
+    hyper_dir = tmp_path / "hyper"
+    hyper_dir.mkdir()
+    hyper_ckpt = train(_config(hyper_dir, train_dir, 3), progress=lambda s: None)
+    ctx_dir = tmp_path / "ctx"
+    ctx_dir.mkdir()
+    cfg = _config(ctx_dir, train_dir, 4)
+    cfg.latent_codec, cfg.init_from, cfg.context_lr_scale = "channel-context", str(hyper_ckpt), 3.0
+    ckpt = train(cfg, progress=lambda s: None)
+    model, state = load_checkpoint(ckpt)
+    assert model.config.latent_codec == "channel-context"
+    hyper = torch.load(hyper_ckpt, weights_only=False)["model"]
+    trained = state["model"]
+    assert any(not torch.equal(trained[k], hyper[k]) for k in hyper if k.startswith("g_s."))
+    assert any(v.abs().sum() > 0 for k, v in trained.items() if k.startswith("context.") and k.endswith("4.weight"))
+    data = modelfile.export_bytes(model, info={"steps": state["step"]})
+    codec = Codec(modelfile.load_bytes(data), hub.model_id_for_bytes(data))
+    assert codec.latent_codec.name == "channel-context"
+    rgb = np.asarray(Image.open(next(train_dir.iterdir())).convert("RGB"))
+    enc = codec.encode(LoadedImage(rgb=rgb, mode="RGB", alpha=None, icc=None), 1.0)
+    assert np.asarray(codec.decode(enc.data).image).shape == rgb.shape
+    with pytest.raises(ValueError, match="latent_codec"):
+        TrainConfig(latent_codec="autoregressive").check()

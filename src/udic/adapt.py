@@ -425,7 +425,7 @@ def rdoq_latents(codec: Codec, y: np.ndarray, z_symbols: np.ndarray, q: float, l
     Returns, per scale, latents whose rounding gives the chosen residuals; the
     entropy model and the bit costs are computed once for all scales.
     """
-    params = codec.entropy_params(z_symbols)
+    params = codec.entropy_params(z_symbols, y)
     mu = params.means.numpy().astype(np.float64)
     v = y.astype(np.float64) - mu
     r = np.rint(v)

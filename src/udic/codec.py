@@ -131,9 +131,8 @@ class Codec:
         self.model_id = model_id
         self.metadata = weights.metadata
         self.config = self.model.config
-        self.latent_codec: LatentCodec = latent_codec_class(self.config.latent_codec)(
-            self.config, tables_from_matrix(weights.z_pmf, weights.z_offsets),
-            self.model.entropy_bottleneck, self.model.h_s)
+        self.latent_codec: LatentCodec = latent_codec_class(self.config.latent_codec).from_model(
+            self.config, tables_from_matrix(weights.z_pmf, weights.z_offsets), self.model)
         self._rate: Rate | None = None
         self._hyper: IntegerHyperSynthesis | None = None
         self.select(Rate(0, self.config.num_rates))
@@ -165,7 +164,7 @@ class Codec:
 
     @property
     def hyper(self) -> IntegerHyperSynthesis:
-        """The integer hyper-synthesis of the selected rate (handed to the latent codec)."""
+        """The integer networks of the selected rate (handed to the latent codec)."""
         assert self._hyper is not None
         return self._hyper
 
@@ -179,7 +178,7 @@ class Codec:
         if rate == self._rate:
             return
         self.model.merge_rate(rate)
-        self._hyper = IntegerHyperSynthesis(self.model.h_s, rate.lora_mix())
+        self._hyper = self.latent_codec.integer_networks(self.model, rate.lora_mix())
         self._rate = rate
 
     def _select_rate(self, rate: int) -> None:
@@ -199,9 +198,10 @@ class Codec:
     def y_coder(self):  # noqa: ANN201 (deprecated alias; hyperprior codecs only)
         return self.latent_codec.y_coder  # type: ignore[attr-defined]
 
-    def entropy_params(self, z_symbols: np.ndarray) -> EntropyParams:
-        """The latents' exact entropy parameters at the selected rate."""
-        return self.latent_codec.entropy_params(z_symbols, self.hyper)
+    def entropy_params(self, z_symbols: np.ndarray, y: np.ndarray | None = None) -> EntropyParams:
+        """The latents' exact entropy parameters at the selected rate (a context model's
+        depend on the latents ``y`` too)."""
+        return self.latent_codec.entropy_params(z_symbols, self.hyper, y)
 
     def _entropy_params(self, z_symbols: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
         """Deprecated: ``entropy_params(z)`` as (indexes, means)."""
@@ -260,6 +260,7 @@ class Codec:
             latent_crc=coded.crc,
             tile=tile // ctr.TILE_UNIT,
             effort=effort,
+            version=max(ctr.VERSION, self.latent_codec.min_version),
         )
         data = ctr.write(ctr.Container(header=header, sections={ctr.Section(t): p for t, p in payloads.items()}))
         return EncodeResult(

@@ -22,7 +22,8 @@ from .wire import Reader, inflate_section, write_field, write_varint  # noqa: F4
 MAGIC = b"UDIC"
 VERSION = 4  # written for learned files; 1 (no tile/effort), 2 (no loop filter) and 3 (no metadata) are still read
 PIXELS_VERSION = 5  # the first version with the pixels section: written for pixel-coded files
-READABLE_VERSIONS = (1, 2, 3, 4, 5)
+CHANNEL_CONTEXT_VERSION = 6  # learned files whose model codes latents channel-conditionally (spec §5.3)
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
 NO_MODEL_ID = "0" * 16  # a pixel-coded file names no model
 MAX_DIMENSION = 1 << 20
 DEFAULT_MAX_PIXELS = 64_000_000  # the same limit as imageio.DEFAULT_MAX_PIXELS for inputs

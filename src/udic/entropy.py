@@ -81,13 +81,22 @@ class IndexedCoder:
 
     # -- API -----------------------------------------------------------------------
     def encode(self, values: np.ndarray, indexes: np.ndarray) -> bytes:
+        return self.encode_segments([(values, indexes)])
+
+    def encode_segments(self, segments: "list[tuple[np.ndarray, np.ndarray]]") -> bytes:
+        """One stream of several (values, indexes) segments, decoded in list order with
+        ``decode_segments`` (each segment's tables may depend on the ones before it)."""
+        coder = constriction.stream.stack.AnsCoder()
+        for values, indexes in reversed(segments):  # push in reverse decode order
+            self._push(coder, values, indexes)
+        return coder.get_compressed().astype("<u4").tobytes()
+
+    def _push(self, coder: constriction.stream.stack.AnsCoder, values: np.ndarray, indexes: np.ndarray) -> None:
         values = np.asarray(values, dtype=np.int64).ravel()
         indexes = np.asarray(indexes, dtype=np.int64).ravel()
         if values.shape != indexes.shape:
             raise ValueError("values and indexes differ in size")
-        coder = constriction.stream.stack.AnsCoder()
         order = self._groups(indexes)
-        # Push in reverse decode order.
         for t_idx, positions in reversed(order):
             table = self.tables[t_idx]
             v = values[positions]
@@ -101,10 +110,15 @@ class IndexedCoder:
             for s, size in reversed(payload):
                 coder.encode_reverse(np.array([s], dtype=np.int32), constriction.stream.model.Uniform(size))
             coder.encode_reverse(sym, self._models[t_idx])
-        return coder.get_compressed().astype("<u4").tobytes()
 
     def decode(self, data: bytes, indexes: np.ndarray) -> np.ndarray:
-        indexes = np.asarray(indexes, dtype=np.int64).ravel()
+        segments = self.decode_segments(data)
+        out = segments.next(indexes)
+        segments.finish()
+        return out
+
+    def decode_segments(self, data: bytes) -> "SegmentDecoder":
+        """A reader of the segments of one stream, one ``next(indexes)`` per segment."""
         if len(data) % 4:
             raise ContainerError("corrupt data: entropy-coded section is not a whole number of words")
         words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
@@ -112,6 +126,10 @@ class IndexedCoder:
             coder = constriction.stream.stack.AnsCoder(words)
         except Exception as exc:  # constriction rejects some invalid word streams
             raise ContainerError(f"corrupt data: {exc}") from None
+        return SegmentDecoder(self, coder)
+
+    def _pop(self, coder: constriction.stream.stack.AnsCoder, indexes: np.ndarray) -> np.ndarray:
+        indexes = np.asarray(indexes, dtype=np.int64).ravel()
         out = np.empty(indexes.shape, dtype=np.int64)
         try:
             for t_idx, positions in self._groups(indexes):
@@ -121,8 +139,6 @@ class IndexedCoder:
                 for k in np.nonzero(sym == table.size)[0]:
                     values[k] = self._decode_escape(coder)
                 out[positions] = values
-            if not coder.is_empty():  # an encoder's stream ends exactly where its symbols do
-                raise ContainerError("corrupt data: entropy-coded words left over after the last symbol")
         except ContainerError:
             raise
         except Exception as exc:
@@ -176,6 +192,22 @@ class IndexedCoder:
                 u = 2 * int(value) if value >= 0 else -2 * int(value) - 1
                 total += 6.0 + u.bit_length()
         return total
+
+
+class SegmentDecoder:
+    """Decodes the segments of one ``IndexedCoder.encode_segments`` stream in order."""
+
+    def __init__(self, coder_owner: IndexedCoder, coder: constriction.stream.stack.AnsCoder) -> None:
+        self._owner = coder_owner
+        self._coder = coder
+
+    def next(self, indexes: np.ndarray) -> np.ndarray:
+        return self._owner._pop(self._coder, indexes)
+
+    def finish(self) -> None:
+        """An encoder's stream ends exactly where its symbols do."""
+        if not self._coder.is_empty():
+            raise ContainerError("corrupt data: entropy-coded words left over after the last symbol")
 
 
 # ---- the fixed tables ------------------------------------------------------------------

@@ -51,6 +51,10 @@ SCALE_LEVELS = 64
 LOG_SCALE_MIN = SCALE_T0 / 2**FRAC_BITS
 LOG_SCALE_MAX = (SCALE_T0 + SCALE_STEP * (SCALE_LEVELS - 1)) / 2**FRAC_BITS
 
+# The channel-conditional latent codec (udic.latent_codecs.channel); named here too
+# because the model's architecture depends on it.
+CHANNEL_CONTEXT_CODEC = "channel-context"
+
 # Reference λ for R + λ·255²·MSE, lowest rate first.
 DEFAULT_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483)
 
@@ -105,10 +109,23 @@ class ModelConfig:
     # Which latent codec (udic.latent_codecs) codes the latents.  Written only when it is
     # not the default, so every weights file made before the seam keeps its bytes and id.
     latent_codec: str = DEFAULT_LATENT_CODEC
+    # Channel-conditional codecs only: the latent channels of each slice, in coding order
+    # (empty = ``channel_slices(M)``).
+    slices: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.latent_codec == CHANNEL_CONTEXT_CODEC and not self.slices:
+            self.slices = channel_slices(self.M)
+        if self.slices and sum(self.slices) != self.M:
+            raise ValueError(f"slices {self.slices} do not add up to M={self.M}")
 
     @property
     def num_rates(self) -> int:
         return len(self.lambdas)
+
+    @property
+    def channel_context(self) -> bool:
+        return self.latent_codec == CHANNEL_CONTEXT_CODEC
 
     def to_dict(self) -> dict:
         out = {
@@ -120,6 +137,8 @@ class ModelConfig:
         }
         if self.latent_codec != DEFAULT_LATENT_CODEC:
             out["latent_codec"] = self.latent_codec
+        if self.slices:
+            out["slices"] = list(self.slices)
         return out
 
     @classmethod
@@ -131,6 +150,7 @@ class ModelConfig:
             lambdas=tuple(float(v) for v in d["lambdas"]),
             adapter_slots=tuple(int(v) for v in d.get("adapter_slots", (0, 1, 2))),
             latent_codec=str(d.get("latent_codec", DEFAULT_LATENT_CODEC)),
+            slices=tuple(int(v) for v in d.get("slices", ())),
         )
 
 
@@ -190,6 +210,73 @@ def hyper_synthesis(N: int, M: int) -> nn.Sequential:
     )
 
 
+def channel_slices(M: int) -> tuple[int, ...]:
+    """ELIC's uneven groups scaled to M (16, 16, 32, 64, 192 of 320): small slices first,
+    where the KLT-initialised analysis puts its highest-energy channels."""
+    if M < 9:
+        raise ValueError(f"a channel-conditional model needs M ≥ 9, got {M}")
+    s = M // 16 if M >= 16 else 1
+    return (s, s, 2 * s, 4 * s, M - 8 * s)
+
+
+def slice_bounds(slices: tuple[int, ...]) -> list[tuple[int, int]]:
+    """[start, end) channel range of every slice."""
+    out, start = [], 0
+    for c in slices:
+        out.append((start, start + c))
+        start += c
+    return out
+
+
+class ChannelContext(nn.Module):
+    """Entropy parameters of slice k ≥ 1 from the hyper-synthesis' output and the decoded
+    slices before it (He et al., ELIC; Minnen & Singh's channel-wise context).
+
+    Each net is three 3×3 convs whose last layer starts at zero, and its output is added
+    to the hyper-synthesis' parameters of the slice: a model made from a trained
+    hyperprior codes exactly as that hyperprior until training moves it.  Slice 0 is
+    coded with the hyper-synthesis' parameters alone.  Plain conv + ReLU stacks so the
+    integer twin (``IntegerHyperSynthesis``) runs them exactly.
+    """
+
+    def __init__(self, M: int, slices: tuple[int, ...], width: int | None = None) -> None:
+        super().__init__()
+        self.M = M
+        self.slices = tuple(slices)
+        width = width or max(32, M // 2)
+        self.nets = nn.ModuleList()
+        for start, end in slice_bounds(self.slices)[1:]:
+            net = nn.Sequential(conv(2 * M + start, width, 3, 1), nn.ReLU(), conv(width, width, 3, 1), nn.ReLU(),
+                                conv(width, 2 * (end - start), 3, 1))
+            nn.init.zeros_(net[-1].weight)
+            nn.init.zeros_(net[-1].bias)
+            self.nets.append(net)
+
+    def run(self, y: torch.Tensor, hyper_params: torch.Tensor, quantise,
+            autocast: bool = False) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+        """Slice by slice: (log-scale per slice, mean per slice, ŷ of all slices).
+
+        ``quantise(v, k)`` turns slice k's residual y − μ into what the decoder sees
+        (rounding, its straight-through or SGA relaxation)."""
+        M = self.M
+        log_scales, means, y_hats = [], [], []
+        for k, (start, end) in enumerate(slice_bounds(self.slices)):
+            log_scale = hyper_params[:, start:end]
+            mean = hyper_params[:, M + start:M + end]
+            if k > 0:
+                inp = torch.cat([hyper_params] + y_hats, dim=1)
+                with torch.autocast(y.device.type, dtype=torch.bfloat16, enabled=autocast):
+                    delta = self.nets[k - 1](inp)
+                delta = delta.float()
+                c = end - start
+                log_scale = log_scale + delta[:, :c]
+                mean = mean + delta[:, c:]
+            y_hats.append(quantise(y[:, start:end] - mean, k) + mean)
+            log_scales.append(log_scale)
+            means.append(mean)
+        return log_scales, means, torch.cat(y_hats, dim=1)
+
+
 @dataclass
 class ForwardResult:
     """Training-time outputs: reconstruction and per-sample rate terms."""
@@ -211,6 +298,7 @@ class UdicModel(nn.Module):
         self.h_a = hyper_analysis(c.N, c.M)
         self.h_s = hyper_synthesis(c.N, c.M)
         self.entropy_bottleneck = EntropyBottleneck(c.N)
+        self.context = ChannelContext(c.M, c.slices) if c.channel_context else None
         log_gain = initial_log_gains(c.lambdas)
         self.log_gain = nn.Parameter(log_gain[:, None].repeat(1, c.M).clone())
         self.log_inv_gain = nn.Parameter(-log_gain[:, None].repeat(1, c.M).clone())
@@ -270,7 +358,13 @@ class UdicModel(nn.Module):
         z_hat = ste_round(z)
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=autocast):
             params = self.h_s(z_hat)
-        log_scale, mean = params.float().chunk(2, dim=1)
+        params = params.float()
+        if self.context is not None:
+            log_scales, means, y_hat = self.context.run(y, params, lambda v, k: ste_round(v), autocast)
+            log_scale, mean = torch.cat(log_scales, dim=1), torch.cat(means, dim=1)
+        else:
+            log_scale, mean = params.chunk(2, dim=1)
+            y_hat = ste_round(y - mean) + mean
         log_scale = lower_bound(log_scale, LOG_SCALE_MIN).clamp_max(LOG_SCALE_MAX)
         sigma = log_scale.exp()
         if self.training:
@@ -278,7 +372,6 @@ class UdicModel(nn.Module):
         else:
             y_noisy = torch.round(y - mean) + mean
         y_lik = gaussian_likelihood(y_noisy - mean, sigma)
-        y_hat = ste_round(y - mean) + mean
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=autocast):
             x_hat = self.g_s(y_hat * inv_gain)
         x_hat = x_hat.float()
@@ -398,7 +491,7 @@ class IntegerHyperSynthesis:
             elif isinstance(module, nn.ReLU):
                 self.layers.append(("relu", torch.empty(0), torch.empty(0), torch.empty(0), {}))
             else:
-                raise TypeError(f"unsupported layer in hyper-synthesis: {module}")
+                raise TypeError(f"unsupported layer in an integer network: {module}")
 
     @classmethod
     def _shift(cls, maxabs: float) -> int:
@@ -427,7 +520,15 @@ class IntegerHyperSynthesis:
     @torch.no_grad()
     def __call__(self, z_symbols: torch.Tensor) -> torch.Tensor:
         """Integer hyper-latents → fixed-point (2M channels, FRAC_BITS) integer tensor."""
-        h = z_symbols.to(device="cpu", dtype=torch.float64) * 2**FRAC_BITS  # always on the CPU
+        return self.fixed(z_symbols.to(device="cpu", dtype=torch.float64) * 2**FRAC_BITS)
+
+    @torch.no_grad()
+    def fixed(self, h: torch.Tensor) -> torch.Tensor:
+        """Fixed-point input (integers, FRAC_BITS fractional bits) → fixed-point output.
+
+        The channel context nets (``ChannelContext``) run through here with the same
+        arithmetic as the hyper-synthesis."""
+        h = h.to(device="cpu", dtype=torch.float64)  # always on the CPU
         h = h.clamp(-self.ACT_LIMIT, self.ACT_LIMIT)
         for kind, w, b, s, meta in self.layers:
             if kind == "relu":

@@ -45,14 +45,18 @@ def dct_basis(count: int, patch: int) -> torch.Tensor:
     raise ValueError("too many atoms")
 
 
-def build_tiny_model(seed: int = 0) -> UdicModel:
-    """A non-degenerate tiny UdicModel with a rate-2 LoRA: the fuzz seeds and the tests' fixture model."""
+def build_tiny_model(seed: int = 0, channel_context: bool = False) -> UdicModel:
+    """A non-degenerate tiny UdicModel with a rate-2 LoRA: the fuzz seeds and the tests' fixture model.
+
+    ``channel_context``: the channel-conditional latent codec, its context nets'
+    (zero-initialised) last layers set to small random weights so they matter."""
     import torch
 
-    from .models import ModelConfig, UdicModel
+    from .models import CHANNEL_CONTEXT_CODEC, DEFAULT_LATENT_CODEC, ModelConfig, UdicModel
 
     torch.manual_seed(seed)
-    model = UdicModel(ModelConfig(N=TINY_N, M=TINY_M))
+    codec = CHANNEL_CONTEXT_CODEC if channel_context else DEFAULT_LATENT_CODEC
+    model = UdicModel(ModelConfig(N=TINY_N, M=TINY_M, latent_codec=codec))
     with torch.no_grad():
         basis = dct_basis(model.config.M, model.config.patch)
         model.g_a.linear.weight.copy_(basis)
@@ -67,6 +71,10 @@ def build_tiny_model(seed: int = 0) -> UdicModel:
         for layer in (model.g_a.res[2], model.g_s.stages[0][0], model.h_s[2]):
             delta = layer.add_lora("r2", rank=2, alpha=2.0)
             delta.B.normal_(0.0, 0.02)
+        if model.context is not None:
+            for net in model.context.nets:
+                net[-1].weight.normal_(0.0, 0.05)
+                net[-1].bias.normal_(0.0, 0.05)
     model.entropy_bottleneck.update(force=True)
     return model.eval()
 

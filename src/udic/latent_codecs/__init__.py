@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from .base import EntropyParams, LatentCodec, LatentDecoding, LatentEncoding, crc_integers
 from .hyperprior import MeanScaleHyperprior
+from .channel import ChannelContextCodec
 from .registry import DEFAULT_LATENT_CODEC, latent_codec_class, names, register
 
 __all__ = [
+    "ChannelContextCodec",
     "DEFAULT_LATENT_CODEC",
     "EntropyParams",
     "LatentCodec",

@@ -107,6 +107,19 @@ class LatentCodec(ABC):
     """Latents ↔ bytes given the hyper-latents.  See the module docstring."""
 
     name: ClassVar[str]
+    # The lowest container version whose decoders know this codec (spec §2).
+    min_version: ClassVar[int] = 4
+
+    @classmethod
+    def from_model(cls, config: "ModelConfig", z_tables: list[Table], model: "nn.Module") -> "LatentCodec":
+        """The codec of a loaded model (its float networks serve the encoder's estimates)."""
+        return cls(config, z_tables, model.entropy_bottleneck, model.h_s)
+
+    def integer_networks(self, model: "nn.Module", mix: dict[str, float]) -> "IntegerHyperSynthesis":
+        """The exact integer networks of one rate, handed to every coding call."""
+        from ..models import IntegerHyperSynthesis
+
+        return IntegerHyperSynthesis(model.h_s, mix)
 
     def __init__(self, config: "ModelConfig", z_tables: list[Table], entropy_bottleneck: "nn.Module",
                  hyper_synthesis: "nn.Module") -> None:
@@ -155,8 +168,12 @@ class LatentCodec(ABC):
         """A lower bound on the information in any latents section of this shape."""
 
     @abstractmethod
-    def entropy_params(self, z_symbols: np.ndarray, hyper: "IntegerHyperSynthesis") -> EntropyParams:
-        """Table indexes and means of every latent, exactly, from the integer hyper-synthesis."""
+    def entropy_params(self, z_symbols: np.ndarray, hyper: "IntegerHyperSynthesis",
+                       y: np.ndarray | None = None) -> EntropyParams:
+        """Table indexes and means of every latent, exactly, from the integer networks.
+
+        A context model's parameters depend on the latents coded before; it takes them
+        from ``y`` (the encoder's gained latents, rounded as ``encode`` rounds them)."""
 
     @abstractmethod
     def encode(self, y: np.ndarray, z_symbols: np.ndarray, hyper: "IntegerHyperSynthesis") -> LatentEncoding:

@@ -41,7 +41,8 @@ class MeanScaleHyperprior(LatentCodec):
     def min_latent_bits(self, y_shape: tuple[int, int, int]) -> float:
         return float(np.prod(y_shape)) * self._y_min_bits
 
-    def entropy_params(self, z_symbols: np.ndarray, hyper: "IntegerHyperSynthesis") -> EntropyParams:
+    def entropy_params(self, z_symbols: np.ndarray, hyper: "IntegerHyperSynthesis",
+                       y: np.ndarray | None = None) -> EntropyParams:
         """Computed in bands of rows (exactly equal to the whole-image result) so a huge
         image never holds the 2M-channel fixed-point output at once."""
         import torch

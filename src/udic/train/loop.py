@@ -23,7 +23,8 @@ from typing import Callable
 
 import torch
 
-from ..models import DEFAULT_LAMBDAS, ModelConfig, UdicModel
+from ..latent_codecs.registry import DEFAULT_LATENT_CODEC
+from ..models import CHANNEL_CONTEXT_CODEC, DEFAULT_LAMBDAS, ModelConfig, UdicModel
 from .data import CropDataset, default_data_root, load_eval_images
 from .options import fast_bf16, recipe_toml
 
@@ -68,6 +69,11 @@ class TrainConfig:
     # when its time is up, whatever the machine's speed; --steps is then only a cap.
     schedule: str = "steps"
     optimizer: str = "adam"  # "adam" or "soap" (Adam in the eigenbasis of Shampoo's preconditioner; not yet measured)
+    # The latent codec the model is built for (udic.latent_codecs): "" = the mean-scale
+    # hyperprior; "channel-context" adds the channel-conditional context nets, which a run
+    # warm-started from a hyperprior's weights (--init-from) begins at zero.
+    latent_codec: str = ""
+    context_lr_scale: float = 1.0  # the context nets' LR relative to --lr
 
     def rate_lambdas(self) -> tuple[float, ...]:
         """The λ of each rate: the reference list unless ``--lambdas`` replaces it."""
@@ -86,6 +92,9 @@ class TrainConfig:
             raise ValueError("schedule 'time' needs --time-limit-minutes > 0: the schedule is scaled to it")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.latent_codec not in ("", DEFAULT_LATENT_CODEC, CHANNEL_CONTEXT_CODEC):
+            raise ValueError(f"latent_codec must be {DEFAULT_LATENT_CODEC!r} or {CHANNEL_CONTEXT_CODEC!r}, "
+                             f"got {self.latent_codec!r}")
         if self.init not in ("klt", "random"):
             raise ValueError(f"init must be 'klt' or 'random', got {self.init!r}")
         self.rate_lambdas()
@@ -190,13 +199,22 @@ def load_initial_weights(model: UdicModel, path: Path) -> None:
         from .. import modelfile
 
         loaded = modelfile.load(path)
-        if loaded.model.config.to_dict() != model.config.to_dict():
+        if _transforms_config(loaded.model.config) != _transforms_config(model.config):
             raise ValueError(f"{path}: architecture {loaded.model.config} differs from {model.config}")
         state = loaded.model.state_dict()
     missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [m for m in missing if not m.startswith("entropy_bottleneck._")]
+    # A context model warm-started from a hyperprior: its context nets keep their
+    # (zero-output) initialisation.
+    from_hyperprior = not any(k.startswith("context.") for k in state)
+    missing = [m for m in missing if not m.startswith("entropy_bottleneck._")
+               and not (from_hyperprior and m.startswith("context."))]
     if missing or unexpected:
         raise ValueError(f"{path}: weights do not match (missing {missing[:3]}, unexpected {unexpected[:3]})")
+
+
+def _transforms_config(config: ModelConfig) -> dict:
+    """The parts of a config a warm start must match (the latent codec may change)."""
+    return {k: v for k, v in config.to_dict().items() if k not in ("latent_codec", "slices")}
 
 
 @dataclass(frozen=True)
@@ -248,7 +266,7 @@ def state_digest(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def make_optimizer(cfg: TrainConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+def make_optimizer(cfg: TrainConfig, params: list) -> torch.optim.Optimizer:
     if cfg.optimizer == "soap":
         from .soap import SOAP
 
@@ -289,7 +307,8 @@ def _train(cfg: TrainConfig, progress: Callable[[str], None], ranks: Ranks, devi
     kodak_dir = Path(cfg.kodak_dir) if cfg.kodak_dir else data_root / "kodak"
 
     ckpt_path = out / "last.pt"
-    model_cfg = ModelConfig(N=cfg.N, M=cfg.M, lambdas=cfg.rate_lambdas())
+    model_cfg = ModelConfig(N=cfg.N, M=cfg.M, lambdas=cfg.rate_lambdas(),
+                            latent_codec=cfg.latent_codec or DEFAULT_LATENT_CODEC)
     torch.manual_seed(cfg.seed)  # the initial weights are a function of the seed too
     model = UdicModel(model_cfg)
     model = model.to(memory_format=torch.channels_last)
@@ -323,7 +342,14 @@ def _train(cfg: TrainConfig, progress: Callable[[str], None], ranks: Ranks, devi
     model = model.to(device)
     main_params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
     aux_params = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
-    opt = make_optimizer(cfg, main_params)
+    if cfg.context_lr_scale != 1.0 and model.context is not None:
+        context_ids = {id(p) for p in model.context.parameters()}
+        opt = make_optimizer(cfg, [
+            {"params": [p for p in main_params if id(p) not in context_ids], "lr_scale": 1.0},
+            {"params": [p for p in main_params if id(p) in context_ids], "lr_scale": cfg.context_lr_scale},
+        ])
+    else:
+        opt = make_optimizer(cfg, main_params)
     aux_opt = torch.optim.Adam(aux_params, lr=cfg.aux_lr)
     if state is not None:
         opt.load_state_dict(state["opt"])
@@ -445,7 +471,7 @@ def _train(cfg: TrainConfig, progress: Callable[[str], None], ranks: Ranks, devi
             break
         lr = cfg.lr_at(step, fraction)
         for group in opt.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         crop = cfg.crop_at(step, fraction)
         x = data.batch(cfg.seed, step, cfg.batch, crop, stream=ranks.rank)
         x = x.to(device).contiguous(memory_format=torch.channels_last)
