@@ -112,6 +112,9 @@ def test_equal_psnr_ratios_hand_computed() -> None:
     lines = equal_psnr_lines(rows)
     assert "| kodak | udic | 38.00 | avif | 36.00 | 0.50 | 0.54 | — | — |" in lines
     assert any(line.startswith("| kodak | udic | 38.00 | bpg (6 images) |") for line in lines)
+    # A curve that becomes lossless says at which bpp.
+    lossless = equal_psnr_lines(equal_psnr_table([{**udic, "lossless_bpp": 3.25}, avif]))
+    assert any(line.startswith("| kodak | udic | 38.00, lossless at 3.25 bpp | avif |") for line in lossless)
 
 
 def test_external_anchor_curves_average_each_qp_over_the_images(tmp_path: Path) -> None:

@@ -91,6 +91,21 @@ def test_average_curves_drops_a_setting_that_failed_on_one_image() -> None:
     assert len(notes) == 1 and "q=50" in notes[0] and "1/2" in notes[0]
 
 
+def test_average_curves_names_the_cheapest_setting_lossless_on_every_image() -> None:
+    """A setting exact on every image (PSNR ∞) has no place on a mean PSNR curve: the curve
+    names its mean bpp instead; one exact on some images only is still left out."""
+    points = [
+        _pt("udic", "a", 3, 1.0, 30.0), _pt("udic", "b", 3, 2.0, 32.0),
+        _pt("udic", "a", 8, 4.0, math.inf), _pt("udic", "b", 8, 6.0, 40.0),
+        _pt("udic", "a", 9, 5.0, math.inf), _pt("udic", "b", 9, 7.0, math.inf),
+        _pt("udic", "a", 10, 6.0, math.inf), _pt("udic", "b", 10, 8.0, math.inf),
+    ]
+    curves, notes = average_curves(points)
+    (c,) = curves
+    assert c.qualities == [3] and c.lossless_bpp == pytest.approx(6.0)
+    assert len(notes) == 1 and "q=8" in notes[0]
+
+
 def _curve(codec: str, scale: float = 1.0, n: int = 5, domain: str = "") -> Curve:
     bpp = [0.1 * 2**i * scale for i in range(n)]
     psnr = [28.0 + 2.5 * i for i in range(n)]

@@ -382,6 +382,7 @@ def equal_psnr_table(curves: list[dict], targets: tuple[float, ...] = EQUAL_PSNR
                         "images": anchor.get("images"), "targets": list(targets),
                         "ratios": [rate_ratio(ours, anchor, t) for t in targets],
                         "udic_top_psnr": max(ours["psnr"]), "anchor_top_psnr": max(anchor["psnr"]),
+                        "udic_lossless_bpp": ours.get("lossless_bpp"),
                     })
     return rows
 
@@ -395,7 +396,8 @@ def equal_psnr_lines(rows: list[dict]) -> list[str]:
              "What a user asking for a given quality pays: udic's mean bpp divided by the anchor's at "
              "the same PSNR, each read off its own per-image-averaged curve (log-rate linear in PSNR "
              "between the two points around the target). Below 1 = udic is smaller; — = one of the two "
-             "does not reach that PSNR. *top dB* is the highest PSNR each curve reaches.", ""]
+             "does not reach that PSNR. *top dB* is the highest PSNR each curve reaches; udic's also "
+             "names the mean bpp at which it is lossless on every image, where a setting is.", ""]
     if subsets:
         lines += ["Rows whose anchor names a number of images compare on those images only, udic "
                   "measured on the same ones (" + "; ".join(subsets) + ").", ""]
@@ -404,7 +406,10 @@ def equal_psnr_lines(rows: list[dict]) -> list[str]:
     for r in rows:
         anchor = r["anchor"] + (f" ({r['subset'].split(':')[0]})" if r["subset"] else "")
         cells = ["—" if v is None else f"{v:.2f}" for v in r["ratios"]]
-        lines.append(f"| {r['domain']} | {r['udic']} | {r['udic_top_psnr']:.2f} | {anchor} | "
+        top = f"{r['udic_top_psnr']:.2f}"
+        if r.get("udic_lossless_bpp") is not None:
+            top += f", lossless at {r['udic_lossless_bpp']:.2f} bpp"
+        lines.append(f"| {r['domain']} | {r['udic']} | {top} | {anchor} | "
                      f"{r['anchor_top_psnr']:.2f} | " + " | ".join(cells) + " |")
     return lines + [""]
 

@@ -106,6 +106,9 @@ class Curve:
     qualities: list[float | None]
     images: int
     note: str = ""
+    # Mean bpp of the cheapest setting that decoded every image exactly (PSNR ∞, so it
+    # cannot sit on the mean curve), or None.
+    lossless_bpp: float | None = None
 
     @property
     def points(self) -> int:
@@ -506,7 +509,13 @@ def average_curves(
     for (domain, codec), by_q in sorted(groups.items(), key=lambda kv: (kv[0][0], _codec_rank(kv[0][1]))):
         need = counts[domain]
         rows = []
+        lossless_bpp: float | None = None
         for q, plist in by_q.items():
+            exact = [p for p in plist if p.ok and math.isfinite(p.bpp) and p.bpp > 0 and math.isinf(p.psnr)]
+            if len(exact) >= need:
+                bpp = float(np.mean([p.bpp for p in exact]))
+                lossless_bpp = bpp if lossless_bpp is None else min(lossless_bpp, bpp)
+                continue
             good = [p for p in plist if _usable(p)]
             if len(good) < need:
                 where = f"{domain}: " if domain else ""
@@ -534,6 +543,7 @@ def average_curves(
                 [r[2] for r in rows],
                 [r[3] for r in rows],
                 images=need,
+                lossless_bpp=lossless_bpp,
             )
         )
     return curves, notes
