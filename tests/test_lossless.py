@@ -114,7 +114,7 @@ def test_smooth_image_compresses() -> None:
 def test_palette_and_tiles_use_palette_mode() -> None:
     payload = _roundtrip(CASES["tiled"]())
     info = lossless.describe(payload)
-    assert info["mode"] == "palette" and info["palette_size"] == 6
+    assert info["mode"] in ("palette", "palette raster") and info["palette_size"] == 6
 
 
 @pytest.mark.parametrize("channels", [1, 3, 4])
@@ -152,10 +152,17 @@ def test_copy_offsets_find_repeated_tiles() -> None:
 
 
 def test_copy_offsets_in_palette_mode() -> None:
+    from udic.lossless import find_offsets, pixel_keys, transforms
+
     pixels = _tiled(96, 128)
     payload = _roundtrip(pixels)
     info = lossless.describe(payload)
-    assert info["mode"] == "palette" and info["pixel_match"] and info["copy_offsets"] > 0
+    assert info["mode"] in ("palette", "palette raster") and info["pixel_match"] and info["copy_offsets"] > 0
+    offsets = find_offsets(pixel_keys(pixels), lossless.MAX_OFFSETS)
+    found = transforms.find_palette(pixels, lossless.MAX_PALETTE)
+    interlaced = lossless._encode_palette(pixels, 8, 0, 1, found, True, offsets)
+    assert lossless.describe(interlaced)["mode"] == "palette"
+    np.testing.assert_array_equal(lossless.decode(interlaced), pixels)
 
 
 def test_colour_naming_roundtrip() -> None:
@@ -233,24 +240,59 @@ PAYLOADS = {
     "match": lambda: lossless.encode(_flat_art(40, 36, 4)),
     "offsets": lambda: lossless.encode(_tile_sheet(48, 64)),
     "raster": lambda: _raster_payload(_tiled(24, 40)),
+    "raster_free": lambda: _raster_payload(_glyphs(30, 48), [], 2),
+    "raster_carry": lambda: _raster_payload(_glyphs(30, 48), [(1, 0)], 1),
 }
 
 
-def _raster_payload(pixels: np.ndarray, offsets: list[tuple[int, int]] | None = None) -> bytes:
+def _raster_payload(pixels: np.ndarray, offsets: list[tuple[int, int]] | None = None, lz: int = 1) -> bytes:
     from udic.lossless import find_offsets, pixel_keys, transforms
 
     found = transforms.find_palette(pixels, lossless.MAX_PALETTE)
     if offsets is None:
         offsets = find_offsets(pixel_keys(pixels), lossless.MAX_OFFSETS)
-    return lossless._encode_raster(pixels, 8, 0, found, offsets)
+    return lossless._encode_raster(pixels, 8, 0, found, offsets, lz)
 
 
+def _glyphs(h: int, w: int) -> np.ndarray:
+    """Text-like: five random 8×9 'glyphs' in lines that start at random columns (free copy offsets)."""
+    rng = np.random.default_rng(21)
+    glyphs = rng.integers(0, 2, (5, 9, 8)) * rng.integers(1, 4, (5, 1, 1))
+    img = np.zeros((h, w), np.int64)
+    y = 1
+    while y + 9 < h:
+        x = int(rng.integers(0, 6))
+        while x + 8 < w:
+            img[y : y + 9, x : x + 8] = glyphs[rng.integers(0, 5)]
+            x += 10
+        y += 11
+    colours = np.array([[250, 250, 250], [0, 0, 0], [30, 60, 200], [200, 20, 20]], np.uint8)
+    return colours[img]
+
+
+@pytest.mark.parametrize("lz", [0, 1, 2])
 @pytest.mark.parametrize("offsets", [None, [], [(0, 8), (1, 0), (8, -8), (0, 1)]])
-def test_palette_raster_roundtrip(offsets) -> None:
-    for pixels in (_tiled(64, 96), _many_colours(), CASES["binary"]() * 255, _tiled(1, 40), _tiled(33, 1)):
-        payload = _raster_payload(pixels, offsets)
+def test_palette_raster_roundtrip(offsets, lz: int) -> None:
+    for pixels in (_tiled(64, 96), _many_colours(), CASES["binary"]() * 255, _tiled(1, 40), _tiled(33, 1),
+                   _glyphs(40, 90)):
+        payload = _raster_payload(pixels, offsets, lz)
         assert lossless.describe(payload)["mode"] == "palette raster"
         np.testing.assert_array_equal(lossless.decode(payload), pixels)
+
+
+def test_free_copies_shrink_scattered_textures() -> None:
+    """Three noisy 12×12 textures stamped at random places: only free copy offsets find them."""
+    rng = np.random.default_rng(8)
+    colours = rng.integers(0, 256, (40, 3), dtype=np.uint8)
+    stamps = rng.integers(1, 40, (3, 12, 12))
+    img = np.zeros((120, 200), np.int64)
+    for _ in range(60):
+        y, x = int(rng.integers(0, 108)), int(rng.integers(0, 188))
+        img[y : y + 12, x : x + 12] = stamps[rng.integers(0, 3)]
+    pixels = colours[img]
+    plain = _raster_payload(pixels, [], 0)
+    assert len(_raster_payload(pixels, [], 1)) < 0.7 * len(plain)
+    assert len(_raster_payload(pixels, [], 2)) < 0.7 * len(plain)
 
 
 def test_palette_raster_is_chosen_for_runs() -> None:
@@ -328,6 +370,24 @@ V2_PAYLOADS = {
     "predictive": "eNoNwelOwjAAAGCif4zxoY1GY6IRiUcAOXa0sO4oo+2ubuvWDTY2ghjRqG+j33fUOT07Pul0zi8u726vhr0ufHnE2jQ21ArPdpztBfkoveurm6fe/XDYt+CAIiCYWSX2rmCfWfC7W3Uf7qeDZ6gOCdJSF638ZRPStzI6VPH3Xj69TNSpYgM1sGeZZ9cBa4vovUq+6uxn0w4mExNozDRi4sjUrkS0L/lhJb725eG91aAyR4CSReKzNGFVlra52LXlZl02260OTYRwSEnoWxnnhUwbmTeNrDeVqBuoI2w6nuf7Ps15wov0n8ylKGS+ruHcQTbGjusGAeFxFMVRIjgXNJGBlJrhWEsLOcyizKUBCULXjx0vRF4GRahAA+gYIKpjghwC6BISb7bwxzhW7bCvgJGyGBvWxLIUQEZwoeh4DN3XKRno5A91mPqK",
 }
 V2_IMAGES = {"match": lambda: _flat_art(20, 18, 4), "palette": lambda: _tiled(16, 24), "predictive": lambda: _smooth(12, 10, 3)}
+
+
+# Version 3 payloads (palette raster without free copies), made by the version 3 encoder: still decoded.
+V3_PAYLOADS = {
+    "raster": "eNoBxgE5/gMDKBgDCAAABmomrwagleVi+YtK5bzNr/GpQQECCAAAEGn07lD6I18kwO08uMpGU7FxXYfWPnvhYpJKpXZUPoUo/HEwbrRvLKGzYnxWXPkOx5Xf1npDBOaSBt/aHlnZDPwtMbtjBFd6qADpXpE7Tq0UUMHfbmyso6cvjMDIWXyk7EfJrnkE0opZ9v4PrhexMIoQpxqW7WwdZkpzTW8Ps3Ekcr9uUjShU4+OPoo/1BV1txp8rcq1ZOxepwHLIv8svPvkNBSGEhKpi/NuDxLHW8KXJ/7sT1jdIOH5BS41W0sri5ZWYHshMsVgd3ogcfvTYpWzNumI2cAWkny9wK0/npok2FKZJwFqKTYLiQIWDtkQWu2V0KAnX32z7aN7j0xCJN+MZF/l7gbggKvKzHgC9pIOKJltykEMuuO8jFbQrkXGdeSyQFzXERJ0+E54TpVrwdl7OFEQfmJFPiV5+m30PK26lsxC+Ixtsgh7NcXyRprnKtyDOQPkXbV+HQ/oT6/5qcd01ns/jUhZIDX3Y5IuD98HbPcvqhTZulQWmqC+OQpRyoemNDXQqgjKtmGM0tOISu8/3mHywI//4P9/H/f////2f8AAAACmkNyI",
+    "match": "eNpdzrFr1FAcAOBfciGENMQQr2l4Da9pCzo4FfoGMdCpk0stukQ7FaEg3UTCWWi7ZBOEcgHhOpyi7dAx4JCiIB2K4BLhuVicXUx+xhBCCE9nv7/gG8j2UNEA1i5pcKB/DwUACCCyAKYIyEwB3BKAtqAg95QoPeV2T3HYB6B0AVG7gA+7AJ0uBLUNidaG3GlDdNsItCYiehNxt4mQNAnodUKMOuGkTtCrUzCqlJhVGjtVOnWrNCNVyr0qRVrlYGJOLMxjF/MpwTzzMOcUc/SxBKsoiV2UMSnKqVeUGS1K7hclLhWwoQrK1D7J3BqeaAJiXcDUEAHTupDpbcSMJmFmnTKrypmNJRsWNLN6SZZABhiYEvxnYf0ju3c4un7nxevJj8UL2fowuTWzJem/44emdLRpLa8+v1Zn/vLV7oo3Muz9wdX2DfdiZ15lk5e7xurtB5/fL85/eff024g7iq+vfzq7O/YWZp2dX/H+I2Pp68+35qvx8cqzvaPHc/f3/HHSvDn4c3J6fvNfB/4Cg/utBg==",
+}
+V3_IMAGES = {"raster": lambda: _tiled(24, 40), "match": lambda: _flat_art(20, 18, 4)}
+
+
+@pytest.mark.parametrize("kind", sorted(V3_PAYLOADS))
+def test_version_3_payloads_still_decode(kind: str) -> None:
+    import base64
+    import zlib
+
+    payload = zlib.decompress(base64.b64decode(V3_PAYLOADS[kind]))
+    assert payload[0] == 3
+    np.testing.assert_array_equal(lossless.decode(payload), V3_IMAGES[kind]())
 
 
 @pytest.mark.parametrize("kind", sorted(V2_PAYLOADS))

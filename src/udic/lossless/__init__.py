@@ -19,14 +19,15 @@ from . import transforms
 from .payload import Reader, Writer
 from .coding import Decoder, OpList
 from .planes import PlaneSpec, decode_planes, encode_planes
+from . import raster
 from .raster import decode_raster, encode_raster
 from .predict import MAX_OFFSETS
 from .repeats import find_offsets, pixel_keys
 
 __all__ = ["encode", "decode", "describe"]
 
-VERSION = 3
-OLD_VERSIONS = (2,)  # still decoded: static per-image tables instead of adaptive models
+VERSION = 4
+OLD_VERSIONS = (2, 3)  # still decoded: 2 static per-image tables; 3 palette raster without free copies
 MODE_STORED = 0
 MODE_PREDICTIVE = 1
 MODE_PALETTE = 2
@@ -167,7 +168,7 @@ def _encode_palette(pixels: np.ndarray, bit_depth: int, max_error: int, effort: 
 
 
 def _encode_raster(pixels: np.ndarray, bit_depth: int, max_error: int, found: tuple[np.ndarray, np.ndarray],
-                   offsets: list[tuple[int, int]]) -> bytes:
+                   offsets: list[tuple[int, int]], lz: int = raster.LZ_CARRY) -> bytes:
     palette, index = found
     h, w = index.shape
     offsets = [(dy, dx) for dy, dx in offsets if dy < h and abs(dx) < w]
@@ -175,8 +176,9 @@ def _encode_raster(pixels: np.ndarray, bit_depth: int, max_error: int, found: tu
     out.varint(palette.shape[0])
     out.raw(_samples_bytes(palette, pixels.dtype == np.uint16))
     _write_match(out, bool(offsets), offsets)
+    out.u8(lz)
     ops = OpList()
-    encode_raster(index, palette.shape[0], offsets, ops)
+    encode_raster(index, palette.shape[0], offsets, ops, lz)
     stream = ops.finish()
     out.varint(len(stream) // 4)
     return out.getvalue() + stream
@@ -237,9 +239,10 @@ def encode(pixels: np.ndarray, bit_depth: int = 8, max_error: int = 0, effort: i
         if len(cand) < len(best):
             best = cand
         raster_offsets = offsets if match else find_offsets(pixel_keys(pixels), MAX_OFFSETS)
-        cand = _encode_raster(pixels, bit_depth, max_error, found, raster_offsets)
-        if len(cand) < len(best):
-            best = cand
+        for lz in (raster.LZ_OFF, raster.LZ_CARRY, raster.LZ_EXPLICIT):
+            cand = _encode_raster(pixels, bit_depth, max_error, found, raster_offsets, lz)
+            if len(cand) < len(best):
+                best = cand
     if found is None or effort > 0:
         chosen = _transform_candidates(pixels, bit_depth, max_error, effort)
         for transform in chosen:
@@ -316,11 +319,16 @@ def decode(payload: bytes, max_pixels: int = 64_000_000) -> np.ndarray:
         palette = _read_samples(reader, size * c, wide, bd, "palette").reshape(size, c)
         match, offsets = _read_match(reader, h, w)
         if hd["mode"] == MODE_RASTER:
+            lz = raster.LZ_OFF
+            if hd["version"] >= 4:
+                lz = reader.u8("free copy mode")
+                if lz not in (raster.LZ_OFF, raster.LZ_CARRY, raster.LZ_EXPLICIT):
+                    raise ContainerError(f"lossless payload: free copy mode {lz} is invalid")
             words = reader.varint("entropy-coded length")
             if reader.remaining != 4 * words:
                 raise ContainerError("lossless payload: entropy-coded data has the wrong length (truncated or padded)")
             dec = Decoder(reader.rest())
-            index = decode_raster(dec, h, w, size, offsets)
+            index = decode_raster(dec, h, w, size, offsets, lz)
             dec.check_finished()
             return palette[index]
         spec = PlaneSpec(0, size - 1, 0, size, False)

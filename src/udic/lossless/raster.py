@@ -14,17 +14,34 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ContainerError
+from . import coding
 from .adaptive import AdaptiveModel
 
 SYM_LEFT = 0
 ABOVE = ((1, 0), (1, -1), (1, 1), (2, 0))  # (dy, dx) back: N, NE, NW, NN
 SYM_ABOVE = 1  # SYM_ABOVE + r: the r-th distinct pixel above
-SYM_OFFSET = SYM_ABOVE + len(ABOVE)  # SYM_OFFSET + k: copy offset k; SYM_OFFSET + K: literal
+SYM_OFFSET = SYM_ABOVE + len(ABOVE)  # SYM_OFFSET + k: copy offset k, then the symbols below
 PATTERNS = 8  # context bits: N = NW, N = NE, N = NN
+# After the K copy offsets (version ≥ 4, "lz"): continue the left pixel's copy, take the copy of
+# the pixel above, start a copy with a new explicit offset; then (every version) literal.
+MIN_NEW_RUN = 6  # encoder: a new offset must copy at least this many pixels
+LZ_OFF, LZ_CARRY, LZ_EXPLICIT = 0, 1, 2  # free copies: off; carried through left/above pixels; only by "continue"
 
 
-def alphabet(offsets: int) -> int:
-    return SYM_OFFSET + offsets + 1
+class Symbols:
+    def __init__(self, offsets: int, lz: int) -> None:
+        self.offsets = offsets
+        self.lz = lz
+        base = SYM_OFFSET + offsets
+        self.inherit_left = base if lz else -1
+        self.inherit_above = base + 1 if lz else -1
+        self.new = base + 2 if lz else -1
+        self.literal = base + 3 if lz else base
+        self.size = self.literal + 1
+
+
+def alphabet(offsets: int, lz: int = LZ_OFF) -> int:
+    return Symbols(offsets, lz).size
 
 
 def _above(prev1: np.ndarray, prev2: np.ndarray, has1: np.ndarray, has2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -64,13 +81,23 @@ def _context(vals: np.ndarray, ok: np.ndarray, above_sym: np.ndarray, none: int)
 PHASES = ((0, 2, 0), (1, 2, 1))
 
 
-def _models(offsets: int, palette_size: int) -> tuple[list[AdaptiveModel], AdaptiveModel]:
-    size = alphabet(offsets)
-    classes = size + 1
-    first = AdaptiveModel(1, classes * PATTERNS, size, np.arange(classes * PATTERNS) // PATTERNS)
-    later = [AdaptiveModel(1, classes * classes * PATTERNS, size, np.arange(classes * classes * PATTERNS) // PATTERNS)
-             for _ in PHASES[1:]]
-    return [first] + later, AdaptiveModel(1, 1, palette_size)
+class _Models:
+    """The adaptive models of a raster plane (all persist from row to row)."""
+
+    def __init__(self, syms: Symbols, palette_size: int, height: int, width: int) -> None:
+        size = syms.size
+        classes = size + 1
+        self.phases = [AdaptiveModel(1, classes * PATTERNS, size, np.arange(classes * PATTERNS) // PATTERNS)]
+        self.phases += [AdaptiveModel(1, classes * classes * PATTERNS, size,
+                                      np.arange(classes * classes * PATTERNS) // PATTERNS) for _ in PHASES[1:]]
+        self.literal = AdaptiveModel(1, 1, palette_size)
+        self.dy = AdaptiveModel(1, 1, token_count(height - 1))
+        self.dx = AdaptiveModel(1, 2, token_count(2 * width))
+
+
+def token_count(top: int) -> int:
+    """Alphabet of the tokens of values 0 … top."""
+    return int(coding.tokenize(np.array([max(top, 0)]))[0][0]) + 1
 
 
 def _phase_context(base: np.ndarray, sym: np.ndarray, cols: np.ndarray, dist: int, none: int) -> np.ndarray:
@@ -85,33 +112,111 @@ def _phase_context(base: np.ndarray, sym: np.ndarray, cols: np.ndarray, dist: in
     return (sym[cols - dist] * (none + 1) + east) * PATTERNS + base[cols] % PATTERNS
 
 
-def encode_raster(index: np.ndarray, palette_size: int, offsets: list[tuple[int, int]], ops) -> None:
+def _code_new(models: _Models, new_dy: np.ndarray, new_dx: np.ndarray, ops) -> None:
+    """New offsets of a row: dy tokens (+ raw bits), then zigzag(dx) tokens by dy = 0 (+ raw bits)."""
+    tok, nraw, raw = coding.tokenize(new_dy)
+    models.dy.encode(ops, 0, np.zeros(tok.size, np.int64), tok)
+    ops.add_raw(raw, nraw)
+    tok, nraw, raw = coding.tokenize(coding.zigzag(new_dx))
+    models.dx.encode(ops, 0, (new_dy == 0).astype(np.int64), tok)
+    ops.add_raw(raw, nraw)
+
+
+def _decode_new(models: _Models, dec, count: int) -> tuple[np.ndarray, np.ndarray]:
+    tok = models.dy.decode(dec, 0, np.zeros(count, np.int64))
+    dy = coding.detokenize(tok, dec.raw(coding.token_raw_bits(tok)))
+    tok = models.dx.decode(dec, 0, (dy == 0).astype(np.int64))
+    dx = coding.unzigzag(coding.detokenize(tok, dec.raw(coding.token_raw_bits(tok))))
+    return dy, dx
+
+
+def encode_raster(index: np.ndarray, palette_size: int, offsets: list[tuple[int, int]], ops, lz: int = LZ_CARRY) -> None:
     """Appends the symbols of the index plane (H, W) to ``ops`` in decode order."""
-    idx, sym, ctx = symbols(index, offsets)
-    literal = SYM_OFFSET + len(offsets)
-    none = alphabet(len(offsets))
-    models, lit_model = _models(len(offsets), palette_size)
-    width = idx.shape[1]
-    for y in range(idx.shape[0]):
-        for (start, step, dist), model in zip(PHASES, models):
-            cols = np.arange(start, width, step)
-            model.encode(ops, 0, _phase_context(ctx[y], sym[y], cols, dist, none), sym[y, cols])
-        lits = idx[y][sym[y] == literal]
-        lit_model.encode(ops, 0, np.zeros(lits.size, np.int64), lits)
-
-
-def symbols(index: np.ndarray, offsets: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Encoder: (index as int64, symbol per pixel, context bin per pixel)."""
     height, width = index.shape
+    syms = Symbols(len(offsets), lz)
+    idx, sym, ctx, new_offsets = symbols(index, offsets, lz)
+    models = _Models(syms, palette_size, height, width)
+    for y in range(height):
+        for (start, step, dist), model in zip(PHASES, models.phases):
+            cols = np.arange(start, width, step)
+            model.encode(ops, 0, _phase_context(ctx[y], sym[y], cols, dist, syms.size), sym[y, cols])
+        if lz:
+            dy, dx = new_offsets[y]
+            if dy.size:
+                _code_new(models, dy, dx, ops)
+        lits = idx[y][sym[y] == syms.literal]
+        models.literal.encode(ops, 0, np.zeros(lits.size, np.int64), lits)
+
+
+def _window_sources(idx: np.ndarray) -> np.ndarray:
+    """Encoder: per pixel, the raster position of the nearest earlier pixel whose 4-pixel row
+    window (starting there) hashes the same, or −1 (candidate sources for new offsets)."""
+    height, width = idx.shape
+    out = np.full(height * width, -1, dtype=np.int64)
+    if width < 4:
+        return out.reshape(height, width)
+    k = idx.astype(np.uint64)
+    win = np.zeros((height, width - 3), dtype=np.uint64)
+    for i in range(4):
+        win = (win ^ (k[:, i : i + width - 3] * np.uint64(0x9E3779B97F4A7C15 + 2 * i + 1))) * np.uint64(0xFF51AFD7ED558CCD)
+    pos = (np.arange(height)[:, None] * width + np.arange(width - 3)[None, :]).ravel()
+    flat = win.ravel()
+    order = np.argsort(flat, kind="stable")
+    same = np.flatnonzero(flat[order][1:] == flat[order][:-1]) + 1
+    out[pos[order[same]]] = pos[order[same - 1]]
+    return out.reshape(height, width)
+
+
+CHAIN = 8  # encoder: earlier window occurrences tried per new offset
+LOOK_ROWS = 4  # encoder: rows scored per candidate (a copy that holds for the next rows is worth more)
+
+
+def _best_source(idx: np.ndarray, source: np.ndarray, y: int, x: int) -> tuple[int, int] | None:
+    """Encoder: the offset, among the nearest CHAIN earlier occurrences of the window at (y, x),
+    whose copy matches most pixels here and at the same columns of the next rows."""
+    height, width = idx.shape
+    flat = source.reshape(-1)
+    pos = int(source[y, x])
+    best, best_score = None, 0
+    for _ in range(CHAIN):
+        if pos < 0:
+            break
+        sy, sx = divmod(pos, width)
+        off = (y - sy, x - sx)
+        run = _run(idx, y, x, *off)
+        if run >= MIN_NEW_RUN:
+            score = run + sum(_run(idx, y + r, x, *off) for r in range(1, LOOK_ROWS) if y + r < height)
+            if score > best_score:
+                best, best_score = off, score
+        pos = int(flat[pos])
+    return best
+
+
+def _run(idx: np.ndarray, y: int, x: int, dy: int, dx: int) -> int:
+    """Encoder: how many pixels from (y, x) on equal their source at offset (dy, dx)."""
+    height, width = idx.shape
+    sy, sx = y - dy, x - dx
+    if sy < 0 or sx < 0 or sx >= width or (dy == 0 and dx <= 0):
+        return 0
+    n = min(width - x, width - sx)
+    eq = idx[y, x : x + n] == idx[sy, sx : sx + n]
+    miss = np.flatnonzero(~eq)
+    return int(miss[0]) if miss.size else n
+
+
+def symbols(index: np.ndarray, offsets: list[tuple[int, int]], lz: int = LZ_CARRY):
+    """Encoder: (index as int64, symbol per pixel, context bin per pixel, per row the new
+    offsets (dy, dx) in column order)."""
+    height, width = index.shape
+    syms = Symbols(len(offsets), lz)
     idx = index.astype(np.int64)
-    literal = SYM_OFFSET + len(offsets)
     prev1 = np.concatenate([idx[:1], idx[:-1]], axis=0)
     prev2 = np.concatenate([idx[:2], idx[:-2]], axis=0)[:height]
     rows = np.arange(height)[:, None]
     vals, ok = _above(prev1, prev2, rows >= 1, rows >= 2)
     new, ranks = _ranks(vals, ok)
     x = np.arange(width)
-    sym = np.full((height, width), literal, dtype=np.int64)
+    sym = np.full((height, width), syms.literal, dtype=np.int64)
     found = np.zeros((height, width), dtype=bool)
     left = np.zeros((height, width), dtype=bool)
     left[:, 1:] = idx[:, 1:] == idx[:, :-1]
@@ -121,38 +226,97 @@ def symbols(index: np.ndarray, offsets: list[tuple[int, int]]) -> tuple[np.ndarr
         hit = ~found & new[j] & (vals[j] == idx)
         sym[hit] = SYM_ABOVE + ranks[j][hit]
         found |= hit
-    for k, (dy, dx) in enumerate(offsets):
-        sy = rows - dy
-        sx = x[None, :] - dx
-        inside = (sy >= 0) & (sx >= 0) & (sx < width)
-        src = idx[np.clip(sy, 0, height - 1), np.clip(sx, 0, width - 1)]
-        hit = ~found & inside & (src == idx)
-        sym[hit] = SYM_OFFSET + k
-        found |= hit
+    new_offsets = []
+    if lz:
+        table = list(offsets)
+        source = _window_sources(idx)
+        ids_prev = np.full(width, -1, dtype=np.int64)
+        for y in range(height):
+            # Copy ids flow left to right through every pixel coded by left / above (a copy keeps
+            # going across the pixels that need no copy); a literal ends it.
+            ids = np.full(width, -1, dtype=np.int64)
+            row_new = []
+            cur = -1
+            start = 0
+            todo = np.flatnonzero(~found[y]) if lz == LZ_CARRY else np.arange(width)
+            for xx in todo.tolist():
+                if xx > 0 and lz == LZ_CARRY:
+                    ids[start:xx] = cur
+                start = xx + 1
+                if cur >= 0 and _run(idx, y, xx, *table[cur]) > 0:
+                    sym[y, xx] = syms.inherit_left
+                    ids[xx] = cur
+                    continue
+                if found[y, xx]:
+                    cur = -1
+                    continue
+                best, best_sym, best_run = -1, syms.literal, 0
+                if ids_prev[xx] >= 0:
+                    run = _run(idx, y, xx, *table[ids_prev[xx]])
+                    if run:
+                        best, best_sym, best_run = int(ids_prev[xx]), syms.inherit_above, run
+                for k in range(len(offsets)):
+                    run = _run(idx, y, xx, *offsets[k])
+                    if run > best_run:
+                        best, best_sym, best_run = k, SYM_OFFSET + k, run
+                if best < 0 and source[y, xx] >= 0:
+                    off = _best_source(idx, source, y, xx)
+                    if off is not None:
+                        best, best_sym = len(table), syms.new
+                        table.append(off)
+                        row_new.append(off)
+                sym[y, xx] = best_sym
+                ids[xx] = best
+                cur = best
+            if start > 0 and lz == LZ_CARRY:
+                ids[start:] = cur
+            ids_prev = ids
+            arr = np.array(row_new, dtype=np.int64).reshape(-1, 2)
+            new_offsets.append((arr[:, 0], arr[:, 1]))
+    else:
+        for k, (dy, dx) in enumerate(offsets):
+            sy = rows - dy
+            sx = x[None, :] - dx
+            inside = (sy >= 0) & (sx >= 0) & (sx < width)
+            src = idx[np.clip(sy, 0, height - 1), np.clip(sx, 0, width - 1)]
+            hit = ~found & inside & (src == idx)
+            sym[hit] = SYM_OFFSET + k
+            found |= hit
     above_sym = np.concatenate([sym[:1], sym[:-1]], axis=0)
-    return idx, sym, _context(vals, ok, above_sym, alphabet(len(offsets)))
+    return idx, sym, _context(vals, ok, above_sym, syms.size), new_offsets
 
 
-def decode_raster(dec, height: int, width: int, palette_size: int, offsets: list[tuple[int, int]]) -> np.ndarray:
+def _follow(ptr: np.ndarray) -> np.ndarray:
+    """Pointer doubling: every position's pointer followed to its end (pointers go left)."""
+    while True:
+        nxt = ptr[ptr]
+        if np.array_equal(nxt, ptr):
+            return ptr
+        ptr = nxt
+
+
+def decode_raster(dec, height: int, width: int, palette_size: int, offsets: list[tuple[int, int]],
+                  lz: int = LZ_CARRY) -> np.ndarray:
     idx = np.zeros((height, width), dtype=np.int64)
+    syms = Symbols(len(offsets), lz)
+    models = _Models(syms, palette_size, height, width)
     sym_prev = np.zeros(width, dtype=np.int64)
-    literal = SYM_OFFSET + len(offsets)
-    models, lit_model = _models(len(offsets), palette_size)
-    none = alphabet(len(offsets))
+    table = np.array(offsets, dtype=np.int64).reshape(-1, 2)
+    ids_prev = np.full(width, -1, dtype=np.int64)
     x = np.arange(width)
     true = np.ones((1, 1), dtype=bool)
     false = np.zeros((1, 1), dtype=bool)
+    phase_cols = [np.arange(start, width, step) for start, step, _ in PHASES]
     for y in range(height):
         prev1 = idx[max(y - 1, 0)][None]
         prev2 = idx[max(y - 2, 0)][None]
         vals, ok = _above(prev1, prev2, true if y >= 1 else false, true if y >= 2 else false)
         new, ranks = _ranks(vals, ok)
         vals, ok, new, ranks = vals[:, 0], ok[:, 0], new[:, 0], ranks[:, 0]
-        ctx = _context(vals, ok, sym_prev, none)
+        ctx = _context(vals, ok, sym_prev, syms.size)
         sym = np.zeros(width, dtype=np.int64)
-        for (start, step, dist), model in zip(PHASES, models):
-            cols = np.arange(start, width, step)
-            sym[cols] = model.decode(dec, 0, _phase_context(ctx, sym, cols, dist, none))
+        for (_, _, dist), cols, model in zip(PHASES, phase_cols, models.phases):
+            sym[cols] = model.decode(dec, 0, _phase_context(ctx, sym, cols, dist, syms.size))
         value = np.full(width, -1, dtype=np.int64)
         ptr = np.arange(width)
         is_left = sym == SYM_LEFT
@@ -162,31 +326,52 @@ def decode_raster(dec, height: int, width: int, palette_size: int, offsets: list
         for j in range(len(ABOVE)):
             hit = new[j] & (sym == SYM_ABOVE + ranks[j])
             value[hit] = vals[j][hit]
-        for k, (dy, dx) in enumerate(offsets):
-            at = np.flatnonzero(sym == SYM_OFFSET + k)
-            if at.size == 0:
-                continue
+        ids = np.where((sym >= SYM_OFFSET) & (sym < SYM_OFFSET + len(offsets)), sym - SYM_OFFSET, -1)
+        if lz:
+            new_at = np.flatnonzero(sym == syms.new)
+            if new_at.size:
+                dy, dx = _decode_new(models, dec, new_at.size)
+                if np.any(dy > y) or np.any((dy == 0) & (dx <= 0)) or np.any(np.abs(dx) >= width):
+                    raise ContainerError("lossless payload: a new copy offset is invalid")
+                ids[new_at] = table.shape[0] + np.arange(new_at.size)
+                table = np.concatenate([table, np.stack([dy, dx], axis=1)])
+            up = np.flatnonzero(sym == syms.inherit_above)
+            ids[up] = ids_prev[up]
+            if up.size and ids[up].min() < 0:
+                raise ContainerError("lossless payload: the pixel above has no copy offset to take")
+            copies = ids >= 0
+            carry = (sym < SYM_OFFSET) | (sym == syms.inherit_left) if lz == LZ_CARRY else sym == syms.inherit_left
+            carry[0] = False
+            if sym[0] == syms.inherit_left:
+                raise ContainerError("lossless payload: the first pixel of a row continues a copy")
+            idptr = np.arange(width)
+            idptr[carry] = x[carry] - 1
+            ids = ids[_follow(idptr)]
+            lefts = sym == syms.inherit_left
+            copies |= lefts
+            if np.any(ids[lefts] < 0):
+                raise ContainerError("lossless payload: a pixel continues a copy that its left neighbour lacks")
+        else:
+            copies = ids >= 0
+        at = np.flatnonzero(copies)
+        if at.size:
+            dy, dx = table[ids[at], 0], table[ids[at], 1]
             sx = at - dx
-            if y < dy or sx.min() < 0 or sx.max() >= width:
+            if np.any(dy > y) or sx.min() < 0 or sx.max() >= width:
                 raise ContainerError("lossless payload: a copy offset points outside the image")
-            if dy:
-                value[at] = idx[y - dy, sx]
-            else:
-                ptr[at] = sx
-        lit_at = np.flatnonzero(sym == literal)
+            far = dy > 0
+            value[at[far]] = idx[y - dy[far], sx[far]]
+            ptr[at[~far]] = sx[~far]
+        lit_at = np.flatnonzero(sym == syms.literal)
         if lit_at.size:
-            lits = lit_model.decode(dec, 0, np.zeros(lit_at.size, np.int64))
+            lits = models.literal.decode(dec, 0, np.zeros(lit_at.size, np.int64))
             if lits.max() >= palette_size:
                 raise ContainerError("lossless payload: palette index out of range")
             value[lit_at] = lits
-        while True:
-            nxt = ptr[ptr]
-            if np.array_equal(nxt, ptr):
-                break
-            ptr = nxt
-        value = value[ptr]
+        value = value[_follow(ptr)]
         if value.min() < 0:
             raise ContainerError("lossless payload: a pixel names a neighbour that does not exist")
         idx[y] = value
         sym_prev = sym
+        ids_prev = ids
     return idx.astype(np.int32)
