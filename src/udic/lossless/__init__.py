@@ -98,6 +98,7 @@ def _specs(channels: int, ranges: list[tuple[int, int]], max_error: int, maxval:
     return specs
 
 
+RASTER_HOPELESS = 1.15  # the plain raster scan this much larger than the best so far: skip free copies
 MATCH_SHARE = 0.3  # use pixel matching when more than this share of pixels repeats its left/upper neighbour
 MATCH_SURE = 0.8  # below this share, effort ≥ 1 also tries the predictive mode without matching
 
@@ -243,6 +244,8 @@ def encode(pixels: np.ndarray, bit_depth: int = 8, max_error: int = 0, effort: i
             cand = _encode_raster(pixels, bit_depth, max_error, found, raster_offsets, lz)
             if len(cand) < len(best):
                 best = cand
+            elif lz == raster.LZ_OFF and len(cand) > RASTER_HOPELESS * len(best):
+                break  # free copies rarely win back this much (saves two encodes)
     if found is None or effort > 0:
         chosen = _transform_candidates(pixels, bit_depth, max_error, effort)
         for transform in chosen:

@@ -61,13 +61,24 @@ class AdaptiveModel:
 
     def update(self, group: int, ctx: np.ndarray, sym: np.ndarray) -> None:
         a = self.alphabet
-        keys, counts = np.unique(ctx * a + sym, return_counts=True)
-        self.counts[group].reshape(-1)[keys] += counts
-        if self.parent is None:
-            self.bin_counts.reshape(-1)[keys] += counts
+        size = self.bins * a
+        if ctx.size * 4 >= size:
+            hist = np.bincount(ctx * a + sym, minlength=size)
+            self.counts[group].reshape(-1)[:] += hist
+            if self.parent is None:
+                self.bin_counts.reshape(-1)[:] += hist
+            else:
+                keys = np.flatnonzero(hist)
+                np.add.at(self.class_counts.reshape(-1), self.parent[keys // a] * a + keys % a, hist[keys])
+            self.total += hist.reshape(self.bins, a).sum(axis=0)
         else:
-            np.add.at(self.class_counts.reshape(-1), self.parent[keys // a] * a + keys % a, counts)
-        np.add.at(self.total, keys % a, counts)
+            keys, counts = np.unique(ctx * a + sym, return_counts=True)
+            self.counts[group].reshape(-1)[keys] += counts
+            if self.parent is None:
+                self.bin_counts.reshape(-1)[keys] += counts
+            else:
+                np.add.at(self.class_counts.reshape(-1), self.parent[keys // a] * a + keys % a, counts)
+            np.add.at(self.total, keys % a, counts)
         self.seen[group] += ctx.size
 
     def chunks(self, group: int, count: int):
@@ -108,8 +119,8 @@ class AdaptiveModel:
             counts = np.bincount(c, minlength=self.bins)
             present = np.flatnonzero(counts)
             probs = self.probabilities(group, present)
-            parts = [dec.symbols(Categorical(probs[i], perfect=False), int(counts[b]))
-                     for i, b in enumerate(present.tolist())]
+            parts = [dec.raw_symbols(Categorical(probs[i], perfect=False), k)
+                     for i, k in enumerate(counts[present].tolist())]
             s = np.empty(c.size, dtype=np.int64)
             s[order] = np.concatenate(parts) if parts else np.zeros(0, np.int64)
             out[start:end] = s

@@ -203,6 +203,13 @@ class Decoder:
         except Exception as exc:
             raise ContainerError(f"lossless payload: entropy decoding failed ({exc})") from None
 
+    def raw_symbols(self, model: object, count: int) -> np.ndarray:
+        """``symbols`` without the int64 conversion (count ≥ 1; the caller converts once)."""
+        try:
+            return self.coder.decode(model, count)
+        except Exception as exc:
+            raise ContainerError(f"lossless payload: entropy decoding failed ({exc})") from None
+
     def raw(self, nraw: np.ndarray) -> np.ndarray | None:
         """Raw low bits for every position (None when no position has any)."""
         counts = np.bincount(nraw, minlength=1)

@@ -237,18 +237,31 @@ def symbols(index: np.ndarray, offsets: list[tuple[int, int]], lz: int = LZ_CARR
             ids = np.full(width, -1, dtype=np.int64)
             row_new = []
             cur = -1
-            start = 0
-            todo = np.flatnonzero(~found[y]) if lz == LZ_CARRY else np.arange(width)
-            for xx in todo.tolist():
-                if xx > 0 and lz == LZ_CARRY:
-                    ids[start:xx] = cur
-                start = xx + 1
-                if cur >= 0 and _run(idx, y, xx, *table[cur]) > 0:
+            hard = np.flatnonzero(~found[y]).tolist()  # pixels that left / above cannot code
+            hard.append(width)
+            h = 0
+            xx = 0
+            while xx < width:
+                if lz == LZ_EXPLICIT and cur >= 0:
+                    run = _run(idx, y, xx, *table[cur])
+                    sym[y, xx : xx + run] = syms.inherit_left
+                    ids[xx : xx + run] = cur
+                    xx += run
+                    cur = -1
+                    continue
+                while hard[h] < xx:
+                    h += 1
+                if hard[h] > xx:
+                    if lz == LZ_CARRY:
+                        ids[xx : hard[h]] = cur
+                    else:
+                        cur = -1
+                    xx = hard[h]
+                    continue
+                if lz == LZ_CARRY and cur >= 0 and _run(idx, y, xx, *table[cur]) > 0:
                     sym[y, xx] = syms.inherit_left
                     ids[xx] = cur
-                    continue
-                if found[y, xx]:
-                    cur = -1
+                    xx += 1
                     continue
                 best, best_sym, best_run = -1, syms.literal, 0
                 if ids_prev[xx] >= 0:
@@ -268,8 +281,7 @@ def symbols(index: np.ndarray, offsets: list[tuple[int, int]], lz: int = LZ_CARR
                 sym[y, xx] = best_sym
                 ids[xx] = best
                 cur = best
-            if start > 0 and lz == LZ_CARRY:
-                ids[start:] = cur
+                xx += 1
             ids_prev = ids
             arr = np.array(row_new, dtype=np.int64).reshape(-1, 2)
             new_offsets.append((arr[:, 0], arr[:, 1]))
