@@ -280,6 +280,17 @@ def test_palette_raster_roundtrip(offsets, lz: int) -> None:
         np.testing.assert_array_equal(lossless.decode(payload), pixels)
 
 
+def test_palette_raster_takes_more_than_4096_colours() -> None:
+    """5 000 random colours in runs of 8 along rows: only the raster scan's larger palette fits."""
+    rng = np.random.default_rng(12)
+    colours = rng.integers(0, 256, (5000, 3), dtype=np.uint8)
+    runs = np.concatenate([np.arange(5000), rng.integers(0, 5000, 200 * 200 // 8 - 5000)])
+    pixels = np.repeat(colours[runs], 8, axis=0).reshape(200, 200, 3)
+    payload = _roundtrip(pixels)
+    info = lossless.describe(payload)
+    assert info["mode"] == "palette raster" and info["palette_size"] > 4096
+
+
 def test_free_copies_shrink_scattered_textures() -> None:
     """Three noisy 12×12 textures stamped at random places: only free copy offsets find them."""
     rng = np.random.default_rng(8)

@@ -36,6 +36,7 @@ MODE_NAMES = {MODE_STORED: "stored", MODE_PREDICTIVE: "predictive", MODE_PALETTE
               MODE_RASTER: "palette raster"}
 MAX_SIDE = 1 << 20
 MAX_PALETTE = 4096
+MAX_RASTER_PALETTE = 16384  # palette raster (version ≥ 4) takes larger palettes: line art, screens
 
 
 def _colour_count(channels: int) -> int:
@@ -261,6 +262,15 @@ def encode(pixels: np.ndarray, bit_depth: int = 8, max_error: int = 0, effort: i
                 cand = _encode_predictive(pixels, bit_depth, max_error, effort, transform, False, [])
                 if len(cand) < len(best):
                     best = cand
+    if found is None and effort > 0:
+        # Anti-aliased line art and screens have a few thousand colours too many for the
+        # interlaced palette; the raster scan (plain: free copies did not pay there) can take them.
+        big = transforms.find_palette(pixels, MAX_RASTER_PALETTE)
+        if big is not None:
+            raster_offsets = offsets if match else find_offsets(pixel_keys(pixels), MAX_OFFSETS)
+            cand = _encode_raster(pixels, bit_depth, max_error, big, raster_offsets, raster.LZ_OFF)
+            if len(cand) < len(best):
+                best = cand
     if max_error > 0 and match and effort > 0:
         # Copy offsets are lossless-only, so on tile art the exact payload can be the smaller one
         # (it meets any ±max_error bound; its header then says 0).
@@ -316,8 +326,9 @@ def decode(payload: bytes, max_pixels: int = 64_000_000) -> np.ndarray:
             raise ContainerError("lossless payload: stored samples have the wrong length")
         return _read_samples(reader, h * w * c, wide, bd, "samples").reshape(h, w, c).copy()
     if hd["mode"] in (MODE_PALETTE, MODE_RASTER):
-        size = reader.varint("palette size", MAX_PALETTE)
-        if not 1 <= size <= min(MAX_PALETTE, h * w):
+        limit = MAX_RASTER_PALETTE if hd["mode"] == MODE_RASTER and hd["version"] >= 4 else MAX_PALETTE
+        size = reader.varint("palette size", limit)
+        if not 1 <= size <= min(limit, h * w):
             raise ContainerError(f"lossless payload: palette of {size} entries is invalid")
         palette = _read_samples(reader, size * c, wide, bd, "palette").reshape(size, c)
         match, offsets = _read_match(reader, h, w)
@@ -380,7 +391,7 @@ def describe(payload: bytes) -> dict:
         t = reader.u8("colour transform")
         info["transform"] = transforms.TRANSFORM_NAMES.get(t, f"unknown ({t})")
     if hd["mode"] in (MODE_PALETTE, MODE_RASTER):
-        info["palette_size"] = reader.varint("palette size", MAX_PALETTE)
+        info["palette_size"] = reader.varint("palette size", MAX_RASTER_PALETTE)
         reader.raw(info["palette_size"] * hd["channels"] * (2 if hd["wide"] else 1), "palette")
     if hd["mode"] in (MODE_PREDICTIVE, MODE_PALETTE, MODE_RASTER):
         info["pixel_match"], offsets = _read_match(reader, hd["height"], hd["width"])
