@@ -168,6 +168,7 @@ def _window_sources(idx: np.ndarray) -> np.ndarray:
 
 
 CHAIN = 8  # encoder: earlier window occurrences tried per new offset
+PREFER_NEAR = 2.0  # encoder: a farther candidate must score this many times the nearer one
 LOOK_ROWS = 4  # encoder: rows scored per candidate (a copy that holds for the next rows is worth more)
 
 
@@ -186,7 +187,7 @@ def _best_source(idx: np.ndarray, source: np.ndarray, y: int, x: int) -> tuple[i
         run = _run(idx, y, x, *off)
         if run >= MIN_NEW_RUN:
             score = run + sum(_run(idx, y + r, x, *off) for r in range(1, LOOK_ROWS) if y + r < height)
-            if score > best_score:
+            if best is None or score > PREFER_NEAR * best_score:
                 best, best_score = off, score
         pos = int(flat[pos])
     return best
