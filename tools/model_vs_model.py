@@ -24,7 +24,7 @@ from udic.metrics import bd_rate
 
 def load_codec(spec: str):
     from udic import api
-    from udic.codec import Codec, codec_for_file
+    from udic.codec import codec_for_file
 
     return codec_for_file(Path(spec)) if Path(spec).is_file() else api.get_codec(spec, progress=False)
 

@@ -30,7 +30,7 @@ from torch import nn
 # seconds (it pulls in its datasets), which every decode would pay.
 from .nn import GDN, EntropyBottleneck
 
-from .latent_codecs.registry import DEFAULT_LATENT_CODEC
+from .latent_codecs.registry import CHANNEL_CONTEXT_CODEC, DEFAULT_LATENT_CODEC
 from .rate import Rate
 from .layers import (
     AdapterSlot,
@@ -50,10 +50,6 @@ SCALE_STEP = 32  # log-step 0.125
 SCALE_LEVELS = 64
 LOG_SCALE_MIN = SCALE_T0 / 2**FRAC_BITS
 LOG_SCALE_MAX = (SCALE_T0 + SCALE_STEP * (SCALE_LEVELS - 1)) / 2**FRAC_BITS
-
-# The channel-conditional latent codec (udic.latent_codecs.channel); named here too
-# because the model's architecture depends on it.
-CHANNEL_CONTEXT_CODEC = "channel-context"
 
 # Reference λ for R + λ·255²·MSE, lowest rate first.
 DEFAULT_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483)

@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..container import CHANNEL_CONTEXT_VERSION
 from ..errors import ContainerError
 from .base import EntropyParams, LatentDecoding, LatentEncoding, Quantise, check_fits_int32, crc_integers
 from .hyperprior import MeanScaleHyperprior
-from .registry import register
+from .registry import CHANNEL_CONTEXT_CODEC, register
 
 if TYPE_CHECKING:
     import torch
@@ -45,8 +46,8 @@ class IntegerChannelNetworks:
 
 @register
 class ChannelContextCodec(MeanScaleHyperprior):
-    name = "channel-context"
-    min_version = 6
+    name = CHANNEL_CONTEXT_CODEC
+    min_version = CHANNEL_CONTEXT_VERSION
 
     def __init__(self, config: "ModelConfig", z_tables: list["Table"], entropy_bottleneck: "nn.Module",
                  hyper_synthesis: "nn.Module", context: "nn.Module | None" = None) -> None:
@@ -162,8 +163,6 @@ class ChannelContextCodec(MeanScaleHyperprior):
         stream = self.y_coder.decode_segments(y_bytes)
         residuals, params = self._code_slices(z_symbols, hyper, stream=stream)
         stream.finish()
-        if residuals.shape != tuple(y_shape):
-            raise ContainerError("corrupt data: latents do not match the header's size")
         if crc_integers(z_symbols, residuals) != crc:
             raise ContainerError(
                 "decoded latents fail their checksum (file damaged, or decoded with a different model build)"

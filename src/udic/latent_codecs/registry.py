@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from .base import LatentCodec
 
 DEFAULT_LATENT_CODEC = "mean-scale-hyperprior"  # what a weights file without the key uses
+CHANNEL_CONTEXT_CODEC = "channel-context"  # the model grows context nets for it (models.ChannelContext)
 _REGISTRY: dict[str, type["LatentCodec"]] = {}
 
 
