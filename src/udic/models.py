@@ -108,6 +108,11 @@ class ModelConfig:
     # Channel-conditional codecs only: the latent channels of each slice, in coding order
     # (empty = ``channel_slices(M)``).
     slices: tuple[int, ...] = ()
+    # The hyper-synthesis' hidden widths (0 = M and M·3/2, as every model before them).
+    # A latent widened for high rates keeps a narrow hyper-synthesis: its cost at decode
+    # grows with these, not with M.
+    hyper_width: int = 0
+    hyper_mid: int = 0
 
     def __post_init__(self) -> None:
         if self.latent_codec == CHANNEL_CONTEXT_CODEC and not self.slices:
@@ -135,6 +140,10 @@ class ModelConfig:
             out["latent_codec"] = self.latent_codec
         if self.slices:
             out["slices"] = list(self.slices)
+        if self.hyper_width:
+            out["hyper_width"] = self.hyper_width
+        if self.hyper_mid:
+            out["hyper_mid"] = self.hyper_mid
         return out
 
     @classmethod
@@ -147,6 +156,8 @@ class ModelConfig:
             adapter_slots=tuple(int(v) for v in d.get("adapter_slots", (0, 1, 2))),
             latent_codec=str(d.get("latent_codec", DEFAULT_LATENT_CODEC)),
             slices=tuple(int(v) for v in d.get("slices", ())),
+            hyper_width=int(d.get("hyper_width", 0)),
+            hyper_mid=int(d.get("hyper_mid", 0)),
         )
 
 
@@ -199,10 +210,11 @@ def hyper_analysis(N: int, M: int) -> nn.Sequential:
     return nn.Sequential(conv(M, N, 3, 1), nn.ReLU(), conv(N, N), nn.ReLU(), conv(N, N))
 
 
-def hyper_synthesis(N: int, M: int) -> nn.Sequential:
-    mid = M * 3 // 2
+def hyper_synthesis(N: int, M: int, width: int = 0, mid: int = 0) -> nn.Sequential:
+    width = width or M
+    mid = mid or M * 3 // 2
     return nn.Sequential(
-        deconv(N, M), nn.ReLU(), deconv(M, mid), nn.ReLU(), conv(mid, 2 * M, 3, 1)
+        deconv(N, width), nn.ReLU(), deconv(width, mid), nn.ReLU(), conv(mid, 2 * M, 3, 1)
     )
 
 
@@ -292,7 +304,7 @@ class UdicModel(nn.Module):
         self.g_a = Analysis(c.N, c.M, c.patch)
         self.g_s = Synthesis(c.N, c.M, c.patch)
         self.h_a = hyper_analysis(c.N, c.M)
-        self.h_s = hyper_synthesis(c.N, c.M)
+        self.h_s = hyper_synthesis(c.N, c.M, c.hyper_width, c.hyper_mid)
         self.entropy_bottleneck = EntropyBottleneck(c.N)
         self.context = ChannelContext(c.M, c.slices) if c.channel_context else None
         log_gain = initial_log_gains(c.lambdas)

@@ -58,6 +58,8 @@ class TrainConfig:
     pca_patches: int = 40000
     N: int = 128
     M: int = 192
+    hyper_width: int = 0  # the hyper-synthesis' hidden widths (0 = M and M·3/2)
+    hyper_mid: int = 0
     rates: list[int] = field(default_factory=list)  # restrict to these rate indices
     init_from: str = ""  # start a new run from a weights file (.safetensors) or checkpoint (.pt)
     init: str = "klt"  # a new run's block transform: "klt" (PCA of patches) or "random"
@@ -308,7 +310,8 @@ def _train(cfg: TrainConfig, progress: Callable[[str], None], ranks: Ranks, devi
 
     ckpt_path = out / "last.pt"
     model_cfg = ModelConfig(N=cfg.N, M=cfg.M, lambdas=cfg.rate_lambdas(),
-                            latent_codec=cfg.latent_codec or DEFAULT_LATENT_CODEC)
+                            latent_codec=cfg.latent_codec or DEFAULT_LATENT_CODEC,
+                            hyper_width=cfg.hyper_width, hyper_mid=cfg.hyper_mid)
     torch.manual_seed(cfg.seed)  # the initial weights are a function of the seed too
     model = UdicModel(model_cfg)
     model = model.to(memory_format=torch.channels_last)
