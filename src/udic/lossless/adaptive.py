@@ -4,7 +4,8 @@ Instead of per-image static tables, every coded plane keeps symbol counts per
 (context group, context bin).  A pass's symbols are coded in *chunks* (in pass
 order); all symbols of a chunk use the probabilities implied by the counts of
 everything coded before the chunk, so a chunk is decoded with one constriction
-call per context bin present in it, and the counts are updated after the chunk.
+call (its symbols sorted by context bin, one probability row per symbol: constriction's
+``Categorical`` model family), and the counts are updated after the chunk.
 Chunks start small and grow with what the group has seen (size
 ``max(MIN_CHUNK, seen(group) // CHUNK_SHARE)``), so a group learns quickly at first.
 
@@ -32,54 +33,128 @@ ALPHA_BIN = 32
 ALPHA_GROUP = 32
 
 
+DENSE_LIMIT = 8192  # models with at most this many (bin, symbol) counts update all bins at once
+SOLO = 48  # a bin with at least this many symbols in a chunk is one constriction call of its own
+
+
+def _runs(k: np.ndarray) -> list[tuple[int, int]]:
+    """Calls for a chunk's bins (ascending; ``k`` symbols each): (first, last + 1) bin positions;
+    a bin with ≥ SOLO symbols alone (one model), runs of the others together (model family).
+    Only the speed depends on this: the stream is the same either way."""
+    if k.size == 1:
+        return [(0, 1)]
+    solo = np.flatnonzero(k >= SOLO).tolist()
+    out = []
+    at = 0
+    for i in solo + [k.size]:
+        if i > at:
+            out.append((at, i))
+        if i < k.size:
+            out.append((i, i + 1))
+        at = i + 1
+    return out
+
+
 class AdaptiveModel:
     """Counts of one coded plane: ``groups`` × ``bins`` contexts over ``alphabet`` symbols."""
 
     def __init__(self, groups: int, bins: int, alphabet: int, parent: np.ndarray | None = None) -> None:
-        """``parent`` (raster scan): per bin, the class whose counts (over all bins of the class)
-        replace the per-bin middle level of the blend; None: the middle level is the bin itself."""
+        """``parent`` (raster scan, match plane): per bin, the class whose counts (over all bins of
+        the class) replace the per-bin middle level of the blend; None: the middle level is the bin
+        itself.  Classes must not decrease with the bin."""
         self.groups = groups
         self.bins = bins
         self.alphabet = max(2, alphabet)
         self.parent = parent
+        if parent is not None and parent.size > 1 and np.any(np.diff(parent) < 0):
+            raise ValueError("bin classes must not decrease")
         self.counts = np.zeros((groups, bins, self.alphabet), dtype=np.int64)
         if parent is None:
             self.bin_counts = np.zeros((bins, self.alphabet), dtype=np.int64)
         else:
             self.class_counts = np.zeros((int(parent.max()) + 1, self.alphabet), dtype=np.int64)
         self.total = np.zeros(self.alphabet, dtype=np.int64)
+        self.n_total = 0  # = total.sum()
         self.seen = np.zeros(groups, dtype=np.int64)
+        self._sort_type = np.uint8 if bins <= 256 else np.uint16 if bins <= 65536 else np.int64
+        # Small models update and blend all bins at once (fewer, larger numpy operations).
+        self._dense = bins * self.alphabet <= DENSE_LIMIT
+        if parent is not None:
+            self._class_starts = np.flatnonzero(np.concatenate([[True], parent[1:] != parent[:-1]]))
 
     def probabilities(self, group: int, bins: np.ndarray) -> np.ndarray:
         """(len(bins), alphabet) float64 probabilities of those bins for the next chunk of ``group``."""
         a = self.alphabet
-        p0 = (self.total * a + GAMMA) / float((int(self.total.sum()) + GAMMA) * a)
+        p0 = (self.total * a + GAMMA) / float((self.n_total + GAMMA) * a)
         mid = self.bin_counts[bins] if self.parent is None else self.class_counts[self.parent[bins]]
         p1 = (mid + ALPHA_BIN * p0) / (mid.sum(axis=1, keepdims=True) + ALPHA_BIN)
         cg = self.counts[group, bins]
         return (cg + ALPHA_GROUP * p1) / (cg.sum(axis=1, keepdims=True) + ALPHA_GROUP)
 
-    def update(self, group: int, ctx: np.ndarray, sym: np.ndarray) -> None:
+    def _all_probabilities(self, group: int) -> np.ndarray:
+        """``probabilities`` of every bin (elementwise the same numbers)."""
         a = self.alphabet
-        size = self.bins * a
-        if ctx.size * 4 >= size:
-            hist = np.bincount(ctx * a + sym, minlength=size)
-            self.counts[group].reshape(-1)[:] += hist
-            if self.parent is None:
-                self.bin_counts.reshape(-1)[:] += hist
-            else:
-                keys = np.flatnonzero(hist)
-                np.add.at(self.class_counts.reshape(-1), self.parent[keys // a] * a + keys % a, hist[keys])
-            self.total += hist.reshape(self.bins, a).sum(axis=0)
+        p0 = (self.total * a + GAMMA) / float((self.n_total + GAMMA) * a)
+        mid = self.bin_counts if self.parent is None else self.class_counts[self.parent]
+        p1 = (mid + ALPHA_BIN * p0) / (mid.sum(axis=1, keepdims=True) + ALPHA_BIN)
+        cg = self.counts[group]
+        return (cg + ALPHA_GROUP * p1) / (cg.sum(axis=1, keepdims=True) + ALPHA_GROUP)
+
+    def _split(self, group: int, c: np.ndarray):
+        """A chunk's decode order (positions sorted by bin, stable), its bins present (ascending),
+        their symbol counts and probability rows."""
+        order = np.argsort(c.astype(self._sort_type), kind="stable")
+        per_bin = np.bincount(c, minlength=self.bins)
+        present = np.flatnonzero(per_bin)
+        if self._dense:
+            return order, present, per_bin[present], self._all_probabilities(group)[present]
+        return order, present, per_bin[present], self.probabilities(group, present)
+
+    def _update_dense(self, group: int, c: np.ndarray, sym: np.ndarray) -> None:
+        a = self.alphabet
+        hist = np.bincount(c * a + sym, minlength=self.bins * a).reshape(self.bins, a)
+        self.counts[group] += hist
+        self.total += hist.sum(axis=0)
+        if self.parent is None:
+            self.bin_counts += hist
         else:
-            keys, counts = np.unique(ctx * a + sym, return_counts=True)
-            self.counts[group].reshape(-1)[keys] += counts
-            if self.parent is None:
-                self.bin_counts.reshape(-1)[keys] += counts
-            else:
-                np.add.at(self.class_counts.reshape(-1), self.parent[keys // a] * a + keys % a, counts)
-            np.add.at(self.total, keys % a, counts)
-        self.seen[group] += ctx.size
+            self.class_counts += np.add.reduceat(hist, self._class_starts, axis=0)
+        self.n_total += c.size
+        self.seen[group] += c.size
+
+    def _update(self, group: int, present: np.ndarray, k: np.ndarray, ordered: np.ndarray) -> None:
+        """Adds a chunk's symbols (sorted by bin: ``k[i]`` of bin ``present[i]`` in turn)."""
+        a = self.alphabet
+        if present.size == 1:
+            hist = np.bincount(ordered, minlength=a)[None]
+        else:
+            rows = np.repeat(np.arange(present.size), k)
+            hist = np.bincount(rows * a + ordered, minlength=present.size * a).reshape(present.size, a)
+        self.counts[group, present] += hist
+        self.total += hist.sum(axis=0)
+        if self.parent is None:
+            self.bin_counts[present] += hist
+        else:
+            cls = self.parent[present]
+            if cls.size > 1:
+                starts = np.flatnonzero(np.concatenate([[True], cls[1:] != cls[:-1]]))
+                if starts.size < cls.size:
+                    hist = np.add.reduceat(hist, starts, axis=0)
+                    cls = cls[starts]
+            self.class_counts[cls] += hist
+        self.n_total += ordered.size
+        self.seen[group] += ordered.size
+
+    def update(self, group: int, ctx: np.ndarray, sym: np.ndarray) -> None:
+        """Adds symbols with their context bins (any order)."""
+        ctx = ctx.astype(np.int64)
+        if self._dense:
+            self._update_dense(group, ctx, sym.astype(np.int64))
+            return
+        order = np.argsort(ctx.astype(self._sort_type), kind="stable")
+        per_bin = np.bincount(ctx, minlength=self.bins)
+        present = np.flatnonzero(per_bin)
+        self._update(group, present, per_bin[present], sym.astype(np.int64)[order])
 
     def chunks(self, group: int, count: int):
         """Yields (start, end) of the chunks of ``count`` symbols; call ``update`` between them."""
@@ -96,18 +171,14 @@ class AdaptiveModel:
         if sym.size and (sym.min() < 0 or sym.max() >= self.alphabet):
             raise ValueError("symbol outside the plane's alphabet")
         for start, end in self.chunks(group, sym.size):
-            c, s = ctx[start:end], sym[start:end]
-            order = np.argsort(c, kind="stable")
-            counts = np.bincount(c, minlength=self.bins)
-            present = np.flatnonzero(counts)
-            probs = self.probabilities(group, present)
-            ordered = s[order]
-            at = 0
-            for i, b in enumerate(present.tolist()):
-                k = int(counts[b])
-                ops.add(ordered[at : at + k], Categorical(probs[i], perfect=False))
-                at += k
-            self.update(group, c, s)
+            c = ctx[start:end]
+            order, present, k, probs = self._split(group, c)
+            ordered = sym[start:end][order]
+            ops.add_rows(ordered, probs, k, _runs(k))
+            if self._dense:
+                self._update_dense(group, c, sym[start:end])
+            else:
+                self._update(group, present, k, ordered)
 
     def decode(self, dec, group: int, ctx: np.ndarray) -> np.ndarray:
         """Inverse of ``encode``: the symbols of the pixels with context bins ``ctx`` (pass order)."""
@@ -115,14 +186,11 @@ class AdaptiveModel:
         out = np.empty(ctx.size, dtype=np.int64)
         for start, end in self.chunks(group, ctx.size):
             c = ctx[start:end]
-            order = np.argsort(c, kind="stable")
-            counts = np.bincount(c, minlength=self.bins)
-            present = np.flatnonzero(counts)
-            probs = self.probabilities(group, present)
-            parts = [dec.raw_symbols(Categorical(probs[i], perfect=False), k)
-                     for i, k in enumerate(counts[present].tolist())]
-            s = np.empty(c.size, dtype=np.int64)
-            s[order] = np.concatenate(parts) if parts else np.zeros(0, np.int64)
-            out[start:end] = s
-            self.update(group, c, s)
+            order, present, k, probs = self._split(group, c)
+            ordered = dec.rows(probs, k, _runs(k))
+            out[start + order] = ordered
+            if self._dense:
+                self._update_dense(group, c, out[start:end])
+            else:
+                self._update(group, present, k, ordered)
         return out

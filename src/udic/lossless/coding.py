@@ -24,6 +24,7 @@ RAW_CHUNK = 16  # raw bits per uniform symbol at most
 
 Categorical = constriction.stream.model.Categorical
 Uniform = constriction.stream.model.Uniform
+FAMILY = Categorical(perfect=False)  # per-symbol probability rows; same quantisation as Categorical(row)
 
 
 def zigzag(r: np.ndarray) -> np.ndarray:
@@ -157,7 +158,21 @@ class OpList:
 
     def add(self, symbols: np.ndarray, model: object) -> None:
         if symbols.size:
-            self.ops.append((symbols.astype(np.int32), model))
+            self.ops.append((symbols.astype(np.int32), model, None))
+
+    def add_rows(self, symbols: np.ndarray, probs: np.ndarray, counts: np.ndarray,
+                 runs: list[tuple[int, int]]) -> None:
+        """``counts[i]`` symbols in turn coded with ``Categorical(probs[i], perfect=False)`` each;
+        ``runs`` (consecutive row ranges covering all rows) says how the rows are grouped into
+        constriction calls (a single row: one fixed model; several: the model family)."""
+        symbols = symbols.astype(np.int32)
+        ends = np.cumsum(counts).tolist()
+        for first, last in runs:
+            start = ends[first - 1] if first else 0
+            if last - first == 1:
+                self.ops.append((symbols[start : ends[first]], Categorical(probs[first], perfect=False), None))
+            else:
+                self.ops.append((symbols[start : ends[last - 1]], probs[first:last], counts[first:last]))
 
     def add_raw(self, raw: np.ndarray, nraw: np.ndarray) -> None:
         """Raw low bits, grouped by bit count (ascending), each group in pixel order."""
@@ -168,8 +183,11 @@ class OpList:
 
     def finish(self) -> bytes:
         coder = constriction.stream.stack.AnsCoder()
-        for symbols, model in reversed(self.ops):
-            coder.encode_reverse(symbols, model)
+        for symbols, model, counts in reversed(self.ops):
+            if counts is None:
+                coder.encode_reverse(symbols, model)
+            else:
+                coder.encode_reverse(symbols, FAMILY, np.repeat(model, counts, axis=0))
         return coder.get_compressed().astype("<u4").tobytes()
 
 
@@ -209,6 +227,19 @@ class Decoder:
             return self.coder.decode(model, count)
         except Exception as exc:
             raise ContainerError(f"lossless payload: entropy decoding failed ({exc})") from None
+
+    def rows(self, probs: np.ndarray, counts: np.ndarray, runs: list[tuple[int, int]]) -> np.ndarray:
+        """Inverse of ``OpList.add_rows``: ``counts[i]`` symbols with row ``probs[i]`` in turn (int64)."""
+        parts = []
+        try:
+            for first, last in runs:
+                if last - first == 1:
+                    parts.append(self.coder.decode(Categorical(probs[first], perfect=False), int(counts[first])))
+                else:
+                    parts.append(self.coder.decode(FAMILY, np.repeat(probs[first:last], counts[first:last], axis=0)))
+        except Exception as exc:
+            raise ContainerError(f"lossless payload: entropy decoding failed ({exc})") from None
+        return (parts[0] if len(parts) == 1 else np.concatenate(parts)).astype(np.int64)
 
     def raw(self, nraw: np.ndarray) -> np.ndarray | None:
         """Raw low bits for every position (None when no position has any)."""

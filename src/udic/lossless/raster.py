@@ -172,10 +172,10 @@ PREFER_NEAR = 2.0  # encoder: a farther candidate must score this many times the
 LOOK_ROWS = 4  # encoder: rows scored per candidate (a copy that holds for the next rows is worth more)
 
 
-def _best_source(idx: np.ndarray, source: np.ndarray, y: int, x: int) -> tuple[int, int] | None:
+def _best_source(runs: _Runs, source: np.ndarray, y: int, x: int) -> tuple[int, int] | None:
     """Encoder: the offset, among the nearest CHAIN earlier occurrences of the window at (y, x),
     whose copy matches most pixels here and at the same columns of the next rows."""
-    height, width = idx.shape
+    height, width = source.shape
     flat = source.reshape(-1)
     pos = int(source[y, x])
     best, best_score = None, 0
@@ -184,25 +184,69 @@ def _best_source(idx: np.ndarray, source: np.ndarray, y: int, x: int) -> tuple[i
             break
         sy, sx = divmod(pos, width)
         off = (y - sy, x - sx)
-        run = _run(idx, y, x, *off)
+        run = runs(y, x, *off)
         if run >= MIN_NEW_RUN:
-            score = run + sum(_run(idx, y + r, x, *off) for r in range(1, LOOK_ROWS) if y + r < height)
+            score = run + sum(runs(y + r, x, *off) for r in range(1, LOOK_ROWS) if y + r < height)
             if best is None or score > PREFER_NEAR * best_score:
                 best, best_score = off, score
         pos = int(flat[pos])
     return best
 
 
-def _run(idx: np.ndarray, y: int, x: int, dy: int, dx: int) -> int:
-    """Encoder: how many pixels from (y, x) on equal their source at offset (dy, dx)."""
+class _Runs:
+    """Encoder: ``runs(y, x, dy, dx)`` = how many pixels from (y, x) on equal their source at offset
+    (dy, dx) (0 when the source is outside the row or the offset does not point back).  Rows are
+    Python lists compared by slices of growing length, then bisected: a few microseconds a call."""
+
+    def __init__(self, idx: np.ndarray) -> None:
+        self.lists = idx.tolist()
+        self.width = idx.shape[1]
+
+    def __call__(self, y: int, x: int, dy: int, dx: int) -> int:
+        width = self.width
+        sy, sx = y - dy, x - dx
+        if sy < 0 or sx < 0 or sx >= width or (dy == 0 and dx <= 0):
+            return 0
+        n = min(width - x, width - sx)
+        a, b = self.lists[y], self.lists[sy]
+        i, step = 0, 8
+        while i < n:
+            j = min(n, i + step)
+            if a[x + i : x + j] == b[sx + i : sx + j]:
+                i = j
+                step *= 2
+                continue
+            while j - i > 8:  # the first mismatch is in [i, j)
+                mid = (i + j) >> 1
+                if a[x + i : x + mid] == b[sx + i : sx + mid]:
+                    i = mid
+                else:
+                    j = mid
+            while a[x + i] == b[sx + i]:
+                i += 1
+            return i
+        return n
+
+
+def _static_runs(idx: np.ndarray, offsets: list[tuple[int, int]]) -> tuple[list, list]:
+    """Encoder: per pixel, the first copy offset with the longest run from there (``_Runs``) and
+    that run (0 and 0 when there are none), as nested lists."""
     height, width = idx.shape
-    sy, sx = y - dy, x - dx
-    if sy < 0 or sx < 0 or sx >= width or (dy == 0 and dx <= 0):
-        return 0
-    n = min(width - x, width - sx)
-    eq = idx[y, x : x + n] == idx[sy, sx : sx + n]
-    miss = np.flatnonzero(~eq)
-    return int(miss[0]) if miss.size else n
+    cols = np.arange(width)
+    best_k = np.zeros((height, width), dtype=np.int64)
+    best_run = np.zeros((height, width), dtype=np.int64)
+    for k, (dy, dx) in enumerate(offsets):
+        if dy == 0 and dx <= 0 or abs(dx) >= width or dy >= height:
+            continue
+        eq = np.zeros((height, width), dtype=bool)
+        x0, x1 = max(dx, 0), min(width, width + dx)
+        eq[dy:, x0:x1] = idx[dy:, x0:x1] == idx[: height - dy, x0 - dx : x1 - dx]
+        nxt = np.where(eq, width, cols)
+        run = np.minimum.accumulate(nxt[:, ::-1], axis=1)[:, ::-1] - cols
+        better = run > best_run
+        best_k[better] = k
+        best_run[better] = run[better]
+    return best_k.tolist(), best_run.tolist()
 
 
 def symbols(index: np.ndarray, offsets: list[tuple[int, int]], lz: int = LZ_CARRY):
@@ -231,6 +275,8 @@ def symbols(index: np.ndarray, offsets: list[tuple[int, int]], lz: int = LZ_CARR
     if lz:
         table = list(offsets)
         source = _window_sources(idx)
+        runs = _Runs(idx)
+        static_k, static_run = _static_runs(idx, offsets)
         ids_prev = np.full(width, -1, dtype=np.int64)
         for y in range(height):
             # Copy ids flow left to right through every pixel coded by left / above (a copy keeps
@@ -242,9 +288,10 @@ def symbols(index: np.ndarray, offsets: list[tuple[int, int]], lz: int = LZ_CARR
             hard.append(width)
             h = 0
             xx = 0
+            row_k, row_run = static_k[y], static_run[y]
             while xx < width:
                 if lz == LZ_EXPLICIT and cur >= 0:
-                    run = _run(idx, y, xx, *table[cur])
+                    run = runs(y, xx, *table[cur])
                     sym[y, xx : xx + run] = syms.inherit_left
                     ids[xx : xx + run] = cur
                     xx += run
@@ -259,22 +306,20 @@ def symbols(index: np.ndarray, offsets: list[tuple[int, int]], lz: int = LZ_CARR
                         cur = -1
                     xx = hard[h]
                     continue
-                if lz == LZ_CARRY and cur >= 0 and _run(idx, y, xx, *table[cur]) > 0:
+                if lz == LZ_CARRY and cur >= 0 and runs(y, xx, *table[cur]) > 0:
                     sym[y, xx] = syms.inherit_left
                     ids[xx] = cur
                     xx += 1
                     continue
                 best, best_sym, best_run = -1, syms.literal, 0
                 if ids_prev[xx] >= 0:
-                    run = _run(idx, y, xx, *table[ids_prev[xx]])
+                    run = runs(y, xx, *table[ids_prev[xx]])
                     if run:
                         best, best_sym, best_run = int(ids_prev[xx]), syms.inherit_above, run
-                for k in range(len(offsets)):
-                    run = _run(idx, y, xx, *offsets[k])
-                    if run > best_run:
-                        best, best_sym, best_run = k, SYM_OFFSET + k, run
+                if row_run[xx] > best_run:  # the first of the longest copy offset runs
+                    best, best_sym, best_run = row_k[xx], SYM_OFFSET + row_k[xx], row_run[xx]
                 if best < 0 and source[y, xx] >= 0:
-                    off = _best_source(idx, source, y, xx)
+                    off = _best_source(runs, source, y, xx)
                     if off is not None:
                         best, best_sym = len(table), syms.new
                         table.append(off)
