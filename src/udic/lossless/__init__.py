@@ -100,6 +100,8 @@ def _specs(channels: int, ranges: list[tuple[int, int]], max_error: int, maxval:
 
 
 RASTER_HOPELESS = 1.15  # the plain raster scan this much larger than the best so far: skip free copies
+RASTER_LEAD = 0.98  # effort 1 tries free copies only when the plain raster scan is this far ahead of the interlaced palette
+PREDICT_PALETTE = 1000  # effort 1 tries the predictive form on palette images with more colours than this
 MATCH_SHARE = 0.3  # use pixel matching when more than this share of pixels repeats its left/upper neighbour
 MATCH_SURE = 0.8  # below this share, effort ≥ 1 also tries the predictive mode without matching
 
@@ -238,6 +240,7 @@ def encode(pixels: np.ndarray, bit_depth: int = 8, max_error: int = 0, effort: i
     offsets = find_offsets(pixel_keys(pixels), MAX_OFFSETS) if match and max_error == 0 else []
     if found is not None:
         cand = _encode_palette(pixels, bit_depth, max_error, effort, found, bool(offsets), offsets)
+        interlaced = len(cand)
         if len(cand) < len(best):
             best = cand
         raster_offsets = offsets if match else find_offsets(pixel_keys(pixels), MAX_OFFSETS)
@@ -245,15 +248,18 @@ def encode(pixels: np.ndarray, bit_depth: int = 8, max_error: int = 0, effort: i
             cand = _encode_raster(pixels, bit_depth, max_error, found, raster_offsets, lz)
             if len(cand) < len(best):
                 best = cand
-            elif lz == raster.LZ_OFF and len(cand) > RASTER_HOPELESS * len(best):
-                break  # free copies rarely win back this much (saves two encodes)
-    if found is None or effort > 0:
+            if lz == raster.LZ_OFF:
+                if len(cand) > RASTER_HOPELESS * len(best):
+                    break  # free copies rarely win back this much (saves two encodes)
+                if effort < 2 and len(cand) > RASTER_LEAD * interlaced:
+                    break  # measured: free copies paid only where the plain raster scan was ahead
+    if found is None or effort > 1 or (effort == 1 and found[0].shape[0] > PREDICT_PALETTE):
         chosen = _transform_candidates(pixels, bit_depth, max_error, effort)
         for transform in chosen:
             cand = _encode_predictive(pixels, bit_depth, max_error, effort, transform, match, offsets)
             if len(cand) < len(best):
                 best = cand
-        if match and effort > 0 and share < MATCH_SURE and best[1] == MODE_PREDICTIVE:
+        if match and effort > 1 and share < MATCH_SURE and best[1] == MODE_PREDICTIVE:
             # Between the two regimes (dithered gradients, busy vector art) matching can lose to
             # plain prediction, and GRB then often beats the proxy's choice: try both (not when a
             # palette already won: that is pixel art, where plain prediction is far behind).
@@ -262,13 +268,13 @@ def encode(pixels: np.ndarray, bit_depth: int = 8, max_error: int = 0, effort: i
                 cand = _encode_predictive(pixels, bit_depth, max_error, effort, transform, False, [])
                 if len(cand) < len(best):
                     best = cand
-    if found is None and effort > 0:
+    if found is None and effort > 0 and match:
         # Anti-aliased line art and screens have a few thousand colours too many for the
         # interlaced palette; the raster scan (plain: free copies did not pay there) can take them.
+        # (Not photos: without flat areas it never won.)
         big = transforms.find_palette(pixels, MAX_RASTER_PALETTE)
         if big is not None:
-            raster_offsets = offsets if match else find_offsets(pixel_keys(pixels), MAX_OFFSETS)
-            cand = _encode_raster(pixels, bit_depth, max_error, big, raster_offsets, raster.LZ_OFF)
+            cand = _encode_raster(pixels, bit_depth, max_error, big, offsets, raster.LZ_OFF)
             if len(cand) < len(best):
                 best = cand
     if max_error > 0 and match and effort > 0:

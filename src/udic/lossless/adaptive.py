@@ -33,8 +33,10 @@ ALPHA_BIN = 32
 ALPHA_GROUP = 32
 
 
-DENSE_LIMIT = 8192  # models with at most this many (bin, symbol) counts update all bins at once
-SOLO = 48  # a bin with at least this many symbols in a chunk is one constriction call of its own
+DENSE_LIMIT = 8192  # models with at most this many (bin, symbol) counts blend and update all bins at once
+SOLO = 48  # in a large chunk, a bin with at least this many symbols is one constriction call of its own
+SMALL_CHUNK = 512  # a chunk of at most this many symbols (alphabet ≤ SMALL_ALPHABET) is one call
+SMALL_ALPHABET = 80
 
 
 def _runs(k: np.ndarray) -> list[tuple[int, int]]:
@@ -44,6 +46,8 @@ def _runs(k: np.ndarray) -> list[tuple[int, int]]:
     if k.size == 1:
         return [(0, 1)]
     solo = np.flatnonzero(k >= SOLO).tolist()
+    if not solo:
+        return [(0, k.size)]
     out = []
     at = 0
     for i in solo + [k.size]:
@@ -64,103 +68,112 @@ class AdaptiveModel:
         itself.  Classes must not decrease with the bin."""
         self.groups = groups
         self.bins = bins
-        self.alphabet = max(2, alphabet)
+        self.alphabet = a = max(2, alphabet)
         self.parent = parent
         if parent is not None and parent.size > 1 and np.any(np.diff(parent) < 0):
             raise ValueError("bin classes must not decrease")
-        self.counts = np.zeros((groups, bins, self.alphabet), dtype=np.int64)
+        self.counts = np.zeros((groups, bins, a), dtype=np.int64)
+        self.count_tot = np.zeros((groups, bins), dtype=np.int64)  # = counts.sum(axis=2)
         if parent is None:
-            self.bin_counts = np.zeros((bins, self.alphabet), dtype=np.int64)
+            self.bin_counts = np.zeros((bins, a), dtype=np.int64)
+            self.bin_tot = np.zeros(bins, dtype=np.int64)
         else:
-            self.class_counts = np.zeros((int(parent.max()) + 1, self.alphabet), dtype=np.int64)
-        self.total = np.zeros(self.alphabet, dtype=np.int64)
-        self.n_total = 0  # = total.sum()
-        self.seen = np.zeros(groups, dtype=np.int64)
-        self._sort_type = np.uint8 if bins <= 256 else np.uint16 if bins <= 65536 else np.int64
-        # Small models update and blend all bins at once (fewer, larger numpy operations).
-        self._dense = bins * self.alphabet <= DENSE_LIMIT
-        if parent is not None:
+            classes = int(parent.max()) + 1
+            self.class_counts = np.zeros((classes, a), dtype=np.int64)
+            self.class_tot = np.zeros(classes, dtype=np.int64)
             self._class_starts = np.flatnonzero(np.concatenate([[True], parent[1:] != parent[:-1]]))
+        self.total = np.zeros(a, dtype=np.int64)
+        self.n_total = 0  # = total.sum()
+        self.seen = [0] * groups
+        self._sort_type = np.uint8 if bins <= 256 else np.uint16 if bins <= 65536 else np.int64
+        # Small models blend and update all bins at once (fewer, larger numpy operations).
+        self._dense = bins * a <= DENSE_LIMIT
+        self._small = a <= SMALL_ALPHABET
 
-    def probabilities(self, group: int, bins: np.ndarray) -> np.ndarray:
-        """(len(bins), alphabet) float64 probabilities of those bins for the next chunk of ``group``."""
+    def probabilities(self, group: int, bins: np.ndarray | None) -> np.ndarray:
+        """(len(bins), alphabet) float64 probabilities of those bins (None: all bins) for the next
+        chunk of ``group``.  Row sums are kept as counts are added, so that the numbers are exactly
+        those of the formulas in the module docstring."""
         a = self.alphabet
         p0 = (self.total * a + GAMMA) / float((self.n_total + GAMMA) * a)
-        mid = self.bin_counts[bins] if self.parent is None else self.class_counts[self.parent[bins]]
-        p1 = (mid + ALPHA_BIN * p0) / (mid.sum(axis=1, keepdims=True) + ALPHA_BIN)
-        cg = self.counts[group, bins]
-        return (cg + ALPHA_GROUP * p1) / (cg.sum(axis=1, keepdims=True) + ALPHA_GROUP)
+        sel = slice(None) if bins is None else bins
+        if self.parent is None:
+            mid, mid_tot = self.bin_counts[sel], self.bin_tot[sel]
+        else:
+            cls = self.parent[sel]
+            mid, mid_tot = self.class_counts[cls], self.class_tot[cls]
+        p1 = (mid + ALPHA_BIN * p0) / (mid_tot + ALPHA_BIN)[:, None]
+        cg = self.counts[group][sel]
+        return (cg + ALPHA_GROUP * p1) / (self.count_tot[group][sel] + ALPHA_GROUP)[:, None]
 
-    def _all_probabilities(self, group: int) -> np.ndarray:
-        """``probabilities`` of every bin (elementwise the same numbers)."""
-        a = self.alphabet
-        p0 = (self.total * a + GAMMA) / float((self.n_total + GAMMA) * a)
-        mid = self.bin_counts if self.parent is None else self.class_counts[self.parent]
-        p1 = (mid + ALPHA_BIN * p0) / (mid.sum(axis=1, keepdims=True) + ALPHA_BIN)
-        cg = self.counts[group]
-        return (cg + ALPHA_GROUP * p1) / (cg.sum(axis=1, keepdims=True) + ALPHA_GROUP)
-
-    def _split(self, group: int, c: np.ndarray):
-        """A chunk's decode order (positions sorted by bin, stable), its bins present (ascending),
-        their symbol counts and probability rows."""
+    def _plan(self, group: int, c: np.ndarray):
+        """A chunk's decode order (positions sorted by bin, stable), its symbols per bin (all
+        bins), the bins present (ascending), their counts, probability rows and constriction calls."""
         order = np.argsort(c.astype(self._sort_type), kind="stable")
         per_bin = np.bincount(c, minlength=self.bins)
-        present = np.flatnonzero(per_bin)
-        if self._dense:
-            return order, present, per_bin[present], self._all_probabilities(group)[present]
-        return order, present, per_bin[present], self.probabilities(group, present)
-
-    def _update_dense(self, group: int, c: np.ndarray, sym: np.ndarray) -> None:
-        a = self.alphabet
-        hist = np.bincount(c * a + sym, minlength=self.bins * a).reshape(self.bins, a)
-        self.counts[group] += hist
-        self.total += hist.sum(axis=0)
-        if self.parent is None:
-            self.bin_counts += hist
+        present = per_bin.nonzero()[0]
+        k = per_bin[present]
+        probs = self.probabilities(group, None)[present] if self._dense else self.probabilities(group, present)
+        if present.size == 1:
+            runs = [(0, 1)]
+        elif c.size <= SMALL_CHUNK and self._small:
+            runs = [(0, present.size)]
         else:
-            self.class_counts += np.add.reduceat(hist, self._class_starts, axis=0)
+            runs = _runs(k)
+        return order, per_bin, present, k, probs, runs
+
+    def _add(self, group: int, c: np.ndarray, sym: np.ndarray, per_bin: np.ndarray, present: np.ndarray,
+             k: np.ndarray, ordered: np.ndarray) -> None:
+        """Adds a chunk's symbols: ``c``/``sym`` in any order, ``ordered`` = ``sym`` sorted by bin."""
+        a = self.alphabet
+        self.total += np.bincount(sym, minlength=a)
+        self.count_tot[group] += per_bin
+        if self._dense:
+            hist = np.bincount(c * a + sym, minlength=self.bins * a).reshape(self.bins, a)
+            self.counts[group] += hist
+            if self.parent is None:
+                self.bin_counts += hist
+                self.bin_tot += per_bin
+            else:
+                self.class_counts += np.add.reduceat(hist, self._class_starts, axis=0)
+                self.class_tot += np.add.reduceat(per_bin, self._class_starts)
+        else:
+            if present.size == 1:
+                hist = np.bincount(ordered, minlength=a)[None]
+            else:
+                rows = np.repeat(np.arange(present.size), k)
+                hist = np.bincount(rows * a + ordered, minlength=present.size * a).reshape(present.size, a)
+            self.counts[group, present] += hist
+            if self.parent is None:
+                self.bin_counts[present] += hist
+                self.bin_tot[present] += k
+            else:
+                cls = self.parent[present]
+                if cls.size > 1:
+                    starts = np.flatnonzero(np.concatenate([[True], cls[1:] != cls[:-1]]))
+                    if starts.size < cls.size:
+                        hist = np.add.reduceat(hist, starts, axis=0)
+                        k = np.add.reduceat(k, starts)
+                        cls = cls[starts]
+                self.class_counts[cls] += hist
+                self.class_tot[cls] += k
         self.n_total += c.size
         self.seen[group] += c.size
-
-    def _update(self, group: int, present: np.ndarray, k: np.ndarray, ordered: np.ndarray) -> None:
-        """Adds a chunk's symbols (sorted by bin: ``k[i]`` of bin ``present[i]`` in turn)."""
-        a = self.alphabet
-        if present.size == 1:
-            hist = np.bincount(ordered, minlength=a)[None]
-        else:
-            rows = np.repeat(np.arange(present.size), k)
-            hist = np.bincount(rows * a + ordered, minlength=present.size * a).reshape(present.size, a)
-        self.counts[group, present] += hist
-        self.total += hist.sum(axis=0)
-        if self.parent is None:
-            self.bin_counts[present] += hist
-        else:
-            cls = self.parent[present]
-            if cls.size > 1:
-                starts = np.flatnonzero(np.concatenate([[True], cls[1:] != cls[:-1]]))
-                if starts.size < cls.size:
-                    hist = np.add.reduceat(hist, starts, axis=0)
-                    cls = cls[starts]
-            self.class_counts[cls] += hist
-        self.n_total += ordered.size
-        self.seen[group] += ordered.size
 
     def update(self, group: int, ctx: np.ndarray, sym: np.ndarray) -> None:
         """Adds symbols with their context bins (any order)."""
         ctx = ctx.astype(np.int64)
-        if self._dense:
-            self._update_dense(group, ctx, sym.astype(np.int64))
-            return
+        sym = sym.astype(np.int64)
         order = np.argsort(ctx.astype(self._sort_type), kind="stable")
         per_bin = np.bincount(ctx, minlength=self.bins)
-        present = np.flatnonzero(per_bin)
-        self._update(group, present, per_bin[present], sym.astype(np.int64)[order])
+        present = per_bin.nonzero()[0]
+        self._add(group, ctx, sym, per_bin, present, per_bin[present], sym[order])
 
     def chunks(self, group: int, count: int):
         """Yields (start, end) of the chunks of ``count`` symbols; call ``update`` between them."""
         start = 0
         while start < count:
-            end = min(count, start + max(MIN_CHUNK, int(self.seen[group]) // CHUNK_SHARE))
+            end = min(count, start + max(MIN_CHUNK, self.seen[group] // CHUNK_SHARE))
             yield start, end
             start = end
 
@@ -171,14 +184,11 @@ class AdaptiveModel:
         if sym.size and (sym.min() < 0 or sym.max() >= self.alphabet):
             raise ValueError("symbol outside the plane's alphabet")
         for start, end in self.chunks(group, sym.size):
-            c = ctx[start:end]
-            order, present, k, probs = self._split(group, c)
-            ordered = sym[start:end][order]
-            ops.add_rows(ordered, probs, k, _runs(k))
-            if self._dense:
-                self._update_dense(group, c, sym[start:end])
-            else:
-                self._update(group, present, k, ordered)
+            c, s = ctx[start:end], sym[start:end]
+            order, per_bin, present, k, probs, runs = self._plan(group, c)
+            ordered = s[order]
+            ops.add_rows(ordered, probs, k, runs)
+            self._add(group, c, s, per_bin, present, k, ordered)
 
     def decode(self, dec, group: int, ctx: np.ndarray) -> np.ndarray:
         """Inverse of ``encode``: the symbols of the pixels with context bins ``ctx`` (pass order)."""
@@ -186,11 +196,10 @@ class AdaptiveModel:
         out = np.empty(ctx.size, dtype=np.int64)
         for start, end in self.chunks(group, ctx.size):
             c = ctx[start:end]
-            order, present, k, probs = self._split(group, c)
-            ordered = dec.rows(probs, k, _runs(k))
-            out[start + order] = ordered
-            if self._dense:
-                self._update_dense(group, c, out[start:end])
-            else:
-                self._update(group, present, k, ordered)
+            order, per_bin, present, k, probs, runs = self._plan(group, c)
+            ordered = dec.rows(probs, k, runs)
+            if start:
+                order += start
+            out[order] = ordered
+            self._add(group, c, out[start:end], per_bin, present, k, ordered)
         return out

@@ -275,8 +275,20 @@ MAX_OFFSETS = 8
 _DISTINCT_CACHE = threading.local()  # .last = (nb_all, result) of this thread's last call: every pass asks twice
 
 
+_KEYS_CACHE = threading.local()  # .last = (nb_all, keys): a pass asks for its neighbours' keys more than once
+
+
 def _pixel_keys(nb_all: np.ndarray) -> np.ndarray | None:
     """(k, n) int64 keys equal exactly when the neighbour pixels are equal (None if they don't fit)."""
+    last = getattr(_KEYS_CACHE, "last", None)
+    if last is not None and last[0] is nb_all:
+        return last[1]
+    keys = _compute_keys(nb_all)
+    _KEYS_CACHE.last = (nb_all, keys)
+    return keys
+
+
+def _compute_keys(nb_all: np.ndarray) -> np.ndarray | None:
     planes = nb_all.shape[0]
     if planes == 1:
         return nb_all[0].astype(np.int64)

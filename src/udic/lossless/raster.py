@@ -362,28 +362,39 @@ def decode_raster(dec, height: int, width: int, palette_size: int, offsets: list
     table = np.array(offsets, dtype=np.int64).reshape(-1, 2)
     ids_prev = np.full(width, -1, dtype=np.int64)
     x = np.arange(width)
-    true = np.ones((1, 1), dtype=bool)
-    false = np.zeros((1, 1), dtype=bool)
     phase_cols = [np.arange(start, width, step) for start, step, _ in PHASES]
+    # The row above padded with −1 (a pixel that does not exist) on both sides: N, NE and NW are
+    # views, and comparisons with a missing pixel come out unequal by themselves.
+    pad = np.full(width + 2, -1, dtype=np.int64)
+    missing = np.full(width, -1, dtype=np.int64)
+    first_ctx = np.full(width, syms.size * PATTERNS, dtype=np.int64)
     for y in range(height):
-        prev1 = idx[max(y - 1, 0)][None]
-        prev2 = idx[max(y - 2, 0)][None]
-        vals, ok = _above(prev1, prev2, true if y >= 1 else false, true if y >= 2 else false)
-        new, ranks = _ranks(vals, ok)
-        vals, ok, new, ranks = vals[:, 0], ok[:, 0], new[:, 0], ranks[:, 0]
-        ctx = _context(vals, ok, sym_prev, syms.size)
+        if y:
+            pad[1:-1] = idx[y - 1]
+            n, ne, nw = pad[1:-1], pad[2:], pad[:-2]
+            nn = idx[y - 2] if y >= 2 else missing
+            e_ne, e_nw, e_nn = n == ne, n == nw, n == nn
+            ctx = sym_prev * PATTERNS + e_nw + 2 * e_ne + 4 * e_nn
+        else:
+            ctx = first_ctx
         sym = np.zeros(width, dtype=np.int64)
         for (_, _, dist), cols, model in zip(PHASES, phase_cols, models.phases):
             sym[cols] = model.decode(dec, 0, _phase_context(ctx, sym, cols, dist, syms.size))
-        value = np.full(width, -1, dtype=np.int64)
-        ptr = np.arange(width)
-        is_left = sym == SYM_LEFT
-        if is_left[0]:
+        if sym[0] == SYM_LEFT:
             raise ContainerError("lossless payload: the first pixel of a row repeats its left neighbour")
-        ptr[is_left] = x[is_left] - 1
-        for j in range(len(ABOVE)):
-            hit = new[j] & (sym == SYM_ABOVE + ranks[j])
-            value[hit] = vals[j][hit]
+        is_left = sym == SYM_LEFT
+        if y:
+            # The r-th distinct pixel above (N always exists here; NE, NW, NN are −1 where missing).
+            new1 = (ne >= 0) & ~e_ne
+            new2 = (nw >= 0) & ~e_nw & (ne != nw)
+            new3 = (nn >= 0) & ~e_nn & (ne != nn) & (nw != nn)
+            value = np.where(sym == SYM_ABOVE, n, -1)
+            value = np.where(new1 & (sym == SYM_ABOVE + 1), ne, value)
+            rank = SYM_ABOVE + 1 + new1
+            value = np.where(new2 & (sym == rank), nw, value)
+            value = np.where(new3 & (sym == rank + new2), nn, value)
+        else:
+            value = missing.copy()
         ids = np.where((sym >= SYM_OFFSET) & (sym < SYM_OFFSET + len(offsets)), sym - SYM_OFFSET, -1)
         if lz:
             new_at = np.flatnonzero(sym == syms.new)
@@ -402,9 +413,7 @@ def decode_raster(dec, height: int, width: int, palette_size: int, offsets: list
             carry[0] = False
             if sym[0] == syms.inherit_left:
                 raise ContainerError("lossless payload: the first pixel of a row continues a copy")
-            idptr = np.arange(width)
-            idptr[carry] = x[carry] - 1
-            ids = ids[_follow(idptr)]
+            ids = ids[np.maximum.accumulate(np.where(carry, 0, x))]  # carried from the left
             lefts = sym == syms.inherit_left
             copies |= lefts
             if np.any(ids[lefts] < 0):
@@ -419,14 +428,20 @@ def decode_raster(dec, height: int, width: int, palette_size: int, offsets: list
                 raise ContainerError("lossless payload: a copy offset points outside the image")
             far = dy > 0
             value[at[far]] = idx[y - dy[far], sx[far]]
-            ptr[at[~far]] = sx[~far]
+            near = at[~far]
         lit_at = np.flatnonzero(sym == syms.literal)
         if lit_at.size:
             lits = models.literal.decode(dec, 0, np.zeros(lit_at.size, np.int64))
             if lits.max() >= palette_size:
                 raise ContainerError("lossless payload: palette index out of range")
             value[lit_at] = lits
-        value = value[_follow(ptr)]
+        if at.size and near.size:
+            ptr = x.copy()
+            ptr[is_left] = x[is_left] - 1
+            ptr[near] = sx[~far]
+            value = value[_follow(ptr)]
+        else:
+            value = value[np.maximum.accumulate(np.where(is_left, 0, x))]  # runs of left pixels
         if value.min() < 0:
             raise ContainerError("lossless payload: a pixel names a neighbour that does not exist")
         idx[y] = value
