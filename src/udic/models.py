@@ -14,7 +14,7 @@ Design notes (why, not what):
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import math
 from dataclasses import dataclass, field
@@ -453,6 +453,21 @@ def rate_mix(rate: int, num_rates: int) -> dict[str, float]:
     return Rate(int(rate), num_rates).lora_mix()
 
 
+def haloed_bands(run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, band_rows: int, halo: int,
+                 upsample: int = 1) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """``run(x)`` in horizontal bands of ``band_rows`` input rows, each computed with
+    ``halo`` rows of context on both sides: (first output row, end row, rows).
+
+    With exact integer arithmetic a band's core equals the same rows of ``run`` on the
+    whole input, so memory stays bounded without changing a single value."""
+    height = x.shape[-2]
+    for top in range(0, height, band_rows):
+        bottom = min(top + band_rows, height)
+        lo, hi = max(top - halo, 0), min(bottom + halo, height)
+        out = run(x[..., lo:hi, :])
+        yield top * upsample, bottom * upsample, out[..., (top - lo) * upsample:(bottom - lo) * upsample, :]
+
+
 class IntegerHyperSynthesis:
     """Exact fixed-point twin of ``h_s``: integer-valued float64 arithmetic.
 
@@ -517,13 +532,7 @@ class IntegerHyperSynthesis:
     @torch.no_grad()
     def bands(self, z_symbols: torch.Tensor, band_rows: int = 16) -> Iterator[tuple[int, int, torch.Tensor]]:
         """The output in horizontal bands: (first row, end row, rows) — bounded memory."""
-        height = z_symbols.shape[-2]
-        for top in range(0, height, band_rows):
-            bottom = min(top + band_rows, height)
-            lo, hi = max(top - self.BAND_HALO, 0), min(bottom + self.BAND_HALO, height)
-            out = self(z_symbols[..., lo:hi, :])
-            k = self.UPSAMPLE
-            yield top * k, bottom * k, out[..., (top - lo) * k:(bottom - lo) * k, :]
+        return haloed_bands(self, z_symbols, band_rows, self.BAND_HALO, self.UPSAMPLE)
 
     @torch.no_grad()
     def __call__(self, z_symbols: torch.Tensor) -> torch.Tensor:

@@ -84,16 +84,14 @@ class ChannelContextCodec(MeanScaleHyperprior):
         """One context net on [hyper output, decoded slices] in haloed bands of rows."""
         import torch
 
-        height = hyper_fixed.shape[1]
+        from ..models import haloed_bands
+
+        inp = torch.cat([hyper_fixed.to(torch.float64), decoded.to(torch.float64)])
         out: torch.Tensor | None = None
-        for top in range(0, height, CONTEXT_BAND_ROWS):
-            bottom = min(top + CONTEXT_BAND_ROWS, height)
-            lo, hi = max(top - CONTEXT_HALO, 0), min(bottom + CONTEXT_HALO, height)
-            inp = torch.cat([hyper_fixed[:, lo:hi].to(torch.float64), decoded[:, lo:hi].to(torch.float64)])
-            band = net.fixed(inp[None])[0]
+        for top, bottom, band in haloed_bands(lambda t: net.fixed(t[None])[0], inp, CONTEXT_BAND_ROWS, CONTEXT_HALO):
             if out is None:
                 out = torch.empty((band.shape[0],) + tuple(hyper_fixed.shape[1:]), dtype=torch.int64)
-            out[:, top:bottom] = band[:, top - lo:bottom - lo]
+            out[:, top:bottom] = band
         assert out is not None
         return out
 
