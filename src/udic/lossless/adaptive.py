@@ -37,6 +37,7 @@ DENSE_LIMIT = 8192  # models with at most this many (bin, symbol) counts blend a
 SOLO = 48  # in a large chunk, a bin with at least this many symbols is one constriction call of its own
 SMALL_CHUNK = 512  # a chunk of at most this many symbols (alphabet ≤ SMALL_ALPHABET) is one call
 SMALL_ALPHABET = 80
+BULK_ELEMENTS = 1 << 21  # encoder: probability rows worked out at once (bounds the memory)
 
 
 def _runs(k: np.ndarray) -> list[tuple[int, int]]:
@@ -89,6 +90,7 @@ class AdaptiveModel:
         # Small models blend and update all bins at once (fewer, larger numpy operations).
         self._dense = bins * a <= DENSE_LIMIT
         self._small = a <= SMALL_ALPHABET
+        self._pending: list[tuple[int, np.ndarray, np.ndarray]] = []  # encoder: calls not yet coded
 
     def probabilities(self, group: int, bins: np.ndarray | None) -> np.ndarray:
         """(len(bins), alphabet) float64 probabilities of those bins (None: all bins) for the next
@@ -113,7 +115,10 @@ class AdaptiveModel:
         per_bin = np.bincount(c, minlength=self.bins)
         present = per_bin.nonzero()[0]
         k = per_bin[present]
-        probs = self.probabilities(group, None)[present] if self._dense else self.probabilities(group, present)
+        if self._dense and 2 * present.size >= self.bins:
+            probs = self.probabilities(group, None)[present]
+        else:
+            probs = self.probabilities(group, present)
         if present.size == 1:
             runs = [(0, 1)]
         elif c.size <= SMALL_CHUNK and self._small:
@@ -177,19 +182,6 @@ class AdaptiveModel:
             yield start, end
             start = end
 
-    def encode(self, ops, group: int, ctx: np.ndarray, sym: np.ndarray) -> None:
-        """Appends the symbols (pass order, with their context bins) to ``ops`` in decode order."""
-        ctx = ctx.astype(np.int64)
-        sym = sym.astype(np.int64)
-        if sym.size and (sym.min() < 0 or sym.max() >= self.alphabet):
-            raise ValueError("symbol outside the plane's alphabet")
-        for start, end in self.chunks(group, sym.size):
-            c, s = ctx[start:end], sym[start:end]
-            order, per_bin, present, k, probs, runs = self._plan(group, c)
-            ordered = s[order]
-            ops.add_rows(ordered, probs, k, runs)
-            self._add(group, c, s, per_bin, present, k, ordered)
-
     def decode(self, dec, group: int, ctx: np.ndarray) -> np.ndarray:
         """Inverse of ``encode``: the symbols of the pixels with context bins ``ctx`` (pass order)."""
         ctx = ctx.astype(np.int64)
@@ -203,3 +195,150 @@ class AdaptiveModel:
             out[order] = ordered
             self._add(group, c, out[start:end], per_bin, present, k, ordered)
         return out
+
+    # --- encoder: all calls of a model are recorded, then coded in bulk ----------------------------
+
+    def encode(self, ops, group: int, ctx: np.ndarray, sym: np.ndarray) -> None:
+        """Appends the symbols (pass order, with their context bins) to ``ops`` in decode order.
+
+        The encoder knows every symbol in advance, so nothing is computed here: ``ops`` gets a
+        placeholder, and when the stream is written (``OpList.finish``) ``flush`` works out every
+        chunk's probabilities at once from running sums, the same numbers the decoder computes
+        chunk by chunk."""
+        ctx = ctx.astype(np.int64)
+        sym = sym.astype(np.int64)
+        if sym.size and (sym.min() < 0 or sym.max() >= self.alphabet):
+            raise ValueError("symbol outside the plane's alphabet")
+        if ctx.size != sym.size:
+            raise ValueError("one context bin per symbol")
+        if sym.size:
+            ops.defer(self, len(self._pending))
+            self._pending.append((group, ctx, sym))
+
+    def flush(self) -> list[list[tuple]]:
+        """Per recorded ``encode`` call, its chunks as (symbols sorted by bin, probability rows of
+        the bins present, their symbol counts, constriction calls); the model's counts then include
+        everything recorded."""
+        calls, self._pending = self._pending, []
+        results: list[list[tuple]] = [[] for _ in calls]
+        if not calls:
+            return results
+        ctx_all = np.concatenate([c for _, c, _ in calls])
+        sym_all = np.concatenate([s for _, _, s in calls])
+        # The chunk schedule depends only on the sizes.
+        bounds, owner, groups = [0], [], []
+        for i, (group, ctx, _) in enumerate(calls):
+            start, n = 0, ctx.size
+            while start < n:
+                end = min(n, start + max(MIN_CHUNK, self.seen[group] // CHUNK_SHARE))
+                self.seen[group] += end - start
+                bounds.append(bounds[-1] + end - start)
+                owner.append(i)
+                groups.append(group)
+                start = end
+        first = 0
+        budget = 0
+        for t in range(len(owner)):
+            budget += min(bounds[t + 1] - bounds[t], self.bins) * self.alphabet
+            if budget >= BULK_ELEMENTS or t == len(owner) - 1:
+                self._bulk(bounds[first : t + 2], owner[first : t + 1], groups[first : t + 1],
+                           ctx_all, sym_all, results)
+                first, budget = t + 1, 0
+        return results
+
+    def _bulk(self, bounds: list[int], owner: list[int], groups: list[int], ctx_all: np.ndarray,
+              sym_all: np.ndarray, results: list[list[tuple]]) -> None:
+        a, nbins = self.alphabet, self.bins
+        lo, hi = bounds[0], bounds[-1]
+        sizes = np.diff(np.array(bounds, dtype=np.int64))
+        chunks = sizes.size
+        c, s = ctx_all[lo:hi], sym_all[lo:hi]
+        cid = np.repeat(np.arange(chunks), sizes)
+        key = cid * nbins + c
+        top = chunks * nbins
+        order = np.argsort(key.astype(np.uint16 if top <= 65536 else np.uint32 if top < 1 << 32 else np.int64),
+                           kind="stable")
+        ordered = s[order]
+        okey = key[order]
+        starts = np.flatnonzero(np.concatenate([[True], okey[1:] != okey[:-1]]))
+        k = np.diff(np.append(starts, okey.size))
+        pkey = okey[starts]
+        pchunk, pbin = pkey // nbins, pkey % nbins
+        pgroup = np.array(groups, dtype=np.int64)[pchunk]
+        pairs = pkey.size
+        hist = np.bincount(np.repeat(np.arange(pairs), k) * a + ordered, minlength=pairs * a).reshape(pairs, a)
+        # Plane level: totals before each chunk.
+        chunk_hist = np.bincount(cid * a + s, minlength=chunks * a).reshape(chunks, a)
+        before = np.cumsum(chunk_hist, axis=0) - chunk_hist + self.total
+        n_before = np.cumsum(sizes) - sizes + self.n_total
+        p0 = (before * a + GAMMA) / ((n_before + GAMMA) * a).astype(np.float64)[:, None]
+        # Group level: counts of (group, bin) before each chunk.
+        gb = pgroup * nbins + pbin
+        cg, cg_tot, gb_keys, gb_hist, gb_k = _running(gb, hist, k)
+        cg += self.counts.reshape(-1, a)[gb]
+        cg_tot += self.count_tot.reshape(-1)[gb]
+        # Bin or class level (all groups).
+        if self.parent is None:
+            mid, mid_tot, mid_keys, mid_hist, mid_k = _running(pbin, hist, k)
+            mid += self.bin_counts[pbin]
+            mid_tot += self.bin_tot[pbin]
+        else:
+            cls = self.parent[pbin]
+            cc = pchunk * (int(self.parent[-1]) + 1) + cls  # sorted: pairs go by chunk, then bin
+            cc_starts = np.flatnonzero(np.concatenate([[True], cc[1:] != cc[:-1]]))
+            cc_of_pair = np.cumsum(np.concatenate([[True], cc[1:] != cc[:-1]])) - 1
+            cc_cls = cls[cc_starts]
+            run_hist, run_tot, mid_keys, mid_hist, mid_k = _running(
+                cc_cls, np.add.reduceat(hist, cc_starts, axis=0), np.add.reduceat(k, cc_starts))
+            mid = run_hist[cc_of_pair] + self.class_counts[cls]
+            mid_tot = run_tot[cc_of_pair] + self.class_tot[cls]
+        p1 = (mid + ALPHA_BIN * p0[pchunk]) / (mid_tot + ALPHA_BIN)[:, None]
+        probs = (cg + ALPHA_GROUP * p1) / (cg_tot + ALPHA_GROUP)[:, None]
+        # The model now holds the block.
+        self.total += chunk_hist.sum(axis=0)
+        self.n_total += hi - lo
+        self.counts.reshape(-1, a)[gb_keys] += gb_hist
+        self.count_tot.reshape(-1)[gb_keys] += gb_k
+        if self.parent is None:
+            self.bin_counts[mid_keys] += mid_hist
+            self.bin_tot[mid_keys] += mid_k
+        else:
+            self.class_counts[mid_keys] += mid_hist
+            self.class_tot[mid_keys] += mid_k
+        # Per chunk: its slice of the sorted symbols and of the pair rows.
+        pair_bounds = np.searchsorted(pchunk, np.arange(chunks + 1)).tolist()
+        at = 0
+        for t in range(chunks):
+            p_lo, p_hi = pair_bounds[t], pair_bounds[t + 1]
+            size = int(sizes[t])
+            kt = k[p_lo:p_hi]
+            if p_hi - p_lo == 1:
+                runs = [(0, 1)]
+            elif size <= SMALL_CHUNK and self._small:
+                runs = [(0, p_hi - p_lo)]
+            else:
+                runs = _runs(kt)
+            results[owner[t]].append((ordered[at : at + size], probs[p_lo:p_hi], kt, runs))
+            at += size
+
+
+def _running(keys: np.ndarray, hist: np.ndarray, k: np.ndarray):
+    """For rows (in chunk order) with ``keys``: the sum of ``hist`` and of ``k`` over the earlier
+    rows with the same key (exclusive running sums), and per distinct key its total."""
+    srt = np.argsort(keys, kind="stable")
+    ks = keys[srt]
+    new = np.concatenate([[True], ks[1:] != ks[:-1]])
+    seg = np.flatnonzero(new)
+    h = hist[srt]
+    cum = np.cumsum(h, axis=0)
+    excl = cum - h
+    excl -= excl[seg][np.cumsum(new) - 1]
+    kk = k[srt]
+    kcum = np.cumsum(kk)
+    kexcl = kcum - kk
+    kexcl -= kexcl[seg][np.cumsum(new) - 1]
+    run_hist = np.empty_like(hist)
+    run_hist[srt] = excl
+    run_k = np.empty_like(k)
+    run_k[srt] = kexcl
+    return run_hist, run_k, ks[seg], np.add.reduceat(h, seg, axis=0), np.add.reduceat(kk, seg)

@@ -40,16 +40,34 @@ def unzigzag(u: np.ndarray) -> np.ndarray:
 def tokenize(u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """u ≥ 0 → (token, number of raw bits, raw bits)."""
     u = u.astype(np.int64)
-    big = u >= SPLIT
-    if not big.any():
+    top = int(u.max(initial=0))
+    if top < SPLIT:
         zero = np.zeros(u.shape, dtype=np.int64)
         return u.astype(np.int32), zero, zero
+    if top < _LUT_SIZE:
+        token = _token_lut()[u]
+        return token.astype(np.int32), _RAW_BITS[token], u - _BASE[token]
+    return _tokenize_arith(u)
+
+
+def _tokenize_arith(u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    big = u >= SPLIT
     n = np.frexp(np.maximum(u, 1).astype(np.float64))[1].astype(np.int64) - 1  # floor(log2 u), exact
     nraw = np.where(big, n - 1, 0)
     msb = (u >> np.maximum(n - 1, 0)) & 1
     token = np.where(big, SPLIT + 2 * (n - 4) + msb, u)
     raw = u & ((np.int64(1) << nraw) - 1)
     return token.astype(np.int32), nraw, raw
+
+
+_LUT_SIZE = 1 << 18  # every zigzag residual of 16-bit planes
+_LUT: list[np.ndarray] = []
+
+
+def _token_lut() -> np.ndarray:
+    if not _LUT:
+        _LUT.append(_tokenize_arith(np.arange(_LUT_SIZE, dtype=np.int64))[0].astype(np.uint8))
+    return _LUT[0]
 
 
 _T = np.arange(MAX_TOKENS, dtype=np.int64)
@@ -165,14 +183,12 @@ class OpList:
         """``counts[i]`` symbols in turn coded with ``Categorical(probs[i], perfect=False)`` each;
         ``runs`` (consecutive row ranges covering all rows) says how the rows are grouped into
         constriction calls (a single row: one fixed model; several: the model family)."""
-        symbols = symbols.astype(np.int32)
-        ends = np.cumsum(counts).tolist()
-        for first, last in runs:
-            start = ends[first - 1] if first else 0
-            if last - first == 1:
-                self.ops.append((symbols[start : ends[first]], Categorical(probs[first], perfect=False), None))
-            else:
-                self.ops.append((symbols[start : ends[last - 1]], probs[first:last], counts[first:last]))
+        _row_ops(self.ops, symbols, probs, counts, runs)
+
+    def defer(self, model: object, call: int) -> None:
+        """A placeholder for the ``call``-th recorded call of ``model`` (an adaptive model that
+        works out its chunks in bulk when the stream is written: ``model.flush()``)."""
+        self.ops.append((None, model, call))
 
     def add_raw(self, raw: np.ndarray, nraw: np.ndarray) -> None:
         """Raw low bits, grouped by bit count (ascending), each group in pixel order."""
@@ -182,6 +198,18 @@ class OpList:
                 self.add(sym, Uniform(size))
 
     def finish(self) -> bytes:
+        flushed = {}
+        for symbols, model, call in self.ops:
+            if symbols is None and id(model) not in flushed:
+                flushed[id(model)] = model.flush()
+        ops: list[tuple] = []
+        for op in self.ops:
+            if op[0] is None:
+                for entry in flushed[id(op[1])][op[2]]:
+                    _row_ops(ops, *entry)
+            else:
+                ops.append(op)
+        self.ops = ops
         coder = constriction.stream.stack.AnsCoder()
         for symbols, model, counts in reversed(self.ops):
             if counts is None:
@@ -189,6 +217,24 @@ class OpList:
             else:
                 coder.encode_reverse(symbols, FAMILY, np.repeat(model, counts, axis=0))
         return coder.get_compressed().astype("<u4").tobytes()
+
+
+def _row_ops(ops: list, symbols: np.ndarray, probs: np.ndarray, counts: np.ndarray,
+             runs: list[tuple[int, int]]) -> None:
+    symbols = symbols.astype(np.int32)
+    if len(runs) == 1:
+        if runs[0][1] == 1:
+            ops.append((symbols, Categorical(probs[0], perfect=False), None))
+        else:
+            ops.append((symbols, probs, counts))
+        return
+    ends = np.cumsum(counts).tolist()
+    for first, last in runs:
+        start = ends[first - 1] if first else 0
+        if last - first == 1:
+            ops.append((symbols[start : ends[first]], Categorical(probs[first], perfect=False), None))
+        else:
+            ops.append((symbols[start : ends[last - 1]], probs[first:last], counts[first:last]))
 
 
 def _raw_chunks(vals: np.ndarray, bits: int) -> list[tuple[np.ndarray, int]]:

@@ -289,6 +289,25 @@ def _colour_match(x_all: np.ndarray, msym: np.ndarray, matched: np.ndarray, mval
     where interpolation is poor (``surprise``): elsewhere the residual is cheaper than the name.
     The symbol is ``base``; returns the colour numbers of the naming pixels, in pass order."""
     ids = np.full(msym.size, -1, dtype=np.int64)
+    top = int(max(np.abs(x_all).max(initial=0), np.abs(colours).max(initial=0)))
+    if not tolerance.any() and len(colours) and (2 * top + 1).bit_length() * x_all.shape[0] <= 62:
+        # Exact naming: the listed colours are distinct, so at most one matches; find it by key.
+        at = np.flatnonzero(~matched & surprise)
+        bits = (2 * top + 1).bit_length()
+        keys = np.zeros(at.size, dtype=np.int64)
+        ckeys = np.zeros(len(colours), dtype=np.int64)
+        for c in range(x_all.shape[0]):
+            keys = (keys << bits) | (x_all[c, at].astype(np.int64) + top)
+            ckeys = (ckeys << bits) | (colours[:, c].astype(np.int64) + top)
+        sorter = np.argsort(ckeys)
+        pos = sorter[np.minimum(np.searchsorted(ckeys, keys, sorter=sorter), len(colours) - 1)]
+        hit = ckeys[pos] == keys
+        at, pos = at[hit], pos[hit]
+        msym[at] = base
+        ids[at] = pos
+        mvals[:, at] = colours[pos].T
+        matched[at] = True
+        return ids[ids >= 0]
     for j, colour in enumerate(colours):
         at = np.flatnonzero(~matched & surprise)
         if at.size == 0:
