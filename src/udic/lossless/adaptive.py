@@ -254,6 +254,25 @@ class AdaptiveModel:
         chunks = sizes.size
         c, s = ctx_all[lo:hi], sym_all[lo:hi]
         cid = np.repeat(np.arange(chunks), sizes)
+        # Plane level: totals before each chunk.
+        chunk_hist = np.bincount(cid * a + s, minlength=chunks * a).reshape(chunks, a)
+        before = np.cumsum(chunk_hist, axis=0) - chunk_hist + self.total
+        n_before = np.cumsum(sizes) - sizes + self.n_total
+        p0 = (before * a + GAMMA) / ((n_before + GAMMA) * a).astype(np.float64)[:, None]
+        if nbins == 1 and self.groups == 1 and self.parent is None:
+            # One context: every level holds the same counts (the plane's), one row per chunk.
+            tot = n_before[:, None]
+            p1 = (before + ALPHA_BIN * p0) / (tot + ALPHA_BIN)
+            probs = (before + ALPHA_GROUP * p1) / (tot + ALPHA_GROUP)
+            block = chunk_hist.sum(axis=0)
+            self.total += block
+            self.counts[0, 0] += block
+            self.bin_counts[0] += block
+            self.count_tot[0, 0] += hi - lo
+            self.bin_tot[0] += hi - lo
+            self.n_total += hi - lo
+            self._emit(sizes, owner, s, probs, sizes, list(range(chunks + 1)), results)
+            return
         key = cid * nbins + c
         top = chunks * nbins
         order = np.argsort(key.astype(np.uint16 if top <= 65536 else np.uint32 if top < 1 << 32 else np.int64),
@@ -267,11 +286,6 @@ class AdaptiveModel:
         pgroup = np.array(groups, dtype=np.int64)[pchunk]
         pairs = pkey.size
         hist = np.bincount(np.repeat(np.arange(pairs), k) * a + ordered, minlength=pairs * a).reshape(pairs, a)
-        # Plane level: totals before each chunk.
-        chunk_hist = np.bincount(cid * a + s, minlength=chunks * a).reshape(chunks, a)
-        before = np.cumsum(chunk_hist, axis=0) - chunk_hist + self.total
-        n_before = np.cumsum(sizes) - sizes + self.n_total
-        p0 = (before * a + GAMMA) / ((n_before + GAMMA) * a).astype(np.float64)[:, None]
         # Group level: counts of (group, bin) before each chunk.
         gb = pgroup * nbins + pbin
         cg, cg_tot, gb_keys, gb_hist, gb_k = _running(gb, hist, k)
@@ -305,8 +319,12 @@ class AdaptiveModel:
         else:
             self.class_counts[mid_keys] += mid_hist
             self.class_tot[mid_keys] += mid_k
-        # Per chunk: its slice of the sorted symbols and of the pair rows.
-        pair_bounds = np.searchsorted(pchunk, np.arange(chunks + 1)).tolist()
+        self._emit(sizes, owner, ordered, probs, k, np.searchsorted(pchunk, np.arange(chunks + 1)).tolist(), results)
+
+    def _emit(self, sizes: np.ndarray, owner: list[int], ordered: np.ndarray, probs: np.ndarray, k: np.ndarray,
+              pair_bounds: list[int], results: list[list[tuple]]) -> None:
+        """Per chunk: its slice of the sorted symbols and of the pair rows."""
+        chunks = sizes.size
         at = 0
         for t in range(chunks):
             p_lo, p_hi = pair_bounds[t], pair_bounds[t + 1]
