@@ -184,6 +184,8 @@ class AdaptiveModel:
 
     def decode(self, dec, group: int, ctx: np.ndarray) -> np.ndarray:
         """Inverse of ``encode``: the symbols of the pixels with context bins ``ctx`` (pass order)."""
+        if self.bins == 1 and self.groups == 1 and self.parent is None:
+            return self._decode_single(dec, ctx.size)
         ctx = ctx.astype(np.int64)
         out = np.empty(ctx.size, dtype=np.int64)
         for start, end in self.chunks(group, ctx.size):
@@ -195,6 +197,30 @@ class AdaptiveModel:
             out[order] = ordered
             self._add(group, c, out[start:end], per_bin, present, k, ordered)
         return out
+
+    def _decode_single(self, dec, count: int) -> np.ndarray:
+        """``decode`` of a one-context model (literals, colour numbers, offsets): every level of
+        the blend holds the plane's counts, so a chunk is one row and one call."""
+        a = self.alphabet
+        parts = []
+        for start, end in self.chunks(0, count):
+            n = self.n_total
+            p0 = (self.total * a + GAMMA) / float((n + GAMMA) * a)
+            p1 = (self.total + ALPHA_BIN * p0) / (n + ALPHA_BIN)
+            row = (self.total + ALPHA_GROUP * p1) / (n + ALPHA_GROUP)
+            sym = dec.single(row, end - start)
+            hist = np.bincount(sym, minlength=a)
+            self.total += hist
+            self.counts[0, 0] += hist
+            self.bin_counts[0] += hist
+            self.count_tot[0, 0] += end - start
+            self.bin_tot[0] += end - start
+            self.n_total += end - start
+            self.seen[0] += end - start
+            parts.append(sym)
+        if not parts:
+            return np.zeros(0, dtype=np.int64)
+        return (parts[0] if len(parts) == 1 else np.concatenate(parts)).astype(np.int64)
 
     # --- encoder: all calls of a model are recorded, then coded in bulk ----------------------------
 

@@ -274,6 +274,13 @@ class Decoder:
         except Exception as exc:
             raise ContainerError(f"lossless payload: entropy decoding failed ({exc})") from None
 
+    def single(self, probs: np.ndarray, count: int) -> np.ndarray:
+        """``count`` symbols with ``Categorical(probs, perfect=False)``."""
+        try:
+            return self.coder.decode(Categorical(probs, perfect=False), count)
+        except Exception as exc:
+            raise ContainerError(f"lossless payload: entropy decoding failed ({exc})") from None
+
     def rows(self, probs: np.ndarray, counts: np.ndarray, runs: list[tuple[int, int]]) -> np.ndarray:
         """Inverse of ``OpList.add_rows``: ``counts[i]`` symbols with row ``probs[i]`` in turn (int64)."""
         parts = []
