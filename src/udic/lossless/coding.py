@@ -44,8 +44,8 @@ def tokenize(u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if top < SPLIT:
         zero = np.zeros(u.shape, dtype=np.int64)
         return u.astype(np.int32), zero, zero
-    if top < _LUT_SIZE:
-        token = _token_lut()[u]
+    if top < _LUT_SIZE and (_LUT or u.size >= _LUT_USE):
+        token = token_lut()[u]
         return token.astype(np.int32), _RAW_BITS[token], u - _BASE[token]
     return _tokenize_arith(u)
 
@@ -61,10 +61,12 @@ def _tokenize_arith(u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 _LUT_SIZE = 1 << 18  # every zigzag residual of 16-bit planes
+_LUT_USE = 4096  # the table is built (once, ~20 ms) for the first array at least this large
 _LUT: list[np.ndarray] = []
 
 
-def _token_lut() -> np.ndarray:
+def token_lut() -> np.ndarray:
+    """The token of every u < 2^18 (built on first use; encoders of large images call it early)."""
     if not _LUT:
         _LUT.append(_tokenize_arith(np.arange(_LUT_SIZE, dtype=np.int64))[0].astype(np.uint8))
     return _LUT[0]

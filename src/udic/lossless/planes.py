@@ -331,6 +331,8 @@ def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int,
     offsets = offsets or []
     offset_arr = np.array(offsets, dtype=np.int64).reshape(-1, 2)
     tolerance = np.array([s.max_error for s in specs], dtype=np.int32)
+    if planes[0].size >= 1 << 16:
+        coding.token_lut()  # many small tokenize calls follow (sampled costs, unmatched pixels)
     height, width = planes[0].shape
     passes = pass_list(height, width)
     source = np.stack(planes).astype(np.int32)
