@@ -253,7 +253,12 @@ def encode(pixels: np.ndarray, bit_depth: int = 8, max_error: int = 0, effort: i
         if len(cand) < len(best):
             best = cand
         raster_offsets = offsets if match else find_offsets(pixel_keys(pixels), MAX_OFFSETS)
-        for lz in (raster.LZ_OFF, raster.LZ_CARRY, raster.LZ_EXPLICIT):
+        modes = (raster.LZ_OFF, raster.LZ_CARRY, raster.LZ_EXPLICIT)
+        if effort < 2:
+            # Copies carried through left / above pixels paid on flat art; explicit continues on
+            # dithered art, where fewer pixels repeat their neighbours: try the likely one only.
+            modes = (raster.LZ_OFF, raster.LZ_CARRY if share >= MATCH_SURE else raster.LZ_EXPLICIT)
+        for lz in modes:
             cand = _encode_raster(pixels, bit_depth, max_error, found, raster_offsets, lz)
             if len(cand) < len(best):
                 best = cand
