@@ -172,57 +172,67 @@ PREFER_NEAR = 2.0  # encoder: a farther candidate must score this many times the
 LOOK_ROWS = 4  # encoder: rows scored per candidate (a copy that holds for the next rows is worth more)
 
 
-def _best_source(runs: _Runs, source: np.ndarray, y: int, x: int) -> tuple[int, int] | None:
+def _best_source(runs: _Runs, chain: list[int], y: int, x: int) -> tuple[int, int] | None:
     """Encoder: the offset, among the nearest CHAIN earlier occurrences of the window at (y, x),
-    whose copy matches most pixels here and at the same columns of the next rows."""
-    height, width = source.shape
-    flat = source.reshape(-1)
-    pos = int(source[y, x])
+    whose copy matches most pixels here and at the same columns of the next rows.  ``chain``:
+    ``_window_sources`` flattened to a list."""
+    width, height = runs.width, runs.height
+    pos = chain[y * width + x]
     best, best_score = None, 0
+    rows = min(LOOK_ROWS, height - y)
     for _ in range(CHAIN):
         if pos < 0:
             break
         sy, sx = divmod(pos, width)
-        off = (y - sy, x - sx)
-        run = runs(y, x, *off)
+        dy, dx = y - sy, x - sx
+        run = runs(y, x, dy, dx)
         if run >= MIN_NEW_RUN:
-            score = run + sum(runs(y + r, x, *off) for r in range(1, LOOK_ROWS) if y + r < height)
+            score = run
+            for r in range(1, rows):
+                score += runs(y + r, x, dy, dx)
             if best is None or score > PREFER_NEAR * best_score:
-                best, best_score = off, score
-        pos = int(flat[pos])
+                best, best_score = (dy, dx), score
+        pos = chain[pos]
     return best
 
 
 class _Runs:
     """Encoder: ``runs(y, x, dy, dx)`` = how many pixels from (y, x) on equal their source at offset
     (dy, dx) (0 when the source is outside the row or the offset does not point back).  Rows are
-    Python lists compared by slices of growing length, then bisected: a few microseconds a call."""
+    byte strings (one or two bytes a pixel) compared by slices of growing length, then bisected: a
+    few microseconds a call."""
 
     def __init__(self, idx: np.ndarray) -> None:
-        self.lists = idx.tolist()
-        self.width = idx.shape[1]
+        self.height, self.width = idx.shape
+        self.size = 1 if idx.max(initial=0) < 256 else 2
+        self.rows = [row.tobytes() for row in idx.astype(np.uint8 if self.size == 1 else ">u2")]
 
     def __call__(self, y: int, x: int, dy: int, dx: int) -> int:
         width = self.width
         sy, sx = y - dy, x - dx
         if sy < 0 or sx < 0 or sx >= width or (dy == 0 and dx <= 0):
             return 0
-        n = min(width - x, width - sx)
-        a, b = self.lists[y], self.lists[sy]
+        n = width - (x if x > sx else sx)
+        f = self.size
+        a, b = self.rows[y], self.rows[sy]
+        x *= f
+        sx *= f
         i, step = 0, 8
         while i < n:
-            j = min(n, i + step)
-            if a[x + i : x + j] == b[sx + i : sx + j]:
+            j = i + step
+            if j > n:
+                j = n
+            if a[x + i * f : x + j * f] == b[sx + i * f : sx + j * f]:
                 i = j
-                step *= 2
+                step *= 4
                 continue
             while j - i > 8:  # the first mismatch is in [i, j)
                 mid = (i + j) >> 1
-                if a[x + i : x + mid] == b[sx + i : sx + mid]:
+                if a[x + i * f : x + mid * f] == b[sx + i * f : sx + mid * f]:
                     i = mid
                 else:
                     j = mid
-            while a[x + i] == b[sx + i]:
+            while a[x + i * f : x + i * f + f] == b[sx + i * f : sx + i * f + f]:
                 i += 1
             return i
         return n
@@ -274,7 +284,7 @@ def symbols(index: np.ndarray, offsets: list[tuple[int, int]], lz: int = LZ_CARR
     new_offsets = []
     if lz:
         table = list(offsets)
-        source = _window_sources(idx)
+        chain = _window_sources(idx).reshape(-1).tolist()
         runs = _Runs(idx)
         static_k, static_run = _static_runs(idx, offsets)
         ids_prev = np.full(width, -1, dtype=np.int64)
@@ -318,8 +328,8 @@ def symbols(index: np.ndarray, offsets: list[tuple[int, int]], lz: int = LZ_CARR
                         best, best_sym, best_run = int(ids_prev[xx]), syms.inherit_above, run
                 if row_run[xx] > best_run:  # the first of the longest copy offset runs
                     best, best_sym, best_run = row_k[xx], SYM_OFFSET + row_k[xx], row_run[xx]
-                if best < 0 and source[y, xx] >= 0:
-                    off = _best_source(runs, source, y, xx)
+                if best < 0 and chain[y * width + xx] >= 0:
+                    off = _best_source(runs, chain, y, xx)
                     if off is not None:
                         best, best_sym = len(table), syms.new
                         table.append(off)
