@@ -410,3 +410,106 @@ def test_version_2_payloads_still_decode(kind: str) -> None:
     assert payload[0] == 2
     np.testing.assert_array_equal(lossless.decode(payload), V2_IMAGES[kind]())
     assert lossless.encode(V2_IMAGES[kind]())[0] == lossless.VERSION
+
+
+# Version 4 payloads made by the encoder before the speed work (commit 8b9de3c): the decoder reads
+# them, and the encoder (whose adaptive models now work out their chunk probabilities in bulk)
+# still writes exactly these bytes.
+V4_PAYLOADS = {
+    "predictive": "eNpFkl1IU3EYxs/7/5/zPx+uiWWpK6wsQ8SPKGIRflyEy4tCiqQgRNMSIi0opDDC1WyKIsmYjmKG6Vq61HS60jk/U7EmBU6bLimpqZA27WAiXmhHu+j5vc/Fe/HCy8NDgyDDHEUBBSB5IwgcyI1hDf8HorfUzFKwKuFD/6CkIxu24fz8GEnXKDCRSpwmbg4FTnqEmBnnlovBBmD3E3FCgkoFS0IRTEoUSkwB5Ni2No9EDboPavQMidCLhsGCtMiEYBq5IK8OJ1mYTniPHNKLbdxDEp87gU6Anq/mSuVrvD2gkZkJgCHOwq2wXlkNtPCd6I8c7MIyrg2e3VG3r0sBelLM9SAjmP07+BIZrDIibWS+obFAV1Aj1iFokxm4ctREnKwaGlg9gkFSRQbwPF6gTf4TUMjnwBpTj9TcnBCpJRugw6UhXh4cZJr3ol+4G5SboTFlUClFlpYNcSIScRM7hbuJiW5BoJojyb3yVnpdgBvl27TcO/QAnuDvNPgYRSlSvsLROlIBYMQi91EYZV7QWbGThAIz+wjeMI/RrnaIOPOVjNJHqZ521zFFQ0q8Yb4+fcUVGuOOCM+VZxQEpd0biOy81KWoOrJ0+Xa55m22oSDvs+HD6dfO8cXQjbPpqTO7qZJPq6abRYnPLxQvCi9vWcO3t7uVXP/e4Yt+I3HNHqpvzHOg6vd8bICs314fNrjsC1nQZGqtdXcaOnzo+Lr3FLu0p7liYacuyW5V8Z7Q1h996uTsgeuJqV8y0cmnZW20+8qIsrpsaHb/1XN5Qwc7zLWBWWE/Gc358bv+GZrDCaBw6JNpS0pU1KFgqUF/AftD8Ig=",
+    "match": "eNpjYRQSYeFgYGBmBOErjMxbGRcwMgsGMPOaMDACIQhASAaGDkbGA0wICJbgAYJpjGBmA0cDB1j5EvYl7BAdC5gZNYAAxGxhWsIEEWRUUwNRQowaZxiDgr4xfmOcxbSXBWjABBYIZGRwUnJhYHByYtzDtIeJQYrhFwsQTWVilPCSmMLEYGCQdJBpCTNjExC2gWEdEIFNviR8iPMsRyfzQc53zIyv2CdxzBXcIviT/Qv7dgXGdUzvmOYzrmBuZTzDOJP9PzPjPY47HPNYZ7O95njHzuiTsJixifMxm8815gTGJ6xPmduYr7G3Mc9mnM58ifkjG+M9pibG24z3WNczfWN6zbyKsZ2FjXEHq7zFDFaLFayWwmCPsbAw9XDe40jN+cG0mpVxmvAtHoYGAYapwgw3eVhYGFiYJnBdYD3OuI9xL+MExqsCLGAA0qcgXR+w1cnd0lBWf37x5vnlPj+ZN7zW3spVc+E5r+l7ex7zxTl8QvzurFFPc3lzmY4YeHe3nra7Lad1c+Lc3+q7TH83tln/jjD5+stumt3vzzPLJkoUf14uy/riyfG0l08Sn13S0gn4LVp0KyT50Gmhrpn1bZGyTL4Tqi4efBny4+olLlCUAQDdk5WK",
+    "palette": "eNpjYZIQYOZgYGB7mvSTbcHULLX13V5P95xd/3GlIyMjUJyZh4kBBeglPbeK37ryy+kzvvVrvuuzaR2rneQ8SefcJKm6bMarFYy2DhVbhVgUXqfYPzpucvzP8v/7tx6oF7a63vT4veiGL8aJ6/q4S04zLjLzVxAPjb4uftal7rZv0IcEE8Y/7KdP7Zix/HvGrbpzS8L/Z7Utz708ccJ5XyOj9mkTa449WSKvbvVQW/P+GY+QNsVVVzZ5bsv4WNls/Pcp81n/Taum18/UCzm3J9nb5toniet8X4JjrQv/thjIsfd45B7rEYlmZAAA/5Bmtg==",
+    "raster_carry": "eNoBGgHl/gQDMB4DCAAAA/r6+gAAAB48yAECABABAAFAsy4Z75caVrL41BL5flut9TJdTCXe/wpBIksJjLlABOOq0ody7vhmE2Wj6FyULGQKQXOOw4X8RAD6bPaoB6zPUhr6LCQUcfOAmdKG7nUkI/PqUTvEZZTou97p3iMNrvkPMu+MIqWwlpkTwS3A+HZ6mhOcfCvzZXCzqNnPE7qn8bVIl8frXrAQOPwat4iGUo+vv/o4ZFEFWmzzYhRNRr/ctOQQPxM0tpx/KylD0RHMXwmwNeMNHUn4bKO0qHEk6OwsnjvJkiLCxMIXnPZTKT73b62U4kg/Pz3OaYOndk0hovb4FgCu4wEONLlPC7Xv5w2zrcEJ0aveC8/UDfIjDgAAAGqHhGU=",
+    "raster_explicit": "eNoBNQHK/gQDMB4DCAAAA/r6+gAAAB48yAACSL/oRyp9UX1YUTdMgiYIihuL8yK2hGVJeq6h598e0UhlBIHMDMauFvttvatCns7Hf7iUAVd81T9Xs+kDfteEFtOqI5g6HBy0frhy4OGLWKFm1rlTzo37NW8yeKIpoSy4acqRowilJUyUJXbo+tFQ/yd6nfH0LGD0N9s8pHmIzzZRfmQDIBrn3ze3EGgRxrZna/meeK6xSfZW5dX36lecgQjZu9T2tvZJh6hYuH9Ql6GbxrsiVu2G23B4vXeTw3pH6bepPR6vVUIOUV6OQGT7x+Y0NypfrknGj4JX9PSKTafK0Iuk5knB/n4s7/e3LC38BARd/HXNAG/Amgby2yFZ8eVkYPaCg4sPOO2/GL2FCBzwdgcK81BuDt0kd+Qg/rQBAOs/mbY=",
+}
+
+
+def _v4_encoders() -> dict:
+    from udic.lossless import transforms
+
+    tiled = _tiled(16, 24)
+    return {
+        "predictive": (_smooth(12, 10, 3), lambda px: lossless._encode_predictive(px, 8, 0, 1, 1, False, [])),
+        "match": (_flat_art(20, 18, 4), lambda px: lossless._encode_predictive(px, 8, 0, 1, 3, True, [])),
+        "palette": (tiled, lambda px: lossless._encode_palette(px, 8, 0, 1, transforms.find_palette(px, 4096), True,
+                                                               [(8, 0)])),
+        "raster_carry": (_glyphs(30, 48), lambda px: _raster_payload(px, [(0, 8), (1, 0)], 1)),
+        "raster_explicit": (_glyphs(30, 48), lambda px: _raster_payload(px, [], 2)),
+    }
+
+
+@pytest.mark.parametrize("kind", sorted(V4_PAYLOADS))
+def test_version_4_payloads_decode_and_are_reproduced(kind: str) -> None:
+    import base64
+    import zlib
+
+    payload = zlib.decompress(base64.b64decode(V4_PAYLOADS[kind]))
+    pixels, encoder = _v4_encoders()[kind]
+    assert payload[0] == 4
+    np.testing.assert_array_equal(lossless.decode(payload), pixels)
+    assert encoder(pixels) == payload
+
+
+@pytest.mark.parametrize("groups, bins, alphabet, classes", [(1, 1, 5, None), (1, 1, 700, None), (3, 12, 9, None),
+                                                            (7, 30, 40, 6), (1, 2000, 12, 8),
+                                                            (2, 1000, 10, None)])
+def test_adaptive_models_bulk_encoder_matches_the_chunked_decoder(monkeypatch, groups, bins, alphabet, classes) -> None:
+    """The encoder works out all chunk probabilities at once (in blocks); the decoder chunk by chunk:
+    both must see the same numbers, for one-context, dense, class-blended and sparse models."""
+    from udic.lossless import adaptive
+    from udic.lossless.coding import Decoder, OpList
+
+    monkeypatch.setattr(adaptive, "BULK_ELEMENTS", 3000)  # many blocks
+    rng = np.random.default_rng(groups * 1000 + bins)
+    parent = None if classes is None else np.arange(bins) * classes // bins
+    calls = []
+    for _ in range(40):
+        n = int(rng.integers(0, 900))
+        ctx = np.minimum(rng.geometric(0.2, n) - 1, bins - 1)
+        sym = np.minimum(rng.geometric(0.3, n) - 1 + (ctx % 3), alphabet - 1)
+        calls.append((int(rng.integers(0, groups)), ctx, sym))
+    enc = adaptive.AdaptiveModel(groups, bins, alphabet, parent)
+    ops = OpList()
+    for group, ctx, sym in calls:
+        enc.encode(ops, group, ctx, sym)
+    dec_model = adaptive.AdaptiveModel(groups, bins, alphabet, parent)
+    dec = Decoder(ops.finish())
+    for group, ctx, sym in calls:
+        np.testing.assert_array_equal(dec_model.decode(dec, group, ctx), sym)
+    dec.check_finished()
+    np.testing.assert_array_equal(enc.counts, dec_model.counts)
+    assert enc.seen == dec_model.seen
+
+
+def test_token_table_matches_the_arithmetic() -> None:
+    from udic.lossless import coding
+
+    u = np.concatenate([np.arange(70000), np.random.default_rng(3).integers(0, 1 << 18, 50000)])
+    for got, want in zip(coding.tokenize(u), coding._tokenize_arith(u.astype(np.int64))):
+        np.testing.assert_array_equal(got, want)
+    big = np.array([1 << 20, (1 << 31) + 5, 17])
+    for got, want in zip(coding.tokenize(big), coding._tokenize_arith(big)):
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("colours", [3, 300])
+def test_raster_copy_runs_match_a_plain_count(colours: int) -> None:
+    from udic.lossless import raster
+
+    rng = np.random.default_rng(colours)
+    idx = rng.integers(0, colours, (6, 70))
+    idx[3, 10:60] = idx[1, 5:55]  # a long run at (2, 5)
+    idx[4, 20:45] = idx[4, 0:25]  # and one in the same row
+    runs = raster._Runs(idx)
+
+    def plain(y: int, x: int, dy: int, dx: int) -> int:
+        sy, sx, n = y - dy, x - dx, 0
+        if sy < 0 or (dy == 0 and dx <= 0):
+            return 0
+        while x + n < 70 and 0 <= sx + n < 70 and idx[y, x + n] == idx[sy, sx + n]:
+            n += 1
+        return n
+
+    for y, x, dy, dx in [(3, 10, 2, 5), (4, 20, 0, 20), (3, 0, 1, -3), (5, 69, 5, 69), (0, 3, 0, 2), (2, 4, 3, 0),
+                         (1, 0, 0, -1)] + [tuple(int(v) for v in rng.integers(0, 6, 4)) for _ in range(200)]:
+        assert runs(y, x, dy, dx) == plain(y, x, dy, dx), (y, x, dy, dx)
