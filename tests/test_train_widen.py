@@ -15,10 +15,11 @@ from udic import hub, modelfile
 from udic.codec import Codec
 from udic.imageio import LoadedImage
 from udic.models import ModelConfig, UdicModel
+from udic.rate import RATE_UNIT, Rate
 from udic.testing import build_tiny_model
 from udic.train.export import load_checkpoint
 from udic.train.loop import TrainConfig, train
-from udic.train.widen import blocks, residual_channels, widen
+from udic.train.widen import blocks, carry_deltas, residual_channels, widen
 
 
 def _crops(seed: int = 0, count: int = 8, size: int = 64) -> torch.Tensor:
@@ -91,13 +92,18 @@ def test_widening_refuses_what_it_cannot_keep() -> None:
         widen(src, src.config.M, (1e-3, 2e-3), _crops())
 
 
-def test_a_widened_model_trains_exports_and_codes(tmp_path: Path) -> None:
+def _train_dir(tmp_path: Path) -> Path:
     train_dir = tmp_path / "train"
     train_dir.mkdir()
     rng = np.random.default_rng(0)
     for i in range(3):
         img = rng.integers(0, 256, (64, 80, 3)).astype(np.uint8)
         Image.fromarray(img).save(train_dir / f"img{i}.webp", lossless=True)
+    return train_dir
+
+
+def _widened_run(tmp_path: Path, train_new_from: int = 0) -> tuple[UdicModel, dict, TrainConfig]:
+    train_dir = _train_dir(tmp_path)
     src = _source()
     lambdas = tuple(src.config.lambdas) + (src.config.lambdas[-1] * 3,)
     wide = widen(src, src.config.M + 4, lambdas, _crops(), hyper_width=src.config.M,
@@ -108,9 +114,33 @@ def test_a_widened_model_trains_exports_and_codes(tmp_path: Path) -> None:
                       bf16=False, eval_every=10_000, ckpt_minutes=1e9, train_dir=str(train_dir),
                       kodak_dir=str(tmp_path / "none"), N=wide.config.N, M=wide.config.M,
                       hyper_width=wide.config.hyper_width, hyper_mid=wide.config.hyper_mid,
-                      lambdas=",".join(repr(v) for v in lambdas), init_from=str(init))
+                      lambdas=",".join(repr(v) for v in lambdas), init_from=str(init),
+                      train_new_from=train_new_from)
     model, state = load_checkpoint(train(cfg, progress=lambda s: None))
     assert ModelConfig.from_dict(state["model_config"]) == wide.config
+    return wide, state, cfg
+
+
+def test_training_only_the_new_channels_keeps_every_old_weight(tmp_path: Path) -> None:
+    wide, state, _ = _widened_run(tmp_path, train_new_from=_source().config.M)
+    before, after = wide.state_dict(), state["model"]
+    m0, M = _source().config.M, wide.config.M
+    head = f"h_s.{len(wide.h_s) - 1}.weight"
+    assert torch.equal(after["g_a.linear.weight"][:m0], before["g_a.linear.weight"][:m0])
+    assert not torch.equal(after["g_a.linear.weight"][m0:], before["g_a.linear.weight"][m0:])
+    assert torch.equal(after[head][:m0], before[head][:m0])
+    assert torch.equal(after[head][M:M + m0], before[head][M:M + m0])
+    assert not torch.equal(after[head][m0:M], before[head][m0:M])
+    for key in ("h_a.0.weight", "h_s.0.weight", "g_s.out.weight", "g_s.stages.1.0.weight"):
+        assert torch.equal(after[key], before[key]), key
+    assert not torch.equal(after["log_gain"], before["log_gain"])
+
+
+def test_a_widened_model_trains_exports_and_codes(tmp_path: Path) -> None:
+    wide, state, cfg = _widened_run(tmp_path)
+    model, _ = load_checkpoint(Path(cfg.out) / "last.pt")
+    lambdas = wide.config.lambdas
+    train_dir = Path(cfg.train_dir)
     data = modelfile.export_bytes(model, info={"steps": state["step"]})
     codec = Codec(modelfile.load_bytes(data), hub.model_id_for_bytes(data))
     rgb = np.asarray(Image.open(train_dir / "img0.webp").convert("RGB"))
@@ -119,3 +149,34 @@ def test_a_widened_model_trains_exports_and_codes(tmp_path: Path) -> None:
     first = np.asarray(codec.decode(enc.data).image)
     assert first.shape == rgb.shape
     assert np.array_equal(first, np.asarray(codec.decode(enc.data).image))
+
+
+def test_carried_deltas_code_their_rates_as_the_donor_does() -> None:
+    donor = build_tiny_model().eval()  # with a rate-2 delta on three layers
+    lambdas = tuple(donor.config.lambdas) + (donor.config.lambdas[-1] * 3,)
+    wide = widen(_source(), donor.config.M, lambdas, _crops()).eval()
+    carry_deltas(wide, donor, [2])
+    x = _crops(3, 2)
+    donor.merge_rate(Rate(2 * RATE_UNIT, donor.config.num_rates))
+    wide.merge_rate(Rate(2 * RATE_UNIT, wide.config.num_rates))
+    with torch.no_grad():
+        r = torch.tensor([2.0, 2.0])
+        a, b = donor(x, r), wide(x, r)
+    assert torch.allclose(a.x_hat, b.x_hat, atol=1e-6) and torch.allclose(a.y_bits, b.y_bits, atol=1e-4)
+
+
+def test_carried_deltas_are_padded_where_the_model_grew() -> None:
+    donor = build_tiny_model()
+    m0 = donor.config.M
+    wide = widen(_source(), m0 + 4, tuple(donor.config.lambdas), _crops(), hyper_width=m0, hyper_mid=m0 * 3 // 2)
+    with torch.no_grad():
+        donor.h_s[-1].add_lora("r2", rank=1, alpha=1.0).B.normal_(0.0, 0.1)
+    carry_deltas(wide, donor, [2])
+    M = wide.config.M
+    got = wide.h_s[-1].lora["r2"].delta()
+    want = donor.h_s[-1].lora["r2"].delta()
+    assert torch.equal(got[:m0], want[:m0]) and torch.equal(got[M:M + m0], want[m0:])
+    assert not got[m0:M].any() and not got[M + m0:].any()
+    stage = wide.g_s.stages[0][0].lora["r2"].delta()  # ConvTranspose: grew in its first dimension
+    assert torch.equal(stage[:m0], donor.g_s.stages[0][0].lora["r2"].delta()) and not stage[m0:].any()
+    assert torch.equal(wide.log_gain[2, :m0], donor.log_gain[2])

@@ -76,6 +76,9 @@ class TrainConfig:
     # warm-started from a hyperprior's weights (--init-from) begins at zero.
     latent_codec: str = ""
     context_lr_scale: float = 1.0  # the context nets' LR relative to --lr
+    # > 0: a model widened from this many latent channels (udic.train.widen) trains only
+    # what widening added (new channels, gains); the old channels' weights stay frozen.
+    train_new_from: int = 0
 
     def rate_lambdas(self) -> tuple[float, ...]:
         """The λ of each rate: the reference list unless ``--lambdas`` replaces it."""
@@ -343,7 +346,18 @@ def _train(cfg: TrainConfig, progress: Callable[[str], None], ranks: Ranks, devi
     schedule_wall0 = wall if state is None or state.get("schedule_wall0") is None else float(state["schedule_wall0"])
 
     model = model.to(device)
-    main_params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
+    if cfg.train_new_from:
+        from .widen import new_channel_masks
+
+        for name, mask in new_channel_masks(model, cfg.train_new_from).items():
+            param = dict(model.named_parameters())[name]
+            if name.endswith("quantiles"):
+                continue  # the auxiliary loss keeps the hyper-latents' range
+            if not mask.any():
+                param.requires_grad_(False)
+            elif not mask.all():
+                param.register_hook(lambda g, m=mask.to(device): g * m)
+    main_params = [p for n, p in model.named_parameters() if not n.endswith("quantiles") and p.requires_grad]
     aux_params = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
     if cfg.context_lr_scale != 1.0 and model.context is not None:
         context_ids = {id(p) for p in model.context.parameters()}

@@ -16,8 +16,15 @@ leaves out, and the trained model stays exactly as it was on its old channels:
 - gains: new rates extrapolate the old top rate by the high-rate optimum
   (½·ln of the λ ratio), new channels take the last old channel's gains.
 
-Usage: ``python -m udic.train.widen SRC.pt --M 384 --lambdas ... --out runs/wide/init.pt``;
-then ``python -m udic.train --M 384 --lambdas ... --init-from runs/wide/init.pt ...``.
+Usage (recipes/base-wide.toml):
+
+1. ``python -m udic.train.widen SRC.pt --M 384 --lambdas ... --out runs/wide/init.pt``;
+2. ``python -m udic.train --config recipes/base-wide.toml`` (``train_new_from``: only the new
+   channels and the gains train, ``new_channel_masks``);
+3. ``python -m udic.train.widen runs/base-wide/last.pt --carry-deltas-from SRC.safetensors
+   --carry-rates 0,1,2,4 --out runs/lora-wide/last.pt``: the source's LoRAM deltas for the
+   rates it already served (``carry_deltas``), then ``python -m udic.train.lora --out
+   runs/lora-wide ...`` trains the deltas of the other rates.
 """
 
 from __future__ import annotations
@@ -153,18 +160,109 @@ def widen(src: UdicModel, M: int, lambdas: tuple[float, ...], crops: torch.Tenso
     return dst
 
 
+@torch.no_grad()
+def carry_deltas(wide: UdicModel, donor: UdicModel, rates: list[int]) -> None:
+    """Give ``wide`` the LoRAM deltas and gains ``donor`` (the model it was widened from,
+    with its per-rate deltas) trained for ``rates``: the widened model then codes those
+    rates as the donor does, plus whatever its new channels add.
+
+    Deltas are padded with zeros where widening grew a weight (output rows of the new
+    channels, input columns fed by them; the hyper-synthesis head's log-scale and mean
+    halves separately), so they change nothing on the new channels."""
+    m0, M = donor.config.M, wide.config.M
+    if [wide.config.lambdas[r] for r in rates] != [donor.config.lambdas[r] for r in rates]:
+        raise ValueError(f"rates {rates} have other λ in the two models")
+    donor_layers = dict(donor.named_modules())
+    head = f"h_s.{len(wide.h_s) - 1}"
+    for name, layer in wide.named_modules():
+        lora = getattr(layer, "lora", None)
+        if not isinstance(lora, torch.nn.ModuleDict) or name not in donor_layers:
+            continue
+        for r in rates:
+            key = f"r{r}"
+            if key not in donor_layers[name].lora:
+                continue
+            src = donor_layers[name].lora[key]
+            dst = layer.add_lora(key, src.rank, src.alpha)
+            d0, d1 = layer.weight.shape[:2]
+            s0, s1 = donor_layers[name].weight.shape[:2]
+            dst.B.zero_()
+            if name == head and d0 != s0:
+                dst.B[:m0] = src.B[:m0]
+                dst.B[M:M + m0] = src.B[m0:]
+            else:
+                dst.B[:s0] = src.B
+            a = torch.zeros(src.rank, d1, *layer.weight.shape[2:])
+            a[:, :s1] = src.A.view(src.rank, s1, *layer.weight.shape[2:])
+            dst.A.copy_(a.flatten(1))
+    for r in rates:
+        wide.log_gain[r, :m0] = donor.log_gain[r]
+        wide.log_inv_gain[r, :m0] = donor.log_inv_gain[r]
+
+
+def new_channel_masks(model: UdicModel, old_M: int) -> dict[str, torch.Tensor]:
+    """Gradient masks (1 = trains) that let a widened model learn only what widening added.
+
+    Trainable: the new channels' rows of both block transforms, of the analysis' last
+    convolution and of the synthesis' first one, their log-scales and means in the
+    hyper-synthesis' head, and every gain (a rate's gains act on that rate alone).  Frozen:
+    everything the old channels compute with, including the hyper-analysis, so the
+    hyper-latents and the old rates' entropy model stay as they were.  A rate keeps its
+    old quality unless the new channels improve it; the rates that need the old weights
+    to move get them through their own LoRAM deltas.
+    """
+    c = model.config
+    M = c.M
+    if not 0 < old_M <= M:
+        raise ValueError(f"old_M must be in 1…{M}, got {old_M}")
+    masks: dict[str, torch.Tensor] = {}
+    params = dict(model.named_parameters())
+
+    def rows(name: str, spans: list[tuple[int, int]]) -> None:
+        m = torch.zeros_like(params[name])
+        for a, b in spans:
+            m[a:b] = 1
+        masks[name] = m
+
+    new = [(old_M, M)]
+    rows("g_a.linear.weight", new)
+    rows("g_a.linear.bias", new)
+    rows("g_s.linear.weight", new)
+    last = len(model.g_a.res) - 1
+    rows(f"g_a.res.{last}.weight", new)
+    rows(f"g_a.res.{last}.bias", new)
+    rows("g_s.stages.0.0.weight", new)
+    head = f"h_s.{len(model.h_s) - 1}"
+    rows(f"{head}.weight", [(old_M, M), (M + old_M, 2 * M)])
+    rows(f"{head}.bias", [(old_M, M), (M + old_M, 2 * M)])
+    for name in ("log_gain", "log_inv_gain"):
+        masks[name] = torch.ones_like(params[name])
+    for name, p in params.items():
+        masks.setdefault(name, torch.zeros_like(p))
+    return masks
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m udic.train.widen", description=__doc__.split("\n\n")[0])
     ap.add_argument("source", type=Path, help="training checkpoint (.pt) or weights file (.safetensors)")
-    ap.add_argument("--M", type=int, required=True, help="latent channels of the widened model")
-    ap.add_argument("--lambdas", required=True, help="comma-separated λ ladder, beginning with the source's")
+    ap.add_argument("--M", type=int, default=0, help="latent channels of the widened model")
+    ap.add_argument("--lambdas", default="", help="comma-separated λ ladder, beginning with the source's")
     ap.add_argument("--hyper-width", type=int, default=0)
     ap.add_argument("--hyper-mid", type=int, default=0)
     ap.add_argument("--crops", type=int, default=1024, help="64×64 training crops for the residual's statistics")
     ap.add_argument("--train-dir", type=Path, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, required=True, help="checkpoint for --init-from")
+    ap.add_argument("--carry-deltas-from", type=Path, default=None, metavar="MODEL",
+                    help="instead: SOURCE is a trained widened checkpoint; write a LoRAM run checkpoint "
+                    "(for python -m udic.train.lora --out DIR, as DIR/last.pt) holding MODEL's deltas and gains "
+                    "for --carry-rates, which that run then counts as done")
+    ap.add_argument("--carry-rates", default="", help="comma-separated rates whose deltas to carry")
     args = ap.parse_args(argv)
+    if args.carry_deltas_from is not None:
+        return _carry_main(args)
+    if not args.M or not args.lambdas:
+        ap.error("widening needs --M and --lambdas")
     src = _load(args.source)
     data = CropDataset(args.train_dir or default_data_root() / "train")
     crops = data.random_patches(args.seed, args.crops, 64).view(-1, 3, 64, 64)
@@ -173,6 +271,23 @@ def main(argv: list[str] | None = None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"model": dst.state_dict(), "model_config": dst.config.to_dict()}, args.out)
     print(f"wrote {args.out}: {dst.config.to_dict()}")
+
+
+def _carry_main(args: argparse.Namespace) -> None:
+    from dataclasses import asdict
+
+    from .export import load_checkpoint
+    from .lora import LoraConfig
+
+    wide, state = load_checkpoint(args.source)
+    donor = _load(args.carry_deltas_from)
+    rates = [int(r) for r in args.carry_rates.split(",") if r]
+    carry_deltas(wide, donor, rates)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": wide.state_dict(), "lora": wide.lora_spec(), "done": rates, "step": 0, "wall": 0.0,
+                "current": None, "opt": None, "model_config": wide.config.to_dict(), "wall_per_rate": {},
+                "rate_start_wall": 0.0, "train_config": asdict(LoraConfig(base=str(args.source)))}, args.out)
+    print(f"wrote {args.out}: deltas of rates {rates} from {args.carry_deltas_from}")
 
 
 if __name__ == "__main__":
