@@ -103,16 +103,20 @@ RASTER_HOPELESS = 1.15  # the plain raster scan this much larger than the best s
 RASTER_LEAD = 0.98  # effort 1 tries free copies only when the plain raster scan is this far ahead of the interlaced palette
 PREDICT_PALETTE = 1000  # effort 1 tries the predictive form on palette images with more colours than this
 PREDICT_DENSITY = 16  # ... or with more than one colour per this many pixels
+RASTER_AHEAD = 0.9  # ... unless the raster scan came out this far below the interlaced palette
 MATCH_SHARE = 0.3  # use pixel matching when more than this share of pixels repeats its left/upper neighbour
 MATCH_SURE = 0.8  # below this share, effort ≥ 1 also tries the predictive mode without matching
 
 
-def _palette_may_lose(colours: int, pixels: np.ndarray, best: bytes) -> bool:
+def _palette_may_lose(colours: int, pixels: np.ndarray, best: bytes, interlaced: int) -> bool:
     """Effort 1: whether the predictive form is worth an encode after the palette forms.  It won
-    only on palette images with many colours (anti-aliased comics); photo-like images have about
-    as many colours as pixels; and nothing may be left stored that prediction could shrink."""
-    return (colours > PREDICT_PALETTE or colours * PREDICT_DENSITY > pixels.shape[0] * pixels.shape[1]
-            or best[1] == MODE_STORED)
+    only on palette images with many colours (anti-aliased comics), and there the raster scan did
+    not beat the interlaced palette (where it does, rows and copies carry the image, which the
+    interlaced prediction cannot use); photo-like images have about as many colours as pixels;
+    and nothing may be left stored that prediction could shrink."""
+    if best[1] == MODE_STORED or colours * PREDICT_DENSITY > pixels.shape[0] * pixels.shape[1]:
+        return True
+    return colours > PREDICT_PALETTE and len(best) >= RASTER_AHEAD * interlaced
 
 
 def _repeat_share(pixels: np.ndarray) -> float:
@@ -267,7 +271,7 @@ def encode(pixels: np.ndarray, bit_depth: int = 8, max_error: int = 0, effort: i
                     break  # free copies rarely win back this much (saves two encodes)
                 if effort < 2 and len(cand) > RASTER_LEAD * interlaced:
                     break  # measured: free copies paid only where the plain raster scan was ahead
-    if found is None or effort > 1 or (effort == 1 and _palette_may_lose(found[0].shape[0], pixels, best)):
+    if found is None or effort > 1 or (effort == 1 and _palette_may_lose(found[0].shape[0], pixels, best, interlaced)):
         chosen = _transform_candidates(pixels, bit_depth, max_error, effort)
         for transform in chosen:
             cand = _encode_predictive(pixels, bit_depth, max_error, effort, transform, match, offsets)
