@@ -186,9 +186,12 @@ class AdaptiveModel:
         """Inverse of ``encode``: the symbols of the pixels with context bins ``ctx`` (pass order)."""
         if self.bins == 1 and self.groups == 1 and self.parent is None:
             return self._decode_single(dec, ctx.size)
-        ctx = ctx.astype(np.int64)
-        out = np.empty(ctx.size, dtype=np.int64)
-        for start, end in self.chunks(group, ctx.size):
+        ctx = ctx.astype(np.int64, copy=False)
+        count = ctx.size
+        out = np.empty(count, dtype=np.int64)
+        start = 0
+        while start < count:
+            end = min(count, start + max(MIN_CHUNK, self.seen[group] // CHUNK_SHARE))
             c = ctx[start:end]
             order, per_bin, present, k, probs, runs = self._plan(group, c)
             ordered = dec.rows(probs, k, runs)
@@ -196,6 +199,7 @@ class AdaptiveModel:
                 order += start
             out[order] = ordered
             self._add(group, c, out[start:end], per_bin, present, k, ordered)
+            start = end
         return out
 
     def _decode_single(self, dec, count: int) -> np.ndarray:

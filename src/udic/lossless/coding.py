@@ -284,7 +284,7 @@ class Decoder:
             raise ContainerError(f"lossless payload: entropy decoding failed ({exc})") from None
 
     def rows(self, probs: np.ndarray, counts: np.ndarray, runs: list[tuple[int, int]]) -> np.ndarray:
-        """Inverse of ``OpList.add_rows``: ``counts[i]`` symbols with row ``probs[i]`` in turn (int64)."""
+        """Inverse of ``OpList.add_rows``: ``counts[i]`` symbols with row ``probs[i]`` in turn (int32)."""
         parts = []
         try:
             for first, last in runs:
@@ -294,7 +294,7 @@ class Decoder:
                     parts.append(self.coder.decode(FAMILY, np.repeat(probs[first:last], counts[first:last], axis=0)))
         except Exception as exc:
             raise ContainerError(f"lossless payload: entropy decoding failed ({exc})") from None
-        return (parts[0] if len(parts) == 1 else np.concatenate(parts)).astype(np.int64)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def raw(self, nraw: np.ndarray) -> np.ndarray | None:
         """Raw low bits for every position (None when no position has any)."""

@@ -372,7 +372,7 @@ def decode_raster(dec, height: int, width: int, palette_size: int, offsets: list
     table = np.array(offsets, dtype=np.int64).reshape(-1, 2)
     ids_prev = np.full(width, -1, dtype=np.int64)
     x = np.arange(width)
-    phase_cols = [np.arange(start, width, step) for start, step, _ in PHASES]
+    east = np.empty((width + 1) // 2, dtype=np.int64)
     # The row above padded with −1 (a pixel that does not exist) on both sides: N, NE and NW are
     # views, and comparisons with a missing pixel come out unequal by themselves.
     pad = np.full(width + 2, -1, dtype=np.int64)
@@ -388,8 +388,14 @@ def decode_raster(dec, height: int, width: int, palette_size: int, offsets: list
         else:
             ctx = first_ctx
         sym = np.zeros(width, dtype=np.int64)
-        for (_, _, dist), cols, model in zip(PHASES, phase_cols, models.phases):
-            sym[cols] = model.decode(dec, 0, _phase_context(ctx, sym, cols, dist, syms.size))
+        even = sym[0::2]
+        even[:] = models.phases[0].decode(dec, 0, ctx[0::2])
+        if width > 1:
+            # Odd columns: (symbol left, symbol right or "none") · PATTERNS + pattern.
+            east[: even.size - 1] = even[1:]
+            east[even.size - 1] = syms.size
+            odd_ctx = (even[: width // 2] * (syms.size + 1) + east[: width // 2]) * PATTERNS + ctx[1::2] % PATTERNS
+            sym[1::2] = models.phases[1].decode(dec, 0, odd_ctx)
         if sym[0] == SYM_LEFT:
             raise ContainerError("lossless payload: the first pixel of a row repeats its left neighbour")
         is_left = sym == SYM_LEFT
@@ -405,7 +411,10 @@ def decode_raster(dec, height: int, width: int, palette_size: int, offsets: list
             value = np.where(new3 & (sym == rank + new2), nn, value)
         else:
             value = missing.copy()
-        ids = np.where((sym >= SYM_OFFSET) & (sym < SYM_OFFSET + len(offsets)), sym - SYM_OFFSET, -1)
+        if offsets:
+            ids = np.where((sym >= SYM_OFFSET) & (sym < SYM_OFFSET + len(offsets)), sym - SYM_OFFSET, -1)
+        else:
+            ids = missing.copy() if lz else missing  # (lz: changed in place below)
         if lz:
             new_at = np.flatnonzero(sym == syms.new)
             if new_at.size:
