@@ -38,6 +38,7 @@ from .predict import (
     LITERAL_BASE,
     MATCH_HINT,
     _pixel_keys,
+    set_pixel_keys,
     first_neighbour_support,
     MATCH_OFFSET,
     in_pass,
@@ -179,6 +180,35 @@ class _Record:
     nraw: np.ndarray
     raw: np.ndarray
     bins: np.ndarray | None = None
+
+
+class _KeyMap:
+    """Per pixel of the planes, a key that is equal exactly when two pixels are equal in every
+    plane: the match stage compares neighbour pixels, and gathering their keys costs less than
+    building keys from the gathered planes (the map is updated once per pass, for its pixels)."""
+
+    def __init__(self, specs: list[PlaneSpec], height: int, width: int) -> None:
+        self.top = max(max(abs(s.lo), abs(s.hi)) for s in specs)
+        self.bits = (2 * self.top).bit_length()
+        self.on = len(specs) > 1 and self.bits * len(specs) <= 62
+        if self.on:
+            zero = self._keys(np.zeros((len(specs), 1), dtype=np.int64))[0]
+            self.map = np.full((height, width), zero, dtype=np.int64)
+
+    def _keys(self, values: np.ndarray) -> np.ndarray:
+        keys = np.zeros(values.shape[1:], dtype=np.int64)
+        for plane in values:
+            keys <<= self.bits
+            keys |= plane.astype(np.int64) + self.top
+        return keys
+
+    def neighbours(self, nb_all: np.ndarray, p: Pass) -> None:
+        if self.on:
+            set_pixel_keys(nb_all, gather(self.map[None], p)[0])
+
+    def update(self, recon: np.ndarray, tgt: tuple[slice, slice]) -> None:
+        if self.on:
+            self.map[tgt] = self._keys(recon[:, tgt[0], tgt[1]])
 
 
 def match_context(nb_all: np.ndarray, agree: np.ndarray) -> np.ndarray:
@@ -346,10 +376,13 @@ def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int,
     symmap = np.full((height, width), -1, dtype=np.int32)
     records: list[list[_Record]] = []
     colour_ids: list[np.ndarray] = []
+    keymap = _KeyMap(specs, height, width) if match else None
     for p in passes:
         n = p.count
         nb_all = gather(recon, p)
         tgt = grid(p)
+        if keymap is not None:
+            keymap.neighbours(nb_all, p)
         inter: list[np.ndarray] = []
         errors: list[np.ndarray] = []
         row: list[_Record] = []
@@ -419,6 +452,8 @@ def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int,
                 inter.append(rec - average(p.kind, nb, spec.mid, n))
                 errors.append(np.abs(rec - pred))
         decoded[tgt] = True
+        if keymap is not None:
+            keymap.update(recon, tgt)
         if off_id is not None:
             idmap[tgt] = verified_ids(recon, decoded, p, x_all, hint, off_id, offset_arr).reshape(p.ys.size, p.xs.size)
         records.append(row)
@@ -563,10 +598,13 @@ def decode_planes(reader: Reader, specs: list[PlaneSpec], height: int, width: in
     decoded = np.zeros((height, width), dtype=bool)
     idmap = np.full((height, width), -1, dtype=np.int32)
     symmap = np.full((height, width), -1, dtype=np.int32)
+    keymap = _KeyMap(specs, height, width) if match else None
     for i, p in enumerate(passes):
         n = p.count
         nb_all = gather(recon, p)
         tgt = grid(p)
+        if keymap is not None:
+            keymap.neighbours(nb_all, p)
         inter: list[np.ndarray] = []
         errors: list[np.ndarray] = []
         coded: np.ndarray | slice = slice(None)
@@ -628,6 +666,8 @@ def decode_planes(reader: Reader, specs: list[PlaneSpec], height: int, width: in
                 raise ContainerError("lossless payload: a copy offset points at a pixel not yet decoded")
             recon[:, tgt[0], tgt[1]] = values.reshape(len(specs), p.ys.size, p.xs.size)
         decoded[tgt] = True
+        if keymap is not None:
+            keymap.update(recon, tgt)
         if copies is not None and offsets:
             values = recon[:, tgt[0], tgt[1]].reshape(len(specs), n)
             idmap[tgt] = verified_ids(recon, decoded, p, values, hint, off_id, offset_arr).reshape(p.ys.size, p.xs.size)

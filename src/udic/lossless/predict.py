@@ -288,6 +288,12 @@ def _pixel_keys(nb_all: np.ndarray) -> np.ndarray | None:
     return keys
 
 
+def set_pixel_keys(nb_all: np.ndarray, keys: np.ndarray) -> None:
+    """Hands ``_pixel_keys`` the keys of ``nb_all`` made elsewhere (any keys that are equal exactly
+    when the neighbour pixels are: only equality is used)."""
+    _KEYS_CACHE.last = (nb_all, keys)
+
+
 def _compute_keys(nb_all: np.ndarray) -> np.ndarray | None:
     planes = nb_all.shape[0]
     if planes == 1:
