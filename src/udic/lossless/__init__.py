@@ -262,6 +262,8 @@ def encode(pixels: np.ndarray, bit_depth: int = 8, max_error: int = 0, effort: i
             # Copies carried through left / above pixels paid on flat art; explicit continues on
             # dithered art, where fewer pixels repeat their neighbours: try the likely one only.
             modes = (raster.LZ_OFF, raster.LZ_CARRY if share >= MATCH_SURE else raster.LZ_EXPLICIT)
+        if effort < 2 and raster.literal_bytes(found[1], raster_offsets) > len(best):
+            modes = ()  # its literals alone would cost more than the best so far
         for lz in modes:
             cand = _encode_raster(pixels, bit_depth, max_error, found, raster_offsets, lz)
             if len(cand) < len(best):
@@ -291,7 +293,7 @@ def encode(pixels: np.ndarray, bit_depth: int = 8, max_error: int = 0, effort: i
         # interlaced palette; the raster scan (plain: free copies did not pay there) can take them.
         # (Not photos: without flat areas it never won.)
         big = transforms.find_palette(pixels, MAX_RASTER_PALETTE)
-        if big is not None:
+        if big is not None and (effort > 1 or raster.literal_bytes(big[1], offsets) <= len(best)):
             cand = _encode_raster(pixels, bit_depth, max_error, big, offsets, raster.LZ_OFF)
             if len(cand) < len(best):
                 best = cand

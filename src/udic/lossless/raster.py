@@ -11,6 +11,8 @@ LZ77 coder does (one cheap symbol per pixel of a run, no per-pass edge cost).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..errors import ContainerError
@@ -352,6 +354,21 @@ def symbols(index: np.ndarray, offsets: list[tuple[int, int]], lz: int = LZ_CARR
             found |= hit
     above_sym = np.concatenate([sym[:1], sym[:-1]], axis=0)
     return idx, sym, _context(vals, ok, above_sym, syms.size), new_offsets
+
+
+def literal_bytes(index: np.ndarray, offsets: list[tuple[int, int]]) -> float:
+    """Encoder: about the least the plain raster scan (lz = 0) can cost, in bytes: the adaptive
+    cost of its literal palette indices alone (every other symbol counted free)."""
+    idx, sym, _, _ = symbols(index, [(dy, dx) for dy, dx in offsets if dy < index.shape[0] and abs(dx) < index.shape[1]],
+                             LZ_OFF)
+    lits = idx[sym == Symbols(len(offsets), LZ_OFF).literal]
+    counts = np.bincount(lits)
+    counts = counts[counts > 0]
+    # Sequential (adaptive) cost with a prior of total weight 1 spread over the palette, as the
+    # plane level of the literal model: new colours cost about log2(palette · literals so far).
+    alpha = 1.0 / max(int(index.max(initial=0)) + 1, 1)
+    bits = math.lgamma(lits.size + 1.0) - sum(math.lgamma(c + alpha) - math.lgamma(alpha) for c in counts.tolist())
+    return bits / math.log(2) / 8
 
 
 def _follow(ptr: np.ndarray) -> np.ndarray:
