@@ -29,7 +29,7 @@ FAMILY = Categorical(perfect=False)  # per-symbol probability rows; same quantis
 
 def zigzag(r: np.ndarray) -> np.ndarray:
     r = r.astype(np.int64)
-    return np.where(r >= 0, 2 * r, -2 * r - 1)
+    return (r << 1) ^ (r >> 63)  # 2r for r ≥ 0, −2r − 1 below
 
 
 def unzigzag(u: np.ndarray) -> np.ndarray:
@@ -194,7 +194,8 @@ class OpList:
 
     def add_raw(self, raw: np.ndarray, nraw: np.ndarray) -> None:
         """Raw low bits, grouped by bit count (ascending), each group in pixel order."""
-        for bits in np.unique(nraw[nraw > 0]).tolist():
+        counts = np.bincount(nraw) if nraw.size else np.zeros(1, dtype=np.int64)
+        for bits in (np.flatnonzero(counts[1:]) + 1).tolist():
             vals = raw[nraw == bits]
             for sym, size in _raw_chunks(vals, bits):
                 self.add(sym, Uniform(size))

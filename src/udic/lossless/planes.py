@@ -129,11 +129,16 @@ def _group_order(table_of: np.ndarray, tables: int) -> tuple[np.ndarray, list[in
     return order, counts
 
 
-def _provisional_cost(q: np.ndarray, act: np.ndarray) -> float:
-    """Bits under per-image tables with log2(activity) bins: ranks predictor candidates."""
+def _cost_bins(act: np.ndarray) -> np.ndarray:
+    """log2(activity) bins of ``_provisional_cost``, premultiplied by the token count."""
+    return np.minimum(np.frexp(act.astype(np.float64) + 1)[1], 20) * coding.MAX_TOKENS
+
+
+def _provisional_cost(q: np.ndarray, bins: np.ndarray) -> float:
+    """Bits under per-image tables with log2(activity) bins (``_cost_bins``): ranks predictor
+    candidates."""
     token, nraw, _ = coding.tokenize(coding.zigzag(q))
-    bins = np.minimum(np.frexp(act.astype(np.float64) + 1)[1], 20)
-    hist = np.bincount(bins * coding.MAX_TOKENS + token, minlength=21 * coding.MAX_TOKENS)
+    hist = np.bincount(bins + token, minlength=21 * coding.MAX_TOKENS)
     hist = hist.reshape(21, coding.MAX_TOKENS)
     return float(coding.entropy_bits_rows(hist).sum()) + float(nraw.sum())
 
@@ -424,6 +429,11 @@ def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int,
             cands = _candidates(p.kind, spec, effort, linear_ok)
             best = None
             linear_weights = None
+            if len(cands) > 1 and sample.size:
+                nbs = [f[sample] for f in nb]
+                fis = [f[sample] for f in feats_inter]
+                x_sample = x[sample]
+                cost_bins = _cost_bins(act[sample])
             for cand in cands:
                 if cand in (PRED_LINEAR, PRED_CLAMPED):
                     weights = linear_weights if linear_weights is not None else fit_linear(nb + feats_inter, x)
@@ -433,11 +443,9 @@ def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int,
                 if len(cands) == 1 or sample.size == 0:
                     best = (0.0, cand, weights)
                     break
-                nbs = [f[sample] for f in nb]
-                fis = [f[sample] for f in feats_inter]
                 pred = _clamp_prediction(predict(cand, p.kind, nbs, fis, weights, spec.mid, nbs[0].size if nbs else 1), spec)
-                q, _ = _quantise(x[sample], pred, spec)
-                cost = _provisional_cost(q, act[sample])
+                q, _ = _quantise(x_sample, pred, spec)
+                cost = _provisional_cost(q, cost_bins)
                 if best is None or cost < best[0]:
                     best = (cost, cand, weights)
             _, cand, weights = best
