@@ -72,7 +72,7 @@ def find_palette(pixels: np.ndarray, limit: int = 256) -> tuple[np.ndarray, np.n
     key = np.zeros(flat.shape[0], dtype=np.int64)
     for ch in range(c):
         key = (key << 16) | flat[:, ch]
-    sample = key[:: max(1, key.size // 4096)]
+    sample = key[:: max(1, key.size // (4 * limit))]  # (more pixels than the limit, or it never rejects)
     if np.unique(sample).size > limit:
         return None
     colours, inverse_index, counts = np.unique(key, return_inverse=True, return_counts=True)
