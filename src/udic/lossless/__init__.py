@@ -105,7 +105,7 @@ PREDICT_PALETTE = 1000  # effort 1 tries the predictive form on palette images w
 PREDICT_DENSITY = 16  # ... or with more than one colour per this many pixels
 RASTER_AHEAD = 0.9  # ... unless the raster scan came out this far below the interlaced palette
 MATCH_SHARE = 0.3  # use pixel matching when more than this share of pixels repeats its left/upper neighbour
-MATCH_SURE = 0.8  # below this share, effort ≥ 1 also tries the predictive mode without matching
+MATCH_SURE = 0.8  # below this share, effort ≥ 2 also tries the predictive mode without matching
 
 
 def _palette_may_lose(colours: int, pixels: np.ndarray, best: bytes, interlaced: int) -> bool:
@@ -288,13 +288,14 @@ def encode(pixels: np.ndarray, bit_depth: int = 8, max_error: int = 0, effort: i
                 cand = _encode_predictive(pixels, bit_depth, max_error, effort, transform, False, [])
                 if len(cand) < len(best):
                     best = cand
-    if found is None and effort > 0 and match:
+    if found is None and (effort > 1 or (effort == 1 and match)):
         # Anti-aliased line art and screens have a few thousand colours too many for the
         # interlaced palette; the raster scan (plain: free copies did not pay there) can take them.
-        # (Not photos: without flat areas it never won.)
+        # (Effort 1: not on photos, where it never won.)
         big = transforms.find_palette(pixels, MAX_RASTER_PALETTE)
-        if big is not None and (effort > 1 or raster.literal_bytes(big[1], offsets) <= len(best)):
-            cand = _encode_raster(pixels, bit_depth, max_error, big, offsets, raster.LZ_OFF)
+        raster_offsets = offsets if match or big is None else find_offsets(pixel_keys(pixels), MAX_OFFSETS)
+        if big is not None and (effort > 1 or raster.literal_bytes(big[1], raster_offsets) <= len(best)):
+            cand = _encode_raster(pixels, bit_depth, max_error, big, raster_offsets, raster.LZ_OFF)
             if len(cand) < len(best):
                 best = cand
     if max_error > 0 and match and effort > 0:

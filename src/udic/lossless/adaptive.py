@@ -165,17 +165,9 @@ class AdaptiveModel:
         self.n_total += c.size
         self.seen[group] += c.size
 
-    def update(self, group: int, ctx: np.ndarray, sym: np.ndarray) -> None:
-        """Adds symbols with their context bins (any order)."""
-        ctx = ctx.astype(np.int64)
-        sym = sym.astype(np.int64)
-        order = np.argsort(ctx.astype(self._sort_type), kind="stable")
-        per_bin = np.bincount(ctx, minlength=self.bins)
-        present = per_bin.nonzero()[0]
-        self._add(group, ctx, sym, per_bin, present, per_bin[present], sym[order])
-
     def chunks(self, group: int, count: int):
-        """Yields (start, end) of the chunks of ``count`` symbols; call ``update`` between them."""
+        """Yields (start, end) of the chunks of ``count`` symbols; add each chunk's symbols before
+        asking for the next."""
         start = 0
         while start < count:
             end = min(count, start + max(MIN_CHUNK, self.seen[group] // CHUNK_SHARE))

@@ -270,13 +270,6 @@ class Decoder:
         except Exception as exc:
             raise ContainerError(f"lossless payload: entropy decoding failed ({exc})") from None
 
-    def raw_symbols(self, model: object, count: int) -> np.ndarray:
-        """``symbols`` without the int64 conversion (count ≥ 1; the caller converts once)."""
-        try:
-            return self.coder.decode(model, count)
-        except Exception as exc:
-            raise ContainerError(f"lossless payload: entropy decoding failed ({exc})") from None
-
     def single(self, probs: np.ndarray, count: int) -> np.ndarray:
         """``count`` symbols with ``Categorical(probs, perfect=False)``."""
         try:
