@@ -106,7 +106,8 @@ def main() -> None:
                                      "encode_mps": enc, "decode_mps": dec}
         print(f"{domain:8} {len(rows):6d} {mp:6.2f} {total:10d} {enc:9.2f} {dec:9.2f}")
         for r in rows:
-            print(f"    {r['file']:40} {r['bytes']:9d} {r['mode']:15} enc {r['encode_s']:6.2f} s  dec {r['decode_s']:6.3f} s")
+            print(f"    {r['file']:40} {r['bytes']:9d} {r['mode']:15} "
+                  f"enc {r['encode_s']:6.2f} s  dec {r['decode_s']:6.3f} s")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)

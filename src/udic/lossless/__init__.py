@@ -100,7 +100,7 @@ def _specs(channels: int, ranges: list[tuple[int, int]], max_error: int, maxval:
 
 
 RASTER_HOPELESS = 1.15  # the plain raster scan this much larger than the best so far: skip free copies
-RASTER_LEAD = 0.98  # effort 1 tries free copies only when the plain raster scan is this far ahead of the interlaced palette
+RASTER_LEAD = 0.98  # effort 1: free copies only when the plain raster scan is this far below the interlaced palette
 PREDICT_PALETTE = 1000  # effort 1 tries the predictive form on palette images with more colours than this
 PREDICT_DENSITY = 16  # ... or with more than one colour per this many pixels
 RASTER_AHEAD = 0.9  # ... unless the raster scan came out this far below the interlaced palette

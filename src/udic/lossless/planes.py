@@ -659,8 +659,11 @@ def decode_planes(reader: Reader, specs: list[PlaneSpec], height: int, width: in
                     index = full
                 recon[c][tgt] = index.reshape(p.ys.size, p.xs.size)
                 continue
-            q = np.zeros(n, dtype=np.int64)
-            q[coded] = coding.unzigzag(coding.detokenize(token, raw))
+            if matched is None:
+                q = coding.unzigzag(coding.detokenize(token, raw))
+            else:
+                q = np.zeros(n, dtype=np.int64)
+                q[coded] = coding.unzigzag(coding.detokenize(token, raw))
             rec = _reconstruct(q, pred, spec)
             if matched is not None:
                 rec = np.where(matched, mvals[c], rec)

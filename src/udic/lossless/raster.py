@@ -359,8 +359,8 @@ def symbols(index: np.ndarray, offsets: list[tuple[int, int]], lz: int = LZ_CARR
 def literal_bytes(index: np.ndarray, offsets: list[tuple[int, int]]) -> float:
     """Encoder: about the least the plain raster scan (lz = 0) can cost, in bytes: the adaptive
     cost of its literal palette indices alone (every other symbol counted free)."""
-    idx, sym, _, _ = symbols(index, [(dy, dx) for dy, dx in offsets if dy < index.shape[0] and abs(dx) < index.shape[1]],
-                             LZ_OFF)
+    height, width = index.shape
+    idx, sym, _, _ = symbols(index, [(dy, dx) for dy, dx in offsets if dy < height and abs(dx) < width], LZ_OFF)
     lits = idx[sym == Symbols(len(offsets), LZ_OFF).literal]
     counts = np.bincount(lits)
     counts = counts[counts > 0]
