@@ -70,7 +70,7 @@ class TrainConfig:
     # time spent against --time-limit-minutes (counted across resumes), so the run ends decayed
     # when its time is up, whatever the machine's speed; --steps is then only a cap.
     schedule: str = "steps"
-    optimizer: str = "adam"  # "adam" or "soap" (Adam in the eigenbasis of Shampoo's preconditioner; not yet measured)
+    optimizer: str = "adam"  # "adam" or "soap" (Adam in the eigenbasis of Shampoo's preconditioner; measured slower per CPU-minute, docs/training.md)
     # The latent codec the model is built for (udic.latent_codecs): "" = the mean-scale
     # hyperprior; "channel-context" adds the channel-conditional context nets, which a run
     # warm-started from a hyperprior's weights (--init-from) begins at zero.

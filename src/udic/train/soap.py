@@ -8,8 +8,9 @@ Q_Lᵀ G Q_R, where the gradient's coordinates are close to uncorrelated.  A sid
 ``max_precond_dim`` is not rotated; vectors (biases, gains) get plain Adam.  With no side
 rotated the update is exactly ``torch.optim.Adam``'s, which is how the tests pin it down.
 
-It is a recipe option (``optimizer = "soap"``) for comparing against Adam; it has not
-been measured on the harness yet.
+It is a recipe option (``optimizer = "soap"``). Measured against Adam (docs/training.md,
+session 7): about 1.2 % lower loss at equal steps for 1.67× the time per step on this
+CPU, so Adam, ahead at equal CPU time, stays the default.
 """
 
 from __future__ import annotations
