@@ -20,25 +20,11 @@ import pstats
 import time
 
 import numpy as np
-from PIL import Image
 
 from udic import lossless
 
-DATA = "/work/shared/data"
-DOMAINS = {
-    "kodak": "kodak",
-    "comic": "ood/comic",
-    "line": "ood/line",
-    "vector": "ood/vector",
-    "screen": "ood/screen",
-    "pixel": "ood/pixel",
-}
-
-
-def load(path: str) -> np.ndarray:
-    im = Image.open(path)
-    im = im.convert("RGBA" if ("A" in im.getbands() or "transparency" in im.info) else "RGB")
-    return np.asarray(im)
+# The sibling script's image sets and loader (both run as `python tools/<name>.py`).
+from lossless_bench import DATA, DOMAINS, load
 
 
 def files(domain: str, count: int) -> list[str]:

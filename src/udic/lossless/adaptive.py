@@ -205,18 +205,22 @@ class AdaptiveModel:
             p1 = (self.total + ALPHA_BIN * p0) / (n + ALPHA_BIN)
             row = (self.total + ALPHA_GROUP * p1) / (n + ALPHA_GROUP)
             sym = dec.single(row, end - start)
-            hist = np.bincount(sym, minlength=a)
-            self.total += hist
-            self.counts[0, 0] += hist
-            self.bin_counts[0] += hist
-            self.count_tot[0, 0] += end - start
-            self.bin_tot[0] += end - start
-            self.n_total += end - start
+            self._add_single(np.bincount(sym, minlength=a), end - start)
             self.seen[0] += end - start
             parts.append(sym)
         if not parts:
             return np.zeros(0, dtype=np.int64)
         return (parts[0] if len(parts) == 1 else np.concatenate(parts)).astype(np.int64)
+
+    def _add_single(self, hist: np.ndarray, n: int) -> None:
+        """Count ``n`` symbols (histogram ``hist``) of a one-context model at every level of the
+        blend: the decoder (per chunk) and the encoder (per block) must update alike."""
+        self.total += hist
+        self.counts[0, 0] += hist
+        self.bin_counts[0] += hist
+        self.count_tot[0, 0] += n
+        self.bin_tot[0] += n
+        self.n_total += n
 
     # --- encoder: all calls of a model are recorded, then coded in bulk ----------------------------
 
@@ -286,13 +290,7 @@ class AdaptiveModel:
             tot = n_before[:, None]
             p1 = (before + ALPHA_BIN * p0) / (tot + ALPHA_BIN)
             probs = (before + ALPHA_GROUP * p1) / (tot + ALPHA_GROUP)
-            block = chunk_hist.sum(axis=0)
-            self.total += block
-            self.counts[0, 0] += block
-            self.bin_counts[0] += block
-            self.count_tot[0, 0] += hi - lo
-            self.bin_tot[0] += hi - lo
-            self.n_total += hi - lo
+            self._add_single(chunk_hist.sum(axis=0), hi - lo)
             self._emit(sizes, owner, s, probs, sizes, list(range(chunks + 1)), results)
             return
         key = cid * nbins + c
