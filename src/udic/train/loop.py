@@ -349,10 +349,11 @@ def _train(cfg: TrainConfig, progress: Callable[[str], None], ranks: Ranks, devi
     if cfg.train_new_from:
         from .widen import new_channel_masks
 
+        params = dict(model.named_parameters())
         for name, mask in new_channel_masks(model, cfg.train_new_from).items():
-            param = dict(model.named_parameters())[name]
             if name.endswith("quantiles"):
                 continue  # the auxiliary loss keeps the hyper-latents' range
+            param = params[name]
             if not mask.any():
                 param.requires_grad_(False)
             elif not mask.all():

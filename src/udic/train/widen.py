@@ -37,19 +37,7 @@ import torch
 
 from ..models import ModelConfig, UdicModel
 from .data import CropDataset, default_data_root
-
-
-def _load(path: Path) -> UdicModel:
-    """A model from a training checkpoint (.pt) or a weights file (.safetensors; base only)."""
-    if path.suffix == ".pt":
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        model = UdicModel(ModelConfig.from_dict(state["model_config"]))
-        model.load_state_dict({k: v for k, v in state["model"].items() if not k.startswith("context.")},
-                              strict=False)
-        return model
-    from .. import modelfile
-
-    return modelfile.load(path).model
+from .lora import load_base
 
 
 def blocks(images: torch.Tensor, patch: int) -> torch.Tensor:
@@ -263,7 +251,7 @@ def main(argv: list[str] | None = None) -> None:
         return _carry_main(args)
     if not args.M or not args.lambdas:
         ap.error("widening needs --M and --lambdas")
-    src = _load(args.source)
+    src = load_base(args.source)[0]
     data = CropDataset(args.train_dir or default_data_root() / "train")
     crops = data.random_patches(args.seed, args.crops, 64).view(-1, 3, 64, 64)
     lambdas = tuple(float(v) for v in args.lambdas.split(","))
@@ -280,7 +268,7 @@ def _carry_main(args: argparse.Namespace) -> None:
     from .lora import LoraConfig
 
     wide, state = load_checkpoint(args.source)
-    donor = _load(args.carry_deltas_from)
+    donor = load_base(args.carry_deltas_from)[0]
     rates = [int(r) for r in args.carry_rates.split(",") if r]
     carry_deltas(wide, donor, rates)
     args.out.parent.mkdir(parents=True, exist_ok=True)
