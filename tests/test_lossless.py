@@ -211,6 +211,64 @@ def test_near_lossless_shrinks_with_max_error() -> None:
     assert sizes == sorted(sizes, reverse=True) and sizes[-1] < sizes[0] / 2
 
 
+def _anti_aliased(h: int, w: int, seed: int = 3, alpha: bool = False) -> np.ndarray:
+    """Flat-colour discs with anti-aliased edges (a few hundred shades): comic-like art."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    img = np.full((h, w, 3), 240.0)
+    for _ in range(6):
+        cy, cx, r = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(4, h / 2)
+        cover = np.clip(r - np.hypot(yy - cy, xx - cx), 0, 1)[..., None]  # one-pixel soft edge
+        img = img * (1 - cover) + rng.integers(0, 256, 3) * cover
+    out = img.round().astype(np.uint8)
+    if alpha:
+        out = np.concatenate([out, np.where(xx < w / 2, 255, 128).astype(np.uint8)[..., None]], axis=2)
+    return out
+
+
+@pytest.mark.parametrize("max_error", [1, 4, 16])
+@pytest.mark.parametrize("alpha", [False, True])
+def test_reduce_colours_bound_and_map(max_error: int, alpha: bool) -> None:
+    from udic.lossless import transforms
+
+    art = _anti_aliased(48, 64, alpha=alpha)
+    reduced = transforms.reduce_colours(art, max_error)
+    assert reduced is not None and reduced.dtype == art.dtype and reduced.shape == art.shape
+    assert np.abs(reduced[..., :3].astype(int) - art[..., :3]).max() <= max_error
+    if alpha:
+        np.testing.assert_array_equal(reduced[..., 3], art[..., 3])
+    before = np.unique(art.reshape(-1, art.shape[2]), axis=0)
+    after = np.unique(reduced.reshape(-1, art.shape[2]), axis=0)
+    assert len(after) < len(before)
+    # a function of the colour alone: equal pixels stay equal (repeats survive)
+    keys = lossless.pixel_keys(art).ravel()
+    mapped = lossless.pixel_keys(reduced).ravel()
+    first = {}
+    for k, m in zip(keys.tolist(), mapped.tolist()):
+        assert first.setdefault(k, m) == m
+
+
+def test_reduce_colours_refuses_too_many_colours() -> None:
+    from udic.lossless import transforms
+
+    assert transforms.reduce_colours(RNG.integers(0, 256, (64, 64, 3), dtype=np.uint8), 2, limit=100) is None
+
+
+@pytest.mark.parametrize("max_error", [2, 8])
+def test_near_lossless_merges_colours_on_flat_art(max_error: int) -> None:
+    """On anti-aliased flat art the merged-palette form wins: smaller and closer than
+    predictive near-lossless, within the bound, and the header keeps ±N."""
+    art = _anti_aliased(64, 96)
+    payload = lossless.encode(art, 8, max_error)
+    info = lossless.describe(payload)
+    assert info["mode"] in ("palette", "palette raster") and info["max_error"] == max_error
+    out = lossless.decode(payload)
+    assert np.abs(out.astype(int) - art).max() <= max_error
+    predictive = lossless._encode_predictive(art, 8, max_error, 1, 3, False, [])
+    assert len(payload) < len(predictive)
+    assert len(payload) < len(lossless.encode(art, 8, 0))
+
+
 def test_deterministic() -> None:
     pixels = np.concatenate([_smooth(40, 36, 3), _smooth(40, 36, 1, seed=3)], axis=2)
     assert lossless.encode(pixels) == lossless.encode(pixels)

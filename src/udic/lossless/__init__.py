@@ -243,6 +243,40 @@ def _transform_candidates(pixels: np.ndarray, bit_depth: int, max_error: int, ef
     return [min(options, key=lambda t: _transform_proxy_cost(chans, t, maxval))]
 
 
+MAX_REDUCE_COLOURS = 32768  # colour reduction is tried on images with at most this many colours
+
+
+def _encode_reduced(pixels: np.ndarray, bit_depth: int, max_error: int, effort: int, best: bytes) -> bytes:
+    """Near-lossless as a palette image: the colours merged within ±max_error
+    (``transforms.reduce_colours``), then the exact palette forms (interlaced with the match
+    stage and copy offsets, raster with free copies) of the merged image.  The header keeps the
+    ±max_error bound; a palette decoder ignores it.  Returns ``best`` or a smaller payload."""
+    reduced = transforms.reduce_colours(pixels, max_error, MAX_REDUCE_COLOURS)
+    if reduced is None:
+        return best
+    share = _repeat_share(reduced)
+    offsets = find_offsets(pixel_keys(reduced), MAX_OFFSETS)
+    found = transforms.find_palette(reduced, MAX_PALETTE)
+    if found is not None:
+        cand = _encode_palette(reduced, bit_depth, max_error, effort, found, bool(offsets), offsets)
+        if len(cand) < len(best):
+            best = cand
+    else:
+        found = transforms.find_palette(reduced, MAX_RASTER_PALETTE)
+        if found is None:
+            return best
+    modes = [raster.LZ_OFF, raster.LZ_CARRY, raster.LZ_EXPLICIT]
+    if effort < 2:
+        modes = [raster.LZ_OFF, raster.LZ_CARRY if share >= MATCH_SURE else raster.LZ_EXPLICIT]
+    if effort < 2 and raster.literal_bytes(found[1], offsets) > len(best):
+        return best
+    for lz in modes:
+        cand = _encode_raster(reduced, bit_depth, max_error, found, offsets, lz)
+        if len(cand) < len(best):
+            best = cand
+    return best
+
+
 def encode(pixels: np.ndarray, bit_depth: int = 8, max_error: int = 0, effort: int = 1) -> bytes:
     """Encode an (H, W, C) uint8/uint16 image; every colour sample decodes within ±max_error."""
     pixels = _check_input(pixels, bit_depth, max_error, effort)
@@ -298,6 +332,8 @@ def encode(pixels: np.ndarray, bit_depth: int = 8, max_error: int = 0, effort: i
             cand = _encode_raster(pixels, bit_depth, max_error, big, raster_offsets, raster.LZ_OFF)
             if len(cand) < len(best):
                 best = cand
+    if max_error > 0 and effort > 0:
+        best = _encode_reduced(pixels, bit_depth, max_error, effort, best)
     if max_error > 0 and match and effort > 0:
         # Copy offsets are lossless-only, so on tile art the exact payload can be the smaller one
         # (it meets any ±max_error bound; its header then says 0).

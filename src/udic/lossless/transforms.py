@@ -84,3 +84,49 @@ def find_palette(pixels: np.ndarray, limit: int = 256) -> tuple[np.ndarray, np.n
     rank[order] = np.arange(order.size)
     index = rank[inverse_index].reshape(h, w).astype(np.int32)
     return palette[order].astype(np.int32), index
+
+
+def reduce_colours(pixels: np.ndarray, max_error: int, limit: int = 32768) -> np.ndarray | None:
+    """The image with each distinct colour moved by at most ±max_error per colour sample onto a
+    smaller set of colours (alpha unchanged); None when it has more than ``limit`` colours.
+
+    Why: near-lossless prediction quantises residuals, which breaks the flat regions and exact
+    repeats that palettes and copies live on; on flat art the ±N is better spent merging the
+    anti-aliasing shades into fewer colours and then coding those exactly.  The map is a function
+    of the colour alone, so repeated tiles and glyphs stay identical.  Colours are taken in
+    decreasing frequency; each joins the nearest (Chebyshev distance, then frequency) colour kept
+    so far within ±max_error, or is kept.  Encoder-side only: the decoder sees a palette image.
+    """
+    h, w, c = pixels.shape
+    colour_ch = 1 if c <= 2 else 3
+    flat = pixels.reshape(-1, c).astype(np.int64)
+    key = np.zeros(flat.shape[0], dtype=np.int64)
+    for ch in range(c):
+        key = (key << 16) | flat[:, ch]
+    sample = key[:: max(1, key.size // (4 * limit))]
+    if np.unique(sample).size > limit:
+        return None
+    colours, inverse_index, counts = np.unique(key, return_inverse=True, return_counts=True)
+    if colours.size > limit:
+        return None
+    values = np.stack([(colours >> (16 * (c - 1 - ch))) & 0xFFFF for ch in range(c)], axis=1).astype(np.int32)
+    order = np.lexsort((colours, -counts))
+    kept = np.empty((colours.size, c), dtype=np.int32)
+    kept_count = 0
+    target = np.empty(colours.size, dtype=np.int64)  # colour i → row of ``kept``
+    for i in order.tolist():
+        v = values[i]
+        j = -1
+        if kept_count:
+            near = np.abs(kept[:kept_count, :colour_ch] - v[:colour_ch]).max(axis=1)
+            if colour_ch < c:  # alpha must match exactly
+                near = np.where((kept[:kept_count, colour_ch:] == v[colour_ch:]).all(axis=1), near, max_error + 1)
+            best = int(near.argmin())  # nearest; among equals the earlier (more frequent) one
+            if int(near[best]) <= max_error:
+                j = best
+        if j < 0:
+            kept[kept_count] = v
+            j = kept_count
+            kept_count += 1
+        target[i] = j
+    return kept[target[inverse_index]].reshape(h, w, c).astype(pixels.dtype)
