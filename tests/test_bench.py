@@ -132,3 +132,41 @@ def test_external_anchor_curves_average_each_qp_over_the_images(tmp_path: Path) 
     assert (c["codec"], c["bpp"], c["psnr"], c["image_names"]) == ("bpg", [0.75, 1.5], [37.0, 41.0],
                                                                    ["kodim01", "kodim04"])
     assert any("q=32 left out" in n for n in notes) and any("broken.json" in n for n in notes)
+
+
+def test_bytes_to_reach_reads_each_image_off_its_own_curve() -> None:
+    from tools.equal_quality import bytes_to_reach
+
+    files = [(1000.0, 30.0), (4000.0, 34.0), (3000.0, 29.0)]  # the 3000-byte file is never the way
+    assert bytes_to_reach(files, 32.0) == pytest.approx(2000.0)  # halfway in log-bytes
+    assert bytes_to_reach(files, 25.0) == 1000.0  # the cheapest file already reaches it
+    assert bytes_to_reach(files, 34.5) is None
+    # A lossless file reaches every target, at its own bytes: no interpolation up to it.
+    assert bytes_to_reach(files + [(9000.0, math.inf)], 50.0) == 9000.0
+    assert bytes_to_reach(files + [(9000.0, math.inf)], 33.0) == pytest.approx(10 ** ((math.log10(1000) + 3 * math.log10(4000)) / 4))
+    assert bytes_to_reach([], 30.0) is None
+
+
+def test_per_image_table_counts_lossless_files_and_averages_ratios_geometrically() -> None:
+    from tools.equal_quality import per_image_lines, per_image_table
+
+    def pts(codec: str, image: str, files: list[tuple[float, float]], domain: str = "comic") -> list[dict]:
+        return [{"domain": domain, "codec": codec, "image": f"/tmp/x/{image}", "bytes": b, "psnr": q} for b, q in files]
+
+    points = (pts("udic-e1", "a.png", [(100, 28.0), (500, math.inf)])  # jumps to lossless
+              + pts("udic-e1", "b.png", [(200, 30.0), (800, 40.0)])
+              + pts("webp", "a.png", [(200, 30.0), (2000, 45.0)])
+              + pts("webp", "b.png", [(100, 30.0), (400, 40.0)])
+              + pts("webp", "c.png", [(100, 30.0)])  # udic has no file for c: left out
+              + [{"domain": "comic", "codec": "webp", "image": "b.png", "bytes": 1, "psnr": 50.0, "ok": False}])
+    (row,) = per_image_table(points, ("avif", "webp"), (30.0, 42.0))
+    assert (row["domain"], row["udic"], row["anchor"], row["images"]) == ("comic", "udic-e1", "webp", 2)
+    at30, at42 = row["cells"]
+    assert at30["ratio"] == pytest.approx(math.sqrt(500 / 200 * 200 / 100))  # a: lossless 500 vs 200; b: 200 vs 100
+    assert at30["both"] == 2
+    # 42 dB: udic reaches it on a (lossless) only; webp on a only (b's failed file does not count)
+    assert at42["udic_reaches"] == 1 and at42["anchor_reaches"] == 1 and at42["both"] == 1
+    assert at42["ratio"] == pytest.approx(500 / (10 ** ((3 * math.log10(200) + 12 * math.log10(2000)) / 15)))
+    lines = per_image_lines([row])
+    assert lines[0].startswith("## Bytes at equal PSNR, image by image")
+    assert f"| comic | udic-e1 | webp | {at30['ratio']:.2f} · 2/2 | {at42['ratio']:.2f} · 1/2 (1, 1) |" in lines

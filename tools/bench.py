@@ -30,6 +30,8 @@ from udic.imageio import load_image
 from udic.metrics import ms_ssim_rgb, psnr_rgb
 from udic.train.data import default_data_root
 
+from .equal_quality import per_image_lines, per_image_table
+
 DOMAINS = ("kodak", "comic", "line", "vector", "screen", "pixel")
 ANCHOR_CODECS = ("jpeg", "webp", "avif", "jxl", "hevc", "bpg", "vvc")
 
@@ -275,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
         "bd_vs_hevc": [asdict(b) for b in bd_vs_hevc],
         "curves": [asdict(c) for c in curves],
         "extra_curves": extra_curves,
+        # every file, for the image-by-image table (tools/equal_quality.py)
+        "points": [{"domain": pt.domain, "codec": pt.codec, "image": Path(pt.image).name, "quality": pt.quality,
+                    "bytes": pt.bytes, "psnr": pt.psnr, "ok": pt.ok} for pt in points],
         "notes": notes + n1 + n2 + anchor_notes,
     }
     (a.out / "report.json").write_text(json.dumps(report, indent=1))
@@ -493,6 +498,7 @@ def render_markdown(r: dict, plots: dict[str, str], sections: Path | None = None
     ]
     lines += udic_against_anchors(r["curves"])
     lines += equal_psnr_lines(equal_psnr_table(r["curves"] + r.get("extra_curves", [])))
+    lines += per_image_lines(per_image_table(r.get("points", []), TABLE_ANCHORS, EQUAL_PSNR_DB))
     for name, rows in r["per_rate"].items():
         lines += [f"## {name} ({r['images'][name]} images): udic per rate", "",
                   "| effort | q | bpp | PSNR dB | MS-SSIM | encode s | decode s | MP |",
