@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .synthetic import synthetic_image
+
 IMAGE_SUFFIXES = {".png", ".webp", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
 # Fixed Kodak subset for the training harness: the same 6 images every time.
@@ -45,12 +47,15 @@ class CropDataset:
     each rank of a distributed run draws from its own stream (0 is the single-process one).
     """
 
-    def __init__(self, folder: Path, min_size: int = 64) -> None:
+    def __init__(self, folder: Path, min_size: int = 64, synthetic: float = 0.0) -> None:
         images = [load_rgb(p) for p in list_images(folder)]
         images = [im for im in images if im.shape[0] >= min_size and im.shape[1] >= min_size]
         if not images:
             raise FileNotFoundError(f"no training images in {folder}")
+        if not 0.0 <= synthetic <= 1.0:
+            raise ValueError(f"synthetic must be a fraction in [0, 1], got {synthetic}")
         self.images = images
+        self.synthetic = synthetic  # the share of a batch drawn procedurally (train/synthetic.py)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -59,6 +64,10 @@ class CropDataset:
         g = np.random.default_rng([seed, step] if stream == 0 else [seed, step, stream])
         out = np.empty((batch_size, crop, crop, 3), dtype=np.uint8)
         for i in range(batch_size):
+            # Only a run that asked for synthetic images draws for them: old recipes keep their batches.
+            if self.synthetic > 0.0 and g.random() < self.synthetic:
+                out[i] = synthetic_image(g, crop)
+                continue
             im = self.images[int(g.integers(len(self.images)))]
             h, w = im.shape[:2]
             c = min(crop, h, w)

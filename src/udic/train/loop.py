@@ -56,6 +56,7 @@ class TrainConfig:
     train_dir: str = ""
     kodak_dir: str = ""
     pca_patches: int = 40000
+    synthetic: float = 0.0  # share of each batch drawn procedurally (vector, line, screen, pixel, comic art)
     N: int = 128
     M: int = 192
     hyper_width: int = 0  # the hyper-synthesis' hidden widths (0 = M and M·3/2)
@@ -100,6 +101,8 @@ class TrainConfig:
         if self.latent_codec not in ("", DEFAULT_LATENT_CODEC, CHANNEL_CONTEXT_CODEC):
             raise ValueError(f"latent_codec must be {DEFAULT_LATENT_CODEC!r} or {CHANNEL_CONTEXT_CODEC!r}, "
                              f"got {self.latent_codec!r}")
+        if not 0.0 <= self.synthetic <= 1.0:
+            raise ValueError(f"synthetic must be a fraction in [0, 1], got {self.synthetic}")
         if self.init not in ("klt", "random"):
             raise ValueError(f"init must be 'klt' or 'random', got {self.init!r}")
         self.rate_lambdas()
@@ -320,7 +323,7 @@ def _train(cfg: TrainConfig, progress: Callable[[str], None], ranks: Ranks, devi
     model = model.to(memory_format=torch.channels_last)
 
     progress(f"loading training images from {train_dir}")
-    data = CropDataset(train_dir)
+    data = CropDataset(train_dir, synthetic=cfg.synthetic)
     eval_images = load_eval_images(kodak_dir) if ranks.main and kodak_dir.is_dir() else []
 
     step = 0

@@ -63,6 +63,7 @@ class LoraConfig:
     ckpt_minutes: float = 5.0
     train_dir: str = ""
     kodak_dir: str = ""
+    synthetic: float = 0.0  # share of each batch drawn procedurally, as the base's --synthetic
     # "rate:λ,…" replaces those rates' λ (stored in the model's config), e.g. to move the
     # lowest rate down; the rates listed are (re)trained from their current delta.
     lambda_override: str = ""
@@ -151,7 +152,8 @@ class _Trainer:
         self.cfg = cfg
         self.progress = progress
         root = default_data_root()
-        self.data = CropDataset(Path(cfg.train_dir) if cfg.train_dir else root / "train")
+        self.data = CropDataset(Path(cfg.train_dir) if cfg.train_dir else root / "train",
+                                synthetic=cfg.synthetic)
         kodak = Path(cfg.kodak_dir) if cfg.kodak_dir else root / "kodak"
         self.eval_images = load_eval_images(kodak) if kodak.is_dir() else []
         new_log = not log_path.exists()

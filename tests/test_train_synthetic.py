@@ -1,0 +1,75 @@
+"""Procedural synthetic training images and their share of a batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from udic.train import synthetic
+from udic.train.data import CropDataset
+from udic.train.loop import TrainConfig
+
+
+@pytest.fixture()
+def train_dir(tmp_path: Path) -> Path:
+    """Noisy photos-like crops: thousands of colours each, unlike any synthetic image."""
+    d = tmp_path / "train"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (72, 80, 3), dtype=np.uint8)).save(d / f"img{i}.png")
+    return d
+
+
+def _colours(img: np.ndarray) -> int:
+    return len(np.unique(img.reshape(-1, 3), axis=0))
+
+
+def test_images_are_a_function_of_the_generator() -> None:
+    a = synthetic.synthetic_image(np.random.default_rng([4, 2]), 96)
+    b = synthetic.synthetic_image(np.random.default_rng([4, 2]), 96)
+    c = synthetic.synthetic_image(np.random.default_rng([4, 3]), 96)
+    assert a.shape == (96, 96, 3) and a.dtype == np.uint8
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("kind", synthetic.KINDS)
+def test_every_kind_draws_structured_content(kind: str, monkeypatch) -> None:
+    """Each kind shows up, has more than one colour, and far fewer colours than pixels
+    (flat regions: what the natural training set lacks)."""
+    monkeypatch.setattr(synthetic, "KINDS", (kind,))
+    images = [synthetic.synthetic_image(np.random.default_rng([kind.encode()[0], i]), 128) for i in range(6)]
+    counts = [_colours(im) for im in images]
+    assert all(im.shape == (128, 128, 3) for im in images)
+    assert max(counts) > 1
+    assert np.median(counts) < 128 * 128 / 8
+
+
+def test_batch_share_of_synthetic_images(train_dir: Path) -> None:
+    natural = CropDataset(train_dir)
+    mixed = CropDataset(train_dir, synthetic=0.5)
+    everything = CropDataset(train_dir, synthetic=1.0)
+    # synthetic = 0 draws exactly what a run without the option drew (old recipes resume exactly)
+    assert torch.equal(natural.batch(1, 5, 4, 48), CropDataset(train_dir, synthetic=0.0).batch(1, 5, 4, 48))
+    b = everything.batch(1, 5, 16, 48)
+    assert torch.equal(b, everything.batch(1, 5, 16, 48))
+    as_u8 = (b * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    assert all(_colours(im) < 48 * 48 / 2 for im in as_u8)  # noise crops have ~all-distinct pixels
+    m = (mixed.batch(2, 0, 64, 32) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    share = np.mean([_colours(im) < 32 * 32 / 2 for im in m])
+    assert 0.3 < share < 0.7
+
+
+def test_share_is_checked_and_part_of_the_recipe(train_dir: Path) -> None:
+    with pytest.raises(ValueError, match="synthetic"):
+        CropDataset(train_dir, synthetic=1.5)
+    with pytest.raises(ValueError, match="synthetic"):
+        TrainConfig(synthetic=-0.1).check()
+    from udic.train.options import recipe_toml
+
+    assert "synthetic = 0.25" in recipe_toml(TrainConfig(synthetic=0.25)).splitlines()
