@@ -7,6 +7,8 @@ logistic prior of scale ``scale`` (universal-dic: w = 0.06, s = 0.05).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import struct
 from dataclasses import dataclass, field
 
@@ -56,7 +58,9 @@ def params_in_range(step_q: int, scale_q: int) -> bool:
     return step_q > 0 and scale_q > 0 and scale_q <= 64 * step_q and step_q <= 256 * scale_q
 
 
+@lru_cache(maxsize=64)
 def coder_for(step_q: int, scale_q: int) -> IndexedCoder:
+    """Cached, as the loop filter's: a table is a Python loop over its symbols."""
     return IndexedCoder([logistic_table(scale_q / _FIXED, step_q / _FIXED)])
 
 

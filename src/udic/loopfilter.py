@@ -19,6 +19,8 @@ on differences to the centre, so their rounding error cannot shift the level.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import struct
 from dataclasses import dataclass
 
@@ -217,7 +219,10 @@ def _scale_q(values: np.ndarray) -> int:
     return int(min(max(round(_SCALE_UNIT * mean_abs / (2 * np.log(2))), 1), _MAX_SCALE_Q))
 
 
+@lru_cache(maxsize=64)
 def _coder(scale_q: int) -> IndexedCoder:
+    """Cached: building the table is a Python loop over its symbols (0.15 s at large scales),
+    and the encoder's filter search codes the same few scales many times."""
     return IndexedCoder([logistic_table(scale_q / _SCALE_UNIT, 1.0)])
 
 

@@ -12,6 +12,8 @@ glyphs) or name a frequent colour.
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 from ..errors import ContainerError
@@ -257,23 +259,41 @@ def _encode_reduced(pixels: np.ndarray, bit_depth: int, max_error: int, effort: 
     share = _repeat_share(reduced)
     offsets = find_offsets(pixel_keys(reduced), MAX_OFFSETS)
     found = transforms.find_palette(reduced, MAX_PALETTE)
+    interlaced = None
     if found is not None:
         cand = _encode_palette(reduced, bit_depth, max_error, effort, found, bool(offsets), offsets)
+        interlaced = len(cand)
         if len(cand) < len(best):
             best = cand
     else:
         found = transforms.find_palette(reduced, MAX_RASTER_PALETTE)
         if found is None:
             return best
-    modes = [raster.LZ_OFF, raster.LZ_CARRY, raster.LZ_EXPLICIT]
+    return _raster_forms(reduced, bit_depth, max_error, effort, found, offsets, share, best, interlaced)
+
+
+def _raster_forms(pixels: np.ndarray, bit_depth: int, max_error: int, effort: int,
+                  found: tuple[np.ndarray, np.ndarray], offsets: list[tuple[int, int]], share: float,
+                  best: bytes, interlaced: int | None) -> bytes:
+    """The raster scan of a palette image: plain, then with free copies where they may pay
+    (``interlaced``: the interlaced palette's size, if it was encoded).  Returns ``best`` or a
+    smaller payload."""
+    modes = (raster.LZ_OFF, raster.LZ_CARRY, raster.LZ_EXPLICIT)
     if effort < 2:
-        modes = [raster.LZ_OFF, raster.LZ_CARRY if share >= MATCH_SURE else raster.LZ_EXPLICIT]
+        # Copies carried through left / above pixels paid on flat art; explicit continues on
+        # dithered art, where fewer pixels repeat their neighbours: try the likely one only.
+        modes = (raster.LZ_OFF, raster.LZ_CARRY if share >= MATCH_SURE else raster.LZ_EXPLICIT)
     if effort < 2 and raster.literal_bytes(found[1], offsets) > len(best):
-        return best
+        return best  # its literals alone would cost more than the best so far
     for lz in modes:
-        cand = _encode_raster(reduced, bit_depth, max_error, found, offsets, lz)
+        cand = _encode_raster(pixels, bit_depth, max_error, found, offsets, lz)
         if len(cand) < len(best):
             best = cand
+        if lz == raster.LZ_OFF:
+            if len(cand) > RASTER_HOPELESS * len(best):
+                break  # free copies rarely win back this much (saves two encodes)
+            if effort < 2 and interlaced is not None and len(cand) > RASTER_LEAD * interlaced:
+                break  # measured: free copies paid only where the plain raster scan was ahead
     return best
 
 
@@ -291,22 +311,7 @@ def encode(pixels: np.ndarray, bit_depth: int = 8, max_error: int = 0, effort: i
         if len(cand) < len(best):
             best = cand
         raster_offsets = offsets if match else find_offsets(pixel_keys(pixels), MAX_OFFSETS)
-        modes = (raster.LZ_OFF, raster.LZ_CARRY, raster.LZ_EXPLICIT)
-        if effort < 2:
-            # Copies carried through left / above pixels paid on flat art; explicit continues on
-            # dithered art, where fewer pixels repeat their neighbours: try the likely one only.
-            modes = (raster.LZ_OFF, raster.LZ_CARRY if share >= MATCH_SURE else raster.LZ_EXPLICIT)
-        if effort < 2 and raster.literal_bytes(found[1], raster_offsets) > len(best):
-            modes = ()  # its literals alone would cost more than the best so far
-        for lz in modes:
-            cand = _encode_raster(pixels, bit_depth, max_error, found, raster_offsets, lz)
-            if len(cand) < len(best):
-                best = cand
-            if lz == raster.LZ_OFF:
-                if len(cand) > RASTER_HOPELESS * len(best):
-                    break  # free copies rarely win back this much (saves two encodes)
-                if effort < 2 and len(cand) > RASTER_LEAD * interlaced:
-                    break  # measured: free copies paid only where the plain raster scan was ahead
+        best = _raster_forms(pixels, bit_depth, max_error, effort, found, raster_offsets, share, best, interlaced)
     if found is None or effort > 1 or (effort == 1 and _palette_may_lose(found[0].shape[0], pixels, best, interlaced)):
         chosen = _transform_candidates(pixels, bit_depth, max_error, effort)
         for transform in chosen:
@@ -337,10 +342,34 @@ def encode(pixels: np.ndarray, bit_depth: int = 8, max_error: int = 0, effort: i
     if max_error > 0 and match and effort > 0:
         # Copy offsets are lossless-only, so on tile art the exact payload can be the smaller one
         # (it meets any ±max_error bound; its header then says 0).
-        cand = encode(pixels, bit_depth, 0, effort)
+        cand = _exact_payload(pixels, bit_depth, effort)
         if len(cand) < len(best):
             best = cand
+    elif max_error == 0:
+        _remember_exact(pixels, bit_depth, effort, best)
     return best
+
+
+# The last exact payloads: the mode choice encodes one image losslessly and then at several
+# tolerances, each of which compares itself with the exact payload.
+_EXACT: dict[tuple, bytes] = {}
+_EXACT_KEEP = 2
+
+
+def _exact_key(pixels: np.ndarray, bit_depth: int, effort: int) -> tuple:
+    digest = hashlib.blake2b(np.ascontiguousarray(pixels).tobytes(), digest_size=16).digest()
+    return pixels.shape, pixels.dtype.str, bit_depth, effort, digest
+
+
+def _remember_exact(pixels: np.ndarray, bit_depth: int, effort: int, payload: bytes) -> None:
+    _EXACT[_exact_key(pixels, bit_depth, effort)] = payload
+    while len(_EXACT) > _EXACT_KEEP:
+        del _EXACT[next(iter(_EXACT))]
+
+
+def _exact_payload(pixels: np.ndarray, bit_depth: int, effort: int) -> bytes:
+    payload = _EXACT.get(_exact_key(pixels, bit_depth, effort))
+    return payload if payload is not None else encode(pixels, bit_depth, 0, effort)
 
 
 def _read_header(reader: Reader, max_pixels: int | None) -> dict:
