@@ -29,9 +29,10 @@ PIXEL_LADDER: tuple[int, ...] = (4, 2, 1, 0)
 # keeps the flat regions exact; on photos they are never chosen (the learned file is better).
 NEAR_LOSSLESS_CANDIDATES: tuple[int, ...] = (32, 16, 8, 4, 2, 1)
 # The mode choice tries near-lossless only where it can plausibly win: when the lossless
-# file is within this factor of the lossy one (photos are ~8-10x apart and are skipped;
-# comics ~4x at the lowest rate, where ±32 still fits).
-NEAR_LOSSLESS_REACH = 5.0
+# file is within this factor of the lossy one.  Photos at low rates are 30-100x apart and
+# are skipped; flat gradient art (debian_emerald: lossless 16x its lowest-rate learned file)
+# fits at ±32.  The bisection's first probe, the loosest step, stops the rest.
+NEAR_LOSSLESS_REACH = 20.0
 MIN_CHOICE_EFFORT = 1  # effort 0 is the plain learned encode, nothing else tried
 
 
