@@ -149,6 +149,9 @@ def encode_image(
 ) -> EncodeResult:
     """Encode; ``effort`` > 0 adapts the encode to this image first (default: the CLI's).
 
+    With ``model`` None and effort ≥ 1 the model is chosen for the image: flat synthetic art
+    gets the packaged model trained with synthetic images (``modelchoice``).
+
     ``tile``: tile side in pixels (0 = whole image, None = tiled only when large);
     ``on_step(phase, step, total, rd_cost)`` reports adaptation steps and tiles;
     ``target`` (a bpp or PSNR) searches the fractional quality that meets it,
@@ -156,8 +159,10 @@ def encode_image(
     near-lossless and lossless (``modes.PIXEL_LADDER``); ``choose_mode`` lets the encoder
     answer with a pixel-coded file when it is no larger and no worse (spec §11).
     """
+    from .modelchoice import model_for
+
     loaded = as_loaded(image, allow_large)
-    codec = get_codec(model, device, progress, precision)
+    codec = get_codec(model_for(loaded.rgb, model, effort), device, progress, precision)
     return encode_with(codec, loaded, quality, effort, time_budget, seed, on_step, tile, target, choose_mode)
 
 

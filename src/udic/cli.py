@@ -278,7 +278,10 @@ def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, l
                 _make_dir(out_dir)
             atomic_write_bytes(dest, result.data, force=force)
             return api.EncodeRecord(src, dest, result, effort, time.perf_counter() - t0)
-        codec = job.codecs.get(model, device, progress=not quiet and not job.parallel, precision=precision)
+        from .modelchoice import model_for
+
+        chosen = model_for(image.rgb, model, effort)  # synthetic art gets the model trained for it
+        codec = job.codecs.get(chosen, device, progress=not quiet and not job.parallel, precision=precision)
         if top is None and not 0 <= q <= modes.max_quality(codec.max_quality):  # weights were not on disk
             raise UsageError(f"-q {q:g} is out of range 0…{modes.max_quality(codec.max_quality):g}")
         on_step = job.check if job.parallel else _live_progress(src, job, quiet)
