@@ -571,3 +571,15 @@ def test_raster_copy_runs_match_a_plain_count(colours: int) -> None:
     for y, x, dy, dx in [(3, 10, 2, 5), (4, 20, 0, 20), (3, 0, 1, -3), (5, 69, 5, 69), (0, 3, 0, 2), (2, 4, 3, 0),
                          (1, 0, 0, -1)] + [tuple(int(v) for v in rng.integers(0, 6, 4)) for _ in range(200)]:
         assert runs(y, x, dy, dx) == plain(y, x, dy, dx), (y, x, dy, dx)
+
+
+def test_near_lossless_reuses_the_exact_payload_it_would_make() -> None:
+    """The near-lossless encoder compares itself with the exact payload; the mode choice has
+    just made it, so it is taken from the cache, and it is the same bytes either way."""
+    art = _flat_art(40, 48)
+    exact = lossless.encode(art, 8, 0)
+    cached = lossless._exact_payload(art, 8, 1)
+    assert cached == exact
+    lossless._EXACT.clear()
+    assert lossless._exact_payload(art, 8, 1) == exact  # made afresh: identical
+    assert lossless.encode(art, 8, 2) == lossless.encode(art, 8, 2)

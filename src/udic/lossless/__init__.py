@@ -13,6 +13,7 @@ glyphs) or name a frequent colour.
 from __future__ import annotations
 
 import hashlib
+import threading
 
 import numpy as np
 
@@ -353,7 +354,8 @@ def encode(pixels: np.ndarray, bit_depth: int = 8, max_error: int = 0, effort: i
 # The last exact payloads: the mode choice encodes one image losslessly and then at several
 # tolerances, each of which compares itself with the exact payload.
 _EXACT: dict[tuple, bytes] = {}
-_EXACT_KEEP = 2
+_EXACT_KEEP = 4  # batch workers are threads: a few images at once
+_EXACT_LOCK = threading.Lock()
 
 
 def _exact_key(pixels: np.ndarray, bit_depth: int, effort: int) -> tuple:
@@ -362,13 +364,17 @@ def _exact_key(pixels: np.ndarray, bit_depth: int, effort: int) -> tuple:
 
 
 def _remember_exact(pixels: np.ndarray, bit_depth: int, effort: int, payload: bytes) -> None:
-    _EXACT[_exact_key(pixels, bit_depth, effort)] = payload
-    while len(_EXACT) > _EXACT_KEEP:
-        del _EXACT[next(iter(_EXACT))]
+    key = _exact_key(pixels, bit_depth, effort)
+    with _EXACT_LOCK:
+        _EXACT[key] = payload
+        while len(_EXACT) > _EXACT_KEEP:
+            del _EXACT[next(iter(_EXACT))]
 
 
 def _exact_payload(pixels: np.ndarray, bit_depth: int, effort: int) -> bytes:
-    payload = _EXACT.get(_exact_key(pixels, bit_depth, effort))
+    key = _exact_key(pixels, bit_depth, effort)
+    with _EXACT_LOCK:
+        payload = _EXACT.get(key)
     return payload if payload is not None else encode(pixels, bit_depth, 0, effort)
 
 
