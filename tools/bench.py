@@ -30,7 +30,7 @@ from udic.imageio import load_image
 from udic.metrics import ms_ssim_rgb, psnr_rgb
 from udic.train.data import default_data_root
 
-from .equal_quality import per_image_lines, per_image_table
+from .equal_quality import is_udic, per_image_lines, per_image_table
 
 DOMAINS = ("kodak", "comic", "line", "vector", "screen", "pixel")
 ANCHOR_CODECS = ("jpeg", "webp", "avif", "jxl", "hevc", "bpg", "vvc")
@@ -358,10 +358,6 @@ def rate_ratio(ours: dict, anchor: dict, target: float) -> float | None:
     return None if a is None or b is None else 10 ** (a - b)
 
 
-def _is_udic(codec: str) -> bool:
-    return codec == "udic" or codec.startswith("udic-e")
-
-
 def equal_psnr_table(curves: list[dict], targets: tuple[float, ...] = EQUAL_PSNR_DB) -> list[dict]:
     """Per domain, udic variant and anchor: udic/anchor bytes at each target PSNR.
 
@@ -374,7 +370,7 @@ def equal_psnr_table(curves: list[dict], targets: tuple[float, ...] = EQUAL_PSNR
                      key=lambda d: DOMAINS.index(d) if d in DOMAINS else len(DOMAINS))
     for domain in domains:
         here = [c for c in curves if c["domain"] == domain]
-        variants = sorted({c["codec"] for c in here if _is_udic(c["codec"])}, key=lambda v: (v != "udic", v))
+        variants = sorted({c["codec"] for c in here if is_udic(c["codec"])}, key=lambda v: (v != "udic", v))
         for variant in variants:
             for name in TABLE_ANCHORS:
                 for anchor in (c for c in here if c["codec"] == name):

@@ -42,7 +42,8 @@ def bytes_to_reach(points: list[tuple[float, float]], target: float) -> float | 
     return None
 
 
-def _is_udic(codec: str) -> bool:
+def is_udic(codec: str) -> bool:
+    """A udic curve: "udic" (effort 0) or "udic-eN"."""
     return codec == "udic" or codec.startswith("udic-e")
 
 
@@ -60,7 +61,7 @@ def per_image_table(points: list[dict], anchors: tuple[str, ...],
     rows = []
     domains = list(dict.fromkeys(d for d, _ in files))
     for domain in domains:
-        variants = sorted((c for d, c in files if d == domain and _is_udic(c)), key=lambda v: (v != "udic", v))
+        variants = sorted((c for d, c in files if d == domain and is_udic(c)), key=lambda v: (v != "udic", v))
         for variant in variants:
             ours = files[(domain, variant)]
             for anchor in anchors:

@@ -140,29 +140,36 @@ def _fitting(cand: Candidate, budget: int, note: str) -> Candidate | None:
     return None
 
 
+class _Ladder:
+    """The near-lossless steps, tightest first, each encoded on first use and only once:
+    both searches bisect over it (size falls and error grows with the step)."""
+
+    def __init__(self, image: LoadedImage, effort: int) -> None:
+        self.steps = sorted(NEAR_LOSSLESS_CANDIDATES)
+        self._image, self._effort = image, effort
+        self._made: dict[int, Candidate] = {}
+
+    def __getitem__(self, i: int) -> Candidate:
+        if i not in self._made:
+            self._made[i] = _pixel_candidate(self._image, self.steps[i], self._effort)
+        return self._made[i]
+
+
 def _tolerance_search(image: LoadedImage, effort: int,
                       ok: Callable[[Candidate], bool]) -> tuple[int, Candidate] | None:
-    """The tightest near-lossless candidate that is ``ok``, by bisection over the ladder: size
-    falls and error grows with the tolerance, so ``ok`` (fits a budget / reaches a PSNR) holds
-    from some step of the ladder on.  About 3 encodes instead of 6."""
-    ladder = sorted(NEAR_LOSSLESS_CANDIDATES)  # tightest first
-    made: dict[int, Candidate] = {}
-
-    def at(i: int) -> Candidate:
-        if i not in made:
-            made[i] = _pixel_candidate(image, ladder[i], effort)
-        return made[i]
-
-    lo, hi = 0, len(ladder) - 1
-    if not ok(at(hi)):
+    """The tightest near-lossless candidate that is ``ok`` (fits a budget), by bisection: ``ok``
+    holds from some step of the ladder on.  About 3 encodes instead of 6."""
+    ladder = _Ladder(image, effort)
+    lo, hi = 0, len(ladder.steps) - 1
+    if not ok(ladder[hi]):
         return None
     while lo < hi:
         mid = (lo + hi) // 2
-        if ok(at(mid)):
+        if ok(ladder[mid]):
             hi = mid
         else:
             lo = mid + 1
-    return ladder[lo], at(lo)
+    return ladder.steps[lo], ladder[lo]
 
 
 def _most_faithful_within(image: LoadedImage, effort: int, budget: int, beats: Callable[[float], bool],
@@ -201,25 +208,18 @@ def choose_smaller(image: LoadedImage, lossy: Candidate, effort: int, quality: f
 
 def meet_psnr(image: LoadedImage, target_db: float, effort: int, best_lossy_db: float) -> Candidate:
     """The loosest pixel coding whose PSNR reaches ``target_db`` (lossless if none does)."""
-    ladder = sorted(NEAR_LOSSLESS_CANDIDATES)
-    made: dict[int, Candidate] = {}
-
-    def at(i: int) -> Candidate:
-        if i not in made:
-            made[i] = _pixel_candidate(image, ladder[i], effort)
-        return made[i]
-
+    ladder = _Ladder(image, effort)
     # PSNR falls as the tolerance grows: bisect for the last step that still reaches the target.
-    lo, hi = 0, len(ladder) - 1
-    if at(lo).psnr >= target_db:
+    lo, hi = 0, len(ladder.steps) - 1
+    if ladder[lo].psnr >= target_db:
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            if at(mid).psnr >= target_db:
+            if ladder[mid].psnr >= target_db:
                 lo = mid
             else:
                 hi = mid - 1
-        cand = at(lo)
-        return _noted(cand, f"near-lossless ±{ladder[lo]}: {cand.psnr:.2f} dB meets --target-psnr {target_db:g} "
+        cand = ladder[lo]
+        return _noted(cand, f"near-lossless ±{ladder.steps[lo]}: {cand.psnr:.2f} dB meets --target-psnr {target_db:g} "
                             f"(the learned codec reaches {best_lossy_db:.2f} dB)")
     return _noted(_pixel_candidate(image, 0, effort), f"lossless: --target-psnr {target_db:g} is above what the "
                                                       f"learned codec reaches ({best_lossy_db:.2f} dB)")

@@ -60,12 +60,10 @@ def inverse(planes: list[np.ndarray], transform: int) -> list[np.ndarray]:
     raise ValueError(f"unknown colour transform {transform}")
 
 
-def find_palette(pixels: np.ndarray, limit: int = 256) -> tuple[np.ndarray, np.ndarray] | None:
-    """(palette (P, C), index plane (H, W)) when the image has at most ``limit`` distinct pixels.
-
-    The palette is sorted by decreasing frequency (ties by colour) so that the literal
-    indices coded for pixels matching no neighbour are small for common colours.
-    """
+def _distinct(pixels: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The image's distinct pixels when there are at most ``limit``: (their values (U, C) int32,
+    each pixel's number among them (flat), their order by decreasing frequency, ties by colour);
+    None over the limit."""
     h, w, c = pixels.shape
     flat = pixels.reshape(-1, c).astype(np.int64)
     # One int64 key per pixel (≤ 4 channels × 16 bits); a quick reject before np.unique.
@@ -78,12 +76,24 @@ def find_palette(pixels: np.ndarray, limit: int = 256) -> tuple[np.ndarray, np.n
     colours, inverse_index, counts = np.unique(key, return_inverse=True, return_counts=True)
     if colours.size > limit:
         return None
-    palette = np.stack([(colours >> (16 * (c - 1 - ch))) & 0xFFFF for ch in range(c)], axis=1)
-    order = np.lexsort((colours, -counts))
+    values = np.stack([(colours >> (16 * (c - 1 - ch))) & 0xFFFF for ch in range(c)], axis=1).astype(np.int32)
+    return values, inverse_index.reshape(-1), np.lexsort((colours, -counts))
+
+
+def find_palette(pixels: np.ndarray, limit: int = 256) -> tuple[np.ndarray, np.ndarray] | None:
+    """(palette (P, C), index plane (H, W)) when the image has at most ``limit`` distinct pixels.
+
+    The palette is sorted by decreasing frequency (ties by colour) so that the literal
+    indices coded for pixels matching no neighbour are small for common colours.
+    """
+    found = _distinct(pixels, limit)
+    if found is None:
+        return None
+    palette, inverse_index, order = found
     rank = np.empty_like(order)
     rank[order] = np.arange(order.size)
-    index = rank[inverse_index].reshape(h, w).astype(np.int32)
-    return palette[order].astype(np.int32), index
+    index = rank[inverse_index].reshape(pixels.shape[:2]).astype(np.int32)
+    return palette[order], index
 
 
 def reduce_colours(pixels: np.ndarray, max_error: int, limit: int = 32768) -> np.ndarray | None:
@@ -99,21 +109,13 @@ def reduce_colours(pixels: np.ndarray, max_error: int, limit: int = 32768) -> np
     """
     h, w, c = pixels.shape
     colour_ch = 1 if c <= 2 else 3
-    flat = pixels.reshape(-1, c).astype(np.int64)
-    key = np.zeros(flat.shape[0], dtype=np.int64)
-    for ch in range(c):
-        key = (key << 16) | flat[:, ch]
-    sample = key[:: max(1, key.size // (4 * limit))]
-    if np.unique(sample).size > limit:
+    found = _distinct(pixels, limit)
+    if found is None:
         return None
-    colours, inverse_index, counts = np.unique(key, return_inverse=True, return_counts=True)
-    if colours.size > limit:
-        return None
-    values = np.stack([(colours >> (16 * (c - 1 - ch))) & 0xFFFF for ch in range(c)], axis=1).astype(np.int32)
-    order = np.lexsort((colours, -counts))
-    kept = np.empty((colours.size, c), dtype=np.int32)
+    values, inverse_index, order = found
+    kept = np.empty(values.shape, dtype=np.int32)
     kept_count = 0
-    target = np.empty(colours.size, dtype=np.int64)  # colour i → row of ``kept``
+    target = np.empty(len(values), dtype=np.int64)  # colour i → row of ``kept``
     for i in order.tolist():
         v = values[i]
         j = -1
