@@ -56,6 +56,15 @@ def png_bytes(image: Image.Image | np.ndarray, **save_kwargs) -> bytes:
     return buf.getvalue()
 
 
+def flat_art(h: int = 48, w: int = 64) -> np.ndarray:
+    """Few colours in large flat areas: what the learned codec codes worst."""
+    img = np.full((h, w, 3), 250, np.uint8)
+    img[8:30, 10:40] = (200, 30, 40)
+    img[20:44, 30:60] = (20, 90, 200)
+    img[::7, :] = 0
+    return img
+
+
 def loaded(arr_or_image: Image.Image | np.ndarray) -> LoadedImage:
     return load_image(png_bytes(arr_or_image))
 
@@ -129,3 +138,15 @@ def run(runner: CliRunner, *args: str, input: bytes | None = None) -> Result:
     # Anything but a clean exit is a bug: errors must become messages, never exceptions.
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     return result
+
+
+@pytest.fixture()
+def noise_train_dir(tmp_path: Path) -> Path:
+    """A training folder of 3 noise images (72×72): thousands of colours each, as photos."""
+    d = tmp_path / "train"
+    d.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        img = rng.integers(0, 256, (72, 72, 3), dtype=np.uint8)
+        Image.fromarray(img).save(d / f"t{i}.png")
+    return d

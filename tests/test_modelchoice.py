@@ -7,15 +7,7 @@ import pytest
 
 from udic import api, hub, modelchoice
 
-from conftest import smooth_image
-
-
-def _flat_art(h: int = 48, w: int = 64) -> np.ndarray:
-    img = np.full((h, w, 3), 250, np.uint8)
-    img[8:30, 10:40] = (200, 30, 40)
-    img[20:44, 30:60] = (20, 90, 200)
-    img[::7, :] = 0
-    return img
+from conftest import flat_art, smooth_image
 
 
 def test_repeat_share_hand_computed() -> None:
@@ -35,7 +27,7 @@ def test_large_images_are_judged_on_sampled_row_pairs() -> None:
 
 
 def test_model_for_follows_content_effort_and_the_users_choice() -> None:
-    art, photo = _flat_art(), smooth_image(48, 64)
+    art, photo = flat_art(), smooth_image(48, 64)
     assert modelchoice.looks_synthetic(art) and not modelchoice.looks_synthetic(photo)
     assert modelchoice.model_for(art, None, 1) == modelchoice.SYNTHETIC_MODEL
     assert modelchoice.model_for(photo, None, 1) is None
@@ -50,7 +42,7 @@ def test_the_synthetic_model_is_packaged_and_verifies() -> None:
 
 def test_encode_names_the_chosen_model_and_decodes() -> None:
     api._codecs.clear()
-    art = _flat_art()
+    art = flat_art()
     result = api.encode_image(art, quality=1, effort=1, progress=False, choose_mode=False)
     assert result.header.model_id == modelchoice.SYNTHETIC_MODEL
     out = np.asarray(api.decode(result.data, progress=False).image.convert("RGB"))

@@ -14,16 +14,7 @@ from udic import api, modes
 from udic import container as ctr
 from udic.imageio import load_image
 
-from conftest import loaded, png_bytes, run, smooth_image
-
-
-def flat_art(h: int = 48, w: int = 64) -> np.ndarray:
-    """Few colours in large flat areas: what the learned codec codes worst."""
-    img = np.full((h, w, 3), 250, np.uint8)
-    img[8:30, 10:40] = (200, 30, 40)
-    img[20:44, 30:60] = (20, 90, 200)
-    img[::7, :] = 0
-    return img
+from conftest import flat_art, loaded, png_bytes, run, smooth_image
 
 
 def test_the_pixel_ladder_continues_the_quality_scale():

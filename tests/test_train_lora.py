@@ -29,17 +29,6 @@ def base(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture()
-def train_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "train"
-    d.mkdir()
-    rng = np.random.default_rng(1)
-    for i in range(3):
-        img = rng.integers(0, 256, (72, 72, 3), dtype=np.uint8)
-        Image.fromarray(img).save(d / f"t{i}.png")
-    return d
-
-
 def test_new_delta_starts_from_its_neighbour(base: Path) -> None:
     model = modelfile.load(base).model
     add_rate_delta(model, 3, rank=2, alpha=2.0, init_from=None)
@@ -80,10 +69,10 @@ def test_excluded_layers_get_no_delta(base: Path) -> None:
     assert len(params) == 2 * len(spec)
 
 
-def test_progressive_training_keeps_base_and_exports(tmp_path: Path, base: Path, train_dir: Path) -> None:
+def test_progressive_training_keeps_base_and_exports(tmp_path: Path, base: Path, noise_train_dir: Path) -> None:
     cfg = LoraConfig(base=str(base), out=str(tmp_path / "lora"), rates=[3, 2, 4], base_rate=3, rank=2,
                      steps_per_rate=3, batch=2, crop=64, threads=1, bf16=False, exclude="g_s.linear",
-                     train_dir=str(train_dir), kodak_dir=str(tmp_path / "none"))
+                     train_dir=str(noise_train_dir), kodak_dir=str(tmp_path / "none"))
     ckpt = train_lora(cfg, progress=lambda s: None)
     before = modelfile.load(base).model.state_dict()
     model, state = load_checkpoint(ckpt)
@@ -102,7 +91,7 @@ def test_progressive_training_keeps_base_and_exports(tmp_path: Path, base: Path,
 
     data = modelfile.export_bytes(model)
     codec = Codec(modelfile.load_bytes(data), hub.model_id_for_bytes(data))
-    rgb = np.asarray(Image.open(next(train_dir.iterdir())).convert("RGB"))
+    rgb = np.asarray(Image.open(next(noise_train_dir.iterdir())).convert("RGB"))
     image = LoadedImage(rgb=rgb, mode="RGB", alpha=None, icc=None)
     enc = codec.encode(image, 2.0)  # rate 2 has a delta: merged at load, decoded exactly
     out = np.asarray(codec.decode(enc.data).image)
@@ -118,9 +107,9 @@ def test_progressive_training_keeps_base_and_exports(tmp_path: Path, base: Path,
     assert "base_training" not in modelfile.load(path).metadata["info"]  # a weights file has no training record
 
 
-def test_resume_continues_the_interrupted_rate(tmp_path: Path, base: Path, train_dir: Path) -> None:
+def test_resume_continues_the_interrupted_rate(tmp_path: Path, base: Path, noise_train_dir: Path) -> None:
     common = dict(base=str(base), rates=[2, 1], base_rate=3, rank=2, batch=2, crop=64, threads=1,
-                  bf16=False, train_dir=str(train_dir), kodak_dir=str(tmp_path / "none"))
+                  bf16=False, train_dir=str(noise_train_dir), kodak_dir=str(tmp_path / "none"))
     straight = train_lora(LoraConfig(out=str(tmp_path / "a"), steps_per_rate=4, **common), progress=lambda s: None)
     # The same run, stopped after rate 2 and restarted with rate 1 still to do.
     train_lora(LoraConfig(out=str(tmp_path / "b"), steps_per_rate=4, **{**common, "rates": [2]}),
@@ -132,10 +121,10 @@ def test_resume_continues_the_interrupted_rate(tmp_path: Path, base: Path, train
         assert torch.equal(a[name], b[name]), name
 
 
-def test_full_finetune_mode_trains_every_weight(tmp_path: Path, base: Path, train_dir: Path) -> None:
+def test_full_finetune_mode_trains_every_weight(tmp_path: Path, base: Path, noise_train_dir: Path) -> None:
     cfg = LoraConfig(base=str(base), out=str(tmp_path / "full"), mode="full", rates=[1], steps_per_rate=2,
                      batch=2, crop=64, threads=1, bf16=False, full_lr=1e-3, lambda_override="1:0.0011",
-                     train_dir=str(train_dir), kodak_dir=str(tmp_path / "none"))
+                     train_dir=str(noise_train_dir), kodak_dir=str(tmp_path / "none"))
     path = train_lora(cfg, progress=lambda s: None)
     assert path.name == "full-r1.pt"
     model, state = load_checkpoint(path)
@@ -145,7 +134,7 @@ def test_full_finetune_mode_trains_every_weight(tmp_path: Path, base: Path, trai
     assert not torch.equal(before["g_s.linear.weight"], model.state_dict()["g_s.linear.weight"])
 
 
-def test_fractional_quality_between_delta_rates_round_trips(base: Path, train_dir: Path) -> None:
+def test_fractional_quality_between_delta_rates_round_trips(base: Path, noise_train_dir: Path) -> None:
     model = modelfile.load(base).model
     for rate in (1, 2):
         add_rate_delta(model, rate, rank=2, alpha=1.0, init_from=None)
@@ -154,7 +143,7 @@ def test_fractional_quality_between_delta_rates_round_trips(base: Path, train_di
                 layer.lora[f"r{rate}"].B.normal_(0, 0.02)
     data = modelfile.export_bytes(model)
     codec = Codec(modelfile.load_bytes(data), hub.model_id_for_bytes(data))
-    rgb = np.asarray(Image.open(next(train_dir.iterdir())).convert("RGB"))
+    rgb = np.asarray(Image.open(next(noise_train_dir.iterdir())).convert("RGB"))
     image = LoadedImage(rgb=rgb, mode="RGB", alpha=None, icc=None)
     files = {q: codec.encode(image, q).data for q in (1.0, 1.5, 2.0)}
     assert len(set(files.values())) == 3
@@ -163,9 +152,9 @@ def test_fractional_quality_between_delta_rates_round_trips(base: Path, train_di
         assert np.array_equal(np.asarray(again.decode(blob).image), np.asarray(codec.decode(blob).image))
 
 
-def test_lambda_override_retrains_a_rate_and_is_stored(tmp_path: Path, base: Path, train_dir: Path) -> None:
+def test_lambda_override_retrains_a_rate_and_is_stored(tmp_path: Path, base: Path, noise_train_dir: Path) -> None:
     common = dict(base_rate=3, rank=2, batch=2, crop=64, threads=1, bf16=False, steps_per_rate=2,
-                  train_dir=str(train_dir), kodak_dir=str(tmp_path / "none"))
+                  train_dir=str(noise_train_dir), kodak_dir=str(tmp_path / "none"))
     first = train_lora(LoraConfig(base=str(base), out=str(tmp_path / "a"), rates=[2], **common),
                        progress=lambda s: None)
     again = train_lora(LoraConfig(base=str(first), out=str(tmp_path / "b"), rates=[2], lambda_override="2:0.001",

@@ -7,22 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from udic.train import synthetic
 from udic.train.data import CropDataset
 from udic.train.loop import TrainConfig
-
-
-@pytest.fixture()
-def train_dir(tmp_path: Path) -> Path:
-    """Noisy photos-like crops: thousands of colours each, unlike any synthetic image."""
-    d = tmp_path / "train"
-    d.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        Image.fromarray(rng.integers(0, 256, (72, 80, 3), dtype=np.uint8)).save(d / f"img{i}.png")
-    return d
 
 
 def _colours(img: np.ndarray) -> int:
@@ -50,12 +38,12 @@ def test_every_kind_draws_structured_content(kind: str, monkeypatch) -> None:
     assert np.median(counts) < 128 * 128 / 8
 
 
-def test_batch_share_of_synthetic_images(train_dir: Path) -> None:
-    natural = CropDataset(train_dir)
-    mixed = CropDataset(train_dir, synthetic=0.5)
-    everything = CropDataset(train_dir, synthetic=1.0)
+def test_batch_share_of_synthetic_images(noise_train_dir: Path) -> None:
+    natural = CropDataset(noise_train_dir)
+    mixed = CropDataset(noise_train_dir, synthetic=0.5)
+    everything = CropDataset(noise_train_dir, synthetic=1.0)
     # synthetic = 0 draws exactly what a run without the option drew (old recipes resume exactly)
-    assert torch.equal(natural.batch(1, 5, 4, 48), CropDataset(train_dir, synthetic=0.0).batch(1, 5, 4, 48))
+    assert torch.equal(natural.batch(1, 5, 4, 48), CropDataset(noise_train_dir, synthetic=0.0).batch(1, 5, 4, 48))
     b = everything.batch(1, 5, 16, 48)
     assert torch.equal(b, everything.batch(1, 5, 16, 48))
     as_u8 = (b * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
@@ -65,9 +53,9 @@ def test_batch_share_of_synthetic_images(train_dir: Path) -> None:
     assert 0.3 < share < 0.7
 
 
-def test_share_is_checked_and_part_of_the_recipe(train_dir: Path) -> None:
+def test_share_is_checked_and_part_of_the_recipe(noise_train_dir: Path) -> None:
     with pytest.raises(ValueError, match="synthetic"):
-        CropDataset(train_dir, synthetic=1.5)
+        CropDataset(noise_train_dir, synthetic=1.5)
     with pytest.raises(ValueError, match="synthetic"):
         TrainConfig(synthetic=-0.1).check()
     from udic.train.options import recipe_toml
