@@ -68,6 +68,15 @@ def test_seeds_cover_every_section_and_decode_exactly(seeds: list[fuzz.Seed], de
     assert len(qualities) >= 5  # including fractional rates and both ends
 
 
+def test_pixel_seeds_cover_every_lossless_mode(seeds: list[fuzz.Seed]) -> None:
+    """The pixel-coded seeds reach each lossless payload mode, the coded palette and the literal cache."""
+    from udic import lossless
+
+    infos = [lossless.describe(ctr.parse(s.data).sections[ctr.Section.PIXELS]) for s in seeds if s.name.startswith("pixels-")]
+    assert {info["mode"] for info in infos} == set(lossless.MODE_NAMES.values())
+    assert any(info.get("palette_coded") for info in infos) and any(info.get("literal_cache") for info in infos)
+
+
 def test_rawfile_round_trip(seeds: list[fuzz.Seed]) -> None:
     for seed in seeds:
         assert RawFile.parse(seed.data).to_bytes() == seed.data

@@ -300,16 +300,29 @@ PAYLOADS = {
     "raster": lambda: _raster_payload(_tiled(24, 40)),
     "raster_free": lambda: _raster_payload(_glyphs(30, 48), [], 2),
     "raster_carry": lambda: _raster_payload(_glyphs(30, 48), [(1, 0)], 1),
+    "raster_cache": lambda: _raster_payload(_banded(40, 60), [], 0, 1),
+    "coded_palette": lambda: lossless.encode(_banded(24, 32, 4, 1)),
 }
 
 
-def _raster_payload(pixels: np.ndarray, offsets: list[tuple[int, int]] | None = None, lz: int = 1) -> bytes:
+def _raster_payload(pixels: np.ndarray, offsets: list[tuple[int, int]] | None = None, lz: int = 1,
+                    literals: int | None = None) -> bytes:
     from udic.lossless import find_offsets, pixel_keys, transforms
 
     found = transforms.find_palette(pixels, lossless.MAX_PALETTE)
     if offsets is None:
         offsets = find_offsets(pixel_keys(pixels), lossless.MAX_OFFSETS)
-    return lossless._encode_raster(pixels, 8, 0, found, offsets, lz)
+    return lossless._encode_raster(pixels, 8, 0, found, offsets, lz, 1, literals)
+
+
+def _banded(h: int, w: int, jitter: int = 4, width: int = 2, seed: int = 3) -> np.ndarray:
+    """Gradient art (a wallpaper's colour bands): many colours in diagonal bands with wandering
+    edges, so a literal mostly takes one of the few colours seen before under the same colour
+    above (the literal cache pays)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    k = (xx + 2 * yy + rng.integers(0, jitter, (h, w))) // width
+    return np.stack([40 + k % 200, 60 + k // 2 % 150, 90 + k // 3 % 120], axis=-1).astype(np.uint8)
 
 
 def _glyphs(h: int, w: int) -> np.ndarray:
@@ -336,6 +349,85 @@ def test_palette_raster_roundtrip(offsets, lz: int) -> None:
         payload = _raster_payload(pixels, offsets, lz)
         assert lossless.describe(payload)["mode"] == "palette raster"
         np.testing.assert_array_equal(lossless.decode(payload), pixels)
+
+
+def test_literal_cache_lists_follow_the_spec() -> None:
+    """Escapes join the list of the colour above in column order, once, up to 16 entries; a row's
+    lookups see the lists as they were when the row started."""
+    from udic.lossless.raster import CACHE_SIZE, LiteralCache
+
+    cache = LiteralCache(5)
+    cache.update(np.array([1, 1, 2, 1, 1, 5]), np.array([3, 3, 4, 0, 3, 2]))
+    assert cache.table[1, :2].tolist() == [3, 0] and cache.length.tolist() == [0, 2, 1, 0, 0, 1]
+    assert cache.ranks(np.array([1, 1, 2, 3]), np.array([0, 4, 4, 4])).tolist() == [1, CACHE_SIZE, 0, CACHE_SIZE]
+    np.testing.assert_array_equal(cache.lookup(np.array([1, 5]), np.array([1, 0])), [0, 2])
+    with pytest.raises(ContainerError):
+        cache.lookup(np.array([1]), np.array([2]))
+    cache.update(np.full(30, 4), np.arange(30) % 20)  # more than 16 new colours under colour 4
+    assert cache.length[4] == CACHE_SIZE and cache.table[4].tolist() == list(range(16))
+
+
+def test_literal_cache_bulk_update_matches_the_loop() -> None:
+    """Large updates run in numpy, small ones as a loop: the lists must come out the same."""
+    from udic.lossless import raster
+
+    rng = np.random.default_rng(2)
+    bulk, loop = raster.LiteralCache(12), raster.LiteralCache(12)
+    for _ in range(40):
+        n = int(rng.integers(raster.SMALL_UPDATE + 1, 80))
+        above, values = rng.integers(0, 13, n), rng.integers(0, 12, n)
+        bulk.update(above, values)
+        for i in range(0, n, raster.SMALL_UPDATE):
+            loop.update(above[i : i + raster.SMALL_UPDATE], values[i : i + raster.SMALL_UPDATE])
+        np.testing.assert_array_equal(bulk.table, loop.table)
+        np.testing.assert_array_equal(bulk.length, loop.length)
+
+
+def test_literal_cache_round_trips_and_pays_on_gradient_bands() -> None:
+    pixels = _banded(64, 96)
+    plain, cached, chosen = (_raster_payload(pixels, [], 0, lit) for lit in (0, 1, None))
+    assert lossless.describe(cached)["literal_cache"] and not lossless.describe(plain)["literal_cache"]
+    assert len(cached) < 0.8 * len(plain) and chosen == cached
+    for payload in (plain, cached):
+        np.testing.assert_array_equal(lossless.decode(payload), pixels)
+    for lz in (1, 2):
+        np.testing.assert_array_equal(lossless.decode(_raster_payload(_glyphs(40, 90), None, lz, 1)), _glyphs(40, 90))
+
+
+def test_palettes_are_coded_when_smaller() -> None:
+    """A gradient's 100-odd colours, sorted, code in far fewer bytes than 3 per colour; an
+    8-colour palette stays raw (and keeps frequency order)."""
+    pixels = _banded(64, 96)
+    payload = _roundtrip(pixels)
+    info = lossless.describe(payload)
+    assert info["palette_coded"] and info["palette_size"] > 100
+    palette = np.unique(pixels.reshape(-1, 3), axis=0)
+    coded = lossless._palette_payload(palette, 8, 1)
+    assert len(coded) < 0.7 * palette.size and lossless.decode(coded).reshape(-1, 3).tolist() == palette.tolist()
+    assert not lossless.describe(_roundtrip(_tiled(24, 32)))["palette_coded"]
+
+
+def test_a_coded_palette_of_the_wrong_shape_is_refused() -> None:
+    from udic.lossless.payload import Reader, write_varint
+
+    pixels = _banded(24, 32, 4, 1)
+    payload = lossless.encode(pixels)
+    reader = Reader(payload)
+    lossless._read_header(reader, None)
+    size = reader.varint()
+    assert reader.u8() == lossless.PALETTE_CODED
+    at = reader.pos
+    length = reader.varint()
+    tail = payload[reader.pos + length :]
+    wrong = {
+        "size": lossless._encode_stored(np.zeros((1, size - 1, 3), np.uint8), 8, 0),
+        "mode": lossless.encode(np.zeros((1, size, 3), np.uint8)),  # a palette payload itself
+        "depth": lossless._encode_stored(np.zeros((1, size, 3), np.uint8), 7, 0),
+    }
+    assert lossless.describe(wrong["mode"])["mode"] in ("palette", "palette raster")
+    for nested in wrong.values():
+        with pytest.raises(ContainerError, match="coded palette"):
+            lossless.decode(payload[:at] + write_varint(len(nested)) + nested + tail)
 
 
 def test_palette_raster_takes_more_than_4096_colours() -> None:
@@ -472,7 +564,7 @@ def test_version_2_payloads_still_decode(kind: str) -> None:
 
 # Version 4 payloads made by the encoder before the speed work (commit 8b9de3c): the decoder reads
 # them, and the encoder (whose adaptive models now work out their chunk probabilities in bulk)
-# still writes exactly these bytes.
+# still writes exactly these streams (in their version 5 form).
 V4_PAYLOADS = {
     "predictive": "eNpFkl1IU3EYxs/7/5/zPx+uiWWpK6wsQ8SPKGIRflyEy4tCiqQgRNMSIi0opDDC1WyKIsmYjmKG6Vq61HS60jk/U7EmBU6bLimpqZA27WAiXmhHu+j5vc/Fe/HCy8NDgyDDHEUBBSB5IwgcyI1hDf8HorfUzFKwKuFD/6CkIxu24fz8GEnXKDCRSpwmbg4FTnqEmBnnlovBBmD3E3FCgkoFS0IRTEoUSkwB5Ni2No9EDboPavQMidCLhsGCtMiEYBq5IK8OJ1mYTniPHNKLbdxDEp87gU6Anq/mSuVrvD2gkZkJgCHOwq2wXlkNtPCd6I8c7MIyrg2e3VG3r0sBelLM9SAjmP07+BIZrDIibWS+obFAV1Aj1iFokxm4ctREnKwaGlg9gkFSRQbwPF6gTf4TUMjnwBpTj9TcnBCpJRugw6UhXh4cZJr3ol+4G5SboTFlUClFlpYNcSIScRM7hbuJiW5BoJojyb3yVnpdgBvl27TcO/QAnuDvNPgYRSlSvsLROlIBYMQi91EYZV7QWbGThAIz+wjeMI/RrnaIOPOVjNJHqZ521zFFQ0q8Yb4+fcUVGuOOCM+VZxQEpd0biOy81KWoOrJ0+Xa55m22oSDvs+HD6dfO8cXQjbPpqTO7qZJPq6abRYnPLxQvCi9vWcO3t7uVXP/e4Yt+I3HNHqpvzHOg6vd8bICs314fNrjsC1nQZGqtdXcaOnzo+Lr3FLu0p7liYacuyW5V8Z7Q1h996uTsgeuJqV8y0cmnZW20+8qIsrpsaHb/1XN5Qwc7zLWBWWE/Gc358bv+GZrDCaBw6JNpS0pU1KFgqUF/AftD8Ig=",
     "match": "eNpjYRQSYeFgYGBmBOErjMxbGRcwMgsGMPOaMDACIQhASAaGDkbGA0wICJbgAYJpjGBmA0cDB1j5EvYl7BAdC5gZNYAAxGxhWsIEEWRUUwNRQowaZxiDgr4xfmOcxbSXBWjABBYIZGRwUnJhYHByYtzDtIeJQYrhFwsQTWVilPCSmMLEYGCQdJBpCTNjExC2gWEdEIFNviR8iPMsRyfzQc53zIyv2CdxzBXcIviT/Qv7dgXGdUzvmOYzrmBuZTzDOJP9PzPjPY47HPNYZ7O95njHzuiTsJixifMxm8815gTGJ6xPmduYr7G3Mc9mnM58ifkjG+M9pibG24z3WNczfWN6zbyKsZ2FjXEHq7zFDFaLFayWwmCPsbAw9XDe40jN+cG0mpVxmvAtHoYGAYapwgw3eVhYGFiYJnBdYD3OuI9xL+MExqsCLGAA0qcgXR+w1cnd0lBWf37x5vnlPj+ZN7zW3spVc+E5r+l7ex7zxTl8QvzurFFPc3lzmY4YeHe3nra7Lad1c+Lc3+q7TH83tln/jjD5+stumt3vzzPLJkoUf14uy/riyfG0l08Sn13S0gn4LVp0KyT50Gmhrpn1bZGyTL4Tqi4efBny4+olLlCUAQDdk5WK",
@@ -496,8 +588,30 @@ def _v4_encoders() -> dict:
     }
 
 
+def _as_version_5(payload: bytes) -> bytes:
+    """A version 4 payload as version 5 writes it: the version byte, and in the palette modes a
+    raw palette coding byte after the palette size (and in mode 3 plain literals after lz)."""
+    from udic.lossless.payload import Reader
+
+    reader = Reader(payload)
+    header = lossless._read_header(reader, None)
+    if header["mode"] not in (lossless.MODE_PALETTE, lossless.MODE_RASTER):
+        return bytes([5]) + payload[1:]
+    size = reader.varint()
+    at_palette = reader.pos
+    reader.raw(size * header["channels"], "palette")
+    lossless._read_match(reader, header["height"], header["width"])
+    at_lz = reader.pos + 1
+    out = bytes([5]) + payload[1:at_palette] + bytes([lossless.PALETTE_RAW]) + payload[at_palette:at_lz]
+    if header["mode"] == lossless.MODE_RASTER:
+        out += bytes([0])
+    return out + payload[at_lz:]
+
+
 @pytest.mark.parametrize("kind", sorted(V4_PAYLOADS))
 def test_version_4_payloads_decode_and_are_reproduced(kind: str) -> None:
+    """Version 4 payloads still decode, and version 5 writes the same streams (small palettes
+    stay raw, few literals stay plain)."""
     import base64
     import zlib
 
@@ -505,7 +619,7 @@ def test_version_4_payloads_decode_and_are_reproduced(kind: str) -> None:
     pixels, encoder = _v4_encoders()[kind]
     assert payload[0] == 4
     np.testing.assert_array_equal(lossless.decode(payload), pixels)
-    assert encoder(pixels) == payload
+    assert encoder(pixels) == _as_version_5(payload)
 
 
 @pytest.mark.parametrize("groups, bins, alphabet, classes", [(1, 1, 5, None), (1, 1, 700, None), (3, 12, 9, None),

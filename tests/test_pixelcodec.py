@@ -111,6 +111,19 @@ def test_the_section_description_names_the_pixel_mode():
     assert desc["mode"] in ("palette", "palette raster", "predictive", "stored")
 
 
+def test_info_names_the_palette_coding_and_the_literal_cache():
+    """Gradient bands (80 colours): udic info says the palette is coded and literals use the cache."""
+    from udic import api
+
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:24, 0:32]
+    k = xx + 2 * yy + rng.integers(0, 4, (24, 32))
+    src = np.stack([40 + k % 200, 60 + k // 2 % 150, 90 + k // 3 % 120], axis=-1).astype(np.uint8)
+    coding = api.info(pixelcodec.encode_file(src, 8, 0).data).pixel_coding
+    assert coding.startswith("palette raster, 3 channels, palette of ")
+    assert "(coded)" in coding and coding.endswith(", literal cache")
+
+
 def test_importing_the_pixel_path_does_not_import_torch():
     import subprocess
     import sys

@@ -135,6 +135,15 @@ def make_seeds(codec) -> list[Seed]:
     return seeds
 
 
+def _bands(h: int, w: int) -> np.ndarray:
+    """Diagonal colour bands with wandering edges (80 colours): the palette raster scan with a
+    coded palette and the literal cache."""
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:h, 0:w]
+    k = xx + 2 * yy + rng.integers(0, 4, (h, w))
+    return np.stack([40 + k % 200, 60 + k // 2 % 150, 90 + k // 3 % 120], axis=-1).astype(np.uint8)
+
+
 def pixel_seeds() -> list[Seed]:
     """Pixel-coded files (spec §11): every coder mode of the pixels section."""
     from udic import api, pixelcodec
@@ -150,6 +159,7 @@ def pixel_seeds() -> list[Seed]:
         ("pixels-near-gray", _smooth(22, 17, 15)[..., :1], 8, 3, Metadata(xmp=b"<x/>")),
         ("pixels-palette", flat, 8, 0, None),  # palette raster (lossless payload mode 3)
         ("pixels-palette-interlaced", (_smooth(18, 26, 13) // 64 * 64).astype(np.uint8), 8, 0, None),
+        ("pixels-palette-cached", _bands(24, 32), 8, 0, None),  # coded palette + literal cache (payload v5)
         ("pixels-16bit", wide, 16, 0, None),
         ("pixels-noise", np.random.default_rng(5).integers(0, 256, (9, 11, 3), dtype=np.uint8), 8, 0, None),
     ]

@@ -400,7 +400,10 @@ def info(data: bytes) -> FileInfo:
         bit_depth = int(px.get("bit_depth", 8))
         pixel_coding = f"{px.get('mode', '?')}, {px.get('channels', '?')} channels" + (
             f", {px['transform']}" if "transform" in px else "") + (
-            f", palette of {px['palette_size']}" if "palette_size" in px else "")
+            f", palette of {px['palette_size']}" if "palette_size" in px else "") + (
+            " (coded)" if px.get("palette_coded") else "") + (
+            f", free copies {px['free_copies']}" if px.get("free_copies", "off") != "off" else "") + (
+            ", literal cache" if px.get("literal_cache") else "")
     meta = (metadata_mod.decode(cont.sections[ctr.Section.METADATA]) if ctr.Section.METADATA in cont.sections
             else metadata_mod.Metadata())
     return FileInfo(

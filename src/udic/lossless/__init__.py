@@ -12,6 +12,7 @@ glyphs) or name a frequent colour.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 
@@ -29,8 +30,9 @@ from .repeats import find_offsets, pixel_keys
 
 __all__ = ["encode", "decode", "describe"]
 
-VERSION = 4
-OLD_VERSIONS = (2, 3)  # still decoded: 2 static per-image tables; 3 palette raster without free copies
+VERSION = 5
+OLD_VERSIONS = (2, 3, 4)  # still decoded: 2 static per-image tables; 3 palette raster without free copies;
+# 4 palette raster without the literal cache
 MODE_STORED = 0
 MODE_PREDICTIVE = 1
 MODE_PALETTE = 2
@@ -102,6 +104,7 @@ def _specs(channels: int, ranges: list[tuple[int, int]], max_error: int, maxval:
     return specs
 
 
+RASTER_ESTIMATE_SHARE = 0.75  # effort 1: skip the raster scan when this share of its estimate exceeds the best
 RASTER_HOPELESS = 1.15  # the plain raster scan this much larger than the best so far: skip free copies
 RASTER_LEAD = 0.98  # effort 1: free copies only when the plain raster scan is this far below the interlaced palette
 PREDICT_PALETTE = 1000  # effort 1 tries the predictive form on palette images with more colours than this
@@ -115,11 +118,15 @@ def _palette_may_lose(colours: int, pixels: np.ndarray, best: bytes, interlaced:
     """Effort 1: whether the predictive form is worth an encode after the palette forms.  It won
     only on palette images with many colours (anti-aliased comics), and there the raster scan did
     not beat the interlaced palette (where it does, rows and copies carry the image, which the
-    interlaced prediction cannot use); photo-like images have about as many colours as pixels;
-    and nothing may be left stored that prediction could shrink."""
+    interlaced prediction cannot use), unless the raster scan won by its literal cache (gradients:
+    debian_moonlight's raster scan came out 10 % under the interlaced palette, and prediction 6 %
+    under that); photo-like images have about as many colours as pixels; and nothing may be left
+    stored that prediction could shrink."""
     if best[1] == MODE_STORED or colours * PREDICT_DENSITY > pixels.shape[0] * pixels.shape[1]:
         return True
-    return colours > PREDICT_PALETTE and len(best) >= RASTER_AHEAD * interlaced
+    if colours <= PREDICT_PALETTE:
+        return False
+    return len(best) >= RASTER_AHEAD * interlaced or bool(describe(best).get("literal_cache"))
 
 
 def _repeat_share(pixels: np.ndarray) -> float:
@@ -175,33 +182,143 @@ def _encode_predictive(pixels: np.ndarray, bit_depth: int, max_error: int, effor
     return out.getvalue() + data
 
 
+PALETTE_RAW, PALETTE_CODED = 0, 1  # version ≥ 5: how the palette is stored
+RAW_PALETTE_MAX = 8  # palettes up to this size are stored raw without trying to code them
+
+
+def _palette_payload(palette: np.ndarray, bit_depth: int, effort: int) -> bytes:
+    """The palette as a 1 × P image, coded by the predictive mode (or stored): large palettes
+    (anti-aliased text, line art) are a fifth to a third of a payload when stored raw, and sorted
+    colours predict well from their neighbours.  Never a palette mode itself (no recursion)."""
+    return _palette_payload_cached(palette.tobytes(), palette.shape, palette.dtype.str, bit_depth, effort)
+
+
+@functools.lru_cache(maxsize=8)
+def _palette_payload_cached(data: bytes, shape: tuple, dtype: str, bit_depth: int, effort: int) -> bytes:
+    """(Each raster variant writes the same palette: coded once.)"""
+    image = np.frombuffer(data, dtype=dtype).reshape(1, shape[0], shape[1])
+    best = _encode_stored(image, bit_depth, 0)
+    for transform in _palette_transforms(image[0], bit_depth, effort):
+        cand = _encode_predictive(image, bit_depth, 0, effort, transform, False, [])
+        if len(cand) < len(best):
+            best = cand
+    return best
+
+
+def _palette_transforms(palette: np.ndarray, bit_depth: int, effort: int) -> list[int]:
+    """Colour transforms to code a palette with: effort ≤ 1 the one whose planes' successive
+    differences have the least entropy (gray palettes want subtract-green, colourful sorted ones
+    green-first or none: up to 3× apart), effort ≥ 2 all."""
+    if _colour_count(palette.shape[1]) != 3:
+        return [transforms.IDENTITY]
+    options = [transforms.IDENTITY, transforms.YCOCG_R, transforms.SUBTRACT_GREEN, transforms.GREEN_FIRST]
+    if effort >= 2:
+        return options
+    chans = [palette[:, i].astype(np.int32) for i in range(3)]
+    maxval = (1 << bit_depth) - 1
+
+    def cost(transform: int) -> tuple[float, int]:
+        planes, _ = transforms.forward(chans, transform, maxval)
+        diffs = [np.diff(plane) for plane in planes]
+        # Ties (a gray ramp has one difference in every plane) go to the planes that stay flat.
+        return round(sum(_proxy_bits(d) for d in diffs)), sum(int(np.count_nonzero(d)) for d in diffs)
+
+    return [min(options, key=cost)]
+
+
+def _write_palette(out: Writer, palette: np.ndarray, dtype: np.dtype, bit_depth: int, effort: int) -> None:
+    """Palette size, then (version ≥ 5) the palette coding byte and the palette (samples of the
+    image's ``dtype``)."""
+    palette = palette.astype(dtype, copy=False)
+    out.varint(palette.shape[0])
+    raw = _samples_bytes(palette, palette.dtype == np.uint16)
+    coded = _palette_payload(palette, bit_depth, effort) if palette.shape[0] > RAW_PALETTE_MAX else None
+    if coded is not None and len(coded) + 4 < len(raw):
+        out.u8(PALETTE_CODED)
+        out.varint(len(coded))
+        out.raw(coded)
+    else:
+        out.u8(PALETTE_RAW)
+        out.raw(raw)
+
+
+def _read_palette(reader: Reader, hd: dict, size: int) -> np.ndarray:
+    c, wide, bd = hd["channels"], hd["wide"], hd["bit_depth"]
+    coding = PALETTE_RAW if hd["version"] < 5 else reader.u8("palette coding")
+    if coding == PALETTE_RAW:
+        return _read_samples(reader, size * c, wide, bd, "palette").reshape(size, c)
+    if coding != PALETTE_CODED:
+        raise ContainerError(f"lossless payload: palette coding {coding} is invalid")
+    length = reader.varint("coded palette length", reader.remaining)
+    nested = reader.raw(length, "coded palette")
+    inner = _read_header(Reader(nested), None)
+    if (inner["version"] != hd["version"] or inner["mode"] not in (MODE_STORED, MODE_PREDICTIVE)
+            or (inner["width"], inner["height"], inner["channels"]) != (size, 1, c)
+            or (inner["bit_depth"], inner["wide"], inner["max_error"]) != (bd, wide, 0)):
+        raise ContainerError("lossless payload: the coded palette does not describe this palette")
+    return decode(nested, size).reshape(size, c)
+
+
+def _raster_order(found: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The palette raster scan does not depend on the palette's order (its literal model is over
+    indices with no order): sort the colours so that the coded palette is small."""
+    palette, index = found
+    order = np.lexsort([palette[:, k] for k in reversed(range(palette.shape[1]))])
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    return palette[order], rank[index].astype(index.dtype)
+
+
 def _encode_palette(pixels: np.ndarray, bit_depth: int, max_error: int, effort: int,
                     found: tuple[np.ndarray, np.ndarray], match: bool, offsets: list[tuple[int, int]]) -> bytes:
     palette, index = found
     out = _header(MODE_PALETTE, pixels, bit_depth, max_error)
-    out.varint(palette.shape[0])
-    out.raw(_samples_bytes(palette, pixels.dtype == np.uint16))
+    _write_palette(out, palette, pixels.dtype, bit_depth, effort)
     _write_match(out, match, offsets)
     spec = PlaneSpec(0, palette.shape[0] - 1, 0, palette.shape[0], False)
     data = encode_planes([index], [spec], effort, out, match, offsets)
     return out.getvalue() + data
 
 
+CACHE_MIN_LITERALS = 32  # effort ≤ 1: fewer literals than this are coded plain without an estimate
+
+
 def _encode_raster(pixels: np.ndarray, bit_depth: int, max_error: int, found: tuple[np.ndarray, np.ndarray],
-                   offsets: list[tuple[int, int]], lz: int = raster.LZ_CARRY) -> bytes:
-    palette, index = found
+                   offsets: list[tuple[int, int]], lz: int = raster.LZ_CARRY, effort: int = 1,
+                   literals: int | None = None, scan=None) -> bytes:
+    """The palette raster payload; ``literals`` None: plain indices or the literal cache, the
+    smaller (effort ≤ 1: by their estimated cost, effort ≥ 2: both encoded)."""
+    palette, index = _raster_order(found) if found[0].shape[0] > RAW_PALETTE_MAX else found
     h, w = index.shape
     offsets = [(dy, dx) for dy, dx in offsets if dy < h and abs(dx) < w]
-    out = _header(MODE_RASTER, pixels, bit_depth, max_error)
-    out.varint(palette.shape[0])
-    out.raw(_samples_bytes(palette, pixels.dtype == np.uint16))
-    _write_match(out, bool(offsets), offsets)
-    out.u8(lz)
-    ops = OpList()
-    encode_raster(index, palette.shape[0], offsets, ops, lz)
-    stream = ops.finish()
-    out.varint(len(stream) // 4)
-    return out.getvalue() + stream
+    if scan is None:
+        scan = raster.symbols(index, offsets, lz)
+    mask = scan[1] == raster.Symbols(len(offsets), lz).literal
+    if literals is not None:
+        choices = [literals]
+    elif effort < 2 and np.count_nonzero(mask) < CACHE_MIN_LITERALS:
+        choices = [raster.LITERALS_PLAIN]  # too few literals for the cache to matter
+    else:
+        plain, cached = raster.literal_costs(scan[0], mask, palette.shape[0])
+        if effort >= 2:
+            choices = [raster.LITERALS_PLAIN, raster.LITERALS_CACHE]
+        else:
+            choices = [raster.LITERALS_CACHE if cached < plain else raster.LITERALS_PLAIN]
+    best = None
+    for choice in choices:
+        out = _header(MODE_RASTER, pixels, bit_depth, max_error)
+        _write_palette(out, palette, pixels.dtype, bit_depth, effort)
+        _write_match(out, bool(offsets), offsets)
+        out.u8(lz)
+        out.u8(choice)
+        ops = OpList()
+        encode_raster(index, palette.shape[0], offsets, ops, lz, choice, scan)
+        stream = ops.finish()
+        out.varint(len(stream) // 4)
+        cand = out.getvalue() + stream
+        if best is None or len(cand) < len(best):
+            best = cand
+    return best
 
 
 def _proxy_bits(values: np.ndarray) -> float:
@@ -284,10 +401,17 @@ def _raster_forms(pixels: np.ndarray, bit_depth: int, max_error: int, effort: in
         # Copies carried through left / above pixels paid on flat art; explicit continues on
         # dithered art, where fewer pixels repeat their neighbours: try the likely one only.
         modes = (raster.LZ_OFF, raster.LZ_CARRY if share >= MATCH_SURE else raster.LZ_EXPLICIT)
-    if effort < 2 and raster.literal_bytes(found[1], offsets) > len(best):
-        return best  # its literals alone would cost more than the best so far
+    if found[0].shape[0] > RAW_PALETTE_MAX:
+        found = _raster_order(found)
+    h, w = found[1].shape
+    inside = [(dy, dx) for dy, dx in offsets if dy < h and abs(dx) < w]
+    plain_scan = raster.symbols(found[1], inside, raster.LZ_OFF)
+    enough = len(best) / RASTER_ESTIMATE_SHARE
+    if effort < 2 and raster.scan_bytes(found[1], inside, plain_scan, enough) > enough:
+        return best  # even well under its estimate it would cost more than the best so far
     for lz in modes:
-        cand = _encode_raster(pixels, bit_depth, max_error, found, offsets, lz)
+        scan = plain_scan if lz == raster.LZ_OFF else None
+        cand = _encode_raster(pixels, bit_depth, max_error, found, inside, lz, effort, None, scan)
         if len(cand) < len(best):
             best = cand
         if lz == raster.LZ_OFF:
@@ -330,14 +454,12 @@ def encode(pixels: np.ndarray, bit_depth: int = 8, max_error: int = 0, effort: i
                     best = cand
     if found is None and (effort > 1 or (effort == 1 and match)):
         # Anti-aliased line art and screens have a few thousand colours too many for the
-        # interlaced palette; the raster scan (plain: free copies did not pay there) can take them.
-        # (Effort 1: not on photos, where it never won.)
+        # interlaced palette; the raster scan can take them (with free copies: on screenshots
+        # they paid 15 %).  (Effort 1: not on photos, where it never won.)
         big = transforms.find_palette(pixels, MAX_RASTER_PALETTE)
-        raster_offsets = offsets if match or big is None else find_offsets(pixel_keys(pixels), MAX_OFFSETS)
-        if big is not None and (effort > 1 or raster.literal_bytes(big[1], raster_offsets) <= len(best)):
-            cand = _encode_raster(pixels, bit_depth, max_error, big, raster_offsets, raster.LZ_OFF)
-            if len(cand) < len(best):
-                best = cand
+        if big is not None:
+            raster_offsets = offsets if match else find_offsets(pixel_keys(pixels), MAX_OFFSETS)
+            best = _raster_forms(pixels, bit_depth, max_error, effort, big, raster_offsets, share, best, None)
     if max_error > 0 and effort > 0:
         best = _encode_reduced(pixels, bit_depth, max_error, effort, best)
     if max_error > 0 and match and effort > 0:
@@ -428,7 +550,7 @@ def decode(payload: bytes, max_pixels: int = 64_000_000) -> np.ndarray:
         size = reader.varint("palette size", limit)
         if not 1 <= size <= min(limit, h * w):
             raise ContainerError(f"lossless payload: palette of {size} entries is invalid")
-        palette = _read_samples(reader, size * c, wide, bd, "palette").reshape(size, c)
+        palette = _read_palette(reader, hd, size)
         match, offsets = _read_match(reader, h, w)
         if hd["mode"] == MODE_RASTER:
             lz = raster.LZ_OFF
@@ -436,11 +558,16 @@ def decode(payload: bytes, max_pixels: int = 64_000_000) -> np.ndarray:
                 lz = reader.u8("free copy mode")
                 if lz not in (raster.LZ_OFF, raster.LZ_CARRY, raster.LZ_EXPLICIT):
                     raise ContainerError(f"lossless payload: free copy mode {lz} is invalid")
+            literals = raster.LITERALS_PLAIN
+            if hd["version"] >= 5:
+                literals = reader.u8("literal coding")
+                if literals not in (raster.LITERALS_PLAIN, raster.LITERALS_CACHE):
+                    raise ContainerError(f"lossless payload: literal coding {literals} is invalid")
             words = reader.varint("entropy-coded length")
             if reader.remaining != 4 * words:
                 raise ContainerError("lossless payload: entropy-coded data has the wrong length (truncated or padded)")
             dec = Decoder(reader.rest())
-            index = decode_raster(dec, h, w, size, offsets, lz)
+            index = decode_raster(dec, h, w, size, offsets, lz, literals)
             dec.check_finished()
             return palette[index]
         spec = PlaneSpec(0, size - 1, 0, size, False)
@@ -490,8 +617,18 @@ def describe(payload: bytes) -> dict:
         info["transform"] = transforms.TRANSFORM_NAMES.get(t, f"unknown ({t})")
     if hd["mode"] in (MODE_PALETTE, MODE_RASTER):
         info["palette_size"] = reader.varint("palette size", MAX_RASTER_PALETTE)
-        reader.raw(info["palette_size"] * hd["channels"] * (2 if hd["wide"] else 1), "palette")
+        coding = PALETTE_RAW if hd["version"] < 5 else reader.u8("palette coding")
+        info["palette_coded"] = coding == PALETTE_CODED
+        if coding == PALETTE_CODED:
+            reader.raw(reader.varint("coded palette length", reader.remaining), "coded palette")
+        else:
+            reader.raw(info["palette_size"] * hd["channels"] * (2 if hd["wide"] else 1), "palette")
     if hd["mode"] in (MODE_PREDICTIVE, MODE_PALETTE, MODE_RASTER):
         info["pixel_match"], offsets = _read_match(reader, hd["height"], hd["width"])
         info["copy_offsets"] = len(offsets)
+    if hd["mode"] == MODE_RASTER and hd["version"] >= 4:
+        info["free_copies"] = {raster.LZ_OFF: "off", raster.LZ_CARRY: "carry",
+                               raster.LZ_EXPLICIT: "explicit"}.get(reader.u8("free copy mode"), "unknown")
+        if hd["version"] >= 5:
+            info["literal_cache"] = reader.u8("literal coding") == raster.LITERALS_CACHE
     return info
