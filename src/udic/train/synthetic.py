@@ -82,8 +82,10 @@ def _vector(g: np.random.Generator, size: int, scale: int) -> Image.Image:
         elif kind < 0.55:
             d.ellipse(_box(g, s), fill=fill, outline=outline, width=width)
         elif kind < 0.75:
-            d.rounded_rectangle(_box(g, s), radius=float(g.uniform(2, 20)) * scale, fill=fill,
-                                outline=outline, width=width)
+            x0, y0, x1, y1 = (int(round(v)) for v in _box(g, s))
+            # Pillow fails (x1 < x0 inside) when the corners do not fit the box: keep them inside.
+            radius = min(float(g.uniform(2, 20)) * scale, max(0.0, (min(x1 - x0, y1 - y0) - 1) / 2 - 1))
+            d.rounded_rectangle((x0, y0, x1, y1), radius=radius, fill=fill, outline=outline, width=width)
         else:
             pts = [_point(g, s) for _ in range(int(g.integers(3, 7)))]
             d.polygon(pts, fill=fill, outline=outline)
