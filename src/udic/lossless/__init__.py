@@ -105,6 +105,7 @@ def _specs(channels: int, ranges: list[tuple[int, int]], max_error: int, maxval:
 
 
 RASTER_ESTIMATE_SHARE = 0.75  # effort 1: skip the raster scan when this share of its estimate exceeds the best
+BIG_PALETTE_COPIES = 0.9  # effort 1: free copies for 4 097+ colours only when this share repeats a neighbour
 RASTER_HOPELESS = 1.15  # the plain raster scan this much larger than the best so far: skip free copies
 RASTER_LEAD = 0.98  # effort 1: free copies only when the plain raster scan is this far below the interlaced palette
 PREDICT_PALETTE = 1000  # effort 1 tries the predictive form on palette images with more colours than this
@@ -280,6 +281,7 @@ def _encode_palette(pixels: np.ndarray, bit_depth: int, max_error: int, effort: 
     return out.getvalue() + data
 
 
+CACHE_GAIN = 0.98  # effort ≤ 1: the cache (slower to decode, ~0.2 ms a row) must be estimated this far under plain
 CACHE_MIN_LITERALS = 32  # effort ≤ 1: fewer literals than this are coded plain without an estimate
 
 
@@ -303,7 +305,7 @@ def _encode_raster(pixels: np.ndarray, bit_depth: int, max_error: int, found: tu
         if effort >= 2:
             choices = [raster.LITERALS_PLAIN, raster.LITERALS_CACHE]
         else:
-            choices = [raster.LITERALS_CACHE if cached < plain else raster.LITERALS_PLAIN]
+            choices = [raster.LITERALS_CACHE if cached < CACHE_GAIN * plain else raster.LITERALS_PLAIN]
     best = None
     for choice in choices:
         out = _header(MODE_RASTER, pixels, bit_depth, max_error)
@@ -392,12 +394,14 @@ def _encode_reduced(pixels: np.ndarray, bit_depth: int, max_error: int, effort: 
 
 def _raster_forms(pixels: np.ndarray, bit_depth: int, max_error: int, effort: int,
                   found: tuple[np.ndarray, np.ndarray], offsets: list[tuple[int, int]], share: float,
-                  best: bytes, interlaced: int | None) -> bytes:
+                  best: bytes, interlaced: int | None, free_copies: bool = True) -> bytes:
     """The raster scan of a palette image: plain, then with free copies where they may pay
-    (``interlaced``: the interlaced palette's size, if it was encoded).  Returns ``best`` or a
-    smaller payload."""
+    (``interlaced``: the interlaced palette's size, if it was encoded; ``free_copies`` False:
+    effort 1 tries the plain scan only).  Returns ``best`` or a smaller payload."""
     modes = (raster.LZ_OFF, raster.LZ_CARRY, raster.LZ_EXPLICIT)
-    if effort < 2:
+    if effort < 2 and not free_copies:
+        modes = (raster.LZ_OFF,)
+    elif effort < 2:
         # Copies carried through left / above pixels paid on flat art; explicit continues on
         # dithered art, where fewer pixels repeat their neighbours: try the likely one only.
         modes = (raster.LZ_OFF, raster.LZ_CARRY if share >= MATCH_SURE else raster.LZ_EXPLICIT)
@@ -454,12 +458,14 @@ def encode(pixels: np.ndarray, bit_depth: int = 8, max_error: int = 0, effort: i
                     best = cand
     if found is None and (effort > 1 or (effort == 1 and match)):
         # Anti-aliased line art and screens have a few thousand colours too many for the
-        # interlaced palette; the raster scan can take them (with free copies: on screenshots
-        # they paid 15 %).  (Effort 1: not on photos, where it never won.)
+        # interlaced palette; the raster scan can take them.  Free copies paid 9–19 % on
+        # screenshots (≥ 95 % of pixels repeat a neighbour) and lost 2–12 % on line and vector art
+        # (84–85 %), for twice the encode time.  (Effort 1: not on photos, where it never won.)
         big = transforms.find_palette(pixels, MAX_RASTER_PALETTE)
         if big is not None:
             raster_offsets = offsets if match else find_offsets(pixel_keys(pixels), MAX_OFFSETS)
-            best = _raster_forms(pixels, bit_depth, max_error, effort, big, raster_offsets, share, best, None)
+            best = _raster_forms(pixels, bit_depth, max_error, effort, big, raster_offsets, share, best, None,
+                                 share >= BIG_PALETTE_COPIES)
     if max_error > 0 and effort > 0:
         best = _encode_reduced(pixels, bit_depth, max_error, effort, best)
     if max_error > 0 and match and effort > 0:
