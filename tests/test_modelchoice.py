@@ -37,7 +37,7 @@ def test_model_for_follows_content_effort_and_the_users_choice() -> None:
 
 def test_the_synthetic_model_is_packaged_and_verifies() -> None:
     resolved = hub.resolve(modelchoice.SYNTHETIC_MODEL, progress=False, allow_download=False)
-    assert resolved.path.exists() and resolved.path.name.startswith("udic-hp-syn6-loram-")
+    assert resolved.path.exists() and resolved.path.name.startswith("udic-hp-syn7-loram-")
 
 
 def test_encode_names_the_chosen_model_and_decodes() -> None:
@@ -48,5 +48,5 @@ def test_encode_names_the_chosen_model_and_decodes() -> None:
     out = np.asarray(api.decode(result.data, progress=False).image.convert("RGB"))
     assert out.shape == art.shape
     named = api.encode_image(art, quality=1, effort=1, progress=False, choose_mode=False,
-                             model=hub.load_registry()[0])
-    assert named.header.model_id != modelchoice.SYNTHETIC_MODEL
+                             model="udic-hp-narrow4-loram")  # the user's choice wins
+    assert named.header.model_id == "2f5d4cc1bb16c5a6" != modelchoice.SYNTHETIC_MODEL
