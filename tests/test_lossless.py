@@ -309,7 +309,7 @@ def _raster_payload(pixels: np.ndarray, offsets: list[tuple[int, int]] | None = 
                     literals: int | None = None) -> bytes:
     from udic.lossless import find_offsets, pixel_keys, transforms
 
-    found = transforms.find_palette(pixels, lossless.MAX_PALETTE)
+    found = lossless._raster_order(transforms.find_palette(pixels, lossless.MAX_PALETTE))
     if offsets is None:
         offsets = find_offsets(pixel_keys(pixels), lossless.MAX_OFFSETS)
     return lossless._encode_raster(pixels, 8, 0, found, offsets, lz, 1, literals)

@@ -262,8 +262,11 @@ def _read_palette(reader: Reader, hd: dict, size: int) -> np.ndarray:
 
 def _raster_order(found: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """The palette raster scan does not depend on the palette's order (its literal model is over
-    indices with no order): sort the colours so that the coded palette is small."""
+    indices with no order): sort the colours so that the coded palette is small.  A palette that
+    stays raw (≤ RAW_PALETTE_MAX entries) keeps its order."""
     palette, index = found
+    if palette.shape[0] <= RAW_PALETTE_MAX:
+        return found
     order = np.lexsort([palette[:, k] for k in reversed(range(palette.shape[1]))])
     rank = np.empty_like(order)
     rank[order] = np.arange(order.size)
@@ -288,9 +291,10 @@ CACHE_MIN_LITERALS = 32  # effort ≤ 1: fewer literals than this are coded plai
 def _encode_raster(pixels: np.ndarray, bit_depth: int, max_error: int, found: tuple[np.ndarray, np.ndarray],
                    offsets: list[tuple[int, int]], lz: int = raster.LZ_CARRY, effort: int = 1,
                    literals: int | None = None, scan=None) -> bytes:
-    """The palette raster payload; ``literals`` None: plain indices or the literal cache, the
-    smaller (effort ≤ 1: by their estimated cost, effort ≥ 2: both encoded)."""
-    palette, index = _raster_order(found) if found[0].shape[0] > RAW_PALETTE_MAX else found
+    """The palette raster payload of ``found`` (palette and index plane, written in that order:
+    ``_raster_forms`` sorts it first, ``_raster_order``); ``literals`` None: plain indices or the
+    literal cache, the smaller (effort ≤ 1: by their estimated cost, effort ≥ 2: both encoded)."""
+    palette, index = found
     h, w = index.shape
     offsets = [(dy, dx) for dy, dx in offsets if dy < h and abs(dx) < w]
     if scan is None:
@@ -405,8 +409,7 @@ def _raster_forms(pixels: np.ndarray, bit_depth: int, max_error: int, effort: in
         # Copies carried through left / above pixels paid on flat art; explicit continues on
         # dithered art, where fewer pixels repeat their neighbours: try the likely one only.
         modes = (raster.LZ_OFF, raster.LZ_CARRY if share >= MATCH_SURE else raster.LZ_EXPLICIT)
-    if found[0].shape[0] > RAW_PALETTE_MAX:
-        found = _raster_order(found)
+    found = _raster_order(found)
     h, w = found[1].shape
     inside = [(dy, dx) for dy, dx in offsets if dy < h and abs(dx) < w]
     plain_scan = raster.symbols(found[1], inside, raster.LZ_OFF)
