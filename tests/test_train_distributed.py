@@ -8,9 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
 from udic.train.data import CropDataset
 from udic.train.loop import stream_seed
@@ -18,25 +16,16 @@ from udic.train.loop import stream_seed
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _images(folder: Path) -> Path:
-    folder.mkdir()
-    rng = np.random.default_rng(1)
-    for i in range(3):
-        img = rng.integers(0, 256, (72, 80, 3), dtype=np.uint8)
-        Image.fromarray(img).save(folder / f"{i}.png")
-    return folder
-
-
-def test_each_rank_draws_its_own_batches_and_rank_0_the_single_process_ones(tmp_path: Path) -> None:
-    data = CropDataset(_images(tmp_path / "train"))
+def test_each_rank_draws_its_own_batches_and_rank_0_the_single_process_ones(noise_train_dir: Path) -> None:
+    data = CropDataset(noise_train_dir)
     single = data.batch(seed=2, step=5, batch_size=2, crop=32)
     assert torch.equal(data.batch(2, 5, 2, 32, stream=0), single)
     assert not torch.equal(data.batch(2, 5, 2, 32, stream=1), single)
     assert stream_seed(123, 0) == 123 and stream_seed(123, 1) != stream_seed(123, 2)
 
 
-def test_torchrun_ranks_hold_identical_weights(tmp_path: Path) -> None:
-    train_dir = _images(tmp_path / "train")
+def test_torchrun_ranks_hold_identical_weights(tmp_path: Path, noise_train_dir: Path) -> None:
+    train_dir = noise_train_dir
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
