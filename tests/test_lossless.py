@@ -123,15 +123,17 @@ def test_pixel_match_mode(channels: int, max_error: int) -> None:
     pixels = _flat_art(96, 80, channels)
     payload = lossless.encode(pixels, 8, max_error)
     info = lossless.describe(payload)
-    assert info["pixel_match"] and info["mode"] == "predictive" or channels == 1 and info["mode"].startswith("palette")
-    if channels == 1:  # gray flat art fits a palette: exercise the predictive form with matching directly
-        forced = lossless._encode_predictive(pixels, 8, max_error, 1, 0, True, [])
-        assert np.abs(lossless.decode(forced).astype(int) - pixels.astype(int)).max() <= max_error
-    out = lossless.decode(payload)
-    diff = np.abs(out.astype(int) - pixels.astype(int))
-    assert diff[:, :, : 3 if channels >= 3 else 1].max() <= max_error
-    if channels == 4:
-        np.testing.assert_array_equal(out[:, :, 3], pixels[:, :, 3])
+    # Flat art over a gradient of 2×2 blocks: the encoder may well prefer a palette form (the raster
+    # scan with fresh literals codes each block's colour once); the predictive form with pixel
+    # matching is exercised directly too.
+    assert info["pixel_match"] and info["mode"] == "predictive" or info["mode"].startswith("palette")
+    forced = lossless._encode_predictive(pixels, 8, max_error, 1, 0, True, [])
+    assert lossless.describe(forced)["pixel_match"]
+    for out in (lossless.decode(payload), lossless.decode(forced)):
+        diff = np.abs(out.astype(int) - pixels.astype(int))
+        assert diff[:, :, : 3 if channels >= 3 else 1].max() <= max_error
+        if channels == 4:
+            np.testing.assert_array_equal(out[:, :, 3], pixels[:, :, 3])
     assert payload == lossless.encode(pixels, 8, max_error)
 
 
@@ -140,8 +142,8 @@ def test_copy_offsets_find_repeated_tiles() -> None:
 
     pixels = _tile_sheet(96, 160)
     payload = _roundtrip(pixels)
-    info = lossless.describe(payload)
-    assert info["mode"] == "predictive" and info["pixel_match"] and info["copy_offsets"] > 0
+    info = lossless.describe(payload)  # predictive, or the palette raster scan (also with the offsets)
+    assert info["pixel_match"] and info["copy_offsets"] > 0
     offsets = find_offsets(pixel_keys(pixels), lossless.MAX_OFFSETS)
     assert any(dy % 16 == 0 and dx % 16 == 0 for dy, dx in offsets)
     transform = lossless.transforms.YCOCG_R
@@ -182,7 +184,11 @@ def test_large_palette_is_used() -> None:
     pixels = _many_colours()
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 256
     info = lossless.describe(_roundtrip(pixels))
-    assert info["mode"] == "palette" and info["palette_size"] > 256
+    assert info["mode"] in ("palette", "palette raster") and info["palette_size"] > 256
+    found = lossless.transforms.find_palette(pixels, lossless.MAX_PALETTE)
+    interlaced = lossless._encode_palette(pixels, 8, 0, 1, found, False, [])  # mode 2 with > 256 entries
+    assert lossless.describe(interlaced)["mode"] == "palette"
+    np.testing.assert_array_equal(lossless.decode(interlaced), pixels)
 
 
 @pytest.mark.parametrize("max_error", [1, 2, 4, 16])
@@ -276,9 +282,9 @@ def test_deterministic() -> None:
 
 
 def test_describe_reports_header() -> None:
-    payload = lossless.encode(_smooth(20, 30, 3))
+    payload = lossless.encode(_smooth(40, 60, 3))
     info = lossless.describe(payload)
-    assert (info["width"], info["height"], info["channels"], info["bit_depth"]) == (30, 20, 3, 8)
+    assert (info["width"], info["height"], info["channels"], info["bit_depth"]) == (60, 40, 3, 8)
     assert info["mode"] == "predictive" and info["payload_bytes"] == len(payload)
 
 
@@ -290,19 +296,40 @@ def test_encode_rejects_bad_input(bad: np.ndarray) -> None:
 
 
 PAYLOADS = {
-    "predictive": lambda: lossless.encode(np.concatenate([_smooth(24, 20, 3), _smooth(24, 20, 1, seed=3)], axis=2)),
+    "predictive": lambda: lossless.encode(np.concatenate([_smooth(40, 44, 3), _smooth(40, 44, 1, seed=3)], axis=2)),
     "palette": lambda: lossless.encode(_tiled(24, 32)),
     "stored": lambda: lossless.encode(RNG.integers(0, 256, (8, 8, 3), dtype=np.uint8)),
     "near": lambda: lossless.encode(_smooth(24, 20, 3), 8, 2),
     "wide": lambda: lossless.encode(_smooth(16, 12, 1, 16), 16),
-    "match": lambda: lossless.encode(_flat_art(40, 36, 4)),
-    "offsets": lambda: lossless.encode(_tile_sheet(48, 64)),
+    "match": lambda: lossless._encode_predictive(_flat_art(40, 36, 4), 8, 0, 1, 0, True, []),
+    "offsets": lambda: _predictive_with_offsets(_tile_sheet(48, 64)),
     "raster": lambda: _raster_payload(_tiled(24, 40)),
     "raster_free": lambda: _raster_payload(_glyphs(30, 48), [], 2),
     "raster_carry": lambda: _raster_payload(_glyphs(30, 48), [(1, 0)], 1),
     "raster_cache": lambda: _raster_payload(_banded(40, 60), [], 0, 1),
-    "coded_palette": lambda: lossless.encode(_banded(24, 32, 4, 1)),
+    "raster_fresh": lambda: _raster_payload(_banded(40, 60), [], 0, 2),
+    "raster_cache_fresh": lambda: _raster_payload(_banded(40, 60), [(1, 0)], 1, 3),
+    "coded_palette": lambda: _raster_payload(_banded(24, 32, 4, 1), [], 0, 0),
 }
+# What each kind is there to exercise (the encoder's own choice moves as the format improves).
+PAYLOAD_MODES = {"predictive": "predictive", "palette": "palette", "stored": "stored", "near": "predictive",
+                 "match": "predictive", "offsets": "predictive", "coded_palette": "palette raster"}
+
+
+def _predictive_with_offsets(pixels: np.ndarray) -> bytes:
+    from udic.lossless import find_offsets, pixel_keys
+
+    offsets = find_offsets(pixel_keys(pixels), lossless.MAX_OFFSETS)
+    return lossless._encode_predictive(pixels, 8, 0, 1, lossless.transforms.YCOCG_R, True, offsets)
+
+
+def test_payload_kinds_exercise_their_modes() -> None:
+    infos = {kind: lossless.describe(make()) for kind, make in PAYLOADS.items()}
+    for kind, mode in PAYLOAD_MODES.items():
+        assert infos[kind]["mode"] == mode, kind
+    assert infos["match"]["pixel_match"] and infos["offsets"]["copy_offsets"] > 0
+    assert infos["coded_palette"]["palette_coded"]
+    assert infos["raster_cache"]["literal_cache"] and infos["raster_fresh"]["fresh_literals"]
 
 
 def _raster_payload(pixels: np.ndarray, offsets: list[tuple[int, int]] | None = None, lz: int = 1,
@@ -387,18 +414,73 @@ def test_literal_cache_round_trips_and_pays_on_gradient_bands() -> None:
     pixels = _banded(64, 96)
     plain, cached, chosen = (_raster_payload(pixels, [], 0, lit) for lit in (0, 1, None))
     assert lossless.describe(cached)["literal_cache"] and not lossless.describe(plain)["literal_cache"]
-    assert len(cached) < 0.8 * len(plain) and chosen == cached
+    assert len(cached) < 0.8 * len(plain) and lossless.describe(chosen)["literal_cache"]
     for payload in (plain, cached):
         np.testing.assert_array_equal(lossless.decode(payload), pixels)
     for lz in (1, 2):
         np.testing.assert_array_equal(lossless.decode(_raster_payload(_glyphs(40, 90), None, lz, 1)), _glyphs(40, 90))
 
 
+@pytest.mark.parametrize("literals", [2, 3])
+@pytest.mark.parametrize("lz", [0, 1, 2])
+def test_fresh_literals_round_trip(literals: int, lz: int) -> None:
+    """Fresh literals (version 6): the palette goes in order of first use, a colour's first use is
+    a flag; with and without the cache, under every free copy mode."""
+    for pixels in (_banded(40, 60), _glyphs(30, 48), _tiled(24, 40)):
+        payload = _raster_payload(pixels, None, lz, literals)
+        info = lossless.describe(payload)
+        assert info["fresh_literals"] and info["literal_cache"] == bool(literals & 1)
+        np.testing.assert_array_equal(lossless.decode(payload), pixels)
+
+
+def test_fresh_literals_spend_no_index_on_a_colours_first_use() -> None:
+    """Scattered blobs of 150 random colours: each colour's first use costs a flag instead of an
+    index that no count predicts."""
+    rng = np.random.default_rng(4)
+    pixels = np.full((72, 96, 3), 255, np.uint8)
+    colours = rng.integers(0, 256, (150, 3), dtype=np.uint8)  # random: no palette order codes better
+    for k in range(300):  # 2×3 blobs, each colour twice
+        y, x = int(rng.integers(0, 70)), int(rng.integers(0, 93))
+        pixels[y : y + 2, x : x + 3] = colours[k % 150]
+    plain, fresh = (_raster_payload(pixels, [], 0, lit) for lit in (0, 2))
+    assert len(fresh) < 0.95 * len(plain)
+    assert lossless.describe(_raster_payload(pixels, [], 0))["fresh_literals"]
+    np.testing.assert_array_equal(lossless.decode(fresh), pixels)
+
+
+def test_first_use_order_is_what_fresh_literals_need() -> None:
+    from udic.lossless import raster
+
+    palette = np.array([[9, 9, 9], [1, 1, 1], [5, 5, 5], [7, 7, 7]], np.uint8)
+    index = np.array([[2, 2, 0], [1, 0, 2]])
+    ordered, remapped = lossless._first_use_order((palette, index))
+    assert remapped.tolist() == [[0, 0, 1], [2, 1, 0]]
+    assert ordered.tolist() == [[5, 5, 5], [9, 9, 9], [1, 1, 1], [7, 7, 7]]  # unused colour last
+    assert raster.first_uses(np.array([3, 1, 4, 3, 5]), 3).tolist() == [True, False, True, False, True]
+    with pytest.raises(ValueError, match="order of first use"):
+        raster.first_uses(np.array([4, 3]), 3)
+
+
+@pytest.mark.parametrize("flag", [False, True])
+def test_fresh_literals_that_break_first_use_are_refused(monkeypatch, flag: bool) -> None:
+    """A literal that names a colour before its first use, or first uses beyond the palette, are a
+    damaged payload (made here by an encoder that flags every literal one way)."""
+    from udic.lossless import raster
+
+    monkeypatch.setattr(raster, "first_uses", lambda lits, used: np.full(lits.size, flag))
+    colours = np.array([[200, 10, 10], [10, 200, 10], [10, 10, 200]], np.uint8)
+    payload = _raster_payload(colours[np.arange(12) % 3][None], [], 0, 2)  # 12 literals, 3 colours
+    monkeypatch.undo()
+    with pytest.raises(ContainerError, match="before its first use" if not flag else "more colours"):
+        lossless.decode(payload)
+
+
 def test_palettes_are_coded_when_smaller() -> None:
     """A gradient's 100-odd colours, sorted, code in far fewer bytes than 3 per colour; an
     8-colour palette stays raw (and keeps frequency order)."""
     pixels = _banded(64, 96)
-    payload = _roundtrip(pixels)
+    payload = _raster_payload(pixels, [], 0, 1)  # sorted (fresh literals reorder it by first use)
+    np.testing.assert_array_equal(lossless.decode(payload), pixels)
     info = lossless.describe(payload)
     assert info["palette_coded"] and info["palette_size"] > 100
     palette = np.unique(pixels.reshape(-1, 3), axis=0)
@@ -411,7 +493,7 @@ def test_a_coded_palette_of_the_wrong_shape_is_refused() -> None:
     from udic.lossless.payload import Reader, write_varint
 
     pixels = _banded(24, 32, 4, 1)
-    payload = lossless.encode(pixels)
+    payload = _raster_payload(pixels, [], 0, 0)
     reader = Reader(payload)
     lossless._read_header(reader, None)
     size = reader.varint()
@@ -588,21 +670,21 @@ def _v4_encoders() -> dict:
     }
 
 
-def _as_version_5(payload: bytes) -> bytes:
-    """A version 4 payload as version 5 writes it: the version byte, and in the palette modes a
-    raw palette coding byte after the palette size (and in mode 3 plain literals after lz)."""
+def _as_current(payload: bytes) -> bytes:
+    """A version 4 payload as the current version writes it: the version byte, and in the palette
+    modes a raw palette coding byte after the palette size (and in mode 3 plain literals after lz)."""
     from udic.lossless.payload import Reader
 
     reader = Reader(payload)
     header = lossless._read_header(reader, None)
     if header["mode"] not in (lossless.MODE_PALETTE, lossless.MODE_RASTER):
-        return bytes([5]) + payload[1:]
+        return bytes([lossless.VERSION]) + payload[1:]
     size = reader.varint()
     at_palette = reader.pos
     reader.raw(size * header["channels"], "palette")
     lossless._read_match(reader, header["height"], header["width"])
     at_lz = reader.pos + 1
-    out = bytes([5]) + payload[1:at_palette] + bytes([lossless.PALETTE_RAW]) + payload[at_palette:at_lz]
+    out = bytes([lossless.VERSION]) + payload[1:at_palette] + bytes([lossless.PALETTE_RAW]) + payload[at_palette:at_lz]
     if header["mode"] == lossless.MODE_RASTER:
         out += bytes([0])
     return out + payload[at_lz:]
@@ -610,8 +692,8 @@ def _as_version_5(payload: bytes) -> bytes:
 
 @pytest.mark.parametrize("kind", sorted(V4_PAYLOADS))
 def test_version_4_payloads_decode_and_are_reproduced(kind: str) -> None:
-    """Version 4 payloads still decode, and version 5 writes the same streams (small palettes
-    stay raw, few literals stay plain)."""
+    """Version 4 payloads still decode, and the current version writes the same streams (small
+    palettes stay raw, few literals stay plain)."""
     import base64
     import zlib
 
@@ -619,7 +701,52 @@ def test_version_4_payloads_decode_and_are_reproduced(kind: str) -> None:
     pixels, encoder = _v4_encoders()[kind]
     assert payload[0] == 4
     np.testing.assert_array_equal(lossless.decode(payload), pixels)
-    assert encoder(pixels) == _as_version_5(payload)
+    assert encoder(pixels) == _as_current(payload)
+
+
+# Version 5 payloads (palette raster without fresh literals), made by the version 5 encoder (commit
+# 1a3f57d): they decode, and version 6 writes the same streams when asked for the same literal coding.
+V5_PAYLOADS = {
+    "raster_cache": "eNpjZbbRYOZgYHBnnMDIyujOCGIzMDAyMjIwNnMzbuT6z874gw0BGXcwI+A1ZsY/TAjYx9TByADWvYa7nxWGGSCAcQlTGzMMX2B+AVHJwC6g97zPwJn1s//R9UnbgtSiHW8xXNHXfPA3fBtIBeNLxt9N3+TVZi5k2FDRnmCpVhVx2X7H4rKlps2Tsv+9Z5g6bfMjphv5v0w1TTMtdasufV6zmy/lY8rRZoPblva71qVabpqZbGj18ZFX1cF6d88veg7Hs9P+/3/+XtJxWrF3TedGV8cnK2cuWWoJFJvrYnjGiM1RZMcRUZnEH/tO5583e7BO2eGc348rcWFB/zmbjvAKM/rF6Er+flPJ08nuGvFf6eXaBxPSF5TtzFeV9J6WsEtRwXidXsPyOi93tt9fBY2Otmee3ttSy/HZ7dEaJ6FrJfFBxxa/P8A60zM5P+b7Mpf9medtGauT6u1XhX3QeMptaXX2yfXTgjc2FM6cyDhjuulLzqD4lqNcK60zGY6p/vr7//CBRgmVltMJfHdv8Hcf2pJinKCQtFkw6QTrxz+vS7bvzzLojBeYZsF+7Paa0z/ZTjG0X6q97rnTdq5QC1+oQm/oVLO+CSwZYgV/zBZ9d7609vmf/zY7mqbuYM8QWP19ZlaK6J4jfV9llQ7n//lvoZx7adX3PV6ZVWetWbK9hQJ/tB5a2B75L3XmtST3vuYvk0xXvXpT8PObnlNW2REtrX83P1ocnJr264XS9nSboEWTazfuXZkXsPvX/1Ml9dkt0a4vmT0ePplzK8UoVCkz68esbxoXHl7s3Biy2Tip5euKNwu/J25wn9sa+a1I8uC+dqk7SW+qQt5u0+SU3/5v6e+9sWt3/59hd2NB5nuNSVP0Azi//Poq7Kf19jPHL9Xs8oPZUQ5Tcr7/n9pr57BryoyuC5kGS7+0HN+hLvjtv9ovN81pykubDlerh0jZv85JPmC9dLfSyb/HGoyYVuwUlZj5edLpszoRDm8MdxmltQtvfb1ec9+Pw3Mfeh1cqHKhXElohefLP46FJy8tyb/8x/xL5+K6lt5j6iKifFWqrubPTfkCF7gUrmuL/mBj0K7tMPfcsr/HBQ72Kx77snHm750Hp24T8/3Xtvre6VqDiF6DxGb3N4pH9ixV4N6e5Mmou2BmsbP2k/+TzaZEuiXkca686/vvVbTWIXUlg2/cTF/DRYMZZHTFmsQe6JrdsrLt3M+y98z/jVN6j7e1lT5fcu/odK7MptmFc7LT5KWFT2ely7w0e9Kz0+FScsyfyKkSHGWlDC7nHfiPvDA78inC/uHmowZpy1elp1n0KF8zZvx/IpfpWeY/q3mmE/+mcLB6CDS/9kuetdp+U+nU5PDade4rMlPOKfhdS5hgW/xwtc7l3qUSq6/KMM57b/BdJL/x56K2z5/b+bq+qcXevLl907H3/56kCP4Oqbr/SVbxc2mAYoUgAIYeCEc=",
+    "raster_coded_plain": "eNpjZVaQYOZgYAhg3MTIyhjACGIzMDAyMjIwTuZm3MrVz8H4ig0BGXcwI+A1ZsY/TAjYx9TByAAFjC+YjjDB8CqWaUxAoUnMs5hgeBXTNKha/tksVteqS169Wfrq3cQJJR+mceW8fbzt2PtvCf5vtX+5uqk6NHx0u6C5QiJhGgvLwelKc38mrmn42HLHmwWifzbjz///Q6J0f3z8d/HB07Nv9+/I3T/7lb/nU+dP//8nRKf+/3j01D//V4m/sp8LPXvyj/tMl5Z7UnBmlaLqu///99Z8+90xSeD9J13h81w3Iz5Y7sk/vOXO//9LH677VzHB9+veF53PhXtf79qitC1wucEDpoNX//8vF9B7wZi9/LSY6sQNmd4epp6Nrw7PPvn/v1ng/P+qm5/80t0779Pm5CcPdYylNyTPXK+p8t7jNF/0zL9Hwqb/PFKx/2FCltLuqJw1c27cbOjWn/P/f+aPjP+BfN1/6/jOv5Bf3X52a4fFPlWd55s21f7/f8eN6UO0kMqpeY/fLnK4f0om5e4iWS+3//+nfUv9F3/0xPPt6zb1R8xmq2JvmJj6V/j//82vjD8celJyv+5HUu/Vy9Yyje1/bxnt+/d/1SHtv+If/17NWpY6vcvt6KOCikmRJ+P+/Z81ffnfx5s/vdWfeXLv8vL09vtczZ2BdiZ2a9J/PuGfbLhKi1Hsecrbpzu3h335J7Lyz/++HX/+n9a+/evHAds7hRfmFCZKRhZf8dH+wj95+gu++s+rUhdI5Rol7Ggr9Nvbxtv18//yp9kfXi6fsFW1lj9E+qvEjARegV9mp/L/sEh3vTWUvbWy6BCTj3E6z+UpkbPy7lS1/i3QXrKncklmN6NnAY+KgaAVw7pn/1dV3jsa4CnfVq329Ic0y5y47ZNZvpdcOPN/Cuf/e5z2Vf1R068+yUudJqrn7tjjc1zk69WFfa+a7+3fkaUUVrx89Q6TDi0Wq36jNT9a1eLP7wqYsEE/rKPqtPCBEPNDpzSyV0mdfPmnWTcwnC+VJeRKdIfWBYeE1hq9yVYhEiuN5djcv3y9K8xiccPm8vt7QXJLN7MCAHJImaA=",
+    "raster_carry": "eNoBHAHj/gUDMB4DCAAAAwD6+voAAAAePMgBAgAQAQABAECzLhnvlxpWsvjUEvl+W631Ml1MJd7/CkEiSwmMuUAE46rSh3Lu+GYTZaPoXJQsZApBc47DhfxEAPps9qgHrM9SGvosJBRx84CZ0obudSQj8+pRO8RllOi73uneIw2u+Q8y74wipbCWmRPBLcD4dnqaE5x8K/NlcLOo2c8TuqfxtUiXx+tesBA4/Bq3iIZSj6+/+jhkUQVabPNiFE1Gv9y05BA/EzS2nH8rKUPREcxfCbA14w0dSfhso7SocSTo7CyeO8mSIsLEwhec9lMpPvdvrZTiSD8/Pc5pg6d2TSGi9vgWAK7jAQ40uU8Lte/nDbOtwQnRq94Lz9QN8iMOAAAAcJCEZg==",
+}
+
+
+def _v5_encoders() -> dict:
+    return {
+        "raster_cache": (_banded(40, 60), lambda px: _raster_payload(px, [], 0, 1)),
+        "raster_coded_plain": (_banded(24, 32, 4, 1), lambda px: _raster_payload(px, [], 0, 0)),
+        "raster_carry": (_glyphs(30, 48), lambda px: _raster_payload(px, [(0, 8), (1, 0)], 1)),
+    }
+
+
+def _v5_as_current(payload: bytes) -> bytes:
+    """A version 5 palette raster payload as version 6 writes it: only the version bytes differ,
+    the outer one and that of a coded palette's nested payload."""
+    from udic.lossless.payload import Reader
+
+    reader = Reader(payload)
+    lossless._read_header(reader, None)
+    reader.varint()
+    out = bytearray(payload)
+    out[0] = lossless.VERSION
+    if reader.u8() == lossless.PALETTE_CODED:
+        reader.varint()
+        out[reader.pos] = lossless.VERSION
+    return bytes(out)
+
+
+@pytest.mark.parametrize("kind", sorted(V5_PAYLOADS))
+def test_version_5_payloads_decode_and_are_reproduced(kind: str) -> None:
+    import base64
+    import zlib
+
+    payload = zlib.decompress(base64.b64decode(V5_PAYLOADS[kind]))
+    pixels, encoder = _v5_encoders()[kind]
+    assert payload[0] == 5
+    np.testing.assert_array_equal(lossless.decode(payload), pixels)
+    assert encoder(pixels) == _v5_as_current(payload)
 
 
 @pytest.mark.parametrize("groups, bins, alphabet, classes", [(1, 1, 5, None), (1, 1, 700, None), (3, 12, 9, None),
@@ -651,6 +778,41 @@ def test_adaptive_models_bulk_encoder_matches_the_chunked_decoder(monkeypatch, g
     dec.check_finished()
     np.testing.assert_array_equal(enc.counts, dec_model.counts)
     assert enc.seen == dec_model.seen
+
+
+def test_observed_symbols_count_alike_in_encoder_and_decoder(monkeypatch) -> None:
+    """Symbols counted without being coded (fresh literals' first uses) move the probabilities of
+    what follows, and the encoder's bulk sums must count them where the decoder does."""
+    from udic.lossless import adaptive
+    from udic.lossless.coding import Decoder, OpList
+
+    monkeypatch.setattr(adaptive, "BULK_ELEMENTS", 2000)
+    rng = np.random.default_rng(7)
+    calls = [(bool(rng.integers(0, 2)), rng.integers(0, 300, int(rng.integers(0, 200)))) for _ in range(60)]
+    enc = adaptive.AdaptiveModel(1, 1, 300)
+    ops = OpList()
+    for coded, sym in calls:
+        enc.encode(ops, 0, np.zeros(sym.size, np.int64), sym) if coded else enc.encode_observed(sym)
+    stream = ops.finish()
+    dec_model = adaptive.AdaptiveModel(1, 1, 300)
+    dec = Decoder(stream)
+    for coded, sym in calls:
+        if coded:
+            np.testing.assert_array_equal(dec_model.decode(dec, 0, np.zeros(sym.size, np.int64)), sym)
+        else:
+            dec_model.observe(sym)
+    dec.check_finished()
+    np.testing.assert_array_equal(enc.counts, dec_model.counts)
+    assert enc.seen == dec_model.seen
+    # Without the observed counts the stream differs (they are not ignored).
+    plain = adaptive.AdaptiveModel(1, 1, 300)
+    ops = OpList()
+    for coded, sym in calls:
+        if coded:
+            plain.encode(ops, 0, np.zeros(sym.size, np.int64), sym)
+    assert ops.finish() != stream
+    with pytest.raises(ValueError, match="one-context"):
+        adaptive.AdaptiveModel(1, 4, 10).encode_observed(np.array([1]))
 
 
 def test_token_table_matches_the_arithmetic() -> None:

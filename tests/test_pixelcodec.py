@@ -111,17 +111,21 @@ def test_the_section_description_names_the_pixel_mode():
     assert desc["mode"] in ("palette", "palette raster", "predictive", "stored")
 
 
-def test_info_names_the_palette_coding_and_the_literal_cache():
-    """Gradient bands (80 colours): udic info says the palette is coded and literals use the cache."""
+def test_info_names_the_palette_coding_the_literal_cache_and_fresh_literals():
+    """Gradient bands (80 colours): udic info says how the palette and the literals are coded."""
     from udic import api
 
-    rng = np.random.default_rng(3)
-    yy, xx = np.mgrid[0:24, 0:32]
-    k = xx + 2 * yy + rng.integers(0, 4, (24, 32))
-    src = np.stack([40 + k % 200, 60 + k // 2 % 150, 90 + k // 3 % 120], axis=-1).astype(np.uint8)
-    coding = api.info(pixelcodec.encode_file(src, 8, 0).data).pixel_coding
-    assert coding.startswith("palette raster, 3 channels, palette of ")
-    assert "(coded)" in coding and coding.endswith(", literal cache")
+    def bands(jitter: int) -> np.ndarray:
+        rng = np.random.default_rng(3)
+        yy, xx = np.mgrid[0:24, 0:32]
+        k = xx + 2 * yy + rng.integers(0, jitter, (24, 32))
+        return np.stack([40 + k % 200, 60 + k // 2 % 150, 90 + k // 3 % 120], axis=-1).astype(np.uint8)
+
+    wandering = api.info(pixelcodec.encode_file(bands(4), 8, 0).data).pixel_coding
+    assert wandering.startswith("palette raster, 3 channels, palette of ")
+    assert wandering.endswith(", literal cache, palette in order of first use")
+    straight = api.info(pixelcodec.encode_file(bands(1), 8, 0).data).pixel_coding
+    assert "(coded)" in straight and "literal cache" not in straight
 
 
 def test_importing_the_pixel_path_does_not_import_torch():

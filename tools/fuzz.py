@@ -135,12 +135,12 @@ def make_seeds(codec) -> list[Seed]:
     return seeds
 
 
-def _bands(h: int, w: int) -> np.ndarray:
-    """Diagonal colour bands with wandering edges (80 colours): the palette raster scan with a
-    coded palette and the literal cache."""
+def _bands(h: int, w: int, jitter: int = 4) -> np.ndarray:
+    """Diagonal colour bands (80 colours): with wandering edges the palette raster scan with the
+    literal cache and fresh literals; with straight ones (jitter 1) a coded palette."""
     rng = np.random.default_rng(3)
     yy, xx = np.mgrid[0:h, 0:w]
-    k = xx + 2 * yy + rng.integers(0, 4, (h, w))
+    k = xx + 2 * yy + rng.integers(0, jitter, (h, w))
     return np.stack([40 + k % 200, 60 + k // 2 % 150, 90 + k // 3 % 120], axis=-1).astype(np.uint8)
 
 
@@ -152,14 +152,17 @@ def pixel_seeds() -> list[Seed]:
     flat = np.zeros((18, 26, 3), np.uint8)
     flat[4:12, 5:20] = (200, 40, 10)
     flat[9:, 15:] = (30, 30, 220)
-    rgba = np.dstack([_smooth(20, 30, 13), np.tile(np.arange(30, dtype=np.uint8) * 8, (20, 1))])
+    # Sizes: with fresh literals (payload v6) a small image whose every pixel is its own colour codes
+    # smaller as a palette raster scan, so the predictive and interlaced seeds are a little larger.
+    rgba = np.dstack([_smooth(40, 60, 3), np.tile(np.arange(60, dtype=np.uint8) * 4, (40, 1))])
     wide = (_smooth(12, 14, 14).astype(np.uint16) * 257 + 3)
     plans = [
         ("pixels-lossless-rgba", rgba, 8, 0, None),
         ("pixels-near-gray", _smooth(22, 17, 15)[..., :1], 8, 3, Metadata(xmp=b"<x/>")),
         ("pixels-palette", flat, 8, 0, None),  # palette raster (lossless payload mode 3)
-        ("pixels-palette-interlaced", (_smooth(18, 26, 13) // 64 * 64).astype(np.uint8), 8, 0, None),
-        ("pixels-palette-cached", _bands(24, 32), 8, 0, None),  # coded palette + literal cache (payload v5)
+        ("pixels-palette-interlaced", (_smooth(36, 52, 3) // 64 * 64).astype(np.uint8), 8, 0, None),
+        ("pixels-palette-cached", _bands(24, 32), 8, 0, None),  # literal cache, fresh literals
+        ("pixels-palette-coded", _bands(24, 32, 1), 8, 0, None),  # coded palette
         ("pixels-16bit", wide, 16, 0, None),
         ("pixels-noise", np.random.default_rng(5).integers(0, 256, (9, 11, 3), dtype=np.uint8), 8, 0, None),
     ]

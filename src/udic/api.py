@@ -403,7 +403,8 @@ def info(data: bytes) -> FileInfo:
             f", palette of {px['palette_size']}" if "palette_size" in px else "") + (
             " (coded)" if px.get("palette_coded") else "") + (
             f", free copies {px['free_copies']}" if px.get("free_copies", "off") != "off" else "") + (
-            ", literal cache" if px.get("literal_cache") else "")
+            ", literal cache" if px.get("literal_cache") else "") + (
+            ", palette in order of first use" if px.get("fresh_literals") else "")
     meta = (metadata_mod.decode(cont.sections[ctr.Section.METADATA]) if ctr.Section.METADATA in cont.sections
             else metadata_mod.Metadata())
     return FileInfo(

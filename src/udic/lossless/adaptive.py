@@ -90,7 +90,8 @@ class AdaptiveModel:
         # Small models blend and update all bins at once (fewer, larger numpy operations).
         self._dense = bins * a <= DENSE_LIMIT
         self._small = a <= SMALL_ALPHABET
-        self._pending: list[tuple[int, np.ndarray, np.ndarray]] = []  # encoder: calls not yet coded
+        # encoder: calls not yet coded (group, bins, symbols, coded: False = only counted, ``encode_observed``)
+        self._pending: list[tuple[int, np.ndarray, np.ndarray, bool]] = []
 
     def probabilities(self, group: int, bins: np.ndarray | None) -> np.ndarray:
         """(len(bins), alphabet) float64 probabilities of those bins (None: all bins) for the next
@@ -212,6 +213,14 @@ class AdaptiveModel:
             return np.zeros(0, dtype=np.int64)
         return (parts[0] if len(parts) == 1 else np.concatenate(parts)).astype(np.int64)
 
+    def observe(self, values: np.ndarray) -> None:
+        """Decoder: count ``values`` without coding them (a one-context model only).  Palette raster
+        literals flagged as a colour's first use are known without their index; counting them keeps
+        the index model from paying a first-occurrence price when the colour comes back.  The chunk
+        schedule (``seen``) counts coded symbols only."""
+        if values.size:
+            self._add_single(np.bincount(values, minlength=self.alphabet), values.size)
+
     def _add_single(self, hist: np.ndarray, n: int) -> None:
         """Count ``n`` symbols (histogram ``hist``) of a one-context model at every level of the
         blend: the decoder (per chunk) and the encoder (per block) must update alike."""
@@ -239,7 +248,17 @@ class AdaptiveModel:
             raise ValueError("one context bin per symbol")
         if sym.size:
             ops.defer(self, len(self._pending))
-            self._pending.append((group, ctx, sym))
+            self._pending.append((group, ctx, sym, True))
+
+    def encode_observed(self, values: np.ndarray) -> None:
+        """Encoder side of ``observe``: counted in call order with the coded symbols, never written."""
+        if not (self.bins == 1 and self.groups == 1 and self.parent is None):
+            raise ValueError("only a one-context model counts symbols it does not code")
+        values = values.astype(np.int64)
+        if values.size and (values.min() < 0 or values.max() >= self.alphabet):
+            raise ValueError("symbol outside the plane's alphabet")
+        if values.size:
+            self._pending.append((0, np.zeros(values.size, np.int64), values, False))
 
     def flush(self) -> list[list[tuple]]:
         """Per recorded ``encode`` call, its chunks as (symbols sorted by bin, probability rows of
@@ -249,11 +268,17 @@ class AdaptiveModel:
         results: list[list[tuple]] = [[] for _ in calls]
         if not calls:
             return results
-        ctx_all = np.concatenate([c for _, c, _ in calls])
-        sym_all = np.concatenate([s for _, _, s in calls])
-        # The chunk schedule depends only on the sizes.
+        ctx_all = np.concatenate([c for _, c, _, _ in calls])
+        sym_all = np.concatenate([s for _, _, s, _ in calls])
+        # The chunk schedule depends only on the sizes (of coded calls: an observed call is one
+        # block of counts that moves no chunk boundary).
         bounds, owner, groups = [0], [], []
-        for i, (group, ctx, _) in enumerate(calls):
+        for i, (group, ctx, _, coded) in enumerate(calls):
+            if not coded:
+                bounds.append(bounds[-1] + ctx.size)
+                owner.append(i)
+                groups.append(group)
+                continue
             start, n = 0, ctx.size
             while start < n:
                 end = min(n, start + max(MIN_CHUNK, self.seen[group] // CHUNK_SHARE))
@@ -268,12 +293,12 @@ class AdaptiveModel:
             budget += min(bounds[t + 1] - bounds[t], self.bins) * self.alphabet
             if budget >= BULK_ELEMENTS or t == len(owner) - 1:
                 self._bulk(bounds[first : t + 2], owner[first : t + 1], groups[first : t + 1],
-                           ctx_all, sym_all, results)
+                           ctx_all, sym_all, results, [calls[i][3] for i in owner[first : t + 1]])
                 first, budget = t + 1, 0
         return results
 
     def _bulk(self, bounds: list[int], owner: list[int], groups: list[int], ctx_all: np.ndarray,
-              sym_all: np.ndarray, results: list[list[tuple]]) -> None:
+              sym_all: np.ndarray, results: list[list[tuple]], coded: list[bool]) -> None:
         a, nbins = self.alphabet, self.bins
         lo, hi = bounds[0], bounds[-1]
         sizes = np.diff(np.array(bounds, dtype=np.int64))
@@ -291,8 +316,10 @@ class AdaptiveModel:
             p1 = (before + ALPHA_BIN * p0) / (tot + ALPHA_BIN)
             probs = (before + ALPHA_GROUP * p1) / (tot + ALPHA_GROUP)
             self._add_single(chunk_hist.sum(axis=0), hi - lo)
-            self._emit(sizes, owner, s, probs, sizes, list(range(chunks + 1)), results)
+            self._emit(sizes, owner, s, probs, sizes, list(range(chunks + 1)), results, coded)
             return
+        if not all(coded):
+            raise ValueError("only a one-context model counts symbols it does not code")
         key = cid * nbins + c
         top = chunks * nbins
         order = np.argsort(key.astype(np.uint16 if top <= 65536 else np.uint32 if top < 1 << 32 else np.int64),
@@ -339,16 +366,20 @@ class AdaptiveModel:
         else:
             self.class_counts[mid_keys] += mid_hist
             self.class_tot[mid_keys] += mid_k
-        self._emit(sizes, owner, ordered, probs, k, np.searchsorted(pchunk, np.arange(chunks + 1)).tolist(), results)
+        self._emit(sizes, owner, ordered, probs, k, np.searchsorted(pchunk, np.arange(chunks + 1)).tolist(), results,
+                   coded)
 
     def _emit(self, sizes: np.ndarray, owner: list[int], ordered: np.ndarray, probs: np.ndarray, k: np.ndarray,
-              pair_bounds: list[int], results: list[list[tuple]]) -> None:
-        """Per chunk: its slice of the sorted symbols and of the pair rows."""
+              pair_bounds: list[int], results: list[list[tuple]], coded: list[bool]) -> None:
+        """Per coded chunk: its slice of the sorted symbols and of the pair rows."""
         chunks = sizes.size
         at = 0
         for t in range(chunks):
             p_lo, p_hi = pair_bounds[t], pair_bounds[t + 1]
             size = int(sizes[t])
+            if not coded[t]:
+                at += size
+                continue
             kt = k[p_lo:p_hi]
             if p_hi - p_lo == 1:
                 runs = [(0, 1)]

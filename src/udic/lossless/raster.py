@@ -30,7 +30,11 @@ MIN_NEW_RUN = 6  # encoder: a new offset must copy at least this many pixels
 LZ_OFF, LZ_CARRY, LZ_EXPLICIT = 0, 1, 2  # free copies: off; carried through left/above pixels; only by "continue"
 # Literals (version ≥ 5): a palette index each, or (cache) a rank in the list of colours that
 # literals under a pixel above of the same colour have taken before, escaping to the index.
-LITERALS_PLAIN, LITERALS_CACHE = 0, 1
+# Version ≥ 6 adds *fresh* (a bit, with or without the cache): the palette is in order of first
+# use, and an escaped literal is first a flag "a colour's first use" (its index is then the next
+# unused one) or else the index of a colour used before.
+LITERALS_PLAIN, LITERALS_CACHE, LITERALS_FRESH = 0, 1, 2
+LITERAL_CODINGS = (0, 1, 2, 3)  # bit 0 cache, bit 1 fresh
 CACHE_SIZE = 16  # colours remembered per colour above; rank CACHE_SIZE is the escape
 SMALL_UPDATE = 24  # cache updates of at most this many escapes run as a Python loop (faster than numpy)
 
@@ -98,6 +102,7 @@ class _Models:
         self.phases += [AdaptiveModel(1, classes * classes * PATTERNS, size,
                                       np.arange(classes * classes * PATTERNS) // PATTERNS) for _ in PHASES[1:]]
         self.literal = AdaptiveModel(1, 1, palette_size)
+        self.fresh = AdaptiveModel(1, 1, 2)  # fresh literals: 1 = a colour's first use
         self.rank = AdaptiveModel(1, CACHE_SIZE + 1, CACHE_SIZE + 1)  # literal cache: bin = list length
         self.dy = AdaptiveModel(1, 1, token_count(height - 1))
         self.dx = AdaptiveModel(1, 2, token_count(2 * width))
@@ -146,7 +151,8 @@ def encode_raster(index: np.ndarray, palette_size: int, offsets: list[tuple[int,
     syms = Symbols(len(offsets), lz)
     idx, sym, ctx, new_offsets = scan if scan is not None else symbols(index, offsets, lz)
     models = _Models(syms, palette_size, height, width)
-    cache = LiteralCache(palette_size) if literals == LITERALS_CACHE else None
+    cache = LiteralCache(palette_size) if literals & LITERALS_CACHE else None
+    used = 0 if literals & LITERALS_FRESH else -1  # fresh: colours used so far (= the next new index)
     for y in range(height):
         for (start, step, dist), model in zip(PHASES, models.phases):
             cols = np.arange(start, width, step)
@@ -164,7 +170,28 @@ def encode_raster(index: np.ndarray, palette_size: int, offsets: list[tuple[int,
             escape = ranks == CACHE_SIZE
             lits = lits[escape]
             cache.update(above[escape], lits)
+        if used >= 0 and lits.size:
+            first = first_uses(lits, used)
+            models.fresh.encode(ops, 0, np.zeros(lits.size, np.int64), first.astype(np.int64))
+            models.literal.encode_observed(lits[first])
+            used += int(first.sum())
+            lits = lits[~first]
         models.literal.encode(ops, 0, np.zeros(lits.size, np.int64), lits)
+
+
+def first_uses(lits: np.ndarray, used: int) -> np.ndarray:
+    """Encoder (fresh literals): which of a row's escaped literals (column order) are their colour's
+    first use, given that ``used`` colours were used before the row and the palette is in order
+    of first use (so new colours come as used, used + 1, … in column order)."""
+    fresh = lits >= used
+    if not fresh.any():
+        return fresh
+    values, at = np.unique(lits[fresh], return_index=True)
+    if not np.array_equal(values, used + np.arange(values.size)) or not np.all(np.diff(at) > 0):
+        raise ValueError("fresh literals need the palette in order of first use")
+    first = np.zeros(lits.size, dtype=bool)
+    first[np.flatnonzero(fresh)[at]] = True
+    return first
 
 
 class LiteralCache:
@@ -465,16 +492,38 @@ def _sequential_bits(values: np.ndarray, alphabet: int) -> float:
     return nats / math.log(2)
 
 
-def literal_costs(idx: np.ndarray, literal: np.ndarray, palette_size: int) -> tuple[float, float]:
+def _fresh_bits(values: np.ndarray, palette_size: int) -> float:
+    """Adaptive cost, in bits, of escaped literals ``values`` (raster order) coded fresh: a flag each,
+    and the index of every colour that was used before under counts that include first uses (the
+    prior of ``_sequential_bits``).  Order-free: any palette order gives the same figure."""
+    if not values.size:
+        return 0.0
+    order = np.argsort(values, kind="stable")
+    srt = values[order]
+    starts = np.flatnonzero(np.concatenate([[True], srt[1:] != srt[:-1]]))
+    within = np.arange(srt.size) - np.repeat(starts, np.diff(np.append(starts, srt.size)))
+    seen_before = np.empty(values.size, dtype=np.int64)
+    seen_before[order] = within  # earlier escapes of the same colour
+    old = seen_before > 0
+    position = np.flatnonzero(old)  # escapes before it, of any colour
+    bits = float(np.log2(position + 1.0).sum() - np.log2(seen_before[old] + 1.0 / palette_size).sum())
+    return bits + _sequential_bits(old.astype(np.int64), 2)
+
+
+def literal_costs(idx: np.ndarray, literal: np.ndarray, palette_size: int) -> dict[int, float]:
     """Encoder: about what the literals (``literal`` mask over the index plane ``idx``) cost, in
-    bytes, as plain palette indices and with the literal cache (ranks counted per list length)."""
+    bytes, per literal coding (plain, cache, fresh, cache + fresh; ranks counted per list length),
+    palette aside."""
     lits = idx[literal]
-    plain = _sequential_bits(lits, palette_size)
     bins, ranks = literal_ranks(idx, literal, palette_size)
-    cached = _sequential_bits(lits[ranks == CACHE_SIZE], palette_size)
-    for b in np.unique(bins).tolist():
-        cached += _sequential_bits(ranks[bins == b], CACHE_SIZE + 1)
-    return plain / 8, cached / 8
+    escaped = lits[ranks == CACHE_SIZE]
+    rank_bits = sum(_sequential_bits(ranks[bins == b], CACHE_SIZE + 1) for b in np.unique(bins).tolist())
+    return {
+        LITERALS_PLAIN: _sequential_bits(lits, palette_size) / 8,
+        LITERALS_CACHE: (rank_bits + _sequential_bits(escaped, palette_size)) / 8,
+        LITERALS_FRESH: _fresh_bits(lits, palette_size) / 8,
+        LITERALS_CACHE | LITERALS_FRESH: (rank_bits + _fresh_bits(escaped, palette_size)) / 8,
+    }
 
 
 def scan_bytes(index: np.ndarray, offsets: list[tuple[int, int]], scan=None, enough: float = math.inf) -> float:
@@ -494,7 +543,7 @@ def scan_bytes(index: np.ndarray, offsets: list[tuple[int, int]], scan=None, eno
     plain = _sequential_bits(idx[literal], palette) / 8 + symbol_bits / 8
     if plain <= enough:
         return plain
-    return min(literal_costs(idx, literal, palette)) + symbol_bits / 8
+    return min(literal_costs(idx, literal, palette).values()) + symbol_bits / 8
 
 
 def _decode_literals(models: _Models, dec, count: int, palette_size: int) -> np.ndarray:
@@ -502,6 +551,28 @@ def _decode_literals(models: _Models, dec, count: int, palette_size: int) -> np.
     if lits.max() >= palette_size:
         raise ContainerError("lossless payload: palette index out of range")
     return lits
+
+
+def _decode_escapes(models: _Models, dec, count: int, palette_size: int, used: int) -> tuple[np.ndarray, int]:
+    """A row's ``count`` escaped literals: plain indices (``used`` < 0), or fresh (flags, then the
+    indices of the colours used before).  Returns them and the new number of colours used."""
+    if used < 0:
+        return _decode_literals(models, dec, count, palette_size), used
+    first = models.fresh.decode(dec, 0, np.zeros(count, np.int64)).astype(bool)
+    new = int(first.sum())
+    if used + new > palette_size:
+        raise ContainerError("lossless payload: more colours are used than the palette has")
+    lits = np.empty(count, dtype=np.int64)
+    fresh_values = used + np.arange(new)
+    lits[first] = fresh_values
+    models.literal.observe(fresh_values)
+    if new < count:
+        old = _decode_literals(models, dec, count - new, palette_size)
+        seen = used + np.cumsum(first)[~first]  # colours used before each of them
+        if np.any(old >= seen):
+            raise ContainerError("lossless payload: a literal names a colour before its first use")
+        lits[~first] = old
+    return lits, used + new
 
 
 def _follow(ptr: np.ndarray) -> np.ndarray:
@@ -516,7 +587,8 @@ def _follow(ptr: np.ndarray) -> np.ndarray:
 def decode_raster(dec, height: int, width: int, palette_size: int, offsets: list[tuple[int, int]],
                   lz: int = LZ_CARRY, literals: int = LITERALS_PLAIN) -> np.ndarray:
     idx = np.zeros((height, width), dtype=np.int64)
-    cache = LiteralCache(palette_size) if literals == LITERALS_CACHE else None
+    cache = LiteralCache(palette_size) if literals & LITERALS_CACHE else None
+    used = 0 if literals & LITERALS_FRESH else -1
     syms = Symbols(len(offsets), lz)
     models = _Models(syms, palette_size, height, width)
     sym_prev = np.zeros(width, dtype=np.int64)
@@ -602,7 +674,7 @@ def decode_raster(dec, height: int, width: int, palette_size: int, offsets: list
         lit_at = np.flatnonzero(sym == syms.literal)
         if lit_at.size:
             if cache is None:
-                value[lit_at] = _decode_literals(models, dec, lit_at.size, palette_size)
+                value[lit_at], used = _decode_escapes(models, dec, lit_at.size, palette_size, used)
             else:
                 above = cache.contexts(idx[y - 1] if y else None, lit_at)
                 ranks = models.rank.decode(dec, 0, cache.length[above])
@@ -610,7 +682,7 @@ def decode_raster(dec, height: int, width: int, palette_size: int, offsets: list
                 hit = ~escape
                 value[lit_at[hit]] = cache.lookup(above[hit], ranks[hit])
                 if escape.any():
-                    lits = _decode_literals(models, dec, int(escape.sum()), palette_size)
+                    lits, used = _decode_escapes(models, dec, int(escape.sum()), palette_size, used)
                     value[lit_at[escape]] = lits
                     cache.update(above[escape], lits)
         if at.size and near.size:
