@@ -453,8 +453,8 @@ def test_first_use_order_is_what_fresh_literals_need() -> None:
 
     palette = np.array([[9, 9, 9], [1, 1, 1], [5, 5, 5], [7, 7, 7]], np.uint8)
     index = np.array([[2, 2, 0], [1, 0, 2]])
-    ordered, remapped = lossless._first_use_order((palette, index))
-    assert remapped.tolist() == [[0, 0, 1], [2, 1, 0]]
+    ordered, remapped, rank = lossless._first_use_order((palette, index))
+    assert remapped.tolist() == [[0, 0, 1], [2, 1, 0]] and rank.tolist() == [1, 2, 0, 3]
     assert ordered.tolist() == [[5, 5, 5], [9, 9, 9], [1, 1, 1], [7, 7, 7]]  # unused colour last
     assert raster.first_uses(np.array([3, 1, 4, 3, 5]), 3).tolist() == [True, False, True, False, True]
     with pytest.raises(ValueError, match="order of first use"):

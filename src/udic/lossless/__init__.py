@@ -267,24 +267,26 @@ def _raster_order(found: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.
     palette, index = found
     if palette.shape[0] <= RAW_PALETTE_MAX:
         return found
-    order = np.lexsort([palette[:, k] for k in reversed(range(palette.shape[1]))])
+    return _reordered(found, np.lexsort([palette[:, k] for k in reversed(range(palette.shape[1]))]))[:2]
+
+
+def _reordered(found: tuple[np.ndarray, np.ndarray], order: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The palette as ``palette[order]``, its index plane renumbered, and the renumbering (old index
+    → new index)."""
+    palette, index = found
     rank = np.empty_like(order)
     rank[order] = np.arange(order.size)
-    return palette[order], rank[index].astype(index.dtype)
+    return palette[order], rank[index].astype(index.dtype), rank
 
 
-def _first_use_order(found: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def _first_use_order(found: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The palette in order of first use in raster order (fresh literals: a colour's first use
-    then needs no index, only a flag).  Colours the index plane never uses go last."""
+    then needs no index, only a flag), as ``_reordered``.  Colours the index plane never uses go last."""
     palette, index = found
     first = np.full(palette.shape[0], index.size, dtype=np.int64)
-    flat = index.ravel()
-    values, at = np.unique(flat, return_index=True)
+    values, at = np.unique(index.ravel(), return_index=True)
     first[values] = at
-    order = np.argsort(first, kind="stable")
-    rank = np.empty_like(order)
-    rank[order] = np.arange(order.size)
-    return palette[order], rank[index].astype(index.dtype)
+    return _reordered(found, np.argsort(first, kind="stable"))
 
 
 def _palette_section_bytes(palette: np.ndarray, dtype: np.dtype, bit_depth: int, effort: int) -> int:
@@ -352,9 +354,7 @@ def _encode_raster(pixels: np.ndarray, bit_depth: int, max_error: int, found: tu
         form, form_scan = found, scan
         if choice & raster.LITERALS_FRESH:
             form = first_use
-            rank = np.zeros(palette.shape[0], dtype=np.int64)  # index in ``found`` → first-use index
-            rank[found[1].ravel()] = first_use[1].ravel()
-            form_scan = (rank[scan[0]],) + tuple(scan[1:])
+            form_scan = (first_use[2][scan[0]],) + tuple(scan[1:])
         out = _header(MODE_RASTER, pixels, bit_depth, max_error)
         _write_palette(out, form[0], pixels.dtype, bit_depth, effort)
         _write_match(out, bool(offsets), offsets)

@@ -245,12 +245,16 @@ class LiteralCache:
             return
         order = np.argsort(above, kind="stable")
         above, values = above[order], values[order]
-        starts = np.flatnonzero(np.concatenate([[True], above[1:] != above[:-1]]))
-        within = np.arange(above.size) - np.repeat(starts, np.diff(np.append(starts, above.size)))
-        slot = self.length[above] + within
+        slot = self.length[above] + _position_in_run(above)
         room = slot < CACHE_SIZE
         self.table[above[room], slot[room]] = values[room]
         self.length += np.bincount(above[room], minlength=self.length.size)
+
+
+def _position_in_run(keys: np.ndarray) -> np.ndarray:
+    """For sorted ``keys``: each one's position among the equal keys before it (0, 1, … per run)."""
+    starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
+    return np.arange(keys.size) - np.repeat(starts, np.diff(np.append(starts, keys.size)))
 
 
 def literal_ranks(idx: np.ndarray, literal: np.ndarray, palette_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -499,11 +503,8 @@ def _fresh_bits(values: np.ndarray, palette_size: int) -> float:
     if not values.size:
         return 0.0
     order = np.argsort(values, kind="stable")
-    srt = values[order]
-    starts = np.flatnonzero(np.concatenate([[True], srt[1:] != srt[:-1]]))
-    within = np.arange(srt.size) - np.repeat(starts, np.diff(np.append(starts, srt.size)))
     seen_before = np.empty(values.size, dtype=np.int64)
-    seen_before[order] = within  # earlier escapes of the same colour
+    seen_before[order] = _position_in_run(values[order])  # earlier escapes of the same colour
     old = seen_before > 0
     position = np.flatnonzero(old)  # escapes before it, of any colour
     bits = float(np.log2(position + 1.0).sum() - np.log2(seen_before[old] + 1.0 / palette_size).sum())
