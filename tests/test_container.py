@@ -285,7 +285,7 @@ def test_checksum_checked_before_header() -> None:
         parse(bytes(body))
 
 
-@pytest.mark.parametrize("version", [0, 7, 255])
+@pytest.mark.parametrize("version", [0, 8, 255])
 def test_unknown_version(version: int) -> None:
     with pytest.raises(ContainerError, match="version"):
         parse(seal(header_bytes(version=version) + SECTIONS))
@@ -305,6 +305,11 @@ def test_loop_filter_flag_is_reserved_before_version_3() -> None:
 def test_metadata_flag_is_reserved_before_version_4() -> None:
     with pytest.raises(ContainerError, match="reserved"):
         parse(seal(header_bytes(version=3, flags=0x10) + SECTIONS))
+
+
+def test_resample_flag_is_reserved_before_version_7() -> None:
+    with pytest.raises(ContainerError, match="reserved"):
+        parse(seal(header_bytes(version=6, flags=0x40) + SECTIONS))
 
 
 def test_version_3_files_are_still_read() -> None:
@@ -334,7 +339,7 @@ def test_bad_colour() -> None:
         parse(seal(header_bytes(colour=2) + SECTIONS))
 
 
-@pytest.mark.parametrize("tag", [0, 9, 127])
+@pytest.mark.parametrize("tag", [0, 10, 127])
 def test_unknown_critical_section_tag(tag: int) -> None:
     body = header_bytes(n_sections=b"\x03") + SECTIONS + bytes([tag, 1, 0])
     with pytest.raises(ContainerError, match="unknown section tag"):

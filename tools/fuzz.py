@@ -81,7 +81,8 @@ def _srgb_icc() -> bytes:
 
 
 def make_seeds(codec) -> list[Seed]:
-    """Valid files at several qualities, with and without alpha, ICC, adapters and a loop filter."""
+    """Valid files at several qualities, with and without alpha, ICC, adapters, a loop filter and
+    reduced resolution."""
     from udic.adapters import Adapter, AdapterSet
     from udic.imageio import LoadedImage
     from udic.loopfilter import LoopFilter
@@ -131,6 +132,12 @@ def make_seeds(codec) -> list[Seed]:
     for name, image, quality, aset, lf in plans:
         data = codec.encode(image, quality, adapter_set=aset, loop_filter=lf).data
         seeds.append(Seed(name, data, np.asarray(codec.decode(data).image)))
+    # Reduced resolution (spec §12): a 20×28 coded image upsampled to a 40×55 RGBA output.
+    from udic import resample
+
+    low = codec.encode(LoadedImage(_smooth(20, 28, 13), "RGB", None, None), min(2.0, top)).data
+    data, _ = resample.as_output_file(low, 40, 55, np.tile(np.arange(55, dtype=np.uint8) * 4, (40, 1)))
+    seeds.append(Seed("resample-40x55-q2", data, np.asarray(codec.decode(data).image)))
     seeds += pixel_seeds()
     return seeds
 

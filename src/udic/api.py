@@ -193,7 +193,64 @@ def encode_with(
     if not choose_mode or effort < modes.MIN_CHOICE_EFFORT:
         return result
     lossy = modes.Candidate(result, measure=lambda: _learned_psnr(codec, image, result.data))
+    lossy = _reduced_if_better(codec, image, quality, lossy, effort, time_budget, seed, tile)
     return modes.choose_smaller(image, lossy, effort, quality).result  # type: ignore[return-value]
+
+
+# Rates (above the asked one) tried at reduced resolution: the first whose file reaches the
+# full-resolution file's PSNR is kept if it is no larger.
+REDUCED_STEPS = (0.0, 1.0, 2.0, 3.0)
+
+
+def _reduced_image(image: LoadedImage) -> LoadedImage:
+    """The image the network codes at reduced resolution (spec §12): no alpha (the file keeps
+    the full-size plane), the same colour mode, ICC and metadata."""
+    from . import resample
+    from .imageio import LoadedImage
+
+    return LoadedImage(rgb=resample.downsample(image.rgb), mode=image.mode, alpha=None, icc=image.icc,
+                       metadata=image.metadata)
+
+
+def _encode_reduced(codec: Codec, image: LoadedImage, low: LoadedImage, quality: float, effort: int,
+                    time_budget: float | None, seed: int, tile: int | None) -> EncodeResult:
+    """A learned file of ``image`` whose network codes ``low`` (``_reduced_image``)."""
+    import dataclasses
+
+    from . import resample
+
+    enc = _encode_learned(codec, low, quality, effort, time_budget, seed, None, tile)
+    height, width = image.rgb.shape[:2]
+    data, header = resample.as_output_file(enc.data, height, width, image.alpha)
+    return dataclasses.replace(enc, data=data, header=header, notices=list(image.notices))
+
+
+def _reduced_if_better(codec: Codec, image: LoadedImage, quality: float, full: Any, effort: int,
+                       time_budget: float | None, seed: int, tile: int | None) -> Any:
+    """The full-resolution candidate, unless a reduced-resolution file is no larger and no worse.
+
+    Smooth images (gradient art, soft photos at low rates) code a quarter of the latent positions
+    for a fraction of the bytes; the upsampled uncoded low image must already beat the full file's
+    PSNR, so detailed images cost no extra network pass."""
+    from . import modes, resample
+
+    height, width = image.rgb.shape[:2]
+    if not resample.eligible(height, width):
+        return full
+    low = _reduced_image(image)
+    if not resample.worth_trying(image.rgb, low.rgb, full.psnr):
+        return full
+    for step in REDUCED_STEPS:
+        q = min(quality + step, codec.max_quality)
+        enc = _encode_reduced(codec, image, low, q, effort, time_budget, seed, tile)
+        if len(enc.data) > full.size:
+            break
+        cand = modes.Candidate(enc, measure=lambda enc=enc: _learned_psnr(codec, image, enc.data))
+        if cand.psnr >= full.psnr:
+            return cand
+        if q >= codec.max_quality:
+            break
+    return full
 
 
 def _encode_learned(codec: Codec, image: LoadedImage, quality: float, effort: int, time_budget: float | None,
@@ -252,6 +309,7 @@ def _encode_to_target(codec: Codec, image: LoadedImage, start: float, effort: in
         adaptive = Encoder(lambda q: learned(q, effort), decode_rgb, reference, codec.max_quality)
         result = refine_adaptive(target, result, adaptive)
     if choose_mode and effort >= modes.MIN_CHOICE_EFFORT:
+        result = _reduced_target(codec, image, target, result, effort, time_budget, seed, tile, decode_rgb, reference)
         if target.metric == "psnr" and result.achieved < target.value - 0.1:
             chosen = modes.meet_psnr(image, target.value, effort, result.achieved).result
             chosen.notices.append(chosen.note)  # type: ignore[attr-defined]
@@ -265,6 +323,53 @@ def _encode_to_target(codec: Codec, image: LoadedImage, start: float, effort: in
     if result.notice:
         result.encode.notices.append(result.notice)
     return result.encode
+
+
+def _reduced_target(codec: Codec, image: LoadedImage, target: RateTarget, full: Any, effort: int,
+                    time_budget: float | None, seed: int, tile: int | None, decode_rgb: Callable,
+                    reference: np.ndarray) -> Any:
+    """The full-resolution search's result, or the same search at reduced resolution (spec §12)
+    when that meets the target better: a PSNR target in fewer bytes, a bpp target at a higher
+    PSNR, or a bpp target below the network's lowest rate at all."""
+    from . import resample
+    from .metrics import psnr_rgb
+    from .ratecontrol import Encoder, refine_adaptive, search_quality
+
+    height, width = image.rgb.shape[:2]
+    if not resample.eligible(height, width):
+        return full
+    low = _reduced_image(image)
+
+    def psnr(found: Any) -> float:
+        return psnr_rgb(reference, decode_rgb(found.encode.data))
+
+    # Only where the upsampled low image beats what the full-resolution file reaches (or the
+    # full search fell short of a bpp target below the network's lowest rate).
+    full_psnr = target.value if target.metric == "psnr" else psnr(full) if full.reached else -math.inf
+    if not resample.worth_trying(image.rgb, low.rgb, full_psnr):
+        return full
+
+    def reduced(q: float, e: int) -> EncodeResult:
+        return _encode_reduced(codec, image, low, q, e, time_budget, seed, tile)
+
+    result = search_quality(target, Encoder(lambda q: reduced(q, 0), decode_rgb, reference, codec.max_quality),
+                            start=full.quality)
+    if effort > 0:
+        result = refine_adaptive(target, result,
+                                 Encoder(lambda q: reduced(q, effort), decode_rgb, reference, codec.max_quality))
+    def meets(found: Any) -> bool:  # within the promise (0.1 dB, 3 %) or better
+        if target.metric == "psnr":
+            return found.achieved >= target.value - 0.1
+        return found.achieved <= target.value * 1.03
+
+    if not meets(result):
+        return full
+    result.notice = None  # met (the adaptive refinement may overshoot a PSNR target: fine)
+    if not meets(full):
+        return result
+    if target.metric == "psnr":
+        return result if len(result.encode.data) < len(full.encode.data) else full
+    return result if psnr(result) > full_psnr else full
 
 
 def encode(
@@ -379,6 +484,7 @@ class FileInfo:
     mode_note: str | None = None  # the encoder's account of the choice, when it left one
     bit_depth: int = 8
     pixel_coding: str | None = None  # a pixel-coded file's coder mode (predictive, palette, …)
+    coded_size: str | None = None  # reduced resolution (spec §12): the size the network codes, e.g. "384x216"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -407,6 +513,10 @@ def info(data: bytes) -> FileInfo:
             ", palette in order of first use" if px.get("fresh_literals") else "")
     meta = (metadata_mod.decode(cont.sections[ctr.Section.METADATA]) if ctr.Section.METADATA in cont.sections
             else metadata_mod.Metadata())
+    coded_size = None
+    if described.get("resample", {}).get("present"):
+        factor = int(described["resample"].get("factor", 2))
+        coded_size = f"{-(-h.width // factor)}x{-(-h.height // factor)}"  # resample.coded_size, without numpy
     return FileInfo(
         bytes=len(data),
         width=h.width,
@@ -434,6 +544,7 @@ def info(data: bytes) -> FileInfo:
         mode_note=described.get("note", {}).get("text") or None,
         bit_depth=bit_depth,
         pixel_coding=pixel_coding,
+        coded_size=coded_size,
     )
 
 

@@ -386,7 +386,8 @@ def info(inputs: tuple[str, ...], as_json: bool) -> None:
         if as_json:
             click.echo(json.dumps(fi.to_json(src)))
             continue
-        flags = [n for n, on in (("adapters", fi.adapters), ("loop filter", fi.loop_filter), ("alpha", fi.alpha),
+        flags = [n for n, on in ((f"reduced resolution (coded at {fi.coded_size}, upsampled x2)", fi.coded_size),
+                                 ("adapters", fi.adapters), ("loop filter", fi.loop_filter), ("alpha", fi.alpha),
                                  ("icc", fi.icc), (f"exif {fi.exif_bytes} B", fi.exif_bytes),
                                  (f"xmp {fi.xmp_bytes} B", fi.xmp_bytes)) if on]
         click.echo(f"{name}:")

@@ -7,6 +7,7 @@ so the integers decoded from a file are the same everywhere.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,7 +20,7 @@ from PIL import Image
 
 from . import adapters as adapters_mod
 from . import container as ctr
-from . import loopfilter
+from . import loopfilter, resample
 from . import sections
 from .entropy import tables_from_matrix
 from .errors import ContainerError, ModelError, UdicError, UsageError
@@ -328,11 +329,12 @@ class Codec:
         if header.model_id != self.model_id:
             raise ModelError(f"file was made with model {header.model_id}, not the loaded {self.model_id}")
         rate = Rate.from_stored(header.rate, self.config.num_rates)
-        window = window_pixels(header.height, header.width, header.tile_pixels)
+        coded = coded_header(cont)  # what the network decodes: smaller than the output at reduced resolution
+        window = window_pixels(coded.height, coded.width, coded.tile_pixels)
         if window > MAX_WINDOW_PIXELS:
             raise ContainerError(f"file asks for a {window / 1e6:.0f} MP synthesis window, over the "
                                  f"{MAX_WINDOW_PIXELS / 1e6:.1f} MP limit")
-        z_shape, y_shape = self.latent_shapes(header)
+        z_shape, y_shape = self.latent_shapes(coded)
         # What the header claims must fit in what the sections can hold: refused before
         # anything of the claimed size is allocated (spec §9 step 3).
         self.latent_codec.check_capacity(cont.section(ctr.Section.HYPERLATENTS), cont.section(ctr.Section.LATENTS),
@@ -344,10 +346,12 @@ class Codec:
         side = sections.decode_side_sections({int(k): v for k, v in cont.sections.items()}, context)
         try:
             _, _, y_hat = self._decode_latents(cont, rate)
-            rgb = self.synthesise(y_hat, rate, side.get("adapters"), tile=header.tile_pixels, progress=progress)
-            rgb = crop(rgb, header.height, header.width)
+            rgb = self.synthesise(y_hat, rate, side.get("adapters"), tile=coded.tile_pixels, progress=progress)
+            rgb = crop(rgb, coded.height, coded.width)
             if "loop_filter" in side:
                 rgb = loopfilter.apply(rgb, side["loop_filter"])
+            if "resample" in side:
+                rgb = resample.upsample(rgb, header.height, header.width)
         except MemoryError:
             raise _out_of_memory(header.height, header.width) from None
         except RuntimeError as exc:  # torch's allocator failing on a legitimately huge image
@@ -359,13 +363,14 @@ class Codec:
         return DecodeResult(image=image, header=header, seconds=time.perf_counter() - t0)
 
     def latent_shapes(self, header: ctr.Header) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+        """Latent shapes of a header at the size the network codes (``coded_header``)."""
         hp, wp = padded_size(header.height, header.width)
         c = self.config
         return (c.N, hp // HYPER_STRIDE, wp // HYPER_STRIDE), (c.M, hp // LATENT_STRIDE, wp // LATENT_STRIDE)
 
     def _decode_latents(self, cont: ctr.Container, rate: Rate) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
         self.select(rate)
-        z_shape, y_shape = self.latent_shapes(cont.header)
+        z_shape, y_shape = self.latent_shapes(coded_header(cont))
         out = self.latent_codec.decode(cont.section(ctr.Section.HYPERLATENTS), cont.section(ctr.Section.LATENTS),
                                        z_shape, y_shape, self.hyper, cont.header.latent_crc)
         return out.z_symbols, out.residuals, out.y_hat
@@ -421,6 +426,17 @@ class Codec:
             x_hat = self.model.g_s(y).float()
         x = x_hat[0].clamp(0, 1).mul(255).round().to(torch.uint8)
         return x.permute(1, 2, 0).cpu().numpy()
+
+
+def coded_header(cont: ctr.Container) -> ctr.Header:
+    """The header as the network sees it: at reduced resolution (a resample section, spec §12)
+    the latents, tiles and loop filter belong to the coded size, not the output's."""
+    payload = cont.sections.get(ctr.Section.RESAMPLE)
+    if payload is None:
+        return cont.header
+    factor = sections.resample.decode(payload, sections.DecodeContext(cont.header.height, cont.header.width))
+    height, width = resample.coded_size(cont.header.height, cont.header.width, factor)
+    return dataclasses.replace(cont.header, height=height, width=width)
 
 
 def codec_for_file(path: Path, device: str = "cpu") -> Codec:

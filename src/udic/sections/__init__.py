@@ -14,14 +14,15 @@ from __future__ import annotations
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from . import adapters, alpha, hyperlatents, icc, latents, loop_filter, metadata, note, pixels
+from . import adapters, alpha, hyperlatents, icc, latents, loop_filter, metadata, note, pixels, resample
 from .base import ANCILLARY_TAG_MIN, DecodeContext
 
 if TYPE_CHECKING:
     from ..container import Container
 
 # In tag order; the decoder checks the side sections in this order (spec §9 step 4).
-TABLE: tuple[ModuleType, ...] = (hyperlatents, latents, adapters, alpha, icc, loop_filter, metadata, pixels, note)
+TABLE: tuple[ModuleType, ...] = (hyperlatents, latents, adapters, alpha, icc, loop_filter, metadata, pixels, resample,
+                                 note)
 BY_TAG: dict[int, ModuleType] = {m.TAG: m for m in TABLE}
 BY_NAME: dict[str, ModuleType] = {m.NAME: m for m in TABLE}
 # The entropy-coded pair belongs to the latent codec, the pixels section to the pixel
