@@ -353,3 +353,31 @@ def test_sweep_effort_is_a_parameter_not_process_state(tmp_path: Path) -> None:
 
     codec = _configured("udic", None, 0)
     assert codec.effort == 0 and UdicCodec.effort == DEFAULT_EFFORT
+
+
+def test_files_mode_scores_plain_images_under_their_format(tmp_path: Path) -> None:
+    """A PNG (from pngquant, another decoder, or the source itself) or a GIF is a file to score
+    too: no adapter claims it, Pillow reads it, and its format names the row."""
+    ref = _make_image(tmp_path / "ref.png", 0)
+    rgb = np.asarray(Image.open(ref).convert("RGB"))
+    copy = tmp_path / "copy.png"
+    shutil.copyfile(ref, copy)
+    shifted = tmp_path / "shifted.png"
+    Image.fromarray(np.clip(rgb.astype(int) + 4, 0, 255).astype(np.uint8)).save(shifted)
+    gif = tmp_path / "ref.gif"
+    Image.open(ref).convert("RGB").save(gif)
+    small = tmp_path / "small.png"
+    Image.open(ref).resize((32, 24)).save(small)
+    out_json = tmp_path / "r.json"
+    result = _runner().invoke(compare_command, [str(ref), str(copy), str(shifted), str(gif), str(small),
+                                                "--json", str(out_json), "--quiet"])
+    assert result.exit_code == 0, result.output
+    points = {Path(p["file"]).name: p for p in json.loads(out_json.read_text())["points"]}
+    assert points["copy.png"]["codec"] == "png" and points["copy.png"]["ok"]
+    assert points["copy.png"]["psnr"] is None or points["copy.png"]["psnr"] > 99  # lossless: no finite PSNR
+    diff = np.clip(rgb.astype(int) + 4, 0, 255) - rgb.astype(int)
+    expected = 10 * math.log10(255**2 / float(np.mean(diff.astype(float) ** 2)))
+    assert points["shifted.png"]["psnr"] == pytest.approx(expected, abs=1e-9)
+    assert points["ref.gif"]["codec"] == "gif" and points["ref.gif"]["ok"]
+    assert not points["small.png"]["ok"] and "differs from the reference" in points["small.png"]["note"]
+    assert "copy.png" in result.stdout and "inf" in result.stdout
