@@ -157,15 +157,18 @@ def learned_only(monkeypatch):
     monkeypatch.setattr(modes, "best_within_bytes", lambda image, budget, lossy, effort: lossy)
 
 
-def test_the_choice_keeps_only_a_file_that_is_no_larger_and_no_worse(tiny_codec, learned_only):
+def test_the_choice_keeps_only_a_file_that_is_no_larger_and_no_worse(tiny_codec, learned_only, monkeypatch):
     image = loaded(gradient(192, 256))
     for q in (0.0, 1.0):
-        full = api.encode_with(tiny_codec, image, q, effort=1, choose_mode=False)
+        full = api.encode_with(tiny_codec, image, q, effort=1, reduce=False)
         full_db = psnr(np.asarray(tiny_codec.decode(full.data).image.convert("RGB")), image.rgb)
         chosen = api.encode_with(tiny_codec, image, q, effort=1)
         chosen_db = psnr(np.asarray(tiny_codec.decode(chosen.data).image.convert("RGB")), image.rgb)
         assert len(chosen.data) <= len(full.data) and chosen_db >= full_db - 1e-9
-    # On this smooth image the tiny model's reduced file wins at the lowest rate.
+    # On this smooth image the tiny model's reduced file wins at the lowest rate, once its adapted
+    # encode is made (the tiny model's effort-0 probe is no guide to it: probes always pass here).
+    monkeypatch.setattr(api, "REDUCED_PROBE_DB", 100.0)
+    monkeypatch.setattr(api, "REDUCED_PROBE_SIZE", 100.0)
     reduced = api.encode_with(tiny_codec, image, 0.0, effort=1)
     assert ctr.parse(reduced.data).header.flags & ctr.Flags.RESAMPLE
 
@@ -188,16 +191,26 @@ def test_small_images_and_failed_ceilings_cost_no_reduced_encode(tiny_codec, mon
     assert calls == []
 
 
-def test_effort_0_and_no_mode_choice_stay_at_full_resolution(tiny_codec, learned_only):
+def test_effort_0_and_reduce_false_stay_at_full_resolution(tiny_codec, learned_only):
     image = loaded(gradient(192, 256))
-    for kwargs in ({"effort": 0}, {"effort": 1, "choose_mode": False}):
+    for kwargs in ({"effort": 0}, {"effort": 1, "reduce": False}):
         enc = api.encode_with(tiny_codec, image, 0.0, **kwargs)
         assert not ctr.parse(enc.data).header.flags & ctr.Flags.RESAMPLE
 
 
+def test_lossy_only_still_codes_at_reduced_resolution(tiny_codec, monkeypatch):
+    """--lossy-only (choose_mode=False) rules out pixel-coded files, not reduced learned ones."""
+    monkeypatch.setattr(api, "REDUCED_PROBE_DB", 100.0)
+    monkeypatch.setattr(api, "REDUCED_PROBE_SIZE", 100.0)
+    image = loaded(gradient(192, 256))
+    enc = api.encode_with(tiny_codec, image, 0.0, effort=1, choose_mode=False)
+    header = ctr.parse(enc.data).header
+    assert header.mode == "learned" and header.flags & ctr.Flags.RESAMPLE
+
+
 def test_a_bpp_target_below_the_lowest_rate_is_met_at_reduced_resolution(tiny_codec, learned_only):
     image = loaded(gradient(192, 256))
-    lowest = api.encode_with(tiny_codec, image, 0.0, effort=1, choose_mode=False).bpp
+    lowest = api.encode_with(tiny_codec, image, 0.0, effort=1, reduce=False).bpp
     target = RateTarget("bpp", lowest / 2.5)
     enc = api.encode_with(tiny_codec, image, 3.0, effort=1, target=target)
     assert ctr.parse(enc.data).header.flags & ctr.Flags.RESAMPLE
@@ -212,3 +225,19 @@ def test_a_gray_image_at_reduced_resolution_decodes_gray(tiny_codec):
     decoded = tiny_codec.decode(enc.data).image
     assert decoded.mode == "L" and decoded.size == (64, 40)
     assert psnr(np.asarray(decoded), gray) > 20
+
+
+def test_a_probe_far_from_the_full_file_costs_no_adapted_encode(tiny_codec, monkeypatch):
+    efforts = []
+    real = api._encode_reduced
+
+    def spy(codec, image, low, q, effort, *rest):
+        efforts.append(effort)
+        return real(codec, image, low, q, effort, *rest)
+
+    monkeypatch.setattr(api, "_encode_reduced", spy)
+    monkeypatch.setattr(api, "REDUCED_PROBE_DB", -100.0)  # no probe comes close enough
+    monkeypatch.setattr(api, "REDUCED_PROBE_SIZE", 100.0)
+    enc = api.encode_with(tiny_codec, loaded(gradient(192, 256)), 0.0, effort=1, choose_mode=False)
+    assert efforts == [0] * len(api.REDUCED_STEPS)
+    assert not ctr.parse(enc.data).header.flags & ctr.Flags.RESAMPLE

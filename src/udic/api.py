@@ -146,6 +146,7 @@ def encode_image(
     target: RateTarget | None = None,
     precision: str = DEFAULT_PRECISION,
     choose_mode: bool = True,
+    reduce: bool = True,
 ) -> EncodeResult:
     """Encode; ``effort`` > 0 adapts the encode to this image first (default: the CLI's).
 
@@ -157,13 +158,16 @@ def encode_image(
     ``target`` (a bpp or PSNR) searches the fractional quality that meets it,
     starting from ``quality``.  Qualities above the model's top rate continue into
     near-lossless and lossless (``modes.PIXEL_LADDER``); ``choose_mode`` lets the encoder
-    answer with a pixel-coded file when it is no larger and no worse (spec §11).
+    answer with a pixel-coded file when it is no larger and no worse (spec §11); ``reduce``, from
+    effort 1, with a learned file coded at half resolution when that is no larger and no worse
+    (spec §12).
     """
     from .modelchoice import model_for
 
     loaded = as_loaded(image, allow_large)
     codec = get_codec(model_for(loaded.rgb, model, effort), device, progress, precision)
-    return encode_with(codec, loaded, quality, effort, time_budget, seed, on_step, tile, target, choose_mode)
+    return encode_with(codec, loaded, quality, effort, time_budget, seed, on_step, tile, target, choose_mode,
+                       reduce)
 
 
 def encode_with(
@@ -177,29 +181,37 @@ def encode_with(
     tile: int | None = None,
     target: RateTarget | None = None,
     choose_mode: bool = True,
+    reduce: bool = True,
 ) -> EncodeResult:
     """``encode_image`` on a given codec (batch workers each hold their own)."""
     from . import modes
 
     if target is not None:
         return _encode_to_target(codec, image, quality, effort, time_budget, seed, on_step, tile, target,
-                                 choose_mode)
+                                 choose_mode, reduce)
     step = modes.pixel_max_error(quality, codec.max_quality)
     if step is not None:
         return encode_pixels(image, modes.ladder_error(image, step), effort,
                              note=f"-q {quality:g}: above the learned codec's top rate "
                                   f"({codec.max_quality:g}), " + ("lossless" if step == 0 else f"±{step}"))
     result = _encode_learned(codec, image, quality, effort, time_budget, seed, on_step, tile)
-    if not choose_mode or effort < modes.MIN_CHOICE_EFFORT:
+    if effort < modes.MIN_CHOICE_EFFORT or not (choose_mode or reduce):
         return result
     lossy = modes.Candidate(result, measure=lambda: _learned_psnr(codec, image, result.data))
-    lossy = _reduced_if_better(codec, image, quality, lossy, effort, time_budget, seed, tile)
+    if reduce:
+        lossy = _reduced_if_better(codec, image, quality, lossy, effort, time_budget, seed, tile)
+    if not choose_mode:
+        return lossy.result  # type: ignore[return-value]
     return modes.choose_smaller(image, lossy, effort, quality).result  # type: ignore[return-value]
 
 
 # Rates (above the asked one) tried at reduced resolution: the first whose file reaches the
 # full-resolution file's PSNR is kept if it is no larger.
 REDUCED_STEPS = (0.0, 1.0, 2.0, 3.0)
+# Each step is probed without adaptation first; the adapted encode follows only when the probe
+# is within these of the full file (adaptation adds a few tenths of a dB and saves some bytes).
+REDUCED_PROBE_DB = 0.5
+REDUCED_PROBE_SIZE = 1.1
 
 
 def _reduced_image(image: LoadedImage) -> LoadedImage:
@@ -242,13 +254,23 @@ def _reduced_if_better(codec: Codec, image: LoadedImage, quality: float, full: A
         return full
     for step in REDUCED_STEPS:
         q = min(quality + step, codec.max_quality)
+        top = q >= codec.max_quality
+        # A probe without adaptation first (a fraction of an adapted encode's time): the adapted
+        # file is made only where the probe comes close.
+        probe = _encode_reduced(codec, image, low, q, 0, None, seed, tile)
+        if len(probe.data) > REDUCED_PROBE_SIZE * full.size:
+            break
+        if _learned_psnr(codec, image, probe.data) < full.psnr - REDUCED_PROBE_DB:
+            if top:
+                break
+            continue
         enc = _encode_reduced(codec, image, low, q, effort, time_budget, seed, tile)
         if len(enc.data) > full.size:
             break
         cand = modes.Candidate(enc, measure=lambda enc=enc: _learned_psnr(codec, image, enc.data))
         if cand.psnr >= full.psnr:
             return cand
-        if q >= codec.max_quality:
+        if top:
             break
     return full
 
@@ -288,7 +310,7 @@ def encode_pixels(image: LoadedImage, max_error: int = 0, effort: int = DEFAULT_
 
 def _encode_to_target(codec: Codec, image: LoadedImage, start: float, effort: int, time_budget: float | None,
                       seed: int, on_step, tile: int | None, target: RateTarget,
-                      choose_mode: bool = True) -> EncodeResult:
+                      choose_mode: bool = True, reduce: bool = True) -> EncodeResult:
     import numpy as np
     from PIL import Image
 
@@ -308,8 +330,9 @@ def _encode_to_target(codec: Codec, image: LoadedImage, start: float, effort: in
     if effort > 0:
         adaptive = Encoder(lambda q: learned(q, effort), decode_rgb, reference, codec.max_quality)
         result = refine_adaptive(target, result, adaptive)
-    if choose_mode and effort >= modes.MIN_CHOICE_EFFORT:
+    if reduce and effort >= modes.MIN_CHOICE_EFFORT:
         result = _reduced_target(codec, image, target, result, effort, time_budget, seed, tile, decode_rgb, reference)
+    if choose_mode and effort >= modes.MIN_CHOICE_EFFORT:
         if target.metric == "psnr" and result.achieved < target.value - 0.1:
             chosen = modes.meet_psnr(image, target.value, effort, result.achieved).result
             chosen.notices.append(chosen.note)  # type: ignore[attr-defined]
