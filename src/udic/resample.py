@@ -16,7 +16,12 @@ light.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from .container import Header
 
 FACTOR = 2  # the only factor of this format version
 FILTER_CUBIC = 0  # the only filter: Keys' cubic (a = −1/2) at phases ∓1/4, in 1/128ths
@@ -27,6 +32,8 @@ TAPS_EVEN = (-3, 29, 111, -9)
 TAPS_ODD = (-9, 111, 29, -3)
 SHIFT = 14  # two passes of 1/128ths
 BACK_PROJECTIONS = 2  # encoder: refinements of the low image against this upsampler
+CEILING_MARGIN_DB = 1.0  # encoder: the uncoded reduction must beat the full file by this much
+MIN_SIDE = 128  # encoder: smaller images gain too few latent positions (the network pads to 64)
 
 
 def coded_size(height: int, width: int, factor: int = FACTOR) -> tuple[int, int]:
@@ -92,16 +99,13 @@ def worth_trying(rgb: np.ndarray, low: np.ndarray, psnr_to_beat: float) -> bool:
     return psnr_rgb(rgb, upsample(low, height, width)) > psnr_to_beat + CEILING_MARGIN_DB
 
 
-CEILING_MARGIN_DB = 1.0
-
-MIN_SIDE = 128  # smaller images gain too few latent positions (the network pads to 64)
-
 
 def eligible(height: int, width: int) -> bool:
+    """Whether the encoder tries reduced resolution on an image of this size."""
     return min(height, width) >= MIN_SIDE
 
 
-def as_output_file(data: bytes, height: int, width: int, alpha: np.ndarray | None) -> tuple[bytes, "object"]:
+def as_output_file(data: bytes, height: int, width: int, alpha: np.ndarray | None) -> tuple[bytes, Header]:
     """A learned file of the low image → the file of the ``height`` × ``width`` image: the
     output size in the header, the resample section, the full-size alpha plane (spec §12).
     Returns (bytes, header).  Everything else (latents, side sections, CRC) is unchanged."""
