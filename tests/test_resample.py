@@ -1,5 +1,5 @@
-"""Reduced-resolution coding (spec §12): the integer upsampler, the resample section, files
-whose network codes a 2×-downsampled image, and the encoder's choice of them."""
+"""Reduced-resolution coding (spec §12): the integer upsampler (``resample``), the resample section,
+files whose network codes a 2×-downsampled image, and the encoder's choice of them (``reduced``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from udic import api, resample
+from udic import api, reduced, resample
 from udic import container as ctr
 from udic import sections
 from udic.errors import ContainerError
@@ -91,9 +91,9 @@ def reduced_file(tiny_codec):
     rgb = gradient(80, 120)
     alpha = np.tile(np.arange(120, dtype=np.uint8) * 2, (80, 1))
     image = loaded(np.dstack([rgb, alpha]))
-    low = api._reduced_image(image)
+    low = reduced.reduced_image(image)
     low_file = api._encode_learned(tiny_codec, low, 1.0, 0, None, 0, None, None)
-    return api._encode_reduced(tiny_codec, image, low, 1.0, 0, None, 0, None), image, low_file
+    return reduced.encode_reduced(tiny_codec, image, low, 1.0, 0, None, 0, None), image, low_file
 
 
 def test_a_reduced_file_decodes_to_the_upsampled_low_image(tiny_codec, reduced_file):
@@ -167,10 +167,10 @@ def test_the_choice_keeps_only_a_file_that_is_no_larger_and_no_worse(tiny_codec,
         assert len(chosen.data) <= len(full.data) and chosen_db >= full_db - 1e-9
     # On this smooth image the tiny model's reduced file wins at the lowest rate, once its adapted
     # encode is made (the tiny model's effort-0 probe is no guide to it: probes always pass here).
-    monkeypatch.setattr(api, "REDUCED_PROBE_DB", 100.0)
-    monkeypatch.setattr(api, "REDUCED_PROBE_SIZE", 100.0)
-    reduced = api.encode_with(tiny_codec, image, 0.0, effort=1)
-    assert ctr.parse(reduced.data).header.flags & ctr.Flags.RESAMPLE
+    monkeypatch.setattr(reduced, "PROBE_DB", 100.0)
+    monkeypatch.setattr(reduced, "PROBE_SIZE", 100.0)
+    half = api.encode_with(tiny_codec, image, 0.0, effort=1)
+    assert ctr.parse(half.data).header.flags & ctr.Flags.RESAMPLE
 
 
 def test_fine_detail_is_not_worth_a_reduced_encode():
@@ -184,7 +184,7 @@ def test_fine_detail_is_not_worth_a_reduced_encode():
 
 def test_small_images_and_failed_ceilings_cost_no_reduced_encode(tiny_codec, monkeypatch):
     calls = []
-    monkeypatch.setattr(api, "_encode_reduced", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(reduced, "encode_reduced", lambda *a, **k: calls.append(a))
     api.encode_with(tiny_codec, loaded(gradient(100, 300)), 1.0, effort=1)  # under 128 on a side
     monkeypatch.setattr(resample, "worth_trying", lambda *a: False)
     api.encode_with(tiny_codec, loaded(gradient(192, 256)), 1.0, effort=1)
@@ -200,8 +200,8 @@ def test_effort_0_and_reduce_false_stay_at_full_resolution(tiny_codec, learned_o
 
 def test_lossy_only_still_codes_at_reduced_resolution(tiny_codec, monkeypatch):
     """--lossy-only (choose_mode=False) rules out pixel-coded files, not reduced learned ones."""
-    monkeypatch.setattr(api, "REDUCED_PROBE_DB", 100.0)
-    monkeypatch.setattr(api, "REDUCED_PROBE_SIZE", 100.0)
+    monkeypatch.setattr(reduced, "PROBE_DB", 100.0)
+    monkeypatch.setattr(reduced, "PROBE_SIZE", 100.0)
     image = loaded(gradient(192, 256))
     enc = api.encode_with(tiny_codec, image, 0.0, effort=1, choose_mode=False)
     header = ctr.parse(enc.data).header
@@ -221,7 +221,7 @@ def test_a_bpp_target_below_the_lowest_rate_is_met_at_reduced_resolution(tiny_co
 def test_a_gray_image_at_reduced_resolution_decodes_gray(tiny_codec):
     gray = gradient(40, 64)[..., 0]
     image = loaded(gray)
-    enc = api._encode_reduced(tiny_codec, image, api._reduced_image(image), 2.0, 0, None, 0, None)
+    enc = reduced.encode_reduced(tiny_codec, image, reduced.reduced_image(image), 2.0, 0, None, 0, None)
     decoded = tiny_codec.decode(enc.data).image
     assert decoded.mode == "L" and decoded.size == (64, 40)
     assert psnr(np.asarray(decoded), gray) > 20
@@ -229,15 +229,15 @@ def test_a_gray_image_at_reduced_resolution_decodes_gray(tiny_codec):
 
 def test_a_probe_far_from_the_full_file_costs_no_adapted_encode(tiny_codec, monkeypatch):
     efforts = []
-    real = api._encode_reduced
+    real = reduced.encode_reduced
 
     def spy(codec, image, low, q, effort, *rest):
         efforts.append(effort)
         return real(codec, image, low, q, effort, *rest)
 
-    monkeypatch.setattr(api, "_encode_reduced", spy)
-    monkeypatch.setattr(api, "REDUCED_PROBE_DB", -100.0)  # no probe comes close enough
-    monkeypatch.setattr(api, "REDUCED_PROBE_SIZE", 100.0)
+    monkeypatch.setattr(reduced, "encode_reduced", spy)
+    monkeypatch.setattr(reduced, "PROBE_DB", -100.0)  # no probe comes close enough
+    monkeypatch.setattr(reduced, "PROBE_SIZE", 100.0)
     enc = api.encode_with(tiny_codec, loaded(gradient(192, 256)), 0.0, effort=1, choose_mode=False)
-    assert efforts == [0] * len(api.REDUCED_STEPS)
+    assert efforts == [0] * len(reduced.STEPS)
     assert not ctr.parse(enc.data).header.flags & ctr.Flags.RESAMPLE

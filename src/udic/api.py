@@ -199,80 +199,12 @@ def encode_with(
         return result
     lossy = modes.Candidate(result, measure=lambda: _learned_psnr(codec, image, result.data))
     if reduce:
-        lossy = _reduced_if_better(codec, image, quality, lossy, effort, time_budget, seed, tile)
+        from .reduced import reduced_if_better
+
+        lossy = reduced_if_better(codec, image, quality, lossy, effort, time_budget, seed, tile)
     if not choose_mode:
         return lossy.result  # type: ignore[return-value]
     return modes.choose_smaller(image, lossy, effort, quality).result  # type: ignore[return-value]
-
-
-# Rates (above the asked one) tried at reduced resolution: the first whose file reaches the
-# full-resolution file's PSNR is kept if it is no larger.
-REDUCED_STEPS = (0.0, 1.0, 2.0, 3.0)
-# Each step is probed without adaptation first; the adapted encode follows only when the probe
-# is within these of the full file (adaptation adds a few tenths of a dB and saves some bytes).
-REDUCED_PROBE_DB = 0.5
-REDUCED_PROBE_SIZE = 1.1
-
-
-def _reduced_image(image: LoadedImage) -> LoadedImage:
-    """The image the network codes at reduced resolution (spec §12): no alpha (the file keeps
-    the full-size plane), the same colour mode, ICC and metadata."""
-    from . import resample
-    from .imageio import LoadedImage
-
-    return LoadedImage(rgb=resample.downsample(image.rgb), mode=image.mode, alpha=None, icc=image.icc,
-                       metadata=image.metadata)
-
-
-def _encode_reduced(codec: Codec, image: LoadedImage, low: LoadedImage, quality: float, effort: int,
-                    time_budget: float | None, seed: int, tile: int | None) -> EncodeResult:
-    """A learned file of ``image`` whose network codes ``low`` (``_reduced_image``)."""
-    import dataclasses
-
-    from . import resample
-
-    enc = _encode_learned(codec, low, quality, effort, time_budget, seed, None, tile)
-    height, width = image.rgb.shape[:2]
-    data, header = resample.as_output_file(enc.data, height, width, image.alpha)
-    return dataclasses.replace(enc, data=data, header=header, notices=list(image.notices))
-
-
-def _reduced_if_better(codec: Codec, image: LoadedImage, quality: float, full: Any, effort: int,
-                       time_budget: float | None, seed: int, tile: int | None) -> Any:
-    """The full-resolution candidate, unless a reduced-resolution file is no larger and no worse.
-
-    Smooth images (gradient art, soft photos at low rates) code a quarter of the latent positions
-    for a fraction of the bytes; the upsampled uncoded low image must already beat the full file's
-    PSNR, so detailed images cost no extra network pass."""
-    from . import modes, resample
-
-    height, width = image.rgb.shape[:2]
-    if not resample.eligible(height, width):
-        return full
-    low = _reduced_image(image)
-    if not resample.worth_trying(image.rgb, low.rgb, full.psnr):
-        return full
-    for step in REDUCED_STEPS:
-        q = min(quality + step, codec.max_quality)
-        top = q >= codec.max_quality
-        # A probe without adaptation first (a fraction of an adapted encode's time): the adapted
-        # file is made only where the probe comes close.
-        probe = _encode_reduced(codec, image, low, q, 0, None, seed, tile)
-        if len(probe.data) > REDUCED_PROBE_SIZE * full.size:
-            break
-        if _learned_psnr(codec, image, probe.data) < full.psnr - REDUCED_PROBE_DB:
-            if top:
-                break
-            continue
-        enc = _encode_reduced(codec, image, low, q, effort, time_budget, seed, tile)
-        if len(enc.data) > full.size:
-            break
-        cand = modes.Candidate(enc, measure=lambda enc=enc: _learned_psnr(codec, image, enc.data))
-        if cand.psnr >= full.psnr:
-            return cand
-        if top:
-            break
-    return full
 
 
 def _encode_learned(codec: Codec, image: LoadedImage, quality: float, effort: int, time_budget: float | None,
@@ -331,7 +263,9 @@ def _encode_to_target(codec: Codec, image: LoadedImage, start: float, effort: in
         adaptive = Encoder(lambda q: learned(q, effort), decode_rgb, reference, codec.max_quality)
         result = refine_adaptive(target, result, adaptive)
     if reduce and effort >= modes.MIN_CHOICE_EFFORT:
-        result = _reduced_target(codec, image, target, result, effort, time_budget, seed, tile, decode_rgb, reference)
+        from .reduced import reduced_target
+
+        result = reduced_target(codec, image, target, result, effort, time_budget, seed, tile, decode_rgb, reference)
     if choose_mode and effort >= modes.MIN_CHOICE_EFFORT:
         if target.metric == "psnr" and result.achieved < target.value - 0.1:
             chosen = modes.meet_psnr(image, target.value, effort, result.achieved).result
@@ -346,53 +280,6 @@ def _encode_to_target(codec: Codec, image: LoadedImage, start: float, effort: in
     if result.notice:
         result.encode.notices.append(result.notice)
     return result.encode
-
-
-def _reduced_target(codec: Codec, image: LoadedImage, target: RateTarget, full: Any, effort: int,
-                    time_budget: float | None, seed: int, tile: int | None, decode_rgb: Callable,
-                    reference: np.ndarray) -> Any:
-    """The full-resolution search's result, or the same search at reduced resolution (spec §12)
-    when that meets the target better: a PSNR target in fewer bytes, a bpp target at a higher
-    PSNR, or a bpp target below the network's lowest rate at all."""
-    from . import resample
-    from .metrics import psnr_rgb
-    from .ratecontrol import Encoder, refine_adaptive, search_quality
-
-    height, width = image.rgb.shape[:2]
-    if not resample.eligible(height, width):
-        return full
-    low = _reduced_image(image)
-
-    def psnr(found: Any) -> float:
-        return psnr_rgb(reference, decode_rgb(found.encode.data))
-
-    # Only where the upsampled low image beats what the full-resolution file reaches (or the
-    # full search fell short of a bpp target below the network's lowest rate).
-    full_psnr = target.value if target.metric == "psnr" else psnr(full) if full.reached else -math.inf
-    if not resample.worth_trying(image.rgb, low.rgb, full_psnr):
-        return full
-
-    def reduced(q: float, e: int) -> EncodeResult:
-        return _encode_reduced(codec, image, low, q, e, time_budget, seed, tile)
-
-    result = search_quality(target, Encoder(lambda q: reduced(q, 0), decode_rgb, reference, codec.max_quality),
-                            start=full.quality)
-    if effort > 0:
-        result = refine_adaptive(target, result,
-                                 Encoder(lambda q: reduced(q, effort), decode_rgb, reference, codec.max_quality))
-    def meets(found: Any) -> bool:  # within the promise (0.1 dB, 3 %) or better
-        if target.metric == "psnr":
-            return found.achieved >= target.value - 0.1
-        return found.achieved <= target.value * 1.03
-
-    if not meets(result):
-        return full
-    result.notice = None  # met (the adaptive refinement may overshoot a PSNR target: fine)
-    if not meets(full):
-        return result
-    if target.metric == "psnr":
-        return result if len(result.encode.data) < len(full.encode.data) else full
-    return result if psnr(result) > full_psnr else full
 
 
 def encode(
