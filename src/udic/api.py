@@ -425,8 +425,10 @@ def info(data: bytes) -> FileInfo:
             else metadata_mod.Metadata())
     coded_size = None
     if described.get("resample", {}).get("present"):
-        factor = int(described["resample"].get("factor", 2))
-        coded_size = f"{-(-h.width // factor)}x{-(-h.height // factor)}"  # resample.coded_size, without numpy
+        from .sections.resample import coded_size as reduced_size  # numpy-free, like the rest of info
+
+        height, width = reduced_size(h.height, h.width, int(described["resample"].get("factor", 2)))
+        coded_size = f"{width}x{height}"
     return FileInfo(
         bytes=len(data),
         width=h.width,

@@ -273,25 +273,16 @@ def _image_format(path: Path) -> str | None:
 
 def _score_image_file(ref: np.ndarray, path: Path, size: int, pixels: int) -> RDPoint:
     """A file no codec adapter claims but Pillow reads (a PNG, maybe from pngquant or another
-    tool's decoder): scored under its format's name, its pixels as they are."""
+    tool's decoder): scored under its format's name, its pixels as they are (``_score``)."""
     fmt = _image_format(path)
     if fmt is None:
         return _failed("unknown", str(path), size, pixels, "unrecognised format (not a compressed file or an image "
                                                            "Pillow can read)")
     try:
-        with Image.open(path) as im:
-            im.load()
-            rgb = np.asarray(im.convert("RGB"))
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+        psnr, ms, note = _score(ref, path)
+    except UdicError as exc:
         return _failed(fmt, str(path), size, pixels, f"cannot decode: {_one_line(exc)}")
-    if rgb.shape != ref.shape:
-        return _failed(fmt, str(path), size, pixels, f"cannot decode: decoded size {rgb.shape[1]}x{rgb.shape[0]} "
-                                                     f"differs from the reference's {ref.shape[1]}x{ref.shape[0]}")
-    try:
-        ms, note = ms_ssim_rgb(ref, rgb), ""
-    except ValueError as exc:
-        ms, note = math.nan, f"no MS-SSIM: {exc}"
-    return RDPoint(fmt, str(path), size, size * 8.0 / pixels, psnr_rgb(ref, rgb), ms, note=note)
+    return RDPoint(fmt, str(path), size, size * 8.0 / pixels, psnr, ms, note=note)
 
 
 def compare_files(

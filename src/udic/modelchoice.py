@@ -4,9 +4,10 @@ Why: a model trained on photographs codes flat art worse than one that also saw 
 flat art, line art, text and pixel art (udic-hp-syn6-loram: 3-9 % smaller on such images, 2 %
 larger on photos; docs/training.md).  Since session 9 the default is such a model (10 % synthetic
 images: syn7, better than syn6 on every set; since session 10 syn8 and since session 11 syn9, one
-more cycle each, each better than the one before on every set), so the choice names it for both; it stays the seam for a separate synthetic-art model.
-Synthetic images are easy to tell apart: most of their pixels repeat the pixel to the left or above (Kodak: at most 31 %; the dev comic, line, vector and pixel sets: at
-least 39 %, most over 70 %).  The file names its model, so decoding needs no such choice.
+more cycle each, each better than the one before on every set), so the choice names it for both;
+it stays the seam for a separate synthetic-art model.  Synthetic images are easy to tell apart:
+most of their pixels repeat the pixel to the left or above (Kodak: at most 31 %; the dev comic,
+line, vector and pixel sets: at least 39 %, most over 70 %).  The file names its model, so decoding needs no such choice.
 """
 
 from __future__ import annotations

@@ -20,11 +20,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .sections.resample import FACTOR, FILTER_CUBIC, coded_size  # noqa: F401 (re-exported)
+
 if TYPE_CHECKING:
     from .container import Header
 
-FACTOR = 2  # the only factor of this format version
-FILTER_CUBIC = 0  # the only filter: Keys' cubic (a = −1/2) at phases ∓1/4, in 1/128ths
+# FILTER_CUBIC, the only filter: Keys' cubic (a = −1/2) at phases ∓1/4, in 1/128ths.
 # Output sample 2i takes low samples i−2 … i+1 with these weights (sum 128); sample 2i + 1
 # the mirror image over i−1 … i+2.  Downsampling by 2 puts low sample i at 2i + ½ in
 # output coordinates, so output samples 2i and 2i + 1 sit at i − ¼ and i + ¼.
@@ -34,11 +35,6 @@ SHIFT = 14  # two passes of 1/128ths
 BACK_PROJECTIONS = 2  # encoder: refinements of the low image against this upsampler
 CEILING_MARGIN_DB = 1.0  # encoder: the uncoded reduction must beat the full file by this much
 MIN_SIDE = 128  # encoder: smaller images gain too few latent positions (the network pads to 64)
-
-
-def coded_size(height: int, width: int, factor: int = FACTOR) -> tuple[int, int]:
-    """The size the network codes for an output of ``height`` × ``width``."""
-    return -(-height // factor), -(-width // factor)
 
 
 def _up_axis(a: np.ndarray, axis: int) -> np.ndarray:
@@ -97,7 +93,6 @@ def worth_trying(rgb: np.ndarray, low: np.ndarray, psnr_to_beat: float) -> bool:
 
     height, width = rgb.shape[:2]
     return psnr_rgb(rgb, upsample(low, height, width)) > psnr_to_beat + CEILING_MARGIN_DB
-
 
 
 def eligible(height: int, width: int) -> bool:

@@ -13,9 +13,14 @@ SINCE_VERSION = 7
 REQUIRED = False
 MODES = ("learned",)  # the sections of a file coded by the learned transform
 
-FACTOR = 2  # = resample.FACTOR; kept here so that parsing imports no numpy
+FACTOR = 2  # the only factor of this format version (numpy-free here; udic.resample re-exports it)
 FILTER_CUBIC = 0
 FILTER_NAMES = {FILTER_CUBIC: "cubic"}
+
+
+def coded_size(height: int, width: int, factor: int = FACTOR) -> tuple[int, int]:
+    """The size the network codes for an output of ``height`` × ``width`` (spec §12)."""
+    return -(-height // factor), -(-width // factor)
 
 
 def encode(value: int | None) -> bytes | None:
