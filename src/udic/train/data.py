@@ -37,7 +37,7 @@ def list_images(folder: Path) -> list[Path]:
 
 def load_rgb(path: Path) -> np.ndarray:
     with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+        return np.array(im.convert("RGB"), dtype=np.uint8)  # writable: torch.from_numpy wants it
 
 
 class CropDataset:
