@@ -7,6 +7,9 @@ import pytest
 
 from udic import lossless
 from udic.errors import ContainerError
+from udic.lossless import raster
+
+PLAIN = raster.CONTEXTS_PLAIN  # version 7's symbol contexts as versions ≤ 6 had them
 
 RNG = np.random.default_rng(1234)
 
@@ -333,13 +336,13 @@ def test_payload_kinds_exercise_their_modes() -> None:
 
 
 def _raster_payload(pixels: np.ndarray, offsets: list[tuple[int, int]] | None = None, lz: int = 1,
-                    literals: int | None = None) -> bytes:
+                    literals: int | None = None, contexts: int = raster.CONTEXTS_ROWS) -> bytes:
     from udic.lossless import find_offsets, pixel_keys, transforms
 
     found = lossless._raster_order(transforms.find_palette(pixels, lossless.MAX_PALETTE))
     if offsets is None:
         offsets = find_offsets(pixel_keys(pixels), lossless.MAX_OFFSETS)
-    return lossless._encode_raster(pixels, 8, 0, found, offsets, lz, 1, literals)
+    return lossless._encode_raster(pixels, 8, 0, found, offsets, lz, 1, literals, contexts=contexts)
 
 
 def _banded(h: int, w: int, jitter: int = 4, width: int = 2, seed: int = 3) -> np.ndarray:
@@ -446,6 +449,51 @@ def test_fresh_literals_spend_no_index_on_a_colours_first_use() -> None:
     assert len(fresh) < 0.95 * len(plain)
     assert lossless.describe(_raster_payload(pixels, [], 0))["fresh_literals"]
     np.testing.assert_array_equal(lossless.decode(fresh), pixels)
+
+
+def test_row_contexts_by_hand() -> None:
+    """The first phase's refinement: busy symbols (neither left nor the first pixel above) of the
+    row above within ±4 columns, capped at 3, times 4, plus the class of the symbol two rows up."""
+    above = np.array([0, 5, 0, 0, 0, 0, 0, 0, 0, 7, 1, 2, 3, 4])
+    above2 = np.array([0, 1, 2, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1])
+    busy = [1, 9, 11, 12, 13]  # column 10 holds symbol 1, which is not busy
+    busy_near = [sum(abs(b - x) <= 4 for b in busy) for x in range(14)]
+    assert busy_near == [1, 1, 1, 1, 1, 2, 1, 2, 3, 4, 4, 4, 4, 4]
+    cls = [0, 1, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]
+    want = [min(a, 3) * 4 + c for a, c in zip(busy_near, cls)]
+    assert raster.row_contexts(above, above2).tolist() == want
+    assert raster.row_contexts(above, None).tolist() == [min(a, 3) * 4 + 3 for a in busy_near]
+    rows = np.stack([above2, above])  # stacked rows: each row on its own
+    assert raster.row_contexts(rows[1:], rows[:1]).tolist() == [want]
+
+
+@pytest.mark.parametrize("lz, literals", [(0, 0), (1, 3), (2, 2)])
+def test_row_contexts_round_trip_and_save_bytes(lz: int, literals: int) -> None:
+    """Version 7's row contexts decode exactly with every free-copy mode and literal coding, and
+    on text-like art they code the symbols in fewer bytes than the plain contexts."""
+    pixels = _glyphs(60, 96)
+    rows = _raster_payload(pixels, [], lz, literals)
+    plain = _raster_payload(pixels, [], lz, literals, PLAIN)
+    np.testing.assert_array_equal(lossless.decode(rows), pixels)
+    np.testing.assert_array_equal(lossless.decode(plain), pixels)
+    assert lossless.describe(rows)["row_contexts"] and not lossless.describe(plain)["row_contexts"]
+    assert len(rows) < len(plain)
+
+
+def test_an_unknown_symbol_contexts_byte_is_refused() -> None:
+    from udic.lossless.payload import Reader
+
+    payload = _raster_payload(_glyphs(30, 48), [], 1, 0)
+    reader = Reader(payload)
+    header = lossless._read_header(reader, None)
+    lossless._read_palette(reader, header, reader.varint())
+    lossless._read_match(reader, header["height"], header["width"])
+    reader.u8()
+    reader.u8()
+    assert payload[reader.pos] == raster.CONTEXTS_ROWS
+    bad = payload[:reader.pos] + bytes([2]) + payload[reader.pos + 1:]
+    with pytest.raises(ContainerError, match="symbol contexts 2 is invalid"):
+        lossless.decode(bad)
 
 
 def test_first_use_order_is_what_fresh_literals_need() -> None:
@@ -665,8 +713,8 @@ def _v4_encoders() -> dict:
         "match": (_flat_art(20, 18, 4), lambda px: lossless._encode_predictive(px, 8, 0, 1, 3, True, [])),
         "palette": (tiled, lambda px: lossless._encode_palette(px, 8, 0, 1, transforms.find_palette(px, 4096), True,
                                                                [(8, 0)])),
-        "raster_carry": (_glyphs(30, 48), lambda px: _raster_payload(px, [(0, 8), (1, 0)], 1)),
-        "raster_explicit": (_glyphs(30, 48), lambda px: _raster_payload(px, [], 2)),
+        "raster_carry": (_glyphs(30, 48), lambda px: _raster_payload(px, [(0, 8), (1, 0)], 1, None, PLAIN)),
+        "raster_explicit": (_glyphs(30, 48), lambda px: _raster_payload(px, [], 2, None, PLAIN)),
     }
 
 
@@ -686,7 +734,7 @@ def _as_current(payload: bytes) -> bytes:
     at_lz = reader.pos + 1
     out = bytes([lossless.VERSION]) + payload[1:at_palette] + bytes([lossless.PALETTE_RAW]) + payload[at_palette:at_lz]
     if header["mode"] == lossless.MODE_RASTER:
-        out += bytes([0])
+        out += bytes([0, raster.CONTEXTS_PLAIN])  # plain literals; (version 7) plain symbol contexts
     return out + payload[at_lz:]
 
 
@@ -715,26 +763,42 @@ V5_PAYLOADS = {
 
 def _v5_encoders() -> dict:
     return {
-        "raster_cache": (_banded(40, 60), lambda px: _raster_payload(px, [], 0, 1)),
-        "raster_coded_plain": (_banded(24, 32, 4, 1), lambda px: _raster_payload(px, [], 0, 0)),
-        "raster_carry": (_glyphs(30, 48), lambda px: _raster_payload(px, [(0, 8), (1, 0)], 1)),
+        "raster_cache": (_banded(40, 60), lambda px: _raster_payload(px, [], 0, 1, PLAIN)),
+        "raster_coded_plain": (_banded(24, 32, 4, 1), lambda px: _raster_payload(px, [], 0, 0, PLAIN)),
+        "raster_carry": (_glyphs(30, 48), lambda px: _raster_payload(px, [(0, 8), (1, 0)], 1, None, PLAIN)),
     }
 
 
 def _v5_as_current(payload: bytes) -> bytes:
-    """A version 5 palette raster payload as version 6 writes it: only the version bytes differ,
-    the outer one and that of a coded palette's nested payload."""
+    """A version 5 palette raster payload as the current version writes it with plain symbol
+    contexts: the version bytes differ (the outer one and that of a coded palette's nested
+    payload), and version 7 adds the contexts byte after the literal coding byte."""
     from udic.lossless.payload import Reader
 
     reader = Reader(payload)
-    lossless._read_header(reader, None)
+    header = lossless._read_header(reader, None)
     reader.varint()
     out = bytearray(payload)
     out[0] = lossless.VERSION
     if reader.u8() == lossless.PALETTE_CODED:
         reader.varint()
         out[reader.pos] = lossless.VERSION
-    return bytes(out)
+    return _with_contexts_byte(bytes(out), header)
+
+
+def _with_contexts_byte(payload: bytes, header: dict) -> bytes:
+    """``payload`` (version bytes already current) with a plain contexts byte after the literal
+    coding byte of its palette raster header."""
+    from udic.lossless.payload import Reader
+
+    reader = Reader(payload)
+    lossless._read_header(reader, None)
+    size = reader.varint()
+    lossless._read_palette(reader, dict(header, version=lossless.VERSION), size)
+    lossless._read_match(reader, header["height"], header["width"])
+    reader.u8()  # lz
+    reader.u8()  # literal coding
+    return payload[:reader.pos] + bytes([raster.CONTEXTS_PLAIN]) + payload[reader.pos:]
 
 
 @pytest.mark.parametrize("kind", sorted(V5_PAYLOADS))

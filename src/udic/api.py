@@ -420,7 +420,8 @@ def info(data: bytes) -> FileInfo:
             " (coded)" if px.get("palette_coded") else "") + (
             f", free copies {px['free_copies']}" if px.get("free_copies", "off") != "off" else "") + (
             ", literal cache" if px.get("literal_cache") else "") + (
-            ", palette in order of first use" if px.get("fresh_literals") else "")
+            ", palette in order of first use" if px.get("fresh_literals") else "") + (
+            ", row contexts" if px.get("row_contexts") else "")
     meta = (metadata_mod.decode(cont.sections[ctr.Section.METADATA]) if ctr.Section.METADATA in cont.sections
             else metadata_mod.Metadata())
     coded_size = None
