@@ -35,11 +35,11 @@ def test_pack_keeps_to_its_budget_and_its_exact_share(tmp_path: Path) -> None:
     summary = device_kit.pack_training_images(src, tmp_path / "pack", budget_mib, lossless_share=0.34)
     written = list((tmp_path / "pack").iterdir())
     assert sum(p.stat().st_size for p in written) <= budget_mib * 2**20
-    assert summary["images"]["lossless"] == sum(p.suffix == ".webp" for p in written) >= 1
+    assert summary["images"]["lossless"] == sum(p.name.endswith(".webp.webp") for p in written) >= 1
     assert summary["images"]["jpeg"] == sum(p.suffix == ".jpg" for p in written) >= 1
     assert sum(summary["images"].values()) == 12
-    exact = next(p for p in written if p.suffix == ".webp")
-    assert exact.read_bytes() == (src / exact.name).read_bytes()  # exact images are the originals
+    exact = next(p for p in written if p.name.endswith(".webp.webp"))
+    assert exact.read_bytes() == (src / exact.stem).read_bytes()  # exact images are the originals
 
 
 def test_split_and_join_round_trip_and_refuse_a_broken_part(tmp_path: Path) -> None:
@@ -88,6 +88,21 @@ def test_device_train_script_trains_and_sends_the_model_back(tmp_path: Path) -> 
     assert model.config.N == 8 and state["train_config"]["device"] == "cpu"
 
 
+def test_a_run_stopped_by_its_timeout_still_sends_its_last_checkpoint(tmp_path: Path) -> None:
+    """Training that outlives TRAIN_TIMEOUT is killed, and the checkpoint it saved comes back
+    (the device tool would otherwise kill the whole command and return nothing)."""
+    pack = tmp_path / "pack"
+    _images(pack / "train", 3)
+    out = tmp_path / "out"
+    out.mkdir()
+    env = dict(os.environ, OUT=str(out), PYTHON=sys.executable, RECIPE="recipes/tiny.toml",
+               RUN=str(tmp_path / "run"), DEVICE="cpu", PACK=str(pack), TRAIN_TIMEOUT="0.15")
+    done = subprocess.run(["bash", "tools/device_train.sh", "5", "--warmup", "1", "--ckpt-minutes", "0.01",
+                           "--steps", "100000000"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 124, done.stderr[-2000:]  # timeout's status: the caller sees it failed
+    assert device_kit.join_checkpoint(out, tmp_path / "joined.pt")["step"] >= 1
+
+
 def test_device_train_script_refuses_without_a_pack(tmp_path: Path) -> None:
     env = dict(os.environ, OUT=str(tmp_path), PYTHON=sys.executable, PACK=str(tmp_path / "none"))
     done = subprocess.run(["bash", "tools/device_train.sh", "1"], cwd=ROOT, env=env, capture_output=True, text=True)
@@ -108,5 +123,6 @@ def test_the_gpu_recipe_fits_what_comes_back() -> None:
     params = sum(p.numel() for p in model.parameters())
     assert params * 2 < 16 * 2**20
     assert params * 4 <= device_kit.MAX_PARTS * device_kit.PART_MIB * 2**20
+    assert device_kit.FILES_BACK <= 8
     assert cfg.device == "cuda" and cfg.bf16 and cfg.schedule == "time"
     assert json.dumps(cfg.rate_lambdas())  # the ladder parses

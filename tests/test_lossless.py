@@ -465,6 +465,12 @@ def test_row_contexts_by_hand() -> None:
     assert raster.row_contexts(above, None).tolist() == [min(a, 3) * 4 + 3 for a in busy_near]
     rows = np.stack([above2, above])  # stacked rows: each row on its own
     assert raster.row_contexts(rows[1:], rows[:1]).tolist() == [want]
+    for width in (1, 2, 5, 8):  # narrower than the window: both paths agree with the count
+        narrow, narrow2 = above[-width:], above2[-width:]
+        near = [sum(int(narrow[j] > 1) for j in range(width) if abs(j - x) <= 4) for x in range(width)]
+        expect = [min(a, 3) * 4 + min(int(c), 2) for a, c in zip(near, narrow2)]
+        assert raster.row_contexts(narrow, narrow2).tolist() == expect
+        assert raster.row_contexts(narrow[None], narrow2[None]).tolist() == [expect]
 
 
 @pytest.mark.parametrize("lz, literals", [(0, 0), (1, 3), (2, 2)])
@@ -811,6 +817,34 @@ def test_version_5_payloads_decode_and_are_reproduced(kind: str) -> None:
     assert payload[0] == 5
     np.testing.assert_array_equal(lossless.decode(payload), pixels)
     assert encoder(pixels) == _v5_as_current(payload)
+
+
+# Version 6 payloads (palette raster with fresh literals, before row contexts), made by the version 6
+# encoder (commit 51c371d): they decode, and version 7 writes the same streams with plain contexts.
+V6_PAYLOADS = {
+    "raster_cache_fresh": "eNoB3wQg+wYDPCgDCAAARwApPFooPFoqPVosPlstPlsuP1wvP1wxQF0yQV0zQV00Ql41Ql42Q143Q184RF85RF86RWA7RWA8RmA9RmE/R2FASGJCSWJDSWNFSmNESmNGS2QwQFw+R2FBSGJHS2QrPVtITGRJTGVKTWVMTmZLTWVNTmZOT2ZPT2dRUGdQUGdSUWhTUWhUUmhVUmlWU2lXU2lZVGpYVGpaVWpbVWtcVmtdVmteV2xfV2xgWGxhWG1iWW1jWW1kWm5lWm5mW25nW29oXG9pXG9qXXBrXXBsXnBtXnFuX3EBAQEAAQP+AQgu3W+fUSb7M5a75FemjtJ95fShd3kC0AT5WZ7boHDSTStur/t3+MCjvT+qR4Vi5PrvFJjM2RZrlzhJJ/B0TaAaUFwOUvCJzkzftnDpzbVd2fy2hv9hNXwam5smOTXbhiDHe4HDpzVhK2DG4EENoOrEN3+CfFxXiJ7OnVQGb26irmCcOMeeCThJrRwuMiPolL1bnYEF48/m/DdA9B6LzyQUMXvHncq8MMjzhEew+MAtspUTUFS+xZzLW7ETpwJDsBtGB2/+pHBS2hJVq2DiRoxVq+gAAB56WmExkELWc9cj+l9ltqFhXmc4uE0y9wweYhvRb/BYSM7XbVZiVar5jFOCk6bdOQLXwVxgD6ELIZQYGXxjdaxxra7O6EqSyE3hGXYs9zTwkp/UqWhHhe7YfdM7fPSawc9jGEZHCbrjroq2Bwl+82WpeLv6jdXTCrHbzZEi3wmsfAL5P/KO3bGuainKVLdHkZYo7LNbDbzIgr+b5RE2OH9yUrDSxPen46DVUeTB7ESiXmGzbvKtQOwdR6IYn7amxBrHM1vvqPke2c77KIfG1kBiWWHVXIviTlVDy6J5UHVVdPpMvM70jaMcKGxL04XoYSEeNxmDrXnouPnOzL9Tca22Z+BvAOwnSdtEOckRPTV5Y832vKWJSII9rHnrGy6+bnG3pQgxF/VlCZIOe/SRQuyITEam1zEtwX2m3uFeiMAPFnY2+DNMs4dm72w/80SFWxt7aLfyhcuMaP39ItSeVuKMALTJpydX2tefLwBuTc35+yqfsBN3MhO9nsB5yqxV8HwWa87JaeYw21kljJ3D0Au/1J2qT0dSs279yKvsAdc81sQEr6/yYNdvHV3F5gBQ2aA4XzbD3Q73Wy5zermlrK1l/T4eTbjp0DCBOOpGD/fnMGjjyK1E5pQrmBeHvaClD37CU/7kakgT9ncbObj/BzBXpBJ73xSG3rprBoUYBFQZ60KxoxYX+oCc6oRTesDoHl5O/mjuoyY1H4WfJMLmw3QU+pvh4UpiFJuWt3Ajupsu1VT6mwzXJMAptaKwQkafpnWIHs5KopE2DDBpcctbwHj9bbhtX4lm/Ez0i8cU+XYfLErLOZ4Jz5fUlpseLTBZlM+ezrBr/ANk25SdosPbOP5VX7MwYIstWQTs+L1xuPC1501LDjBtoz8S/RpaTpRgx2fU08YJh17I9Kmtd8xDJxapRdyJUwBSuOXgPV1XKX+JyXMG3iSEOGC128ACXoxKJHpIyb0Crzfg8Q02szKfIauJgUktdKcJGXd0og4V6di07IerrEf+ynAg97O0ZfiuoTL/QdjnFKV5Eu8oDWIX2W6+/VvHJPdEAN7uW1QP/z7cBrPxbYZTSg==",
+    "raster_explicit_fresh": "eNoBNwHI/gYDMB4DCAAAAwD6+voePMgAAAAAAgJIv+hHKn1RfVhRN0yCJgiKG4vzIraEZUl6JSmbvbKcKEDuW7w9g2hvHwxXshx+d5Ucd4AMj1Hmn9AqFnNDnmJcb0K0JtXq97/Spy/OJskxpjLqfxTuskw7fL/7RRffw8M8qC2KX4A1gwrPyuVdAM3nRdQk7pABOse2gGHkN+oeGzHbYW08YEXbp3MDk8j0RbutDF3MSj9/2879XPeYue/FZVVv1grhogxgTYG3sSUWi/Q5jp0qeQ3cWJk7bVCKMCPtVRVy/es+l/n0Kt6L+PDQE00tVbThwupstVn0gw9t1zuI/aO4IAWZyU2BxaqByvua+Tv8s9tIyCD9VPIRMzfy0mzvHM5U3gO18uMALKLlFt+dfxTgBYILzbIn6IqXSxEAbaaVuw==",
+}
+
+
+def _v6_encoders() -> dict:
+    return {
+        "raster_cache_fresh": (_banded(40, 60), lambda px: _raster_payload(px, [(1, 0)], 1, 3, PLAIN)),
+        "raster_explicit_fresh": (_glyphs(30, 48), lambda px: _raster_payload(px, [], 2, 2, PLAIN)),
+    }
+
+
+@pytest.mark.parametrize("kind", sorted(V6_PAYLOADS))
+def test_version_6_payloads_decode_and_are_reproduced(kind: str) -> None:
+    import base64
+    import zlib
+
+    payload = zlib.decompress(base64.b64decode(V6_PAYLOADS[kind]))
+    pixels, encoder = _v6_encoders()[kind]
+    assert payload[0] == 6
+    np.testing.assert_array_equal(lossless.decode(payload), pixels)
+    assert not lossless.describe(payload).get("row_contexts")
+    assert encoder(pixels) == _v5_as_current(payload)  # the same conversion: version bytes, contexts byte
 
 
 @pytest.mark.parametrize("groups, bins, alphabet, classes", [(1, 1, 5, None), (1, 1, 700, None), (3, 12, 9, None),

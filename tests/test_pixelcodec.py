@@ -124,10 +124,7 @@ def test_info_names_the_palette_coding_the_literal_cache_and_fresh_literals():
     wandering = api.info(pixelcodec.encode_file(bands(4), 8, 0).data).pixel_coding
     assert wandering.startswith("palette raster, 3 channels, palette of ")
     assert ", literal cache, palette in order of first use" in wandering
-    from udic import lossless
-
-    rows = lossless.describe(lossless.encode(bands(4), 8, 0, 1))["row_contexts"]  # the same encode
-    assert wandering.endswith(", row contexts") == rows
+    assert wandering.endswith(", row contexts")  # coded both ways (a small image): row contexts win
     straight = api.info(pixelcodec.encode_file(bands(1), 8, 0).data).pixel_coding
     assert "(coded)" in straight and "literal cache" not in straight
 

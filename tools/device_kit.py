@@ -40,7 +40,8 @@ ASIDE = ROOT / ".device-aside"
 WEIGHTS = ROOT / "src" / "udic" / "weights"
 TREE_LIMIT_MIB = 64.0
 PART_MIB = 15.0  # files back are at most 16 MiB each
-MAX_PARTS = 5  # 8 files back in all: the parts, train.log, train_log.csv, eval_log.csv
+MAX_PARTS = 4  # 8 files back in all: the parts, their manifest, train.log, train_log.csv, eval_log.csv
+FILES_BACK = MAX_PARTS + 4
 HARNESS_KODAK = ("kodim01", "kodim04", "kodim07", "kodim14", "kodim20", "kodim23")
 WHEELS = ("constriction",)  # what udic.train needs that the machine's image lacks
 WHEEL_PLATFORMS = ("manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux_2_28_x86_64")
@@ -84,7 +85,10 @@ def pack_training_images(src: Path, dest: Path, budget_mib: float, lossless_shar
     used = 0
     counts = {"lossless": 0, "jpeg": 0, "skipped": 0}
     for path in files:
-        exact = used < exact_budget
+        if budget - used < 8 * 1024:  # full: no image is this small
+            counts["skipped"] += 1
+            continue
+        exact = used < exact_budget and path.suffix.lower() in (".webp", ".png")
         data, suffix = _encoded(path, exact, jpeg_quality)
         if used + len(data) > (exact_budget if exact else budget):
             if exact:  # this image does not fit the exact share: try it as JPEG
@@ -93,7 +97,7 @@ def pack_training_images(src: Path, dest: Path, budget_mib: float, lossless_shar
             if used + len(data) > budget:
                 counts["skipped"] += 1
                 continue
-        (dest / (path.stem + suffix)).write_bytes(data)
+        (dest / (path.name + suffix)).write_bytes(data)  # the full name: stems may repeat
         used += len(data)
         counts["lossless" if exact else "jpeg"] += 1
     return {"images": counts, "mib": round(_mib(used), 2)}
@@ -164,16 +168,30 @@ def cmd_size(args: argparse.Namespace) -> int:
     print(f"tree {_mib(tree):.1f} MiB + .device {_mib(pack):.1f} MiB = {total:.1f} MiB "
           f"({'fits' if fits else 'over'} the {TREE_LIMIT_MIB:.0f} MiB limit"
           f"{'' if fits or ASIDE.exists() else '; python -m tools.device_kit aside moves the weights out'})")
+    if ASIDE.exists():
+        print(f"the packaged weights are in {ASIDE.name}/: run python -m tools.device_kit restore before "
+              "testing or committing (git sees them as deleted)")
     return 0 if fits else 1
 
 
+def _tracked_weights() -> list[Path]:
+    out = subprocess.run(["git", "ls-files", "-z", "--", str(WEIGHTS.relative_to(ROOT))], cwd=ROOT,
+                         capture_output=True, check=True).stdout
+    return [ROOT / n for n in out.decode().split("\0") if n.endswith(".safetensors") and (ROOT / n).is_file()]
+
+
 def cmd_aside(args: argparse.Namespace) -> int:
+    """Only committed weights move (an uncommitted export stays where it is and travels), and
+    nothing is overwritten in either direction."""
+    paths = _tracked_weights()
+    clash = [p.name for p in paths if (ASIDE / p.name).exists()]
+    if clash:
+        print(f"{ASIDE.name}/ already holds {clash[0]}: restore first", file=sys.stderr)
+        return 1
     ASIDE.mkdir(exist_ok=True)
-    moved = 0
-    for path in sorted(WEIGHTS.glob("*.safetensors")):
+    for path in paths:
         shutil.move(str(path), ASIDE / path.name)
-        moved += 1
-    print(f"moved {moved} weights files to {ASIDE.name}/; put them back with: python -m tools.device_kit restore")
+    print(f"moved {len(paths)} weights files to {ASIDE.name}/; put them back with: python -m tools.device_kit restore")
     return 0
 
 
@@ -181,10 +199,17 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if not ASIDE.exists():
         print("nothing to restore")
         return 0
-    for path in sorted(ASIDE.glob("*.safetensors")):
+    paths = sorted(ASIDE.glob("*.safetensors"))
+    clash = [p.name for p in paths if (WEIGHTS / p.name).exists()]
+    if clash:
+        print(f"{WEIGHTS.relative_to(ROOT)}/{clash[0]} exists: not overwritten; compare and move it by hand",
+              file=sys.stderr)
+        return 1
+    for path in paths:
         shutil.move(str(path), WEIGHTS / path.name)
-    ASIDE.rmdir()
-    print("weights restored")
+    if not any(ASIDE.iterdir()):
+        ASIDE.rmdir()
+    print(f"{len(paths)} weights files restored")
     return 0
 
 
