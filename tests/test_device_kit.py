@@ -3,7 +3,6 @@ tiny recipe, and what must hold for its files to come back (parts under 16 MiB, 
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -125,4 +124,4 @@ def test_the_gpu_recipe_fits_what_comes_back() -> None:
     assert params * 4 <= device_kit.MAX_PARTS * device_kit.PART_MIB * 2**20
     assert device_kit.FILES_BACK <= 8
     assert cfg.device == "cuda" and cfg.bf16 and cfg.schedule == "time"
-    assert json.dumps(cfg.rate_lambdas())  # the ladder parses
+    assert len(cfg.rate_lambdas()) == 8 and max(cfg.rate_lambdas()) == 0.35  # up to ~42 dB

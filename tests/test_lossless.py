@@ -463,14 +463,16 @@ def test_row_contexts_by_hand() -> None:
     want = [min(a, 3) * 4 + c for a, c in zip(busy_near, cls)]
     assert raster.row_contexts(above, above2).tolist() == want
     assert raster.row_contexts(above, None).tolist() == [min(a, 3) * 4 + 3 for a in busy_near]
-    rows = np.stack([above2, above])  # stacked rows: each row on its own
-    assert raster.row_contexts(rows[1:], rows[:1]).tolist() == [want]
-    for width in (1, 2, 5, 8):  # narrower than the window: both paths agree with the count
+    for width in (1, 2, 5, 8):  # narrower than the window
         narrow, narrow2 = above[-width:], above2[-width:]
         near = [sum(int(narrow[j] > 1) for j in range(width) if abs(j - x) <= 4) for x in range(width)]
         expect = [min(a, 3) * 4 + min(int(c), 2) for a, c in zip(near, narrow2)]
         assert raster.row_contexts(narrow, narrow2).tolist() == expect
-        assert raster.row_contexts(narrow[None], narrow2[None]).tolist() == [expect]
+    sym = np.stack([above2, above, above2])  # the encoder's whole-image bins, row by row
+    ctx = np.arange(sym.size).reshape(sym.shape)
+    bins = raster.first_phase_contexts(sym, ctx, raster.CONTEXTS_ROWS)
+    assert bins[0].tolist() == (ctx[0] * 16 + 3).tolist()
+    assert bins[2].tolist() == (ctx[2] * 16 + np.array(want)).tolist()
 
 
 @pytest.mark.parametrize("lz, literals", [(0, 0), (1, 3), (2, 2)])
@@ -775,48 +777,26 @@ def _v5_encoders() -> dict:
     }
 
 
-def _v5_as_current(payload: bytes) -> bytes:
-    """A version 5 palette raster payload as the current version writes it with plain symbol
+def _raster_as_current(payload: bytes) -> bytes:
+    """A version 5 or 6 palette raster payload as the current version writes it with plain symbol
     contexts: the version bytes differ (the outer one and that of a coded palette's nested
     payload), and version 7 adds the contexts byte after the literal coding byte."""
     from udic.lossless.payload import Reader
 
     reader = Reader(payload)
     header = lossless._read_header(reader, None)
-    reader.varint()
+    size = reader.varint()
     out = bytearray(payload)
     out[0] = lossless.VERSION
-    if reader.u8() == lossless.PALETTE_CODED:
-        reader.varint()
-        out[reader.pos] = lossless.VERSION
-    return _with_contexts_byte(bytes(out), header)
-
-
-def _with_contexts_byte(payload: bytes, header: dict) -> bytes:
-    """``payload`` (version bytes already current) with a plain contexts byte after the literal
-    coding byte of its palette raster header."""
-    from udic.lossless.payload import Reader
-
-    reader = Reader(payload)
-    lossless._read_header(reader, None)
-    size = reader.varint()
-    lossless._read_palette(reader, dict(header, version=lossless.VERSION), size)
+    if payload[reader.pos] == lossless.PALETTE_CODED:
+        nested = Reader(payload[reader.pos + 1:])
+        nested.varint()
+        out[reader.pos + 1 + nested.pos] = lossless.VERSION
+    lossless._read_palette(reader, header, size)
     lossless._read_match(reader, header["height"], header["width"])
     reader.u8()  # lz
     reader.u8()  # literal coding
-    return payload[:reader.pos] + bytes([raster.CONTEXTS_PLAIN]) + payload[reader.pos:]
-
-
-@pytest.mark.parametrize("kind", sorted(V5_PAYLOADS))
-def test_version_5_payloads_decode_and_are_reproduced(kind: str) -> None:
-    import base64
-    import zlib
-
-    payload = zlib.decompress(base64.b64decode(V5_PAYLOADS[kind]))
-    pixels, encoder = _v5_encoders()[kind]
-    assert payload[0] == 5
-    np.testing.assert_array_equal(lossless.decode(payload), pixels)
-    assert encoder(pixels) == _v5_as_current(payload)
+    return bytes(out[:reader.pos]) + bytes([raster.CONTEXTS_PLAIN]) + bytes(out[reader.pos:])
 
 
 # Version 6 payloads (palette raster with fresh literals, before row contexts), made by the version 6
@@ -834,17 +814,22 @@ def _v6_encoders() -> dict:
     }
 
 
-@pytest.mark.parametrize("kind", sorted(V6_PAYLOADS))
-def test_version_6_payloads_decode_and_are_reproduced(kind: str) -> None:
+OLD_RASTER_PAYLOADS = {5: (V5_PAYLOADS, _v5_encoders), 6: (V6_PAYLOADS, _v6_encoders)}
+
+
+@pytest.mark.parametrize("version, kind", [(v, k) for v, (table, _) in OLD_RASTER_PAYLOADS.items()
+                                           for k in sorted(table)])
+def test_version_5_and_6_payloads_decode_and_are_reproduced(version: int, kind: str) -> None:
     import base64
     import zlib
 
-    payload = zlib.decompress(base64.b64decode(V6_PAYLOADS[kind]))
-    pixels, encoder = _v6_encoders()[kind]
-    assert payload[0] == 6
+    table, encoders = OLD_RASTER_PAYLOADS[version]
+    payload = zlib.decompress(base64.b64decode(table[kind]))
+    pixels, encoder = encoders()[kind]
+    assert payload[0] == version
     np.testing.assert_array_equal(lossless.decode(payload), pixels)
     assert not lossless.describe(payload).get("row_contexts")
-    assert encoder(pixels) == _v5_as_current(payload)  # the same conversion: version bytes, contexts byte
+    assert encoder(pixels) == _raster_as_current(payload)
 
 
 @pytest.mark.parametrize("groups, bins, alphabet, classes", [(1, 1, 5, None), (1, 1, 700, None), (3, 12, 9, None),

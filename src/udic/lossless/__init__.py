@@ -360,24 +360,27 @@ def _encode_raster(pixels: np.ndarray, bit_depth: int, max_error: int, found: tu
     else:
         context_choices = [raster.CONTEXTS_ROWS]
     best = None
-    for choice, symbol_contexts in ((c, k) for c in choices for k in context_choices):
+    for choice in choices:
         form, form_scan = found, scan
         if choice & raster.LITERALS_FRESH:
             form = first_use
             form_scan = (first_use[2][scan[0]],) + tuple(scan[1:])
         out = _header(MODE_RASTER, pixels, bit_depth, max_error)
-        _write_palette(out, form[0], pixels.dtype, bit_depth, effort)
+        _write_palette(out, form[0], pixels.dtype, bit_depth, effort)  # once per palette order
         _write_match(out, bool(offsets), offsets)
         out.u8(lz)
         out.u8(choice)
-        out.u8(symbol_contexts)
-        ops = OpList()
-        encode_raster(form[1], palette.shape[0], offsets, ops, lz, choice, form_scan, symbol_contexts)
-        stream = ops.finish()
-        out.varint(len(stream) // 4)
-        cand = out.getvalue() + stream
-        if best is None or len(cand) < len(best):
-            best = cand
+        head = out.getvalue()
+        for symbol_contexts in context_choices:
+            ops = OpList()
+            encode_raster(form[1], palette.shape[0], offsets, ops, lz, choice, form_scan, symbol_contexts)
+            stream = ops.finish()
+            tail = Writer()
+            tail.u8(symbol_contexts)
+            tail.varint(len(stream) // 4)
+            cand = head + tail.getvalue() + stream
+            if best is None or len(cand) < len(best):
+                best = cand
     return best
 
 

@@ -97,19 +97,12 @@ ACTIVITY_RADIUS = 4
 ROW_CONTEXTS = 16  # 4 activity levels × 4 classes two rows up
 
 
-def row_contexts(above: np.ndarray | None, above2: np.ndarray | None) -> np.ndarray:
-    """The refinement (0 … 15) of each column from the symbols of rows y − 1 and y − 2 (None
-    where the row does not exist); works on one row (W,) or stacked rows (R, W)."""
-    if above is None:
-        return np.full(1, 3, dtype=np.int64) if above2 is None else np.full(above2.shape, 3, dtype=np.int64)
+def row_contexts(above: np.ndarray, above2: np.ndarray | None) -> np.ndarray:
+    """The refinement (0 … 15) of each column of a row from the symbols of rows y − 1 and y − 2
+    (``above2`` None when y < 2)."""
     busy = (above > SYM_ABOVE).astype(np.int64)  # symbols are ≥ 0: neither left (0) nor N (1)
     r = ACTIVITY_RADIUS
-    width = above.shape[-1]
-    if busy.ndim == 1:  # the decoder's one row: a convolution is cheaper than padding and summing
-        activity = np.convolve(busy, np.ones(2 * r + 1, dtype=np.int64))[r:r + width]
-    else:
-        cum = np.cumsum(np.pad(busy, [(0, 0)] * (busy.ndim - 1) + [(r + 1, r)]), axis=-1)
-        activity = cum[..., 2 * r + 1:2 * r + 1 + width] - cum[..., :width]
+    activity = np.convolve(busy, np.ones(2 * r + 1, dtype=np.int64))[r:r + above.shape[0]]
     cls2 = 3 if above2 is None else np.minimum(above2, 2)  # left 0, N 1, anything else 2
     return np.minimum(activity, 3) * 4 + cls2
 
@@ -179,12 +172,9 @@ def first_phase_contexts(sym: np.ndarray, ctx: np.ndarray, contexts: int) -> np.
     """Every pixel's first-phase bin (the base bin, or with row contexts base · 16 + refinement)."""
     if contexts != CONTEXTS_ROWS:
         return ctx
-    height = sym.shape[0]
-    extra = np.full(sym.shape, 3, dtype=np.int64)
-    if height > 1:
-        extra[1:2] = row_contexts(sym[0:1], None)
-    if height > 2:
-        extra[2:] = row_contexts(sym[1:-1], sym[:-2])
+    extra = np.full(sym.shape, 3, dtype=np.int64)  # row 0
+    for y in range(1, sym.shape[0]):  # the decoder's arithmetic, row by row
+        extra[y] = row_contexts(sym[y - 1], sym[y - 2] if y >= 2 else None)
     return ctx * ROW_CONTEXTS + extra
 
 
