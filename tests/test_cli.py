@@ -526,6 +526,38 @@ def test_a_terminal_gets_a_summary_line_and_a_log_gets_no_progress(runner: CliRu
     assert result.stderr == ""
 
 
+def test_decode_summary_on_a_terminal_and_the_default_name_kept(runner: CliRunner, tiny_cache: TinyModel,
+                                                                tmp_path: Path, monkeypatch) -> None:
+    """decode's default output is usually the image the file was made from: it is kept, and the
+    message says how to name another output; a terminal gets a summary line like encode's."""
+    from udic import cli
+
+    write_png(tmp_path / "a.png")
+    source = (tmp_path / "a.png").read_bytes()
+    coded = encode_file(runner, tiny_cache, tmp_path / "a.png", "--effort", "0")
+    result = run(runner, "decode", str(coded))
+    assert result.exit_code == 1 and (tmp_path / "a.png").read_bytes() == source
+    assert result.stderr.strip() == f"udic: {coded}: {tmp_path / 'a.png'} exists: name the output with -o (or use --force to replace it)"
+    monkeypatch.setattr(cli, "_stderr_is_terminal", lambda: True)
+    result = run(runner, "decode", str(coded), "-o", str(tmp_path / "b.png"))
+    assert result.exit_code == 0
+    summary = result.stderr.replace("\r\x1b[K", "\n").strip().splitlines()[-1]
+    assert summary.startswith(f"udic: {coded}: 56x40, quality ") and summary.endswith(f" s -> {tmp_path / 'b.png'}")
+
+
+def test_a_pixel_file_names_no_model_and_its_crc_covers_samples(runner: CliRunner, tmp_path: Path) -> None:
+    write_png(tmp_path / "a.png")
+    result = run(runner, "encode", str(tmp_path / "a.png"), "--lossless", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["model_id"] is None
+    coded = tmp_path / "a.udic"
+    assert json.loads(run(runner, "info", str(coded), "--json").stdout)["model_id"] is None
+    text = run(runner, "info", str(coded)).stdout
+    assert "  sample crc  " in text and "latent crc" not in text and "  model " not in text
+    result = run(runner, "decode", str(coded), "-o", str(tmp_path / "b.png"), "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["model_id"] is None
+
+
 def test_help_texts(runner: CliRunner) -> None:
     text = " ".join(runner.invoke(__import__("udic.cli").cli.main, ["encode", "--help"]).output.split())
     assert "within 3 %)" in text and "%%" not in text

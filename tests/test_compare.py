@@ -26,7 +26,7 @@ from udic.compare import (
 )
 from udic.cli import compare_command
 from udic.effort import DEFAULT_EFFORT
-from udic.errors import InputError, UsageError
+from udic.errors import InputError, OutputError, UsageError
 
 
 def _need(*names: str) -> None:
@@ -236,6 +236,27 @@ def test_files_mode_usage_errors(tmp_path: Path) -> None:
     assert isinstance(result.exception, UsageError)
     result = _runner().invoke(compare_command, ["--sweep", str(ref), "--codecs", "jpeg,nope"])
     assert isinstance(result.exception, UsageError)
+
+
+def test_report_files_are_not_overwritten_without_force(encoded_set: tuple[Path, list[Path]], tmp_path: Path) -> None:
+    """--json/--csv name files: an existing one is kept unless --force, and a compared file is
+    never one (a user who adds --json out of habit must not lose a compressed file)."""
+    ref, files = encoded_set
+    kept = tmp_path / "old.json"
+    kept.write_bytes(b"precious")
+    result = _runner().invoke(compare_command, [str(ref), *map(str, files), "--json", str(kept), "--quiet"])
+    assert isinstance(result.exception, OutputError) and "exists (use --force" in str(result.exception)
+    assert result.stdout == "" and kept.read_bytes() == b"precious"  # refused before any work
+    victim = files[0]
+    before = victim.read_bytes()
+    for opt in ("--json", "--csv", "--plot"):
+        result = _runner().invoke(compare_command, [str(ref), *map(str, files), opt, str(victim), "--force", "--quiet"])
+        assert isinstance(result.exception, UsageError) and "one of the files to compare" in str(result.exception)
+    assert victim.read_bytes() == before
+    result = _runner().invoke(compare_command, [str(ref), *map(str, files), "--json", str(kept), "--force", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(kept.read_text())["mode"] == "files"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temp file left
 
 
 def test_size_mismatch_is_a_note(tmp_path: Path) -> None:

@@ -424,15 +424,15 @@ def test_new_file_permissions_follow_umask(tmp_path: Path) -> None:
 
 
 def test_missing_directory(tmp_path: Path) -> None:
-    with pytest.raises(OutputError, match="directory does not exist"):
+    with pytest.raises(OutputError, match=f"^output directory {tmp_path / 'no'} does not exist$"):
         save_image(Image.new("RGB", (2, 2)), tmp_path / "no" / "o.png")
-    with pytest.raises(OutputError, match="directory does not exist"):
+    with pytest.raises(OutputError, match=f"^output directory {tmp_path / 'no'} does not exist$"):
         atomic_write_bytes(tmp_path / "no" / "o.png", b"x")
 
 
 def test_destination_is_directory(tmp_path: Path) -> None:
     (tmp_path / "d.png").mkdir()
-    with pytest.raises(OutputError, match="is a directory"):
+    with pytest.raises(OutputError, match=f"^{tmp_path / 'd.png'} is a directory$"):
         save_image(Image.new("RGB", (2, 2)), tmp_path / "d.png", force=True)
 
 
@@ -503,7 +503,7 @@ def test_real_file_size_limit(tmp_path: Path) -> None:
         [sys.executable, "-c", script, str(dest)], capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 3, proc.stderr
-    assert proc.stdout.startswith("cannot write:")
+    assert proc.stdout.startswith(f"cannot write {dest}:")
     assert proc.stdout.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
 

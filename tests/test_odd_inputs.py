@@ -302,6 +302,6 @@ def test_file_size_limit_in_subprocess(tiny_cache: TinyModel, tiny_env: dict[str
     stderr = proc.stderr.decode()
     assert proc.returncode == 1, stderr
     assert "Traceback" not in stderr
-    assert stderr.strip() == f"udic: {coded}: cannot write: File too large"
+    assert stderr.strip() == f"udic: {coded}: cannot write {out / 'a.bmp'}: File too large"
     assert list(out.iterdir()) == []
 

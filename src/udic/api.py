@@ -373,7 +373,7 @@ class FileInfo:
     height: int
     bpp: float
     colour: str
-    model_id: str
+    model_id: str | None
     quality: float | None  # None for a pixel-coded file
     adapters: bool
     alpha: bool
@@ -436,7 +436,7 @@ def info(data: bytes) -> FileInfo:
         height=h.height,
         bpp=8 * len(data) / (h.width * h.height),
         colour="gray" if h.colour == ctr.Colour.GRAY else "rgb",
-        model_id=h.model_id,
+        model_id=h.model_id if h.mode == "learned" else None,  # a pixel file names no model (zeros)
         quality=h.quality if h.mode == "learned" else None,  # type: ignore[arg-type]
         adapters=bool(h.flags & ctr.Flags.ADAPTERS),
         alpha=bool(h.flags & ctr.Flags.ALPHA),
@@ -470,7 +470,6 @@ class EncodeRecord:
     result: EncodeResult
     effort: int
     seconds: float
-    psnr: float | None = None  # measured only when someone looks (the terminal summary)
 
     def to_json(self) -> dict:
         h = self.result.header
@@ -481,7 +480,7 @@ class EncodeRecord:
             "quality": h.quality if h.mode == "learned" else None,
             "mode": "learned" if h.mode == "learned" else getattr(self.result, "mode", "lossless"),
             "max_error": getattr(self.result, "max_error", None),
-            "model_id": h.model_id, "effort": self.effort, "tile": h.tile_pixels, "seconds": round(self.seconds, 3),
+            "model_id": h.model_id if h.mode == "learned" else None, "effort": self.effort, "tile": h.tile_pixels, "seconds": round(self.seconds, 3),
             "adapters": bool(flags & ctr.Flags.ADAPTERS), "metadata": bool(flags & ctr.Flags.METADATA),
             "notices": list(self.result.notices),
         }
@@ -499,7 +498,7 @@ class DecodeRecord:
         h = self.result.header
         return {"input": self.input, "output": self.output, "width": h.width, "height": h.height,
                 "quality": h.quality if h.mode == "learned" else None, "mode": h.mode,
-                "model_id": h.model_id, "seconds": round(self.result.seconds, 3)}
+                "model_id": h.model_id if h.mode == "learned" else None, "seconds": round(self.result.seconds, 3)}
 
 
 def psnr(reference: LoadedImage, data: bytes, cache: CodecCache | None = None) -> float:

@@ -120,6 +120,24 @@ def check_output(dest: str, force: bool, src: str | None = None, folder_planned:
         raise OutputError(f"{dest} exists (use --force to overwrite)")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write {dest} (permission denied)")
+    _probe_folder(parent, dest)
+
+
+def _probe_folder(parent: Path, dest: str) -> None:
+    """Create and remove a file beside the output, as the atomic write will: permission bits
+    do not tell of a read-only file system or a folder like /proc (and root passes every
+    ``os.access``), which would otherwise fail only after the whole encode."""
+    import tempfile
+
+    try:
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=".udic-probe-")
+    except OSError as exc:
+        raise OutputError(f"cannot write {dest}: {exc.strerror or exc}") from None
+    os.close(fd)
+    try:
+        os.unlink(probe)
+    except OSError:
+        pass
 
 
 def check_binary_stdout(dest: str, force: bool, stream=None) -> None:  # noqa: ANN001 - a text stream

@@ -28,7 +28,7 @@ from . import checks, modes
 from .batch import BatchOptions, Job, run_batch, say, unexpected
 from .checks import STDIO, display_name
 from .effort import DEFAULT_EFFORT, MAX_EFFORT, describe_effort
-from .errors import InputError, UdicError, UsageError
+from .errors import InputError, OutputError, UdicError, UsageError
 
 DEFAULT_QUALITY = 3.0  # api.DEFAULT_QUALITY, without importing api for --help
 
@@ -341,6 +341,9 @@ def decode(inputs: tuple[str, ...], output: str | None, fmt: str | None, model: 
 
     def work(src: str, dest: str, job: Job):  # noqa: ANN202 - an api.DecodeRecord
         checks.check_input(src)
+        if output is None and not force and os.path.lexists(dest):
+            # The default name is usually the image the file was made from: say how to keep it.
+            raise OutputError(f"{dest} exists: name the output with -o (or use --force to replace it)")
         checks.check_output(dest, force, src, folder_planned=out_dir is not None)
         data = _read_input(src)
         from . import api
@@ -364,7 +367,14 @@ def decode(inputs: tuple[str, ...], output: str | None, fmt: str | None, model: 
                 job.say(f"note: {notice}")
         return api.DecodeRecord(src, dest, result)
 
-    run_batch(pairs, BatchOptions("decode", jobs, threads, quiet, as_json), work)
+    def summary(job: Job, record) -> None:  # noqa: ANN001 - an api.DecodeRecord
+        h = record.result.header
+        where = "stdout" if record.output == STDIO else record.output
+        what = f"quality {h.quality:g}" if h.mode == "learned" else "pixel-coded"
+        say(job.name, f"{h.width}x{h.height}, {what}, {record.result.seconds:.2f} s -> {where}")
+
+    show_summary = not quiet and not as_json and _stderr_is_terminal()
+    run_batch(pairs, BatchOptions("decode", jobs, threads, quiet, as_json, summary if show_summary else None), work)
 
 
 @main.command()
@@ -406,7 +416,8 @@ def info(inputs: tuple[str, ...], as_json: bool) -> None:
         click.echo(f"  tiles       {f'{fi.tile}x{fi.tile} px' if fi.tile else 'none (one piece)'}")
         click.echo("  sections    " + ", ".join(f"{k} {v} B" for k, v in fi.sections.items()))
         click.echo(f"  overhead    {fi.overhead_bytes} B (header {fi.header_bytes} B)")
-        click.echo(f"  latent crc  {fi.latent_crc}")
+        # The header's latent_crc covers the decoded integers: latents, or a pixel file's samples.
+        click.echo(f"  {'latent crc ' if fi.mode == 'learned' else 'sample crc '} {fi.latent_crc}")
         click.echo(f"  version     {fi.version}")
     if failures:
         raise SystemExit(1)
@@ -463,11 +474,12 @@ SWEEP_CODECS = "udic,jxl,avif,webp,jpeg,hevc,bpg,vvc"  # compare.DEFAULT_SWEEP_C
 @click.option("--effort", type=click.IntRange(0, MAX_EFFORT), default=DEFAULT_EFFORT, show_default=True,
               help="With --sweep: udic's adaptation effort (as in udic encode).")
 @click.option("--show-commands", is_flag=True, help="List the exact codec command lines used.")
+@click.option("--force", "-f", is_flag=True, help="Overwrite existing --csv/--json/--plot files.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def compare_command(paths: tuple[Path, ...], sweep: bool, codecs: str, quality_specs: tuple[str, ...],
                     anchor: str | None, csv_path: Path | None, json_path: Path | None, plot_path: Path | None,
                     jobs: int, keep_dir: Path | None, timeout: float, effort: int, show_commands: bool,
-                    quiet: bool) -> None:
+                    force: bool, quiet: bool) -> None:
     """Rate–distortion comparison against other codecs.
 
     \b
@@ -475,6 +487,11 @@ def compare_command(paths: tuple[Path, ...], sweep: bool, codecs: str, quality_s
     udic compare --sweep IMAGE|DIR... [--codecs udic,jxl,...]
                                             encode with each codec and compare
     """
+    reports = [(opt, p) for opt, p in (("--csv", csv_path), ("--json", json_path), ("--plot", plot_path)) if p]
+    for opt, report in reports:  # before any work: a report must never replace a compared file
+        if any(checks.same_file(str(src), str(report)) for src in paths):
+            raise UsageError(f"{opt} {report} is one of the files to compare: refusing to overwrite it")
+        checks.check_output(str(report), force)
     from . import compare as cmp
     from .anchors import get_codec
 
@@ -505,13 +522,13 @@ def compare_command(paths: tuple[Path, ...], sweep: bool, codecs: str, quality_s
         result = cmp.compare_files(paths[0], paths[1:], anchor, jobs, progress, timeout)
     click.echo(cmp.format_table(result, show_commands), nl=False)
     if csv_path is not None:
-        cmp.write_csv(result, csv_path)
+        cmp.write_csv(result, csv_path, force)
     if json_path is not None:
-        cmp.write_json(result, json_path)
+        cmp.write_json(result, json_path, force)
     if not any(p.ok for p in result.points):
         raise InputError("no point could be measured (see the notes above)")
     if plot_path is not None:
-        cmp.plot_rd(result, plot_path)
+        cmp.plot_rd(result, plot_path, force)
 
 
 def run() -> None:

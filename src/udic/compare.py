@@ -23,7 +23,9 @@ Why it is built this way:
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import math
 import os
@@ -43,6 +45,7 @@ from PIL import Image, UnidentifiedImageError
 from udic.anchors import CODECS, Codec, UdicCodec, detect_codec, get_codec
 from udic.effort import DEFAULT_EFFORT, MAX_EFFORT
 from udic.errors import InputError, OutputError, UdicError, UsageError
+from udic.imageio import atomic_write_bytes
 from udic.metrics import bd_psnr, bd_rate, ms_ssim_rgb, psnr_rgb
 
 __all__ = [
@@ -721,18 +724,19 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _open_for_write(path: str | os.PathLike[str]):  # noqa: ANN202 - a text file object
-    p = Path(path)
-    try:
-        return open(p, "w", newline="", encoding="utf-8")
-    except OSError as exc:
-        raise OutputError(f"{p}: cannot write ({exc.strerror or exc})") from None
+@contextlib.contextmanager
+def _open_for_write(path: str | os.PathLike[str], force: bool = True):  # noqa: ANN202 - a text file object
+    """A text buffer written to ``path`` atomically when the block ends (never a partial report;
+    without ``force`` an existing file is kept and the write refused)."""
+    buf = io.StringIO(newline="")
+    yield buf
+    atomic_write_bytes(path, buf.getvalue().encode("utf-8"), force=force)
 
 
-def write_json(result: CompareResult, path: str | os.PathLike[str]) -> None:
+def write_json(result: CompareResult, path: str | os.PathLike[str], force: bool = True) -> None:
     """Full result as JSON (points, curves, BD, anchors, notes, command lines)."""
     data = _clean(asdict(result))
-    with _open_for_write(path) as fh:
+    with _open_for_write(path, force) as fh:
         json.dump(data, fh, indent=2, allow_nan=False)
         fh.write("\n")
 
@@ -743,13 +747,13 @@ CSV_FIELDS = [
 ]  # fmt: skip
 
 
-def write_csv(result: CompareResult, path: str | os.PathLike[str]) -> None:
+def write_csv(result: CompareResult, path: str | os.PathLike[str], force: bool = True) -> None:
     """One flat table: ``kind`` is ``point`` (per file), ``mean`` (sweep curves) or ``bd``."""
 
     def f(v: float | None) -> str:
         return "" if v is None or not math.isfinite(v) else repr(float(v))
 
-    with _open_for_write(path) as fh:
+    with _open_for_write(path, force) as fh:
         w = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
         w.writeheader()
         for p in result.points:
@@ -795,7 +799,7 @@ def _plot_title(result: CompareResult, domain: str) -> str:
     return f"{domain} ({len(images)} images)" if images else (domain or "RD")
 
 
-def plot_rd(result: CompareResult, path: str | os.PathLike[str]) -> None:
+def plot_rd(result: CompareResult, path: str | os.PathLike[str], force: bool = True) -> None:
     """bpp vs PSNR-RGB, one line per codec, one panel per domain; format from the suffix."""
     plt = _pyplot()
     domains = sorted({c.domain for c in result.curves if c.points})
@@ -816,9 +820,11 @@ def plot_rd(result: CompareResult, path: str | os.PathLike[str]) -> None:
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="small")
     fig.tight_layout()
+    buf = io.BytesIO()
     try:
-        fig.savefig(path)
+        fig.savefig(buf, format=Path(path).suffix[1:].lower() or "png")
     except (OSError, ValueError) as exc:
-        raise OutputError(f"{path}: cannot write plot ({_one_line(exc)})") from None
+        raise OutputError(f"{path}: cannot draw the plot ({_one_line(exc)})") from None
     finally:
         plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue(), force=force)

@@ -500,11 +500,11 @@ def _check_destination(path: Path, force: bool) -> None:
     """Fail early, before encoding, on destinations that cannot work."""
     parent = path.parent
     if not parent.is_dir():
-        raise OutputError("output directory does not exist")
+        raise OutputError(f"output directory {parent} does not exist")
     if path.is_dir():
-        raise OutputError("output is a directory")
+        raise OutputError(f"{path} is a directory")
     if not force and (path.exists() or path.is_symlink()):
-        raise OutputError("output exists (use --force to overwrite)")
+        raise OutputError(f"{path} exists (use --force to overwrite)")
 
 
 def save_image(
@@ -620,11 +620,11 @@ def atomic_write_bytes(
         tmp = None
         _fsync_dir(path.parent)
     except FileExistsError:
-        raise OutputError("output exists (use --force to overwrite)") from None
+        raise OutputError(f"{path} exists (use --force to overwrite)") from None
     except IsADirectoryError:
-        raise OutputError("output is a directory") from None
-    except OSError as exc:
-        raise OutputError(f"cannot write: {_one_line(exc)}") from None
+        raise OutputError(f"{path} is a directory") from None
+    except OSError as exc:  # the output is named: the caller's prefix is the input's name
+        raise OutputError(f"cannot write {path}: {_one_line(exc)}") from None
     finally:
         if tmp is not None:
             with contextlib.suppress(OSError):
