@@ -364,6 +364,11 @@ def save_decoded(result: DecodeResult | PixelDecodeResult, dest: str, force: boo
     return []
 
 
+def _named_model(h: ctr.Header) -> str | None:
+    """The model a file names: a pixel-coded file's header holds zeros there, which name none."""
+    return h.model_id if h.mode == "learned" else None
+
+
 @dataclass
 class FileInfo:
     """What ``udic info`` reports about a file, without decoding it."""
@@ -436,7 +441,7 @@ def info(data: bytes) -> FileInfo:
         height=h.height,
         bpp=8 * len(data) / (h.width * h.height),
         colour="gray" if h.colour == ctr.Colour.GRAY else "rgb",
-        model_id=h.model_id if h.mode == "learned" else None,  # a pixel file names no model (zeros)
+        model_id=_named_model(h),
         quality=h.quality if h.mode == "learned" else None,  # type: ignore[arg-type]
         adapters=bool(h.flags & ctr.Flags.ADAPTERS),
         alpha=bool(h.flags & ctr.Flags.ALPHA),
@@ -480,7 +485,7 @@ class EncodeRecord:
             "quality": h.quality if h.mode == "learned" else None,
             "mode": "learned" if h.mode == "learned" else getattr(self.result, "mode", "lossless"),
             "max_error": getattr(self.result, "max_error", None),
-            "model_id": h.model_id if h.mode == "learned" else None, "effort": self.effort, "tile": h.tile_pixels, "seconds": round(self.seconds, 3),
+            "model_id": _named_model(h), "effort": self.effort, "tile": h.tile_pixels, "seconds": round(self.seconds, 3),
             "adapters": bool(flags & ctr.Flags.ADAPTERS), "metadata": bool(flags & ctr.Flags.METADATA),
             "notices": list(self.result.notices),
         }
@@ -498,7 +503,7 @@ class DecodeRecord:
         h = self.result.header
         return {"input": self.input, "output": self.output, "width": h.width, "height": h.height,
                 "quality": h.quality if h.mode == "learned" else None, "mode": h.mode,
-                "model_id": h.model_id if h.mode == "learned" else None, "seconds": round(self.result.seconds, 3)}
+                "model_id": _named_model(h), "seconds": round(self.result.seconds, 3)}
 
 
 def psnr(reference: LoadedImage, data: bytes, cache: CodecCache | None = None) -> float:
