@@ -173,3 +173,26 @@ def test_base_training_is_read_from_a_base_checkpoint(tmp_path: Path, base: Path
     assert base_training(str(ckpt)) == {"steps": 1234, "wall_seconds": 56.5, "train_config": {"N": 8}}
     assert base_training(str(base)) == {}  # weights, not a training checkpoint
     assert base_training(str(tmp_path / "gone.pt")) == {}
+
+
+def test_a_loram_file_warm_starts_a_new_base(tmp_path: Path, base: Path) -> None:
+    """--init-from a packaged LoRAM file takes its base and drops the per-rate deltas,
+    even though the LoRA stage overrode the end rates' λ."""
+    from dataclasses import replace
+
+    from udic.train.loop import load_initial_weights
+
+    model = modelfile.load(base).model
+    add_rate_delta(model, 2, rank=1, alpha=1.0, init_from=None)
+    for layer in model.lora_modules():
+        layer.lora["r2"].B.data.normal_()
+    model.config = replace(model.config, lambdas=(0.0002,) + model.config.lambdas[1:])
+    loram = tmp_path / "loram.safetensors"
+    loram.write_bytes(modelfile.export_bytes(model))
+
+    fresh = UdicModel(ModelConfig(N=8, M=12))
+    load_initial_weights(fresh, loram)
+    assert not list(fresh.lora_modules()) or all(not layer.lora for layer in fresh.lora_modules())
+    want = modelfile.load(base).model.state_dict()
+    got = fresh.state_dict()
+    assert torch.equal(got["g_s.out.weight"], want["g_s.out.weight"].half().float())

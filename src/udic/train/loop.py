@@ -209,7 +209,9 @@ def load_initial_weights(model: UdicModel, path: Path) -> None:
         loaded = modelfile.load(path)
         if _transforms_config(loaded.model.config) != _transforms_config(model.config):
             raise ValueError(f"{path}: architecture {loaded.model.config} differs from {model.config}")
-        state = loaded.model.state_dict()
+        # A packaged LoRAM file: its base is the warm start; the per-rate deltas
+        # belong to the LoRA stage, which runs again on the new base.
+        state = {k: v for k, v in loaded.model.state_dict().items() if ".lora." not in k}
     missing, unexpected = model.load_state_dict(state, strict=False)
     # A context model warm-started from a hyperprior: its context nets keep their
     # (zero-output) initialisation.
@@ -221,8 +223,12 @@ def load_initial_weights(model: UdicModel, path: Path) -> None:
 
 
 def _transforms_config(config: ModelConfig) -> dict:
-    """The parts of a config a warm start must match (the latent codec may change)."""
-    return {k: v for k, v in config.to_dict().items() if k not in ("latent_codec", "slices")}
+    """The parts of a config a warm start must match.
+
+    The latent codec may change, and so may λ: a LoRAM file carries the LoRA stage's
+    overridden end rates, while the base trains on the recipe's ladder.
+    """
+    return {k: v for k, v in config.to_dict().items() if k not in ("latent_codec", "slices", "lambdas")}
 
 
 @dataclass(frozen=True)
