@@ -86,6 +86,26 @@ def test_a_psnr_target_above_the_network_is_met_by_the_pixel_coder(tiny_codec):
     assert mse == 0 or 10 * np.log10(255**2 / mse) >= 47.0
 
 
+@pytest.mark.parametrize("metric,value", [("psnr", 47.0), ("bpp", 12.0)])
+def test_a_target_beyond_the_network_continues_into_the_pixel_coder_at_effort_0(tiny_codec, metric, value):
+    """As -q above the top rate does: effort 0 skips the mode choice, not the user's request."""
+    from udic.ratecontrol import RateTarget
+
+    image = loaded(smooth_image(32, 40))
+    result = api.encode_with(tiny_codec, image, 3.0, effort=0, target=RateTarget(metric, value))
+    assert ctr.parse(result.data).header.mode == "pixels"
+    assert result.notices and "lossless" in result.notices[-1]  # lossless or near-lossless: why this file
+    decoded = np.asarray(api.decode(result.data).image).astype(float)
+    if metric == "psnr":
+        mse = np.mean((decoded - image.rgb) ** 2)
+        assert mse == 0 or 10 * np.log10(255**2 / mse) >= value
+    else:
+        assert result.bpp <= value
+    kept = api.encode_with(tiny_codec, image, 3.0, effort=0, target=RateTarget(metric, value), choose_mode=False)
+    assert ctr.parse(kept.data).header.mode == "learned"
+    assert "above what this model reaches" in kept.notices[-1]
+
+
 def test_sixteen_bit_png_round_trips_exactly_through_the_cli(runner, tmp_path):
     from udic import png16
 

@@ -266,16 +266,24 @@ def _encode_to_target(codec: Codec, image: LoadedImage, start: float, effort: in
         from .reduced import reduced_target
 
         result = reduced_target(codec, image, target, result, effort, time_budget, seed, tile, decode_rgb, reference)
-    if choose_mode and effort >= modes.MIN_CHOICE_EFFORT:
+    # Beyond the learned top the target is met by the pixel coder at any effort, as -q above
+    # the top rate is: the user asked for more than the network gives.
+    # (The pixel coder then runs at effort ≥ 1: at 0 it skips the colour merging that makes
+    # near-lossless pay on palette images.)
+    beyond_top = not result.reached and target.error(result.achieved) < 0
+    if choose_mode and (effort >= modes.MIN_CHOICE_EFFORT or beyond_top):
+        pixel_effort = max(effort, modes.MIN_CHOICE_EFFORT)
         if target.metric == "psnr" and result.achieved < target.value - 0.1:
-            chosen = modes.meet_psnr(image, target.value, effort, result.achieved).result
+            chosen = modes.meet_psnr(image, target.value, pixel_effort, result.achieved).result
             chosen.notices.append(chosen.note)  # type: ignore[attr-defined]
             return chosen  # type: ignore[return-value]
         if target.metric == "bpp":
             budget = int(target.value * image.rgb.shape[0] * image.rgb.shape[1] / 8)
             lossy = modes.Candidate(result.encode, measure=lambda: _learned_psnr(codec, image, result.encode.data))
-            chosen = modes.best_within_bytes(image, budget, lossy, effort).result
+            chosen = modes.best_within_bytes(image, budget, lossy, pixel_effort).result
             if chosen is not result.encode:
+                if chosen.note:  # type: ignore[attr-defined]
+                    chosen.notices.append(chosen.note)  # type: ignore[attr-defined]
                 return chosen  # type: ignore[return-value]
     if result.notice:
         result.encode.notices.append(result.notice)

@@ -193,7 +193,8 @@ def main() -> None:
               help="Never answer with a pixel-coded file (by default, from effort 1, a lossless or "
               "near-lossless file is written instead when it is no larger and no worse).")
 @click.option("--target-bpp", type=float, default=None,
-              help="Search the quality that gives this many bits per pixel (within 3 %).")
+              help="Search the quality that gives this many bits per pixel (within 3 %). A budget above "
+              "what the network uses buys the most faithful near-lossless or lossless file that fits.")
 @click.option("--target-psnr", type=float, default=None,
               help="Search the quality that gives this PSNR in dB (within 0.1 dB). A PSNR above what the "
               "network reaches is met by near-lossless or lossless coding (with --lossy-only: the best "

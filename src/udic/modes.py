@@ -226,9 +226,8 @@ def meet_psnr(image: LoadedImage, target_db: float, effort: int, best_lossy_db: 
 
 
 def best_within_bytes(image: LoadedImage, budget: int, lossy: Candidate, effort: int) -> Candidate:
-    """For a size target: a pixel-coded file that fits the budget and beats the lossy PSNR."""
-    if effort < MIN_CHOICE_EFFORT:
-        return lossy
+    """For a size target: a pixel-coded file that fits the budget and beats the lossy PSNR
+    (the caller decides whether to look: from MIN_CHOICE_EFFORT, or beyond the learned top)."""
     chosen = _most_faithful_within(
         image, effort, budget, lambda db: db > lossy.psnr,
         lambda: f"lossless: fits the size target ({budget} B)",
