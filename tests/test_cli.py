@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import os
 import subprocess
 from pathlib import Path
@@ -97,6 +98,28 @@ def test_encode_json(runner: CliRunner, tiny_cache: TinyModel, tmp_path: Path) -
     assert (report["width"], report["height"], report["quality"]) == (56, 40, 2.5)
     assert report["model_id"] == tiny_cache.id
     assert report["bpp"] == pytest.approx(8 * size / (56 * 40), abs=1e-4)
+    # The PSNR is the decoded file's against the source, computed here by hand.
+    result = run(runner, "decode", str(tmp_path / "a.udic"), "-o", str(tmp_path / "b.png"))
+    assert result.exit_code == 0, result.output
+    src = np.asarray(Image.open(tmp_path / "a.png").convert("RGB"), dtype=np.float64)
+    dec = np.asarray(Image.open(tmp_path / "b.png").convert("RGB"), dtype=np.float64)
+    assert report["psnr"] == pytest.approx(10 * np.log10(255**2 / np.mean((src - dec) ** 2)), abs=1e-3)
+
+
+@pytest.mark.parametrize("args,lossless", [(["--lossless"], True), (["--max-error", "3"], False)])
+def test_encode_json_psnr_of_pixel_files(runner: CliRunner, tmp_path: Path, args: list[str], lossless: bool) -> None:
+    Image.fromarray(smooth_image(40, 56, seed=5)).save(tmp_path / "a.png")
+    result = run(runner, "encode", str(tmp_path / "a.png"), *args, "--json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    if lossless:
+        assert report["psnr"] == "inf"
+        return
+    run(runner, "decode", str(tmp_path / "a.udic"), "-o", str(tmp_path / "b.png"))
+    src = np.asarray(Image.open(tmp_path / "a.png").convert("RGB"), dtype=np.float64)
+    dec = np.asarray(Image.open(tmp_path / "b.png").convert("RGB"), dtype=np.float64)
+    mse = np.mean((src - dec) ** 2)
+    assert 0 < mse <= 9 and report["psnr"] == pytest.approx(10 * np.log10(255**2 / mse), abs=1e-3)
 
 
 def test_info_json_and_overhead(runner: CliRunner, tiny_cache: TinyModel, tmp_path: Path) -> None:
@@ -521,7 +544,7 @@ def test_a_terminal_gets_a_summary_line_and_a_log_gets_no_progress(runner: CliRu
     assert result.exit_code == 0
     size = (tmp_path / "a.udic").stat().st_size
     summary = result.stderr.replace("\r\x1b[K", "\n").strip().splitlines()[-1]
-    assert summary.startswith(f"udic: {tmp_path / 'a.png'}: {size} B, ") and " bpp" in summary
+    assert summary.startswith(f"udic: {tmp_path / 'a.png'}: {size} B, ") and " bpp, " in summary and re.search(r" bpp, \d+\.\d\d dB, 56x40, ", summary)
     result = run(runner, "encode", str(tmp_path / "a.png"), "--model", tiny_cache.id, "--force", "--quiet")
     assert result.stderr == ""
 
@@ -567,10 +590,20 @@ def test_help_texts(runner: CliRunner) -> None:
 
 def test_an_unreachable_psnr_encodes_its_best_with_a_note(runner: CliRunner, tiny_cache: TinyModel,
                                                                      tmp_path: Path) -> None:
+    """With --lossy-only (as cwebp -psnr does): the best learned file, a note, exit 0.
+    Without it the pixel coder meets the target, at effort 0 too."""
     write_png(tmp_path / "a.png", h=16, w=16)
     result = run(runner, "encode", str(tmp_path / "a.png"), "--model", tiny_cache.id, "--target-psnr", "99",
-                 "--effort", "0", "--json")
+                 "--effort", "0", "--json", "--lossy-only")
     assert result.exit_code == 0, result.stderr
     notes = [line for line in result.stderr.splitlines() if "note:" in line]
     assert len(notes) == 1 and "target 99 dB" in notes[0]
-    assert (tmp_path / "a.udic").is_file() and json.loads(result.stdout)["bytes"] > 0
+    report = json.loads(result.stdout)
+    assert (tmp_path / "a.udic").is_file() and report["bytes"] > 0 and report["mode"] == "learned"
+    result = run(runner, "encode", str(tmp_path / "a.png"), "--model", tiny_cache.id, "--target-psnr", "99",
+                 "--effort", "0", "--json", "--force")
+    assert result.exit_code == 0, result.stderr
+    notes = [line for line in result.stderr.splitlines() if "note:" in line]
+    assert len(notes) == 1 and re.search(r"(lossless|exact here): --target-psnr 99 is above", notes[0])
+    report = json.loads(result.stdout)
+    assert report["mode"] in ("lossless", "near-lossless") and report["psnr"] == "inf"

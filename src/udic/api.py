@@ -483,13 +483,15 @@ class EncodeRecord:
     result: EncodeResult
     effort: int
     seconds: float
+    psnr: float | None = None  # dB against the source (inf: exact); None when not measured (--quiet)
 
     def to_json(self) -> dict:
         h = self.result.header
         flags = ctr.Flags(h.flags)
+        psnr = None if self.psnr is None else "inf" if math.isinf(self.psnr) else round(self.psnr, 3)
         return {
             "input": self.input, "output": self.output, "bytes": len(self.result.data),
-            "bpp": round(self.result.bpp, 5), "width": h.width, "height": h.height,
+            "bpp": round(self.result.bpp, 5), "psnr": psnr, "width": h.width, "height": h.height,
             "quality": h.quality if h.mode == "learned" else None,
             "mode": "learned" if h.mode == "learned" else getattr(self.result, "mode", "lossless"),
             "max_error": getattr(self.result, "max_error", None),
@@ -512,6 +514,31 @@ class DecodeRecord:
         return {"input": self.input, "output": self.output, "width": h.width, "height": h.height,
                 "quality": h.quality if h.mode == "learned" else None, "mode": h.mode,
                 "model_id": _named_model(h), "seconds": round(self.result.seconds, 3)}
+
+
+def encoded_psnr(image: LoadedImage, result: EncodeResult, codec: Codec | None = None) -> float:
+    """PSNR (dB, colour channels; inf when exact) of an encode's file against its source.
+
+    The encoder's own figure when it measured one (the mode choice decodes its candidates),
+    else measured now by decoding the file: pixel-coded files without torch, on the source's
+    bit depth; learned ones with ``codec`` (the one that encoded it).  Kept on the result.
+    """
+    if result.psnr is not None:
+        return result.psnr
+    if result.header.mode == "pixels":
+        from . import modes, pixelcodec
+
+        if result.max_error == 0:  # type: ignore[attr-defined]
+            value = math.inf
+        else:
+            samples, depth = modes.exact_samples(image)
+            decoded = pixelcodec.decode_container(ctr.parse(result.data, max_pixels=samples.shape[0] * samples.shape[1]))
+            value = pixelcodec.colour_psnr(samples, decoded.samples, depth)
+    else:
+        assert codec is not None, "a learned file needs its codec to be measured"
+        value = _learned_psnr(codec, image, result.data)
+    result.psnr = value
+    return value
 
 
 def psnr(reference: LoadedImage, data: bytes, cache: CodecCache | None = None) -> float:

@@ -251,6 +251,9 @@ def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, l
     except UdicError as exc:
         raise _fail("encode", exc) from None
 
+    # The PSNR a report shows costs a decode where the encoder did not already make one.
+    report_psnr = as_json or (not quiet and _stderr_is_terminal())
+
     def work(src: str, dest: str, job: Job):  # noqa: ANN202 - an api.EncodeRecord
         t0 = time.perf_counter()
         checks.check_input(src)
@@ -278,7 +281,9 @@ def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, l
             if dest != STDIO:
                 _make_dir(out_dir)
             atomic_write_bytes(dest, result.data, force=force)
-            return api.EncodeRecord(src, dest, result, effort, time.perf_counter() - t0)
+            seconds = time.perf_counter() - t0
+            return api.EncodeRecord(src, dest, result, effort, seconds,
+                                    api.encoded_psnr(image, result) if report_psnr else None)
         from .modelchoice import model_for
 
         chosen = model_for(image.rgb, model, effort)  # synthetic art gets the model trained for it
@@ -298,14 +303,17 @@ def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, l
         if dest != STDIO:
             _make_dir(out_dir)
         atomic_write_bytes(dest, result.data, force=force)  # "-" is stdout
-        return api.EncodeRecord(src, dest, result, effort, time.perf_counter() - t0)
+        seconds = time.perf_counter() - t0
+        return api.EncodeRecord(src, dest, result, effort, seconds,
+                                api.encoded_psnr(image, result, codec) if report_psnr else None)
 
     def summary(job: Job, record) -> None:  # noqa: ANN001 - an api.EncodeRecord
         h = record.result.header
         where = "stdout" if record.output == STDIO else record.output
         what = (f"quality {h.quality:g}" if h.mode == "learned"
                 else "lossless" if record.result.max_error == 0 else f"near-lossless ±{record.result.max_error}")
-        say(job.name, f"{len(record.result.data)} B, {record.result.bpp:.3f} bpp, {h.width}x{h.height}, "
+        fidelity = "" if record.psnr is None or math.isinf(record.psnr) else f"{record.psnr:.2f} dB, "
+        say(job.name, f"{len(record.result.data)} B, {record.result.bpp:.3f} bpp, {fidelity}{h.width}x{h.height}, "
                       f"{what}, effort {record.effort} -> {where}")
 
     show_summary = not quiet and not as_json and _stderr_is_terminal()

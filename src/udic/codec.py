@@ -61,6 +61,7 @@ class EncodeResult:
     # go on to synthesise them (adaptation) without re-running the hyper-synthesis.
     y_hat: torch.Tensor | None = field(default=None, repr=False)
     rate: Rate | None = None  # the rate coded (the header's, as a Rate of the model)
+    psnr: float | None = None  # dB, once the encoder has decoded its own file (the mode choice)
 
     @property
     def bpp(self) -> float:

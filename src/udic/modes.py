@@ -103,13 +103,20 @@ class Candidate:
         self.result = result  # a learned EncodeResult or a pixelcodec.PixelEncoded
         self._psnr = psnr
         self._measure = measure
+        self._record()
 
     @property
     def psnr(self) -> float:
         if self._psnr is None:
             assert self._measure is not None
             self._psnr = self._measure()
+            self._record()
         return self._psnr
+
+    def _record(self) -> None:
+        """A PSNR once known travels with the file, so the report need not decode it again."""
+        if self._psnr is not None and hasattr(self.result, "psnr"):
+            self.result.psnr = self._psnr  # type: ignore[attr-defined]
 
     @property
     def size(self) -> int:
@@ -219,10 +226,15 @@ def meet_psnr(image: LoadedImage, target_db: float, effort: int, best_lossy_db: 
             else:
                 hi = mid - 1
         cand = ladder[lo]
-        return _noted(cand, f"near-lossless ±{ladder.steps[lo]}: {cand.psnr:.2f} dB meets --target-psnr {target_db:g} "
-                            f"(the learned codec reaches {best_lossy_db:.2f} dB)")
-    return _noted(_pixel_candidate(image, 0, effort), f"lossless: --target-psnr {target_db:g} is above what the "
-                                                      f"learned codec reaches ({best_lossy_db:.2f} dB)")
+        if math.isfinite(cand.psnr):
+            return _noted(cand, f"near-lossless ±{ladder.steps[lo]}: {cand.psnr:.2f} dB meets --target-psnr "
+                                f"{target_db:g} (the learned codec reaches {best_lossy_db:.2f} dB)")
+        # A tolerance step can decode exactly (and be smaller than the lossless file).
+        mode = "lossless" if cand.result.max_error == 0 else f"near-lossless ±{cand.result.max_error}, exact here"  # type: ignore[attr-defined]
+    else:
+        cand, mode = _pixel_candidate(image, 0, effort), "lossless"
+    return _noted(cand, f"{mode}: --target-psnr {target_db:g} is above what the "
+                        f"learned codec reaches ({best_lossy_db:.2f} dB)")
 
 
 def best_within_bytes(image: LoadedImage, budget: int, lossy: Candidate, effort: int) -> Candidate:

@@ -60,6 +60,7 @@ class PixelEncoded:
     notices: list[str] = field(default_factory=list)
     note: str | None = None  # the encoder's account of the mode (ancillary note section)
     rate: None = None  # no model rate: keeps the learned EncodeResult's shape
+    psnr: float | None = None  # dB once measured (inf when lossless), as on a learned EncodeResult
 
     @property
     def mode(self) -> str:
