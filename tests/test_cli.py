@@ -122,6 +122,20 @@ def test_encode_json_psnr_of_pixel_files(runner: CliRunner, tmp_path: Path, args
     assert 0 < mse <= 9 and report["psnr"] == pytest.approx(10 * np.log10(255**2 / mse), abs=1e-3)
 
 
+@pytest.mark.parametrize("args,mode,max_error", [(["--lossless"], "lossless", 0),
+                                                  (["--max-error", "5"], "near-lossless", 5)])
+def test_encode_decode_and_info_name_the_mode_alike(runner: CliRunner, tmp_path: Path, args: list[str], mode: str,
+                                                    max_error: int) -> None:
+    Image.fromarray(smooth_image(40, 56, seed=7)).save(tmp_path / "a.png")
+    records = [json.loads(run(runner, "encode", str(tmp_path / "a.png"), *args, "--json").stdout),
+               json.loads(run(runner, "decode", str(tmp_path / "a.udic"), "-o", str(tmp_path / "b.png"),
+                              "--json").stdout),
+               json.loads(run(runner, "info", str(tmp_path / "a.udic"), "--json").stdout)]
+    assert [(r["mode"], r["max_error"]) for r in records] == [(mode, max_error)] * 3
+    if max_error:
+        assert f"near-lossless ±{max_error}" in run(runner, "info", str(tmp_path / "a.udic")).stdout
+
+
 def test_info_json_and_overhead(runner: CliRunner, tiny_cache: TinyModel, tmp_path: Path) -> None:
     img = Image.fromarray(np.dstack([smooth_image(40, 300, seed=3), np.tile(np.arange(300) % 256, (40, 1)).astype(np.uint8)]))
     (tmp_path / "a.png").write_bytes(png_bytes(img))

@@ -408,24 +408,28 @@ class FileInfo:
     bit_depth: int = 8
     pixel_coding: str | None = None  # a pixel-coded file's coder mode (predictive, palette, …)
     coded_size: str | None = None  # reduced resolution (spec §12): the size the network codes, e.g. "384x216"
+    max_error: int | None = None  # a pixel-coded file's tolerance (0 = lossless)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def to_json(self, source: str | None = None) -> dict:
-        """The ``udic info --json`` record (``input`` first when the source is named)."""
-        return ({"input": source} if source is not None else {}) | self.to_dict()
+        """The ``udic info --json`` record (``input`` first when the source is named); ``mode``
+        and ``max_error`` as in encode's and decode's records."""
+        record = self.to_dict() | {"mode": self.mode.split(" ±")[0]}
+        return ({"input": source} if source is not None else {}) | record
 
 
 def info(data: bytes) -> FileInfo:
     cont, layout = ctr.parse_with_layout(data, max_pixels=ctr.MAX_DIMENSION**2)
     h = cont.header
     described = ctr.describe_sections(cont)
-    mode, bit_depth, pixel_coding = "learned", 8, None
+    mode, bit_depth, pixel_coding, max_error = "learned", 8, None, None
     if h.mode == "pixels":
         px = described["pixels"]
         err = int(px.get("max_error", 0))
         mode = "lossless" if err == 0 else f"near-lossless ±{err}"
+        max_error = err
         bit_depth = int(px.get("bit_depth", 8))
         pixel_coding = f"{px.get('mode', '?')}, {px.get('channels', '?')} channels" + (
             f", {px['transform']}" if "transform" in px else "") + (
@@ -471,6 +475,7 @@ def info(data: bytes) -> FileInfo:
         bit_depth=bit_depth,
         pixel_coding=pixel_coding,
         coded_size=coded_size,
+        max_error=max_error,
     )
 
 
@@ -512,8 +517,16 @@ class DecodeRecord:
     def to_json(self) -> dict:
         h = self.result.header
         return {"input": self.input, "output": self.output, "width": h.width, "height": h.height,
-                "quality": h.quality if h.mode == "learned" else None, "mode": h.mode,
+                "quality": h.quality if h.mode == "learned" else None, "mode": decoded_mode(self.result),
+                "max_error": getattr(self.result, "max_error", None),
                 "model_id": _named_model(h), "seconds": round(self.result.seconds, 3)}
+
+
+def decoded_mode(result: DecodeResult | PixelDecodeResult) -> str:
+    """"learned", "lossless" or "near-lossless": the names encode's and info's records use."""
+    if result.header.mode == "learned":
+        return "learned"
+    return "lossless" if result.max_error == 0 else "near-lossless"  # type: ignore[union-attr]
 
 
 def encoded_psnr(image: LoadedImage, result: EncodeResult, codec: Codec | None = None) -> float:

@@ -379,7 +379,8 @@ def decode(inputs: tuple[str, ...], output: str | None, fmt: str | None, model: 
     def summary(job: Job, record) -> None:  # noqa: ANN001 - an api.DecodeRecord
         h = record.result.header
         where = "stdout" if record.output == STDIO else record.output
-        what = f"quality {h.quality:g}" if h.mode == "learned" else "pixel-coded"
+        what = (f"quality {h.quality:g}" if h.mode == "learned" else "lossless" if record.result.max_error == 0
+                else f"near-lossless ±{record.result.max_error}")
         say(job.name, f"{h.width}x{h.height}, {what}, {record.result.seconds:.2f} s -> {where}")
 
     show_summary = not quiet and not as_json and _stderr_is_terminal()
