@@ -24,6 +24,15 @@ def test_the_pixel_ladder_continues_the_quality_scale():
     assert [modes.pixel_max_error(q, 5.0) for q in (5.01, 6, 6.5, 7, 8, 9)] == [4, 4, 2, 2, 1, 0]
 
 
+@pytest.mark.parametrize("quality,flag", [("9", ["--lossless"]), ("7", ["--max-error", "2"])])
+def test_a_quality_on_the_pixel_ladder_writes_the_same_file_as_its_flag(runner, tmp_path, quality, flag):
+    (tmp_path / "in.png").write_bytes(png_bytes(smooth_image(30, 34)))
+    for name, args in (("q", ["-q", quality]), ("f", flag)):
+        res = run(runner, "encode", str(tmp_path / "in.png"), "-o", str(tmp_path / f"{name}.udic"), *args)
+        assert res.exit_code == 0, res.output
+    assert (tmp_path / "q.udic").read_bytes() == (tmp_path / "f.udic").read_bytes()
+
+
 def test_exact_samples_keep_gray_and_alpha_channels():
     rgba = np.dstack([smooth_image(10, 12), np.full((10, 12), 7, np.uint8)])
     samples, depth = modes.exact_samples(loaded(rgba))

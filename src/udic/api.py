@@ -190,10 +190,8 @@ def encode_with(
         return _encode_to_target(codec, image, quality, effort, time_budget, seed, on_step, tile, target,
                                  choose_mode, reduce)
     step = modes.pixel_max_error(quality, codec.max_quality)
-    if step is not None:
-        return encode_pixels(image, modes.ladder_error(image, step), effort,
-                             note=f"-q {quality:g}: above the learned codec's top rate "
-                                  f"({codec.max_quality:g}), " + ("lossless" if step == 0 else f"±{step}"))
+    if step is not None:  # the same file as --max-error N / --lossless: the mode says why
+        return encode_pixels(image, modes.ladder_error(image, step), effort)
     result = _encode_learned(codec, image, quality, effort, time_budget, seed, on_step, tile)
     if effort < modes.MIN_CHOICE_EFFORT or not (choose_mode or reduce):
         return result

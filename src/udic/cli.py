@@ -273,11 +273,9 @@ def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, l
         if not job.parallel:
             _setup_threads(threads)
         if exact or pixel_step is not None:  # the pixel coder: no model, no torch
-            if exact:
-                result = api.encode_pixels(image, max_error or 0, effort)
-            else:
-                result = api.encode_pixels(image, modes.ladder_error(image, pixel_step), effort,
-                                           note=f"-q {q:g}: " + ("lossless" if pixel_step == 0 else f"±{pixel_step}"))
+            # -q above the top rate writes the very file --max-error N / --lossless would.
+            step = (max_error or 0) if exact else modes.ladder_error(image, pixel_step)
+            result = api.encode_pixels(image, step, effort)
             if dest != STDIO:
                 _make_dir(out_dir)
             atomic_write_bytes(dest, result.data, force=force)
