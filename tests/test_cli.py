@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import sys
 import os
 import subprocess
 from pathlib import Path
@@ -621,3 +622,21 @@ def test_an_unreachable_psnr_encodes_its_best_with_a_note(runner: CliRunner, tin
     assert len(notes) == 1 and re.search(r"(lossless|exact here): --target-psnr 99 is above", notes[0])
     report = json.loads(result.stdout)
     assert report["mode"] in ("lossless", "near-lossless") and report["psnr"] == "inf"
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["encode", "a.png", "--effort", "9"],
+     "udic: encode: Invalid value for '--effort': 9 is not in the range 0<=x<=5 (see 'udic encode --help')"),
+    (["encode"], "udic: encode: Missing argument 'INPUTS...' (see 'udic encode --help')"),
+    (["frobnicate"], "udic: No such command 'frobnicate' (see 'udic --help')"),
+])
+def test_usage_errors_are_one_line_in_udics_shape(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
+                                                   argv: list[str], expected: str) -> None:
+    """click's own errors read like udic's ("udic: encode: problem"), with the help hint."""
+    from udic import cli
+
+    monkeypatch.setattr(sys, "argv", ["udic", *argv])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.run()
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == expected

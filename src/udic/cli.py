@@ -542,18 +542,19 @@ def compare_command(paths: tuple[Path, ...], sweep: bool, codecs: str, quality_s
 def run() -> None:
     """Console entry point: no traceback ever reaches the user."""
     try:
-        main(standalone_mode=False)
+        main(standalone_mode=False, prog_name="udic")  # also under python -m udic
     except click.exceptions.Exit as exc:
         raise SystemExit(exc.exit_code) from None
     except click.exceptions.Abort:
         click.echo("udic: interrupted", err=True)
         raise SystemExit(130) from None
     except click.ClickException as exc:
-        # One line, like every other udic error (click would print the usage block).
+        # One line in udic's own shape, "udic: encode: problem" (click would print the usage block).
         ctx = getattr(exc, "ctx", None)
-        where = ctx.command_path if ctx is not None else "udic"
-        hint = f" (see '{where} --help')" if ctx is not None else ""
-        message = " ".join(exc.format_message().split())
+        path = ctx.command_path.split() if ctx is not None else ["udic"]
+        where = ": ".join(["udic", *path[1:]])
+        hint = f" (see '{' '.join(path)} --help')" if ctx is not None else ""
+        message = " ".join(exc.format_message().split()).rstrip(".")
         click.echo(f"{where}: {message}{hint}", err=True)
         raise SystemExit(exc.exit_code) from None
     except SystemExit:
