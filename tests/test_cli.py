@@ -378,8 +378,17 @@ def test_models_lists_the_cached_model(runner: CliRunner, tiny_cache: TinyModel)
     assert len(tiny) == 1
     assert tiny[0]["status"] == "cached" and tiny[0]["name"] == "tiny"
     assert tiny[0]["size"] == tiny_cache.path.stat().st_size
+    assert tiny[0]["role"].startswith(("default", "earlier model", "synthetic art"))
     text = run(runner, "models")
     assert tiny_cache.id in text.stdout
+    lines = text.stdout.splitlines()
+    assert lines[0].split() == ["id", "name", "size", "where", "use"]
+    default = [r for r in rows if r["default"]]
+    if default:  # the default comes first, marked
+        assert lines[1].startswith(f"* {default[0]['id']}") and " default" in lines[1]
+    verbose = run(runner, "models", "-v").stdout
+    described = [r for r in rows if r["description"]]
+    assert all(r["description"] in verbose for r in described)
 
 
 # ---- the real executable ------------------------------------------------------------------

@@ -431,10 +431,22 @@ def info(inputs: tuple[str, ...], as_json: bool) -> None:
         raise SystemExit(1)
 
 
+def _model_role(model_id: str, default: str | None) -> str:
+    """What a model is for, in a user's words (the registry's description is how it was trained)."""
+    from .modelchoice import SYNTHETIC_MODEL
+
+    if model_id == default:
+        return "default" + (": photos and synthetic art" if model_id == SYNTHETIC_MODEL else "")
+    if model_id == SYNTHETIC_MODEL:
+        return "synthetic art (chosen for it from effort 1)"
+    return "earlier model, kept so that its files decode"
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def models(as_json: bool) -> None:
-    """List known models and where each is available."""
+@click.option("--verbose", "-v", is_flag=True, help="Also say how each model was trained.")
+def models(as_json: bool, verbose: bool) -> None:
+    """List known models, what each is for and where it is available (* = the default)."""
     from . import hub
 
     try:
@@ -446,15 +458,20 @@ def models(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([
             {"id": e.id, "name": e.name, "size": e.size, "status": status, "default": e.id == default,
-             "description": e.description} for e, status in rows
+             "role": _model_role(e.id, default), "description": e.description} for e, status in rows
         ]))
         return
     if not rows:
         click.echo("no models registered")
         return
-    for e, status in rows:
+    # The default first, then newest first (the registry lists models oldest first).
+    ordered = sorted(enumerate(rows), key=lambda r: (r[1][0].id != default, -r[0]))
+    click.echo(f"  {'id':<16}  {'name':<24} {'size':>9}  {'where':<12} use")
+    for _, (e, status) in ordered:
         mark = "*" if e.id == default else " "
-        click.echo(f"{mark} {e.id}  {e.name:<24} {e.size / 1e6:6.1f} MB  {status:<12} {e.description}")
+        click.echo(f"{mark} {e.id}  {e.name:<24} {e.size / 1e6:6.1f} MB  {status:<12} {_model_role(e.id, default)}")
+        if verbose and e.description:
+            click.echo(f"{'':20}{e.description}")
 
 
 # ---- compare -------------------------------------------------------------------------------
