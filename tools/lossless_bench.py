@@ -22,7 +22,8 @@ from PIL import Image
 
 from udic import lossless
 
-DATA = "/work/shared/data"
+# ../shared/data next to the checkout (as udic.train.data finds it, without importing torch), or UDIC_DATA
+DATA = os.environ.get("UDIC_DATA") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data")
 DOMAINS = {
     "kodak": "kodak",
     "comic": "ood/comic",
