@@ -107,7 +107,12 @@ def main() -> None:
 
     results: dict[str, dict] = {}
     has_jxl = shutil.which("cjxl") is not None
-    print(f"udic lossless (effort {args.effort}) vs lossless WebP (method 6)" + (" and cjxl -d 0 -e 7" if has_jxl else " (cjxl not on PATH)"))
+    # A section of bench/report.md (tools.bench.SECTIONS): a heading, then what was measured.
+    print("## Lossless and near-lossless (the pixel coder)")
+    print()
+    print(f"udic lossless (effort {args.effort}) vs lossless WebP (method 6)" + (" and cjxl -d 0 -e 7" if has_jxl else " (cjxl not on PATH)")
+          + f", the first {args.max_images} images of each set; ratios are geometric means of per-image bytes, "
+          "speeds are megapixels per CPU-second on one core.")
     print()
     print("| domain | images | udic bpp | WebP bpp | udic/WebP | udic/JXL | enc MP/s | dec MP/s |")
     print("|---|---|---|---|---|---|---|---|")
