@@ -122,7 +122,9 @@ def measure_targets(codec: Codec, images: list[np.ndarray]) -> list[dict]:
             codec.encode = counting  # type: ignore[method-assign]
             try:
                 t0 = time.perf_counter()
-                enc = encode_with(codec, image, 3.0, target=RateTarget(metric, value))  # type: ignore[arg-type]
+                # The family's own reach: no pixel-coded answer beyond its top rate.
+                enc = encode_with(codec, image, 3.0, target=RateTarget(metric, value),  # type: ignore[arg-type]
+                                  choose_mode=False)
                 seconds = time.perf_counter() - t0
             finally:
                 del codec.encode
