@@ -530,26 +530,14 @@ def decoded_mode(result: DecodeResult | PixelDecodeResult) -> str:
 def encoded_psnr(image: LoadedImage, result: EncodeResult, codec: Codec | None = None) -> float:
     """PSNR (dB, colour channels; inf when exact) of an encode's file against its source.
 
-    The encoder's own figure when it measured one (the mode choice decodes its candidates),
-    else measured now by decoding the file: pixel-coded files without torch, on the source's
-    bit depth; learned ones with ``codec`` (the one that encoded it).  Kept on the result.
+    Pixel-coded files carry theirs from the encoder (which decodes its own payload); learned
+    ones carry the mode choice's measurement when it made one, else are decoded now with
+    ``codec`` (the one that encoded them).  Kept on the result.
     """
-    if result.psnr is not None:
-        return result.psnr
-    if result.header.mode == "pixels":
-        from . import modes, pixelcodec
-
-        if result.max_error == 0:  # type: ignore[attr-defined]
-            value = math.inf
-        else:
-            samples, depth = modes.exact_samples(image)
-            decoded = pixelcodec.decode_container(ctr.parse(result.data, max_pixels=samples.shape[0] * samples.shape[1]))
-            value = pixelcodec.colour_psnr(samples, decoded.samples, depth)
-    else:
+    if result.psnr is None:
         assert codec is not None, "a learned file needs its codec to be measured"
-        value = _learned_psnr(codec, image, result.data)
-    result.psnr = value
-    return value
+        result.psnr = _learned_psnr(codec, image, result.data)
+    return result.psnr
 
 
 def psnr(reference: LoadedImage, data: bytes, cache: CodecCache | None = None) -> float:

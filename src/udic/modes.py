@@ -84,17 +84,6 @@ def encode_pixels(image: LoadedImage, max_error: int, effort: int = 1, note: str
     return enc
 
 
-def pixel_psnr(image: LoadedImage, enc: pixelcodec.PixelEncoded) -> float:
-    """Colour PSNR of a pixel-coded result, on the scale lossy PSNRs use."""
-    from . import pixelcodec
-
-    if enc.max_error == 0:
-        return math.inf
-    samples, depth = exact_samples(image)
-    assert enc.reconstruction is not None, "encode with keep_reconstruction=True"
-    return pixelcodec.colour_psnr(samples, enc.reconstruction, depth)
-
-
 class Candidate:
     """A finished file and its PSNR, measured only if a decision needs it."""
 
@@ -127,8 +116,8 @@ def _pixel_candidate(image: LoadedImage, max_error: int, effort: int) -> Candida
     """A pixel-coded candidate without a note; ``max_error`` in 8-bit steps (scaled for
     16-bit sources)."""
     max_error = ladder_error(image, max_error)
-    enc = encode_pixels(image, max_error, effort, keep_reconstruction=max_error > 0)
-    return Candidate(enc, pixel_psnr(image, enc))
+    enc = encode_pixels(image, max_error, effort)
+    return Candidate(enc, enc.psnr)  # colour PSNR on the scale lossy PSNRs use
 
 
 def _noted(cand: Candidate, note: str | None) -> Candidate:

@@ -60,7 +60,7 @@ class PixelEncoded:
     notices: list[str] = field(default_factory=list)
     note: str | None = None  # the encoder's account of the mode (ancillary note section)
     rate: None = None  # no model rate: keeps the learned EncodeResult's shape
-    psnr: float | None = None  # dB once measured (inf when lossless), as on a learned EncodeResult
+    psnr: float | None = None  # colour PSNR in dB (inf when lossless), as on a learned EncodeResult
 
     @property
     def mode(self) -> str:
@@ -121,9 +121,10 @@ def encode_file(
         version=ctr.PIXELS_VERSION,
     )
     data = ctr.write(ctr.Container(header=header, sections={ctr.Section(t): p for t, p in payloads.items()}))
+    psnr = math.inf if max_error == 0 else colour_psnr(samples, decoded, bit_depth)  # decoded is in hand
     return PixelEncoded(data=data, header=header, max_error=max_error, bit_depth=bit_depth,
                         seconds=time.perf_counter() - t0,
-                        reconstruction=decoded if keep_reconstruction else None, note=note)
+                        reconstruction=decoded if keep_reconstruction else None, note=note, psnr=psnr)
 
 
 def with_note(enc: PixelEncoded, note: str | None) -> PixelEncoded:
@@ -135,7 +136,8 @@ def with_note(enc: PixelEncoded, note: str | None) -> PixelEncoded:
         cont.sections[ctr.Section.NOTE] = payload
     data = ctr.write(cont)
     return PixelEncoded(data=data, header=enc.header, max_error=enc.max_error, bit_depth=enc.bit_depth,
-                        seconds=enc.seconds, reconstruction=enc.reconstruction, notices=enc.notices, note=note)
+                        seconds=enc.seconds, reconstruction=enc.reconstruction, notices=enc.notices, note=note,
+                        psnr=enc.psnr)
 
 
 def decode_container(cont: ctr.Container) -> PixelDecoded:
