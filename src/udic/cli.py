@@ -308,8 +308,7 @@ def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, l
     def summary(job: Job, record) -> None:  # noqa: ANN001 - an api.EncodeRecord
         h = record.result.header
         where = "stdout" if record.output == STDIO else record.output
-        what = (f"quality {h.quality:g}" if h.mode == "learned"
-                else "lossless" if record.result.max_error == 0 else f"near-lossless ±{record.result.max_error}")
+        what = _mode_label(record.result)
         fidelity = "" if record.psnr is None or math.isinf(record.psnr) else f"{record.psnr:.2f} dB, "
         say(job.name, f"{len(record.result.data)} B, {record.result.bpp:.3f} bpp, {fidelity}{h.width}x{h.height}, "
                       f"{what}, effort {record.effort} -> {where}")
@@ -377,8 +376,7 @@ def decode(inputs: tuple[str, ...], output: str | None, fmt: str | None, model: 
     def summary(job: Job, record) -> None:  # noqa: ANN001 - an api.DecodeRecord
         h = record.result.header
         where = "stdout" if record.output == STDIO else record.output
-        what = (f"quality {h.quality:g}" if h.mode == "learned" else "lossless" if record.result.max_error == 0
-                else f"near-lossless ±{record.result.max_error}")
+        what = _mode_label(record.result)
         say(job.name, f"{h.width}x{h.height}, {what}, {record.result.seconds:.2f} s -> {where}")
 
     show_summary = not quiet and not as_json and _stderr_is_terminal()
@@ -429,6 +427,14 @@ def info(inputs: tuple[str, ...], as_json: bool) -> None:
         click.echo(f"  version     {fi.version}")
     if failures:
         raise SystemExit(1)
+
+
+def _mode_label(result) -> str:  # noqa: ANN001 - an encode or decode result
+    """The summary lines' name for a file's mode: its quality, or its pixel coding."""
+    h = result.header
+    if h.mode == "learned":
+        return f"quality {h.quality:g}"
+    return "lossless" if result.max_error == 0 else f"near-lossless ±{result.max_error}"
 
 
 def _model_role(model_id: str, default: str | None) -> str:
