@@ -488,6 +488,27 @@ def test_row_contexts_round_trip_and_save_bytes(lz: int, literals: int) -> None:
     assert len(rows) < len(plain)
 
 
+@pytest.mark.parametrize("image, offsets_pay", [("glyphs", False), ("sheet", True)])
+def test_the_raster_scan_keeps_copy_offsets_only_where_they_pay(image: str, offsets_pay: bool) -> None:
+    """Copy offsets widen the raster scan's alphabet: on text-like art, where left / above and the
+    literal cache already find the repeats, the scan without them is smaller and is the one kept;
+    on a tile sheet whose repeats only an offset reaches, the offsets stay."""
+    from udic.lossless import find_offsets, pixel_keys, transforms
+
+    pixels = _glyphs(60, 96) if image == "glyphs" else _tile_sheet(96, 160)
+    found = lossless._raster_order(transforms.find_palette(pixels, lossless.MAX_RASTER_PALETTE))
+    offsets = find_offsets(pixel_keys(pixels), lossless.MAX_OFFSETS)
+    assert offsets
+    with_offsets = lossless._encode_raster(pixels, 8, 0, found, offsets, raster.LZ_OFF, 1)
+    bare = lossless._encode_raster(pixels, 8, 0, found, [], raster.LZ_OFF, 1)
+    assert (len(with_offsets) < len(bare)) == offsets_pay
+    stored = lossless._encode_stored(pixels, 8, 0)
+    kept = lossless._raster_forms(pixels, 8, 0, 1, found, offsets, 0.0, stored, None, free_copies=False)
+    assert len(kept) == min(len(with_offsets), len(bare))
+    assert (lossless.describe(kept)["copy_offsets"] > 0) == offsets_pay
+    np.testing.assert_array_equal(lossless.decode(kept), pixels)
+
+
 def test_an_unknown_symbol_contexts_byte_is_refused() -> None:
     from udic.lossless.payload import Reader
 

@@ -46,6 +46,12 @@ MAX_RASTER_PALETTE = 16384  # palette raster (version ≥ 4) takes larger palett
 # (8 images per set: comics −2.6 %, vector −3.9 %, screens −1.1 %), but a 794-byte vector icon
 # lost 2.5 %.  Up to this size (and at effort ≥ 2) the encoder codes both and keeps the smaller.
 BOTH_CONTEXTS_PIXELS = 1 << 16
+# Copy offsets widen the raster scan's alphabet, and its second phase's contexts grow with its
+# square: where left / above / the literal cache already cover the repeats they lost up to 6 %
+# (tile sheets, small dialogs), where they carry the image (croodles line art) they won 8 %.
+# Up to this size (and at effort ≥ 2) the plain raster scan is coded both ways: pixel art −2 %;
+# comics (0.25 MP) would gain 0.6 % for a fifth more encode time.
+BOTH_OFFSETS_PIXELS = 1 << 17
 
 
 def _colour_count(channels: int) -> int:
@@ -476,6 +482,10 @@ def _raster_forms(pixels: np.ndarray, bit_depth: int, max_error: int, effort: in
     for lz in modes:
         scan = plain_scan if lz == raster.LZ_OFF else None
         cand = _encode_raster(pixels, bit_depth, max_error, found, inside, lz, effort, None, scan)
+        if lz == raster.LZ_OFF and inside and (effort >= 2 or h * w <= BOTH_OFFSETS_PIXELS):
+            bare = _encode_raster(pixels, bit_depth, max_error, found, [], lz, effort)
+            if len(bare) < len(cand):
+                cand, inside = bare, []  # the free copies below find their own offsets
         if len(cand) < len(best):
             best = cand
         if lz == raster.LZ_OFF:
