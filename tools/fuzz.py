@@ -167,7 +167,8 @@ def pixel_seeds() -> list[Seed]:
         ("pixels-lossless-rgba", rgba, 8, 0, None),
         ("pixels-near-gray", _smooth(22, 17, 15)[..., :1], 8, 3, Metadata(xmp=b"<x/>")),
         ("pixels-palette", flat, 8, 0, None),  # palette raster (lossless payload mode 3)
-        ("pixels-palette-interlaced", (_smooth(36, 52, 3) // 64 * 64).astype(np.uint8), 8, 0, None),
+        # (levels of 85: with levels of 64 the raster scan without copy offsets came out smaller)
+        ("pixels-palette-interlaced", (_smooth(36, 52, 3) // 85 * 85).astype(np.uint8), 8, 0, None),
         ("pixels-palette-cached", _bands(24, 32), 8, 0, None),  # literal cache, fresh literals
         ("pixels-palette-coded", _bands(24, 32, 1), 8, 0, None),  # coded palette
         ("pixels-16bit", wide, 16, 0, None),
