@@ -72,14 +72,14 @@ def ladder_error(image: LoadedImage, max_error_8bit: int) -> int:
     return max_error_8bit << (depth - 8) if depth > 8 else max_error_8bit
 
 
-def encode_pixels(image: LoadedImage, max_error: int, effort: int = 1, note: str | None = None,
-                  keep_reconstruction: bool = False) -> pixelcodec.PixelEncoded:
+def encode_pixels(image: LoadedImage, max_error: int, effort: int = 1,
+                  note: str | None = None) -> pixelcodec.PixelEncoded:
     """A pixel-coded file of ``image``; the source's notices travel with the result."""
     from . import pixelcodec
 
     samples, depth = exact_samples(image)
     enc = pixelcodec.encode_file(samples, depth, max_error, effort, icc=image.icc, metadata=image.metadata,
-                                 keep_reconstruction=keep_reconstruction, note=note)
+                                 note=note)
     enc.notices = [n for n in image.notices if not (depth > 8 and "16-bit" in n)]
     return enc
 
