@@ -325,3 +325,29 @@ def test_loop_filter_kept_when_it_pays(codec: Codec, image: LoadedImage) -> None
 def test_effort_0_sends_no_filter(codec: Codec, image: LoadedImage) -> None:
     res = adapt_encode(codec, image, 3.0, AdaptConfig.for_effort(0))
     assert res.chosen == "none" and not ctr.parse(res.data).header.flags & ctr.Flags.LOOP_FILTER
+
+
+def test_loop_filter_classes_kept_when_they_pay() -> None:
+    """Flat areas brightened, busy ones darkened: an activity split pays for its bytes; where
+    every pixel wants the same correction it does not, and the plain filter stays."""
+    from udic import loopfilter
+    from udic.adapt import _class_split
+
+    rng = np.random.default_rng(12)
+    decoded = np.full((96, 128, 3), 120, np.uint8)
+    decoded[:, 64:] = rng.integers(0, 256, (96, 64, 3))
+    bands = loopfilter.sample_bands(96, 128)
+    pixels, lam = 96 * 128, 0.01
+    splits = AdaptConfig.for_effort(1).filter_classes
+    for shift_busy, want_classes in ((-6, True), (6, False)):
+        original = decoded.astype(int)
+        original[:, :64] += 6
+        original[:, 64:] += shift_busy
+        original = np.clip(original, 0, 255).astype(np.uint8)
+        normal = loopfilter.normal_equations(original, decoded, 5)
+        plain = loopfilter.fit(normal, 1, 8)
+        sse, n = loopfilter.squared_error(original, decoded, plain, bands)
+        cost = (8 * len(loopfilter.encode(plain)) + 16) / pixels + lam * sse / (3 * n)
+        chosen_cost, chosen = _class_split(original, decoded, (cost, plain), lam, pixels, bands, splits, normal)
+        assert (chosen.classes > 1) == want_classes
+        assert chosen_cost <= cost

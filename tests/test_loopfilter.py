@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import loaded, smooth_image
+from udic import api
 from udic import container as ctr
 from udic import loopfilter
 from udic.codec import Codec
@@ -150,3 +151,167 @@ def test_column_pieces_change_neither_output_nor_fit(k: int, monkeypatch: pytest
     assert pieces.pixels == whole_fit.pixels
     np.testing.assert_allclose(pieces.gram, whole_fit.gram, rtol=1e-12)
     np.testing.assert_allclose(pieces.cross, whole_fit.cross, rtol=1e-12, atol=1e-6)
+
+
+# ---- activity classes (format version 8) -----------------------------------------------------
+
+
+def _class_filter(k: int, thresholds: tuple[int, ...], seed: int = 0, spread: int = 40) -> LoopFilter:
+    base = _random_filter(k, 8, seed, spread)
+    rng = np.random.default_rng(seed + 100)
+    corrections = rng.integers(-spread, spread + 1, (len(thresholds), 3, loopfilter.CLASS_TAPS))
+    return LoopFilter(k=k, frac_bits=8, taps=base.taps, gains=base.gains, bias=base.bias,
+                      thresholds=thresholds, class_taps=corrections)
+
+
+def _reference_activity(d: np.ndarray, y: int, x: int) -> int:
+    """Spec §8's activity of one pixel in Python integers (pixels outside replicated)."""
+    h, w, _ = d.shape
+
+    def g(yy: int, xx: int) -> int:
+        yy, xx = min(max(yy, 0), h - 1), min(max(xx, 0), w - 1)
+        return int(d[yy, xx, 0]) + 2 * int(d[yy, xx, 1]) + int(d[yy, xx, 2])
+
+    total = 0
+    for qy in (y - 1, y, y + 1):
+        for qx in (x - 1, x, x + 1):
+            total += abs(4 * g(qy, qx) - g(qy - 1, qx) - g(qy + 1, qx) - g(qy, qx - 1) - g(qy, qx + 1))
+    return total
+
+
+def _reference_classes(d: np.ndarray, lf: LoopFilter, y: int, x: int) -> list[int]:
+    """Spec §8 with activity classes for one pixel: the plain filter's sum plus the class's
+    own-channel 3×3 correction, before the shift."""
+    h, w, _ = d.shape
+    cls = sum(1 for t in lf.thresholds if t <= _reference_activity(d, y, x))
+    out = []
+    plain = LoopFilter(k=lf.k, frac_bits=lf.frac_bits, taps=lf.taps, gains=lf.gains, bias=lf.bias)
+    r = lf.k // 2
+    offsets = [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1) if (dy, dx) != (0, 0)]
+    for c in range(3):
+        acc = int(d[y, x, c]) << lf.frac_bits
+        i = 0
+        for j in range(3):
+            for dy, dx in offsets:
+                yy, xx = min(max(y + dy, 0), h - 1), min(max(x + dx, 0), w - 1)
+                acc += int(plain.taps[c, i]) * (int(d[yy, xx, j]) - int(d[y, x, j]))
+                i += 1
+        acc += sum(int(plain.gains[c, j]) * int(d[y, x, j]) for j in range(3)) + int(plain.bias[c])
+        if cls:
+            row = lf.class_taps[cls - 1, c]
+            small = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
+            for t, (dy, dx) in enumerate(small):
+                yy, xx = min(max(y + dy, 0), h - 1), min(max(x + dx, 0), w - 1)
+                acc += int(row[t]) * (int(d[yy, xx, c]) - int(d[y, x, c]))
+            acc += int(row[loopfilter.CLASS_TAPS - 1])
+        acc += 1 << (lf.frac_bits - 1)
+        out.append(min(max(acc >> lf.frac_bits, 0), 255))
+    return out
+
+
+@pytest.mark.parametrize("k", loopfilter.ALLOWED_TAPS)
+def test_classes_follow_the_spec_formula(k: int) -> None:
+    d = np.random.default_rng(7).integers(0, 256, (10, 13, 3), dtype=np.uint8)
+    acts = sorted({_reference_activity(d, y, x) for y in range(10) for x in range(13)})
+    lf = _class_filter(k, (acts[len(acts) // 4], acts[len(acts) // 2], acts[3 * len(acts) // 4]), seed=k)
+    out = loopfilter.apply(d, lf)
+    for y in range(10):
+        for x in range(13):
+            assert out[y, x].tolist() == _reference_classes(d, lf, y, x), (y, x)
+
+
+def test_classes_round_trip_through_the_section() -> None:
+    lf = _class_filter(5, (3, 400, 9000, 65535), seed=3, spread=5000)
+    payload = loopfilter.encode(lf)
+    assert payload[0] == 5 | loopfilter.CLASS_FLAG and payload[8] == 5
+    back = loopfilter.decode(payload)
+    assert back.thresholds == lf.thresholds and np.array_equal(back.class_taps, lf.class_taps)
+    assert np.array_equal(back.taps, lf.taps) and np.array_equal(back.bias, lf.bias)
+
+
+def _with_classes(count: int, steps: list[int]) -> bytes:
+    """A class filter section's head with a hand-made class count and threshold steps."""
+    out = bytearray([3 | loopfilter.CLASS_FLAG, 8, 1, 0, 1, 0, 1, 0, count])
+    for step in steps:
+        out += ctr.write_varint(step)
+    return bytes(out) + b"\x01\x00"
+
+
+@pytest.mark.parametrize("payload, why", [
+    (_with_classes(1, []), "1 classes"),
+    (_with_classes(9, [1] * 8), "9 classes"),
+    (_with_classes(3, [5, 0]), "thresholds"),
+    (_with_classes(2, [70000]), "thresholds"),
+    (_with_classes(3, [40000, 30000]), "thresholds"),
+    (_with_classes(2, [5]), "loop filter"),  # the coefficient streams are missing
+])
+def test_corrupt_class_sections_are_refused(payload: bytes, why: str) -> None:
+    with pytest.raises(ContainerError, match=why):
+        loopfilter.decode(payload)
+
+
+def test_classes_are_refused_in_files_before_version_8() -> None:
+    payload = loopfilter.encode(_class_filter(3, (100,)))
+    with pytest.raises(ContainerError, match="corrupt loop filter"):
+        loopfilter.decode(payload, classes_allowed=False)
+    plain = loopfilter.encode(_random_filter(3, 8))
+    assert loopfilter.decode(plain, classes_allowed=False).thresholds == ()
+
+
+def test_band_errors_with_classes_equal_the_whole_image_filter() -> None:
+    rng = np.random.default_rng(8)
+    decoded = rng.integers(0, 256, (300, 20, 3)).astype(np.uint8)
+    original = rng.integers(0, 256, (300, 20, 3)).astype(np.uint8)
+    lf = _class_filter(1, (2000, 5000), seed=4)  # halo 2 although k = 1
+    assert lf.halo == loopfilter.ACTIVITY_RADIUS
+    full = loopfilter.apply(decoded, lf).astype(np.float64) - original
+    for bands in ([(128, 256)], [(0, 128), (256, 300)]):
+        sse, _ = loopfilter.squared_error(original, decoded, lf, bands)
+        rows = np.concatenate([np.arange(a, b) for a, b in bands])
+        assert sse == pytest.approx(float(np.sum(full[rows] ** 2)), rel=1e-12)
+
+
+def test_merged_class_statistics_equal_a_direct_pass() -> None:
+    rng = np.random.default_rng(9)
+    d = rng.integers(0, 256, (40, 50, 3)).astype(np.uint8)
+    o = np.clip(d.astype(int) + rng.integers(-5, 6, d.shape), 0, 255).astype(np.uint8)
+    fine = loopfilter.activity_thresholds(d, 8)
+    assert len(fine) == 7 and list(fine) == sorted(set(fine))
+    plain = loopfilter.normal_equations(o, d, 5)
+    stats = loopfilter.class_normal_equations(o, d, 3, fine, plain)
+    for keep in [(3,), (1, 3, 5)]:
+        merged = loopfilter.merge_classes(stats, keep)
+        direct = loopfilter.class_normal_equations(o, d, 3, tuple(fine[i] for i in keep))
+        assert merged.thresholds == direct.thresholds
+        np.testing.assert_allclose(merged.gram, direct.gram, rtol=1e-12, atol=1e-6)
+        np.testing.assert_allclose(merged.cross, direct.cross, rtol=1e-12, atol=1e-6)
+
+
+def test_classes_fit_what_one_filter_cannot() -> None:
+    """Busy areas darkened, flat ones brightened: one filter must compromise, two classes need not."""
+    rng = np.random.default_rng(10)
+    d = np.full((48, 48, 3), 120, np.uint8)
+    d[:, 24:] = rng.integers(0, 256, (48, 24, 3))  # busy right half
+    o = d.astype(int)
+    o[:, :22] += 6
+    o[:, 26:] -= 6
+    o = np.clip(o, 0, 255).astype(np.uint8)
+    plain = loopfilter.fit(loopfilter.normal_equations(o, d, 1), 1, 8)
+    split = loopfilter.fit_classes(loopfilter.class_normal_equations(o, d, 1, (1,)), 8)
+    bands = loopfilter.sample_bands(48, 48)
+    assert split.classes == 2
+    sse_split, _ = loopfilter.squared_error(o, d, split, bands)
+    sse_plain, _ = loopfilter.squared_error(o, d, plain, bands)
+    assert sse_split < 0.5 * sse_plain
+
+
+def test_codec_writes_version_8_for_a_class_filter(tiny_codec: Codec) -> None:
+    image = loaded(smooth_image(40, 56))
+    plain = tiny_codec.encode(image, 2.0)
+    lf = _class_filter(3, (50, 400), seed=11, spread=20)
+    enc = tiny_codec.encode(image, 2.0, loop_filter=lf)
+    assert ctr.parse(enc.data).header.version == ctr.FILTER_CLASSES_VERSION
+    assert ctr.parse(plain.data).header.version < ctr.FILTER_CLASSES_VERSION
+    assert api.info(enc.data).loop_filter_classes == 3 and api.info(plain.data).loop_filter_classes == 0
+    base = np.asarray(tiny_codec.decode(plain.data).image)
+    assert np.array_equal(np.asarray(tiny_codec.decode(enc.data).image), loopfilter.apply(base, lf))

@@ -85,7 +85,7 @@ def make_seeds(codec) -> list[Seed]:
     reduced resolution."""
     from udic.adapters import Adapter, AdapterSet
     from udic.imageio import LoadedImage
-    from udic.loopfilter import LoopFilter
+    from udic.loopfilter import CLASS_TAPS, LoopFilter
     from udic.metadata import Metadata
 
     rng = np.random.default_rng(7)
@@ -104,12 +104,13 @@ def make_seeds(codec) -> list[Seed]:
         out[0].down[0, 0] = 40  # an escaped weight
         return AdapterSet(adapters=out)
 
-    def loop_filter(k: int) -> LoopFilter:
+    def loop_filter(k: int, thresholds: tuple[int, ...] = ()) -> LoopFilter:
         taps = rng.integers(-20, 21, (3, 3 * (k * k - 1)))
         if taps.size:
             taps[0, 0] = 5000  # an escaped coefficient
+        corrections = rng.integers(-30, 31, (len(thresholds), 3, CLASS_TAPS)) if thresholds else None
         return LoopFilter(k=k, frac_bits=8, taps=taps, gains=rng.integers(-9, 10, (3, 3)),
-                          bias=rng.integers(-900, 901, 3))
+                          bias=rng.integers(-900, 901, 3), thresholds=thresholds, class_taps=corrections)
 
     plans: list[tuple[str, LoadedImage, float, object, object]] = [
         ("rgb-40x56-q3", LoadedImage(_smooth(40, 56, 1), "RGB", None, None), 3.0, None, None),
@@ -122,6 +123,8 @@ def make_seeds(codec) -> list[Seed]:
         ("icc-16x20-q3", LoadedImage(_smooth(16, 20, 8), "RGB", None, icc), 3.0, None, None),
         ("adapters-24x24-q2", LoadedImage(_smooth(24, 24, 9), "RGB", None, None), min(2.0, top), adapters(), None),
         ("filter-24x40-q1", LoadedImage(_smooth(24, 40, 11), "RGB", None, None), 1.0, None, loop_filter(5)),
+        ("filter-classes-30x36-q2", LoadedImage(_smooth(30, 36, 13), "RGB", None, None), min(2.0, top), None,
+         loop_filter(3, (40, 300, 2000))),  # format version 8
         ("meta-16x24-q2", LoadedImage(_smooth(16, 24, 12), "RGB", None, None,
                                       metadata=Metadata(exif=b"II*\x00\x08\x00\x00\x00" + bytes(40), xmp=b"<x/>" * 20)),
          min(2.0, top), None, None),

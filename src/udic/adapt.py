@@ -60,6 +60,9 @@ class AdaptConfig:
     rdoq_scales: tuple[float, ...] = (2.0, 3.0)  # distortion weights tried (each one real encode)
     loop_filter: bool = True  # fit and send a linear filter on the decoded pixels if it pays
     filter_shapes: tuple[tuple[int, int], ...] = ((1, 8), (3, 8), (5, 8), (1, 10), (3, 10), (5, 10))  # (k, F)
+    # Activity-class splits tried on the chosen (k, F): thresholds kept out of the 7 that cut
+    # the pixels into 8 equal groups (2, 4 and 8 classes); () = one filter for every pixel.
+    filter_classes: tuple[tuple[int, ...], ...] = ((3,), (1, 3, 5), (0, 1, 2, 3, 4, 5, 6))
     adapter_steps: int = 0  # adapter optimisation steps (0 = no adapters)
     adapter_lr: float = 0.0
     rank: int = 2
@@ -601,6 +604,7 @@ def _fit_loop_filter(codec: Codec, image: LoadedImage, rate: Rate, lam: float, b
             chosen = (cost, lf)
     if chosen is None:
         return None
+    chosen = _class_split(image.rgb, best.rgb, chosen, lam, pixels, bands, cfg.filter_classes, normal)
     lf = chosen[1]
     enc = codec.encode(image, rate, best.adapters, latents=best.latents, tile=tile,
                        effort=best.encode.header.effort, loop_filter=lf)
@@ -608,6 +612,26 @@ def _fit_loop_filter(codec: Codec, image: LoadedImage, rate: Rate, lam: float, b
     cost = 8 * len(enc.data) / pixels + lam * mse
     name = "filter" if best.name == "none" else f"{best.name}+filter"
     return _Candidate(name, enc, cost, best.adapter_bits, None, best.latents, best.adapters)
+
+
+def _class_split(original: np.ndarray, decoded: np.ndarray, chosen: tuple[float, loopfilter.LoopFilter], lam: float,
+                 pixels: int, bands: list[tuple[int, int]], splits: tuple[tuple[int, ...], ...],
+                 normal: loopfilter.Normal) -> tuple[float, loopfilter.LoopFilter]:
+    """The chosen filter, or the same (k, F) with activity classes where they pay for their
+    bytes (one pass over the image for the finest split; coarser ones merge its statistics)."""
+    fine = loopfilter.activity_thresholds(decoded, loopfilter.MAX_CLASSES)
+    usable = [keep for keep in splits if keep and max(keep) < len(fine)]
+    if not usable:
+        return chosen
+    base = chosen[1]
+    classes = loopfilter.class_normal_equations(original, decoded, base.k, fine, normal)
+    for keep in usable:
+        lf = loopfilter.fit_classes(loopfilter.merge_classes(classes, keep), base.frac_bits)
+        sse, n = loopfilter.squared_error(original, decoded, lf, bands)
+        cost = (8 * len(loopfilter.encode(lf)) + 16) / pixels + lam * sse / (3 * n)
+        if cost < chosen[0]:
+            chosen = (cost, lf)
+    return chosen
 
 
 # ---- entry point -------------------------------------------------------------------------

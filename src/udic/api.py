@@ -407,6 +407,7 @@ class FileInfo:
     pixel_coding: str | None = None  # a pixel-coded file's coder mode (predictive, palette, …)
     coded_size: str | None = None  # reduced resolution (spec §12): the size the network codes, e.g. "384x216"
     max_error: int | None = None  # a pixel-coded file's tolerance (0 = lossless)
+    loop_filter_classes: int = 0  # activity classes of the loop filter (1 = one filter; 0 = none)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -470,6 +471,7 @@ def info(data: bytes) -> FileInfo:
         xmp_bytes=len(meta.xmp or b""),
         mode=mode,
         mode_note=described.get("note", {}).get("text") or None,
+        loop_filter_classes=int(described.get("loop_filter", {}).get("classes", 0)),
         bit_depth=bit_depth,
         pixel_coding=pixel_coding,
         coded_size=coded_size,

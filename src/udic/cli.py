@@ -418,7 +418,8 @@ def info(inputs: tuple[str, ...], as_json: bool) -> None:
         click.echo(f"  features    {', '.join(flags) if flags else 'none'}")
         click.echo(f"  adaptation  effort {fi.effort}"
                    + (f", adapters {fi.adapter_bytes} B" if fi.adapters else ", no adapters")
-                   + (f", loop filter {fi.loop_filter_bytes} B" if fi.loop_filter else ", no loop filter"))
+                   + (f", loop filter {fi.loop_filter_bytes} B" if fi.loop_filter else ", no loop filter")
+                   + (f" ({fi.loop_filter_classes} activity classes)" if fi.loop_filter_classes > 1 else ""))
         click.echo(f"  tiles       {f'{fi.tile}x{fi.tile} px' if fi.tile else 'none (one piece)'}")
         click.echo("  sections    " + ", ".join(f"{k} {v} B" for k, v in fi.sections.items()))
         click.echo(f"  overhead    {fi.overhead_bytes} B (header {fi.header_bytes} B)")

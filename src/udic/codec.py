@@ -262,7 +262,8 @@ class Codec:
             latent_crc=coded.crc,
             tile=tile // ctr.TILE_UNIT,
             effort=effort,
-            version=max(ctr.VERSION, self.latent_codec.min_version),
+            version=max(ctr.VERSION, self.latent_codec.min_version,
+                        ctr.FILTER_CLASSES_VERSION if loop_filter is not None and loop_filter.thresholds else 0),
         )
         data = ctr.write(ctr.Container(header=header, sections={ctr.Section(t): p for t, p in payloads.items()}))
         return EncodeResult(
@@ -343,7 +344,7 @@ class Codec:
         self.select(rate)
         # The small side sections first: a corrupt one is refused before the expensive part.
         context = sections.DecodeContext(header.height, header.width,
-                                         tuple(s.channels for s in self.model.g_s.slots))
+                                         tuple(s.channels for s in self.model.g_s.slots), header.version)
         side = sections.decode_side_sections({int(k): v for k, v in cont.sections.items()}, context)
         try:
             _, _, y_hat = self._decode_latents(cont, rate)

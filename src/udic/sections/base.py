@@ -22,6 +22,7 @@ class DecodeContext:
     height: int
     width: int
     slot_channels: tuple[int, ...] = field(default_factory=tuple)  # synthesis adapter slots' channels
+    version: int = 0  # the file's format version (0: not known here)
 
 
 class SectionModule(Protocol):

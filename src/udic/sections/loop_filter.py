@@ -23,14 +23,18 @@ def encode(value: LoopFilter | None) -> bytes | None:
     return encode_filter(value) if value is not None and not value.is_identity() else None
 
 
+CLASSES_SINCE_VERSION = 8  # activity classes (container.FILTER_CLASSES_VERSION; kept literal: no container import)
+
+
 def decode(payload: bytes, context: DecodeContext) -> LoopFilter:
     from ..loopfilter import decode as decode_filter
 
-    return decode_filter(payload)
+    return decode_filter(payload, classes_allowed=context.version >= CLASSES_SINCE_VERSION)
 
 
 def describe(payload: bytes) -> dict:
     out: dict = {"bytes": len(payload)}
     if len(payload) >= 2:
-        out["taps"], out["frac_bits"] = payload[0], payload[1]
+        out["taps"], out["frac_bits"] = payload[0] & 0x7F, payload[1]
+        out["classes"] = payload[8] if payload[0] & 0x80 and len(payload) > 8 else 1
     return out
