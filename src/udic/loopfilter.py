@@ -23,9 +23,9 @@ correction (8 taps and a bias per channel, 27 numbers a class).  Measured before
 it (least squares, 6 Kodak and 6 out-of-domain images at three rates): four classes add
 0.02–0.07 dB on photos and 0.05–0.22 dB on comics, screenshots and vector art over one
 5×5 filter, for 1–4 % more section bytes than they save at the lowest rate.  On real files
-(effort 1, qualities 0–5, 3 images per set, syn14) the BD-rate with classes against without:
-Kodak −0.2 %, comics −1.0 %, line art −1.0 %, vector art −1.3 %, screenshots −1.6 %, pixel
-art −0.1 %, for 10–18 % more encode time (one more pass over the image).
+(effort 1, qualities 0–5, 6 images per set spread over each, syn14) the BD-rate with classes
+against without: Kodak −0.2 %, comics −1.3 %, line art −0.9 %, vector art −1.7 %, screenshots
+−1.7 %, pixel art −0.3 %, for 9–28 % more encode time (one more pass over the image).
 """
 
 from __future__ import annotations
