@@ -301,7 +301,12 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] = print) -> Path:
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
             started_group = True
     try:
-        return _train(cfg, progress if ranks.main else (lambda _: None), ranks, device)
+        result = _train(cfg, progress if ranks.main else (lambda _: None), ranks, device)
+        if started_group:
+            # Leave together: a rank that tears gloo down while another is still writing its
+            # files could abort ("terminate called without an active exception", seen once in CI-like runs).
+            dist.barrier()
+        return result
     finally:
         if started_group:
             dist.destroy_process_group()
