@@ -246,6 +246,30 @@ def test_logistic_table_codes_adapter_weights() -> None:
     np.testing.assert_array_equal(out, w)
 
 
+
+def _reference_logistic_table(scale: float, step: float, tail_mass: float = 1e-9) -> tuple[int, np.ndarray]:
+    """Spec §6 read literally: a linear search for K, two CDF values per symbol."""
+
+    def cdf(x: float) -> float:
+        return 1.0 / (1.0 + math.exp(-x / scale))
+
+    k_max = 0
+    while 2 * (1.0 - cdf((k_max + 0.5) * step)) > tail_mass:
+        k_max += 1
+    pmf = [cdf((i + 0.5) * step) - cdf((i - 0.5) * step) for i in range(-k_max, k_max + 1)]
+    return -k_max, np.array(pmf + [max(tail_mass, 1e-9)], dtype=np.float64)
+
+
+@pytest.mark.parametrize("scale, step", [(1 / 16, 1.0), (0.05, 0.06), (3.4375, 1.0), (97.125, 1.0),
+                                         (1024.0, 1.0), (2.0, 0.0078125), (0.25, 64.0)])
+def test_logistic_table_is_bit_identical_to_the_literal_definition(scale: float, step: float) -> None:
+    """Encoder and decoder (of any udic version) must build the same table: the fast
+    construction may not move a single bit of any probability, nor the tail bound."""
+    offset, pmf = _reference_logistic_table(scale, step)
+    table = logistic_table(scale, step)
+    assert table.offset == offset
+    np.testing.assert_array_equal(table.pmf.view(np.int64), pmf.view(np.int64))
+
 def test_gaussian_tables_follow_spec() -> None:
     sigmas = tuple(scale_table())
     tables = gaussian_tables(sigmas)

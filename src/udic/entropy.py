@@ -233,17 +233,26 @@ def gaussian_tables(sigmas: tuple[float, ...]) -> list[Table]:
 
 
 def logistic_table(scale: float, step: float, tail_mass: float = 1e-9) -> Table:
-    """Quantised logistic prior for adapter weights: symbol k ↔ weight k·step."""
+    """Quantised logistic prior for adapter weights: symbol k ↔ weight k·step.
 
+    Encoder and decoder must build identical tables, so every value comes from the same
+    scalar ``math.exp`` as always; the speed comes from evaluating the CDF once per
+    half-integer (not twice per symbol) and finding the tail from a closed-form guess."""
     def cdf(x: float) -> float:
         return 1.0 / (1.0 + math.exp(-x / scale))
 
-    k_max = 0
-    while 2 * (1.0 - cdf((k_max + 0.5) * step)) > tail_mass:
+    def in_tail(k: int) -> bool:  # is the mass beyond ±(k + ½)·step still above tail_mass?
+        return 2 * (1.0 - cdf((k + 0.5) * step)) > tail_mass
+
+    # The smallest k ≥ 0 that is not in_tail (in_tail only turns false once, as k grows):
+    # start near 2·(1 − cdf(x)) ≈ 2·exp(−x/scale) = tail_mass and walk to the boundary.
+    k_max = max(0, int(scale * math.log(2.0 / tail_mass) / step))
+    while k_max > 0 and not in_tail(k_max - 1):
+        k_max -= 1
+    while in_tail(k_max):
         k_max += 1
-    k = np.arange(-k_max, k_max + 1)
-    pmf = np.array([cdf((i + 0.5) * step) - cdf((i - 0.5) * step) for i in k])
-    pmf = np.append(pmf, max(tail_mass, 1e-9))
+    edges = np.array([cdf((i + 0.5) * step) for i in range(-k_max - 1, k_max + 1)], dtype=np.float64)
+    pmf = np.append(edges[1:] - edges[:-1], max(tail_mass, 1e-9))
     return Table(offset=-k_max, pmf=pmf)
 
 
