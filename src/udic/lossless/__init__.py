@@ -30,9 +30,10 @@ from .repeats import find_offsets, pixel_keys
 
 __all__ = ["encode", "decode", "describe"]
 
-VERSION = 7
-OLD_VERSIONS = (2, 3, 4, 5, 6)  # still decoded: 2 static per-image tables; 3 palette raster without free copies;
-# 4 palette raster without the literal cache; 5 palette raster without fresh literals; 6 without row contexts
+VERSION = 8
+OLD_VERSIONS = (2, 3, 4, 5, 6, 7)  # still decoded: 2 static per-image tables; 3 palette raster without free copies;
+# 4 palette raster without the literal cache; 5 palette raster without fresh literals; 6 without row contexts;
+# 7 without texture classes in the sample planes' contexts
 MODE_STORED = 0
 MODE_PREDICTIVE = 1
 MODE_PALETTE = 2

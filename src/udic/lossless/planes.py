@@ -56,12 +56,15 @@ from .predict import (
     palette_activity,
     pass_list,
     predict,
+    TEXTURE_CLASSES,
+    texture_context,
 )
 
 MAX_BINS = 32
 MATCH_BINS = 32  # the match plane uses one bin per context value (version 2)
 MATCH_EXTRA = 6  # version 3: each match context value splits by unmatched neighbours (0, 1, 2+) × (nb0 = nb1)
 THRESHOLD_LIMIT = 1 << 24
+TEXTURE_VERSION = 8  # payload version from which sample planes' contexts split by texture class
 
 
 @dataclass(frozen=True)
@@ -185,6 +188,7 @@ class _Record:
     nraw: np.ndarray
     raw: np.ndarray
     bins: np.ndarray | None = None
+    texture: np.ndarray | None = None  # sample planes: texture class per coded pixel (version 8)
 
 
 class _KeyMap:
@@ -240,6 +244,15 @@ def match_extra(symmap: np.ndarray, p: Pass, nb_all: np.ndarray) -> np.ndarray:
 def _match_model(offsets: int, colours: int) -> AdaptiveModel:
     bins = MATCH_BINS * MATCH_EXTRA
     return AdaptiveModel(NUM_GROUPS, bins, match_alphabet(offsets, colours), np.arange(bins) // MATCH_EXTRA)
+
+
+def _plane_model(bins: int, spec: PlaneSpec, textured: bool) -> AdaptiveModel:
+    """A plane's adaptive model; with texture classes (version 8, sample planes) each activity
+    bin splits TEXTURE_CLASSES ways and stays the blend's middle level."""
+    if not textured:
+        return AdaptiveModel(NUM_GROUPS, bins, plane_alphabet(spec))
+    return AdaptiveModel(NUM_GROUPS, bins * TEXTURE_CLASSES, plane_alphabet(spec),
+                         parent=np.arange(bins * TEXTURE_CLASSES) // TEXTURE_CLASSES)
 
 
 def _inter_context(act: np.ndarray, errors: list[np.ndarray]) -> np.ndarray:
@@ -451,11 +464,12 @@ def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int,
             _, cand, weights = best
             pred = _clamp_prediction(predict(cand, p.kind, nb, feats_inter, weights, spec.mid, n), spec)
             q, rec = _quantise(x, pred, spec)
+            texture = texture_context(p.kind, nb, pred)[coded]
             if matched is not None:
                 rec = np.where(matched, mvals[c], rec)
             recon[c][tgt] = rec.reshape(p.ys.size, p.xs.size)
             token, nraw, raw = coding.tokenize(coding.zigzag(q[coded]))
-            row.append(_Record(cand, weights, act[coded], token, nraw, raw))
+            row.append(_Record(cand, weights, act[coded], token, nraw, raw, texture=texture))
             if spec.colour:
                 inter.append(rec - average(p.kind, nb, spec.mid, n))
                 errors.append(np.abs(rec - pred))
@@ -491,9 +505,12 @@ def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int,
         for t in thr.tolist():
             out.varint(t - prev)
             prev = t
+        textured = not specs[c - match].palette_size
         for i in range(len(passes)):
             records[i][c].bins = _bins(thr, records[i][c].act)
-        models.append(AdaptiveModel(NUM_GROUPS, thr.size + 1, plane_alphabet(specs[c - match])))
+            if textured:
+                records[i][c].bins = records[i][c].bins * TEXTURE_CLASSES + records[i][c].texture
+        models.append(_plane_model(thr.size + 1, specs[c - match], textured))
 
     for i, p in enumerate(passes):
         for c in range(len(specs) + match):
@@ -554,7 +571,8 @@ def decode_planes(reader: Reader, specs: list[PlaneSpec], height: int, width: in
             thr.append(prev)
         thr_arr = np.array(thr, dtype=np.int64)
         if version >= 3:
-            plane_tables.append((thr_arr, AdaptiveModel(NUM_GROUPS, bins, plane_alphabet(specs[c - match]))))
+            textured = version >= TEXTURE_VERSION and not specs[c - match].palette_size
+            plane_tables.append((thr_arr, _plane_model(bins, specs[c - match], textured)))
             continue
         per_group = {}
         for g in groups_present:
@@ -585,12 +603,13 @@ def decode_planes(reader: Reader, specs: list[PlaneSpec], height: int, width: in
             row.append((pred, weights))
         pass_params.append(row)
 
-    def decode_tokens(c: int, group: int, act: np.ndarray) -> np.ndarray:
+    def decode_tokens(c: int, group: int, act: np.ndarray, texture: np.ndarray | None = None) -> np.ndarray:
         if version >= 3:
             if c < match:
                 return plane_tables[c].decode(dec, group, act)
             thr, model = plane_tables[c]
-            return model.decode(dec, group, _bins(thr, act))
+            bins = _bins(thr, act)
+            return model.decode(dec, group, bins if texture is None else bins * TEXTURE_CLASSES + texture)
         thr, per_group = plane_tables[c]
         run_idx, models = per_group[group]
         order, counts = _group_order(run_idx[_bins(thr, act)], len(models))
@@ -647,9 +666,12 @@ def decode_planes(reader: Reader, specs: list[PlaneSpec], height: int, width: in
             act = (palette_activity if spec.palette_size else activity)(p.kind, nb, n)
             if spec.colour:
                 act = _inter_context(act, errors)
+            texture = None
             if not spec.palette_size:
                 pred = _clamp_prediction(predict(pred_id, p.kind, nb, feats_inter, weights, spec.mid, n), spec)
-            token = decode_tokens(c + match, p.group, act[coded])
+                if version >= TEXTURE_VERSION:
+                    texture = texture_context(p.kind, nb, pred)[coded]
+            token = decode_tokens(c + match, p.group, act[coded], texture)
             raw = dec.raw(coding.token_raw_bits(token))
             if spec.palette_size:
                 index = index_values(coding.detokenize(token, raw), [f[coded] for f in nb], spec.palette_size)
