@@ -246,7 +246,6 @@ def test_logistic_table_codes_adapter_weights() -> None:
     np.testing.assert_array_equal(out, w)
 
 
-
 def _reference_logistic_table(scale: float, step: float, tail_mass: float = 1e-9) -> tuple[int, np.ndarray]:
     """Spec §6 read literally: a linear search for K, two CDF values per symbol."""
 
@@ -269,6 +268,7 @@ def test_logistic_table_is_bit_identical_to_the_literal_definition(scale: float,
     table = logistic_table(scale, step)
     assert table.offset == offset
     np.testing.assert_array_equal(table.pmf.view(np.int64), pmf.view(np.int64))
+
 
 def test_gaussian_tables_follow_spec() -> None:
     sigmas = tuple(scale_table())
