@@ -278,6 +278,31 @@ def test_near_lossless_merges_colours_on_flat_art(max_error: int) -> None:
     assert len(payload) < len(lossless.encode(art, 8, 0))
 
 
+def test_colour_merging_is_tried_on_flat_art_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Effort 1 tries merged colours where neighbours repeat or a few colours cover most of the
+    image, and skips it on photo-like content (many colours, few repeats), where it never won."""
+    noise = RNG.integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    assert not lossless._merging_may_pay(noise, lossless._repeat_share(noise))
+    # A two-colour checkerboard repeats no left/upper neighbour, yet two colours cover 90 %.
+    board = np.where(((np.arange(48)[:, None] + np.arange(48)[None, :]) % 2 == 0)[..., None],
+                     np.uint8(10), np.uint8(200)).repeat(3, axis=2).astype(np.uint8)
+    sprinkled = board.copy()
+    mask = RNG.random((48, 48)) < 0.1
+    sprinkled[mask] = RNG.integers(0, 256, (int(mask.sum()), 3), dtype=np.uint8)
+    assert lossless._repeat_share(sprinkled) < lossless.REDUCE_SHARE
+    assert lossless._merging_may_pay(sprinkled, lossless._repeat_share(sprinkled))
+    art = _anti_aliased(64, 96)
+    assert lossless._merging_may_pay(art, lossless._repeat_share(art))
+
+    def refuse(*args: object) -> bytes:
+        raise AssertionError("colour merging tried on noise")
+
+    monkeypatch.setattr(lossless, "_encode_reduced", refuse)
+    assert np.abs(lossless.decode(lossless.encode(noise, 8, 4)).astype(int) - noise).max() <= 4
+    with pytest.raises(AssertionError, match="merging tried"):
+        lossless.encode(noise, 8, 4, effort=2)
+
+
 def test_deterministic() -> None:
     pixels = np.concatenate([_smooth(40, 36, 3), _smooth(40, 36, 1, seed=3)], axis=2)
     assert lossless.encode(pixels) == lossless.encode(pixels)

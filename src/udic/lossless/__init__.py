@@ -126,6 +126,26 @@ MATCH_SHARE = 0.3  # use pixel matching when more than this share of pixels repe
 MATCH_SURE = 0.8  # below this share, effort ≥ 2 also tries the predictive mode without matching
 
 
+REDUCE_SHARE = 0.35  # effort 1: merged colours are tried where this share of pixels repeats a neighbour ...
+REDUCE_TOP_COLOURS = 256  # ... or where the most common 256 colours ...
+REDUCE_MIN_COVERAGE = 0.65  # ... cover at least this share of the pixels
+
+
+def _merging_may_pay(pixels: np.ndarray, share: float) -> bool:
+    """Effort 1: whether merging colours within ±max_error (``_encode_reduced``) may pay.  On the
+    dev sets it won only on flat art: every winner had ≥ 39 % of its pixels repeating a neighbour
+    (pixel tiles) and its 256 commonest colours covering ≥ 70 % of it, while no Kodak photo
+    passes either test (≤ 31 % and ≤ 60 %).  On photos it never won and cost up to 2 s of a 3 s
+    near-lossless encode (kodim09 at ±4), which the mode choice paid on every probe."""
+    if share >= REDUCE_SHARE:
+        return True
+    _, counts = np.unique(pixel_keys(pixels), return_counts=True)
+    if counts.size <= REDUCE_TOP_COLOURS:
+        return True
+    top = np.partition(counts, counts.size - REDUCE_TOP_COLOURS)[-REDUCE_TOP_COLOURS:]
+    return int(top.sum()) >= REDUCE_MIN_COVERAGE * pixels.shape[0] * pixels.shape[1]
+
+
 def _palette_may_lose(colours: int, pixels: np.ndarray, best: bytes, interlaced: int) -> bool:
     """Effort 1: whether the predictive form is worth an encode after the palette forms.  It won
     only on palette images with many colours (anti-aliased comics), and there the raster scan did
@@ -537,7 +557,7 @@ def encode(pixels: np.ndarray, bit_depth: int = 8, max_error: int = 0, effort: i
             raster_offsets = offsets if match else find_offsets(pixel_keys(pixels), MAX_OFFSETS)
             best = _raster_forms(pixels, bit_depth, max_error, effort, big, raster_offsets, share, best, None,
                                  share >= BIG_PALETTE_COPIES)
-    if max_error > 0 and effort > 0:
+    if max_error > 0 and (effort > 1 or (effort == 1 and _merging_may_pay(pixels, share))):
         best = _encode_reduced(pixels, bit_depth, max_error, effort, best)
     if max_error > 0 and match and effort > 0:
         # Copy offsets are lossless-only, so on tile art the exact payload can be the smaller one
