@@ -303,6 +303,26 @@ def test_colour_merging_is_tried_on_flat_art_only(monkeypatch: pytest.MonkeyPatc
         lossless.encode(noise, 8, 4, effort=2)
 
 
+@pytest.mark.parametrize("channels", [1, 2, 3])
+def test_colour_counting_by_table_matches_sorting(monkeypatch: pytest.MonkeyPatch, channels: int) -> None:
+    """Large 8-bit images count colours in a table; the palette (order, index plane) is the one
+    np.unique's sort gives."""
+    from udic.lossless import transforms
+
+    art = (RNG.integers(0, 7, (96, 80, channels)) * 37).astype(np.uint8)
+    monkeypatch.setattr(transforms, "TABLE_MIN_PIXELS", 1 << 40)
+    by_sort = transforms.find_palette(art, 4096)
+    monkeypatch.setattr(transforms, "TABLE_MIN_PIXELS", 1)
+    by_table = transforms.find_palette(art, 4096)
+    assert np.array_equal(by_sort[0], by_table[0]) and np.array_equal(by_sort[1], by_table[1])
+    assert transforms.find_palette(art, 5) is None  # 7 colours (more with more channels)
+
+
+def test_context_counts_match_unique() -> None:
+    for values in (RNG.integers(0, 50, 999), RNG.integers(0, 1 << 40, 999), np.zeros(0, np.int64)):
+        assert np.array_equal(raster._counts(values), np.unique(values, return_counts=True)[1])
+
+
 def test_deterministic() -> None:
     pixels = np.concatenate([_smooth(40, 36, 3), _smooth(40, 36, 1, seed=3)], axis=2)
     assert lossless.encode(pixels) == lossless.encode(pixels)

@@ -74,7 +74,8 @@ def _ranks(vals: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     for j in range(1, vals.shape[0]):
         for i in range(j):
             new[j] &= ~(ok[i] & (vals[i] == vals[j]))
-    ranks = np.cumsum(new, axis=0) - new
+    # int8 (at most 4 candidates): the int64 cumsum over (4, H, W) cost 0.45 s on a 3.7 MP image.
+    ranks = np.cumsum(new, axis=0, dtype=np.int8) - new
     return new, ranks
 
 
@@ -564,6 +565,16 @@ def literal_costs(idx: np.ndarray, literal: np.ndarray, palette_size: int) -> di
     }
 
 
+def _counts(values: np.ndarray) -> np.ndarray:
+    """``np.unique(values, return_counts=True)[1]`` (the same counts in the same order) for
+    non-negative integers; by counting when their range is small (sorting millions of context
+    numbers cost seconds on large screenshots)."""
+    if values.size and int(values.min()) >= 0 and int(values.max()) < max(1 << 16, 4 * values.size):
+        table = np.bincount(values)
+        return table[table > 0]
+    return np.unique(values, return_counts=True)[1]
+
+
 def scan_bytes(index: np.ndarray, offsets: list[tuple[int, int]], scan=None, enough: float = math.inf) -> float:
     """Encoder: about what the plain raster scan (lz = 0) costs, in bytes, palette aside: its
     literals' adaptive cost (plain or cached, the cheaper) plus the static entropy of its symbols
@@ -575,8 +586,8 @@ def scan_bytes(index: np.ndarray, offsets: list[tuple[int, int]], scan=None, eno
     idx, sym, ctx, _ = scan if scan is not None else symbols(index, kept, LZ_OFF)
     palette = int(index.max(initial=0)) + 1
     literal = sym == Symbols(len(kept), LZ_OFF).literal
-    joint = np.unique(ctx.ravel() * (int(sym.max(initial=0)) + 1) + sym.ravel(), return_counts=True)[1]
-    marginal = np.unique(ctx, return_counts=True)[1]
+    joint = _counts(ctx.ravel() * (int(sym.max(initial=0)) + 1) + sym.ravel())
+    marginal = _counts(ctx.ravel())
     symbol_bits = float((marginal * np.log2(marginal)).sum() - (joint * np.log2(joint)).sum())
     plain = _sequential_bits(idx[literal], palette) / 8 + symbol_bits / 8
     if plain <= enough:
