@@ -24,6 +24,48 @@ def test_the_pixel_ladder_continues_the_quality_scale():
     assert [modes.pixel_max_error(q, 5.0) for q in (5.01, 6, 6.5, 7, 8, 9)] == [4, 4, 2, 2, 1, 0]
 
 
+class _Sized:
+    def __init__(self, size: int) -> None:
+        self.data = bytes(size)
+
+
+def _fake_ladder(monkeypatch, sizes: dict[int, int]) -> list[int]:
+    """Pixel candidates of the given sizes per ±N, recording which were encoded."""
+    made: list[int] = []
+
+    def fake(image, max_error, effort):
+        made.append(max_error)
+        return modes.Candidate(_Sized(sizes[max_error]), 40.0)
+
+    monkeypatch.setattr(modes, "_pixel_candidate", fake)
+    return made
+
+
+def test_tolerance_search_interpolates_to_the_tightest_fitting_step(monkeypatch):
+    # The 3.7 MP screenshot of session 18: the budget falls between ±8 and ±16.
+    made = _fake_ladder(monkeypatch, {32: 83, 16: 117, 8: 160, 4: 195, 2: 205, 1: 208})
+    assert modes._tolerance_search(None, 1, 118, 210)[0] == 16
+    assert made == [32, 16, 8]  # halving the ladder took 32, 4, 16, 8
+    made = _fake_ladder(monkeypatch, {32: 83, 16: 117, 8: 160, 4: 195, 2: 205, 1: 208})
+    assert modes._tolerance_search(None, 1, 82, 210) is None and made == [32]
+
+
+def test_tolerance_search_agrees_with_trying_every_step(monkeypatch):
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        exact = int(rng.integers(50, 1000))
+        falls = np.sort(rng.integers(1, exact + 1, len(modes.NEAR_LOSSLESS_CANDIDATES)))[::-1]
+        if rng.random() < 0.2:
+            falls[:] = falls[0]  # a ladder whose sizes do not fall
+        sizes = dict(zip(sorted(modes.NEAR_LOSSLESS_CANDIDATES), falls.tolist()))
+        budget = int(rng.integers(1, exact + 1))
+        made = _fake_ladder(monkeypatch, sizes)
+        found = modes._tolerance_search(None, 1, budget, exact)
+        fitting = [n for n in sorted(sizes) if sizes[n] <= budget]
+        assert (found[0] if found else None) == (fitting[0] if fitting else None)
+        assert len(made) <= len(sizes) and len(set(made)) == len(made)
+
+
 @pytest.mark.parametrize("quality,flag", [("9", ["--lossless"]), ("7", ["--max-error", "2"])])
 def test_a_quality_on_the_pixel_ladder_writes_the_same_file_as_its_flag(runner, tmp_path, quality, flag):
     (tmp_path / "in.png").write_bytes(png_bytes(smooth_image(30, 34)))

@@ -151,21 +151,40 @@ class _Ladder:
         return self._made[i]
 
 
-def _tolerance_search(image: LoadedImage, effort: int,
-                      ok: Callable[[Candidate], bool]) -> tuple[int, Candidate] | None:
-    """The tightest near-lossless candidate that is ``ok`` (fits a budget), by bisection: ``ok``
-    holds from some step of the ladder on.  About 3 encodes instead of 6."""
+def _tolerance_search(image: LoadedImage, effort: int, budget: int,
+                      exact_size: int) -> tuple[int, Candidate] | None:
+    """The tightest near-lossless step whose file fits ``budget`` bytes: sizes fall as the step
+    grows, so the fitting steps run from some step to the loosest.  Each probe is the step that
+    the sizes known so far (``exact_size`` at ±0 included), interpolated over log2(1 + N), put
+    nearest the budget on the fitting side: usually 2 encodes where halving the ladder took 3."""
     ladder = _Ladder(image, effort)
     lo, hi = 0, len(ladder.steps) - 1
-    if not ok(ladder[hi]):
+    if ladder[hi].size > budget:
         return None
     while lo < hi:
-        mid = (lo + hi) // 2
-        if ok(ladder[mid]):
+        mid = _probe(ladder, lo, hi, budget, exact_size)
+        if ladder[mid].size <= budget:
             hi = mid
         else:
             lo = mid + 1
     return ladder.steps[lo], ladder[lo]
+
+
+def _probe(ladder: _Ladder, lo: int, hi: int, budget: int, exact_size: int) -> int:
+    """The step in [lo, hi) to encode next (see ``_tolerance_search``): hi is known to fit and
+    every step below lo is known not to (or lo is 0, whose bound is the exact file)."""
+    def x(step: int) -> float:
+        return math.log2(1 + step)
+
+    below = (x(ladder.steps[lo - 1]), ladder[lo - 1].size) if lo > 0 else (0.0, exact_size)
+    above = (x(ladder.steps[hi]), ladder[hi].size)
+    if below[1] <= above[1]:
+        return (lo + hi) // 2  # sizes that do not fall: nothing to interpolate
+    at = below[0] + (above[0] - below[0]) * (below[1] - budget) / (below[1] - above[1])
+    for i in range(lo, hi):
+        if x(ladder.steps[i]) >= at:
+            return i
+    return hi - 1
 
 
 def _most_faithful_within(image: LoadedImage, effort: int, budget: int, beats: Callable[[float], bool],
@@ -182,7 +201,7 @@ def _most_faithful_within(image: LoadedImage, effort: int, budget: int, beats: C
             return noted
     if exact.size > NEAR_LOSSLESS_REACH * budget:
         return None
-    found = _tolerance_search(image, effort, lambda c: c.size <= budget)
+    found = _tolerance_search(image, effort, budget, exact.size)
     if found is None or not beats(found[1].psnr):
         return None
     max_error, near = found
