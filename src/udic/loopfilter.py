@@ -48,7 +48,10 @@ _MAX_SCALE_Q = 16 * 1024  # bounds the coding table (≈ 21·scale entries)
 _BAND_ROWS = 128  # rows per band of the fit: bounded memory on huge images
 _APPLY_ROWS = 8  # rows per band of the filter: its features stay in cache (1.6x faster than 128)
 _MAX_COLS = 2048  # columns per piece of a band: bounded memory on extremely wide images
-_FIT_PIXELS = 4_000_000  # the fit reads at most about this many pixels (evenly spread bands)
+# The fit reads at most about this many pixels (evenly spread bands).  Session 18, a 2.4 MP photo
+# mosaic at -q 3: 4 M (every row) against 1 M, +0.15 % bytes at the same PSNR (+0.001 dB) for 27 %
+# less encode time (26.1 → 19.1 s); images under ~1 MP (Kodak, the dev sets) are fitted whole.
+_FIT_PIXELS = 1_000_000
 MAX_CLASSES = 8
 CLASS_FLAG = 0x80  # in the k byte: activity classes follow (format version ≥ 8)
 CLASS_TAPS = 9  # per class ≥ 1 and channel: the 3×3 own-channel differences (8), then a bias
@@ -238,7 +241,8 @@ def sample_bands(height: int, width: int) -> list[tuple[int, int]]:
     """Row bands [top, bottom) the encoder fits and compares filters on: all of them, or on
     a huge image about _FIT_PIXELS worth, evenly spread (a fair sample at bounded cost)."""
     tops = list(range(0, height, _BAND_ROWS))
-    keep = max(1, min(len(tops), _FIT_PIXELS // max(1, _BAND_ROWS * width)))
+    # At least the first and the last band, however wide the image: a sample spread over it.
+    keep = max(min(2, len(tops)), min(len(tops), _FIT_PIXELS // max(1, _BAND_ROWS * width)))
     if keep < len(tops):
         tops = [tops[i] for i in np.linspace(0, len(tops) - 1, keep).round().astype(int)]
     return [(top, min(height, top + _BAND_ROWS)) for top in tops]
