@@ -351,3 +351,25 @@ def test_loop_filter_classes_kept_when_they_pay() -> None:
         chosen_cost, chosen = _class_split(original, decoded, (cost, plain), lam, pixels, bands, splits, normal)
         assert (chosen.classes > 1) == want_classes
         assert chosen_cost <= cost
+
+
+@pytest.mark.parametrize("tile", [0, 64])
+def test_encoder_psnr_is_the_decoded_files(tiny_codec: Codec, tile: int) -> None:
+    """An adapted encode knows its file's PSNR without decoding it (the encoder reconstructs
+    exactly as a decoder does); it is the PSNR of the decoded file, to the last bit."""
+    from udic import api
+
+    image = loaded(smooth_image(72, 136, seed=5))
+    result = api.encode_with(tiny_codec, image, 2.0, effort=1, tile=tile, choose_mode=False, reduce=False)
+    assert result.psnr is not None
+    assert result.psnr == api._learned_psnr(tiny_codec, image, result.data)
+
+
+def test_gray_sources_measure_psnr_on_the_decoded_file(tiny_codec: Codec) -> None:
+    """A gray file decodes to one channel: its PSNR is measured, not taken from the RGB synthesis."""
+    from udic import api
+
+    image = loaded(smooth_image(40, 56, seed=6, channels=1))
+    assert image.mode == "L"
+    result = api.encode_with(tiny_codec, image, 2.0, effort=1, choose_mode=False, reduce=False)
+    assert result.psnr is None

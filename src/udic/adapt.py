@@ -118,6 +118,7 @@ class AdaptResult:
     seconds: float
     candidates: dict[str, float] = field(default_factory=dict)  # actual cost of each tried
     encode: EncodeResult | None = None  # the chosen encode (header, notices)
+    mse: float = math.nan  # the chosen file's decoded RGB against the source's (8-bit scale)
 
 
 # ---- SGA ---------------------------------------------------------------------------------
@@ -216,6 +217,7 @@ class _Candidate:
     rgb: np.ndarray | None = field(default=None, repr=False)  # the decoded pixels (kept for the best only)
     latents: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)  # (z symbols, y)
     adapters: AdapterSet | None = None
+    mse: float = math.nan  # of the decoder's exact pixels against the source's RGB
 
 
 def _evaluate(
@@ -242,7 +244,7 @@ def _evaluate(
     adapter_bits = 0
     if aset is not None and aset.adapters:
         adapter_bits = 8 * len(adapters_mod.encode_adapters(aset))
-    return _Candidate(name, enc, cost, adapter_bits, rgb, (z_symbols, y), aset), y_hat
+    return _Candidate(name, enc, cost, adapter_bits, rgb, (z_symbols, y), aset, mse), y_hat
 
 
 def _masked_mse(x_hat: torch.Tensor, x: torch.Tensor, rows: slice, cols: slice) -> torch.Tensor:
@@ -611,7 +613,7 @@ def _fit_loop_filter(codec: Codec, image: LoadedImage, rate: Rate, lam: float, b
     mse = float(np.mean((loopfilter.apply(best.rgb, lf).astype(np.float64) - image.rgb.astype(np.float64)) ** 2))
     cost = 8 * len(enc.data) / pixels + lam * mse
     name = "filter" if best.name == "none" else f"{best.name}+filter"
-    return _Candidate(name, enc, cost, best.adapter_bits, None, best.latents, best.adapters)
+    return _Candidate(name, enc, cost, best.adapter_bits, None, best.latents, best.adapters, mse)
 
 
 def _class_split(original: np.ndarray, decoded: np.ndarray, chosen: tuple[float, loopfilter.LoopFilter], lam: float,
@@ -766,4 +768,5 @@ def adapt_encode(
         seconds=time.perf_counter() - t_start,
         candidates={c.name: c.cost for c in candidates},
         encode=enc,
+        mse=best.mse,
     )

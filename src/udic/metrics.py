@@ -67,7 +67,11 @@ def psnr_rgb(ref: np.ndarray, test: np.ndarray) -> float:
 
     Returns ``inf`` for identical images, so lossless points are visible as such.
     """
-    mse = mse_rgb(ref, test)
+    return psnr_from_mse(mse_rgb(ref, test))
+
+
+def psnr_from_mse(mse: float) -> float:
+    """PSNR in dB of an 8-bit MSE (``inf`` for 0): one formula for measured and encoder-known MSEs."""
     if mse == 0.0:
         return math.inf
     return 10.0 * math.log10(_DATA_RANGE**2 / mse)
