@@ -305,16 +305,24 @@ def test_colour_merging_is_tried_on_flat_art_only(monkeypatch: pytest.MonkeyPatc
 
 @pytest.mark.parametrize("channels", [1, 2, 3])
 def test_colour_counting_by_table_matches_sorting(monkeypatch: pytest.MonkeyPatch, channels: int) -> None:
-    """Large 8-bit images count colours in a table; the palette (order, index plane) is the one
-    np.unique's sort gives."""
+    """8-bit images count colours in a table: the same colours, order, indices and counts as
+    np.unique's sort of the 16-bit-per-channel keys, and so the same palette."""
     from udic.lossless import transforms
 
     art = (RNG.integers(0, 7, (96, 80, channels)) * 37).astype(np.uint8)
-    monkeypatch.setattr(transforms, "TABLE_MIN_PIXELS", 1 << 40)
-    by_sort = transforms.find_palette(art, 4096)
-    monkeypatch.setattr(transforms, "TABLE_MIN_PIXELS", 1)
-    by_table = transforms.find_palette(art, 4096)
-    assert np.array_equal(by_sort[0], by_table[0]) and np.array_equal(by_sort[1], by_table[1])
+    flat = art.reshape(-1, channels).astype(np.int64)
+    key = np.zeros(flat.shape[0], dtype=np.int64)
+    for ch in range(channels):
+        key = (key << 16) | flat[:, ch]
+    expected = np.unique(key, return_inverse=True, return_counts=True)
+    got = transforms._distinct_by_table(flat, channels)
+    assert all(np.array_equal(a.ravel(), b.ravel()) for a, b in zip(expected, got))
+    if channels == 3:  # RGB takes the table only on large images: both paths, one palette
+        monkeypatch.setattr(transforms, "TABLE_MIN_PIXELS", 1 << 40)
+        by_sort = transforms.find_palette(art, 4096)
+        monkeypatch.setattr(transforms, "TABLE_MIN_PIXELS", 1)
+        by_table = transforms.find_palette(art, 4096)
+        assert np.array_equal(by_sort[0], by_table[0]) and np.array_equal(by_sort[1], by_table[1])
     assert transforms.find_palette(art, 5) is None  # 7 colours (more with more channels)
 
 

@@ -60,9 +60,11 @@ def inverse(planes: list[np.ndarray], transform: int) -> list[np.ndarray]:
     raise ValueError(f"unknown colour transform {transform}")
 
 
-# From this many pixels, 8-bit images with up to 3 channels count their colours in a table of
-# 2^24 entries (linear time) instead of sorting: a 3.7 MP screenshot took 2 s per palette search.
-TABLE_MIN_PIXELS = 1 << 18
+# 8-bit images count their colours in a table (linear time) instead of sorting: a 3.7 MP
+# screenshot took 2 s per palette search.  Gray (+ alpha) always (a table of at most 2^16);
+# RGB from this many pixels, where the 2^24-entry table (~200 MB while it lives) costs less
+# than the sort.
+TABLE_MIN_PIXELS = 1 << 20
 
 
 def _distinct_by_table(flat: np.ndarray, channels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -97,7 +99,7 @@ def _distinct(pixels: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray, n
     sample = key[:: max(1, key.size // (4 * limit))]  # (more pixels than the limit, or it never rejects)
     if np.unique(sample).size > limit:
         return None
-    if pixels.dtype == np.uint8 and c <= 3 and key.size >= TABLE_MIN_PIXELS:
+    if pixels.dtype == np.uint8 and (c <= 2 or (c == 3 and key.size >= TABLE_MIN_PIXELS)):
         colours, inverse_index, counts = _distinct_by_table(flat, c)
     else:
         colours, inverse_index, counts = np.unique(key, return_inverse=True, return_counts=True)
