@@ -165,7 +165,8 @@ def test_result_decodes_and_is_never_worse(codec: Codec, image: LoadedImage) -> 
     assert res.iterations == 12 and res.bits["total"] == 8 * len(res.data)
     phases = {c[0] for c in calls}
     assert {"latents", "evaluate"} <= phases
-    assert all(math.isfinite(c[3]) for c in calls)
+    assert calls[0] == ("evaluate", 0, calls[0][2], calls[0][3]) and math.isnan(calls[0][3])  # the line starts at once
+    assert all(math.isfinite(c[3]) for c in calls[1:])
     assert [c[1] for c in calls if c[0] == "latents"] == list(range(1, 13))
 
 

@@ -50,6 +50,17 @@ def test_tolerance_search_interpolates_to_the_tightest_fitting_step(monkeypatch)
     assert modes._tolerance_search(None, 1, 82, 210) is None and made == [32]
 
 
+def test_the_mode_choice_reports_its_pixel_encodes(monkeypatch):
+    """Each pixel-coded file the choice makes is a progress step (seconds each on a screenshot)."""
+    made = _fake_ladder(monkeypatch, {0: 210, 32: 83, 16: 117, 8: 160, 4: 195, 2: 205, 1: 208})
+    steps = []
+    lossy = modes.Candidate(_Sized(82), psnr=30.0)  # nothing pixel-coded fits: the lossy file stays
+    chosen = modes.choose_smaller(None, lossy, 1, 3.0, lambda *step: steps.append(step))
+    assert made == [0, 32] and chosen.result is lossy.result
+    total = modes.PLANNED_ENCODES
+    assert [s[:3] for s in steps] == [("pixels", k, total) for k in range(3)]
+
+
 def test_tolerance_search_agrees_with_trying_every_step(monkeypatch):
     rng = np.random.default_rng(7)
     for _ in range(200):

@@ -682,6 +682,8 @@ def adapt_encode(
         if progress is not None:
             progress("evaluate", len(candidates), planned, c.cost)
 
+    if progress is not None:  # a line from the start: on a large image the first file takes seconds
+        progress("evaluate", 0, planned, math.nan)
     on_tile = None if progress is None else (lambda done, total: progress("tiles", done, total, math.nan))
     y0, z0 = codec.analyse(image.rgb, rate, tile, on_tile)
     # The optimisation target, for the phases that run the synthesis.

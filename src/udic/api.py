@@ -202,7 +202,7 @@ def encode_with(
         lossy = reduced_if_better(codec, image, quality, lossy, effort, time_budget, seed, tile)
     if not choose_mode:
         return lossy.result  # type: ignore[return-value]
-    return modes.choose_smaller(image, lossy, effort, quality).result  # type: ignore[return-value]
+    return modes.choose_smaller(image, lossy, effort, quality, on_step).result  # type: ignore[return-value]
 
 
 def _encode_learned(codec: Codec, image: LoadedImage, quality: float, effort: int, time_budget: float | None,
@@ -280,13 +280,13 @@ def _encode_to_target(codec: Codec, image: LoadedImage, start: float, effort: in
     if choose_mode and (effort >= modes.MIN_CHOICE_EFFORT or beyond_top):
         pixel_effort = max(effort, modes.MIN_CHOICE_EFFORT)
         if target.metric == "psnr" and result.achieved < target.value - 0.1:
-            chosen = modes.meet_psnr(image, target.value, pixel_effort, result.achieved).result
+            chosen = modes.meet_psnr(image, target.value, pixel_effort, result.achieved, on_step).result
             chosen.notices.append(chosen.note)  # type: ignore[attr-defined]
             return chosen  # type: ignore[return-value]
         if target.metric == "bpp":
             budget = int(target.value * image.rgb.shape[0] * image.rgb.shape[1] / 8)
             lossy = modes.Candidate(result.encode, measure=lambda: _learned_psnr(codec, image, result.encode.data))
-            chosen = modes.best_within_bytes(image, budget, lossy, pixel_effort).result
+            chosen = modes.best_within_bytes(image, budget, lossy, pixel_effort, on_step).result
             if chosen is not result.encode:
                 if chosen.note:  # type: ignore[attr-defined]
                     chosen.notices.append(chosen.note)  # type: ignore[attr-defined]

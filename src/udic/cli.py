@@ -116,7 +116,8 @@ def _make_dir(directory: str | None) -> None:
             raise UsageError(f"-o {directory}: cannot create the folder ({exc.strerror})") from None
 
 
-_PHASE_LABELS = {"latents": "adapting latents", "adapters": "adapting adapters", "tiles": "tiles"}
+_PHASE_LABELS = {"latents": "adapting latents", "adapters": "adapting adapters", "tiles": "tiles",
+                 "evaluate": "coding candidates", "pixels": "trying pixel coding"}
 
 
 class _StepProgress:
@@ -127,8 +128,6 @@ class _StepProgress:
         self.shown = False
 
     def __call__(self, phase: str, step: int, total: int, cost: float) -> None:
-        if phase == "evaluate":
-            return
         width = 20
         filled = int(width * step / max(total, 1))
         bar = "#" * filled + "-" * (width - filled)

@@ -34,6 +34,10 @@ NEAR_LOSSLESS_CANDIDATES: tuple[int, ...] = (32, 16, 8, 4, 2, 1)
 # fits at ±32.  The bisection's first probe, the loosest step, stops the rest.
 NEAR_LOSSLESS_REACH = 20.0
 MIN_CHOICE_EFFORT = 1  # effort 0 is the plain learned encode, nothing else tried
+# Pixel-coded files the mode choice may encode: the exact one and up to 4 ladder probes (the
+# progress line's scale; a search that stops early just ends the line sooner).
+PLANNED_ENCODES = 5
+OnStep = Callable[[str, int, int, float], None]  # (phase, step, total, cost): as adapt's progress
 
 
 def max_quality(lossy_top: float) -> float:
@@ -136,28 +140,46 @@ def _fitting(cand: Candidate, budget: int, note: str) -> Candidate | None:
     return None
 
 
+class _Encodes:
+    """Counts the mode choice's pixel-coder encodes for a progress line (phase "pixels"): on a
+    large screenshot each takes seconds."""
+
+    def __init__(self, on_step: OnStep | None) -> None:
+        self.on_step, self.done = on_step, 0
+
+    def candidate(self, image: LoadedImage, max_error: int, effort: int) -> Candidate:
+        if self.on_step is not None and self.done == 0:
+            self.on_step("pixels", 0, PLANNED_ENCODES, math.nan)
+        cand = _pixel_candidate(image, max_error, effort)
+        self.done += 1
+        if self.on_step is not None:
+            self.on_step("pixels", min(self.done, PLANNED_ENCODES), PLANNED_ENCODES, math.nan)
+        return cand
+
+
 class _Ladder:
     """The near-lossless steps, tightest first, each encoded on first use and only once:
     both searches bisect over it (size falls and error grows with the step)."""
 
-    def __init__(self, image: LoadedImage, effort: int) -> None:
+    def __init__(self, image: LoadedImage, effort: int, encodes: _Encodes | None = None) -> None:
         self.steps = sorted(NEAR_LOSSLESS_CANDIDATES)
         self._image, self._effort = image, effort
+        self._encodes = encodes or _Encodes(None)
         self._made: dict[int, Candidate] = {}
 
     def __getitem__(self, i: int) -> Candidate:
         if i not in self._made:
-            self._made[i] = _pixel_candidate(self._image, self.steps[i], self._effort)
+            self._made[i] = self._encodes.candidate(self._image, self.steps[i], self._effort)
         return self._made[i]
 
 
-def _tolerance_search(image: LoadedImage, effort: int, budget: int,
-                      exact_size: int) -> tuple[int, Candidate] | None:
+def _tolerance_search(image: LoadedImage, effort: int, budget: int, exact_size: int,
+                      encodes: _Encodes | None = None) -> tuple[int, Candidate] | None:
     """The tightest near-lossless step whose file fits ``budget`` bytes: sizes fall as the step
     grows, so the fitting steps run from some step to the loosest.  Each probe is the step that
     the sizes known so far (``exact_size`` at ±0 included), interpolated over log2(1 + N), put
     nearest the budget on the fitting side: usually 2 encodes where halving the ladder took 3."""
-    ladder = _Ladder(image, effort)
+    ladder = _Ladder(image, effort, encodes)
     lo, hi = 0, len(ladder.steps) - 1
     if ladder[hi].size > budget:
         return None
@@ -188,27 +210,29 @@ def _probe(ladder: _Ladder, lo: int, hi: int, budget: int, exact_size: int) -> i
 
 
 def _most_faithful_within(image: LoadedImage, effort: int, budget: int, beats: Callable[[float], bool],
-                          exact_note: Callable[[], str],
-                          near_note: Callable[[int, float], str]) -> Candidate | None:
+                          exact_note: Callable[[], str], near_note: Callable[[int, float], str],
+                          on_step: OnStep | None = None) -> Candidate | None:
     """The most faithful pixel-coded file of at most ``budget`` bytes (every byte, the note
     included where it fits): lossless, else the tightest near-lossless step that fits, if its
     PSNR ``beats`` the alternative; None when none does.  Near-lossless is tried only when the
     lossless file is within NEAR_LOSSLESS_REACH of the budget."""
-    exact = _pixel_candidate(image, 0, effort)
+    encodes = _Encodes(on_step)
+    exact = encodes.candidate(image, 0, effort)
     if exact.size <= budget:
         noted = _fitting(exact, budget, exact_note())
         if noted is not None:
             return noted
     if exact.size > NEAR_LOSSLESS_REACH * budget:
         return None
-    found = _tolerance_search(image, effort, budget, exact.size)
+    found = _tolerance_search(image, effort, budget, exact.size, encodes)
     if found is None or not beats(found[1].psnr):
         return None
     max_error, near = found
     return _fitting(near, budget, near_note(max_error, near.psnr))
 
 
-def choose_smaller(image: LoadedImage, lossy: Candidate, effort: int, quality: float) -> Candidate:
+def choose_smaller(image: LoadedImage, lossy: Candidate, effort: int, quality: float,
+                   on_step: OnStep | None = None) -> Candidate:
     """The lossy file, unless a pixel-coded one is no larger and at least as good."""
     if effort < MIN_CHOICE_EFFORT:
         return lossy
@@ -217,13 +241,15 @@ def choose_smaller(image: LoadedImage, lossy: Candidate, effort: int, quality: f
         image, effort, lossy.size, lambda db: db >= lossy.psnr,
         lambda: f"lossless: no larger than the learned file at {label} ({lossy.size} B, {lossy.psnr:.2f} dB)",
         lambda n, db: (f"near-lossless ±{n}: {db:.2f} dB, smaller and better than the learned file at {label} "
-                       f"({lossy.size} B, {lossy.psnr:.2f} dB)"))
+                       f"({lossy.size} B, {lossy.psnr:.2f} dB)"), on_step)
     return lossy if chosen is None else chosen
 
 
-def meet_psnr(image: LoadedImage, target_db: float, effort: int, best_lossy_db: float) -> Candidate:
+def meet_psnr(image: LoadedImage, target_db: float, effort: int, best_lossy_db: float,
+              on_step: OnStep | None = None) -> Candidate:
     """The loosest pixel coding whose PSNR reaches ``target_db`` (lossless if none does)."""
-    ladder = _Ladder(image, effort)
+    encodes = _Encodes(on_step)
+    ladder = _Ladder(image, effort, encodes)
     # PSNR falls as the tolerance grows: bisect for the last step that still reaches the target.
     lo, hi = 0, len(ladder.steps) - 1
     if ladder[lo].psnr >= target_db:
@@ -240,16 +266,18 @@ def meet_psnr(image: LoadedImage, target_db: float, effort: int, best_lossy_db: 
         # A tolerance step can decode exactly (and be smaller than the lossless file).
         mode = "lossless" if cand.result.max_error == 0 else f"near-lossless ±{cand.result.max_error}, exact here"  # type: ignore[attr-defined]
     else:
-        cand, mode = _pixel_candidate(image, 0, effort), "lossless"
+        cand, mode = encodes.candidate(image, 0, effort), "lossless"
     return _noted(cand, f"{mode}: --target-psnr {target_db:g} is above what the "
                         f"learned codec reaches ({best_lossy_db:.2f} dB)")
 
 
-def best_within_bytes(image: LoadedImage, budget: int, lossy: Candidate, effort: int) -> Candidate:
+def best_within_bytes(image: LoadedImage, budget: int, lossy: Candidate, effort: int,
+                      on_step: OnStep | None = None) -> Candidate:
     """For a size target: a pixel-coded file that fits the budget and beats the lossy PSNR
     (the caller decides whether to look: from MIN_CHOICE_EFFORT, or beyond the learned top)."""
     chosen = _most_faithful_within(
         image, effort, budget, lambda db: db > lossy.psnr,
         lambda: f"lossless: fits the size target ({budget} B)",
-        lambda n, db: f"near-lossless ±{n}: {db:.2f} dB within the size target (the learned file: {lossy.psnr:.2f} dB)")
+        lambda n, db: f"near-lossless ±{n}: {db:.2f} dB within the size target (the learned file: {lossy.psnr:.2f} dB)",
+        on_step)
     return lossy if chosen is None else chosen
