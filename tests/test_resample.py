@@ -153,8 +153,8 @@ def learned_only(monkeypatch):
     full and reduced resolution alone."""
     from udic import modes
 
-    monkeypatch.setattr(modes, "choose_smaller", lambda image, lossy, effort, quality: lossy)
-    monkeypatch.setattr(modes, "best_within_bytes", lambda image, budget, lossy, effort: lossy)
+    monkeypatch.setattr(modes, "choose_smaller", lambda image, lossy, effort, quality, on_step=None: lossy)
+    monkeypatch.setattr(modes, "best_within_bytes", lambda image, budget, lossy, effort, on_step=None: lossy)
 
 
 def test_the_choice_keeps_only_a_file_that_is_no_larger_and_no_worse(tiny_codec, learned_only, monkeypatch):
