@@ -437,14 +437,17 @@ def _mode_label(result) -> str:  # noqa: ANN001 - an encode or decode result
     return "lossless" if result.max_error == 0 else f"near-lossless ±{result.max_error}"
 
 
-def _model_role(model_id: str, default: str | None) -> str:
-    """What a model is for, in a user's words (the registry's description is how it was trained)."""
+def _model_role(model_id: str, default: str | None, newer: bool = False) -> str:
+    """What a model is for, in a user's words (the registry's description is how it was trained).
+    ``newer``: registered after the default (a candidate that did not beat it everywhere)."""
     from .modelchoice import SYNTHETIC_MODEL
 
     if model_id == default:
         return "default" + (": photos and synthetic art" if model_id == SYNTHETIC_MODEL else "")
     if model_id == SYNTHETIC_MODEL:
         return "synthetic art (chosen for it from effort 1)"
+    if newer:
+        return "newer candidate, not the default (--verbose says why)"
     return "earlier model, kept so that its files decode"
 
 
@@ -461,10 +464,15 @@ def models(as_json: bool, verbose: bool) -> None:
     except UdicError as exc:
         say("models", str(exc))
         raise SystemExit(1) from None
+    at_default = next((i for i, (e, _) in enumerate(rows) if e.id == default), len(rows))
+
+    def role(i: int, model_id: str) -> str:
+        return _model_role(model_id, default, newer=i > at_default)
+
     if as_json:
         click.echo(json.dumps([
             {"id": e.id, "name": e.name, "size": e.size, "status": status, "default": e.id == default,
-             "role": _model_role(e.id, default), "description": e.description} for e, status in rows
+             "role": role(i, e.id), "description": e.description} for i, (e, status) in enumerate(rows)
         ]))
         return
     if not rows:
@@ -473,9 +481,9 @@ def models(as_json: bool, verbose: bool) -> None:
     # The default first, then newest first (the registry lists models oldest first).
     ordered = sorted(enumerate(rows), key=lambda r: (r[1][0].id != default, -r[0]))
     click.echo(f"  {'id':<16}  {'name':<24} {'size':>9}  {'where':<12} use")
-    for _, (e, status) in ordered:
+    for i, (e, status) in ordered:
         mark = "*" if e.id == default else " "
-        click.echo(f"{mark} {e.id}  {e.name:<24} {e.size / 1e6:6.1f} MB  {status:<12} {_model_role(e.id, default)}")
+        click.echo(f"{mark} {e.id}  {e.name:<24} {e.size / 1e6:6.1f} MB  {status:<12} {role(i, e.id)}")
         if verbose and e.description:
             click.echo(f"{'':20}{e.description}")
 
