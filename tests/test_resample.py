@@ -241,3 +241,13 @@ def test_a_probe_far_from_the_full_file_costs_no_adapted_encode(tiny_codec, monk
     enc = api.encode_with(tiny_codec, loaded(gradient(192, 256)), 0.0, effort=1, choose_mode=False)
     assert efforts == [0] * len(reduced.STEPS)
     assert not ctr.parse(enc.data).header.flags & ctr.Flags.RESAMPLE
+
+
+def test_a_reduced_file_carries_no_psnr_of_its_low_image(tiny_codec):
+    """The adapted encode of the half-size image knows its PSNR against that image, not the file's
+    against the source: a reduced file's PSNR is the decoded full-size one, or measured later."""
+    image = loaded(gradient(192, 256))
+    low = reduced.reduced_image(image)
+    enc = reduced.encode_reduced(tiny_codec, image, low, 0.0, 1, None, 0, None)
+    assert enc.psnr is None or enc.psnr == api._learned_psnr(tiny_codec, image, enc.data)
+    assert api.encoded_psnr(image, enc, tiny_codec) == api._learned_psnr(tiny_codec, image, enc.data)

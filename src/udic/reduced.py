@@ -49,7 +49,8 @@ def encode_reduced(codec: Codec, image: LoadedImage, low: LoadedImage, quality: 
     enc = api._encode_learned(codec, low, quality, effort, time_budget, seed, None, tile)
     height, width = image.rgb.shape[:2]
     data, header = resample.as_output_file(enc.data, height, width, image.alpha)
-    return dataclasses.replace(enc, data=data, header=header, notices=list(image.notices))
+    # The encoder knows its PSNR against ``low`` only; the file's, against ``image``, is measured.
+    return dataclasses.replace(enc, data=data, header=header, notices=list(image.notices), psnr=None)
 
 
 def reduced_if_better(codec: Codec, image: LoadedImage, quality: float, full: Any, effort: int,
