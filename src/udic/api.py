@@ -195,7 +195,7 @@ def encode_with(
     result = _encode_learned(codec, image, quality, effort, time_budget, seed, on_step, tile)
     if effort < modes.MIN_CHOICE_EFFORT or not (choose_mode or reduce):
         return result
-    lossy = modes.Candidate(result, psnr=result.psnr, measure=lambda: _learned_psnr(codec, image, result.data))
+    lossy = modes.Candidate(result, measure=lambda: _learned_psnr(codec, image, result.data))
     if reduce:
         from .reduced import reduced_if_better
 

@@ -94,7 +94,8 @@ class Candidate:
     def __init__(self, result: object, psnr: float | None = None,
                  measure: Callable[[], float] | None = None) -> None:
         self.result = result  # a learned EncodeResult or a pixelcodec.PixelEncoded
-        self._psnr = psnr
+        # A PSNR the encoder already knows travels on the result: no decode to measure it.
+        self._psnr = psnr if psnr is not None else getattr(result, "psnr", None)
         self._measure = measure
         self._record()
 
@@ -159,7 +160,7 @@ class _Encodes:
 
 class _Ladder:
     """The near-lossless steps, tightest first, each encoded on first use and only once:
-    both searches bisect over it (size falls and error grows with the step)."""
+    both searches narrow a range of it (size falls and error grows with the step)."""
 
     def __init__(self, image: LoadedImage, effort: int, encodes: _Encodes | None = None) -> None:
         self.steps = sorted(NEAR_LOSSLESS_CANDIDATES)
