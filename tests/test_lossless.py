@@ -7,7 +7,7 @@ import pytest
 
 from udic import lossless
 from udic.errors import ContainerError
-from udic.lossless import raster
+from udic.lossless import longcopy, raster
 
 PLAIN = raster.CONTEXTS_PLAIN  # version 7's symbol contexts as versions ≤ 6 had them
 
@@ -353,7 +353,8 @@ def test_encode_rejects_bad_input(bad: np.ndarray) -> None:
 
 PAYLOADS = {
     "predictive": lambda: lossless.encode(np.concatenate([_smooth(40, 44, 3), _smooth(40, 44, 1, seed=3)], axis=2)),
-    "palette": lambda: lossless.encode(_tiled(24, 32)),
+    "palette": lambda: lossless._encode_palette(_tiled(24, 32), 8, 0, 1, lossless.transforms.find_palette(_tiled(24, 32), 4096),
+                                                False, []),
     "stored": lambda: lossless.encode(RNG.integers(0, 256, (8, 8, 3), dtype=np.uint8)),
     "near": lambda: lossless.encode(_smooth(24, 20, 3), 8, 2),
     "wide": lambda: lossless.encode(_smooth(16, 12, 1, 16), 16),
@@ -366,6 +367,7 @@ PAYLOADS = {
     "raster_fresh": lambda: _raster_payload(_banded(40, 60), [], 0, 2),
     "raster_cache_fresh": lambda: _raster_payload(_banded(40, 60), [(1, 0)], 1, 3),
     "coded_palette": lambda: _raster_payload(_banded(24, 32, 4, 1), [], 0, 0),
+    "raster_long": lambda: _long_payload(_glyphs(40, 64)),
 }
 # What each kind is there to exercise (the encoder's own choice moves as the format improves).
 PAYLOAD_MODES = {"predictive": "predictive", "palette": "palette", "stored": "stored", "near": "predictive",
@@ -386,6 +388,7 @@ def test_payload_kinds_exercise_their_modes() -> None:
     assert infos["match"]["pixel_match"] and infos["offsets"]["copy_offsets"] > 0
     assert infos["coded_palette"]["palette_coded"]
     assert infos["raster_cache"]["literal_cache"] and infos["raster_fresh"]["fresh_literals"]
+    assert infos["raster_long"]["long_matches"] > 0 and infos["raster"]["long_matches"] == 0
 
 
 def _raster_payload(pixels: np.ndarray, offsets: list[tuple[int, int]] | None = None, lz: int = 1,
@@ -396,6 +399,19 @@ def _raster_payload(pixels: np.ndarray, offsets: list[tuple[int, int]] | None = 
     if offsets is None:
         offsets = find_offsets(pixel_keys(pixels), lossless.MAX_OFFSETS)
     return lossless._encode_raster(pixels, 8, 0, found, offsets, lz, 1, literals, contexts=contexts)
+
+
+def _long_payload(pixels: np.ndarray, offsets: list[tuple[int, int]] | None = None,
+                  min_gain: float = longcopy.MIN_GAIN_BITS, literals: int | None = None) -> bytes:
+    """A palette raster payload with the long matches the encoder finds (free copies off)."""
+    from udic.lossless import transforms
+
+    found = lossless._raster_order(transforms.find_palette(pixels, lossless.MAX_RASTER_PALETTE))
+    offsets = [] if offsets is None else offsets
+    scan = raster.symbols(found[1], offsets, raster.LZ_OFF)
+    long = longcopy.find_long_matches(found[1], longcopy.pixel_costs(scan, len(offsets), found[0].shape[0]), min_gain)
+    assert len(long) > 0
+    return lossless._encode_raster(pixels, 8, 0, found, offsets, raster.LZ_OFF, 1, literals, long=long)
 
 
 def _banded(h: int, w: int, jitter: int = 4, width: int = 2, seed: int = 3) -> np.ndarray:
@@ -557,7 +573,9 @@ def test_the_raster_scan_keeps_copy_offsets_only_where_they_pay(image: str, offs
     assert (len(with_offsets) < len(bare)) == offsets_pay
     stored = lossless._encode_stored(pixels, 8, 0)
     kept = lossless._raster_forms(pixels, 8, 0, 1, found, offsets, 0.0, stored, None, free_copies=False)
-    assert len(kept) == min(len(with_offsets), len(bare))
+    # (Long matches, tried on the form kept, may make it smaller still.)
+    assert len(kept) == min(len(with_offsets), len(bare)) or lossless.describe(kept)["long_matches"] > 0
+    assert len(kept) <= min(len(with_offsets), len(bare))
     assert (lossless.describe(kept)["copy_offsets"] > 0) == offsets_pay
     np.testing.assert_array_equal(lossless.decode(kept), pixels)
 
@@ -724,7 +742,7 @@ def test_size_limits_refused_before_allocation() -> None:
     with pytest.raises(ContainerError):
         lossless.decode(b"")
     with pytest.raises(ContainerError):
-        lossless.decode(bytes([9]) + payload[1:])
+        lossless.decode(bytes([lossless.VERSION + 1]) + payload[1:])
 
 
 def test_import_is_light() -> None:
@@ -816,7 +834,7 @@ def _as_current(payload: bytes) -> bytes:
     at_lz = reader.pos + 1
     out = bytes([lossless.VERSION]) + payload[1:at_palette] + bytes([lossless.PALETTE_RAW]) + payload[at_palette:at_lz]
     if header["mode"] == lossless.MODE_RASTER:
-        out += bytes([0, raster.CONTEXTS_PLAIN])  # plain literals; (version 7) plain symbol contexts
+        out += bytes([0, raster.CONTEXTS_PLAIN, 0])  # plain literals; (7) plain symbol contexts; (9) no long matches
     return out + payload[at_lz:]
 
 
@@ -858,7 +876,8 @@ def _v5_encoders() -> dict:
 def _raster_as_current(payload: bytes) -> bytes:
     """A version 5 or 6 palette raster payload as the current version writes it with plain symbol
     contexts: the version bytes differ (the outer one and that of a coded palette's nested
-    payload), and version 7 adds the contexts byte after the literal coding byte."""
+    payload), version 7 adds the contexts byte after the literal coding byte, and version 9 the number
+    of long matches (0) after it."""
     from udic.lossless.payload import Reader
 
     reader = Reader(payload)
@@ -874,7 +893,7 @@ def _raster_as_current(payload: bytes) -> bytes:
     lossless._read_match(reader, header["height"], header["width"])
     reader.u8()  # lz
     reader.u8()  # literal coding
-    return bytes(out[:reader.pos]) + bytes([raster.CONTEXTS_PLAIN]) + bytes(out[reader.pos:])
+    return bytes(out[:reader.pos]) + bytes([raster.CONTEXTS_PLAIN, 0]) + bytes(out[reader.pos:])
 
 
 # Version 6 payloads (palette raster with fresh literals, before row contexts), made by the version 6
@@ -963,7 +982,7 @@ def test_version_7_payloads_still_decode(kind: str) -> None:
     assert np.abs(decoded.astype(np.int64) - pixels).max() <= bound
     if bound == 0:
         np.testing.assert_array_equal(decoded, pixels)
-    assert lossless.encode(pixels, 12 if kind == "alpha_12bit" else 8, bound)[0] == lossless.VERSION == 8
+    assert lossless.encode(pixels, 12 if kind == "alpha_12bit" else 8, bound)[0] == lossless.VERSION == 9
 
 
 def test_texture_classes_by_hand() -> None:
@@ -1092,3 +1111,162 @@ def test_near_lossless_reuses_the_exact_payload_it_would_make() -> None:
     lossless._EXACT.clear()
     assert lossless._exact_payload(art, 8, 1) == exact  # made afresh: identical
     assert lossless.encode(art, 8, 2) == lossless.encode(art, 8, 2)
+
+
+# Version 8 palette raster payloads (before long matches), made by the version 8 encoder (commit
+# 1d924eb): they decode, and version 9 writes the same streams without long matches.
+V8_PAYLOADS = {
+    "raster_rows": "eNoBAAH//ggDMB4DCAAAAwD6+voePMgAAAAAAAMBOiojUzMPKAZhgfOoDcWF4D4h6RWuY2kPKxeEzD3XAvhLkPK3n2u2GO3kMdff99+Vae8O97Mezt0FZERM6y8/8JCttptD8TJTT019e3mDKRT9xewCS5wr/pwVqzlnctYHNro/FJ08zN25OWiCYi5vfuU+ifOIqr/XYi/a6TC74PPEJGyOKIS/gLjdHtgC2vamJ5Qp1IPf41/XzE1CDCVS5Bysg/16vI34/DurVJorcAFzgorBZD20XJV0T9yOjftzNK7f+NMcB/98GdM58ezYsVkSPQezJfsaS2GVHAvDkSNhRRznFRpyKAAcRnfU",
+    "raster_carry": "eNoBFwHo/ggDMB4DCAAAAwD6+voAAAAePMgBAQEAAQABP+kwlTr3pkLJWGwD17CS5GATJ6pxuoTzWuKQAgJz3eUFrKBlsaKzz0deE5DnIZxOw3zseheLHCgxLAG9V90lmeVFls9cXNTxDTdR7x+g9umn1cuwrUmhTTYv0M7nuXJ27/lMf/itzsovS25HBcG6GFY13WMcx842CdHB0bHHT/h9rFfsKSqEBufAOKG6iC3jzQxT5kbeLsMtWS3Y8JJtu90oplFysji8SfeL6WznOZ5E8ZTpa11I+ElruDYTHRTt2MnswN0fHtL7SXyeX5jY9uziXhsymAHtveX68e4aZXZoqWwHZiXBDjTT0xbmdhEOu2o1ER70nO1rEVUiAC1Th4M=",
+    "raster_tiled": "eNoB4gEd/ggDKBgDCAAABgBqJq8GoJXlYvmLSuW8za/xqUEBCAAgAEAIABAACC8QIAgQADAAAAFsy2uUQyR/a4AqemSCZe2Y7crErOUj9wRmci23K+T9S9WdxyI8ycW7HiqwikXTfC9yZ+Fav4OFqSOQ3X9nhisxsqPm1fIxDJ2Z+ZSWRQdah9s7Mp31JJfA1ejVxcOS2KhP4XPJa1SnCpKn627nQ6Rjogttxk/4SKom1M9fjEkoaK2mboFtZT1HOHFvycTf9ZuSqxR8N+jdbaW/VTM5tnoFDomNfQEzqmM/QD2etfqc1o8blLUgl5hgKq6VvCIdHj30UjQjvDOefzPo6VmX9ddChObNJgJm74RglIuw52gktYW95a1Sjd8xOD/aODJgpIKiSUmcy76miepduVRmBkipNBKvqi3joW3RsgLsWw0iA+rtlQri35hsometuHsk+KsJVkQfhpwkVRicVlcLz4XEpS4huL8UMV2QcQpLvkq4P+KbmgLIPqJhvbECUJAi5SDnE9IHVnV7LeWgiR+nIX83+LBBWx73Sa8vPzwnq5L4IrphgCmkm4zttQOgw7+91T7tdxNWKl3SV5MdaZDKhEYAi/BnVzOnPAZVPMv1k7QcCftYxOq60Dz8H/yd8KDUzwIAjTXkXA==",
+}
+
+
+def _v8_encoders() -> dict:
+    return {
+        "raster_rows": (_glyphs(30, 48), lambda px: _raster_payload(px, [], 0, 3)),
+        "raster_carry": (_glyphs(30, 48), lambda px: _raster_payload(px, [(1, 0)], 1, None)),
+        "raster_tiled": (_tiled(24, 40), lambda px: _raster_payload(px, None, 0, None)),
+    }
+
+
+def _v8_as_current(payload: bytes) -> bytes:
+    """A version 8 palette raster payload as version 9 writes it without long matches: the version
+    byte, and a 0 (no long matches) after the symbol contexts byte."""
+    from udic.lossless.payload import Reader
+
+    reader = Reader(payload)
+    header = lossless._read_header(reader, None)
+    size = reader.varint()
+    lossless._read_palette(reader, header, size)
+    lossless._read_match(reader, header["height"], header["width"])
+    reader.u8()  # lz
+    reader.u8()  # literal coding
+    reader.u8()  # symbol contexts
+    return bytes([lossless.VERSION]) + payload[1:reader.pos] + bytes([0]) + payload[reader.pos:]
+
+
+@pytest.mark.parametrize("kind", sorted(V8_PAYLOADS))
+def test_version_8_payloads_decode_and_are_reproduced(kind: str) -> None:
+    import base64
+    import zlib
+
+    payload = zlib.decompress(base64.b64decode(V8_PAYLOADS[kind]))
+    pixels, encoder = _v8_encoders()[kind]
+    assert payload[0] == 8
+    np.testing.assert_array_equal(lossless.decode(payload), pixels)
+    assert "long_matches" not in lossless.describe(payload)
+    assert encoder(pixels) == _v8_as_current(payload)
+
+
+def _art_with_repeats(h: int, w: int, seed: int = 5) -> np.ndarray:
+    """Noisy blocks (no neighbour predicts them) pasted again further on: long matches pay."""
+    rng = np.random.default_rng(seed)
+    colours = rng.integers(0, 256, (40, 3), dtype=np.uint8)
+    idx = rng.integers(0, 40, (h, w))
+    block = idx[2:10, 3:19].copy()
+    for y, x in ((12, 5), (20, 30), (h - 9, w - 17)):
+        idx[y : y + 8, x : x + 16] = block
+    idx[h // 2, 10:] = idx[1, : w - 10]  # a row repeated from far above, shifted
+    return colours[idx]
+
+
+@pytest.mark.parametrize("make", [lambda: _glyphs(40, 64), lambda: _art_with_repeats(32, 56), lambda: _tiled(48, 80),
+                                  lambda: _banded(40, 60)])
+@pytest.mark.parametrize("literals", [0, 1, 2, 3])
+def test_long_matches_roundtrip(make, literals: int) -> None:
+    pixels = make()
+    payload = _long_payload(pixels, None, 0.0, literals)
+    assert lossless.describe(payload)["long_matches"] > 0
+    np.testing.assert_array_equal(lossless.decode(payload), pixels)
+
+
+def test_long_matches_by_hand() -> None:
+    """Matches that overlap their own source (distance 1 and 3), copy from the same row, from rows
+    above with a negative dx, and run across row ends; the recent distances are reused."""
+    rng = np.random.default_rng(11)
+    h, w = 9, 13
+    idx = rng.integers(0, 7, h * w)
+    matches = [(14, 10, 1), (30, 9, 3), (45, 20, w - 2), (70, 12, 3), (90, 15, w - 2), (108, 9, 1)]
+    for start, length, dist in matches:  # apply in raster order, as the decoder does
+        for p in range(start, start + length):
+            idx[p] = idx[p - dist]
+    pixels = (np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255], [9, 9, 9], [80, 90, 100], [1, 2, 3]],
+                       np.uint8))[idx.reshape(h, w)]
+    long = raster.LongMatches(*map(np.array, zip(*matches)))
+    ranks, new = raster._recent_ranks(long.dists)
+    np.testing.assert_array_equal(ranks, [4, 4, 4, 1, 1, 2])
+    np.testing.assert_array_equal(new, [1, 3, w - 2])
+    found = lossless._raster_order(lossless.transforms.find_palette(pixels, 4096))
+    for offsets in ([], [(1, 0)]):
+        payload = lossless._encode_raster(pixels, 8, 0, found, offsets, raster.LZ_OFF, 1, None, long=long)
+        assert lossless.describe(payload)["long_matches"] == len(matches)
+        np.testing.assert_array_equal(lossless.decode(payload), pixels)
+
+
+def test_split_distance_by_hand() -> None:
+    dy, dx = raster.split_distance(np.array([1, 5, 6, 7, 10, 23, 40]), 10)
+    np.testing.assert_array_equal(dy, [0, 1, 1, 1, 1, 2, 4])
+    np.testing.assert_array_equal(dx, [1, -5, -4, -3, 0, 3, 0])
+    assert np.all(dy * 10 + dx == [1, 5, 6, 7, 10, 23, 40])
+
+
+class _Forged(raster.LongMatches):
+    """Codes a match list the encoder would never write, with the pixels of a valid one."""
+
+    def __init__(self, valid: raster.LongMatches, starts, lengths, dists) -> None:
+        super().__init__(starts, lengths, dists)
+        self.valid = valid
+
+    def sources(self, pixels: int) -> np.ndarray:
+        return self.valid.sources(pixels)
+
+
+@pytest.mark.parametrize("starts, lengths, dists, message", [
+    ([10, 40], [12, 9], [1, 50], "copies from outside the image"),  # the source is before the first pixel
+    ([10, 300], [12, 1600], [1, 2], "runs past the image"),
+    ([10, 40], [12, 9], [0, 3], "copies from outside the image"),
+])
+def test_forged_long_matches_are_refused(starts, lengths, dists, message: str) -> None:
+    pixels = _art_with_repeats(32, 56)
+    found = lossless._raster_order(lossless.transforms.find_palette(pixels, 4096))
+    valid = raster.LongMatches([10, 40], [12, 9], [1, 2])
+    forged = _Forged(valid, starts, lengths, dists)
+    payload = lossless._encode_raster(pixels, 8, 0, found, [], raster.LZ_OFF, 1, 0, long=forged)
+    with pytest.raises(ContainerError, match=message):
+        lossless.decode(payload)
+
+
+def test_long_match_count_is_bounded_before_decoding() -> None:
+    """The number of long matches is refused above pixels / MIN_LONG before anything is allocated."""
+    from udic.lossless.payload import Reader, write_varint
+
+    payload = _long_payload(_glyphs(40, 64))
+    reader = Reader(payload)
+    header = lossless._read_header(reader, None)
+    size = reader.varint()
+    lossless._read_palette(reader, header, size)
+    lossless._read_match(reader, header["height"], header["width"])
+    for _ in range(3):
+        reader.u8()
+    count_at = reader.pos
+    reader.varint()
+    forged = payload[:count_at] + write_varint(40 * 64 // raster.MIN_LONG + 1) + payload[reader.pos:]
+    with pytest.raises(ContainerError, match="long matches"):
+        lossless.decode(forged)
+    # Long matches with free copies on are refused too.
+    lz_at = count_at - 3
+    with pytest.raises(ContainerError, match="free copies"):
+        lossless.decode(payload[:lz_at] + bytes([raster.LZ_CARRY]) + payload[lz_at + 1:])
+
+
+def test_long_matches_pay_where_blocks_repeat() -> None:
+    """The default encoder takes long matches where pasted blocks repeat, and they make it smaller
+    than without them."""
+    pixels = _art_with_repeats(48, 64)
+    payload = lossless.encode(pixels)
+    info = lossless.describe(payload)
+    assert info["mode"] == "palette raster" and info["long_matches"] > 0
+    np.testing.assert_array_equal(lossless.decode(payload), pixels)
+    found = lossless._raster_order(lossless.transforms.find_palette(pixels, 4096))
+    assert len(payload) < len(lossless._encode_raster(pixels, 8, 0, found, [], raster.LZ_OFF, 1))

@@ -129,6 +129,26 @@ def test_info_names_the_palette_coding_the_literal_cache_and_fresh_literals():
     assert "(coded)" in straight and "literal cache" not in straight
 
 
+def test_info_counts_long_matches():
+    """Noise with a block pasted again: udic info says how many long matches the file holds."""
+    from tools.fuzz import _pasted
+    from udic import api
+
+    src = _pasted(26, 36)
+    data = pixelcodec.encode_file(src, 8, 0).data
+    coding = api.info(data).pixel_coding
+    assert coding.startswith("palette raster") and coding.endswith(" long matches")
+    count = int(coding.rsplit(", ", 1)[1].split()[0])
+    assert count == lossless_describe(data)["long_matches"] > 0
+    np.testing.assert_array_equal(np.asarray(api.decode(data, progress=False).image), src)
+
+
+def lossless_describe(data: bytes) -> dict:
+    from udic import lossless
+
+    return lossless.describe(ctr.parse(data).sections[ctr.Section.PIXELS])
+
+
 def test_importing_the_pixel_path_does_not_import_torch():
     import subprocess
     import sys

@@ -154,6 +154,15 @@ def _bands(h: int, w: int, jitter: int = 4) -> np.ndarray:
     return np.stack([40 + k % 200, 60 + k // 2 % 150, 90 + k // 3 % 120], axis=-1).astype(np.uint8)
 
 
+def _pasted(h: int, w: int) -> np.ndarray:
+    """Noise in 24 colours with one 6×12 block pasted again three times: long matches pay."""
+    rng = np.random.default_rng(8)
+    idx = rng.integers(0, 24, (h, w))
+    for y, x in ((10, 3), (14, 20), (h - 7, w - 13)):
+        idx[y : y + 6, x : x + 12] = idx[1:7, 2:14]
+    return rng.integers(0, 256, (24, 3), dtype=np.uint8)[idx]
+
+
 def pixel_seeds() -> list[Seed]:
     """Pixel-coded files (spec §11): every coder mode of the pixels section."""
     from udic import api, pixelcodec
@@ -174,6 +183,7 @@ def pixel_seeds() -> list[Seed]:
         ("pixels-palette-interlaced", (_smooth(36, 52, 3) // 85 * 85).astype(np.uint8), 8, 0, None),
         ("pixels-palette-cached", _bands(24, 32), 8, 0, None),  # literal cache, fresh literals
         ("pixels-palette-coded", _bands(24, 32, 1), 8, 0, None),  # coded palette
+        ("pixels-palette-long", _pasted(26, 36), 8, 0, None),  # long matches (payload v9)
         ("pixels-16bit", wide, 16, 0, None),
         ("pixels-noise", np.random.default_rng(5).integers(0, 256, (9, 11, 3), dtype=np.uint8), 8, 0, None),
     ]

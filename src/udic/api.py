@@ -445,7 +445,8 @@ def info(data: bytes) -> FileInfo:
             f", free copies {px['free_copies']}" if px.get("free_copies", "off") != "off" else "") + (
             ", literal cache" if px.get("literal_cache") else "") + (
             ", palette in order of first use" if px.get("fresh_literals") else "") + (
-            ", row contexts" if px.get("row_contexts") else "")
+            ", row contexts" if px.get("row_contexts") else "") + (
+            f", {px['long_matches']} long matches" if px.get("long_matches") else "")
     meta = (metadata_mod.decode(cont.sections[ctr.Section.METADATA]) if ctr.Section.METADATA in cont.sections
             else metadata_mod.Metadata())
     coded_size = None

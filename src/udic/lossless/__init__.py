@@ -5,9 +5,10 @@ returns the identical array (lossless) or one within ±max_error on every colour
 sample (near-lossless; alpha stays exact).  The format is described normatively in
 docs/lossless.md.  Modes: *stored* (raw samples, the fallback for noise),
 *predictive* (colour transform + interlaced prediction), *palette* (≤ 4096 distinct
-pixels: palette + index plane).  On flat synthetic art a pixel-match stage first lets
-pixels repeat a neighbour, copy from one of the image's copy offsets (repeated tiles,
-glyphs) or name a frequent colour.
+pixels: palette + index plane), *palette raster* (≤ 16384: the index plane row by row,
+optionally with long matches, ``longcopy``).  On flat synthetic art a pixel-match stage
+first lets pixels repeat a neighbour, copy from one of the image's copy offsets (repeated
+tiles, glyphs) or name a frequent colour.
 """
 
 from __future__ import annotations
@@ -23,17 +24,17 @@ from . import transforms
 from .payload import Reader, Writer
 from .coding import Decoder, OpList
 from .planes import PlaneSpec, decode_planes, encode_planes
-from . import raster
+from . import longcopy, raster
 from .raster import decode_raster, encode_raster
 from .predict import MAX_OFFSETS
 from .repeats import find_offsets, pixel_keys
 
 __all__ = ["encode", "decode", "describe"]
 
-VERSION = 8
-OLD_VERSIONS = (2, 3, 4, 5, 6, 7)  # still decoded: 2 static per-image tables; 3 palette raster without free copies;
+VERSION = 9
+OLD_VERSIONS = (2, 3, 4, 5, 6, 7, 8)  # still decoded: 2 static per-image tables; 3 palette raster without free copies;
 # 4 palette raster without the literal cache; 5 palette raster without fresh literals; 6 without row contexts;
-# 7 without texture classes in the sample planes' contexts
+# 7 without texture classes in the sample planes' contexts; 8 palette raster without long matches
 MODE_STORED = 0
 MODE_PREDICTIVE = 1
 MODE_PALETTE = 2
@@ -364,16 +365,21 @@ def _literal_choices(found: tuple[np.ndarray, np.ndarray], first_use: tuple[np.n
 
 def _encode_raster(pixels: np.ndarray, bit_depth: int, max_error: int, found: tuple[np.ndarray, np.ndarray],
                    offsets: list[tuple[int, int]], lz: int = raster.LZ_CARRY, effort: int = 1,
-                   literals: int | None = None, scan=None, contexts: int | None = None) -> bytes:
+                   literals: int | None = None, scan=None, contexts: int | None = None,
+                   long: raster.LongMatches | None = None) -> bytes:
     """The palette raster payload of ``found`` (palette and index plane, written in that order:
     ``_raster_forms`` sorts it first, ``_raster_order``; fresh literals reorder it by first use);
     ``literals`` None: the literal coding with the smallest payload (effort ≤ 1: by estimate, effort
-    ≥ 2: all encoded); ``contexts`` None: row contexts, or on small images the smaller of both."""
+    ≥ 2: all encoded); ``contexts`` None: row contexts, or on small images the smaller of both;
+    ``long``: long matches (lz = 0; ``scan`` must then have been made with them)."""
     palette, index = found
     h, w = index.shape
     offsets = [(dy, dx) for dy, dx in offsets if dy < h and abs(dx) < w]
+    if long is not None and not len(long):
+        long = None
     if scan is None:
-        scan = raster.symbols(index, offsets, lz)
+        covered = None if long is None else long.sources(h * w).reshape(h, w) >= 0
+        scan = raster.symbols(index, offsets, lz, covered)
     mask = scan[1] == raster.Symbols(len(offsets), lz).literal
     first_use = _first_use_order(found) if literals is None or literals & raster.LITERALS_FRESH else None
     if literals is not None:
@@ -400,10 +406,11 @@ def _encode_raster(pixels: np.ndarray, bit_depth: int, max_error: int, found: tu
         head = out.getvalue()
         for symbol_contexts in context_choices:
             ops = OpList()
-            encode_raster(form[1], palette.shape[0], offsets, ops, lz, choice, form_scan, symbol_contexts)
+            encode_raster(form[1], palette.shape[0], offsets, ops, lz, choice, form_scan, symbol_contexts, long)
             stream = ops.finish()
             tail = Writer()
             tail.u8(symbol_contexts)
+            tail.varint(0 if long is None else len(long))
             tail.varint(len(stream) // 4)
             cand = head + tail.getvalue() + stream
             if best is None or len(cand) < len(best):
@@ -480,6 +487,17 @@ def _encode_reduced(pixels: np.ndarray, bit_depth: int, max_error: int, effort: 
     return _raster_forms(reduced, bit_depth, max_error, effort, found, offsets, share, best, interlaced)
 
 
+def _long_form(pixels: np.ndarray, bit_depth: int, max_error: int, effort: int,
+               found: tuple[np.ndarray, np.ndarray], offsets: list[tuple[int, int]], scan: tuple) -> bytes | None:
+    """The plain raster scan with long matches (``longcopy``), found where the symbols they
+    replace (estimated from ``scan``, the plain scan with ``offsets``) cost more than they do."""
+    costs = longcopy.pixel_costs(scan, len(offsets), found[0].shape[0])
+    long = longcopy.find_long_matches(found[1], costs, effort=effort)
+    if not len(long):
+        return None
+    return _encode_raster(pixels, bit_depth, max_error, found, offsets, raster.LZ_OFF, effort, long=long)
+
+
 def _raster_forms(pixels: np.ndarray, bit_depth: int, max_error: int, effort: int,
                   found: tuple[np.ndarray, np.ndarray], offsets: list[tuple[int, int]], share: float,
                   best: bytes, interlaced: int | None, free_copies: bool = True) -> bytes:
@@ -504,9 +522,14 @@ def _raster_forms(pixels: np.ndarray, bit_depth: int, max_error: int, effort: in
         scan = plain_scan if lz == raster.LZ_OFF else None
         cand = _encode_raster(pixels, bit_depth, max_error, found, inside, lz, effort, None, scan)
         if lz == raster.LZ_OFF and inside and (effort >= 2 or h * w <= BOTH_OFFSETS_PIXELS):
-            bare = _encode_raster(pixels, bit_depth, max_error, found, [], lz, effort)
+            bare_scan = raster.symbols(found[1], [], raster.LZ_OFF)
+            bare = _encode_raster(pixels, bit_depth, max_error, found, [], lz, effort, None, bare_scan)
             if len(bare) < len(cand):
-                cand, inside = bare, []  # the free copies below find their own offsets
+                cand, inside, scan = bare, [], bare_scan  # the free copies below find their own offsets
+        if lz == raster.LZ_OFF and effort >= 1:
+            long = _long_form(pixels, bit_depth, max_error, effort, found, inside, scan)
+            if long is not None and len(long) < len(cand):
+                cand = long
         if len(cand) < len(best):
             best = cand
         if lz == raster.LZ_OFF:
@@ -666,11 +689,16 @@ def decode(payload: bytes, max_pixels: int = 64_000_000) -> np.ndarray:
                 contexts = reader.u8("symbol contexts")
                 if contexts not in (raster.CONTEXTS_PLAIN, raster.CONTEXTS_ROWS):
                     raise ContainerError(f"lossless payload: symbol contexts {contexts} is invalid")
+            long_count = 0
+            if hd["version"] >= 9:
+                long_count = reader.varint("long matches", h * w // raster.MIN_LONG)
+                if long_count and lz != raster.LZ_OFF:
+                    raise ContainerError("lossless payload: long matches need free copies off")
             words = reader.varint("entropy-coded length")
             if reader.remaining != 4 * words:
                 raise ContainerError("lossless payload: entropy-coded data has the wrong length (truncated or padded)")
             dec = Decoder(reader.rest())
-            index = decode_raster(dec, h, w, size, offsets, lz, literals, contexts)
+            index = decode_raster(dec, h, w, size, offsets, lz, literals, contexts, long_count)
             dec.check_finished()
             return palette[index]
         spec = PlaneSpec(0, size - 1, 0, size, False)
@@ -738,4 +766,6 @@ def describe(payload: bytes) -> dict:
             info["fresh_literals"] = bool(literals & raster.LITERALS_FRESH)
         if hd["version"] >= 7:
             info["row_contexts"] = reader.u8("symbol contexts") == raster.CONTEXTS_ROWS
+        if hd["version"] >= 9:
+            info["long_matches"] = reader.varint("long matches", hd["height"] * hd["width"] // raster.MIN_LONG)
     return info

@@ -40,7 +40,11 @@ SMALL_UPDATE = 24  # cache updates of at most this many escapes run as a Python 
 
 
 class Symbols:
-    def __init__(self, offsets: int, lz: int) -> None:
+    """The symbol numbers of a raster plane.  ``size`` symbols are coded; with long matches
+    (version ≥ 9) a pixel they cover is given the uncoded symbol ``matched`` for the contexts of
+    its neighbours; ``none`` stands for a neighbour that does not exist."""
+
+    def __init__(self, offsets: int, lz: int, long: bool = False) -> None:
         self.offsets = offsets
         self.lz = lz
         base = SYM_OFFSET + offsets
@@ -49,6 +53,9 @@ class Symbols:
         self.new = base + 2 if lz else -1
         self.literal = base + 3 if lz else base
         self.size = self.literal + 1
+        self.matched = self.size if long else -1
+        self.none = self.size + 1 if long else self.size
+        self.classes = self.none + 1
 
 
 def alphabet(offsets: int, lz: int = LZ_OFF) -> int:
@@ -119,7 +126,7 @@ class _Models:
     def __init__(self, syms: Symbols, palette_size: int, height: int, width: int,
                  contexts: int = CONTEXTS_PLAIN) -> None:
         size = syms.size
-        classes = size + 1
+        classes = syms.classes
         if contexts == CONTEXTS_ROWS:  # each first-phase bin split 16 ways; the blend's middle level is the bin
             bins = classes * PATTERNS * ROW_CONTEXTS
             self.phases = [AdaptiveModel(1, bins, size, np.arange(bins) // ROW_CONTEXTS)]
@@ -132,6 +139,13 @@ class _Models:
         self.rank = AdaptiveModel(1, CACHE_SIZE + 1, CACHE_SIZE + 1)  # literal cache: bin = list length
         self.dy = AdaptiveModel(1, 1, token_count(height - 1))
         self.dx = AdaptiveModel(1, 2, token_count(2 * width))
+        if syms.matched >= 0:  # long matches (version ≥ 9)
+            pixels = height * width
+            self.gap = AdaptiveModel(1, 1, token_count(pixels))
+            self.length = AdaptiveModel(1, 1, token_count(pixels))
+            self.recent = AdaptiveModel(1, 1, RECENT + 1)
+            self.long_dy = AdaptiveModel(1, 1, token_count(height))
+            self.long_dx = AdaptiveModel(1, 2, token_count(2 * width))
 
 
 def token_count(top: int) -> int:
@@ -180,20 +194,31 @@ def first_phase_contexts(sym: np.ndarray, ctx: np.ndarray, contexts: int) -> np.
 
 
 def encode_raster(index: np.ndarray, palette_size: int, offsets: list[tuple[int, int]], ops, lz: int = LZ_CARRY,
-                  literals: int = LITERALS_PLAIN, scan=None, contexts: int = CONTEXTS_PLAIN) -> None:
+                  literals: int = LITERALS_PLAIN, scan=None, contexts: int = CONTEXTS_PLAIN,
+                  long: LongMatches | None = None) -> None:
     """Appends the symbols of the index plane (H, W) to ``ops`` in decode order.  ``scan``: the
-    result of ``symbols(index, offsets, lz)`` if the caller has it already."""
+    result of ``symbols(index, offsets, lz, covered)`` if the caller has it already; ``long``:
+    the long matches (version ≥ 9, lz = 0 only), coded first, whose pixels get no symbol."""
     height, width = index.shape
-    syms = Symbols(len(offsets), lz)
-    idx, sym, ctx, new_offsets = scan if scan is not None else symbols(index, offsets, lz)
+    covered = None
+    if long is not None:
+        if lz != LZ_OFF:
+            raise ValueError("long matches go with free copies off")
+        covered = long.sources(height * width).reshape(height, width) >= 0
+    syms = Symbols(len(offsets), lz, long is not None)
+    idx, sym, ctx, new_offsets = scan if scan is not None else symbols(index, offsets, lz, covered)
     models = _Models(syms, palette_size, height, width, contexts)
+    if long is not None:
+        _code_long(models, long, width, ops)
     first_bins = first_phase_contexts(sym, ctx, contexts)
     cache = LiteralCache(palette_size) if literals & LITERALS_CACHE else None
     used = 0 if literals & LITERALS_FRESH else -1  # fresh: colours used so far (= the next new index)
     for y in range(height):
         for (start, step, dist), model in zip(PHASES, models.phases):
             cols = np.arange(start, width, step)
-            model.encode(ops, 0, _phase_context(first_bins[y] if dist == 0 else ctx[y], sym[y], cols, dist, syms.size),
+            if covered is not None:
+                cols = cols[~covered[y, cols]]
+            model.encode(ops, 0, _phase_context(first_bins[y] if dist == 0 else ctx[y], sym[y], cols, dist, syms.none),
                          sym[y, cols])
         if lz:
             dy, dx = new_offsets[y]
@@ -215,6 +240,123 @@ def encode_raster(index: np.ndarray, palette_size: int, offsets: list[tuple[int,
             used += int(first.sum())
             lits = lits[~first]
         models.literal.encode(ops, 0, np.zeros(lits.size, np.int64), lits)
+
+
+# Long matches (version ≥ 9): runs of pixels in raster order, each copied from the pixel D
+# positions earlier (D = dy · width + dx), listed before the rows and coded per match, not per
+# pixel.  Why: the per-pixel symbols cost a fraction of a bit even where a whole stretch repeats
+# (a glyph, a tile, a dialog's frame); a match costs ~10–25 bits for all of it.
+MIN_LONG = 8  # shortest long match
+RECENT = 4  # distances remembered: a match may reuse one by its rank (most recent first)
+
+
+class LongMatches:
+    """Long matches as arrays: raster start, length, distance (all int64, in raster order)."""
+
+    def __init__(self, starts: np.ndarray, lengths: np.ndarray, dists: np.ndarray) -> None:
+        self.starts = np.asarray(starts, dtype=np.int64)
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        self.dists = np.asarray(dists, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return int(self.starts.size)
+
+    def sources(self, pixels: int) -> np.ndarray:
+        """Per raster position: the position it copies (earlier in raster order), or −1."""
+        src = np.full(pixels, -1, dtype=np.int64)
+        if self.starts.size:
+            total = int(self.lengths.sum())
+            shift = self.starts - (np.cumsum(self.lengths) - self.lengths)
+            pos = np.arange(total, dtype=np.int64) + np.repeat(shift, self.lengths)
+            src[pos] = pos - np.repeat(self.dists, self.lengths)
+        return src
+
+
+def _recent_ranks(dists: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Encoder: per match the rank of its distance among the RECENT most recently used distinct
+    ones (RECENT = new), and the new distances in order."""
+    recent: list[int] = []
+    ranks, new = [], []
+    for d in dists.tolist():
+        if d in recent:
+            r = recent.index(d)
+            recent.pop(r)
+        else:
+            r = RECENT
+            new.append(d)
+        ranks.append(r)
+        recent.insert(0, d)
+        del recent[RECENT:]
+    return np.array(ranks, dtype=np.int64), np.array(new, dtype=np.int64)
+
+
+def split_distance(d: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """A raster distance as (dy ≥ 0, dx) with dy · width + dx = d and −width/2 ≤ dx < width − width/2."""
+    dy = (d + width // 2) // width
+    return dy, d - dy * width
+
+
+def _code_long(models: _Models, long: LongMatches, width: int, ops) -> None:
+    """The match list: gap tokens (+ raw bits), length − MIN_LONG tokens (+ raw bits), recent
+    ranks, then the new distances as dy tokens (+ raw bits) and zigzag(dx) tokens by [dy = 0]
+    (+ raw bits)."""
+    ends = long.starts + long.lengths
+    gaps = long.starts - np.concatenate([[0], ends[:-1]])
+    for model, values in ((models.gap, gaps), (models.length, long.lengths - MIN_LONG)):
+        tok, nraw, raw = coding.tokenize(values)
+        model.encode(ops, 0, np.zeros(tok.size, np.int64), tok)
+        ops.add_raw(raw, nraw)
+    ranks, new = _recent_ranks(long.dists)
+    models.recent.encode(ops, 0, np.zeros(ranks.size, np.int64), ranks)
+    if new.size:
+        dy, dx = split_distance(new, width)
+        tok, nraw, raw = coding.tokenize(dy)
+        models.long_dy.encode(ops, 0, np.zeros(tok.size, np.int64), tok)
+        ops.add_raw(raw, nraw)
+        tok, nraw, raw = coding.tokenize(coding.zigzag(dx))
+        models.long_dx.encode(ops, 0, (dy == 0).astype(np.int64), tok)
+        ops.add_raw(raw, nraw)
+
+
+def _decode_long(models: _Models, dec, count: int, height: int, width: int) -> LongMatches:
+    """Inverse of ``_code_long``, every match checked against the image before any use."""
+    pixels = height * width
+    zeros = np.zeros(count, np.int64)
+    tok = models.gap.decode(dec, 0, zeros)
+    gaps = coding.detokenize(tok, dec.raw(coding.token_raw_bits(tok)))
+    tok = models.length.decode(dec, 0, zeros)
+    lengths = coding.detokenize(tok, dec.raw(coding.token_raw_bits(tok))) + MIN_LONG
+    ranks = models.recent.decode(dec, 0, zeros)
+    fresh = int(np.count_nonzero(ranks == RECENT))
+    new = np.zeros(0, dtype=np.int64)
+    if fresh:
+        tok = models.long_dy.decode(dec, 0, np.zeros(fresh, np.int64))
+        dy = coding.detokenize(tok, dec.raw(coding.token_raw_bits(tok)))
+        tok = models.long_dx.decode(dec, 0, (dy == 0).astype(np.int64))
+        dx = coding.unzigzag(coding.detokenize(tok, dec.raw(coding.token_raw_bits(tok))))
+        if np.any(np.abs(dx) >= width) or np.any(dy > height):
+            raise ContainerError("lossless payload: a long match's distance is invalid")
+        new = dy * width + dx
+    ends = np.cumsum(gaps + lengths)  # at most count · 2^33: no overflow for any accepted count
+    starts = ends - lengths
+    if count and int(ends[-1]) > pixels:
+        raise ContainerError("lossless payload: a long match runs past the image")
+    dists = np.empty(count, dtype=np.int64)
+    recent: list[int] = []
+    pending = iter(new.tolist())
+    for i, r in enumerate(ranks.tolist()):  # one step per match (not per pixel)
+        if r == RECENT:
+            d = next(pending)
+        elif r < len(recent):
+            d = recent.pop(r)
+        else:
+            raise ContainerError("lossless payload: a long match names a distance not yet used")
+        dists[i] = d
+        recent.insert(0, d)
+        del recent[RECENT:]
+    if count and (dists.min() < 1 or np.any(dists > starts)):
+        raise ContainerError("lossless payload: a long match copies from outside the image")
+    return LongMatches(starts, lengths, dists)
 
 
 def first_uses(lits: np.ndarray, used: int) -> np.ndarray:
@@ -427,11 +569,12 @@ def _static_runs(idx: np.ndarray, offsets: list[tuple[int, int]]) -> tuple[list,
     return best_k.tolist(), best_run.tolist()
 
 
-def symbols(index: np.ndarray, offsets: list[tuple[int, int]], lz: int = LZ_CARRY):
+def symbols(index: np.ndarray, offsets: list[tuple[int, int]], lz: int = LZ_CARRY, covered: np.ndarray | None = None):
     """Encoder: (index as int64, symbol per pixel, context bin per pixel, per row the new
-    offsets (dy, dx) in column order)."""
+    offsets (dy, dx) in column order).  ``covered``: the pixels of long matches (lz = 0 only),
+    which get the uncoded symbol ``matched``."""
     height, width = index.shape
-    syms = Symbols(len(offsets), lz)
+    syms = Symbols(len(offsets), lz, covered is not None)
     idx = index.astype(np.int64)
     prev1 = np.concatenate([idx[:1], idx[:-1]], axis=0)
     prev2 = np.concatenate([idx[:2], idx[:-2]], axis=0)[:height]
@@ -518,8 +661,12 @@ def symbols(index: np.ndarray, offsets: list[tuple[int, int]], lz: int = LZ_CARR
             hit = ~found & inside & (src == idx)
             sym[hit] = SYM_OFFSET + k
             found |= hit
+    if covered is not None:
+        if lz != LZ_OFF:
+            raise ValueError("long matches go with free copies off")
+        sym[covered] = syms.matched
     above_sym = np.concatenate([sym[:1], sym[:-1]], axis=0)
-    return idx, sym, _context(vals, ok, above_sym, syms.size), new_offsets
+    return idx, sym, _context(vals, ok, above_sym, syms.none), new_offsets
 
 
 def _sequential_bits(values: np.ndarray, alphabet: int) -> float:
@@ -634,12 +781,19 @@ def _follow(ptr: np.ndarray) -> np.ndarray:
 
 
 def decode_raster(dec, height: int, width: int, palette_size: int, offsets: list[tuple[int, int]],
-                  lz: int = LZ_CARRY, literals: int = LITERALS_PLAIN, contexts: int = CONTEXTS_PLAIN) -> np.ndarray:
+                  lz: int = LZ_CARRY, literals: int = LITERALS_PLAIN, contexts: int = CONTEXTS_PLAIN,
+                  long_count: int = 0) -> np.ndarray:
+    """The index plane; ``long_count``: the number of long matches (version ≥ 9, lz = 0)."""
     idx = np.zeros((height, width), dtype=np.int64)
     cache = LiteralCache(palette_size) if literals & LITERALS_CACHE else None
     used = 0 if literals & LITERALS_FRESH else -1
-    syms = Symbols(len(offsets), lz)
+    long = long_count > 0
+    if long and lz != LZ_OFF:
+        raise ContainerError("lossless payload: long matches need free copies off")
+    syms = Symbols(len(offsets), lz, long)
     models = _Models(syms, palette_size, height, width, contexts)
+    sources = _decode_long(models, dec, long_count, height, width).sources(height * width) if long else None
+    flat = idx.reshape(-1)
     sym_prev = np.zeros(width, dtype=np.int64)
     sym_prev2 = None
     table = np.array(offsets, dtype=np.int64).reshape(-1, 2)
@@ -650,8 +804,12 @@ def decode_raster(dec, height: int, width: int, palette_size: int, offsets: list
     # views, and comparisons with a missing pixel come out unequal by themselves.
     pad = np.full(width + 2, -1, dtype=np.int64)
     missing = np.full(width, -1, dtype=np.int64)
-    first_ctx = np.full(width, syms.size * PATTERNS, dtype=np.int64)
+    first_ctx = np.full(width, syms.none * PATTERNS, dtype=np.int64)
+    covered = np.zeros(width, dtype=bool)
     for y in range(height):
+        if long:
+            src = sources[y * width : (y + 1) * width]
+            covered = src >= 0
         if y:
             pad[1:-1] = idx[y - 1]
             n, ne, nw = pad[1:-1], pad[2:], pad[:-2]
@@ -664,15 +822,27 @@ def decode_raster(dec, height: int, width: int, palette_size: int, offsets: list
         even = sym[0::2]
         if contexts == CONTEXTS_ROWS:
             extra = row_contexts(sym_prev, sym_prev2)[0::2] if y else 3
-            even[:] = models.phases[0].decode(dec, 0, ctx[0::2] * ROW_CONTEXTS + extra)
+            first = ctx[0::2] * ROW_CONTEXTS + extra
         else:
-            even[:] = models.phases[0].decode(dec, 0, ctx[0::2])
+            first = ctx[0::2]
+        if long and covered.any():
+            free = ~covered[0::2]
+            even[free] = models.phases[0].decode(dec, 0, first[free])
+            even[~free] = syms.matched
+        else:
+            even[:] = models.phases[0].decode(dec, 0, first)
         if width > 1:
             # Odd columns: (symbol left, symbol right or "none") · PATTERNS + pattern.
             east[: even.size - 1] = even[1:]
-            east[even.size - 1] = syms.size
-            odd_ctx = (even[: width // 2] * (syms.size + 1) + east[: width // 2]) * PATTERNS + ctx[1::2] % PATTERNS
-            sym[1::2] = models.phases[1].decode(dec, 0, odd_ctx)
+            east[even.size - 1] = syms.none
+            odd_ctx = (even[: width // 2] * syms.classes + east[: width // 2]) * PATTERNS + ctx[1::2] % PATTERNS
+            if long and covered.any():
+                odd = sym[1::2]
+                free = ~covered[1::2]
+                odd[free] = models.phases[1].decode(dec, 0, odd_ctx[free])
+                odd[~free] = syms.matched
+            else:
+                sym[1::2] = models.phases[1].decode(dec, 0, odd_ctx)
         if sym[0] == SYM_LEFT:
             raise ContainerError("lossless payload: the first pixel of a row repeats its left neighbour")
         is_left = sym == SYM_LEFT
@@ -739,7 +909,23 @@ def decode_raster(dec, height: int, width: int, palette_size: int, offsets: list
                     lits, used = _decode_escapes(models, dec, int(escape.sum()), palette_size, used)
                     value[lit_at[escape]] = lits
                     cache.update(above[escape], lits)
-        if at.size and near.size:
+        if long and covered.any():
+            # Long matches: a source in an earlier row is read, one in this row is a pointer.
+            cov = np.flatnonzero(covered)
+            s = src[cov]
+            early = s < y * width
+            value[cov[early]] = flat[s[early]]
+            same = cov[~early]
+            if same.size or (at.size and near.size):
+                ptr = x.copy()
+                ptr[is_left] = x[is_left] - 1
+                if at.size and near.size:
+                    ptr[near] = sx[~far]
+                ptr[same] = s[~early] - y * width
+                value = value[_follow(ptr)]
+            else:
+                value = value[np.maximum.accumulate(np.where(is_left, 0, x))]
+        elif at.size and near.size:
             ptr = x.copy()
             ptr[is_left] = x[is_left] - 1
             ptr[near] = sx[~far]
