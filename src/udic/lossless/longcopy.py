@@ -21,6 +21,7 @@ from .raster import MIN_LONG, RECENT, LongMatches, Symbols
 # Effort 1 against 2 on 11 dev images: 3× faster parse for +0.3 % bytes.
 SEARCH = {1: (4, 3.0), 2: (12, 1.0)}
 MIN_GAIN_BITS = 4.0  # a match must be estimated to save at least this much
+LAZY = True  # look one pixel ahead before taking a match (−0.24 % on 16 dev images, +17 % parse time)
 
 
 def pixel_costs(scan: tuple, offsets: int, palette_size: int) -> np.ndarray:
@@ -125,9 +126,7 @@ def find_long_matches(index: np.ndarray, costs: np.ndarray, min_gain: float = MI
             stops[d] = stop
         return stop - p
 
-    for p in todo:
-        if p < end:
-            continue
+    def best_at(p: int) -> tuple[float, int, int]:
         best_gain, best_len, best_d = min_gain, 0, 0
         head = 1.5 + _token_bits(p - end)  # the match's kind and gap
         tried: set[int] = set()
@@ -147,22 +146,31 @@ def find_long_matches(index: np.ndarray, costs: np.ndarray, min_gain: float = MI
             if d not in tried:
                 tried.add(d)
                 length = length_at(p, d)
-                if length < MIN_LONG:  # a hash collision
-                    c = prev_l[c]
-                    continue
-                gain = cum[p + length] - cum[p] - head - _token_bits(length - MIN_LONG)
-                if gain > best_gain:
-                    gain -= _distance_bits(d, width)
-                if gain > best_gain:
-                    best_gain, best_len, best_d = gain, length, d
+                if length >= MIN_LONG:  # (shorter: a hash collision)
+                    gain = cum[p + length] - cum[p] - head - _token_bits(length - MIN_LONG)
+                    if gain > best_gain:
+                        gain -= _distance_bits(d, width)
+                    if gain > best_gain:
+                        best_gain, best_len, best_d = gain, length, d
             c = prev_l[c]
-        if best_len:
-            starts.append(p)
-            lengths.append(best_len)
-            dists.append(best_d)
-            end = p + best_len
-            if best_d in recent:
-                recent.remove(best_d)
-            recent.insert(0, best_d)
-            del recent[RECENT:]
+        return best_gain, best_len, best_d
+
+    for p in todo:
+        if p < end:
+            continue
+        gain, length, d = best_at(p)
+        if not length:
+            continue
+        if LAZY and p + 1 < n - MIN_LONG:
+            later = best_at(p + 1)
+            if later[1] and later[0] > gain:  # one pixel coded as a symbol, then a better match
+                p, (gain, length, d) = p + 1, later
+        starts.append(p)
+        lengths.append(length)
+        dists.append(d)
+        end = p + length
+        if d in recent:
+            recent.remove(d)
+        recent.insert(0, d)
+        del recent[RECENT:]
     return LongMatches(starts, lengths, dists)
