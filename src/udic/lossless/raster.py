@@ -337,7 +337,9 @@ def _decode_long(models: _Models, dec, count: int, height: int, width: int) -> L
         if np.any(np.abs(dx) >= width) or np.any(dy > height):
             raise ContainerError("lossless payload: a long match's distance is invalid")
         new = dy * width + dx
-    ends = np.cumsum(gaps + lengths)  # at most count · 2^33: no overflow for any accepted count
+    if count and (int(gaps.max()) > pixels or int(lengths.max()) > pixels):
+        raise ContainerError("lossless payload: a long match runs past the image")
+    ends = np.cumsum(gaps + lengths)  # each term ≤ 2 · pixels: no overflow for count ≤ pixels / 8
     starts = ends - lengths
     if count and int(ends[-1]) > pixels:
         raise ContainerError("lossless payload: a long match runs past the image")
