@@ -1237,6 +1237,22 @@ def test_forged_long_matches_are_refused(starts, lengths, dists, message: str) -
         lossless.decode(payload)
 
 
+def test_a_new_long_distance_that_is_already_recent_is_refused(monkeypatch) -> None:
+    """A recent distance must be named by its rank (the list never holds a distance twice): a list
+    that sends it again as new is refused, not decoded with a shifted recent list."""
+    pixels = _art_with_repeats(32, 56)
+    found = lossless._raster_order(lossless.transforms.find_palette(pixels, 4096))
+    long = raster.LongMatches([10, 40, 80], [12, 9, 9], [3, 3, 3])
+    honest = lossless._encode_raster(pixels, 8, 0, found, [], raster.LZ_OFF, 1, 0, long=long)
+    assert raster._recent_ranks(long.dists)[0].tolist() == [4, 0, 0]
+    # (These pixels do not repeat, so the honest list decodes to another image: but it decodes.)
+    assert lossless.decode(honest).shape == pixels.shape
+    monkeypatch.setattr(raster, "_recent_ranks", lambda d: (np.array([4, 4, 0]), np.array([3, 3])))
+    forged = lossless._encode_raster(pixels, 8, 0, found, [], raster.LZ_OFF, 1, 0, long=long)
+    with pytest.raises(ContainerError, match="new distance is a recent one"):
+        lossless.decode(forged)
+
+
 def test_long_match_count_is_bounded_before_decoding() -> None:
     """The number of long matches is refused above pixels / MIN_LONG before anything is allocated."""
     from udic.lossless.payload import Reader, write_varint

@@ -161,7 +161,7 @@ def find_long_matches(index: np.ndarray, costs: np.ndarray, min_gain: float = MI
         gain, length, d = best_at(p)
         if not length:
             continue
-        if LAZY and p + 1 < n - MIN_LONG:
+        if LAZY and p + 1 <= n - MIN_LONG:
             later = best_at(p + 1)
             if later[1] and later[0] > gain:  # one pixel coded as a symbol, then a better match
                 p, (gain, length, d) = p + 1, later

@@ -207,6 +207,8 @@ def encode_raster(index: np.ndarray, palette_size: int, offsets: list[tuple[int,
         covered = long.sources(height * width).reshape(height, width) >= 0
     syms = Symbols(len(offsets), lz, long is not None)
     idx, sym, ctx, new_offsets = scan if scan is not None else symbols(index, offsets, lz, covered)
+    if long is not None and int(np.count_nonzero(sym == syms.matched)) != int(np.count_nonzero(covered)):
+        raise ValueError("the scan was not made with these long matches")
     models = _Models(syms, palette_size, height, width, contexts)
     if long is not None:
         _code_long(models, long, width, ops)
@@ -339,16 +341,19 @@ def _decode_long(models: _Models, dec, count: int, height: int, width: int) -> L
         new = dy * width + dx
     if count and (int(gaps.max()) > pixels or int(lengths.max()) > pixels):
         raise ContainerError("lossless payload: a long match runs past the image")
-    ends = np.cumsum(gaps + lengths)  # each term ≤ 2 · pixels: no overflow for count ≤ pixels / 8
-    starts = ends - lengths
-    if count and int(ends[-1]) > pixels:
+    ends = np.cumsum(gaps + lengths)
+    # Every term is ≥ 8, so the ends rise strictly; a running sum that wrapped around would not.
+    if count and (int(ends[-1]) > pixels or np.any(np.diff(ends) <= 0)):
         raise ContainerError("lossless payload: a long match runs past the image")
+    starts = ends - lengths
     dists = np.empty(count, dtype=np.int64)
     recent: list[int] = []
     pending = iter(new.tolist())
     for i, r in enumerate(ranks.tolist()):  # one step per match (not per pixel)
         if r == RECENT:
             d = next(pending)
+            if d in recent:  # it had to be named by its rank: one stream per match list
+                raise ContainerError("lossless payload: a long match's new distance is a recent one")
         elif r < len(recent):
             d = recent.pop(r)
         else:
