@@ -1130,9 +1130,8 @@ def _v8_encoders() -> dict:
     }
 
 
-def _v8_as_current(payload: bytes) -> bytes:
-    """A version 8 palette raster payload as version 9 writes it without long matches: the version
-    byte, and a 0 (no long matches) after the symbol contexts byte."""
+def _raster_modes_at(payload: bytes) -> int:
+    """Where a palette raster payload's mode bytes (lz, literal coding, symbol contexts) start."""
     from udic.lossless.payload import Reader
 
     reader = Reader(payload)
@@ -1140,10 +1139,14 @@ def _v8_as_current(payload: bytes) -> bytes:
     size = reader.varint()
     lossless._read_palette(reader, header, size)
     lossless._read_match(reader, header["height"], header["width"])
-    reader.u8()  # lz
-    reader.u8()  # literal coding
-    reader.u8()  # symbol contexts
-    return bytes([lossless.VERSION]) + payload[1:reader.pos] + bytes([0]) + payload[reader.pos:]
+    return reader.pos
+
+
+def _v8_as_current(payload: bytes) -> bytes:
+    """A version 8 palette raster payload as version 9 writes it without long matches: the version
+    byte, and a 0 (no long matches) after the symbol contexts byte."""
+    after = _raster_modes_at(payload) + 3
+    return bytes([lossless.VERSION]) + payload[1:after] + bytes([0]) + payload[after:]
 
 
 @pytest.mark.parametrize("kind", sorted(V8_PAYLOADS))
@@ -1258,20 +1261,14 @@ def test_long_match_count_is_bounded_before_decoding() -> None:
     from udic.lossless.payload import Reader, write_varint
 
     payload = _long_payload(_glyphs(40, 64))
-    reader = Reader(payload)
-    header = lossless._read_header(reader, None)
-    size = reader.varint()
-    lossless._read_palette(reader, header, size)
-    lossless._read_match(reader, header["height"], header["width"])
-    for _ in range(3):
-        reader.u8()
-    count_at = reader.pos
+    lz_at = _raster_modes_at(payload)
+    count_at = lz_at + 3
+    reader = Reader(payload[count_at:])
     reader.varint()
-    forged = payload[:count_at] + write_varint(40 * 64 // raster.MIN_LONG + 1) + payload[reader.pos:]
+    forged = payload[:count_at] + write_varint(40 * 64 // raster.MIN_LONG + 1) + payload[count_at + reader.pos:]
     with pytest.raises(ContainerError, match="long matches"):
         lossless.decode(forged)
     # Long matches with free copies on are refused too.
-    lz_at = count_at - 3
     with pytest.raises(ContainerError, match="free copies"):
         lossless.decode(payload[:lz_at] + bytes([raster.LZ_CARRY]) + payload[lz_at + 1:])
 

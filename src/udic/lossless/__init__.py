@@ -495,7 +495,9 @@ def _long_form(pixels: np.ndarray, bit_depth: int, max_error: int, effort: int,
     long = longcopy.find_long_matches(found[1], costs, effort=effort)
     if not len(long):
         return None
-    return _encode_raster(pixels, bit_depth, max_error, found, offsets, raster.LZ_OFF, effort, long=long)
+    h, w = found[1].shape
+    covered = raster.cover(scan, long.sources(h * w).reshape(h, w) >= 0, len(offsets))
+    return _encode_raster(pixels, bit_depth, max_error, found, offsets, raster.LZ_OFF, effort, None, covered, long=long)
 
 
 def _raster_forms(pixels: np.ndarray, bit_depth: int, max_error: int, effort: int,

@@ -165,21 +165,27 @@ def _phase_context(base: np.ndarray, sym: np.ndarray, cols: np.ndarray, dist: in
     return (sym[cols - dist] * (none + 1) + east) * PATTERNS + base[cols] % PATTERNS
 
 
-def _code_new(models: _Models, new_dy: np.ndarray, new_dx: np.ndarray, ops) -> None:
-    """New offsets of a row: dy tokens (+ raw bits), then zigzag(dx) tokens by dy = 0 (+ raw bits)."""
-    tok, nraw, raw = coding.tokenize(new_dy)
-    models.dy.encode(ops, 0, np.zeros(tok.size, np.int64), tok)
-    ops.add_raw(raw, nraw)
-    tok, nraw, raw = coding.tokenize(coding.zigzag(new_dx))
-    models.dx.encode(ops, 0, (new_dy == 0).astype(np.int64), tok)
+def _code_values(model: AdaptiveModel, values: np.ndarray, ops, bins: np.ndarray | None = None) -> None:
+    """Non-negative values as hybrid-uint tokens (one call of ``model``, by ``bins`` or bin 0), then their raw bits."""
+    tok, nraw, raw = coding.tokenize(values)
+    model.encode(ops, 0, np.zeros(tok.size, np.int64) if bins is None else bins, tok)
     ops.add_raw(raw, nraw)
 
 
-def _decode_new(models: _Models, dec, count: int) -> tuple[np.ndarray, np.ndarray]:
-    tok = models.dy.decode(dec, 0, np.zeros(count, np.int64))
-    dy = coding.detokenize(tok, dec.raw(coding.token_raw_bits(tok)))
-    tok = models.dx.decode(dec, 0, (dy == 0).astype(np.int64))
-    dx = coding.unzigzag(coding.detokenize(tok, dec.raw(coding.token_raw_bits(tok))))
+def _decode_values(model: AdaptiveModel, dec, bins: np.ndarray) -> np.ndarray:
+    tok = model.decode(dec, 0, bins)
+    return coding.detokenize(tok, dec.raw(coding.token_raw_bits(tok)))
+
+
+def _code_offsets(dy_model: AdaptiveModel, dx_model: AdaptiveModel, dy: np.ndarray, dx: np.ndarray, ops) -> None:
+    """Offsets (dy, dx): dy tokens (+ raw bits), then zigzag(dx) tokens by [dy = 0] (+ raw bits)."""
+    _code_values(dy_model, dy, ops)
+    _code_values(dx_model, coding.zigzag(dx), ops, (dy == 0).astype(np.int64))
+
+
+def _decode_offsets(dy_model: AdaptiveModel, dx_model: AdaptiveModel, dec, count: int) -> tuple[np.ndarray, np.ndarray]:
+    dy = _decode_values(dy_model, dec, np.zeros(count, np.int64))
+    dx = coding.unzigzag(_decode_values(dx_model, dec, (dy == 0).astype(np.int64)))
     return dy, dx
 
 
@@ -225,7 +231,7 @@ def encode_raster(index: np.ndarray, palette_size: int, offsets: list[tuple[int,
         if lz:
             dy, dx = new_offsets[y]
             if dy.size:
-                _code_new(models, dy, dx, ops)
+                _code_offsets(models.dy, models.dx, dy, dx, ops)
         cols = np.flatnonzero(sym[y] == syms.literal)
         lits = idx[y, cols]
         if cache is not None and cols.size:
@@ -304,38 +310,25 @@ def _code_long(models: _Models, long: LongMatches, width: int, ops) -> None:
     (+ raw bits)."""
     ends = long.starts + long.lengths
     gaps = long.starts - np.concatenate([[0], ends[:-1]])
-    for model, values in ((models.gap, gaps), (models.length, long.lengths - MIN_LONG)):
-        tok, nraw, raw = coding.tokenize(values)
-        model.encode(ops, 0, np.zeros(tok.size, np.int64), tok)
-        ops.add_raw(raw, nraw)
+    _code_values(models.gap, gaps, ops)
+    _code_values(models.length, long.lengths - MIN_LONG, ops)
     ranks, new = _recent_ranks(long.dists)
     models.recent.encode(ops, 0, np.zeros(ranks.size, np.int64), ranks)
     if new.size:
-        dy, dx = split_distance(new, width)
-        tok, nraw, raw = coding.tokenize(dy)
-        models.long_dy.encode(ops, 0, np.zeros(tok.size, np.int64), tok)
-        ops.add_raw(raw, nraw)
-        tok, nraw, raw = coding.tokenize(coding.zigzag(dx))
-        models.long_dx.encode(ops, 0, (dy == 0).astype(np.int64), tok)
-        ops.add_raw(raw, nraw)
+        _code_offsets(models.long_dy, models.long_dx, *split_distance(new, width), ops)
 
 
 def _decode_long(models: _Models, dec, count: int, height: int, width: int) -> LongMatches:
     """Inverse of ``_code_long``, every match checked against the image before any use."""
     pixels = height * width
     zeros = np.zeros(count, np.int64)
-    tok = models.gap.decode(dec, 0, zeros)
-    gaps = coding.detokenize(tok, dec.raw(coding.token_raw_bits(tok)))
-    tok = models.length.decode(dec, 0, zeros)
-    lengths = coding.detokenize(tok, dec.raw(coding.token_raw_bits(tok))) + MIN_LONG
+    gaps = _decode_values(models.gap, dec, zeros)
+    lengths = _decode_values(models.length, dec, zeros) + MIN_LONG
     ranks = models.recent.decode(dec, 0, zeros)
     fresh = int(np.count_nonzero(ranks == RECENT))
     new = np.zeros(0, dtype=np.int64)
     if fresh:
-        tok = models.long_dy.decode(dec, 0, np.zeros(fresh, np.int64))
-        dy = coding.detokenize(tok, dec.raw(coding.token_raw_bits(tok)))
-        tok = models.long_dx.decode(dec, 0, (dy == 0).astype(np.int64))
-        dx = coding.unzigzag(coding.detokenize(tok, dec.raw(coding.token_raw_bits(tok))))
+        dy, dx = _decode_offsets(models.long_dy, models.long_dx, dec, fresh)
         if np.any(np.abs(dx) >= width) or np.any(dy > height):
             raise ContainerError("lossless payload: a long match's distance is invalid")
         new = dy * width + dx
@@ -668,12 +661,21 @@ def symbols(index: np.ndarray, offsets: list[tuple[int, int]], lz: int = LZ_CARR
             hit = ~found & inside & (src == idx)
             sym[hit] = SYM_OFFSET + k
             found |= hit
-    if covered is not None:
-        if lz != LZ_OFF:
-            raise ValueError("long matches go with free copies off")
-        sym[covered] = syms.matched
     above_sym = np.concatenate([sym[:1], sym[:-1]], axis=0)
-    return idx, sym, _context(vals, ok, above_sym, syms.none), new_offsets
+    scan = idx, sym, _context(vals, ok, above_sym, syms.none), new_offsets
+    return scan if covered is None else cover(scan, covered, len(offsets), lz)
+
+
+def cover(scan: tuple, covered: np.ndarray, offsets: int, lz: int = LZ_OFF) -> tuple:
+    """The plain scan (``symbols`` without long matches) with the pixels of long matches given the
+    symbol ``matched``: their neighbours' contexts follow, the pixels' own patterns stay."""
+    if lz != LZ_OFF:
+        raise ValueError("long matches go with free copies off")
+    idx, sym, ctx, new_offsets = scan
+    syms = Symbols(offsets, lz, True)
+    sym = np.where(covered, syms.matched, sym)
+    above = np.concatenate([np.full((1, sym.shape[1]), syms.none), sym[:-1]], axis=0)  # row 0: no pixel above
+    return idx, sym, above * PATTERNS + ctx % PATTERNS, new_offsets
 
 
 def _sequential_bits(values: np.ndarray, alphabet: int) -> float:
@@ -872,7 +874,7 @@ def decode_raster(dec, height: int, width: int, palette_size: int, offsets: list
         if lz:
             new_at = np.flatnonzero(sym == syms.new)
             if new_at.size:
-                dy, dx = _decode_new(models, dec, new_at.size)
+                dy, dx = _decode_offsets(models.dy, models.dx, dec, new_at.size)
                 if np.any(dy > y) or np.any((dy == 0) & (dx <= 0)) or np.any(np.abs(dx) >= width):
                     raise ContainerError("lossless payload: a new copy offset is invalid")
                 ids[new_at] = table.shape[0] + np.arange(new_at.size)
