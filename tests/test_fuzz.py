@@ -69,14 +69,16 @@ def test_seeds_cover_every_section_and_decode_exactly(seeds: list[fuzz.Seed], de
 
 
 def test_pixel_seeds_cover_every_lossless_mode(seeds: list[fuzz.Seed]) -> None:
-    """The pixel-coded seeds reach each lossless payload mode, the coded palette, the literal cache,
-    fresh literals and long matches."""
+    """The pixel-coded seeds reach each lossless payload mode, the palette coded as a list and in
+    context, the literal cache, fresh literals, literals by the colour above and long matches."""
     from udic import lossless
 
     infos = [lossless.describe(ctr.parse(s.data).sections[ctr.Section.PIXELS]) for s in seeds if s.name.startswith("pixels-")]
     assert {info["mode"] for info in infos} == set(lossless.MODE_NAMES.values())
     assert any(info.get("palette_coded") for info in infos) and any(info.get("literal_cache") for info in infos)
     assert any(info.get("fresh_literals") for info in infos) and any(info.get("long_matches") for info in infos)
+    assert any(info.get("palette_in_context") for info in infos) and any(info.get("literals_above") for info in infos)
+    assert any(info.get("palette_coded") and not info.get("palette_in_context") for info in infos)
 
 
 def test_rawfile_round_trip(seeds: list[fuzz.Seed]) -> None:

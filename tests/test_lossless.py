@@ -352,7 +352,8 @@ def test_encode_rejects_bad_input(bad: np.ndarray) -> None:
 
 
 PAYLOADS = {
-    "predictive": lambda: lossless.encode(np.concatenate([_smooth(40, 44, 3), _smooth(40, 44, 1, seed=3)], axis=2)),
+    "predictive": lambda: lossless._encode_predictive(np.concatenate([_smooth(40, 44, 3), _smooth(40, 44, 1, seed=3)], axis=2),
+                                                      8, 0, 1, lossless.transforms.YCOCG_R, False, []),
     "palette": lambda: lossless._encode_palette(_tiled(24, 32), 8, 0, 1, lossless.transforms.find_palette(_tiled(24, 32), 4096),
                                                 False, []),
     "stored": lambda: lossless.encode(RNG.integers(0, 256, (8, 8, 3), dtype=np.uint8)),
@@ -637,11 +638,13 @@ def test_palettes_are_coded_when_smaller() -> None:
     assert not lossless.describe(_roundtrip(_tiled(24, 32)))["palette_coded"]
 
 
-def test_a_coded_palette_of_the_wrong_shape_is_refused() -> None:
+def test_a_coded_palette_of_the_wrong_shape_is_refused(monkeypatch) -> None:
     from udic.lossless.payload import Reader, write_varint
 
     pixels = _banded(24, 32, 4, 1)
+    monkeypatch.setattr(lossless, "_in_context_cached", lambda *args: bytes(1 << 16))  # the nested coding wins
     payload = _raster_payload(pixels, [], 0, 0)
+    monkeypatch.undo()
     reader = Reader(payload)
     lossless._read_header(reader, None)
     size = reader.varint()
@@ -927,9 +930,10 @@ def test_version_5_and_6_payloads_decode_and_are_reproduced(version: int, kind: 
     np.testing.assert_array_equal(lossless.decode(payload), pixels)
     assert not lossless.describe(payload).get("row_contexts")
     current, expected = encoder(pixels), _raster_as_current(payload)
-    if lossless.describe(payload)["palette_coded"]:
+    if lossless.describe(payload)["palette_coded"] or lossless.describe(current)["palette_in_context"]:
         # From version 8 a coded palette's own sample planes split their contexts by texture
-        # class: the palette's bytes differ, the raster stream after it does not.
+        # class, and from version 10 a palette may be coded in context: the palette's bytes
+        # differ, the raster stream after it does not.
         assert _after_palette(current) == _after_palette(expected)
         np.testing.assert_array_equal(lossless.decode(current), pixels)
     else:
@@ -937,14 +941,16 @@ def test_version_5_and_6_payloads_decode_and_are_reproduced(version: int, kind: 
 
 
 def _after_palette(payload: bytes) -> bytes:
-    """A palette mode payload's bytes after its coded palette (skipped, not decoded)."""
+    """A palette mode payload's bytes after its palette (skipped, not decoded)."""
     from udic.lossless.payload import Reader
 
     reader = Reader(payload)
-    lossless._read_header(reader, None)
-    reader.varint()  # palette size
-    assert reader.u8() == lossless.PALETTE_CODED
-    reader.raw(reader.varint(), "coded palette")
+    header = lossless._read_header(reader, None)
+    size = reader.varint()  # palette size
+    if reader.u8() == lossless.PALETTE_RAW:
+        reader.raw(size * header["channels"], "palette")
+    else:
+        reader.raw(reader.varint(), "coded palette")
     return payload[reader.pos:]
 
 
@@ -982,7 +988,7 @@ def test_version_7_payloads_still_decode(kind: str) -> None:
     assert np.abs(decoded.astype(np.int64) - pixels).max() <= bound
     if bound == 0:
         np.testing.assert_array_equal(decoded, pixels)
-    assert lossless.encode(pixels, 12 if kind == "alpha_12bit" else 8, bound)[0] == lossless.VERSION == 9
+    assert lossless.encode(pixels, 12 if kind == "alpha_12bit" else 8, bound)[0] == lossless.VERSION == 10
 
 
 def test_texture_classes_by_hand() -> None:
@@ -1063,8 +1069,37 @@ def test_observed_symbols_count_alike_in_encoder_and_decoder(monkeypatch) -> Non
         if coded:
             plain.encode(ops, 0, np.zeros(sym.size, np.int64), sym)
     assert ops.finish() != stream
-    with pytest.raises(ValueError, match="one-context"):
+    with pytest.raises(ValueError, match="by their bins"):
         adaptive.AdaptiveModel(1, 4, 10).encode_observed(np.array([1]))
+
+
+def test_observed_symbols_in_bins_count_alike_in_encoder_and_decoder() -> None:
+    """A model with context bins (the literals above, version 10) counts uncoded symbols in their
+    bins between coded chunks, the same way in the encoder's bulk flush and the decoder."""
+    from udic.lossless import adaptive
+    from udic.lossless.coding import Decoder, OpList
+
+    rng = np.random.default_rng(9)
+    calls = []
+    for k in range(40):
+        n = int(rng.integers(1, 90))
+        calls.append((k % 3 != 1, rng.integers(0, 6, n), rng.integers(0, 50, n)))
+    enc = adaptive.AdaptiveModel(1, 6, 50)
+    ops = OpList()
+    for coded, bins, sym in calls:
+        enc.encode(ops, 0, bins, sym) if coded else enc.encode_observed(sym, bins)
+    stream = ops.finish()
+    dec_model = adaptive.AdaptiveModel(1, 6, 50)
+    dec = Decoder(stream)
+    for coded, bins, sym in calls:
+        if coded:
+            np.testing.assert_array_equal(dec_model.decode(dec, 0, bins), sym)
+        else:
+            dec_model.observe(sym, bins)
+    dec.check_finished()
+    np.testing.assert_array_equal(enc.counts, dec_model.counts)
+    np.testing.assert_array_equal(enc.bin_counts, dec_model.bin_counts)
+    assert enc.seen == dec_model.seen
 
 
 def test_token_table_matches_the_arithmetic() -> None:
@@ -1283,3 +1318,170 @@ def test_long_matches_pay_where_blocks_repeat() -> None:
     np.testing.assert_array_equal(lossless.decode(payload), pixels)
     found = lossless._raster_order(lossless.transforms.find_palette(pixels, 4096))
     assert len(payload) < len(lossless._encode_raster(pixels, 8, 0, found, [], raster.LZ_OFF, 1))
+
+
+# Version 9 palette raster payloads (long matches, before the literals above and palettes in
+# context), made by the version 9 encoder (commit e2149d1): they decode, and version 10 writes the
+# same streams where it makes the same choices (raw palettes, no literals above).
+V9_PAYLOADS = {
+    "long_glyphs": "eNoBMQHO/gkDQCgDCAAAAwD6+voePMgAAAAAAAMBOUYwfeksvw9WL02LOQDBVa6HGl0Y0J5r9nwxJyHJkSFCD7xswpcg7/Ba6R2fOL1ted83mm2o+sHy8qKM6kzfw9MOFgbv/KPc8HHJt9tXJScBDKi41fSIz99UHVpoHkI07xDST+aGhsbghE+J8K3PKYRpuGEZ7LuU5nG4+/zihwf/Hm8VE4uX4gKYipEYIoPZEGsATxpBnGvH+tczxlnlXB2jFVsAgiAaDJrl3D0MBwzrc4OQNfc3MtMumEO2nHz/EAnKDASAOGuagIv+mw5gCS4hx+JTImVdM5XiACXACqRohpTAjj4T6JJEyCkGAJbRovMMtAGkaeUw9Q8ZB+BYfxENCfqXIIRyhyF7XUQwoA+QwSqiq6GyJwgAJreIFg==",
+    "long_tiled": "eNrjZA4wYOZgYGBjyFJbz7Zg6tOkn91eT/ecXf9xpSMDAyPjVsYkQRPvAJ0lxb7MLFLv5yidFGuwD3XklJNbsTwhZMVhCwPJhg3KTAVtfMI9IYpR3EVp5Z87e9xPCV6y393Gc+uLYIyAcnzyKmaR6bfzAp0nBexV+78nquDFB/Wn3/8oblpn0je7Tvd0x8L73HviY10/+8xe9et3PNdn/42N1313nv7g3FXzSivYkMW6RPA///blT2/fFDs3wcx/Awt/1fKvjSovrL0X8Yo9Uijc8DX9VnlF69TMmm+++rd//jbs3+rXvFPjzo1Tj+OKNV88Lrcvv57PsK5rU29ESb303aQ+nUXGR61ZeZgbgsUZGBgkBAsYwIBxAjOIEmJgYVZgCChvdfToD3Wo6KqtljjidG7VqQsHuxXO8ibIfTO5UHjkWuyd1NjGbWWB23c+tFql2LB4rbSDgCNLqJ8li7f+3i8NHEoVDCAsyCDQqdigwaDAxsAjeEfz8oH7m/2OLksVkjQyYGBo+MrMgAkcGBxYHBgsWBg+MHxoYGeomMAqyMTAAAAvx6Ll",
+    "raster_carry": "eNoBGAHn/gkDMB4DCAAAAwD6+voAAAAePMgBAQEAAQABAD/pMJU696ZCyVhsA9ewkuRgEyeqcbqE81rikAICc93lBaygZbGis89HXhOQ5yGcTsN87HoXixwoMSwBvVfdJZnlRZbPXFzU8Q03Ue8foPbpp9XLsK1JoU02L9DO57lydu/5TH/4rc7KL0tuRwXBuhhWNd1jHMfONgnRwdGxx0/4faxX7CkqhAbnwDihuogt480MU+ZG3i7DLVkt2PCSbbvdKKZRcrI4vEn3i+ls5zmeRPGU6WtdSPhJa7g2Ex0U7djJ7MDdHx7S+0l8nl+Y2Pbs4l4bMpgB7b3l+vHuGmV2aKlsB2YlwQ4009MW5nYRDrtqNREe9JztaxFVIgAy6IeE",
+}
+
+
+def _v9_encoders() -> dict:
+    return {
+        "long_glyphs": (_glyphs(40, 64), lambda px: _long_payload(px, None, 0.0, 3)),
+        "long_tiled": (_tiled(48, 80), lambda px: _long_payload(px, None, 0.0, 1)),
+        "raster_carry": (_glyphs(30, 48), lambda px: _raster_payload(px, [(1, 0)], 1, None)),
+    }
+
+
+def _v9_payload(kind: str) -> bytes:
+    import base64
+    import zlib
+
+    return zlib.decompress(base64.b64decode(V9_PAYLOADS[kind]))
+
+
+@pytest.mark.parametrize("kind", sorted(V9_PAYLOADS))
+def test_version_9_payloads_decode_and_are_reproduced(kind: str) -> None:
+    payload = _v9_payload(kind)
+    pixels, encoder = _v9_encoders()[kind]
+    assert payload[0] == 9
+    np.testing.assert_array_equal(lossless.decode(payload), pixels)
+    assert not lossless.describe(payload)["literals_above"]
+    assert encoder(pixels) == bytes([lossless.VERSION]) + payload[1:]
+
+
+def test_version_9_payloads_cannot_use_version_10_codings() -> None:
+    """A literal coding with the above bit, or a palette coded in context, in a version 9 payload
+    is refused (version 9 decoders never knew them)."""
+    payload = bytearray(_v9_payload("raster_carry"))
+    at = _raster_modes_at(bytes(payload)) + 1  # the literal coding byte
+    payload[at] |= raster.LITERALS_ABOVE
+    with pytest.raises(ContainerError, match=f"literal coding {payload[at]} is invalid"):
+        lossless.decode(bytes(payload))
+    payload = bytearray(_v9_payload("raster_carry"))
+    from udic.lossless.payload import Reader
+
+    reader = Reader(bytes(payload))
+    lossless._read_header(reader, None)
+    reader.varint()
+    payload[reader.pos] = lossless.PALETTE_IN_CONTEXT
+    with pytest.raises(ContainerError, match="palette coding 2 is invalid"):
+        lossless.decode(bytes(payload))
+
+
+def _few_colours_blobs(h: int, w: int, colours: int = 40, seed: int = 6) -> np.ndarray:
+    """Blobs of random colours on white, each colour placed under a few colours above again and
+    again: the literals' colour above predicts them."""
+    rng = np.random.default_rng(seed)
+    table = rng.integers(0, 256, (colours, 3), dtype=np.uint8)
+    pixels = np.full((h, w, 3), 255, np.uint8)
+    for _ in range(h * w // 12):
+        y, x = int(rng.integers(0, h - 2)), int(rng.integers(0, w - 3))
+        k = int(rng.integers(0, colours // 2))
+        pixels[y, x : x + 3] = table[k]
+        pixels[y + 1, x : x + 3] = table[colours // 2 + k]  # below k: always its partner
+    return pixels
+
+
+@pytest.mark.parametrize("literals", [4, 5, 6, 7])
+@pytest.mark.parametrize("lz", [0, 1, 2])
+def test_literals_above_round_trip(literals: int, lz: int) -> None:
+    """Literals in the context of the colour above (version 10), with and without the cache and
+    fresh literals, under every free copy mode."""
+    for pixels in (_banded(40, 60), _glyphs(30, 48), _few_colours_blobs(30, 40)):
+        payload = _raster_payload(pixels, None, lz, literals)
+        info = lossless.describe(payload)
+        assert info["literals_above"] and info["fresh_literals"] == bool(literals & 2)
+        assert info["literal_cache"] == bool(literals & 1)
+        np.testing.assert_array_equal(lossless.decode(payload), pixels)
+
+
+@pytest.mark.parametrize("literals", [4, 6, 7])
+def test_literals_above_with_long_matches(literals: int) -> None:
+    for pixels in (_art_with_repeats(32, 56), _glyphs(40, 64)):
+        payload = _long_payload(pixels, None, 0.0, literals)
+        assert lossless.describe(payload)["literals_above"]
+        np.testing.assert_array_equal(lossless.decode(payload), pixels)
+
+
+def test_literals_above_pay_where_the_colour_above_predicts_them() -> None:
+    """Each colour's partner sits below it: in the context of the colour above the partner costs
+    little (the literal cache finds much of the same, so effort 1 may keep the cache instead)."""
+    pixels = _few_colours_blobs(48, 64)
+    for base in (raster.LITERALS_PLAIN, raster.LITERALS_FRESH):
+        plain, above = (len(_raster_payload(pixels, [], 0, lit)) for lit in (base, base | raster.LITERALS_ABOVE))
+        assert above < 0.92 * plain, base
+    _roundtrip(pixels)
+
+
+def test_literal_contexts_by_hand() -> None:
+    """The colour above, capped at the last bin; row 0 in the last bin; one bin: all 0."""
+    row = np.array([0, 3, 9, 2])
+    assert raster.literal_contexts(row, np.array([0, 1, 2, 3]), 5).tolist() == [0, 3, 4, 2]
+    assert raster.literal_contexts(None, np.array([1, 2]), 5).tolist() == [4, 4]
+    assert raster.literal_contexts(row, np.array([2]), 1).tolist() == [0]
+    assert raster.literal_bins(10) == 11  # every colour and row 0
+    assert raster.literal_bins(8192) == raster.ABOVE_COUNTS // 8192  # large palettes share the last bin
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_palettes_in_context_round_trip(channels: int) -> None:
+    """Gradient bands (100-odd colours) with gray, gray + alpha, RGB and RGBA samples, and 16-bit:
+    the palette is coded after the index plane from the colours of its image neighbours."""
+    base = _banded(48, 64)
+    alpha = (np.arange(48 * 64).reshape(48, 64, 1) // 40 * 16 % 256).astype(np.uint8)
+    pixels = {1: base[..., 1:2], 2: np.dstack([base[..., 1:2], alpha]), 3: base, 4: np.dstack([base, alpha])}[channels]
+    for samples, depth in ((pixels, 8), (pixels.astype(np.uint16) * 257 + 1, 16)):
+        payload = _raster_payload(samples, [], 0, 2) if depth == 8 else lossless._encode_raster(
+            samples, 16, 0, lossless._raster_order(lossless.transforms.find_palette(samples, lossless.MAX_PALETTE)),
+            [], 0, 1, 2)
+        info = lossless.describe(payload)
+        # (a 16-bit gray ramp codes smaller as a list: its in-context residuals are all 257)
+        assert info["palette_coded"] and (info["palette_in_context"] or depth == 16), (channels, depth)
+        np.testing.assert_array_equal(lossless.decode(payload), samples)
+
+
+def test_a_palette_in_context_is_smaller_than_in_a_list() -> None:
+    """Anti-aliased text in many shades over a vertical gradient: a shade's image neighbours
+    predict it better than the colour before it in the list."""
+    h, w = 48, 96
+    yy, xx = np.mgrid[0:h, 0:w]
+    background = np.stack([60 + yy * 2, 80 + yy, 120 + yy // 2], axis=-1)
+    ink = np.array([250, 250, 240])
+    rng = np.random.default_rng(2)
+    cover = np.clip(rng.integers(-3, 5, (h, w)), 0, 4) / 4 * ((xx // 3 + yy // 5) % 4 == 0)
+    pixels = (background * (1 - cover[..., None]) + ink * cover[..., None]).round().astype(np.uint8)
+    found = lossless._first_use_order(lossless.transforms.find_palette(pixels, lossless.MAX_RASTER_PALETTE))
+    palette, index = found[0].astype(np.uint8), found[1]
+    listed = lossless._palette_payload(palette, 8, 1)
+    from udic.lossless import colours
+
+    in_context = colours.encode(palette, index, 8)
+    assert len(in_context) < 0.9 * len(listed)
+    assert colours.decode(in_context, index, palette.shape[0], 3, 8).tolist() == palette.tolist()
+
+
+def test_a_damaged_palette_in_context_is_refused() -> None:
+    pixels = _banded(40, 60)
+    payload = _raster_payload(pixels, [], 0, 2)
+    assert lossless.describe(payload)["palette_in_context"]
+    from udic.lossless.payload import Reader
+
+    reader = Reader(payload)
+    lossless._read_header(reader, None)
+    reader.varint()
+    reader.u8()
+    length = reader.varint()
+    start = reader.pos
+    broken = bytearray(payload)
+    broken[start + length // 2] ^= 0x5A
+    with pytest.raises(ContainerError):
+        lossless.decode(bytes(broken))
+    with pytest.raises(ContainerError):  # a palette stream one word short
+        lossless.decode(payload[: start - 1] + bytes([length - 4]) + payload[start : start + length - 4]
+                        + payload[start + length :])

@@ -126,7 +126,17 @@ def test_info_names_the_palette_coding_the_literal_cache_and_fresh_literals():
     assert ", literal cache, palette in order of first use" in wandering
     assert wandering.endswith(", row contexts")  # coded both ways (a small image): row contexts win
     straight = api.info(pixelcodec.encode_file(bands(1), 8, 0).data).pixel_coding
-    assert "(coded)" in straight and "literal cache" not in straight
+    assert "(coded in context)" in straight and "literal cache" not in straight
+    gray = api.info(pixelcodec.encode_file(bands(1)[..., :1], 8, 0).data).pixel_coding
+    assert "(coded)" in gray  # a gray ramp codes smaller as a list
+
+
+def test_info_names_literals_by_the_colour_above():
+    from tools.fuzz import _smooth
+    from udic import api
+
+    coding = api.info(pixelcodec.encode_file(_smooth(22, 17, 15)[..., :1], 8, 3).data).pixel_coding
+    assert "literals by the colour above" in coding
 
 
 def test_info_counts_long_matches():

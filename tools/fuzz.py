@@ -177,12 +177,14 @@ def pixel_seeds() -> list[Seed]:
     wide = (_smooth(12, 14, 14).astype(np.uint16) * 257 + 3)
     plans = [
         ("pixels-lossless-rgba", rgba, 8, 0, None),
-        ("pixels-near-gray", _smooth(22, 17, 15)[..., :1], 8, 3, Metadata(xmp=b"<x/>")),
+        ("pixels-near-gray", _smooth(22, 17, 15)[..., :1], 8, 3, Metadata(xmp=b"<x/>")),  # literals above (v10)
+        ("pixels-near-rgb", _smooth(30, 40, 3), 8, 2, None),  # predictive (small photos now take the raster scan)
         ("pixels-palette", flat, 8, 0, None),  # palette raster (lossless payload mode 3)
         # (levels of 85: with levels of 64 the raster scan without copy offsets came out smaller)
         ("pixels-palette-interlaced", (_smooth(36, 52, 3) // 85 * 85).astype(np.uint8), 8, 0, None),
         ("pixels-palette-cached", _bands(24, 32), 8, 0, None),  # literal cache, fresh literals
-        ("pixels-palette-coded", _bands(24, 32, 1), 8, 0, None),  # coded palette
+        ("pixels-palette-coded", _bands(24, 32, 1)[..., :1], 8, 0, None),  # coded palette (a list)
+        ("pixels-palette-in-context", _bands(24, 32, 1), 8, 0, None),  # palette coded in context (payload v10)
         ("pixels-palette-long", _pasted(26, 36), 8, 0, None),  # long matches (payload v9)
         ("pixels-16bit", wide, 16, 0, None),
         ("pixels-noise", np.random.default_rng(5).integers(0, 256, (9, 11, 3), dtype=np.uint8), 8, 0, None),

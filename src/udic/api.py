@@ -441,10 +441,11 @@ def info(data: bytes) -> FileInfo:
         pixel_coding = f"{px.get('mode', '?')}, {px.get('channels', '?')} channels" + (
             f", {px['transform']}" if "transform" in px else "") + (
             f", palette of {px['palette_size']}" if "palette_size" in px else "") + (
-            " (coded)" if px.get("palette_coded") else "") + (
+            (" (coded in context)" if px.get("palette_in_context") else " (coded)" if px.get("palette_coded") else "")) + (
             f", free copies {px['free_copies']}" if px.get("free_copies", "off") != "off" else "") + (
             ", literal cache" if px.get("literal_cache") else "") + (
             ", palette in order of first use" if px.get("fresh_literals") else "") + (
+            ", literals by the colour above" if px.get("literals_above") else "") + (
             ", row contexts" if px.get("row_contexts") else "") + (
             f", {px['long_matches']} long matches" if px.get("long_matches") else "")
     meta = (metadata_mod.decode(cont.sections[ctr.Section.METADATA]) if ctr.Section.METADATA in cont.sections

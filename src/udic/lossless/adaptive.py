@@ -213,13 +213,22 @@ class AdaptiveModel:
             return np.zeros(0, dtype=np.int64)
         return (parts[0] if len(parts) == 1 else np.concatenate(parts)).astype(np.int64)
 
-    def observe(self, values: np.ndarray) -> None:
-        """Decoder: count ``values`` without coding them (a one-context model only).  Palette raster
-        literals flagged as a colour's first use are known without their index; counting them keeps
-        the index model from paying a first-occurrence price when the colour comes back.  The chunk
-        schedule (``seen``) counts coded symbols only."""
-        if values.size:
+    def observe(self, values: np.ndarray, bins: np.ndarray | None = None) -> None:
+        """Decoder: count ``values`` (in context ``bins``; None: a one-context model) without coding
+        them.  Palette raster literals flagged as a colour's first use are known without their
+        index; counting them keeps the index model from paying a first-occurrence price when the
+        colour comes back.  The chunk schedule (``seen``) counts coded symbols only."""
+        if not values.size:
+            return
+        if bins is None:
             self._add_single(np.bincount(values, minlength=self.alphabet), values.size)
+            return
+        c = bins.astype(np.int64, copy=False)
+        order = np.argsort(c, kind="stable")
+        per_bin = np.bincount(c, minlength=self.bins)
+        present = per_bin.nonzero()[0]
+        self._add(0, c, values, per_bin, present, per_bin[present], values[order])
+        self.seen[0] -= c.size
 
     def _add_single(self, hist: np.ndarray, n: int) -> None:
         """Count ``n`` symbols (histogram ``hist``) of a one-context model at every level of the
@@ -250,15 +259,18 @@ class AdaptiveModel:
             ops.defer(self, len(self._pending))
             self._pending.append((group, ctx, sym, True))
 
-    def encode_observed(self, values: np.ndarray) -> None:
+    def encode_observed(self, values: np.ndarray, bins: np.ndarray | None = None) -> None:
         """Encoder side of ``observe``: counted in call order with the coded symbols, never written."""
-        if not (self.bins == 1 and self.groups == 1 and self.parent is None):
-            raise ValueError("only a one-context model counts symbols it does not code")
+        if bins is None and not (self.bins == 1 and self.groups == 1 and self.parent is None):
+            raise ValueError("a model with contexts counts symbols it does not code by their bins")
         values = values.astype(np.int64)
         if values.size and (values.min() < 0 or values.max() >= self.alphabet):
             raise ValueError("symbol outside the plane's alphabet")
+        if bins is not None and bins.size != values.size:
+            raise ValueError("one context bin per symbol")
         if values.size:
-            self._pending.append((0, np.zeros(values.size, np.int64), values, False))
+            ctx = np.zeros(values.size, np.int64) if bins is None else bins.astype(np.int64)
+            self._pending.append((0, ctx, values, False))
 
     def flush(self) -> list[list[tuple]]:
         """Per recorded ``encode`` call, its chunks as (symbols sorted by bin, probability rows of
@@ -318,8 +330,6 @@ class AdaptiveModel:
             self._add_single(chunk_hist.sum(axis=0), hi - lo)
             self._emit(sizes, owner, s, probs, sizes, list(range(chunks + 1)), results, coded)
             return
-        if not all(coded):
-            raise ValueError("only a one-context model counts symbols it does not code")
         key = cid * nbins + c
         top = chunks * nbins
         order = np.argsort(key.astype(np.uint16 if top <= 65536 else np.uint32 if top < 1 << 32 else np.int64),

@@ -18,6 +18,7 @@ import numpy as np
 from ..errors import ContainerError
 from . import coding
 from .adaptive import AdaptiveModel
+from .coding import OpList
 
 SYM_LEFT = 0
 ABOVE = ((1, 0), (1, -1), (1, 1), (2, 0))  # (dy, dx) back: N, NE, NW, NN
@@ -33,8 +34,12 @@ LZ_OFF, LZ_CARRY, LZ_EXPLICIT = 0, 1, 2  # free copies: off; carried through lef
 # Version ≥ 6 adds *fresh* (a bit, with or without the cache): the palette is in order of first
 # use, and an escaped literal is first a flag "a colour's first use" (its index is then the next
 # unused one) or else the index of a colour used before.
-LITERALS_PLAIN, LITERALS_CACHE, LITERALS_FRESH = 0, 1, 2
-LITERAL_CODINGS = (0, 1, 2, 3)  # bit 0 cache, bit 1 fresh
+# Version ≥ 10 adds *above* (a bit, with any of the others): an escaped literal's index (and a
+# fresh colour's count) is coded in the context of the colour of the pixel above it.
+LITERALS_PLAIN, LITERALS_CACHE, LITERALS_FRESH, LITERALS_ABOVE = 0, 1, 2, 4
+LITERAL_CODINGS = tuple(range(8))  # bit 0 cache, bit 1 fresh, bit 2 above
+LITERAL_CODINGS_V6 = (0, 1, 2, 3)  # versions 6 to 9
+ABOVE_COUNTS = 1 << 21  # literal contexts × palette size at most (the counts live in memory twice)
 CACHE_SIZE = 16  # colours remembered per colour above; rank CACHE_SIZE is the escape
 SMALL_UPDATE = 24  # cache updates of at most this many escapes run as a Python loop (faster than numpy)
 
@@ -124,7 +129,7 @@ class _Models:
     """The adaptive models of a raster plane (all persist from row to row)."""
 
     def __init__(self, syms: Symbols, palette_size: int, height: int, width: int,
-                 contexts: int = CONTEXTS_PLAIN) -> None:
+                 contexts: int = CONTEXTS_PLAIN, literals: int = LITERALS_PLAIN) -> None:
         size = syms.size
         classes = syms.classes
         if contexts == CONTEXTS_ROWS:  # each first-phase bin split 16 ways; the blend's middle level is the bin
@@ -134,7 +139,8 @@ class _Models:
             self.phases = [AdaptiveModel(1, classes * PATTERNS, size, np.arange(classes * PATTERNS) // PATTERNS)]
         self.phases += [AdaptiveModel(1, classes * classes * PATTERNS, size,
                                       np.arange(classes * classes * PATTERNS) // PATTERNS) for _ in PHASES[1:]]
-        self.literal = AdaptiveModel(1, 1, palette_size)
+        self.literal_bins = literal_bins(palette_size) if literals & LITERALS_ABOVE else 1
+        self.literal = AdaptiveModel(1, self.literal_bins, palette_size)
         self.fresh = AdaptiveModel(1, 1, 2)  # fresh literals: 1 = a colour's first use
         self.rank = AdaptiveModel(1, CACHE_SIZE + 1, CACHE_SIZE + 1)  # literal cache: bin = list length
         self.dy = AdaptiveModel(1, 1, token_count(height - 1))
@@ -146,6 +152,22 @@ class _Models:
             self.recent = AdaptiveModel(1, 1, RECENT + 1)
             self.long_dy = AdaptiveModel(1, 1, token_count(height))
             self.long_dx = AdaptiveModel(1, 2, token_count(2 * width))
+
+
+def literal_bins(palette_size: int) -> int:
+    """Context bins of the literal model with LITERALS_ABOVE: one per colour above and one for row
+    0 (the last), fewer on large palettes (colours from the last bin on share it)."""
+    return max(2, min(palette_size + 1, ABOVE_COUNTS // max(palette_size, 1)))
+
+
+def literal_contexts(above_row: np.ndarray | None, cols: np.ndarray, bins: int) -> np.ndarray:
+    """The literal bins of the pixels at ``cols``: the colour above (capped at the last bin), or
+    the last bin in row 0; all 0 for a one-bin model."""
+    if bins == 1:
+        return np.zeros(cols.size, dtype=np.int64)
+    if above_row is None:
+        return np.full(cols.size, bins - 1, dtype=np.int64)
+    return np.minimum(above_row[cols].astype(np.int64), bins - 1)
 
 
 def token_count(top: int) -> int:
@@ -215,7 +237,7 @@ def encode_raster(index: np.ndarray, palette_size: int, offsets: list[tuple[int,
     idx, sym, ctx, new_offsets = scan if scan is not None else symbols(index, offsets, lz, covered)
     if long is not None and int(np.count_nonzero(sym == syms.matched)) != int(np.count_nonzero(covered)):
         raise ValueError("the scan was not made with these long matches")
-    models = _Models(syms, palette_size, height, width, contexts)
+    models = _Models(syms, palette_size, height, width, contexts, literals)
     if long is not None:
         _code_long(models, long, width, ops)
     first_bins = first_phase_contexts(sym, ctx, contexts)
@@ -232,22 +254,44 @@ def encode_raster(index: np.ndarray, palette_size: int, offsets: list[tuple[int,
             dy, dx = new_offsets[y]
             if dy.size:
                 _code_offsets(models.dy, models.dx, dy, dx, ops)
-        cols = np.flatnonzero(sym[y] == syms.literal)
-        lits = idx[y, cols]
-        if cache is not None and cols.size:
-            above = cache.contexts(idx[y - 1] if y else None, cols)
-            ranks = cache.ranks(above, lits)
-            models.rank.encode(ops, 0, cache.length[above], ranks)
-            escape = ranks == CACHE_SIZE
-            lits = lits[escape]
-            cache.update(above[escape], lits)
-        if used >= 0 and lits.size:
-            first = first_uses(lits, used)
-            models.fresh.encode(ops, 0, np.zeros(lits.size, np.int64), first.astype(np.int64))
-            models.literal.encode_observed(lits[first])
-            used += int(first.sum())
-            lits = lits[~first]
-        models.literal.encode(ops, 0, np.zeros(lits.size, np.int64), lits)
+        used = _encode_literals(models, cache, used, ops, idx, y, np.flatnonzero(sym[y] == syms.literal))
+
+
+def _encode_literals(models: _Models, cache: LiteralCache | None, used: int, ops, idx: np.ndarray, y: int,
+                     cols: np.ndarray) -> int:
+    """Row ``y``'s literals (at ``cols``) as ``decode_raster`` reads them: cache ranks, fresh
+    flags, then the indices of the escapes; returns the colours used so far (fresh) or −1."""
+    lits = idx[y, cols]
+    if cache is not None and cols.size:
+        above = cache.contexts(idx[y - 1] if y else None, cols)
+        ranks = cache.ranks(above, lits)
+        models.rank.encode(ops, 0, cache.length[above], ranks)
+        escape = ranks == CACHE_SIZE
+        lits = lits[escape]
+        cols = cols[escape]
+        cache.update(above[escape], lits)
+    bins = literal_contexts(idx[y - 1] if y else None, cols, models.literal_bins)
+    if used >= 0 and lits.size:
+        first = first_uses(lits, used)
+        models.fresh.encode(ops, 0, np.zeros(lits.size, np.int64), first.astype(np.int64))
+        models.literal.encode_observed(lits[first], None if models.literal_bins == 1 else bins[first])
+        used += int(first.sum())
+        lits = lits[~first]
+        bins = bins[~first]
+    models.literal.encode(ops, 0, bins, lits)
+    return used
+
+
+def literal_bytes(idx: np.ndarray, literal: np.ndarray, palette_size: int, literals: int) -> int:
+    """Encoder: the exact bytes of the literals (``literal`` mask over ``idx``, in the palette
+    order that ``literals`` needs) coded alone, as ``encode_raster`` codes them."""
+    models = _Models(Symbols(0, LZ_OFF), palette_size, 1, 1, CONTEXTS_PLAIN, literals)
+    cache = LiteralCache(palette_size) if literals & LITERALS_CACHE else None
+    used = 0 if literals & LITERALS_FRESH else -1
+    ops = OpList()
+    for y in np.flatnonzero(literal.any(axis=1)).tolist():
+        used = _encode_literals(models, cache, used, ops, idx, y, np.flatnonzero(literal[y]))
+    return len(ops.finish())
 
 
 # Long matches (version ≥ 9): runs of pixels in raster order, each copied from the pixel D
@@ -707,8 +751,8 @@ def _fresh_bits(values: np.ndarray, palette_size: int) -> float:
 
 def literal_costs(idx: np.ndarray, literal: np.ndarray, palette_size: int) -> dict[int, float]:
     """Encoder: about what the literals (``literal`` mask over the index plane ``idx``) cost, in
-    bytes, per literal coding (plain, cache, fresh, cache + fresh; ranks counted per list length),
-    palette aside."""
+    bytes, per literal coding without the contexts of the colour above (plain, cache, fresh,
+    cache + fresh; ranks counted per list length), palette aside."""
     lits = idx[literal]
     bins, ranks = literal_ranks(idx, literal, palette_size)
     escaped = lits[ranks == CACHE_SIZE]
@@ -751,18 +795,20 @@ def scan_bytes(index: np.ndarray, offsets: list[tuple[int, int]], scan=None, eno
     return min(literal_costs(idx, literal, palette).values()) + symbol_bits / 8
 
 
-def _decode_literals(models: _Models, dec, count: int, palette_size: int) -> np.ndarray:
-    lits = models.literal.decode(dec, 0, np.zeros(count, np.int64))
+def _decode_literals(models: _Models, dec, bins: np.ndarray, palette_size: int) -> np.ndarray:
+    lits = models.literal.decode(dec, 0, bins)
     if lits.max() >= palette_size:
         raise ContainerError("lossless payload: palette index out of range")
     return lits
 
 
-def _decode_escapes(models: _Models, dec, count: int, palette_size: int, used: int) -> tuple[np.ndarray, int]:
-    """A row's ``count`` escaped literals: plain indices (``used`` < 0), or fresh (flags, then the
-    indices of the colours used before).  Returns them and the new number of colours used."""
+def _decode_escapes(models: _Models, dec, bins: np.ndarray, palette_size: int, used: int) -> tuple[np.ndarray, int]:
+    """A row's escaped literals (their literal bins ``bins``): plain indices (``used`` < 0), or
+    fresh (flags, then the indices of the colours used before).  Returns them and the new number
+    of colours used."""
+    count = bins.size
     if used < 0:
-        return _decode_literals(models, dec, count, palette_size), used
+        return _decode_literals(models, dec, bins, palette_size), used
     first = models.fresh.decode(dec, 0, np.zeros(count, np.int64)).astype(bool)
     new = int(first.sum())
     if used + new > palette_size:
@@ -770,9 +816,9 @@ def _decode_escapes(models: _Models, dec, count: int, palette_size: int, used: i
     lits = np.empty(count, dtype=np.int64)
     fresh_values = used + np.arange(new)
     lits[first] = fresh_values
-    models.literal.observe(fresh_values)
+    models.literal.observe(fresh_values, None if models.literal_bins == 1 else bins[first])
     if new < count:
-        old = _decode_literals(models, dec, count - new, palette_size)
+        old = _decode_literals(models, dec, bins[~first], palette_size)
         seen = used + np.cumsum(first)[~first]  # colours used before each of them
         if np.any(old >= seen):
             raise ContainerError("lossless payload: a literal names a colour before its first use")
@@ -800,7 +846,7 @@ def decode_raster(dec, height: int, width: int, palette_size: int, offsets: list
     if long and lz != LZ_OFF:
         raise ContainerError("lossless payload: long matches need free copies off")
     syms = Symbols(len(offsets), lz, long)
-    models = _Models(syms, palette_size, height, width, contexts)
+    models = _Models(syms, palette_size, height, width, contexts, literals)
     sources = _decode_long(models, dec, long_count, height, width).sources(height * width) if long else None
     flat = idx.reshape(-1)
     sym_prev = np.zeros(width, dtype=np.int64)
@@ -906,16 +952,19 @@ def decode_raster(dec, height: int, width: int, palette_size: int, offsets: list
             near = at[~far]
         lit_at = np.flatnonzero(sym == syms.literal)
         if lit_at.size:
+            above_row = idx[y - 1] if y else None
             if cache is None:
-                value[lit_at], used = _decode_escapes(models, dec, lit_at.size, palette_size, used)
+                bins = literal_contexts(above_row, lit_at, models.literal_bins)
+                value[lit_at], used = _decode_escapes(models, dec, bins, palette_size, used)
             else:
-                above = cache.contexts(idx[y - 1] if y else None, lit_at)
+                above = cache.contexts(above_row, lit_at)
                 ranks = models.rank.decode(dec, 0, cache.length[above])
                 escape = ranks == CACHE_SIZE
                 hit = ~escape
                 value[lit_at[hit]] = cache.lookup(above[hit], ranks[hit])
                 if escape.any():
-                    lits, used = _decode_escapes(models, dec, int(escape.sum()), palette_size, used)
+                    bins = literal_contexts(above_row, lit_at[escape], models.literal_bins)
+                    lits, used = _decode_escapes(models, dec, bins, palette_size, used)
                     value[lit_at[escape]] = lits
                     cache.update(above[escape], lits)
         if long and covered.any():

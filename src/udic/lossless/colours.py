@@ -1,0 +1,176 @@
+"""Palette colours coded in the context of the index plane (payload version ≥ 10, palette coding 2).
+
+Why: on screenshots and vector art with hundreds or thousands of colours (anti-aliased text over
+gradients, icons) the palette was a fifth to three fifths of the payload, coded as a 1 × P image
+whose only neighbours are the colours before it in the list: ~21–24 bits a colour.  The raster
+scan's index plane does not need the colours, so the decoder decodes it first; then every colour
+has *image* neighbours: at its first use (raster order) the pixels to the left, above and above
+left already have colours that were used earlier.  Each colour is coded as its residual from the
+median edge predictor of those neighbours, G first and R − G, B − G after it, in contexts of
+how many distinct colours the neighbours have (measured: 7 % under the nested coding on the
+20 screenshots, more on large palettes).
+
+Decoding: the residuals of a plane are decoded in bulk (their contexts depend on the index plane
+only); the colours then follow in order of first use, one short integer step each.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ContainerError
+from . import coding
+from .adaptive import AdaptiveModel
+from .coding import Decoder, OpList
+
+TOKEN_CAP = 7  # the later planes' contexts: distinct neighbours × min(first plane's token, TOKEN_CAP)
+NEIGHBOURS = 4  # distinct-neighbour counts 0 … 3
+
+
+def _order(index: np.ndarray, palette_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The colours in order of first use in raster order (colours the plane never uses last, in
+    index order), and per colour in that order its first raster position (−1: unused)."""
+    flat = index.reshape(-1)
+    first = np.full(palette_size, -1, dtype=np.int64)
+    values, at = np.unique(flat, return_index=True)
+    first[values] = at
+    used = first >= 0
+    order = np.concatenate([np.flatnonzero(used)[np.argsort(first[used], kind="stable")], np.flatnonzero(~used)])
+    return order, first[order]
+
+
+def _neighbours(index: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per first position: the colours (indices) to the left, above and above left, −1 where the
+    pixel does not exist (or the colour is unused)."""
+    h, w = index.shape
+    y, x = np.divmod(np.maximum(positions, 0), w)
+    exists = positions >= 0
+    west = np.where(exists & (x > 0), index[y, np.maximum(x - 1, 0)], -1)
+    north = np.where(exists & (y > 0), index[np.maximum(y - 1, 0), x], -1)
+    north_west = np.where(exists & (x > 0) & (y > 0), index[np.maximum(y - 1, 0), np.maximum(x - 1, 0)], -1)
+    return west.astype(np.int64), north.astype(np.int64), north_west.astype(np.int64)
+
+
+def _distinct(west: np.ndarray, north: np.ndarray, north_west: np.ndarray) -> np.ndarray:
+    """How many distinct existing colours the three neighbours have (0 … 3)."""
+    count = (west >= 0).astype(np.int64)
+    count += (north >= 0) & (north != west)
+    count += (north_west >= 0) & (north_west != west) & (north_west != north)
+    return count
+
+
+def _predict(w: list[int] | None, n: list[int] | None, nw: list[int] | None, previous: list[int]) -> list[int]:
+    """Median edge predictor per channel; one neighbour alone is the prediction; none: the colour
+    coded before (zeros for the first)."""
+    if w is None and n is None:
+        return previous
+    if w is None:
+        return n
+    if n is None:
+        return w
+    if nw is None:
+        nw = n
+    out = []
+    for a, b, c in zip(w, n, nw):
+        lo, hi = (a, b) if a <= b else (b, a)
+        out.append(lo if c >= hi else hi if c <= lo else a + b - c)
+    return out
+
+
+def _planes(residuals: np.ndarray, colour: bool) -> list[np.ndarray]:
+    """Residual columns as coded planes: G, R − G, B − G (then alpha) for colour palettes."""
+    if not colour:
+        return [residuals[:, c] for c in range(residuals.shape[1])]
+    g = residuals[:, 1]
+    return [g, residuals[:, 0] - g, residuals[:, 2] - g] + [residuals[:, c] for c in range(3, residuals.shape[1])]
+
+
+def _alphabet(maxval: int) -> int:
+    return int(coding.tokenize(np.array([4 * maxval]))[0][0]) + 1  # zigzag of ±2·maxval
+
+
+def _ranks_of(order: np.ndarray, palette_size: int) -> np.ndarray:
+    rank = np.full(palette_size + 1, -1, dtype=np.int64)  # rank[−1] (no neighbour) stays −1
+    rank[order] = np.arange(order.size)
+    return rank
+
+
+def encode(palette: np.ndarray, index: np.ndarray, bit_depth: int) -> bytes:
+    """The palette (P × C samples) as an entropy-coded stream given the index plane."""
+    size, channels = palette.shape
+    colour = channels >= 3
+    order, positions = _order(index, size)
+    west, north, north_west = _neighbours(index, positions)
+    rank = _ranks_of(order, size)
+    values = palette[order].astype(np.int64)
+    padded = np.vstack([values, np.zeros((1, channels), np.int64)])  # rank −1 → zeros (unused)
+    rw, rn, rnw = rank[west], rank[north], rank[north_west]
+    previous = np.vstack([np.zeros((1, channels), np.int64), values[:-1]])
+    a, b, c = padded[rw], padded[rn], padded[np.where(rnw >= 0, rnw, rn)]
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    med = np.where(c >= hi, lo, np.where(c <= lo, hi, a + b - c))
+    has_w, has_n = (rw >= 0)[:, None], (rn >= 0)[:, None]
+    pred = np.where(has_w & has_n, med, np.where(has_w, a, np.where(has_n, b, previous)))
+    planes = _planes(values - pred, colour)
+    distinct = _distinct(west, north, north_west)
+    maxval = (1 << bit_depth) - 1
+    ops = OpList()
+    first_tokens = None
+    for p, plane in enumerate(planes):
+        tok, nraw, raw = coding.tokenize(coding.zigzag(plane))
+        if p == 0:
+            model = AdaptiveModel(1, NEIGHBOURS, _alphabet(maxval))
+            bins = distinct
+            first_tokens = np.minimum(tok.astype(np.int64), TOKEN_CAP)
+        else:
+            model = AdaptiveModel(1, NEIGHBOURS * (TOKEN_CAP + 1), _alphabet(maxval))
+            bins = distinct * (TOKEN_CAP + 1) + first_tokens
+        model.encode(ops, 0, bins, tok)
+        ops.add_raw(raw, nraw)
+    return ops.finish()
+
+
+def decode(data: bytes, index: np.ndarray, palette_size: int, channels: int, bit_depth: int) -> np.ndarray:
+    """Inverse of ``encode``: the palette (P × C, int64) given the decoded index plane."""
+    colour = channels >= 3
+    maxval = (1 << bit_depth) - 1
+    order, positions = _order(index, palette_size)
+    west, north, north_west = _neighbours(index, positions)
+    distinct = _distinct(west, north, north_west)
+    dec = Decoder(data)
+    planes = []
+    first_tokens = None
+    alphabet = _alphabet(maxval)
+    for p in range(channels):
+        if p == 0:
+            model = AdaptiveModel(1, NEIGHBOURS, alphabet)
+            bins = distinct
+        else:
+            model = AdaptiveModel(1, NEIGHBOURS * (TOKEN_CAP + 1), alphabet)
+            bins = distinct * (TOKEN_CAP + 1) + first_tokens
+        tok = model.decode(dec, 0, bins)
+        if p == 0:
+            first_tokens = np.minimum(tok, TOKEN_CAP)
+        planes.append(coding.unzigzag(coding.detokenize(tok, dec.raw(coding.token_raw_bits(tok)))))
+    dec.check_finished()
+    if colour:
+        g = planes[0]
+        planes = [planes[1] + g, g, planes[2] + g] + planes[3:]
+    residuals = np.stack(planes, axis=1).tolist()
+    rank = _ranks_of(order, palette_size)
+    rw, rn, rnw = rank[west].tolist(), rank[north].tolist(), rank[north_west].tolist()
+    values: list[list[int]] = []
+    previous = [0] * channels
+    for j in range(palette_size):  # one short step per colour; the neighbours came earlier
+        w = values[rw[j]] if rw[j] >= 0 else None
+        n = values[rn[j]] if rn[j] >= 0 else None
+        nw = values[rnw[j]] if rnw[j] >= 0 else None
+        pred = _predict(w, n, nw, previous)
+        value = [p + r for p, r in zip(pred, residuals[j])]
+        if min(value) < 0 or max(value) > maxval:
+            raise ContainerError("lossless payload: a palette colour falls outside the bit depth")
+        values.append(value)
+        previous = value
+    palette = np.empty((palette_size, channels), dtype=np.int64)
+    palette[order] = np.array(values, dtype=np.int64).reshape(palette_size, channels)
+    return palette
