@@ -379,13 +379,15 @@ CACHE_MIN_LITERALS = 32  # effort ≤ 1: fewer literals than this are coded plai
 
 
 def _literal_choices(found: tuple[np.ndarray, np.ndarray], first_use: tuple[np.ndarray, np.ndarray],
-                     scan: tuple, mask: np.ndarray, dtype: np.dtype, bit_depth: int, effort: int) -> list[int]:
+                     scan: tuple, mask: np.ndarray, dtype: np.dtype, bit_depth: int, effort: int,
+                     above: bool | None = None) -> list[int]:
     """Literal codings to encode: effort ≥ 2 all eight; effort ≤ 1 the one with the least estimated
     literals + palette (fresh literals want the palette in order of first use, which codes worse
     than a sorted one unless it is coded in context: gray ramps 85 → 420 bytes, 5 900 screenshot
     colours 7.6 → 15.8 KB, against ~17 bits saved per colour), the cache only where it saves 2 %;
     then (up to ABOVE_MAX_PALETTE colours) the contexts of the colour above where the literals, coded
-    both ways, come out 2 % smaller (no estimate was near enough: a closed form put a comic's literals 20 % under, coded they were 8 % over)."""
+    both ways, come out 2 % smaller, or as ``above`` says (the decision made for an earlier form of
+    the same image: coding the literals both ways is a third of an encode; no estimate was near enough: a closed form put a comic's literals 20 % under, coded they were 8 % over)."""
     if effort >= 2:
         return list(raster.LITERAL_CODINGS)
     palette = found[0].shape[0]
@@ -398,8 +400,8 @@ def _literal_choices(found: tuple[np.ndarray, np.ndarray], first_use: tuple[np.n
         choice = cached if costs[cached] < CACHE_GAIN * costs[base] else base
         totals[choice] = costs[choice] + _palette_section_bytes(order[0], dtype, bit_depth, effort, order[1])
     choice = min(totals, key=totals.get)
-    if palette > ABOVE_MAX_PALETTE:
-        return [choice]
+    if above is not None or palette > ABOVE_MAX_PALETTE:
+        return [choice | raster.LITERALS_ABOVE] if above else [choice]
     idx = first_use[2][scan[0]] if choice & raster.LITERALS_FRESH else scan[0]
     without = raster.literal_bytes(idx, mask, palette, choice)
     above = raster.literal_bytes(idx, mask, palette, choice | raster.LITERALS_ABOVE)
@@ -409,7 +411,7 @@ def _literal_choices(found: tuple[np.ndarray, np.ndarray], first_use: tuple[np.n
 def _encode_raster(pixels: np.ndarray, bit_depth: int, max_error: int, found: tuple[np.ndarray, np.ndarray],
                    offsets: list[tuple[int, int]], lz: int = raster.LZ_CARRY, effort: int = 1,
                    literals: int | None = None, scan=None, contexts: int | None = None,
-                   long: raster.LongMatches | None = None) -> bytes:
+                   long: raster.LongMatches | None = None, above: bool | None = None) -> bytes:
     """The palette raster payload of ``found`` (palette and index plane, written in that order:
     ``_raster_forms`` sorts it first, ``_raster_order``; fresh literals reorder it by first use);
     ``literals`` None: the literal coding with the smallest payload (effort ≤ 1: by estimate, effort
@@ -428,7 +430,7 @@ def _encode_raster(pixels: np.ndarray, bit_depth: int, max_error: int, found: tu
     if literals is not None:
         choices = [literals]
     else:
-        choices = _literal_choices(found, first_use, scan, mask, pixels.dtype, bit_depth, effort)
+        choices = _literal_choices(found, first_use, scan, mask, pixels.dtype, bit_depth, effort, above)
     if contexts is not None:
         context_choices = [contexts]
     elif effort >= 2 or h * w <= BOTH_CONTEXTS_PIXELS:
@@ -531,7 +533,8 @@ def _encode_reduced(pixels: np.ndarray, bit_depth: int, max_error: int, effort: 
 
 
 def _long_form(pixels: np.ndarray, bit_depth: int, max_error: int, effort: int,
-               found: tuple[np.ndarray, np.ndarray], offsets: list[tuple[int, int]], scan: tuple) -> bytes | None:
+               found: tuple[np.ndarray, np.ndarray], offsets: list[tuple[int, int]], scan: tuple,
+               above: bool | None = None) -> bytes | None:
     """The plain raster scan with long matches (``longcopy``), found where the symbols they
     replace (estimated from ``scan``, the plain scan with ``offsets``) cost more than they do."""
     costs = longcopy.pixel_costs(scan, len(offsets), found[0].shape[0])
@@ -540,7 +543,8 @@ def _long_form(pixels: np.ndarray, bit_depth: int, max_error: int, effort: int,
         return None
     h, w = found[1].shape
     covered = raster.cover(scan, long.sources(h * w).reshape(h, w) >= 0, len(offsets))
-    return _encode_raster(pixels, bit_depth, max_error, found, offsets, raster.LZ_OFF, effort, None, covered, long=long)
+    return _encode_raster(pixels, bit_depth, max_error, found, offsets, raster.LZ_OFF, effort, None, covered, long=long,
+                          above=above)
 
 
 def _raster_forms(pixels: np.ndarray, bit_depth: int, max_error: int, effort: int,
@@ -563,16 +567,19 @@ def _raster_forms(pixels: np.ndarray, bit_depth: int, max_error: int, effort: in
     enough = len(best) / RASTER_ESTIMATE_SHARE
     if effort < 2 and raster.scan_bytes(found[1], inside, plain_scan, enough) > enough:
         return best  # even well under its estimate it would cost more than the best so far
+    above = None  # effort ≤ 1: the first form decides the literals above for the others
     for lz in modes:
         scan = plain_scan if lz == raster.LZ_OFF else None
-        cand = _encode_raster(pixels, bit_depth, max_error, found, inside, lz, effort, None, scan)
+        cand = _encode_raster(pixels, bit_depth, max_error, found, inside, lz, effort, None, scan, above=above)
+        if effort < 2:
+            above = bool(describe(cand).get("literals_above"))
         if lz == raster.LZ_OFF and inside and (effort >= 2 or h * w <= BOTH_OFFSETS_PIXELS):
             bare_scan = raster.symbols(found[1], [], raster.LZ_OFF)
-            bare = _encode_raster(pixels, bit_depth, max_error, found, [], lz, effort, None, bare_scan)
+            bare = _encode_raster(pixels, bit_depth, max_error, found, [], lz, effort, None, bare_scan, above=above)
             if len(bare) < len(cand):
                 cand, inside, scan = bare, [], bare_scan  # the free copies below find their own offsets
         if lz == raster.LZ_OFF and effort >= 1:
-            long = _long_form(pixels, bit_depth, max_error, effort, found, inside, scan)
+            long = _long_form(pixels, bit_depth, max_error, effort, found, inside, scan, above)
             if long is not None and len(long) < len(cand):
                 cand = long
         if len(cand) < len(best):

@@ -280,6 +280,8 @@ class AdaptiveModel:
         results: list[list[tuple]] = [[] for _ in calls]
         if not calls:
             return results
+        if self.bins > 1 and not self._small and not self._dense:
+            return self._flush_in_turn(calls, results)
         ctx_all = np.concatenate([c for _, c, _, _ in calls])
         sym_all = np.concatenate([s for _, _, s, _ in calls])
         # The chunk schedule depends only on the sizes (of coded calls: an observed call is one
@@ -307,6 +309,22 @@ class AdaptiveModel:
                 self._bulk(bounds[first : t + 2], owner[first : t + 1], groups[first : t + 1],
                            ctx_all, sym_all, results, [calls[i][3] for i in owner[first : t + 1]])
                 first, budget = t + 1, 0
+        return results
+
+    def _flush_in_turn(self, calls: list[tuple], results: list[list[tuple]]) -> list[list[tuple]]:
+        """``flush`` chunk by chunk, as the decoder works (the literals above: a wide alphabet in
+        many bins, where the running sums over every chunk's (bin, symbol) counts cost many times
+        more than the probability rows of the bins present)."""
+        for i, (group, ctx, sym, coded) in enumerate(calls):
+            if not coded:
+                self.observe(sym, ctx)
+                continue
+            for start, end in self.chunks(group, ctx.size):
+                c = ctx[start:end]
+                order, per_bin, present, k, probs, runs = self._plan(group, c)
+                ordered = sym[start:end][order]
+                results[i].append((ordered, probs, k, runs))
+                self._add(group, c, sym[start:end], per_bin, present, k, ordered)
         return results
 
     def _bulk(self, bounds: list[int], owner: list[int], groups: list[int], ctx_all: np.ndarray,
