@@ -1426,7 +1426,23 @@ def test_literal_contexts_by_hand() -> None:
     assert raster.literal_contexts(None, np.array([1, 2]), 5).tolist() == [4, 4]
     assert raster.literal_contexts(row, np.array([2]), 1).tolist() == [0]
     assert raster.literal_bins(10) == 11  # every colour and row 0
-    assert raster.literal_bins(8192) == raster.ABOVE_COUNTS // 8192  # large palettes share the last bin
+    assert raster.literal_bins(256) == 256  # colour 255 shares the last bin with row 0
+
+
+def test_literals_above_with_a_large_palette_are_refused() -> None:
+    """A forged payload with the above bit and more than 256 colours: every literal could need a
+    probability row as wide as the palette, so the format refuses it before decoding."""
+    from udic.lossless.payload import Reader
+
+    rng = np.random.default_rng(3)
+    many = rng.integers(0, 256, (300, 3), dtype=np.uint8)[np.arange(40 * 60) % 300].reshape(40, 60, 3)
+    forged = bytearray(_raster_payload(many, [], 0, 2))
+    reader = Reader(bytes(forged))
+    lossless._read_header(reader, None)
+    assert reader.varint() == 300
+    forged[_raster_modes_at(bytes(forged)) + 1] |= raster.LITERALS_ABOVE
+    with pytest.raises(ContainerError, match="at most 256 colours, the palette has 300"):
+        lossless.decode(bytes(forged))
 
 
 @pytest.mark.parametrize("channels", [1, 2, 3, 4])

@@ -286,6 +286,7 @@ def _write_palette(out: Writer, palette: np.ndarray, dtype: np.dtype, bit_depth:
 
 
 _IN_CONTEXT: dict = {}
+_IN_CONTEXT_LOCK = threading.Lock()  # batch encodes run in threads
 
 
 def _in_context_cached(palette: np.ndarray, index: np.ndarray, bit_depth: int) -> bytes:
@@ -293,11 +294,15 @@ def _in_context_cached(palette: np.ndarray, index: np.ndarray, bit_depth: int) -
     raster variant of one palette order writes the same palette)."""
     digest = hashlib.blake2b(index.astype(np.int64).tobytes(), digest_size=32).digest()
     key = (palette.tobytes(), palette.shape, palette.dtype.str, index.shape, digest, bit_depth)
-    if key not in _IN_CONTEXT:
-        if len(_IN_CONTEXT) >= 8:
-            _IN_CONTEXT.pop(next(iter(_IN_CONTEXT)))
-        _IN_CONTEXT[key] = colours.encode(palette, index, bit_depth)
-    return _IN_CONTEXT[key]
+    with _IN_CONTEXT_LOCK:
+        stream = _IN_CONTEXT.get(key)
+    if stream is None:
+        stream = colours.encode(palette, index, bit_depth)
+        with _IN_CONTEXT_LOCK:
+            while len(_IN_CONTEXT) >= 8:
+                _IN_CONTEXT.pop(next(iter(_IN_CONTEXT)))
+            _IN_CONTEXT[key] = stream
+    return stream
 
 
 def _read_palette(reader: Reader, hd: dict, size: int) -> np.ndarray | bytes:
@@ -371,26 +376,22 @@ def _encode_palette(pixels: np.ndarray, bit_depth: int, max_error: int, effort: 
 
 CACHE_GAIN = 0.98  # effort ≤ 1: the cache (slower to decode, ~0.2 ms a row) must be estimated this far under plain
 ABOVE_GAIN = 0.98  # effort ≤ 1: literals in the context of the colour above must code this far under without
-# Effort ≤ 1 tries the literals above only up to this many colours: trying costs two codings of the
-# literals, seconds with thousands of colours (probability rows as wide as the palette), and none
-# of the dev screenshots above it (2 613 … 5 913 colours) took it.
-ABOVE_MAX_PALETTE = 2048
 CACHE_MIN_LITERALS = 32  # effort ≤ 1: fewer literals than this are coded plain without an estimate
 
 
 def _literal_choices(found: tuple[np.ndarray, np.ndarray], first_use: tuple[np.ndarray, np.ndarray],
-                     scan: tuple, mask: np.ndarray, dtype: np.dtype, bit_depth: int, effort: int,
-                     above: bool | None = None) -> list[int]:
+                     scan: tuple, mask: np.ndarray, dtype: np.dtype, bit_depth: int, effort: int) -> list[int]:
     """Literal codings to encode: effort ≥ 2 all eight; effort ≤ 1 the one with the least estimated
     literals + palette (fresh literals want the palette in order of first use, which codes worse
     than a sorted one unless it is coded in context: gray ramps 85 → 420 bytes, 5 900 screenshot
     colours 7.6 → 15.8 KB, against ~17 bits saved per colour), the cache only where it saves 2 %;
-    then (up to ABOVE_MAX_PALETTE colours) the contexts of the colour above where the literals, coded
-    both ways, come out 2 % smaller, or as ``above`` says (the decision made for an earlier form of
-    the same image: coding the literals both ways is a third of an encode; no estimate was near enough: a closed form put a comic's literals 20 % under, coded they were 8 % over)."""
-    if effort >= 2:
-        return list(raster.LITERAL_CODINGS)
+    then (up to raster.ABOVE_MAX_PALETTE colours, the format's limit) the contexts of the colour
+    above where the literals, coded both ways, come out 2 % smaller (no estimate was near enough: a
+    closed form put a comic's literals 20 % under, coded they were 8 % over)."""
     palette = found[0].shape[0]
+    if effort >= 2:
+        above_allowed = palette <= raster.ABOVE_MAX_PALETTE
+        return [c for c in raster.LITERAL_CODINGS if above_allowed or not c & raster.LITERALS_ABOVE]
     if np.count_nonzero(mask) < CACHE_MIN_LITERALS:
         return [raster.LITERALS_PLAIN]  # too few literals for any of it to matter
     costs = raster.literal_costs(scan[0], mask, palette)
@@ -400,8 +401,8 @@ def _literal_choices(found: tuple[np.ndarray, np.ndarray], first_use: tuple[np.n
         choice = cached if costs[cached] < CACHE_GAIN * costs[base] else base
         totals[choice] = costs[choice] + _palette_section_bytes(order[0], dtype, bit_depth, effort, order[1])
     choice = min(totals, key=totals.get)
-    if above is not None or palette > ABOVE_MAX_PALETTE:
-        return [choice | raster.LITERALS_ABOVE] if above else [choice]
+    if palette > raster.ABOVE_MAX_PALETTE:
+        return [choice]
     idx = first_use[2][scan[0]] if choice & raster.LITERALS_FRESH else scan[0]
     without = raster.literal_bytes(idx, mask, palette, choice)
     above = raster.literal_bytes(idx, mask, palette, choice | raster.LITERALS_ABOVE)
@@ -411,7 +412,7 @@ def _literal_choices(found: tuple[np.ndarray, np.ndarray], first_use: tuple[np.n
 def _encode_raster(pixels: np.ndarray, bit_depth: int, max_error: int, found: tuple[np.ndarray, np.ndarray],
                    offsets: list[tuple[int, int]], lz: int = raster.LZ_CARRY, effort: int = 1,
                    literals: int | None = None, scan=None, contexts: int | None = None,
-                   long: raster.LongMatches | None = None, above: bool | None = None) -> bytes:
+                   long: raster.LongMatches | None = None) -> bytes:
     """The palette raster payload of ``found`` (palette and index plane, written in that order:
     ``_raster_forms`` sorts it first, ``_raster_order``; fresh literals reorder it by first use);
     ``literals`` None: the literal coding with the smallest payload (effort ≤ 1: by estimate, effort
@@ -430,7 +431,7 @@ def _encode_raster(pixels: np.ndarray, bit_depth: int, max_error: int, found: tu
     if literals is not None:
         choices = [literals]
     else:
-        choices = _literal_choices(found, first_use, scan, mask, pixels.dtype, bit_depth, effort, above)
+        choices = _literal_choices(found, first_use, scan, mask, pixels.dtype, bit_depth, effort)
     if contexts is not None:
         context_choices = [contexts]
     elif effort >= 2 or h * w <= BOTH_CONTEXTS_PIXELS:
@@ -533,8 +534,7 @@ def _encode_reduced(pixels: np.ndarray, bit_depth: int, max_error: int, effort: 
 
 
 def _long_form(pixels: np.ndarray, bit_depth: int, max_error: int, effort: int,
-               found: tuple[np.ndarray, np.ndarray], offsets: list[tuple[int, int]], scan: tuple,
-               above: bool | None = None) -> bytes | None:
+               found: tuple[np.ndarray, np.ndarray], offsets: list[tuple[int, int]], scan: tuple) -> bytes | None:
     """The plain raster scan with long matches (``longcopy``), found where the symbols they
     replace (estimated from ``scan``, the plain scan with ``offsets``) cost more than they do."""
     costs = longcopy.pixel_costs(scan, len(offsets), found[0].shape[0])
@@ -543,8 +543,7 @@ def _long_form(pixels: np.ndarray, bit_depth: int, max_error: int, effort: int,
         return None
     h, w = found[1].shape
     covered = raster.cover(scan, long.sources(h * w).reshape(h, w) >= 0, len(offsets))
-    return _encode_raster(pixels, bit_depth, max_error, found, offsets, raster.LZ_OFF, effort, None, covered, long=long,
-                          above=above)
+    return _encode_raster(pixels, bit_depth, max_error, found, offsets, raster.LZ_OFF, effort, None, covered, long=long)
 
 
 def _raster_forms(pixels: np.ndarray, bit_depth: int, max_error: int, effort: int,
@@ -567,19 +566,16 @@ def _raster_forms(pixels: np.ndarray, bit_depth: int, max_error: int, effort: in
     enough = len(best) / RASTER_ESTIMATE_SHARE
     if effort < 2 and raster.scan_bytes(found[1], inside, plain_scan, enough) > enough:
         return best  # even well under its estimate it would cost more than the best so far
-    above = None  # effort ≤ 1: the first form decides the literals above for the others
     for lz in modes:
         scan = plain_scan if lz == raster.LZ_OFF else None
-        cand = _encode_raster(pixels, bit_depth, max_error, found, inside, lz, effort, None, scan, above=above)
-        if effort < 2:
-            above = bool(describe(cand).get("literals_above"))
+        cand = _encode_raster(pixels, bit_depth, max_error, found, inside, lz, effort, None, scan)
         if lz == raster.LZ_OFF and inside and (effort >= 2 or h * w <= BOTH_OFFSETS_PIXELS):
             bare_scan = raster.symbols(found[1], [], raster.LZ_OFF)
-            bare = _encode_raster(pixels, bit_depth, max_error, found, [], lz, effort, None, bare_scan, above=above)
+            bare = _encode_raster(pixels, bit_depth, max_error, found, [], lz, effort, None, bare_scan)
             if len(bare) < len(cand):
                 cand, inside, scan = bare, [], bare_scan  # the free copies below find their own offsets
         if lz == raster.LZ_OFF and effort >= 1:
-            long = _long_form(pixels, bit_depth, max_error, effort, found, inside, scan, above)
+            long = _long_form(pixels, bit_depth, max_error, effort, found, inside, scan)
             if long is not None and len(long) < len(cand):
                 cand = long
         if len(cand) < len(best):
@@ -737,6 +733,9 @@ def decode(payload: bytes, max_pixels: int = 64_000_000) -> np.ndarray:
                            if hd["version"] >= 6 else (0, 1))
                 if literals not in allowed:
                     raise ContainerError(f"lossless payload: literal coding {literals} is invalid")
+                if literals & raster.LITERALS_ABOVE and size > raster.ABOVE_MAX_PALETTE:
+                    raise ContainerError(f"lossless payload: literals above need at most {raster.ABOVE_MAX_PALETTE} "
+                                         f"colours, the palette has {size}")
             contexts = raster.CONTEXTS_PLAIN
             if hd["version"] >= 7:
                 contexts = reader.u8("symbol contexts")

@@ -39,7 +39,8 @@ LZ_OFF, LZ_CARRY, LZ_EXPLICIT = 0, 1, 2  # free copies: off; carried through lef
 LITERALS_PLAIN, LITERALS_CACHE, LITERALS_FRESH, LITERALS_ABOVE = 0, 1, 2, 4
 LITERAL_CODINGS = tuple(range(8))  # bit 0 cache, bit 1 fresh, bit 2 above
 LITERAL_CODINGS_V6 = (0, 1, 2, 3)  # versions 6 to 9
-ABOVE_COUNTS = 1 << 21  # literal contexts × palette size at most (the counts live in memory twice)
+ABOVE_COUNTS = 1 << 16  # literal contexts × palette size at most
+ABOVE_MAX_PALETTE = 256  # the literals above need a palette of at most this many colours (else refused)
 CACHE_SIZE = 16  # colours remembered per colour above; rank CACHE_SIZE is the escape
 SMALL_UPDATE = 24  # cache updates of at most this many escapes run as a Python loop (faster than numpy)
 
@@ -156,7 +157,8 @@ class _Models:
 
 def literal_bins(palette_size: int) -> int:
     """Context bins of the literal model with LITERALS_ABOVE: one per colour above and one for row
-    0 (the last), fewer on large palettes (colours from the last bin on share it)."""
+    0 (the last), fewer on larger palettes (colours from the last bin on share it), so that a
+    forged payload's rows cost at most ABOVE_COUNTS probabilities each."""
     return max(2, min(palette_size + 1, ABOVE_COUNTS // max(palette_size, 1)))
 
 
