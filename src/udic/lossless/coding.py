@@ -170,6 +170,20 @@ def table_bytes_rows(counts: np.ndarray) -> np.ndarray:
     return 1 + np.where(present.any(axis=1), last, 1)
 
 
+def code_values(model, values: np.ndarray, ops: "OpList", bins: np.ndarray | None = None) -> None:
+    """Non-negative values as hybrid-uint tokens (one call of the adaptive ``model``, by ``bins``
+    or bin 0), then their raw bits: copy offsets, long matches, palette residuals."""
+    tok, nraw, raw = tokenize(values)
+    model.encode(ops, 0, np.zeros(tok.size, np.int64) if bins is None else bins, tok)
+    ops.add_raw(raw, nraw)
+
+
+def decode_values(model, dec: "Decoder", bins: np.ndarray) -> np.ndarray:
+    """Inverse of ``code_values``."""
+    tok = model.decode(dec, 0, bins)
+    return detokenize(tok, dec.raw(token_raw_bits(tok)))
+
+
 class OpList:
     """Symbols in *decode* order; ``finish`` pushes them in reverse into one ANS stack."""
 

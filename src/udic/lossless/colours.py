@@ -95,6 +95,15 @@ def _ranks_of(order: np.ndarray, palette_size: int) -> np.ndarray:
     return rank
 
 
+def _plane_model(distinct: np.ndarray, first: np.ndarray | None, alphabet: int) -> tuple[AdaptiveModel, np.ndarray]:
+    """A plane's model and bins (§3b): the first plane by distinct-neighbour count; every later one
+    also by the token of the colour's first-plane value (``first``, zigzagged), capped at TOKEN_CAP."""
+    if first is None:
+        return AdaptiveModel(1, NEIGHBOURS, alphabet), distinct
+    tokens = np.minimum(coding.tokenize(first)[0].astype(np.int64), TOKEN_CAP)
+    return AdaptiveModel(1, NEIGHBOURS * (TOKEN_CAP + 1), alphabet), distinct * (TOKEN_CAP + 1) + tokens
+
+
 def encode(palette: np.ndarray, index: np.ndarray, bit_depth: int) -> bytes:
     """The palette (P × C samples) as an entropy-coded stream given the index plane."""
     size, channels = palette.shape
@@ -113,20 +122,14 @@ def encode(palette: np.ndarray, index: np.ndarray, bit_depth: int) -> bytes:
     pred = np.where(has_w & has_n, med, np.where(has_w, a, np.where(has_n, b, previous)))
     planes = _planes(values - pred, colour)
     distinct = _distinct(west, north, north_west)
-    maxval = (1 << bit_depth) - 1
+    alphabet = _alphabet((1 << bit_depth) - 1)
     ops = OpList()
-    first_tokens = None
-    for p, plane in enumerate(planes):
-        tok, nraw, raw = coding.tokenize(coding.zigzag(plane))
-        if p == 0:
-            model = AdaptiveModel(1, NEIGHBOURS, _alphabet(maxval))
-            bins = distinct
-            first_tokens = np.minimum(tok.astype(np.int64), TOKEN_CAP)
-        else:
-            model = AdaptiveModel(1, NEIGHBOURS * (TOKEN_CAP + 1), _alphabet(maxval))
-            bins = distinct * (TOKEN_CAP + 1) + first_tokens
-        model.encode(ops, 0, bins, tok)
-        ops.add_raw(raw, nraw)
+    first = None
+    for plane in planes:
+        coded = coding.zigzag(plane)
+        model, bins = _plane_model(distinct, first, alphabet)
+        coding.code_values(model, coded, ops, bins)
+        first = coded if first is None else first
     return ops.finish()
 
 
@@ -138,20 +141,14 @@ def decode(data: bytes, index: np.ndarray, palette_size: int, channels: int, bit
     west, north, north_west = _neighbours(index, positions)
     distinct = _distinct(west, north, north_west)
     dec = Decoder(data)
-    planes = []
-    first_tokens = None
     alphabet = _alphabet(maxval)
-    for p in range(channels):
-        if p == 0:
-            model = AdaptiveModel(1, NEIGHBOURS, alphabet)
-            bins = distinct
-        else:
-            model = AdaptiveModel(1, NEIGHBOURS * (TOKEN_CAP + 1), alphabet)
-            bins = distinct * (TOKEN_CAP + 1) + first_tokens
-        tok = model.decode(dec, 0, bins)
-        if p == 0:
-            first_tokens = np.minimum(tok, TOKEN_CAP)
-        planes.append(coding.unzigzag(coding.detokenize(tok, dec.raw(coding.token_raw_bits(tok)))))
+    planes = []
+    first = None
+    for _ in range(channels):
+        model, bins = _plane_model(distinct, first, alphabet)
+        coded = coding.decode_values(model, dec, bins)
+        first = coded if first is None else first
+        planes.append(coding.unzigzag(coded))
     dec.check_finished()
     if colour:
         g = planes[0]

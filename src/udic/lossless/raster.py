@@ -189,27 +189,15 @@ def _phase_context(base: np.ndarray, sym: np.ndarray, cols: np.ndarray, dist: in
     return (sym[cols - dist] * (none + 1) + east) * PATTERNS + base[cols] % PATTERNS
 
 
-def _code_values(model: AdaptiveModel, values: np.ndarray, ops, bins: np.ndarray | None = None) -> None:
-    """Non-negative values as hybrid-uint tokens (one call of ``model``, by ``bins`` or bin 0), then their raw bits."""
-    tok, nraw, raw = coding.tokenize(values)
-    model.encode(ops, 0, np.zeros(tok.size, np.int64) if bins is None else bins, tok)
-    ops.add_raw(raw, nraw)
-
-
-def _decode_values(model: AdaptiveModel, dec, bins: np.ndarray) -> np.ndarray:
-    tok = model.decode(dec, 0, bins)
-    return coding.detokenize(tok, dec.raw(coding.token_raw_bits(tok)))
-
-
 def _code_offsets(dy_model: AdaptiveModel, dx_model: AdaptiveModel, dy: np.ndarray, dx: np.ndarray, ops) -> None:
     """Offsets (dy, dx): dy tokens (+ raw bits), then zigzag(dx) tokens by [dy = 0] (+ raw bits)."""
-    _code_values(dy_model, dy, ops)
-    _code_values(dx_model, coding.zigzag(dx), ops, (dy == 0).astype(np.int64))
+    coding.code_values(dy_model, dy, ops)
+    coding.code_values(dx_model, coding.zigzag(dx), ops, (dy == 0).astype(np.int64))
 
 
 def _decode_offsets(dy_model: AdaptiveModel, dx_model: AdaptiveModel, dec, count: int) -> tuple[np.ndarray, np.ndarray]:
-    dy = _decode_values(dy_model, dec, np.zeros(count, np.int64))
-    dx = coding.unzigzag(_decode_values(dx_model, dec, (dy == 0).astype(np.int64)))
+    dy = coding.decode_values(dy_model, dec, np.zeros(count, np.int64))
+    dx = coding.unzigzag(coding.decode_values(dx_model, dec, (dy == 0).astype(np.int64)))
     return dy, dx
 
 
@@ -356,8 +344,8 @@ def _code_long(models: _Models, long: LongMatches, width: int, ops) -> None:
     (+ raw bits)."""
     ends = long.starts + long.lengths
     gaps = long.starts - np.concatenate([[0], ends[:-1]])
-    _code_values(models.gap, gaps, ops)
-    _code_values(models.length, long.lengths - MIN_LONG, ops)
+    coding.code_values(models.gap, gaps, ops)
+    coding.code_values(models.length, long.lengths - MIN_LONG, ops)
     ranks, new = _recent_ranks(long.dists)
     models.recent.encode(ops, 0, np.zeros(ranks.size, np.int64), ranks)
     if new.size:
@@ -368,8 +356,8 @@ def _decode_long(models: _Models, dec, count: int, height: int, width: int) -> L
     """Inverse of ``_code_long``, every match checked against the image before any use."""
     pixels = height * width
     zeros = np.zeros(count, np.int64)
-    gaps = _decode_values(models.gap, dec, zeros)
-    lengths = _decode_values(models.length, dec, zeros) + MIN_LONG
+    gaps = coding.decode_values(models.gap, dec, zeros)
+    lengths = coding.decode_values(models.length, dec, zeros) + MIN_LONG
     ranks = models.recent.decode(dec, 0, zeros)
     fresh = int(np.count_nonzero(ranks == RECENT))
     new = np.zeros(0, dtype=np.int64)
