@@ -568,3 +568,16 @@ def test_the_cli_suffix_table_matches_what_imageio_writes() -> None:
     for suffix, fmt in registered.items():
         if fmt in imageio._WRITABLE and suffix != ".pfm":  # PFM is a float format udic never writes
             assert suffix in checks.OUTPUT_FORMATS, suffix
+
+
+@pytest.mark.parametrize("channels, depth, mode", [(1, 16, "I;16"), (1, 12, "I;16"), (1, 8, "L"), (2, 8, "LA"),
+                                                   (3, 8, "RGB"), (4, 8, "RGBA")])
+def test_samples_to_pil_keeps_gray_16_bit_samples(channels: int, depth: int, mode: str) -> None:
+    """Decoded samples become a PIL image of the expected mode; 16-bit gray keeps every value
+    (Pillow 13 refuses ``fromarray(..., mode="I;16")``, so the mode is inferred)."""
+    rng = np.random.default_rng(channels + depth)
+    samples = rng.integers(0, 1 << depth, (5, 7, channels)).astype(np.uint16 if depth > 8 else np.uint8)
+    image = imageio.samples_to_pil(samples, depth)
+    assert image.mode == mode and image.size == (7, 5)
+    expected = samples[..., 0] if channels == 1 else samples
+    np.testing.assert_array_equal(np.asarray(image).astype(np.int64), expected.astype(np.int64))

@@ -325,14 +325,18 @@ def samples_to_pil(samples: np.ndarray, bit_depth: int, icc: bytes | None = None
     """Exact samples (H, W, C) as a PIL image: 8-bit modes L, LA, RGB, RGBA; over 8 bits,
     gray becomes I;16 and colour is reduced to 8 bits (PIL has no 16-bit colour mode)."""
     channels = samples.shape[2]
+    # Pillow infers the mode from the array (its ``mode`` argument is deprecated, and Pillow 13
+    # refuses "I;16" with it): little-endian uint16 gray is I;16, uint8 by channels L/LA/RGB/RGBA.
     if bit_depth > 8 and channels == 1:
-        image = Image.fromarray(np.ascontiguousarray(samples[..., 0].astype(np.uint16)), mode="I;16")
+        image = Image.fromarray(np.ascontiguousarray(samples[..., 0].astype("<u2")))
     else:
         if bit_depth > 8:
             scale = ((1 << bit_depth) - 1)
             samples = ((samples.astype(np.uint32) * 255 + scale // 2) // scale).astype(np.uint8)
         arr = np.ascontiguousarray(samples.astype(np.uint8))
-        image = Image.fromarray(arr[..., 0] if channels == 1 else arr, mode=("L", "LA", "RGB", "RGBA")[channels - 1])
+        image = Image.fromarray(arr[..., 0] if channels == 1 else arr)
+    if image.mode != ("I;16" if bit_depth > 8 and channels == 1 else ("L", "LA", "RGB", "RGBA")[channels - 1]):
+        raise ValueError(f"Pillow made a {image.mode} image of {channels}-channel samples")
     if icc:
         image.info["icc_profile"] = icc
     if metadata is not None:
