@@ -821,6 +821,15 @@ def _v4_encoders() -> dict:
     }
 
 
+def _at_old_rates(encoder, pixels: np.ndarray) -> bytes:
+    """``encoder(pixels)`` with the adaptive models at versions 3 … 10's rates: how the current
+    version reproduces an older payload's stream (version 11 changed only the rates)."""
+    from udic.lossless import adaptive
+
+    with adaptive.using(adaptive.RATES_V3):
+        return encoder(pixels)
+
+
 def _as_current(payload: bytes) -> bytes:
     """A version 4 payload as the current version writes it: the version byte, and in the palette
     modes a raw palette coding byte after the palette size (and in mode 3 plain literals after lz)."""
@@ -854,9 +863,9 @@ def test_version_4_payloads_decode_and_are_reproduced(kind: str) -> None:
     assert payload[0] == 4
     np.testing.assert_array_equal(lossless.decode(payload), pixels)
     if lossless.describe(payload)["mode"] == "predictive":
-        assert encoder(pixels) != _as_current(payload)
+        assert _at_old_rates(encoder, pixels) != _as_current(payload)
     else:
-        assert encoder(pixels) == _as_current(payload)
+        assert _at_old_rates(encoder, pixels) == _as_current(payload)
 
 
 # Version 5 payloads (palette raster without fresh literals), made by the version 5 encoder (commit
@@ -929,13 +938,13 @@ def test_version_5_and_6_payloads_decode_and_are_reproduced(version: int, kind: 
     assert payload[0] == version
     np.testing.assert_array_equal(lossless.decode(payload), pixels)
     assert not lossless.describe(payload).get("row_contexts")
-    current, expected = encoder(pixels), _raster_as_current(payload)
+    current, expected = _at_old_rates(encoder, pixels), _raster_as_current(payload)
     if lossless.describe(payload)["palette_coded"] or lossless.describe(current)["palette_in_context"]:
         # From version 8 a coded palette's own sample planes split their contexts by texture
         # class, and from version 10 a palette may be coded in context: the palette's bytes
         # differ, the raster stream after it does not.
         assert _after_palette(current) == _after_palette(expected)
-        np.testing.assert_array_equal(lossless.decode(current), pixels)
+        np.testing.assert_array_equal(lossless.decode(encoder(pixels)), pixels)
     else:
         assert current == expected
 
@@ -988,7 +997,7 @@ def test_version_7_payloads_still_decode(kind: str) -> None:
     assert np.abs(decoded.astype(np.int64) - pixels).max() <= bound
     if bound == 0:
         np.testing.assert_array_equal(decoded, pixels)
-    assert lossless.encode(pixels, 12 if kind == "alpha_12bit" else 8, bound)[0] == lossless.VERSION == 10
+    assert lossless.encode(pixels, 12 if kind == "alpha_12bit" else 8, bound)[0] == lossless.VERSION == 11
 
 
 def test_texture_classes_by_hand() -> None:
@@ -1194,7 +1203,7 @@ def test_version_8_payloads_decode_and_are_reproduced(kind: str) -> None:
     assert payload[0] == 8
     np.testing.assert_array_equal(lossless.decode(payload), pixels)
     assert "long_matches" not in lossless.describe(payload)
-    assert encoder(pixels) == _v8_as_current(payload)
+    assert _at_old_rates(encoder, pixels) == _v8_as_current(payload)
 
 
 def _art_with_repeats(h: int, w: int, seed: int = 5) -> np.ndarray:
@@ -1352,7 +1361,7 @@ def test_version_9_payloads_decode_and_are_reproduced(kind: str) -> None:
     assert payload[0] == 9
     np.testing.assert_array_equal(lossless.decode(payload), pixels)
     assert not lossless.describe(payload)["literals_above"]
-    assert encoder(pixels) == bytes([lossless.VERSION]) + payload[1:]
+    assert _at_old_rates(encoder, pixels) == bytes([lossless.VERSION]) + payload[1:]
 
 
 def test_version_9_payloads_cannot_use_version_10_codings() -> None:
@@ -1386,6 +1395,58 @@ def _few_colours_blobs(h: int, w: int, colours: int = 40, seed: int = 6) -> np.n
         pixels[y, x : x + 3] = table[k]
         pixels[y + 1, x : x + 3] = table[colours // 2 + k]  # below k: always its partner
     return pixels
+
+
+# Version 10 payloads (the adaptive models' first rates), made by the version 10 encoder (commit
+# 6f7a4e0): they decode, and version 11 writes the same streams at the old rates (only the rates
+# changed: adaptive.RATES_V3 → RATES_V11).
+V10_PAYLOADS = {
+    "above_fresh": "eNoBeQGG/goDKB4DCAAAJwD////80/WhLXOHmeDY2f4jptl+4rE28sxQ/KF7HxX1s/hlM2EQjITfX23Fid9/ID4VD66oIAXM4t0arHZ+dcHBL6kNFJx4ttOgrMnqXE5GAlxxkSP+gu78lWXNgpBtPH5UeeApfHj6aCswe15X7zNGFZ5zGB4AAAYBAD0kgsc+Q5BWKGYXMvo/NuvhOGPEtxhFyDvohAQmcxTYiLL2cvZFgp6MrpnEm3xmutNRbWwAHLWKeldYR42IgJ04QcBUU5BjNzH3IEqN4T/jygHSxHR9GlxJ1188TfqEFRhNjGgtY9NbDlXQ7bFo5XkC+5FcYPmDnyYO5TIKfqj9VvptYkWbVjgDOq85G3u0iqdsn52BCO0G0xsR11s9qECmDmTznN7hAhq4R00Yl3CN8b4nY++96A2NCz4erc/2skOK/o7GflZC6f2usHxARnxhoxnguL6RTCLDZ/hlsn8DawwPD8IeeiMpskIqGv339nMFAAAAejOxMA==",
+    "long_above": "eNoBcQWO+goDOCADCAAAKADcCDxICLklNdV2JGImgQE1jSHK/1U25DAUzvV/LSFCAKUwRGQqSe0mR4WKY0Ng7INYb78NjwKhfEcLtIoKZ86o5bh/qQEQwE6r7qu1J5eSMrP5Qyh2BFcQwvq9tUAGeD/OwK1iewyZzAWRaM4zzuWnbfeQuBjEIzkAAAcBGLoCu18WeIgcyQeNCDnhInlOSjow3EJFh/jSIlRIWH87Z+ANdCWlamZWn0NG+ZuEFXgDjQrFgNruGbP3T8TBl6a4TwtdqBt6e73VETOmt/5TJ5lF3DtUDNf6PNz40KESPWBlD8Hdh9zTY5RhVzhI2QPS/bAASB8uykcFq/g/ztNCMXIyLuV6jeRZrW8+UnbqqAEoBiWMONiDjtbcL6w274cxRCf3LuA4MkX+kQDs1YuDHy18RKVdgq+MMbwXMeUV94qvL/sL+y+JC/NIT14yM7IUF2m1Q9m0cp67fLkG0vFcDsgkiY+uv6OjNW1CINS3F7uAzenDjI7K8LbMWPLBIj60RlzkARz5EpdiwhQnarSWNjLlPvh5AiRyg3hUsoAAP1fj+Ajs3AQqEi3r5flQTNYqtl+uc7bXcFgcT4ktxsW2KlJjZvA4o0iNmuMgc/oTvNWdp15NGIJBfop9eYHvAxDgIYy7J0yLjCwG5NMAgmGPSlGrQC6dV/4aVJd67Ej5oAaoXSIc4laV6CffJ+u8zhYGHsH9JFHZByd8p9iutn7/HdIOOiIfUprZonvNL/JcO/egppC/5mCX/fOBjZRhMOifuUmIyFOq6ZR8VarVfQUB47n0dCTE8EZ7Np/oxiwdih3aotPGUWX/fKZjbQe6r/3fz3FR0T43/RxexsuiQNmAbLW9qOvAPfEV8+T11a6283H/4/WZHpedGc8Y93XMXllN9ycVCUV0SsG8Eb5IcwAndSaZP9AXV7foO+bLoopR8ai2BKYcWKrhflIWFoIeCIA6D7rLsScsciWFPugsGGc4JNzrw+bLEJ2G4apU/AGyMsGmQXv8M4dOzx9w3MODdKccNOZVyol9OMtIuqn8h8qAenii2HraPw9ZjYWP0pYK45eAJxXF4Y/+18HpQU1JZG1XydlMQRT6q2IHTIF1RCiJUVURZIoaMoxWg1/h029lqimc7HQqCIowgKwXci0bklpS23nLJgJx1yBFyoUVk/x2GICkvtMD9ko8WpVp8xU1TkftUYT8D1iQBmTGDLhgxeFpjFnFkORPLQOCEEO3hJjRghvffgnOhzu4LkZhvT2UgmKqQ0UgXERDm9rsG6kU/PB1NBszSciwcXrwvcEj5AKY/e2zftf4RWJPCxQc6j735f3AQsIt/wg9dZsMKlYumyFs71qAo6+U/60bprMnb+EVBQdZdKo3urnuM/0mNhblmNb5RUCifFEZ6cJBYqBjxBWcZmBhL2FpCcgl23YhyD2adJovVKcIllp2ZoEW49NUoP58v1A9Q8xAxyj9epys/k+dCIn4Th400kyFrlUGXqT2gUeTaTavD0LhleYTyhqhk2ayzjwRkATakBW5fXQLPXf0/1/CxScUoSyuFAYS6vAbhsI+7e3LjUO2dJVM+QROhU0ne54pc1/5hJPF6/snlGxiGu3IJGDLuqhD9a5lVbOFFcAzjT29nTQnh6VhJW9K8lJNa/iEyGhZvW/Jbkn8KBoPH7eLQoetr9hikUWI91b7EaNMyX0jfiIwQLBPLc8GB/Q5Lgr0GLRT8gpH5feubnv4EVku+/qbOPVnGb/8gLG71Th+sOzkPF0krJTC7H/4INIYRuaoOZPtWNNIryo2zw1MLLFHEJf2ukSA8iBUKpcXdIiIqMhE0MuTi/OUmNCuoZkom9XeuRLRzxlm26LW",
+    "predictive": "eNpFkF1IU3EYxs/7/5/z3znHNRtplhbUog8qv1BQyiyKLKIvJKObgSWMBDMDK3FYx5pLEnPINAKL0DVNnTlyok5NXH6sSYFTnFPK8qtoiZ6miBfZ0S56fs9z8V688PDwwMsxS1FAAUhZDYF2NIJhBf8HwtfVKKNgWWIO/YOSnmzYhnNzIySlU2Ai5VgtrpkCFz1AzIxrPYVgA2gLEHFiYlISzPOPYFRCJzEOkGFbv7wSlSgPBPQCidCF+qEW6ZEJwQRyw+0afLKWsYMTtUsVm9gH5MgNDzoERu4lW6RY4dqUFmZaCb1sLbskm5JXgpWzo0UFtPF+XLVlZlPNjo5QMJJC9h2qAHNgK/dYDsuMSFcwX9BQkDvEgksRNMmfsgbUQFwyAeplRgQ95Dl5j39iH20K9ICOy4AV5jUS2Fl+v56sQiku2jrFQTuZ4KbQL9wJcWujMcVQLk2m1kCCiETcIBvHncREWxEkzZLTXYq39B8eMg0b9KwD5cMz/I2GOSa0CMXV4fBSUgZQgUX2Iz/IvKLTIkcJBWZZATQzJWhzC+w795kM0jE9St+EwpEdP9w5UD06dyI/oCxipirv+zZmZ9rGi0GRQsZ0XbTqMNxVBV861bu3P/56Sf9Sj8viz3TYcvY8WYx/KOhTst7oU0fObxeGnK3+s9pPC84W62qx2Ru3q95763ijN2oB+1LCrd60sO6BrjP1jc3RijF3snuyW2upmj7omzdk3fOl6vomjxV8dbbqs8f8u3V9M1SY42aiUK6JvaD6nWNsMly+Nnt0+IA9Jt3zI++qcjghtjrYeOeDXH1Fy5LkjijNfaCovxhE+B4=",
+    "near": "eNoBgwF8/goDDBADCAACmwECtAIAAIAIGl4uCOlb6+49rwWU7oHUKvsPsnFeDCFn0erOTnumesdR1+nmdUAwsv9pdskL+zGJuFivzZnbl+7HGnmG+NaZKnBjM83U5hW+MiWZyfFIo4J4BBAc96oupG0dXsH7KIlFnrkyHO48dAx09nOw8/RJk7vBIm8rM/hMk7vMPA61QhCIlYs4IzoZOrw3NAD8AHqxVct0R+8KM/+HGLhmHy2VX/JALXrbs3rCL/R9Q+wKlcgsN264DxwYmrNcNITiHHW3GTHoggfnHjaG7FKEctFzx/d3OcCiVZ4P3SpFHchuo1fahDln7Te3vlFIh7fThs24zNhT6E16V3KdJmjys2ssoy9JVxJi0hJoYU6TJd5JMSFKP4EOcl9jWEByBfXnGlyNIQVy5otEmJ4Kft4IeAAAAAAAAgEAD8lMly28NGZnElL1es8pdDGbqPU70A5ws87D8qcZP/g+icn8sodTlduJvsRD9VuFv1Gl6kjnVeyvNwAAAOO9seU=",
+    "default_glyphs": "eNoBxQA6/woDMB4DCAAAAwD6+voAAAAePMgAAAAADysOAHI4SvCuo+mrEfvldgRMEcuSnbHgsAJ955Ss86fV8dOYPNrsy4pYSKVf1TF7Y6WS5KENLeFiWFMfktg/NtXBk4m8Xaej5YcSe3kaP+KuE9xJAp4WNvfai2Q6oEmJKX4yp8D/PM/rWJfuS7ZEDmjZ98CZluihDrqEuhaApKootyPUCHRh/FwHVIMprvlHT8D1j7n2GRp9wwW4MUAWFtGG1aWZw3WYssOmN+ioDPhe6g==",
+    "in_context": "eNoB1gMp/AoDPCgDCAAARwJ8nVIEawlLAgfIqwhnKagWrE6PBYPyaAFH9ewK57w3BqMnPwgkUtI43PQtGo4g3wB3PSwZ5K6fFXtMOgE/bukZ0ASbEvPDJAqW0wgTCCMsnYm2ewNkfgMYMXJJG+9wEhPC0SMZGGNbGC2wfwYW1VcGdbu5AcPHyMj+rFMBAAAAAwEA0gGSilyxbQGnKIJnxk3oWMZjii2R7tUHOqBddVlTLcJFR9rJdkhYdfzKvgjp1RAbvDZkn95inNhl32SUF2KZibKUzM+gUrOvIbupIfUlWcz5Pk5C28gAnX3V67EVn7LBUg2dRvHvIUZuCLD5x957uLquzXdzIHlPsUllA0CCfdP2MM6HIatdOcI1QIXo2ibymvezl+Ibr0JiMMFd5cH/SWjGLjw03HNibiIGVcbtPmybPy+40CaqkBW3afGWfF9Hm4TttQpeSnP9YYnFh3JRjBzAOiE4Nm4gDS4/Ik1szLZ9U+vGPzbcyyBUaPgSzKmFUiAEUjqPlGzRO1zamdEuk0O47XNOgaztFPHV3D1Hcdz4vCRbTHOwMzKPVqh1gJ1kKa0bkD6Pru5UU3/QpxNkJPMFVATtEyUs/z3GSoLYvT0YMOffUk6DoRnYYJcReXkafM2BJ5k1PTkV64qrTKCTJR3apO+sILYoPUrRVsgfc+R+tFTm+V1dcml33yKxTtt3stsIFMVC8rX5Fm6xpwdda7zDXwHzse9uaytzjkZ07MAbPg/T7SQ1TOJsRRKjp9CoOKWMqm5NwnSE3OrIwXBYPPxFKkQyFkN1zXsG/8E8GCfPyf+bkCDuoKkEqpIoWZtzlLSWrMh/JNKdZeJ9NVNpIGWe0QlYQzhqCbDYwF2Cy4+3pGyFC6E1lLqjaDuGebJ1mSBuuwWMorZbQ4MmyAXpUe7YjQYzTm9l5n/bTbU9xr5aSvM9KOnw0Q9/9bKO2y0tb7Sgy4bkiAnsdEUbgTlSfXcIgRmMNgcas/fAyTjX4mJbsUQJEXRsKXKDl7fUSWaDsR1LW8OwOg+I88XtjIHz1SZJkGOB66CMb/U1By9JBZq5cAuw1qS4GBM+nE6PcNdqfEE7B1ixR3wYA1N6ibfEll1SA7dZ1y03fh5XmDE2f6shNDBLTwLT8e+E43t6enmNn19skalrebxAqb0/Jd4ljgAmN7QkqGbqIDjT4JafcgIYyXqJ4a3nk4Vlmgg6QbYwBVHN5Yd57OgOcKBfhFNV1XbqpdZ1CUSZ6fhyxIb/Sbr1kCV79BrRRvLC61f5hhQ0HpoNACS22W0UKbtN8v0OZ/3OBFXm0RsAAABB7cxw",
+}
+
+
+def _v10_encoders() -> dict:
+    return {
+        "above_fresh": (_few_colours_blobs(30, 40), lambda px: _raster_payload(px, [], 0, 6)),
+        "long_above": (_art_with_repeats(32, 56), lambda px: _long_payload(px, None, 0.0, 7)),
+        "predictive": (_smooth(12, 10, 3), lambda px: lossless._encode_predictive(px, 8, 0, 1, 1, False, [])),
+        "near": (_smooth(16, 12, 3), lambda px: lossless.encode(px, 8, 2)),
+        "default_glyphs": (_glyphs(30, 48), lambda px: lossless.encode(px)),
+        "in_context": (_banded(40, 60), lambda px: _raster_payload(px, [], 0, 3)),
+    }
+
+
+@pytest.mark.parametrize("kind", sorted(V10_PAYLOADS))
+def test_version_10_payloads_decode_and_are_reproduced(kind: str) -> None:
+    import base64
+    import zlib
+
+    payload = zlib.decompress(base64.b64decode(V10_PAYLOADS[kind]))
+    pixels, encoder = _v10_encoders()[kind]
+    assert payload[0] == 10
+    decoded = lossless.decode(payload).astype(np.int64)
+    bound = lossless.describe(payload)["max_error"]
+    assert np.abs(decoded - pixels).max() <= bound
+    assert _at_old_rates(encoder, pixels) == bytes([lossless.VERSION]) + payload[1:]
+    current = encoder(pixels)
+    assert current[0] == lossless.VERSION == 11 and current != bytes([lossless.VERSION]) + payload[1:]
+    assert np.abs(lossless.decode(current).astype(np.int64) - pixels).max() <= bound
+
+
+def test_rates_follow_the_payload_version() -> None:
+    """Encoders write the current version at its rates; each version decodes at its own."""
+    from udic.lossless import adaptive
+
+    assert adaptive.current() == adaptive.rates_for(lossless.VERSION) == adaptive.RATES_V11
+    assert all(adaptive.rates_for(v) == adaptive.RATES_V3 for v in lossless.OLD_VERSIONS)
+    with adaptive.using(adaptive.RATES_V3):
+        assert adaptive.AdaptiveModel(1, 1, 4).rates == adaptive.RATES_V3
+    assert adaptive.AdaptiveModel(1, 1, 4).rates == adaptive.RATES_V11
 
 
 @pytest.mark.parametrize("literals", [4, 5, 6, 7])

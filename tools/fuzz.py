@@ -183,7 +183,9 @@ def pixel_seeds() -> list[Seed]:
         # (levels of 85: with levels of 64 the raster scan without copy offsets came out smaller)
         ("pixels-palette-interlaced", (_smooth(36, 52, 3) // 85 * 85).astype(np.uint8), 8, 0, None),
         ("pixels-palette-cached", _bands(24, 32), 8, 0, None),  # literal cache, fresh literals
-        ("pixels-palette-coded", _bands(24, 32, 1)[..., :1], 8, 0, None),  # coded palette (a list)
+        # coded palette (a list; 16-bit samples: with payload v11's rates an 8-bit gray ramp's
+        # palette codes smaller in context)
+        ("pixels-palette-coded", _bands(24, 32, 1)[..., :1].astype(np.uint16) * 257, 16, 0, None),
         ("pixels-palette-in-context", _bands(24, 32, 1), 8, 0, None),  # palette coded in context (payload v10)
         ("pixels-palette-long", _pasted(26, 36), 8, 0, None),  # long matches (payload v9)
         ("pixels-16bit", wide, 16, 0, None),

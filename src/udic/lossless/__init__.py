@@ -25,17 +25,18 @@ from . import transforms
 from .payload import Reader, Writer
 from .coding import Decoder, OpList
 from .planes import PlaneSpec, decode_planes, encode_planes
-from . import colours, longcopy, raster
+from . import adaptive, colours, longcopy, raster
 from .raster import decode_raster, encode_raster
 from .predict import MAX_OFFSETS
 from .repeats import find_offsets, pixel_keys
 
 __all__ = ["encode", "decode", "describe"]
 
-VERSION = 10
-OLD_VERSIONS = (2, 3, 4, 5, 6, 7, 8, 9)  # still decoded: 2 static per-image tables; 3 palette raster without free copies;
-# 4 palette raster without the literal cache; 5 palette raster without fresh literals; 6 without row contexts;
-# 7 without texture classes in the sample planes' contexts; 8 palette raster without long matches
+VERSION = 11
+OLD_VERSIONS = (2, 3, 4, 5, 6, 7, 8, 9, 10)  # still decoded: 2 static per-image tables; 3 palette raster without free
+# copies; 4 palette raster without the literal cache; 5 palette raster without fresh literals; 6 without row contexts;
+# 7 without texture classes in the sample planes' contexts; 8 palette raster without long matches; 9 without the
+# palette in context and the literals above; 10 with the adaptive models' first rates (adaptive.RATES_V3)
 MODE_STORED = 0
 MODE_PREDICTIVE = 1
 MODE_PALETTE = 2
@@ -225,11 +226,13 @@ def _palette_payload(palette: np.ndarray, bit_depth: int, effort: int) -> bytes:
     """The palette as a 1 × P image, coded by the predictive mode (or stored): large palettes
     (anti-aliased text, line art) are a fifth to a third of a payload when stored raw, and sorted
     colours predict well from their neighbours.  Never a palette mode itself (no recursion)."""
-    return _palette_payload_cached(palette.tobytes(), palette.shape, palette.dtype.str, bit_depth, effort)
+    return _palette_payload_cached(palette.tobytes(), palette.shape, palette.dtype.str, bit_depth, effort,
+                                   adaptive.current())
 
 
 @functools.lru_cache(maxsize=8)
-def _palette_payload_cached(data: bytes, shape: tuple, dtype: str, bit_depth: int, effort: int) -> bytes:
+def _palette_payload_cached(data: bytes, shape: tuple, dtype: str, bit_depth: int, effort: int,
+                            rates: adaptive.Rates) -> bytes:
     """(Each raster variant writes the same palette: coded once.)"""
     image = np.frombuffer(data, dtype=dtype).reshape(1, shape[0], shape[1])
     best = _encode_stored(image, bit_depth, 0)
@@ -293,7 +296,7 @@ def _in_context_cached(palette: np.ndarray, index: np.ndarray, bit_depth: int) -
     """``colours.encode`` of a palette and index plane, remembered for the last few pairs (each
     raster variant of one palette order writes the same palette)."""
     digest = hashlib.blake2b(index.astype(np.int64).tobytes(), digest_size=32).digest()
-    key = (palette.tobytes(), palette.shape, palette.dtype.str, index.shape, digest, bit_depth)
+    key = (palette.tobytes(), palette.shape, palette.dtype.str, index.shape, digest, bit_depth, adaptive.current())
     with _IN_CONTEXT_LOCK:
         stream = _IN_CONTEXT.get(key)
     if stream is None:
@@ -650,7 +653,7 @@ _EXACT_LOCK = threading.Lock()
 
 def _exact_key(pixels: np.ndarray, bit_depth: int, effort: int) -> tuple:
     digest = hashlib.blake2b(np.ascontiguousarray(pixels).tobytes(), digest_size=16).digest()
-    return pixels.shape, pixels.dtype.str, bit_depth, effort, digest
+    return pixels.shape, pixels.dtype.str, bit_depth, effort, digest, adaptive.current()
 
 
 def _remember_exact(pixels: np.ndarray, bit_depth: int, effort: int, payload: bytes) -> None:
@@ -706,6 +709,12 @@ def decode(payload: bytes, max_pixels: int = 64_000_000) -> np.ndarray:
     """Decode a payload from ``encode``; any malformed input raises ``ContainerError``."""
     reader = Reader(payload)
     hd = _read_header(reader, max_pixels)
+    with adaptive.using(adaptive.rates_for(hd["version"])):
+        return _decode_body(reader, hd)
+
+
+def _decode_body(reader: Reader, hd: dict) -> np.ndarray:
+    """``decode`` after the header, with the version's adaptive rates in force."""
     h, w, c, bd, wide = hd["height"], hd["width"], hd["channels"], hd["bit_depth"], hd["wide"]
     dtype = np.uint16 if wide else np.uint8
     maxval = (1 << bd) - 1
