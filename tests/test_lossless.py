@@ -402,15 +402,20 @@ def _raster_payload(pixels: np.ndarray, offsets: list[tuple[int, int]] | None = 
     return lossless._encode_raster(pixels, 8, 0, found, offsets, lz, 1, literals, contexts=contexts)
 
 
+OLD_SEARCH = (4, 3.0)  # the effort 1 parse of versions 9 and 10 (longcopy.SEARCH)
+
+
 def _long_payload(pixels: np.ndarray, offsets: list[tuple[int, int]] | None = None,
-                  min_gain: float = longcopy.MIN_GAIN_BITS, literals: int | None = None) -> bytes:
+                  min_gain: float = longcopy.MIN_GAIN_BITS, literals: int | None = None,
+                  search: tuple[int, float] | None = None) -> bytes:
     """A palette raster payload with the long matches the encoder finds (free copies off)."""
     from udic.lossless import transforms
 
     found = lossless._raster_order(transforms.find_palette(pixels, lossless.MAX_RASTER_PALETTE))
     offsets = [] if offsets is None else offsets
     scan = raster.symbols(found[1], offsets, raster.LZ_OFF)
-    long = longcopy.find_long_matches(found[1], longcopy.pixel_costs(scan, len(offsets), found[0].shape[0]), min_gain)
+    long = longcopy.find_long_matches(found[1], longcopy.pixel_costs(scan, len(offsets), found[0].shape[0]), min_gain,
+                                      search=search)
     assert len(long) > 0
     return lossless._encode_raster(pixels, 8, 0, found, offsets, raster.LZ_OFF, 1, literals, long=long)
 
@@ -822,12 +827,18 @@ def _v4_encoders() -> dict:
 
 
 def _at_old_rates(encoder, pixels: np.ndarray) -> bytes:
-    """``encoder(pixels)`` with the adaptive models at versions 3 … 10's rates: how the current
-    version reproduces an older payload's stream (version 11 changed only the rates)."""
+    """``encoder(pixels)`` with the adaptive models at versions 3 … 10's rates and effort 1's
+    long-match parse as it was: how the current version reproduces an older payload's stream
+    (version 11 changed only the rates)."""
     from udic.lossless import adaptive
 
-    with adaptive.using(adaptive.RATES_V3):
-        return encoder(pixels)
+    kept = longcopy.SEARCH[1]
+    longcopy.SEARCH[1] = OLD_SEARCH
+    try:
+        with adaptive.using(adaptive.RATES_V3):
+            return encoder(pixels)
+    finally:
+        longcopy.SEARCH[1] = kept
 
 
 def _as_current(payload: bytes) -> bytes:
@@ -1341,8 +1352,8 @@ V9_PAYLOADS = {
 
 def _v9_encoders() -> dict:
     return {
-        "long_glyphs": (_glyphs(40, 64), lambda px: _long_payload(px, None, 0.0, 3)),
-        "long_tiled": (_tiled(48, 80), lambda px: _long_payload(px, None, 0.0, 1)),
+        "long_glyphs": (_glyphs(40, 64), lambda px: _long_payload(px, None, 0.0, 3, OLD_SEARCH)),
+        "long_tiled": (_tiled(48, 80), lambda px: _long_payload(px, None, 0.0, 1, OLD_SEARCH)),
         "raster_carry": (_glyphs(30, 48), lambda px: _raster_payload(px, [(1, 0)], 1, None)),
     }
 
@@ -1413,7 +1424,7 @@ V10_PAYLOADS = {
 def _v10_encoders() -> dict:
     return {
         "above_fresh": (_few_colours_blobs(30, 40), lambda px: _raster_payload(px, [], 0, 6)),
-        "long_above": (_art_with_repeats(32, 56), lambda px: _long_payload(px, None, 0.0, 7)),
+        "long_above": (_art_with_repeats(32, 56), lambda px: _long_payload(px, None, 0.0, 7, OLD_SEARCH)),
         "predictive": (_smooth(12, 10, 3), lambda px: lossless._encode_predictive(px, 8, 0, 1, 1, False, [])),
         "near": (_smooth(16, 12, 3), lambda px: lossless.encode(px, 8, 2)),
         "default_glyphs": (_glyphs(30, 48), lambda px: lossless.encode(px)),

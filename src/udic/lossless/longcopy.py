@@ -18,8 +18,10 @@ from .raster import MIN_LONG, RECENT, LongMatches, Symbols
 
 # How hard the parse looks, per effort: (earlier occurrences of a position's window tried, most
 # recent first; the estimated bits of its first window below which no match is looked for there).
-# Effort 1 against 2 on 11 dev images: 3× faster parse for +0.3 % bytes.
-SEARCH = {1: (4, 3.0), 2: (12, 1.0)}
+# Effort 1 used (4, 3.0) until session 21: a 3× faster parse for +0.3 % bytes; with payload
+# version 11's rates the deeper parse saves 0.5 % on screenshots, comics and pixel art (every dev
+# image), for an encode that is at most ~10–20 % slower on line and vector art.
+SEARCH = {1: (12, 1.0), 2: (12, 1.0)}
 MIN_GAIN_BITS = 4.0  # a match must be estimated to save at least this much
 LAZY = True  # look one pixel ahead before taking a match (−0.24 % on 16 dev images, +17 % parse time)
 
@@ -94,12 +96,13 @@ def _distance_bits(dist: int, width: int) -> float:
 
 
 def find_long_matches(index: np.ndarray, costs: np.ndarray, min_gain: float = MIN_GAIN_BITS,
-                      effort: int = 1) -> LongMatches:
+                      effort: int = 1, search: tuple[int, float] | None = None) -> LongMatches:
     """A greedy parse of the index plane (H, W) in raster order: at each position where copying
     could pay, the earlier occurrence (recent distances first, then the last few positions with
     the same MIN_LONG pixels, ``SEARCH``) whose match saves the most estimated bits (``costs``:
-    per pixel, flat), taken if that saving is at least ``min_gain``."""
-    chain, min_window_bits = SEARCH[min(max(effort, 1), 2)]
+    per pixel, flat), taken if that saving is at least ``min_gain``.  ``search``: (chain, window
+    bits) instead of the effort's (tests reproduce older encoders' parses)."""
+    chain, min_window_bits = search if search is not None else SEARCH[min(max(effort, 1), 2)]
     height, width = index.shape
     flat = np.ascontiguousarray(index.reshape(-1))
     n = flat.size
