@@ -1573,3 +1573,28 @@ def test_a_damaged_palette_in_context_is_refused() -> None:
     with pytest.raises(ContainerError):  # a palette stream one word short
         lossless.decode(payload[: start - 1] + bytes([length - 4]) + payload[start : start + length - 4]
                         + payload[start + length :])
+
+
+def test_effort_1_picks_the_colour_transform_that_codes_smallest() -> None:
+    """Effort 1 ranks the colour transforms by a centre crop's coded size: on photo-like images
+    where the transforms differ it lands on the one whose full encode is smallest."""
+    from udic.lossless import transforms
+
+    from PIL import Image
+
+    from udic.train.data import default_data_root
+
+    rng = np.random.default_rng(2)
+    smooth = _smooth(200, 216, 3)
+    gray_ish = smooth[..., 1:2].astype(np.int16) + rng.integers(-3, 4, (200, 216, 3))  # channels nearly equal
+    images = [smooth, np.clip(gray_ish, 0, 255).astype(np.uint8)]
+    kodim23 = default_data_root() / "kodak" / "kodim23.png"
+    if kodim23.exists():  # a photo where the entropy proxy of version 10's encoder took YCoCg-R (3 % larger)
+        images.append(np.ascontiguousarray(np.asarray(Image.open(kodim23).convert("RGB"))[128:384, 192:448]))
+    for pixels in images:
+        options = (transforms.YCOCG_R, transforms.SUBTRACT_GREEN, transforms.GREEN_FIRST)
+        sizes = {t: len(lossless._encode_predictive(pixels, 8, 0, 1, t, False, [])) for t in options}
+        assert lossless._transform_candidates(pixels, 8, 0, 1) == [min(sizes, key=sizes.get)]
+        payload = lossless.encode(pixels)
+        assert lossless.describe(payload)["transform"] == transforms.TRANSFORM_NAMES[min(sizes, key=sizes.get)]
+        np.testing.assert_array_equal(lossless.decode(payload), pixels)

@@ -472,29 +472,15 @@ def _proxy_bits(values: np.ndarray) -> float:
     return float(-(counts * np.log2(counts / counts.sum())).sum())
 
 
-def _transform_proxy_cost(chans: list[np.ndarray], transform: int, maxval: int) -> float:
-    """Cheap stand-in for the coded size: entropy of a 4-neighbour interpolation residual on a
-    sparse pixel grid, with the first plane's residual subtracted (scaled) from the later ones."""
-    planes, _ = transforms.forward(chans, transform, maxval)
-    total = 0.0
-    first = None
-    for plane in planes:
-        x = plane.astype(np.int64)
-        centre = x[1:-1:3, 1:-1:3]
-        nsew = x[0:-2:3, 1:-1:3] + x[2::3, 1:-1:3][: centre.shape[0]] + x[1:-1:3, 0:-2:3] + x[1:-1:3, 2::3][:, : centre.shape[1]]
-        r = (centre - (nsew[: centre.shape[0], : centre.shape[1]] >> 2)).ravel()
-        if first is None:
-            first = r
-        else:
-            denom = float((first * first).sum()) or 1.0
-            alpha = np.round(4 * float((first * r).sum()) / denom) / 4
-            r = r - np.round(alpha * first).astype(np.int64)
-        total += _proxy_bits(r)
-    return total
+TRIAL_SIDE = 96  # effort 1 ranks the colour transforms by encoding a centre crop this large with each
 
 
-def _transform_candidates(pixels: np.ndarray, bit_depth: int, max_error: int, effort: int) -> list[int]:
-    """Transforms to encode for real: effort 1 ranks them by a proxy and keeps the best."""
+def _transform_candidates(pixels: np.ndarray, bit_depth: int, max_error: int, effort: int,
+                          match: bool = False) -> list[int]:
+    """Transforms to encode for real: effort 1 keeps the one that codes a centre crop smallest
+    (small images: all three).  Session 21, every Kodak image: the entropy proxy used before
+    (interpolation residuals on a sparse grid) picked YCoCg-R where subtract-green coded 1.5–5.6 %
+    smaller, 2.3 % over the best in all; the 96 × 96 crop 0.07 % over, for ~0.25 s an image."""
     if _colour_count(pixels.shape[2]) != 3:
         return [transforms.IDENTITY]
     if max_error > 0:
@@ -502,11 +488,12 @@ def _transform_candidates(pixels: np.ndarray, bit_depth: int, max_error: int, ef
     if effort == 0:
         return [transforms.YCOCG_R]
     options = [transforms.YCOCG_R, transforms.SUBTRACT_GREEN, transforms.GREEN_FIRST]
-    if effort >= 2 or min(pixels.shape[:2]) < 8:
+    h, w = pixels.shape[:2]
+    if effort >= 2 or h * w <= 4 * TRIAL_SIDE * TRIAL_SIDE:
         return options
-    chans = [pixels[:, :, i].astype(np.int32) for i in range(3)]
-    maxval = (1 << bit_depth) - 1
-    return [min(options, key=lambda t: _transform_proxy_cost(chans, t, maxval))]
+    y, x = max(0, (h - TRIAL_SIDE) // 2), max(0, (w - TRIAL_SIDE) // 2)
+    crop = np.ascontiguousarray(pixels[y : y + TRIAL_SIDE, x : x + TRIAL_SIDE])
+    return [min(options, key=lambda t: len(_encode_predictive(crop, bit_depth, 0, 1, t, match, [])))]
 
 
 MAX_REDUCE_COLOURS = 32768  # colour reduction is tried on images with at most this many colours
@@ -607,7 +594,7 @@ def encode(pixels: np.ndarray, bit_depth: int = 8, max_error: int = 0, effort: i
         raster_offsets = offsets if match else find_offsets(pixel_keys(pixels), MAX_OFFSETS)
         best = _raster_forms(pixels, bit_depth, max_error, effort, found, raster_offsets, share, best, interlaced)
     if found is None or effort > 1 or (effort == 1 and _palette_may_lose(found[0].shape[0], pixels, best, interlaced)):
-        chosen = _transform_candidates(pixels, bit_depth, max_error, effort)
+        chosen = _transform_candidates(pixels, bit_depth, max_error, effort, match)
         for transform in chosen:
             cand = _encode_predictive(pixels, bit_depth, max_error, effort, transform, match, offsets)
             if len(cand) < len(best):
