@@ -79,6 +79,8 @@ def test_pixel_seeds_cover_every_lossless_mode(seeds: list[fuzz.Seed]) -> None:
     assert any(info.get("fresh_literals") for info in infos) and any(info.get("long_matches") for info in infos)
     assert any(info.get("palette_in_context") for info in infos) and any(info.get("literals_above") for info in infos)
     assert any(info.get("palette_coded") and not info.get("palette_in_context") for info in infos)
+    versions = {ctr.parse(s.data).sections[ctr.Section.PIXELS][0] for s in seeds if s.name.startswith("pixels-")}
+    assert versions == {lossless.VERSION, lossless.VERSION - 1}  # the current rates and the older ones
 
 
 def test_rawfile_round_trip(seeds: list[fuzz.Seed]) -> None:

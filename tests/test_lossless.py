@@ -826,10 +826,14 @@ def _v4_encoders() -> dict:
     }
 
 
+OLD_RATES_VERSION = 10  # what the encoder writes at versions 3 … 10's rates: the last of them
+
+
 def _at_old_rates(encoder, pixels: np.ndarray) -> bytes:
     """``encoder(pixels)`` with the adaptive models at versions 3 … 10's rates and effort 1's
-    long-match parse as it was: how the current version reproduces an older payload's stream
-    (version 11 changed only the rates)."""
+    long-match parse as it was (tests run one at a time: the parse is patched globally): how the
+    current encoder reproduces an older payload's stream (version 11 changed only the rates, and
+    at the old rates the encoder writes version 10)."""
     from udic.lossless import adaptive
 
     kept = longcopy.SEARCH[1]
@@ -849,13 +853,13 @@ def _as_current(payload: bytes) -> bytes:
     reader = Reader(payload)
     header = lossless._read_header(reader, None)
     if header["mode"] not in (lossless.MODE_PALETTE, lossless.MODE_RASTER):
-        return bytes([lossless.VERSION]) + payload[1:]
+        return bytes([OLD_RATES_VERSION]) + payload[1:]
     size = reader.varint()
     at_palette = reader.pos
     reader.raw(size * header["channels"], "palette")
     lossless._read_match(reader, header["height"], header["width"])
     at_lz = reader.pos + 1
-    out = bytes([lossless.VERSION]) + payload[1:at_palette] + bytes([lossless.PALETTE_RAW]) + payload[at_palette:at_lz]
+    out = bytes([OLD_RATES_VERSION]) + payload[1:at_palette] + bytes([lossless.PALETTE_RAW]) + payload[at_palette:at_lz]
     if header["mode"] == lossless.MODE_RASTER:
         out += bytes([0, raster.CONTEXTS_PLAIN, 0])  # plain literals; (7) plain symbol contexts; (9) no long matches
     return out + payload[at_lz:]
@@ -907,11 +911,11 @@ def _raster_as_current(payload: bytes) -> bytes:
     header = lossless._read_header(reader, None)
     size = reader.varint()
     out = bytearray(payload)
-    out[0] = lossless.VERSION
+    out[0] = OLD_RATES_VERSION
     if payload[reader.pos] == lossless.PALETTE_CODED:
         nested = Reader(payload[reader.pos + 1:])
         nested.varint()
-        out[reader.pos + 1 + nested.pos] = lossless.VERSION
+        out[reader.pos + 1 + nested.pos] = OLD_RATES_VERSION
     lossless._read_palette(reader, header, size)
     lossless._read_match(reader, header["height"], header["width"])
     reader.u8()  # lz
@@ -1201,7 +1205,7 @@ def _v8_as_current(payload: bytes) -> bytes:
     """A version 8 palette raster payload as version 9 writes it without long matches: the version
     byte, and a 0 (no long matches) after the symbol contexts byte."""
     after = _raster_modes_at(payload) + 3
-    return bytes([lossless.VERSION]) + payload[1:after] + bytes([0]) + payload[after:]
+    return bytes([OLD_RATES_VERSION]) + payload[1:after] + bytes([0]) + payload[after:]
 
 
 @pytest.mark.parametrize("kind", sorted(V8_PAYLOADS))
@@ -1372,7 +1376,7 @@ def test_version_9_payloads_decode_and_are_reproduced(kind: str) -> None:
     assert payload[0] == 9
     np.testing.assert_array_equal(lossless.decode(payload), pixels)
     assert not lossless.describe(payload)["literals_above"]
-    assert _at_old_rates(encoder, pixels) == bytes([lossless.VERSION]) + payload[1:]
+    assert _at_old_rates(encoder, pixels) == bytes([OLD_RATES_VERSION]) + payload[1:]
 
 
 def test_version_9_payloads_cannot_use_version_10_codings() -> None:
@@ -1443,9 +1447,9 @@ def test_version_10_payloads_decode_and_are_reproduced(kind: str) -> None:
     decoded = lossless.decode(payload).astype(np.int64)
     bound = lossless.describe(payload)["max_error"]
     assert np.abs(decoded - pixels).max() <= bound
-    assert _at_old_rates(encoder, pixels) == bytes([lossless.VERSION]) + payload[1:]
+    assert _at_old_rates(encoder, pixels) == payload  # a genuine version 10 payload
     current = encoder(pixels)
-    assert current[0] == lossless.VERSION == 11 and current != bytes([lossless.VERSION]) + payload[1:]
+    assert current[0] == lossless.VERSION == 11 and current[1:] != payload[1:]
     assert np.abs(lossless.decode(current).astype(np.int64) - pixels).max() <= bound
 
 
@@ -1456,8 +1460,19 @@ def test_rates_follow_the_payload_version() -> None:
     assert adaptive.current() == adaptive.rates_for(lossless.VERSION) == adaptive.RATES_V11
     assert all(adaptive.rates_for(v) == adaptive.RATES_V3 for v in lossless.OLD_VERSIONS)
     with adaptive.using(adaptive.RATES_V3):
-        assert adaptive.AdaptiveModel(1, 1, 4).rates == adaptive.RATES_V3
-    assert adaptive.AdaptiveModel(1, 1, 4).rates == adaptive.RATES_V11
+        assert adaptive.AdaptiveModel(1, 1, 4).rates == adaptive.RATES_V3.raster
+        assert adaptive.AdaptiveModel(1, 1, 4, family=adaptive.PLANES).rates == adaptive.RATES_V3.planes
+    assert adaptive.AdaptiveModel(1, 1, 4).rates == adaptive.RATES_V11.raster
+    assert adaptive.AdaptiveModel(1, 1, 4, family=adaptive.PLANES).rates == adaptive.RATES_V11.planes
+    assert adaptive.RATES_V11.planes != adaptive.RATES_V11.raster
+    # The version byte follows the rates the stream was coded at, so no payload is mislabelled.
+    for pixels in (_glyphs(30, 48), _smooth(20, 24, 3)):
+        with adaptive.using(adaptive.RATES_V3):
+            old = lossless.encode(pixels)
+        new = lossless.encode(pixels)
+        assert (old[0], new[0]) == (10, 11)
+        for payload in (old, new):
+            np.testing.assert_array_equal(lossless.decode(payload), pixels)
 
 
 @pytest.mark.parametrize("literals", [4, 5, 6, 7])

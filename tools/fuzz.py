@@ -195,6 +195,13 @@ def pixel_seeds() -> list[Seed]:
     for name, samples, depth, max_error, meta in plans:
         data = pixelcodec.encode_file(samples, depth, max_error, 1, metadata=meta, note="fuzz seed").data
         seeds.append(Seed(name, data, np.asarray(api.decode(data, progress=False).image)))
+    # A payload of version 10 (the adaptive models' older rates; the encoder writes the version
+    # whose rates it codes with), so that the decoder's older-rates path is fuzzed too.
+    from udic.lossless import adaptive
+
+    with adaptive.using(adaptive.RATES_V3):
+        data = pixelcodec.encode_file(_bands(24, 32), 8, 0, 1, note="fuzz seed").data
+    seeds.append(Seed("pixels-version-10", data, np.asarray(api.decode(data, progress=False).image)))
     return seeds
 
 

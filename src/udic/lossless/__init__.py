@@ -87,10 +87,17 @@ def _check_input(pixels: np.ndarray, bit_depth: int, max_error: int, effort: int
     return pixels
 
 
+def _written_version() -> int:
+    """The version byte an encoder writes: that of the adaptive rates in force (version 11 changed
+    nothing else), so a payload coded at the older rates (tests reproducing version 10 streams)
+    says version 10 and decodes as one; an encoder never labels a stream with rates it did not use."""
+    return VERSION if adaptive.current() == adaptive.rates_for(VERSION) else adaptive.RATES_VERSION - 1
+
+
 def _header(mode: int, pixels: np.ndarray, bit_depth: int, max_error: int) -> Writer:
     h, w, c = pixels.shape
     out = Writer()
-    out.u8(VERSION)
+    out.u8(_written_version())
     out.u8(mode)
     out.varint(w)
     out.varint(h)
@@ -232,7 +239,7 @@ def _palette_payload(palette: np.ndarray, bit_depth: int, effort: int) -> bytes:
 
 @functools.lru_cache(maxsize=8)
 def _palette_payload_cached(data: bytes, shape: tuple, dtype: str, bit_depth: int, effort: int,
-                            rates: adaptive.Rates) -> bytes:
+                            rates: adaptive.RateSet) -> bytes:
     """(Each raster variant writes the same palette: coded once.)"""
     image = np.frombuffer(data, dtype=dtype).reshape(1, shape[0], shape[1])
     best = _encode_stored(image, bit_depth, 0)
@@ -489,10 +496,13 @@ def _transform_candidates(pixels: np.ndarray, bit_depth: int, max_error: int, ef
         return [transforms.YCOCG_R]
     options = [transforms.YCOCG_R, transforms.SUBTRACT_GREEN, transforms.GREEN_FIRST]
     h, w = pixels.shape[:2]
-    if effort >= 2 or h * w <= 4 * TRIAL_SIDE * TRIAL_SIDE:
+    area = TRIAL_SIDE * TRIAL_SIDE
+    if effort >= 2 or h * w <= 4 * area:
         return options
-    y, x = max(0, (h - TRIAL_SIDE) // 2), max(0, (w - TRIAL_SIDE) // 2)
-    crop = np.ascontiguousarray(pixels[y : y + TRIAL_SIDE, x : x + TRIAL_SIDE])
+    ch = min(h, max(TRIAL_SIDE, -(-area // w)))  # a thin image gets a crop of the same area
+    cw = min(w, -(-area // ch))
+    y, x = (h - ch) // 2, (w - cw) // 2
+    crop = np.ascontiguousarray(pixels[y : y + ch, x : x + cw])
     return [min(options, key=lambda t: len(_encode_predictive(crop, bit_depth, 0, 1, t, match, [])))]
 
 
@@ -601,7 +611,7 @@ def encode(pixels: np.ndarray, bit_depth: int = 8, max_error: int = 0, effort: i
                 best = cand
         if match and effort > 1 and share < MATCH_SURE and best[1] == MODE_PREDICTIVE:
             # Between the two regimes (dithered gradients, busy vector art) matching can lose to
-            # plain prediction, and GRB then often beats the proxy's choice: try both (not when a
+            # plain prediction, and GRB then often beats the chosen transform: try both (not when a
             # palette already won: that is pixel art, where plain prediction is far behind).
             plain = chosen if _colour_count(pixels.shape[2]) != 3 else sorted({*chosen, transforms.GREEN_FIRST})
             for transform in plain:

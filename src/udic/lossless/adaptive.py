@@ -45,29 +45,45 @@ class Rates:
     alpha_group: int  # ALPHA_GROUP: weight of the bin level in a (group, bin)
 
 
-RATES_V3 = Rates(min_chunk=64, chunk_share=8, gamma=1, alpha_bin=32, alpha_group=32)  # versions 3 … 10
-# Version 11: smaller first chunks, finer chunks later, a flatter plane level and bins that trust
-# their own counts sooner.  Measured on every dev image at effort 1 against lossless WebP
-# (docs/lossless.md §6 "Session 21"): screenshots 1.021 → 0.994, comics 0.922 → 0.888, vector
-# 0.936 → 0.903, pixel art 0.944 → 0.915, line 0.957 → 0.953, Kodak 0.906 → 0.905.
-RATES_V11 = Rates(min_chunk=8, chunk_share=32, gamma=64, alpha_bin=32, alpha_group=16)
+@dataclass(frozen=True)
+class RateSet:
+    """A payload version's rates, per family of models."""
+
+    planes: Rates  # the plane section's models (§5: predictive, interlaced palette, match plane)
+    raster: Rates  # the palette raster's and the palette-in-context models (§3a, §3b)
+
+    def of(self, family: str) -> Rates:
+        return self.planes if family == PLANES else self.raster
+
+
+PLANES, RASTER = "planes", "raster"
+_OLD = Rates(min_chunk=64, chunk_share=8, gamma=1, alpha_bin=32, alpha_group=32)
+RATES_V3 = RateSet(planes=_OLD, raster=_OLD)  # versions 3 … 10
+# Version 11 (docs/lossless.md §6 "Session 21"): a flatter plane level and bins that trust their
+# own counts sooner; in the raster scan, whose rows are short calls, also small first chunks and
+# finer chunks later.  Every dev image at effort 1 against lossless WebP: screenshots 1.021 →
+# 0.990, comics 0.943 → 0.916, vector 0.979 → 0.961, pixel art 0.950 → 0.926, line 0.896 →
+# 0.891.  The plane section keeps coarser chunks: its 7 groups × planes each paid the small
+# first chunks (a Kodak photo 1 014 → 4 278 chunks, decoding 1.4 → 0.8 MP/s, for 0.25 %).
+RATES_V11 = RateSet(planes=Rates(min_chunk=32, chunk_share=8, gamma=64, alpha_bin=32, alpha_group=16),
+                    raster=Rates(min_chunk=8, chunk_share=32, gamma=64, alpha_bin=32, alpha_group=16))
 RATES_VERSION = 11  # the first payload version with RATES_V11
 
-_RATES: contextvars.ContextVar[Rates] = contextvars.ContextVar("udic_lossless_rates", default=RATES_V11)
+_RATES: contextvars.ContextVar[RateSet] = contextvars.ContextVar("udic_lossless_rates", default=RATES_V11)
 
 
-def rates_for(version: int) -> Rates:
+def rates_for(version: int) -> RateSet:
     """The adaptation constants of payload ``version``."""
     return RATES_V11 if version >= RATES_VERSION else RATES_V3
 
 
-def current() -> Rates:
+def current() -> RateSet:
     """The rates that a model made now would adapt at (encoder caches key on them)."""
     return _RATES.get()
 
 
 @contextlib.contextmanager
-def using(rates: Rates) -> Iterator[None]:
+def using(rates: RateSet) -> Iterator[None]:
     """Models made inside the block adapt at ``rates`` (per thread and task: batch encodes run
     in threads)."""
     token = _RATES.set(rates)
@@ -107,14 +123,16 @@ def _runs(k: np.ndarray) -> list[tuple[int, int]]:
 class AdaptiveModel:
     """Counts of one coded plane: ``groups`` × ``bins`` contexts over ``alphabet`` symbols."""
 
-    def __init__(self, groups: int, bins: int, alphabet: int, parent: np.ndarray | None = None) -> None:
+    def __init__(self, groups: int, bins: int, alphabet: int, parent: np.ndarray | None = None,
+                 family: str = RASTER) -> None:
         """``parent`` (raster scan, match plane): per bin, the class whose counts (over all bins of
         the class) replace the per-bin middle level of the blend; None: the middle level is the bin
-        itself.  Classes must not decrease with the bin."""
+        itself.  Classes must not decrease with the bin.  ``family``: whose rates it adapts at
+        (PLANES or RASTER)."""
         self.groups = groups
         self.bins = bins
         self.alphabet = a = max(2, alphabet)
-        self.rates = _RATES.get()
+        self.rates = _RATES.get().of(family)
         self.parent = parent
         if parent is not None and parent.size > 1 and np.any(np.diff(parent) < 0):
             raise ValueError("bin classes must not decrease")

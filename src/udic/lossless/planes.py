@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import ContainerError
 from . import coding
-from .adaptive import AdaptiveModel
+from .adaptive import PLANES, AdaptiveModel
 from .coding import Decoder, OpList
 from .payload import Reader, Writer
 from .predict import (
@@ -243,16 +243,16 @@ def match_extra(symmap: np.ndarray, p: Pass, nb_all: np.ndarray) -> np.ndarray:
 
 def _match_model(offsets: int, colours: int) -> AdaptiveModel:
     bins = MATCH_BINS * MATCH_EXTRA
-    return AdaptiveModel(NUM_GROUPS, bins, match_alphabet(offsets, colours), np.arange(bins) // MATCH_EXTRA)
+    return AdaptiveModel(NUM_GROUPS, bins, match_alphabet(offsets, colours), np.arange(bins) // MATCH_EXTRA, PLANES)
 
 
 def _plane_model(bins: int, spec: PlaneSpec, textured: bool) -> AdaptiveModel:
     """A plane's adaptive model; with texture classes (version 8, sample planes) each activity
     bin splits TEXTURE_CLASSES ways and stays the blend's middle level."""
     if not textured:
-        return AdaptiveModel(NUM_GROUPS, bins, plane_alphabet(spec))
+        return AdaptiveModel(NUM_GROUPS, bins, plane_alphabet(spec), family=PLANES)
     return AdaptiveModel(NUM_GROUPS, bins * TEXTURE_CLASSES, plane_alphabet(spec),
-                         parent=np.arange(bins * TEXTURE_CLASSES) // TEXTURE_CLASSES)
+                         parent=np.arange(bins * TEXTURE_CLASSES) // TEXTURE_CLASSES, family=PLANES)
 
 
 def _inter_context(act: np.ndarray, errors: list[np.ndarray]) -> np.ndarray:
@@ -492,7 +492,7 @@ def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int,
         for colour in colours.tolist():
             for value in colour:
                 out.svarint(value)
-    colour_model = AdaptiveModel(1, 1, len(colours))
+    colour_model = AdaptiveModel(1, 1, len(colours), family=PLANES)
     models = []
     for c in range(len(specs) + match):
         if c < match:
@@ -553,7 +553,7 @@ def decode_planes(reader: Reader, specs: list[PlaneSpec], height: int, width: in
                 raise ContainerError("lossless payload: malformed colour table")
             colour_model = coding.model(colour_q)
     colour_base = MATCH_OFFSET + len(offsets)
-    colour_adaptive = AdaptiveModel(1, 1, len(colours))
+    colour_adaptive = AdaptiveModel(1, 1, len(colours), family=PLANES)
     plane_tables = []
     for c in range(len(specs) + match):
         if version >= 3 and c < match:
