@@ -1473,6 +1473,9 @@ def test_rates_follow_the_payload_version() -> None:
         assert (old[0], new[0]) == (10, 11)
         for payload in (old, new):
             np.testing.assert_array_equal(lossless.decode(payload), pixels)
+    with adaptive.using(adaptive.RateSet(adaptive.RATES_V11.planes, adaptive.RATES_V3.raster)):
+        with pytest.raises(ValueError, match="no payload version"):
+            lossless.encode(_glyphs(30, 48))
 
 
 @pytest.mark.parametrize("literals", [4, 5, 6, 7])

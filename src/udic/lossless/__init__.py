@@ -91,7 +91,11 @@ def _written_version() -> int:
     """The version byte an encoder writes: that of the adaptive rates in force (version 11 changed
     nothing else), so a payload coded at the older rates (tests reproducing version 10 streams)
     says version 10 and decodes as one; an encoder never labels a stream with rates it did not use."""
-    return VERSION if adaptive.current() == adaptive.rates_for(VERSION) else adaptive.RATES_VERSION - 1
+    rates = adaptive.current()
+    for version in (VERSION, adaptive.RATES_VERSION - 1):
+        if rates == adaptive.rates_for(version):
+            return version
+    raise ValueError("the adaptive rates in force belong to no payload version")
 
 
 def _header(mode: int, pixels: np.ndarray, bit_depth: int, max_error: int) -> Writer:
@@ -240,7 +244,8 @@ def _palette_payload(palette: np.ndarray, bit_depth: int, effort: int) -> bytes:
 @functools.lru_cache(maxsize=8)
 def _palette_payload_cached(data: bytes, shape: tuple, dtype: str, bit_depth: int, effort: int,
                             rates: adaptive.RateSet) -> bytes:
-    """(Each raster variant writes the same palette: coded once.)"""
+    """(Each raster variant writes the same palette: coded once.  ``rates``, the adaptive rates in
+    force, only keys the cache.)"""
     image = np.frombuffer(data, dtype=dtype).reshape(1, shape[0], shape[1])
     best = _encode_stored(image, bit_depth, 0)
     for transform in _palette_transforms(image[0], bit_depth, effort):

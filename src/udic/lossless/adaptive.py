@@ -63,8 +63,9 @@ RATES_V3 = RateSet(planes=_OLD, raster=_OLD)  # versions 3 … 10
 # own counts sooner; in the raster scan, whose rows are short calls, also small first chunks and
 # finer chunks later.  Every dev image at effort 1 against lossless WebP (with session 21's two
 # encoder changes): screenshots 1.021 → 0.991, comics 0.943 → 0.916, vector 0.979 → 0.964, pixel
-# art 0.950 → 0.926, line 0.896 → 0.892.  The plane section keeps coarser chunks: its 7 groups × planes each paid the small
-# first chunks (a Kodak photo 1 014 → 4 278 chunks, decoding 1.4 → 0.8 MP/s, for 0.25 %).
+# art 0.950 → 0.926, line 0.896 → 0.892.  The plane section keeps coarser chunks: its 7 groups ×
+# planes each paid the small first chunks (a Kodak photo 1 014 → 4 278 chunks, decoding 1.4 →
+# 0.8 MP/s, for 0.25 %).
 RATES_V11 = RateSet(planes=Rates(min_chunk=32, chunk_share=8, gamma=64, alpha_bin=32, alpha_group=16),
                     raster=Rates(min_chunk=8, chunk_share=32, gamma=64, alpha_bin=32, alpha_group=16))
 RATES_VERSION = 11  # the first payload version with RATES_V11
