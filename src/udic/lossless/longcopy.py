@@ -114,7 +114,10 @@ def find_long_matches(index: np.ndarray, costs: np.ndarray, min_gain: float = MI
     prev = _windows(flat)
     cum = np.concatenate([[0.0], np.cumsum(costs, dtype=np.float64)])
     window = cum[MIN_LONG:] - cum[:-MIN_LONG]
-    todo = np.flatnonzero(window[: n - MIN_LONG + 1] >= min_window_bits).tolist()
+    # A match of MIN_LONG or more pixels needs an earlier equal window, so a position without
+    # one (``prev`` −1) has none, with any distance: skipping it leaves the parse as it was.
+    room = n - MIN_LONG + 1
+    todo = np.flatnonzero((window[:room] >= min_window_bits) & (prev[:room] >= 0)).tolist()
     prev_l = prev.tolist()
     values = flat.tolist()
     recent: list[int] = []
