@@ -578,7 +578,7 @@ def test_the_raster_scan_keeps_copy_offsets_only_where_they_pay(image: str, offs
     bare = lossless._encode_raster(pixels, 8, 0, found, [], raster.LZ_OFF, 1)
     assert (len(with_offsets) < len(bare)) == offsets_pay
     stored = lossless._encode_stored(pixels, 8, 0)
-    kept = lossless._raster_forms(pixels, 8, 0, 1, found, offsets, 0.0, stored, None, free_copies=False)
+    kept = lossless._raster_forms(pixels, 8, 0, 1, found, offsets, stored)
     # (Long matches, tried on the form kept, may make it smaller still.)
     assert len(kept) == min(len(with_offsets), len(bare)) or lossless.describe(kept)["long_matches"] > 0
     assert len(kept) <= min(len(with_offsets), len(bare))

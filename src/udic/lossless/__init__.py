@@ -130,9 +130,7 @@ def _specs(channels: int, ranges: list[tuple[int, int]], max_error: int, maxval:
 
 
 RASTER_ESTIMATE_SHARE = 0.75  # effort 1: skip the raster scan when this share of its estimate exceeds the best
-BIG_PALETTE_COPIES = 0.9  # effort 1: free copies for 4 097+ colours only when this share repeats a neighbour
-RASTER_HOPELESS = 1.15  # the plain raster scan this much larger than the best so far: skip free copies
-RASTER_LEAD = 0.98  # effort 1: free copies only when the plain raster scan is this far below the interlaced palette
+RASTER_HOPELESS = 1.15  # effort ≥ 2: the plain raster scan this much larger than the best so far: skip free copies
 PREDICT_PALETTE = 1000  # effort 1 tries the predictive form on palette images with more colours than this
 PREDICT_DENSITY = 16  # ... or with more than one colour per this many pixels
 RASTER_AHEAD = 0.9  # ... unless the raster scan came out this far below the interlaced palette
@@ -517,25 +515,22 @@ MAX_REDUCE_COLOURS = 32768  # colour reduction is tried on images with at most t
 def _encode_reduced(pixels: np.ndarray, bit_depth: int, max_error: int, effort: int, best: bytes) -> bytes:
     """Near-lossless as a palette image: the colours merged within ±max_error
     (``transforms.reduce_colours``), then the exact palette forms (interlaced with the match
-    stage and copy offsets, raster with free copies) of the merged image.  The header keeps the
+    stage and copy offsets, raster with long matches) of the merged image.  The header keeps the
     ±max_error bound; a palette decoder ignores it.  Returns ``best`` or a smaller payload."""
     reduced = transforms.reduce_colours(pixels, max_error, MAX_REDUCE_COLOURS)
     if reduced is None:
         return best
-    share = _repeat_share(reduced)
     offsets = find_offsets(pixel_keys(reduced), MAX_OFFSETS)
     found = transforms.find_palette(reduced, MAX_PALETTE)
-    interlaced = None
     if found is not None:
         cand = _encode_palette(reduced, bit_depth, max_error, effort, found, bool(offsets), offsets)
-        interlaced = len(cand)
         if len(cand) < len(best):
             best = cand
     else:
         found = transforms.find_palette(reduced, MAX_RASTER_PALETTE)
         if found is None:
             return best
-    return _raster_forms(reduced, bit_depth, max_error, effort, found, offsets, share, best, interlaced)
+    return _raster_forms(reduced, bit_depth, max_error, effort, found, offsets, best)
 
 
 def _long_form(pixels: np.ndarray, bit_depth: int, max_error: int, effort: int,
@@ -552,18 +547,15 @@ def _long_form(pixels: np.ndarray, bit_depth: int, max_error: int, effort: int,
 
 
 def _raster_forms(pixels: np.ndarray, bit_depth: int, max_error: int, effort: int,
-                  found: tuple[np.ndarray, np.ndarray], offsets: list[tuple[int, int]], share: float,
-                  best: bytes, interlaced: int | None, free_copies: bool = True) -> bytes:
-    """The raster scan of a palette image: plain, then with free copies where they may pay
-    (``interlaced``: the interlaced palette's size, if it was encoded; ``free_copies`` False:
-    effort 1 tries the plain scan only).  Returns ``best`` or a smaller payload."""
-    modes = (raster.LZ_OFF, raster.LZ_CARRY, raster.LZ_EXPLICIT)
-    if effort < 2 and not free_copies:
-        modes = (raster.LZ_OFF,)
-    elif effort < 2:
-        # Copies carried through left / above pixels paid on flat art; explicit continues on
-        # dithered art, where fewer pixels repeat their neighbours: try the likely one only.
-        modes = (raster.LZ_OFF, raster.LZ_CARRY if share >= MATCH_SURE else raster.LZ_EXPLICIT)
+                  found: tuple[np.ndarray, np.ndarray], offsets: list[tuple[int, int]], best: bytes) -> bytes:
+    """The raster scan of a palette image: plain (and with long matches), then, at effort ≥ 2,
+    with free copies.  Returns ``best`` or a smaller payload."""
+    # Effort 1 no longer tries free copies.  Since long matches (version 9) the plain scan with
+    # them came out smaller on every dev image where a free-copy variant was tried (111 of 134
+    # synthetic images, session 22: by 0.7 % at the closest, 5–40 % typically), and that trial
+    # was 13–24 % of each set's encode time.  (Free copies still win on scattered stamps of noisy
+    # texture, which effort 2 finds.)
+    modes = (raster.LZ_OFF,) if effort < 2 else (raster.LZ_OFF, raster.LZ_CARRY, raster.LZ_EXPLICIT)
     found = _raster_order(found)
     h, w = found[1].shape
     inside = [(dy, dx) for dy, dx in offsets if dy < h and abs(dx) < w]
@@ -588,8 +580,6 @@ def _raster_forms(pixels: np.ndarray, bit_depth: int, max_error: int, effort: in
         if lz == raster.LZ_OFF:
             if len(cand) > RASTER_HOPELESS * len(best):
                 break  # free copies rarely win back this much (saves two encodes)
-            if effort < 2 and interlaced is not None and len(cand) > RASTER_LEAD * interlaced:
-                break  # measured: free copies paid only where the plain raster scan was ahead
     return best
 
 
@@ -607,7 +597,7 @@ def encode(pixels: np.ndarray, bit_depth: int = 8, max_error: int = 0, effort: i
         if len(cand) < len(best):
             best = cand
         raster_offsets = offsets if match else find_offsets(pixel_keys(pixels), MAX_OFFSETS)
-        best = _raster_forms(pixels, bit_depth, max_error, effort, found, raster_offsets, share, best, interlaced)
+        best = _raster_forms(pixels, bit_depth, max_error, effort, found, raster_offsets, best)
     if found is None or effort > 1 or (effort == 1 and _palette_may_lose(found[0].shape[0], pixels, best, interlaced)):
         chosen = _transform_candidates(pixels, bit_depth, max_error, effort, match)
         for transform in chosen:
@@ -625,14 +615,12 @@ def encode(pixels: np.ndarray, bit_depth: int = 8, max_error: int = 0, effort: i
                     best = cand
     if found is None and (effort > 1 or (effort == 1 and match)):
         # Anti-aliased line art and screens have a few thousand colours too many for the
-        # interlaced palette; the raster scan can take them.  Free copies paid 9–19 % on
-        # screenshots (≥ 95 % of pixels repeat a neighbour) and lost 2–12 % on line and vector art
-        # (84–85 %), for twice the encode time.  (Effort 1: not on photos, where it never won.)
+        # interlaced palette; the raster scan can take them.  (Effort 1: not on photos, where it
+        # never won.)
         big = transforms.find_palette(pixels, MAX_RASTER_PALETTE)
         if big is not None:
             raster_offsets = offsets if match else find_offsets(pixel_keys(pixels), MAX_OFFSETS)
-            best = _raster_forms(pixels, bit_depth, max_error, effort, big, raster_offsets, share, best, None,
-                                 share >= BIG_PALETTE_COPIES)
+            best = _raster_forms(pixels, bit_depth, max_error, effort, big, raster_offsets, best)
     if max_error > 0 and (effort > 1 or (effort == 1 and _merging_may_pay(pixels, share))):
         best = _encode_reduced(pixels, bit_depth, max_error, effort, best)
     if max_error > 0 and match and effort > 0:
