@@ -1034,13 +1034,17 @@ def test_texture_classes_by_hand() -> None:
 @pytest.mark.parametrize("groups, bins, alphabet, classes", [(1, 1, 5, None), (1, 1, 700, None), (3, 12, 9, None),
                                                             (7, 30, 40, 6), (1, 2000, 12, 8),
                                                             (2, 1000, 10, None)])
-def test_adaptive_models_bulk_encoder_matches_the_chunked_decoder(monkeypatch, groups, bins, alphabet, classes) -> None:
-    """The encoder works out all chunk probabilities at once (in blocks); the decoder chunk by chunk:
-    both must see the same numbers, for one-context, dense, class-blended and sparse models."""
+@pytest.mark.parametrize("row_per_symbol", [0, 4096, 1 << 40])
+def test_adaptive_models_bulk_encoder_matches_the_chunked_decoder(monkeypatch, groups, bins, alphabet, classes,
+                                                                   row_per_symbol) -> None:
+    """The encoder works out all chunk probabilities at once (in blocks); the decoder chunk by chunk,
+    per bin or (small chunks, ``ROW_PER_SYMBOL``) per symbol: all must see the same numbers, for
+    one-context, dense, class-blended and sparse models."""
     from udic.lossless import adaptive
     from udic.lossless.coding import Decoder, OpList
 
     monkeypatch.setattr(adaptive, "BULK_ELEMENTS", 3000)  # many blocks
+    monkeypatch.setattr(adaptive, "ROW_PER_SYMBOL", row_per_symbol)
     rng = np.random.default_rng(groups * 1000 + bins)
     parent = None if classes is None else np.arange(bins) * classes // bins
     calls = []
@@ -1059,6 +1063,14 @@ def test_adaptive_models_bulk_encoder_matches_the_chunked_decoder(monkeypatch, g
         np.testing.assert_array_equal(dec_model.decode(dec, group, ctx), sym)
     dec.check_finished()
     np.testing.assert_array_equal(enc.counts, dec_model.counts)
+    np.testing.assert_array_equal(enc.count_tot, dec_model.count_tot)
+    np.testing.assert_array_equal(enc.total, dec_model.total)
+    if classes is None:
+        np.testing.assert_array_equal(enc.bin_counts, dec_model.bin_counts)
+        np.testing.assert_array_equal(enc.bin_tot, dec_model.bin_tot)
+    else:
+        np.testing.assert_array_equal(enc.class_counts, dec_model.class_counts)
+        np.testing.assert_array_equal(enc.class_tot, dec_model.class_tot)
     assert enc.seen == dec_model.seen
 
 

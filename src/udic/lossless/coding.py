@@ -291,6 +291,13 @@ class Decoder:
         except Exception as exc:
             raise ContainerError(f"lossless payload: entropy decoding failed ({exc})") from None
 
+    def per_symbol(self, rows: np.ndarray) -> np.ndarray:
+        """One symbol per probability row (``Categorical(row, perfect=False)`` each), in order."""
+        try:
+            return self.coder.decode(FAMILY, rows)
+        except Exception as exc:
+            raise ContainerError(f"lossless payload: entropy decoding failed ({exc})") from None
+
     def rows(self, probs: np.ndarray, counts: np.ndarray, runs: list[tuple[int, int]]) -> np.ndarray:
         """Inverse of ``OpList.add_rows``: ``counts[i]`` symbols with row ``probs[i]`` in turn (int32)."""
         parts = []
