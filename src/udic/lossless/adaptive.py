@@ -269,25 +269,20 @@ class AdaptiveModel:
         return out
 
     def _decode_per_symbol(self, dec, group: int, c: np.ndarray) -> np.ndarray:
-        """One small chunk of ``decode``: each symbol's probability row worked out on its own (the
-        same numbers as its bin's row, with the same operations), so that no per-bin bookkeeping
+        """One small chunk of ``decode``: each symbol's probability row worked out on its own
+        (``probabilities`` of the symbols' bins, repeats and all), so that no per-bin bookkeeping
         is needed, and its counts added symbol by symbol: a dozen numpy calls instead of ~40, and
         the raster scan makes several such chunks per image row."""
-        a, r = self.alphabet, self.rates
         order = np.argsort(c, kind="stable")
         cs = c[order]
-        p0 = (self.total * a + r.gamma) / float((self.n_total + r.gamma) * a)
+        ordered = dec.per_symbol(self.probabilities(group, cs)).astype(np.int64)
         if self.parent is None:
             mid_at, mid_counts, mid_tot = cs, self.bin_counts, self.bin_tot
         else:
             mid_at, mid_counts, mid_tot = self.parent[cs], self.class_counts, self.class_tot
-        p1 = (mid_counts[mid_at] + r.alpha_bin * p0) / (mid_tot[mid_at] + r.alpha_bin)[:, None]
-        counts, count_tot = self.counts[group], self.count_tot[group]
-        rows = (counts[cs] + r.alpha_group * p1) / (count_tot[cs] + r.alpha_group)[:, None]
-        ordered = dec.per_symbol(rows).astype(np.int64)
-        self.total += np.bincount(ordered, minlength=a)
-        np.add.at(counts, (cs, ordered), 1)
-        np.add.at(count_tot, cs, 1)
+        self.total += np.bincount(ordered, minlength=self.alphabet)
+        np.add.at(self.counts[group], (cs, ordered), 1)
+        np.add.at(self.count_tot[group], cs, 1)
         np.add.at(mid_counts, (mid_at, ordered), 1)
         np.add.at(mid_tot, mid_at, 1)
         self.n_total += c.size
