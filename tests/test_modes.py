@@ -45,7 +45,9 @@ def test_tolerance_search_interpolates_to_the_tightest_fitting_step(monkeypatch)
     # The 3.7 MP screenshot of session 18: the budget falls between ±8 and ±16.
     made = _fake_ladder(monkeypatch, {32: 83, 16: 117, 8: 160, 4: 195, 2: 205, 1: 208})
     assert modes._tolerance_search(None, 1, 118, 210)[0] == 16
-    assert made == [32, 16, 8]  # halving the ladder took 32, 4, 16, 8
+    # The log-size line from the exact file (210) to ±32 (83) meets 118 at ±8; ±8 is too big, so
+    # ±16 is the answer (halving the ladder took 32, 4, 16, 8).
+    assert made == [32, 8, 16]
     made = _fake_ladder(monkeypatch, {32: 83, 16: 117, 8: 160, 4: 195, 2: 205, 1: 208})
     assert modes._tolerance_search(None, 1, 82, 210) is None and made == [32]
 
