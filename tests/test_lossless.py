@@ -1628,3 +1628,51 @@ def test_effort_1_picks_the_colour_transform_that_codes_smallest() -> None:
         payload = lossless.encode(pixels)
         assert lossless.describe(payload)["transform"] == transforms.TRANSFORM_NAMES[min(sizes, key=sizes.get)]
         np.testing.assert_array_equal(lossless.decode(payload), pixels)
+
+
+def _recording(monkeypatch, name: str) -> list[int]:
+    """Calls of the pixel coder's ``name`` (still run), recorded."""
+    calls: list[int] = []
+    original = getattr(lossless, name)
+
+    def wrapper(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(lossless, name, wrapper)
+    return calls
+
+
+def test_a_gray_photo_is_predicted_without_trying_the_palette_forms(monkeypatch):
+    """A gray image always has a palette (≤ 256 levels); on a photo the palette forms lose to
+    prediction and cost most of the encode, so effort 1 predicts and skips them."""
+    photo = _smooth(80, 96, 1)
+    assert lossless._repeat_share(photo) <= lossless.GRAY_MATCH_SHARE
+    palette_calls = _recording(monkeypatch, "_encode_palette")
+    raster_calls = _recording(monkeypatch, "_raster_forms")
+    payload = lossless.encode(photo, 8, 0, 1)
+    assert np.array_equal(lossless.decode(payload), photo)
+    assert lossless.describe(payload)["mode"] == "predictive"
+    assert not palette_calls and not raster_calls
+
+
+def test_flat_gray_art_still_tries_the_palette_forms_after_prediction(monkeypatch):
+    """Flat gray art repeats its neighbours: both families are encoded, the smaller kept."""
+    levels = np.random.default_rng(3).integers(0, 256, (8, 8), dtype=np.uint8)
+    art = np.kron(levels, np.ones((8, 8), np.uint8))[:, :, None]
+    assert lossless._repeat_share(art) > lossless.GRAY_MATCH_SHARE
+    raster_calls = _recording(monkeypatch, "_raster_forms")
+    predictive_calls = _recording(monkeypatch, "_encode_predictive")
+    payload = lossless.encode(art, 8, 0, 1)
+    assert np.array_equal(lossless.decode(payload), art)
+    assert raster_calls and predictive_calls
+    assert lossless.describe(payload)["mode"] != "predictive"
+
+
+def test_gray_tile_art_with_few_repeats_keeps_its_palette_form():
+    """Low repeat share is not enough to skip the palette forms: their estimate must lose too."""
+    art = _tiled(64, 64)[:, :, :1].copy()
+    assert lossless._repeat_share(art) <= lossless.GRAY_MATCH_SHARE
+    payload = lossless.encode(art, 8, 0, 1)
+    assert np.array_equal(lossless.decode(payload), art)
+    assert lossless.describe(payload)["mode"] == "palette"
