@@ -1656,6 +1656,16 @@ def test_a_gray_photo_is_predicted_without_trying_the_palette_forms(monkeypatch)
     assert not palette_calls and not raster_calls
 
 
+def test_a_black_and_white_photo_saved_as_rgb_is_predicted_too(monkeypatch):
+    """R = G = B: the same palette of at most 256 levels, the same answer (subtract-green leaves
+    two zero planes)."""
+    photo = np.repeat(_smooth(80, 96, 1), 3, axis=2)
+    raster_calls = _recording(monkeypatch, "_raster_forms")
+    payload = lossless.encode(photo, 8, 0, 1)
+    assert np.array_equal(lossless.decode(payload), photo)
+    assert lossless.describe(payload)["mode"] == "predictive" and not raster_calls
+
+
 def test_flat_gray_art_still_tries_the_palette_forms_after_prediction(monkeypatch):
     """Flat gray art repeats its neighbours: both families are encoded, the smaller kept."""
     levels = np.random.default_rng(3).integers(0, 256, (8, 8), dtype=np.uint8)
