@@ -24,15 +24,15 @@ import numpy as np
 from udic import lossless
 
 # The sibling script's image sets and loader (both run as `python tools/<name>.py`).
-from lossless_bench import DATA, DOMAINS, load
+from lossless_bench import DATA, DOMAINS, GRAY_DOMAINS, load
 
 
 def files(domain: str, count: int) -> list[str]:
     return sorted(glob.glob(os.path.join(DATA, DOMAINS[domain], "*.png")))[:count]
 
 
-def time_image(path: str, effort: int, repeat: int) -> dict:
-    pixels = load(path)
+def time_image(path: str, effort: int, repeat: int, gray: bool = False) -> dict:
+    pixels = load(path, gray)
     t0 = time.process_time()
     payload = lossless.encode(pixels, 8, 0, effort)
     enc = time.process_time() - t0
@@ -67,7 +67,7 @@ def main() -> None:
     if args.profile:
         for domain in domains:
             for path in files(domain, args.images):
-                pixels = load(path)
+                pixels = load(path, domain in GRAY_DOMAINS)
                 payload = lossless.encode(pixels, 8, 0, args.effort) if args.profile == "decode" else None
                 prof = cProfile.Profile()
                 prof.enable()
@@ -82,7 +82,7 @@ def main() -> None:
     report = {"effort": args.effort, "images": args.images, "domains": {}}
     print(f"{'domain':8} {'images':>6} {'MP':>6} {'bytes':>10} {'enc MP/s':>9} {'dec MP/s':>9}")
     for domain in domains:
-        rows = [time_image(path, args.effort, args.repeat) for path in files(domain, args.images)]
+        rows = [time_image(path, args.effort, args.repeat, domain in GRAY_DOMAINS) for path in files(domain, args.images)]
         mp = sum(r["megapixels"] for r in rows)
         total = sum(r["bytes"] for r in rows)
         enc = mp / sum(r["encode_s"] for r in rows)
