@@ -18,7 +18,12 @@ class EffortPreset:
     GPU schedules; RDOQ and the loop filter (no network passes) are the cheap first
     step.  Measured on CPU budgets (bench/sections/adaptation.md): 40 SGA steps beat
     20 SGA + 20 adapter steps on every domain, because an adapter needs more steps than
-    that to pay for its bits, so adapters start at effort 3.
+    that to pay for its bits, so adapters start at effort 3.  Fewer SGA steps keep too little
+    (session 23, syn21, 4 Kodak, 2 comic and 2 vector images, qualities 0-5, BD-rate against
+    effort 1): 10 / 20 / 40 steps give photos -0.3 / -1.8 / -5.5 %, comics -5.3 / -9.6 / -16 %,
+    vector art -4.6 / -7.4 / -12 %, for 2.1 / 2.9 / 5.0x effort 1's learned-encode time.  A
+    step is memory-bound elementwise work (GDN and its gradient at half resolution), not
+    convolutions, so effort 1 stays the default and effort 2 keeps 40 steps.
     """
 
     sga_steps: int = 0  # latent-refinement iterations
