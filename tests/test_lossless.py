@@ -1686,3 +1686,14 @@ def test_gray_tile_art_with_few_repeats_keeps_its_palette_form():
     payload = lossless.encode(art, 8, 0, 1)
     assert np.array_equal(lossless.decode(payload), art)
     assert lossless.describe(payload)["mode"] == "palette"
+
+
+def test_near_lossless_gray_keeps_the_palette_first_order(monkeypatch):
+    """At ±N the smallest payload wins whatever its PSNR, so the gray shortcut (prediction first,
+    palette forms skipped) is for exact payloads only: a near-lossless gray photo still tries the
+    palette forms."""
+    photo = _smooth(80, 96, 1)
+    raster_calls = _recording(monkeypatch, "_encode_palette")
+    payload = lossless.encode(photo, 8, 4, 1)
+    assert np.abs(lossless.decode(payload).astype(int) - photo).max() <= 4
+    assert raster_calls
