@@ -617,15 +617,15 @@ def encode(pixels: np.ndarray, bit_depth: int = 8, max_error: int = 0, effort: i
     match = share > MATCH_SHARE
     offsets = find_offsets(pixel_keys(pixels), MAX_OFFSETS) if match and max_error == 0 else []
     predicted = hopeless = False
-    # Lossless only: at ±N the smallest payload wins whatever its PSNR, and a predicted gray
-    # payload can be smaller than the merged-colour palette forms but far worse (xkcd1526 at ±32:
-    # under the learned file's 30.7 dB, where the palette forms kept 40 dB).
+    raster_offsets = None  # the palette raster's copy offsets, found once when first needed
+    # A gray image (or R = G = B) always has a palette (at most 256 levels), photos included, where
+    # the palette forms lose to prediction by 15-40 % and take 7x its time: predict first.  One
+    # channel repeats its neighbour far more often than three (gray Kodak: 10-48 % of pixels), and
+    # the match stage lost there (kodim03: 203 KB and 2.3 s against 171 KB and 0.1 s without), so
+    # gray images match from a higher share.  Lossless only: at ±N the smallest payload wins
+    # whatever its PSNR, and a predicted gray payload can be smaller than the merged-colour palette
+    # forms but far worse (xkcd1526 at ±32: under the learned file's 30.7 dB, where they kept 40 dB).
     if found is not None and effort <= 1 and max_error == 0 and _gray_like(pixels):
-        # A gray image (or R = G = B) always has a palette (at most 256 levels), photos included, where the palette
-        # forms lose to prediction by 15-40 % and take 7x its time: predict first.  One channel
-        # repeats its neighbour far more often than three (gray Kodak: 10-48 % of pixels), and the
-        # match stage lost there (kodim03: 203 KB and 2.3 s against 171 KB and 0.1 s without), so
-        # gray images match from a higher share.
         gray_match = share > GRAY_MATCH_SHARE
         transform = transforms.IDENTITY if _colour_count(pixels.shape[2]) == 1 else transforms.SUBTRACT_GREEN
         cand = _encode_predictive(pixels, bit_depth, max_error, effort, transform, gray_match,
@@ -644,7 +644,8 @@ def encode(pixels: np.ndarray, bit_depth: int = 8, max_error: int = 0, effort: i
         interlaced = len(cand)
         if len(cand) < len(best):
             best = cand
-        raster_offsets = offsets if match else find_offsets(pixel_keys(pixels), MAX_OFFSETS)
+        if raster_offsets is None:
+            raster_offsets = offsets if match else find_offsets(pixel_keys(pixels), MAX_OFFSETS)
         best = _raster_forms(pixels, bit_depth, max_error, effort, found, raster_offsets, best)
     if not predicted and (found is None or effort > 1
                           or (effort == 1 and _palette_may_lose(found[0].shape[0], pixels, best, interlaced))):
