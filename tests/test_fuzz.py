@@ -72,6 +72,7 @@ def test_pixel_seeds_cover_every_lossless_mode(seeds: list[fuzz.Seed]) -> None:
     """The pixel-coded seeds reach each lossless payload mode, the palette coded as a list and in
     context, the literal cache, fresh literals, literals by the colour above and long matches."""
     from udic import lossless
+    from udic.lossless import adaptive
 
     infos = [lossless.describe(ctr.parse(s.data).sections[ctr.Section.PIXELS]) for s in seeds if s.name.startswith("pixels-")]
     assert {info["mode"] for info in infos} == set(lossless.MODE_NAMES.values())
@@ -80,7 +81,8 @@ def test_pixel_seeds_cover_every_lossless_mode(seeds: list[fuzz.Seed]) -> None:
     assert any(info.get("palette_in_context") for info in infos) and any(info.get("literals_above") for info in infos)
     assert any(info.get("palette_coded") and not info.get("palette_in_context") for info in infos)
     versions = {ctr.parse(s.data).sections[ctr.Section.PIXELS][0] for s in seeds if s.name.startswith("pixels-")}
-    assert versions == {lossless.VERSION, lossless.VERSION - 1}  # the current rates and the older ones
+    assert versions == {lossless.VERSION, adaptive.RATES_VERSION - 1}  # the current rates and the older ones
+    assert any(info.get("transform") == "gray (R = G = B)" for info in infos)  # version 12: one plane for RGB
 
 
 def test_rawfile_round_trip(seeds: list[fuzz.Seed]) -> None:

@@ -7,7 +7,7 @@ import pytest
 
 from udic import lossless
 from udic.errors import ContainerError
-from udic.lossless import longcopy, raster
+from udic.lossless import longcopy, raster, transforms
 
 PLAIN = raster.CONTEXTS_PLAIN  # version 7's symbol contexts as versions ≤ 6 had them
 
@@ -1012,7 +1012,7 @@ def test_version_7_payloads_still_decode(kind: str) -> None:
     assert np.abs(decoded.astype(np.int64) - pixels).max() <= bound
     if bound == 0:
         np.testing.assert_array_equal(decoded, pixels)
-    assert lossless.encode(pixels, 12 if kind == "alpha_12bit" else 8, bound)[0] == lossless.VERSION == 11
+    assert lossless.encode(pixels, 12 if kind == "alpha_12bit" else 8, bound)[0] == lossless.VERSION == 12
 
 
 def test_texture_classes_by_hand() -> None:
@@ -1461,7 +1461,7 @@ def test_version_10_payloads_decode_and_are_reproduced(kind: str) -> None:
     assert np.abs(decoded - pixels).max() <= bound
     assert _at_old_rates(encoder, pixels) == payload  # a genuine version 10 payload
     current = encoder(pixels)
-    assert current[0] == lossless.VERSION == 11 and current[1:] != payload[1:]
+    assert current[0] == lossless.VERSION == 12 and current[1:] != payload[1:]
     assert np.abs(lossless.decode(current).astype(np.int64) - pixels).max() <= bound
 
 
@@ -1470,7 +1470,8 @@ def test_rates_follow_the_payload_version() -> None:
     from udic.lossless import adaptive
 
     assert adaptive.current() == adaptive.rates_for(lossless.VERSION) == adaptive.RATES_V11
-    assert all(adaptive.rates_for(v) == adaptive.RATES_V3 for v in lossless.OLD_VERSIONS)
+    assert all(adaptive.rates_for(v) == (adaptive.RATES_V11 if v >= adaptive.RATES_VERSION else adaptive.RATES_V3)
+               for v in lossless.OLD_VERSIONS)
     with adaptive.using(adaptive.RATES_V3):
         assert adaptive.AdaptiveModel(1, 1, 4).rates == adaptive.RATES_V3.raster
         assert adaptive.AdaptiveModel(1, 1, 4, family=adaptive.PLANES).rates == adaptive.RATES_V3.planes
@@ -1482,7 +1483,7 @@ def test_rates_follow_the_payload_version() -> None:
         with adaptive.using(adaptive.RATES_V3):
             old = lossless.encode(pixels)
         new = lossless.encode(pixels)
-        assert (old[0], new[0]) == (10, 11)
+        assert (old[0], new[0]) == (10, lossless.VERSION)
         for payload in (old, new):
             np.testing.assert_array_equal(lossless.decode(payload), pixels)
     with adaptive.using(adaptive.RateSet(adaptive.RATES_V11.planes, adaptive.RATES_V3.raster)):
@@ -1657,13 +1658,46 @@ def test_a_gray_photo_is_predicted_without_trying_the_palette_forms(monkeypatch)
 
 
 def test_a_black_and_white_photo_saved_as_rgb_is_predicted_too(monkeypatch):
-    """R = G = B: the same palette of at most 256 levels, the same answer (subtract-green leaves
-    two zero planes)."""
-    photo = np.repeat(_smooth(80, 96, 1), 3, axis=2)
+    """R = G = B: the same palette of at most 256 levels, the same answer, and one plane coded
+    (the gray transform): one byte more than the same photo as gray."""
+    gray = _smooth(80, 96, 1)
+    photo = np.repeat(gray, 3, axis=2)
     raster_calls = _recording(monkeypatch, "_raster_forms")
     payload = lossless.encode(photo, 8, 0, 1)
     assert np.array_equal(lossless.decode(payload), photo)
     assert lossless.describe(payload)["mode"] == "predictive" and not raster_calls
+    assert lossless.describe(payload)["transform"] == transforms.TRANSFORM_NAMES[transforms.GRAY]
+    assert len(payload) == len(lossless.encode(gray, 8, 0, 1)) + 1
+
+
+@pytest.mark.parametrize("max_error", [0, 1, 4, 16])
+def test_the_gray_transform_round_trips_and_keeps_the_bound(max_error):
+    """RGB and RGBA images whose colour channels are equal code one colour plane, exactly or
+    within ±N, and decode with R = G = B again; at ±N that is what the gray image costs."""
+    gray = _smooth(40, 52, 1, seed=3)
+    alpha = np.tile((np.arange(52, dtype=np.uint8) * 5)[None, :, None], (40, 1, 1))
+    for pixels in (np.repeat(gray, 3, axis=2), np.concatenate([np.repeat(gray, 3, axis=2), alpha], axis=2)):
+        payload = lossless._encode_predictive(pixels, 8, max_error, 1, transforms.GRAY, False, [])
+        out = lossless.decode(payload)
+        assert out.shape == pixels.shape
+        assert np.array_equal(out[..., 0], out[..., 1]) and np.array_equal(out[..., 1], out[..., 2])
+        assert np.abs(out.astype(int) - pixels).max() <= max_error
+        if pixels.shape[2] == 4:
+            assert np.array_equal(out[..., 3], pixels[..., 3])  # alpha is always exact
+    one_plane = lossless._encode_predictive(gray, 8, max_error, 1, transforms.IDENTITY, False, [])
+    three = lossless._encode_predictive(np.repeat(gray, 3, axis=2), 8, max_error, 1, transforms.GRAY, False, [])
+    assert len(three) == len(one_plane) + 1  # the transform byte
+
+
+def test_the_gray_transform_is_refused_where_it_does_not_belong():
+    """The encoder codes it only for R = G = B; a payload older than version 12 cannot carry it."""
+    colour = _smooth(20, 24, 3)
+    with pytest.raises(ValueError, match="R, G and B are equal"):
+        lossless._encode_predictive(colour, 8, 0, 1, transforms.GRAY, False, [])
+    payload = lossless._encode_predictive(np.repeat(colour[..., :1], 3, axis=2), 8, 0, 1, transforms.GRAY, False, [])
+    assert payload[0] == lossless.VERSION == transforms.GRAY_VERSION
+    with pytest.raises(ContainerError, match="colour transform 4 needs version 12"):
+        lossless.decode(bytes([11]) + payload[1:])
 
 
 def test_flat_gray_art_still_tries_the_palette_forms_after_prediction(monkeypatch):
@@ -1688,12 +1722,30 @@ def test_gray_tile_art_with_few_repeats_keeps_its_palette_form():
     assert lossless.describe(payload)["mode"] == "palette"
 
 
-def test_near_lossless_gray_keeps_the_palette_first_order(monkeypatch):
-    """At ±N the smallest payload wins whatever its PSNR, so the gray shortcut (prediction first,
-    palette forms skipped) is for exact payloads only: a near-lossless gray photo still tries the
-    palette forms."""
-    photo = _smooth(80, 96, 1)
-    raster_calls = _recording(monkeypatch, "_encode_palette")
+@pytest.mark.parametrize("channels", [1, 3])
+def test_a_near_lossless_gray_photo_is_predicted_first(monkeypatch, channels):
+    """A photo-like gray image (few repeats) at ±N: prediction first, then only what could beat
+    it: the exact palette forms are skipped by estimate, the merged colours' raster scan too."""
+    photo = _smooth(120, 136, 1, seed=5)
+    if channels == 3:
+        photo = np.repeat(photo, 3, axis=2)
+    assert lossless._repeat_share(photo) < lossless.REDUCE_SHARE
+    raster_calls = _recording(monkeypatch, "_raster_forms")
     payload = lossless.encode(photo, 8, 4, 1)
     assert np.abs(lossless.decode(payload).astype(int) - photo).max() <= 4
-    assert raster_calls
+    info = lossless.describe(payload)
+    assert info["mode"] == "predictive" and info.get("transform", "") in ("", transforms.TRANSFORM_NAMES[transforms.GRAY])
+    assert len(raster_calls) == 1  # the merged image's, which its estimate stops at once
+
+
+def test_near_lossless_flat_gray_art_keeps_the_palette_first_order(monkeypatch):
+    """At ±N the smallest payload wins whatever its PSNR, and on flat art a predicted payload can
+    be smaller but far worse than the merged colours' (xkcd1526 at ±32: 30.7 against 40 dB): gray
+    images that repeat their neighbours still try the palette forms first."""
+    levels = np.random.default_rng(3).integers(0, 256, (8, 8), dtype=np.uint8)
+    art = np.kron(levels, np.ones((8, 8), np.uint8))[:, :, None]
+    assert lossless._repeat_share(art) >= lossless.REDUCE_SHARE
+    palette_calls = _recording(monkeypatch, "_encode_palette")
+    payload = lossless.encode(art, 8, 4, 1)
+    assert np.abs(lossless.decode(payload).astype(int) - art).max() <= 4
+    assert palette_calls and lossless.describe(payload)["mode"] != "predictive"

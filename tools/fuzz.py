@@ -179,6 +179,7 @@ def pixel_seeds() -> list[Seed]:
         ("pixels-lossless-rgba", rgba, 8, 0, None),
         ("pixels-near-gray", _smooth(22, 17, 15)[..., :1], 8, 3, Metadata(xmp=b"<x/>")),  # literals above (v10)
         ("pixels-near-rgb", _smooth(30, 40, 3), 8, 2, None),  # predictive (small photos now take the raster scan)
+        ("pixels-near-gray-rgb", np.repeat(_smooth(30, 40, 1)[..., 2:], 3, axis=2), 8, 2, None),  # the gray transform (v12)
         ("pixels-palette", flat, 8, 0, None),  # palette raster (lossless payload mode 3)
         # (levels of 85: with levels of 64 the raster scan without copy offsets came out smaller)
         ("pixels-palette-interlaced", (_smooth(36, 52, 3) // 85 * 85).astype(np.uint8), 8, 0, None),

@@ -32,11 +32,12 @@ from .repeats import find_offsets, pixel_keys
 
 __all__ = ["encode", "decode", "describe"]
 
-VERSION = 11
-OLD_VERSIONS = (2, 3, 4, 5, 6, 7, 8, 9, 10)  # still decoded: 2 static per-image tables; 3 palette raster without free
+VERSION = 12
+OLD_VERSIONS = (2, 3, 4, 5, 6, 7, 8, 9, 10, 11)  # still decoded: 2 static per-image tables; 3 palette raster without free
 # copies; 4 palette raster without the literal cache; 5 palette raster without fresh literals; 6 without row contexts;
 # 7 without texture classes in the sample planes' contexts; 8 palette raster without long matches; 9 without the
-# palette in context and the literals above; 10 with the adaptive models' first rates (adaptive.RATES_V3)
+# palette in context and the literals above; 10 with the adaptive models' first rates (adaptive.RATES_V3); 11 without
+# the gray colour transform (transforms.GRAY)
 MODE_STORED = 0
 MODE_PREDICTIVE = 1
 MODE_PALETTE = 2
@@ -184,6 +185,18 @@ def _gray_like(pixels: np.ndarray) -> bool:
     return bool(np.array_equal(pixels[..., 0], pixels[..., 1]) and np.array_equal(pixels[..., 1], pixels[..., 2]))
 
 
+def _gray_transform(pixels: np.ndarray, max_error: int) -> int:
+    """The predictive form's transform for a gray-like image: one plane (gray, or from version 12
+    the gray transform: R = G = B coded once; a ±N error on three planes coded apart cost 34-42 %
+    more at ±2 / ±4 on gray Kodak), or under older rates (tests reproducing version 10 streams) what
+    those versions had: subtract-green (two zero planes) or, at ±N, green-first."""
+    if _colour_count(pixels.shape[2]) == 1:
+        return transforms.IDENTITY
+    if _written_version() >= transforms.GRAY_VERSION:
+        return transforms.GRAY
+    return transforms.SUBTRACT_GREEN if max_error == 0 else transforms.GREEN_FIRST
+
+
 def _gray_palette_hopeless(found: tuple[np.ndarray, np.ndarray], offsets: list[tuple[int, int]],
                            predicted: int) -> bool:
     """Whether a gray image's palette forms cannot beat its predictive payload (``predicted``
@@ -239,6 +252,8 @@ def _encode_predictive(pixels: np.ndarray, bit_depth: int, max_error: int, effor
     chans = [pixels[:, :, i].astype(np.int32) for i in range(c)]
     out = _header(MODE_PREDICTIVE, pixels, bit_depth, max_error)
     if _colour_count(c) == 3:
+        if transform == transforms.GRAY and not _gray_like(pixels):
+            raise ValueError("the gray transform codes only images whose R, G and B are equal")
         out.u8(transform)
         planes, ranges = transforms.forward(chans[:3], transform, maxval)
     else:
@@ -518,6 +533,8 @@ def _transform_candidates(pixels: np.ndarray, bit_depth: int, max_error: int, ef
     smaller, 2.3 % over the best in all; the 96 × 96 crop 0.07 % over, for ~0.25 s an image."""
     if _colour_count(pixels.shape[2]) != 3:
         return [transforms.IDENTITY]
+    if _gray_like(pixels) and _written_version() >= transforms.GRAY_VERSION:
+        return [transforms.GRAY]  # R = G = B: one plane says it all, at any tolerance
     if max_error > 0:
         return [transforms.GREEN_FIRST]
     if effort == 0:
@@ -622,14 +639,15 @@ def encode(pixels: np.ndarray, bit_depth: int = 8, max_error: int = 0, effort: i
     # the palette forms lose to prediction by 15-40 % and take 7x its time: predict first.  One
     # channel repeats its neighbour far more often than three (gray Kodak: 10-48 % of pixels), and
     # the match stage lost there (kodim03: 203 KB and 2.3 s against 171 KB and 0.1 s without), so
-    # gray images match from a higher share.  Lossless only: at ±N the smallest payload wins
-    # whatever its PSNR, and a predicted gray payload can be smaller than the merged-colour palette
-    # forms but far worse (xkcd1526 at ±32: under the learned file's 30.7 dB, where they kept 40 dB).
-    if found is not None and effort <= 1 and max_error == 0 and _gray_like(pixels):
-        gray_match = share > GRAY_MATCH_SHARE
-        transform = transforms.IDENTITY if _colour_count(pixels.shape[2]) == 1 else transforms.SUBTRACT_GREEN
-        cand = _encode_predictive(pixels, bit_depth, max_error, effort, transform, gray_match,
-                                  offsets if gray_match else [])
+    # gray images match from a higher share.  At ±N only photo-like ones (``gray_near``): there the
+    # smallest payload wins whatever its PSNR, and on flat art a predicted payload can be smaller
+    # than the merged-colour palette forms but far worse (xkcd1526 at ±32: under the learned file's
+    # 30.7 dB, where they kept 40 dB; gray pixel tiles at ±8-16: 3-4 % smaller, 2.2-2.5 dB worse).
+    gray_near = max_error > 0 and share < REDUCE_SHARE
+    if found is not None and effort <= 1 and (max_error == 0 or gray_near) and _gray_like(pixels):
+        gray_match = max_error == 0 and share > GRAY_MATCH_SHARE
+        cand = _encode_predictive(pixels, bit_depth, max_error, effort, _gray_transform(pixels, max_error),
+                                  gray_match, offsets if gray_match else [])
         if len(cand) < len(best):
             best = cand
         predicted = True
@@ -671,6 +689,9 @@ def encode(pixels: np.ndarray, bit_depth: int = 8, max_error: int = 0, effort: i
         if big is not None:
             raster_offsets = offsets if match else find_offsets(pixel_keys(pixels), MAX_OFFSETS)
             best = _raster_forms(pixels, bit_depth, max_error, effort, big, raster_offsets, best)
+    # (A gray image always passes: at most 256 colours.  After prediction the merged raster scan is
+    # mostly skipped by its estimate, 1.04-1.22x its coded size on gray photos, which there codes
+    # 1.2-4.6x the predicted payload; small images still find merging smaller.)
     if max_error > 0 and (effort > 1 or (effort == 1 and _merging_may_pay(pixels, share))):
         best = _encode_reduced(pixels, bit_depth, max_error, effort, best)
     if max_error > 0 and match and effort > 0:
@@ -812,6 +833,9 @@ def _decode_body(reader: Reader, hd: dict) -> np.ndarray:
         transform = reader.u8("colour transform")
         if transform not in transforms.TRANSFORM_NAMES:
             raise ContainerError(f"lossless payload: unknown colour transform {transform}")
+        if transform == transforms.GRAY and hd["version"] < transforms.GRAY_VERSION:
+            raise ContainerError(f"lossless payload: colour transform {transform} needs version "
+                                 f"{transforms.GRAY_VERSION}, the payload says {hd['version']}")
         if hd["max_error"] > 0 and transform not in transforms.CHANNEL_PRESERVING:
             raise ContainerError("lossless payload: near-lossless needs a channel-preserving transform")
         zero = [np.zeros(1, np.int32)] * 3
@@ -821,11 +845,9 @@ def _decode_body(reader: Reader, hd: dict) -> np.ndarray:
     match, offsets = _read_match(reader, h, w)
     specs = _specs(c, ranges, hd["max_error"], maxval)
     planes = decode_planes(reader, specs, h, w, match, offsets, hd["version"])
-    if _colour_count(c) == 3:
-        colour = transforms.inverse(planes[:3], transform)
-    else:
-        colour = planes[:1]
-    chans = colour + planes[len(colour):]
+    coded = len(ranges)  # colour planes in the payload (1 for gray, also the gray transform)
+    colour = transforms.inverse(planes[:coded], transform) if _colour_count(c) == 3 else planes[:1]
+    chans = colour + planes[coded:]
     out = np.stack(chans, axis=2)
     if out.min() < 0 or out.max() > maxval:
         raise ContainerError("lossless payload: decoded samples fall outside the bit depth")

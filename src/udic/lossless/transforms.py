@@ -14,17 +14,23 @@ IDENTITY = 0  # planes R, G, B
 YCOCG_R = 1  # planes Y, Co, Cg (lossless YCoCg-R lifting)
 SUBTRACT_GREEN = 2  # planes G, R-G, B-G
 GREEN_FIRST = 3  # planes G, R, B (inter-plane prediction does the decorrelation)
-TRANSFORM_NAMES = {IDENTITY: "none", YCOCG_R: "YCoCg-R", SUBTRACT_GREEN: "subtract-green", GREEN_FIRST: "GRB"}
+GRAY = 4  # plane G alone, R = B = G (payload version ≥ 12): a black-and-white image saved as RGB
+TRANSFORM_NAMES = {IDENTITY: "none", YCOCG_R: "YCoCg-R", SUBTRACT_GREEN: "subtract-green", GREEN_FIRST: "GRB",
+                   GRAY: "gray (R = G = B)"}
+GRAY_VERSION = 12  # the first payload version with GRAY
 #: Transforms that keep every plane a plain colour channel: the only ones near-lossless may
 #: use, because a ±N error on a plane must stay ±N on the channel.
-CHANNEL_PRESERVING = (IDENTITY, GREEN_FIRST)
+CHANNEL_PRESERVING = (IDENTITY, GREEN_FIRST, GRAY)
 
 
 def forward(rgb: list[np.ndarray], transform: int, maxval: int) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
-    """3 int32 channel arrays → (planes in coding order, inclusive (lo, hi) range of each)."""
+    """3 int32 channel arrays → (planes in coding order, inclusive (lo, hi) range of each).
+    GRAY gives one plane and needs R = G = B (the caller checks: R and B are not coded)."""
     r, g, b = rgb
     full = (0, maxval)
     signed = (-maxval, maxval)
+    if transform == GRAY:
+        return [g], [full]
     if transform == IDENTITY:
         return [r, g, b], [full, full, full]
     if transform == GREEN_FIRST:
@@ -42,6 +48,9 @@ def forward(rgb: list[np.ndarray], transform: int, maxval: int) -> tuple[list[np
 
 def inverse(planes: list[np.ndarray], transform: int) -> list[np.ndarray]:
     """Planes in coding order → R, G, B."""
+    if transform == GRAY:
+        (g,) = planes
+        return [g, g, g]
     if transform == IDENTITY:
         return list(planes)
     if transform == GREEN_FIRST:
