@@ -5,6 +5,7 @@ network's reach."""
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -225,3 +226,72 @@ def test_contradictory_mode_options_are_refused(runner, tmp_path, args, message)
     res = run(runner, "encode", str(tmp_path / "in.png"), "-o", str(tmp_path / "a.udic"), *args)
     assert res.exit_code != 0 and message in res.stderr
     assert not (tmp_path / "a.udic").exists()
+
+
+def _fake_graded_ladder(monkeypatch, files: dict[int, tuple[int, float]]) -> list[int]:
+    """Pixel candidates of the given (size, PSNR) per ±N, recording which were encoded."""
+    made: list[int] = []
+
+    def fake(image, max_error, effort):
+        made.append(max_error)
+        return modes.Candidate(_Sized(files[max_error][0]), files[max_error][1])
+
+    monkeypatch.setattr(modes, "_pixel_candidate", fake)
+    monkeypatch.setattr(modes, "_noted", lambda cand, note: cand)  # (fake files take no note)
+    return made
+
+
+# A comic strip's ladder (comicgen_strip_12, session 25): the network's smallest file is
+# 5,267 B at 23.8 dB.
+STRIP = {0: (7576, math.inf), 1: (6656, 68.1), 2: (6272, 63.9), 4: (5775, 59.0), 8: (5243, 53.1),
+         16: (4718, 47.7), 32: (4276, 41.5), 48: (3753, 38.8), 64: (3455, 36.9)}
+
+
+def test_the_smallest_rate_takes_the_smallest_file_that_is_no_worse(monkeypatch):
+    made = _fake_graded_ladder(monkeypatch, STRIP)
+    lossy = modes.Candidate(_Sized(5267), psnr=23.8)
+    chosen = modes.choose_smaller(None, lossy, 1, 0.0)
+    assert chosen.size <= 5267 and chosen.psnr == 36.9 and made == [0, 64]
+    # From -q 1 the most faithful file that fits: ±8 here.
+    made = _fake_graded_ladder(monkeypatch, STRIP)
+    assert modes.choose_smaller(None, lossy, 1, 1.0).psnr == 53.1
+
+
+def test_the_smallest_rate_bisects_for_the_loosest_step_that_reaches_the_learned_psnr(monkeypatch):
+    made = _fake_graded_ladder(monkeypatch, STRIP)
+    lossy = modes.Candidate(_Sized(5267), psnr=40.0)  # ±64 and ±48 are worse: ±32 is the answer
+    chosen = modes.choose_smaller(None, lossy, 1, 0.5)
+    assert chosen.psnr == 41.5 and made[:2] == [0, 64] and len(made) <= 5
+    # Nothing no worse fits: the learned file stays.
+    made = _fake_graded_ladder(monkeypatch, STRIP)
+    lossy = modes.Candidate(_Sized(4000), psnr=45.0)
+    assert modes.choose_smaller(None, lossy, 1, 0.0).result is lossy.result
+
+
+def test_the_smallest_rate_skips_a_looser_step_that_is_no_smaller(monkeypatch):
+    # Sizes need not fall with the step (comicgen_strip_00: ±64 is larger than ±48, and worse):
+    # of the steps the search made, the smallest that reaches the floor is kept.
+    files = {**STRIP, 32: (3400, 41.5), 48: (3500, 38.8), 64: (3600, 36.9)}
+    made = _fake_graded_ladder(monkeypatch, files)
+    lossy = modes.Candidate(_Sized(5267), psnr=37.5)
+    assert modes.choose_smaller(None, lossy, 1, 0.0).psnr == 41.5 and {32, 48, 64} <= set(made)
+
+
+def test_the_smallest_rate_on_flat_art_is_pixel_coded_and_no_worse(tiny_codec):
+    image = loaded(flat_art())
+    learned = api.encode_with(tiny_codec, image, 0.0, effort=1, choose_mode=False)
+    learned_db = api._learned_psnr(tiny_codec, image, learned.data)
+    chosen = api.encode_with(tiny_codec, image, 0.0, effort=1)
+    assert len(chosen.data) <= len(learned.data)
+    decoded = np.asarray(api.decode(chosen.data).image).astype(float)
+    mse = np.mean((decoded - image.rgb) ** 2)
+    assert mse == 0 or 10 * np.log10(255**2 / mse) >= learned_db
+    assert ctr.parse(chosen.data).header.mode == "pixels"  # four flat colours: far smaller than the network's
+    note = api.info(chosen.data).mode_note
+    assert note is None or "no larger" in note
+
+
+def test_the_smallest_rate_stops_when_the_loosest_step_does_not_fit(monkeypatch):
+    made = _fake_graded_ladder(monkeypatch, STRIP)
+    lossy = modes.Candidate(_Sized(3400), psnr=20.0)  # below ±64's 3,455 B: nothing fits
+    assert modes.choose_smaller(None, lossy, 1, 0.0).result is lossy.result and made == [0, 64]

@@ -33,6 +33,12 @@ NEAR_LOSSLESS_CANDIDATES: tuple[int, ...] = (32, 16, 8, 4, 2, 1)
 # are skipped; flat gradient art (debian_emerald: lossless 16x its lowest-rate learned file)
 # fits at ±32.  The bisection's first probe, the loosest step, stops the rest.
 NEAR_LOSSLESS_REACH = 20.0
+# Below -q 1 (the network's smallest rate) a request asks for the smallest file: the choice
+# answers with the smallest pixel-coded file that is no larger and no worse than the learned
+# one, from a ladder that reaches further (merging colours within ±48 and ±64 still leaves a
+# comic's flat regions exact at ~34-39 dB, where the network's smallest file is 22-25 dB).
+SMALLEST_BELOW = 1.0
+SMALLEST_CANDIDATES: tuple[int, ...] = (64, 48, 32, 16, 8, 4, 2, 1)
 MIN_CHOICE_EFFORT = 1  # effort 0 is the plain learned encode, nothing else tried
 # Pixel-coded files the mode choice may encode: the exact one and up to 4 ladder probes (the
 # progress line's scale; a search that stops early just ends the line sooner).
@@ -162,11 +168,16 @@ class _Ladder:
     """The near-lossless steps, tightest first, each encoded on first use and only once:
     both searches narrow a range of it (size falls and error grows with the step)."""
 
-    def __init__(self, image: LoadedImage, effort: int, encodes: _Encodes | None = None) -> None:
-        self.steps = sorted(NEAR_LOSSLESS_CANDIDATES)
+    def __init__(self, image: LoadedImage, effort: int, encodes: _Encodes | None = None,
+                 steps: tuple[int, ...] = NEAR_LOSSLESS_CANDIDATES) -> None:
+        self.steps = sorted(steps)
         self._image, self._effort = image, effort
         self._encodes = encodes or _Encodes(None)
         self._made: dict[int, Candidate] = {}
+
+    def made(self) -> list[int]:
+        """The steps encoded so far (by index)."""
+        return sorted(self._made)
 
     def __getitem__(self, i: int) -> Candidate:
         if i not in self._made:
@@ -236,12 +247,63 @@ def _most_faithful_within(image: LoadedImage, effort: int, budget: int, beats: C
     return _fitting(near, budget, near_note(max_error, near.psnr))
 
 
+def _db(psnr: float) -> str:
+    """A PSNR for a note (a tolerance step can decode exactly)."""
+    return f"{psnr:.2f} dB" if math.isfinite(psnr) else "exact here"
+
+
+def _smallest_within(image: LoadedImage, effort: int, budget: int, floor_db: float,
+                     exact_note: Callable[[], str], near_note: Callable[[int, float], str],
+                     on_step: OnStep | None = None) -> Candidate | None:
+    """The smallest pixel-coded file of at most ``budget`` bytes whose PSNR is at least
+    ``floor_db``: the loosest step of SMALLEST_CANDIDATES that reaches it (PSNR falls as the
+    step grows, and so does the size, so the loosest is the smallest), else lossless; None when
+    that does not fit.  Near-lossless is tried only within NEAR_LOSSLESS_REACH, as for the
+    most faithful file; the loosest step is encoded first and usually settles it."""
+    encodes = _Encodes(on_step)
+    exact = encodes.candidate(image, 0, effort)
+    if exact.size > NEAR_LOSSLESS_REACH * budget:
+        return None
+    ladder = _Ladder(image, effort, encodes, SMALLEST_CANDIDATES)
+    found = None
+    lo, hi = 0, len(ladder.steps) - 1
+    if ladder[hi].size <= budget:  # (else no tighter step fits either: a photo's ±64 is MBs)
+        if ladder[hi].psnr >= floor_db:
+            found = hi
+        else:
+            hi -= 1
+            while lo <= hi:  # the loosest step that reaches the floor
+                mid = (lo + hi + 1) // 2
+                if ladder[mid].psnr < floor_db:
+                    hi = mid - 1
+                    continue
+                found, lo = mid, mid + 1
+                if ladder[mid].size > budget:
+                    break  # it reaches the floor but does not fit: the tighter steps are larger
+    if found is not None:
+        # A looser step is now and then no smaller than a tighter one the search has made.
+        found = min((i for i in ladder.made() if ladder[i].psnr >= floor_db), key=lambda i: (ladder[i].size, -i))
+    if found is not None and ladder[found].size < exact.size:
+        step, near = ladder.steps[found], ladder[found]
+        return _fitting(near, budget, near_note(step, near.psnr))
+    return _fitting(exact, budget, exact_note()) if exact.size <= budget else None
+
+
 def choose_smaller(image: LoadedImage, lossy: Candidate, effort: int, quality: float,
                    on_step: OnStep | None = None) -> Candidate:
-    """The lossy file, unless a pixel-coded one is no larger and at least as good."""
+    """The lossy file, unless a pixel-coded one is no larger and at least as good: the most
+    faithful such file, or below SMALLEST_BELOW (the request for the smallest file) the
+    smallest."""
     if effort < MIN_CHOICE_EFFORT:
         return lossy
     label = f"-q {quality:g}"
+    if quality < SMALLEST_BELOW:
+        chosen = _smallest_within(
+            image, effort, lossy.size, lossy.psnr,
+            lambda: f"lossless: no larger than the learned file at {label} ({lossy.size} B, {lossy.psnr:.2f} dB)",
+            lambda n, db: (f"near-lossless ±{n}: {_db(db)}, the smallest file no larger and no worse than the "
+                           f"learned file at {label} ({lossy.size} B, {lossy.psnr:.2f} dB)"), on_step)
+        return lossy if chosen is None else chosen
     chosen = _most_faithful_within(
         image, effort, lossy.size, lambda db: db >= lossy.psnr,
         lambda: f"lossless: no larger than the learned file at {label} ({lossy.size} B, {lossy.psnr:.2f} dB)",
