@@ -11,7 +11,7 @@ beforehand:
                                            machine lacks (constriction)
 ``python -m tools.device_kit size``        what would travel: the tree plus the pack, in MiB
 ``python -m tools.device_kit aside``       move the packaged weights out of the tree (training
-                                           needs none; 26 models are 166 MB) …
+                                           needs none; 27 models are 171 MB) …
 ``python -m tools.device_kit restore``     … and back
 ``python -m tools.device_kit split CKPT DIR``  (on the machine) the run's model, without its
                                            optimiser state, in parts under 15 MiB
