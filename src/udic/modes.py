@@ -166,7 +166,7 @@ class _Encodes:
 
 class _Ladder:
     """The near-lossless steps, tightest first, each encoded on first use and only once:
-    both searches narrow a range of it (size falls and error grows with the step)."""
+    the searches narrow a range of it (size falls and error grows with the step)."""
 
     def __init__(self, image: LoadedImage, effort: int, encodes: _Encodes | None = None,
                  steps: tuple[int, ...] = NEAR_LOSSLESS_CANDIDATES) -> None:
@@ -296,19 +296,20 @@ def choose_smaller(image: LoadedImage, lossy: Candidate, effort: int, quality: f
     smallest."""
     if effort < MIN_CHOICE_EFFORT:
         return lossy
-    label = f"-q {quality:g}"
+    learned = f"the learned file at -q {quality:g} ({lossy.size} B, {lossy.psnr:.2f} dB)"
+
+    def exact_note() -> str:
+        return f"lossless: no larger than {learned}"
+
     if quality < SMALLEST_BELOW:
         chosen = _smallest_within(
-            image, effort, lossy.size, lossy.psnr,
-            lambda: f"lossless: no larger than the learned file at {label} ({lossy.size} B, {lossy.psnr:.2f} dB)",
-            lambda n, db: (f"near-lossless ±{n}: {_db(db)}, the smallest file no larger and no worse than the "
-                           f"learned file at {label} ({lossy.size} B, {lossy.psnr:.2f} dB)"), on_step)
-        return lossy if chosen is None else chosen
-    chosen = _most_faithful_within(
-        image, effort, lossy.size, lambda db: db >= lossy.psnr,
-        lambda: f"lossless: no larger than the learned file at {label} ({lossy.size} B, {lossy.psnr:.2f} dB)",
-        lambda n, db: (f"near-lossless ±{n}: {db:.2f} dB, smaller and better than the learned file at {label} "
-                       f"({lossy.size} B, {lossy.psnr:.2f} dB)"), on_step)
+            image, effort, lossy.size, lossy.psnr, exact_note,
+            lambda n, db: f"near-lossless ±{n}: {_db(db)}, the smallest file no larger and no worse than {learned}",
+            on_step)
+    else:
+        chosen = _most_faithful_within(
+            image, effort, lossy.size, lambda db: db >= lossy.psnr, exact_note,
+            lambda n, db: f"near-lossless ±{n}: {db:.2f} dB, smaller and better than {learned}", on_step)
     return lossy if chosen is None else chosen
 
 
