@@ -14,7 +14,7 @@ from conftest import TinyModel, loaded, png_bytes, run, smooth_image
 from udic import api
 from udic.errors import UsageError
 from udic.metrics import psnr_rgb
-from udic.ratecontrol import MAX_PROBES, Encoder, RateTarget, refine_adaptive, search_quality
+from udic.ratecontrol import MAX_PROBES, Encoder, Probe, RateTarget, SearchResult, refine_adaptive, search_quality
 
 REF = np.zeros((4, 4, 3), dtype=np.uint8)
 
@@ -82,6 +82,35 @@ def test_adaptive_refinement_reaims() -> None:
     res = refine_adaptive(target, first, Encoder(shifted, fake_decode, REF, 5.0))
     assert abs(res.achieved / 0.7 - 1) <= 0.03
     assert res.quality > first.quality
+
+
+def test_an_adaptive_re_aim_keeps_the_smallest_file_that_meets_a_psnr_target() -> None:
+    # debian_emerald at 38 dB (session 26): the adaptive encode at the non-adaptive answer
+    # overshot (38.45 dB), the Newton step then fell short (37.61 dB, closer to the target): the
+    # overshooting file meets the target and is the one kept.
+
+    def adaptive(q: float) -> FakeEncode:
+        return FakeEncode(q, 0.1 * q)
+
+    def decode(data: bytes) -> np.ndarray:
+        (q,) = struct.unpack("<d", data)
+        db = 38.45 if q >= 1.5 else 37.61
+        return np.full(REF.shape, 255.0 / 10 ** (db / 20), dtype=np.float64)
+
+    target = RateTarget("psnr", 38.0)
+    # The non-adaptive search's answer: q 1.5 at 38.0 dB, its curve rising 1.6 dB a step.
+    probes = [Probe(q, 0.1 * q, 38.0 + 1.6 * (q - 1.5), FakeEncode(q, 0.1 * q)) for q in (1.5, 2.5)]
+    first = SearchResult(probes[0].encode, 1.5, 38.0, True, probes)
+    res = refine_adaptive(target, first, Encoder(adaptive, decode, REF, 5.0))
+    assert len(res.probes) == 2 and res.achieved == pytest.approx(38.45, abs=0.01) and res.reached and res.notice is None
+
+
+def test_a_psnr_search_keeps_the_smallest_file_at_or_above_the_target() -> None:
+    target = RateTarget("psnr", fake_psnr(2.0) + 0.5)
+    res = search_quality(target, Encoder(fake_curve, fake_decode, REF, 5.0), start=4.0)
+    assert res.achieved >= target.value - 0.1 and res.reached
+    below = search_quality(RateTarget("psnr", 20.0), Encoder(fake_curve, fake_decode, REF, 5.0), start=1.0)
+    assert below.quality == 0.0 and not below.reached and "below what this model reaches" in below.notice
 
 
 @pytest.mark.parametrize("metric, value", [("bpp", 0.0), ("psnr", -3.0), ("bpp", math.nan), ("ssim", 1.0)])
