@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from PIL import Image
 from udic import api, modes
 from udic import container as ctr
 from udic.imageio import load_image
+from udic.ratecontrol import RateTarget
 
 from conftest import flat_art, loaded, png_bytes, run, smooth_image
 
@@ -42,20 +44,30 @@ def _fake_ladder(monkeypatch, sizes: dict[int, int]) -> list[int]:
     return made
 
 
+SCREENSHOT = {32: 83, 24: 97, 16: 117, 12: 135, 10: 147, 8: 160, 6: 175, 5: 183, 4: 195, 3: 200, 2: 205, 1: 208}
+
+
+def test_the_near_lossless_ladder_runs_from_loose_to_tight_in_small_steps():
+    steps = modes.NEAR_LOSSLESS_CANDIDATES
+    assert list(steps) == sorted(steps, reverse=True) and steps[-1] == 1 and len(set(steps)) == len(steps)
+    assert all((1 + a) / (1 + b) <= 1.5 for a, b in zip(steps, steps[1:]))
+
+
 def test_tolerance_search_interpolates_to_the_tightest_fitting_step(monkeypatch):
-    # The 3.7 MP screenshot of session 18: the budget falls between ±8 and ±16.
-    made = _fake_ladder(monkeypatch, {32: 83, 16: 117, 8: 160, 4: 195, 2: 205, 1: 208})
+    # The 3.7 MP screenshot of session 18 (the steps between the doublings interpolated): the
+    # budget falls between ±12 and ±16.
+    made = _fake_ladder(monkeypatch, SCREENSHOT)
     assert modes._tolerance_search(None, 1, 118, 210)[0] == 16
     # The log-size line from the exact file (210) to ±32 (83) meets 118 at ±8; ±8 is too big, so
-    # ±16 is the answer (halving the ladder took 32, 4, 16, 8).
-    assert made == [32, 8, 16]
-    made = _fake_ladder(monkeypatch, {32: 83, 16: 117, 8: 160, 4: 195, 2: 205, 1: 208})
+    # the line from ±8 (160) to ±32 puts it at ±16, which fits; ±12 (135) does not.
+    assert made == [32, 8, 16, 12]
+    made = _fake_ladder(monkeypatch, SCREENSHOT)
     assert modes._tolerance_search(None, 1, 82, 210) is None and made == [32]
 
 
 def test_the_mode_choice_reports_its_pixel_encodes(monkeypatch):
     """Each pixel-coded file the choice makes is a progress step (seconds each on a screenshot)."""
-    made = _fake_ladder(monkeypatch, {0: 210, 32: 83, 16: 117, 8: 160, 4: 195, 2: 205, 1: 208})
+    made = _fake_ladder(monkeypatch, {0: 210, **SCREENSHOT})
     steps = []
     lossy = modes.Candidate(_Sized(82), psnr=30.0)  # nothing pixel-coded fits: the lossy file stays
     chosen = modes.choose_smaller(None, lossy, 1, 3.0, lambda *step: steps.append(step))
@@ -243,8 +255,10 @@ def _fake_graded_ladder(monkeypatch, files: dict[int, tuple[int, float]]) -> lis
 
 # A comic strip's ladder (comicgen_strip_12, session 25): the network's smallest file is
 # 5,267 B at 23.8 dB.
-STRIP = {0: (7576, math.inf), 1: (6656, 68.1), 2: (6272, 63.9), 4: (5775, 59.0), 8: (5243, 53.1),
-         16: (4718, 47.7), 32: (4276, 41.5), 48: (3753, 38.8), 64: (3455, 36.9)}
+# 5,267 B at 23.8 dB.  (Measured on the doublings and ±48; the steps between them interpolated.)
+STRIP = {0: (7576, math.inf), 1: (6656, 68.1), 2: (6272, 63.9), 3: (6000, 61.2), 4: (5775, 59.0),
+         5: (5600, 57.0), 6: (5480, 55.5), 8: (5243, 53.1), 10: (5100, 51.5), 12: (4950, 50.0),
+         16: (4718, 47.7), 24: (4480, 44.5), 32: (4276, 41.5), 48: (3753, 38.8), 64: (3455, 36.9)}
 
 
 def test_the_smallest_rate_takes_the_smallest_file_that_is_no_worse(monkeypatch):
@@ -295,3 +309,70 @@ def test_the_smallest_rate_stops_when_the_loosest_step_does_not_fit(monkeypatch)
     made = _fake_graded_ladder(monkeypatch, STRIP)
     lossy = modes.Candidate(_Sized(3400), psnr=20.0)  # below ±64's 3,455 B: nothing fits
     assert modes.choose_smaller(None, lossy, 1, 0.0).result is lossy.result and made == [0, 64]
+
+
+def test_uniform_error_psnr_is_the_even_spread_floor():
+    # ±N spread evenly over its 2N + 1 values: MSE = N(N + 1) / 3 per sample.
+    assert modes.uniform_error_psnr(1) == pytest.approx(10 * math.log10(255**2 / (2 / 3)))
+    assert modes.uniform_error_psnr(5) == pytest.approx(10 * math.log10(255**2 / 10))
+    assert modes.uniform_error_psnr(0) == math.inf
+
+
+def test_a_psnr_target_takes_the_loosest_step_that_reaches_it(monkeypatch):
+    made = _fake_graded_ladder(monkeypatch, STRIP)
+    # 42 dB: the even-error floor puts the first probe at ±3 (42.1 dB); it reaches, so the search
+    # looks only looser and ends at ±24 (44.5 dB; ±32 is 41.5 dB).
+    chosen = modes.meet_psnr(None, 42.0, 1, 35.0)
+    assert chosen.psnr == 44.5 and made[0] == 3 and 0 not in made and len(made) <= 5
+    # A target no step reaches is met losslessly.
+    made = _fake_graded_ladder(monkeypatch, STRIP)
+    assert modes.meet_psnr(None, 70.0, 1, 35.0).psnr == math.inf and 0 in made
+
+
+def test_a_psnr_target_looks_tighter_when_the_first_probe_falls_short(monkeypatch):
+    files = {n: (size, db - 20) for n, (size, db) in STRIP.items()}  # a ladder 20 dB worse
+    made = _fake_graded_ladder(monkeypatch, files)
+    chosen = modes.meet_psnr(None, 42.0, 1, 35.0)
+    # ±3 (41.2 dB) falls short: ±1 (48.1 dB) reaches, and ±2 (43.9 dB) is the loosest that does.
+    assert chosen.psnr == pytest.approx(43.9) and made == [3, 1, 2]
+
+
+def test_a_psnr_target_keeps_the_smallest_file_that_reaches_it(monkeypatch):
+    # Merged colours can decode closer than a tighter predictive file (pdv_digital-background-2:
+    # ±5 at 49.6 dB, ±4 at 44.6 dB): of the files made, the smallest that reaches is kept.
+    files = {**STRIP, 24: (4000, 41.0), 16: (4100, 40.0), 12: (4300, 43.0)}
+    made = _fake_graded_ladder(monkeypatch, files)
+    chosen = modes.meet_psnr(None, 42.0, 1, 35.0)
+    assert chosen.psnr >= 42.0 and chosen.size == min(files[n][0] for n in made if files[n][1] >= 42.0)
+
+
+def test_a_psnr_target_the_network_meets_takes_a_smaller_pixel_file(monkeypatch):
+    made = _fake_graded_ladder(monkeypatch, STRIP)
+    lossy = modes.Candidate(_Sized(5000), psnr=42.3)  # the network meets 42 dB in 5,000 B
+    chosen = modes.smaller_meeting_psnr(None, 42.0, lossy, 1)
+    assert chosen.size == 4480 and chosen.psnr == 44.5 and made[0] == 0  # ±24: 44.5 dB in 4,480 B
+    # Learned files far below the lossless one (photos): one exact encode, then the learned file.
+    made = _fake_graded_ladder(monkeypatch, STRIP)
+    lossy = modes.Candidate(_Sized(300), psnr=42.3)
+    assert modes.smaller_meeting_psnr(None, 42.0, lossy, 1).result is lossy.result and made == [0]
+    # No pixel file that reaches the target is smaller: the learned file stays.
+    made = _fake_graded_ladder(monkeypatch, STRIP)
+    lossy = modes.Candidate(_Sized(4000), psnr=42.3)
+    assert modes.smaller_meeting_psnr(None, 42.0, lossy, 1).result is lossy.result
+    # Effort 0 is the plain learned encode.
+    made = _fake_graded_ladder(monkeypatch, STRIP)
+    assert modes.smaller_meeting_psnr(None, 42.0, lossy, 0).result is lossy.result and made == []
+
+
+def test_a_psnr_target_on_flat_art_is_met_by_the_smaller_pixel_file(tiny_codec):
+    image = loaded(flat_art())
+    learned = api.encode_with(tiny_codec, image, 3.0, effort=1, choose_mode=False)
+    aim = api._learned_psnr(tiny_codec, image, learned.data) - 1.0
+    chosen = api.encode_with(tiny_codec, image, 3.0, effort=1, target=RateTarget("psnr", aim))
+    decoded = np.asarray(api.decode(chosen.data).image).astype(float)
+    mse = np.mean((decoded - image.rgb) ** 2)
+    assert mse == 0 or 10 * np.log10(255**2 / mse) >= aim
+    assert ctr.parse(chosen.data).header.mode == "pixels"  # four flat colours
+    assert re.search(r"(in fewer bytes|smaller) than the learned file", api.info(chosen.data).mode_note)
+    plain = api.encode_with(tiny_codec, image, 3.0, effort=0, target=RateTarget("psnr", aim))
+    assert ctr.parse(plain.data).header.mode != "pixels" or len(chosen.data) <= len(plain.data)

@@ -283,6 +283,13 @@ def _encode_to_target(codec: Codec, image: LoadedImage, start: float, effort: in
             chosen = modes.meet_psnr(image, target.value, pixel_effort, result.achieved, on_step).result
             chosen.notices.append(chosen.note)  # type: ignore[attr-defined]
             return chosen  # type: ignore[return-value]
+        if target.metric == "psnr" and effort >= modes.MIN_CHOICE_EFFORT:
+            # The network meets the target: a pixel-coded file that meets it in fewer bytes wins.
+            lossy = modes.Candidate(result.encode, psnr=result.achieved)
+            chosen = modes.smaller_meeting_psnr(image, target.value, lossy, pixel_effort, on_step).result
+            if chosen is not result.encode:
+                chosen.notices.append(chosen.note)  # type: ignore[attr-defined]
+                return chosen  # type: ignore[return-value]
         if target.metric == "bpp":
             budget = int(target.value * image.rgb.shape[0] * image.rgb.shape[1] / 8)
             lossy = modes.Candidate(result.encode, measure=lambda: _learned_psnr(codec, image, result.encode.data))
