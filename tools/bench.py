@@ -93,6 +93,32 @@ def measure_udic(domain: str, images: list[Path], qualities: list[float], model:
     return points, timings
 
 
+def measure_udic_targets(domain: str, images: list[Path], targets: list[float], model: str | None,
+                         progress: bool, effort: int) -> list[RDPoint]:
+    """The files a user gets from ``udic encode --target-psnr T``: the curve ``udic-eN-target``,
+    for the image-by-image table only (the file meeting a target is what "bytes at equal PSNR"
+    asks for, where the -q ladder's points are interpolated across the jump from the network's
+    top rate to near-lossless)."""
+    from udic.ratecontrol import RateTarget
+
+    codec = api.get_codec(model, progress=progress)
+    points: list[RDPoint] = []
+    name = f"{udic_name(effort)}-target"
+    for n, image in enumerate(images):
+        loaded = load_image(image, allow_large=True)
+        ref = loaded.rgb
+        for t in targets:
+            enc = api.encode_with(codec, loaded, 3.0, effort, target=RateTarget("psnr", t))
+            out = np.asarray(api.decode(enc.data, progress=False, model=model).image.convert("RGB"))
+            points.append(RDPoint(name, image.name, len(enc.data), 8 * len(enc.data) / (ref.shape[0] * ref.shape[1]),
+                                  psnr_rgb(ref, out), float("nan"), image=str(image), domain=domain, quality=t))
+        if progress:
+            print(f"\r  {name} {domain}: {n + 1}/{len(images)}", end="", file=sys.stderr, flush=True)
+    if progress:
+        print(file=sys.stderr)
+    return points
+
+
 def images_key(images: list[Path]) -> str:
     h = hashlib.sha256()
     for p in images:
@@ -130,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default=None)
     p.add_argument("--efforts", default=f"0,{DEFAULT_EFFORT}",
                    help="udic's adaptation efforts to measure, each its own curve (0 = none; the default)")
+    p.add_argument("--targets", default="",
+                   help="also encode each image with --target-psnr T for these T (dB, comma-separated): "
+                        "curves udic-eN-target in the image-by-image table")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--refresh-anchors", action="store_true")
@@ -211,6 +240,12 @@ def main(argv: list[str] | None = None) -> int:
             udic_points.extend(pts)
             timings[name].extend(tim)
 
+    targets = [float(t) for t in a.targets.split(",") if t]
+    target_points: list[RDPoint] = []
+    for name, imgs in dirs_images.items():
+        for effort in efforts if targets else []:
+            target_points.extend(measure_udic_targets(name, imgs, targets, a.model, progress, effort))
+
     points = anchor_points + udic_points
     extra_curves: list[dict] = []
     external = a.external_anchors or root / "anchors"
@@ -279,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         "extra_curves": extra_curves,
         # every file, for the image-by-image table (tools/equal_quality.py)
         "points": [{"domain": pt.domain, "codec": pt.codec, "image": Path(pt.image).name, "quality": pt.quality,
-                    "bytes": pt.bytes, "psnr": pt.psnr, "ok": pt.ok} for pt in points],
+                    "bytes": pt.bytes, "psnr": pt.psnr, "ok": pt.ok} for pt in points + target_points],
         "notes": notes + n1 + n2 + anchor_notes,
     }
     (a.out / "report.json").write_text(json.dumps(report, indent=1))
