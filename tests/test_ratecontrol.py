@@ -102,7 +102,24 @@ def test_an_adaptive_re_aim_keeps_the_smallest_file_that_meets_a_psnr_target() -
     probes = [Probe(q, 0.1 * q, 38.0 + 1.6 * (q - 1.5), FakeEncode(q, 0.1 * q)) for q in (1.5, 2.5)]
     first = SearchResult(probes[0].encode, 1.5, 38.0, True, probes)
     res = refine_adaptive(target, first, Encoder(adaptive, decode, REF, 5.0))
-    assert len(res.probes) == 2 and res.achieved == pytest.approx(38.45, abs=0.01) and res.reached and res.notice is None
+    assert len(res.probes) == 3 and res.achieved == pytest.approx(38.45, abs=0.01) and res.reached and res.notice is None
+
+
+def test_an_adaptive_re_aim_takes_a_secant_step_once_it_brackets_the_target() -> None:
+    # Adaptation steepens the curve (4 dB a step against the non-adaptive 1.6): the Newton step
+    # from 43 dB lands at 40.5 dB, and the secant between the two adaptive files hits 42 dB.
+    def adaptive(q: float) -> FakeEncode:
+        return FakeEncode(q, 0.1 * q)
+
+    def decode(data: bytes) -> np.ndarray:
+        (q,) = struct.unpack("<d", data)
+        return np.full(REF.shape, 255.0 / 10 ** ((37.0 + 4.0 * q) / 20), dtype=np.float64)
+
+    probes = [Probe(q, 0.1 * q, 42.0 + 1.6 * (q - 1.5), FakeEncode(q, 0.1 * q)) for q in (1.5, 2.5)]
+    first = SearchResult(probes[0].encode, 1.5, 42.0, True, probes)
+    res = refine_adaptive(RateTarget("psnr", 42.0), first, Encoder(adaptive, decode, REF, 5.0))
+    assert [p.quality for p in res.probes] == [1.5, 0.875, 1.25]
+    assert res.quality == 1.25 and res.achieved == pytest.approx(42.0, abs=0.01)
 
 
 def test_a_psnr_search_keeps_the_smallest_file_at_or_above_the_target() -> None:

@@ -181,11 +181,14 @@ def _local_slope(probes: list[Probe], quality: float, target: RateTarget) -> flo
     return slope if slope > 0 else None
 
 
-def refine_adaptive(target: RateTarget, first: SearchResult, encoder: Encoder, rounds: int = 2) -> SearchResult:
+def refine_adaptive(target: RateTarget, first: SearchResult, encoder: Encoder, rounds: int = 3) -> SearchResult:
     """Re-aim an adaptive encode: adaptation moves the RD point found without it.
 
-    Starts at the non-adaptive answer and takes up to ``rounds`` Newton steps using
-    the non-adaptive curve's local slope; each step is one adaptive encode.
+    Starts at the non-adaptive answer and takes Newton steps using the non-adaptive curve's
+    local slope, then, once two adaptive encodes lie on either side of the target, a secant
+    step between them (the non-adaptive slope overshoots where adaptation bends the curve:
+    gnome_blobs at 42 dB went 43.18 → 41.16 dB); each step is one adaptive encode, at most
+    ``rounds``.
     """
     slope = _local_slope(first.probes, first.quality, target)
     probes: dict[int, Probe] = {}
@@ -196,7 +199,18 @@ def refine_adaptive(target: RateTarget, first: SearchResult, encoder: Encoder, r
             break
         probes[key] = encoder.probe(key, target)
         err = _error(target, probes[key])
-        if abs(err) <= target.tolerance() or slope is None:
+        if abs(err) <= target.tolerance():
+            break
+        below = [p for p in probes.values() if _error(target, p) < 0]
+        above = [p for p in probes.values() if _error(target, p) > 0]
+        if below and above:
+            lo = max(below, key=lambda p: p.quality)
+            hi = min(above, key=lambda p: p.quality)
+            lo_err, hi_err = _error(target, lo), _error(target, hi)
+            if hi.quality > lo.quality and hi_err > lo_err:
+                q = lo.quality + (hi.quality - lo.quality) * (-lo_err) / (hi_err - lo_err)
+                continue
+        if slope is None:
             break
         q = to_quality(key) - err / slope
     return _finish(target, probes, reached=first.reached)
