@@ -376,3 +376,13 @@ def test_a_psnr_target_on_flat_art_is_met_by_the_smaller_pixel_file(tiny_codec):
     assert re.search(r"(in fewer bytes|smaller) than the learned file", api.info(chosen.data).mode_note)
     plain = api.encode_with(tiny_codec, image, 3.0, effort=0, target=RateTarget("psnr", aim))
     assert ctr.parse(plain.data).header.mode != "pixels" or len(chosen.data) <= len(plain.data)
+
+
+def test_a_psnr_target_on_a_photo_stops_after_one_near_lossless_probe(monkeypatch):
+    # kodim05 at 30 dB (session 26): the learned file is 39,480 B; the lossless one is 12x that
+    # (within the reach), but the first probe, ±12, is 2.7x: no near-lossless file can win.
+    photo = {0: (483318, math.inf), 12: (108514, 32.17), 16: (88851, 30.02), 24: (63337, 26.99),
+             32: (47852, 24.77)}
+    made = _fake_graded_ladder(monkeypatch, photo)
+    lossy = modes.Candidate(_Sized(39480), psnr=30.05)
+    assert modes.smaller_meeting_psnr(None, 30.0, lossy, 1).result is lossy.result and made == [0, 12]
