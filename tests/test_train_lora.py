@@ -196,3 +196,42 @@ def test_a_loram_file_warm_starts_a_new_base(tmp_path: Path, base: Path) -> None
     want = modelfile.load(base).model.state_dict()
     got = fresh.state_dict()
     assert torch.equal(got["g_s.out.weight"], want["g_s.out.weight"].half().float())
+
+
+def test_a_rate_above_the_top_is_appended_trained_from_its_neighbour_and_resumed(
+        tmp_path: Path, base: Path, noise_train_dir: Path) -> None:
+    top = modelfile.load(base).model.config.num_rates  # 6: rates 0 … 5
+    common = dict(base=str(base), base_rate=3, rank=2, batch=2, crop=64, threads=1, bf16=False, steps_per_rate=3,
+                  lambda_override=f"{top}:0.2", train_dir=str(noise_train_dir), kodak_dir=str(tmp_path / "none"))
+    ckpt = train_lora(LoraConfig(out=str(tmp_path / "a"), rates=[4, 5, top], **common), progress=lambda s: None)
+    model, state = load_checkpoint(ckpt)
+    assert model.config.num_rates == top + 1 and model.config.lambdas[top] == 0.2
+    assert state["done"] == [4, 5, top] and model.log_gain.shape[0] == top + 1
+    before = modelfile.load(base).model
+    assert torch.equal(before.log_gain[:4], model.log_gain[:4])  # rates not trained keep their gains
+    # The new top rate's gains start above the rate below's (a finer quantiser).
+    assert bool((model.log_gain[top] > model.log_gain[top - 1] - 0.5).all())
+    # Stopped after rate 5 and restarted: the same weights as the straight run.
+    train_lora(LoraConfig(out=str(tmp_path / "b"), rates=[4, 5], **{**common, "lambda_override": ""}),
+               progress=lambda s: None)
+    resumed = train_lora(LoraConfig(out=str(tmp_path / "b"), rates=[4, 5, top], **common), progress=lambda s: None)
+    a, b = torch.load(ckpt, weights_only=False)["model"], torch.load(resumed, weights_only=False)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # Exported and loaded as a codec: the new top rate encodes and decodes.
+    data = modelfile.export_bytes(model)
+    codec = Codec(modelfile.load_bytes(data), hub.model_id_for_bytes(data))
+    assert codec.max_quality == top
+    rgb = np.asarray(Image.open(next(noise_train_dir.iterdir())).convert("RGB"))
+    image = LoadedImage(rgb=rgb, mode="RGB", alpha=None, icc=None)
+    for q in (float(top), top - 0.5):
+        enc = codec.encode(image, q)
+        assert np.asarray(codec.decode(enc.data).image).shape == rgb.shape
+
+
+def test_rates_above_the_top_must_follow_it() -> None:
+    from udic.train.lora import extend_rates
+
+    model = UdicModel(ModelConfig(N=8, M=12))
+    with pytest.raises(ValueError, match="without gaps"):
+        extend_rates(model, {7: 0.3})
+    assert extend_rates(model, {}) == 0 and model.config.num_rates == 6

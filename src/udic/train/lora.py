@@ -33,7 +33,7 @@ from typing import Callable
 
 import torch
 
-from ..models import UdicModel
+from ..models import UdicModel, initial_log_gains
 from .data import CropDataset, default_data_root, load_eval_images
 from .loop import _atomic_save, evaluate
 from .options import fast_bf16, parse_config
@@ -226,14 +226,52 @@ class _Trainer:
 
 
 def _apply_lambda_overrides(model: UdicModel, cfg: LoraConfig) -> dict:
-    """Replace the overridden rates' λ in the model's config; returns the config as a dict."""
+    """Replace the overridden rates' λ in the model's config, and append the rates above its top
+    that the overrides name (``extend_rates``); returns the config as a dict."""
     overrides = cfg.overrides()
+    top = model.config.num_rates
     if overrides:
         lambdas = list(model.config.lambdas)
         for rate, lam in overrides.items():
-            lambdas[rate] = lam
+            if rate < top:
+                lambdas[rate] = lam
         model.config = dataclasses.replace(model.config, lambdas=tuple(lambdas))
+    extend_rates(model, {r: lam for r, lam in overrides.items() if r >= top})
     return model.config.to_dict()
+
+
+def extend_rates(model: UdicModel, lambdas: dict[int, float]) -> int:
+    """Append rates above the model's top, with these λ (LoRAM's next rung up: its delta is
+    trained from its neighbour's like any other rate, the base stays as it is).  A new rate's
+    gains start from the rate below's, moved by the step between the two λ's high-rate optima.
+    Why: the top rate sets the ceiling of the whole quality scale (Kodak stopped at ~34.5 dB).
+    Returns how many rates were added."""
+    top = model.config.num_rates
+    new = sorted(lambdas)
+    if not new:
+        return 0
+    if new != list(range(top, top + len(new))):
+        raise ValueError(f"rates above the top ({top - 1}) must follow it without gaps: {new}")
+    model.config = dataclasses.replace(model.config, lambdas=tuple(model.config.lambdas) + tuple(lambdas[r] for r in new))
+    rows = len(new)
+    model.log_gain = torch.nn.Parameter(torch.cat([model.log_gain.detach(), model.log_gain.detach()[-1:].repeat(rows, 1)]),
+                                        requires_grad=model.log_gain.requires_grad)
+    model.log_inv_gain = torch.nn.Parameter(
+        torch.cat([model.log_inv_gain.detach(), model.log_inv_gain.detach()[-1:].repeat(rows, 1)]),
+        requires_grad=model.log_inv_gain.requires_grad)
+    for r in new:
+        start_appended_gains(model, r)
+    return len(new)
+
+
+def start_appended_gains(model: UdicModel, rate: int) -> None:
+    """An appended rate's gains: the rate below's, moved by the step between the two λ's
+    high-rate optima (set again when its training starts, from the trained rate below)."""
+    ideal = initial_log_gains(tuple(model.config.lambdas))
+    step = float(ideal[rate] - ideal[rate - 1])
+    with torch.no_grad():
+        model.log_gain[rate] = model.log_gain[rate - 1] + step
+        model.log_inv_gain[rate] = model.log_inv_gain[rate - 1] - step
 
 
 def train_lora(cfg: LoraConfig, progress: Callable[[str], None] = print) -> Path:
@@ -246,6 +284,7 @@ def train_lora(cfg: LoraConfig, progress: Callable[[str], None] = print) -> Path
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "last.pt"
     model, model_config = load_base(Path(cfg.base))
+    base_top = model.config.num_rates
     model.train()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -255,12 +294,17 @@ def train_lora(cfg: LoraConfig, progress: Callable[[str], None] = print) -> Path
     if ckpt_path.exists():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         done, step, wall = list(state["done"]), int(state["step"]), float(state["wall"])
+        # Rates the checkpoint appended above the base's top: their rows are in its gains.
+        saved = list(state["model_config"]["lambdas"])
+        top = model.config.num_rates
+        extend_rates(model, {r: saved[r] for r in range(top, len(saved))})
         modules = dict(model.named_modules())
         for key, spec in state["lora"].items():
             layer, rate = key.rsplit(".", 1)
             modules[layer].add_lora(rate, int(spec["rank"]), float(spec["alpha"]))
         model.load_state_dict(state["model"])
         progress(f"resumed: rates done {done}, step {step} of the next")
+    # After a resume, so that a rate appended now starts from the trained gains below it.
     model_config = _apply_lambda_overrides(model, cfg)
     trainer = _Trainer(cfg, out / "lora_log.csv", progress)
     wall_per_rate: dict[str, float] = dict(state.get("wall_per_rate", {})) if state else {}
@@ -286,6 +330,8 @@ def train_lora(cfg: LoraConfig, progress: Callable[[str], None] = print) -> Path
                                     nearest_trained(rate, done, cfg.base_rate), cfg.hyper_rank, cfg.excluded())
             step, opt_state = 0, None
             rate_start_wall = wall
+            if rate >= base_top:
+                start_appended_gains(model, rate)
         set_active_rate(model, rate)
         wall = trainer.run(model, rate, params, step, wall, opt_state, cfg.lr,
                            lambda s, w, o, r=rate: save(r, s, w, o))
