@@ -92,8 +92,11 @@ def test_tolerance_search_agrees_with_trying_every_step(monkeypatch):
         assert len(made) <= len(sizes) and len(set(made)) == len(made)
 
 
-@pytest.mark.parametrize("quality,flag", [("9", ["--lossless"]), ("7", ["--max-error", "2"])])
-def test_a_quality_on_the_pixel_ladder_writes_the_same_file_as_its_flag(runner, tmp_path, quality, flag):
+@pytest.mark.parametrize("above,flag", [(4, ["--lossless"]), (2, ["--max-error", "2"])])
+def test_a_quality_on_the_pixel_ladder_writes_the_same_file_as_its_flag(runner, tmp_path, above, flag):
+    from udic import hub
+
+    quality = f"{hub.max_quality(None) + above:g}"  # steps above the default model's top rate
     (tmp_path / "in.png").write_bytes(png_bytes(smooth_image(30, 34)))
     for name, args in (("q", ["-q", quality]), ("f", flag)):
         res = run(runner, "encode", str(tmp_path / "in.png"), "-o", str(tmp_path / f"{name}.udic"), *args)
@@ -386,3 +389,8 @@ def test_a_psnr_target_on_a_photo_stops_after_one_near_lossless_probe(monkeypatc
     made = _fake_graded_ladder(monkeypatch, photo)
     lossy = modes.Candidate(_Sized(39480), psnr=30.05)
     assert modes.smaller_meeting_psnr(None, 30.0, lossy, 1).result is lossy.result and made == [0, 12]
+
+
+def test_a_sweep_covers_the_models_rates_and_the_near_lossless_steps(tiny_cache):
+    top = int(api.get_codec(tiny_cache.id).max_quality)
+    assert api.default_qualities(tiny_cache.id) == [float(q) for q in range(top + 4)]

@@ -152,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-images", type=int, default=0, help="per out-of-domain set (0 = all)")
     p.add_argument("--max-kodak", type=int, default=0, help="Kodak images (0 = all 24)")
     p.add_argument("--codecs", default=",".join(ANCHOR_CODECS), help="anchor codecs")
-    p.add_argument("--qualities", default=",".join(str(q) for q in api.DEFAULT_QUALITIES))
+    p.add_argument("--qualities", default="",
+                   help="udic's -q settings (default: the model's rates, then near-lossless ±4, ±2, ±1)")
     p.add_argument("--model", default=None)
     p.add_argument("--efforts", default=f"0,{DEFAULT_EFFORT}",
                    help="udic's adaptation efforts to measure, each its own curve (0 = none; the default)")
@@ -228,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     # ---- udic ----------------------------------------------------------------------------
-    qualities = [float(q) for q in a.qualities.split(",")]
+    qualities = [float(q) for q in a.qualities.split(",")] if a.qualities else api.default_qualities(a.model)
     api.get_codec(a.model, progress=progress)  # load (and report) the model once, up front
     efforts = [int(e) for e in a.efforts.split(",") if e]
     udic_points: list[RDPoint] = []
