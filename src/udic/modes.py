@@ -356,7 +356,7 @@ def _loosest_reaching(ladder: _Ladder, target_db: float) -> int | None:
             hi = mid - 1
     # PSNR is not quite monotone in the step (merged colours can decode closer than a tighter
     # predictive file): of the files made, the smallest that reaches the target.
-    return min((i for i in ladder.made() if ladder[i].psnr >= target_db), key=lambda i: (ladder[i].size, -i))
+    return min((i for i in ladder.made() if ladder[i].psnr >= target_db), key=lambda i: (ladder[i].size, i))  # ties: the tighter bound
 
 
 def meet_psnr(image: LoadedImage, target_db: float, effort: int, best_lossy_db: float,
