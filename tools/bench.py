@@ -243,9 +243,10 @@ def main(argv: list[str] | None = None) -> int:
 
     targets = [float(t) for t in a.targets.split(",") if t]
     target_points: list[RDPoint] = []
-    for name, imgs in dirs_images.items():
-        for effort in efforts if targets else []:
-            target_points.extend(measure_udic_targets(name, imgs, targets, a.model, progress, effort))
+    if targets:
+        for name, imgs in dirs_images.items():
+            for effort in efforts:
+                target_points.extend(measure_udic_targets(name, imgs, targets, a.model, progress, effort))
 
     points = anchor_points + udic_points
     extra_curves: list[dict] = []

@@ -35,17 +35,6 @@ if TYPE_CHECKING:
 # near-lossless ±4, ±2 and ±1 (modes.PIXEL_LADDER; 9 = lossless has no finite PSNR).
 DEFAULT_QUALITIES = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0)
 DEFAULT_QUALITY = 3.0
-
-
-def default_qualities(model: str | None = None) -> list[float]:
-    """A sweep's qualities for ``model`` (None: the default): its rates, then near-lossless
-    ±4, ±2 and ±1 (lossless has no finite PSNR to plot)."""
-    from . import hub, modes
-
-    top = hub.max_quality(model)
-    if top is None:
-        return list(DEFAULT_QUALITIES)
-    return [float(q) for q in range(int(modes.max_quality(top)))]
 DEFAULT_MAX_PIXELS = ctr.DEFAULT_MAX_PIXELS
 # Float precision of the analysis/synthesis transforms: "fp32" or "bf16" (about 3x faster
 # on CPUs with AMX/AVX-512-bf16, 0.01-0.07 dB lower PSNR).  The entropy-coded integers
@@ -116,6 +105,17 @@ class CodecCache:
 
 _cache = CodecCache()
 _codecs = _cache.codecs  # kept under this name: tests clear it to mimic a fresh process
+
+
+def default_qualities(model: str | None = None) -> list[float]:
+    """A sweep's qualities for ``model`` (None: the default): its rates, then near-lossless
+    ±4, ±2 and ±1 (lossless has no finite PSNR to plot)."""
+    from . import hub, modes
+
+    top = hub.max_quality(model)
+    if top is None:
+        return list(DEFAULT_QUALITIES)
+    return [float(q) for q in range(int(modes.max_quality(top)))]
 
 
 def get_codec(model: str | None = None, device: str = "cpu", progress: Any = True,

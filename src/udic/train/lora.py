@@ -296,8 +296,7 @@ def train_lora(cfg: LoraConfig, progress: Callable[[str], None] = print) -> Path
         done, step, wall = list(state["done"]), int(state["step"]), float(state["wall"])
         # Rates the checkpoint appended above the base's top: their rows are in its gains.
         saved = list(state["model_config"]["lambdas"])
-        top = model.config.num_rates
-        extend_rates(model, {r: saved[r] for r in range(top, len(saved))})
+        extend_rates(model, {r: saved[r] for r in range(base_top, len(saved))})
         modules = dict(model.named_modules())
         for key, spec in state["lora"].items():
             layer, rate = key.rsplit(".", 1)
