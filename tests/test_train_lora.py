@@ -14,7 +14,7 @@ from udic.codec import Codec
 from udic.imageio import LoadedImage
 from udic.models import ModelConfig, UdicModel
 from udic.train.export import base_training, export, load_checkpoint
-from udic.train.lora import LoraConfig, add_rate_delta, nearest_trained, train_lora
+from udic.train.lora import LoraConfig, add_rate_delta, extend_rates, nearest_trained, train_lora
 
 
 @pytest.fixture()
@@ -235,3 +235,23 @@ def test_rates_above_the_top_must_follow_it() -> None:
     with pytest.raises(ValueError, match="without gaps"):
         extend_rates(model, {7: 0.3})
     assert extend_rates(model, {}) == 0 and model.config.num_rates == 6
+
+
+def test_a_file_with_an_appended_rate_warm_starts_the_recipes_rates(tmp_path: Path, base: Path) -> None:
+    """A 7-rate file (a rate appended above the top) warm-starts a 6-rate recipe:
+    its first six gain rows, untouched."""
+    from udic.train.loop import load_initial_weights
+
+    model = modelfile.load(base).model
+    rates = model.log_gain.shape[0]
+    with torch.no_grad():
+        model.log_gain.copy_(torch.randn_like(model.log_gain))
+    extend_rates(model, {rates: 0.5})
+    assert model.log_gain.shape[0] == rates + 1
+    appended = tmp_path / "appended.safetensors"
+    appended.write_bytes(modelfile.export_bytes(model))
+
+    fresh = UdicModel(ModelConfig(N=8, M=12))
+    load_initial_weights(fresh, appended)
+    want = modelfile.load(appended).model.log_gain[:rates]
+    assert torch.equal(fresh.log_gain.detach(), want.detach())

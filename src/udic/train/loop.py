@@ -212,6 +212,13 @@ def load_initial_weights(model: UdicModel, path: Path) -> None:
         # A packaged LoRAM file: its base is the warm start; the per-rate deltas
         # belong to the LoRA stage, which runs again on the new base.
         state = {k: v for k, v in loaded.model.state_dict().items() if ".lora." not in k}
+    # A file with rates appended above the top (train.lora's λ override) warm-starts
+    # a recipe with fewer rates: rows are ordered by λ, so the recipe's rates are the
+    # first rows, and the appended ones are retrained by the next LoRA stage.
+    rates = model.log_gain.shape[0]
+    for key in ("log_gain", "log_inv_gain"):
+        if key in state and state[key].shape[0] > rates:
+            state[key] = state[key][:rates]
     missing, unexpected = model.load_state_dict(state, strict=False)
     # A context model warm-started from a hyperprior: its context nets keep their
     # (zero-output) initialisation.
