@@ -1616,19 +1616,33 @@ def test_effort_1_picks_the_colour_transform_that_codes_smallest() -> None:
     from udic.train.data import default_data_root
 
     rng = np.random.default_rng(2)
-    smooth = _smooth(200, 216, 3)
-    gray_ish = smooth[..., 1:2].astype(np.int16) + rng.integers(-3, 4, (200, 216, 3))  # channels nearly equal
+    smooth = _smooth(344, 336, 3)  # above SMALL_TRIAL_AREAS crops: the crop decides
+    gray_ish = smooth[..., 1:2].astype(np.int16) + rng.integers(-3, 4, (344, 336, 3))  # channels nearly equal
     images = [smooth, np.clip(gray_ish, 0, 255).astype(np.uint8)]
     kodim23 = default_data_root() / "kodak" / "kodim23.png"
     if kodim23.exists():  # a photo where the entropy proxy of version 10's encoder took YCoCg-R (3 % larger)
-        images.append(np.ascontiguousarray(np.asarray(Image.open(kodim23).convert("RGB"))[128:384, 192:448]))
+        images.append(np.ascontiguousarray(np.asarray(Image.open(kodim23).convert("RGB"))[64:448, 160:480]))
     for pixels in images:
+        assert pixels.shape[0] * pixels.shape[1] > lossless.SMALL_TRIAL_AREAS * lossless.TRIAL_SIDE ** 2
         options = (transforms.YCOCG_R, transforms.SUBTRACT_GREEN, transforms.GREEN_FIRST)
         sizes = {t: len(lossless._encode_predictive(pixels, 8, 0, 1, t, False, [])) for t in options}
         assert lossless._transform_candidates(pixels, 8, 0, 1) == [min(sizes, key=sizes.get)]
         payload = lossless.encode(pixels)
         assert lossless.describe(payload)["transform"] == transforms.TRANSFORM_NAMES[min(sizes, key=sizes.get)]
         np.testing.assert_array_equal(lossless.decode(payload), pixels)
+
+
+def test_effort_1_encodes_every_colour_transform_of_a_small_image() -> None:
+    """Up to SMALL_TRIAL_AREAS crops' area a crop is too small a share to rank the transforms
+    by (a 300 x 300 screenshot: 2.2 % lost), so every transform is encoded."""
+    from udic.lossless import transforms
+
+    side = lossless.TRIAL_SIDE * 3  # 9 crops' area: above the 4 of before, below the limit
+    pixels = _smooth(side, side, 3)
+    assert lossless._transform_candidates(pixels, 8, 0, 1) == [
+        transforms.YCOCG_R, transforms.SUBTRACT_GREEN, transforms.GREEN_FIRST]
+    bigger = _smooth(side * 2, side * 2, 3)
+    assert len(lossless._transform_candidates(bigger, 8, 0, 1)) == 1
 
 
 def _recording(monkeypatch, name: str) -> list[int]:

@@ -523,6 +523,7 @@ def _proxy_bits(values: np.ndarray) -> float:
 
 
 TRIAL_SIDE = 96  # effort 1 ranks the colour transforms by encoding a centre crop this large with each
+SMALL_TRIAL_AREAS = 12  # images up to this many crops' area (~110 k pixels) encode every transform
 
 
 def _transform_candidates(pixels: np.ndarray, bit_depth: int, max_error: int, effort: int,
@@ -530,7 +531,10 @@ def _transform_candidates(pixels: np.ndarray, bit_depth: int, max_error: int, ef
     """Transforms to encode for real: effort 1 keeps the one that codes a centre crop smallest
     (small images: all three).  Session 21, every Kodak image: the entropy proxy used before
     (interpolation residuals on a sparse grid) picked YCoCg-R where subtract-green coded 1.5–5.6 %
-    smaller, 2.3 % over the best in all; the 96 × 96 crop 0.07 % over, for ~0.25 s an image."""
+    smaller, 2.3 % over the best in all; the 96 × 96 crop 0.07 % over, for ~0.25 s an image.
+    Session 27: on a 300 × 300 screenshot of a photo (gimp_ColorToAlpha-ex5) the crop, a tenth of
+    it, picked subtract-green, 2.2 % over YCoCg-R; up to SMALL_TRIAL_AREAS crops' area every
+    transform is encoded (a few tenths of a second there)."""
     if _colour_count(pixels.shape[2]) != 3:
         return [transforms.IDENTITY]
     if _gray_like(pixels) and _written_version() >= transforms.GRAY_VERSION:
@@ -542,7 +546,7 @@ def _transform_candidates(pixels: np.ndarray, bit_depth: int, max_error: int, ef
     options = [transforms.YCOCG_R, transforms.SUBTRACT_GREEN, transforms.GREEN_FIRST]
     h, w = pixels.shape[:2]
     area = TRIAL_SIDE * TRIAL_SIDE
-    if effort >= 2 or h * w <= 4 * area:
+    if effort >= 2 or h * w <= SMALL_TRIAL_AREAS * area:
         return options
     ch = min(h, max(TRIAL_SIDE, -(-area // w)))  # a thin image gets a crop of the same area
     cw = min(w, -(-area // ch))
