@@ -1763,3 +1763,43 @@ def test_near_lossless_flat_gray_art_keeps_the_palette_first_order(monkeypatch):
     payload = lossless.encode(art, 8, 4, 1)
     assert np.abs(lossless.decode(payload).astype(int) - art).max() <= 4
     assert palette_calls and lossless.describe(payload)["mode"] != "predictive"
+
+
+def _two_bands(h: int = 64, w: int = 96) -> np.ndarray:
+    """Two flat colours 10 apart, split by a one-pixel anti-aliased edge of blended shades."""
+    a, b = np.array([40, 30, 50]), np.array([50, 36, 60])
+    pixels = np.empty((h, w, 3), dtype=np.uint8)
+    pixels[:, : w // 2] = a
+    pixels[:, w // 2 :] = b
+    for y in range(h):  # one shade per row: rare colours
+        t = (y % 7 + 1) / 8
+        pixels[y, w // 2] = np.round(a * (1 - t) + b * t).astype(np.uint8)
+    return pixels
+
+
+def test_merging_rare_colours_keeps_the_flat_colours_exact() -> None:
+    """encode_popular merges only colours of few pixels: the two flat colours, 10 apart, stay as
+    they are where the plain merge at ±16 joins them; every sample stays within ±N."""
+    from udic.lossless import transforms
+
+    pixels = _two_bands()
+    plain = transforms.reduce_colours(pixels, 16)
+    assert len(np.unique(plain.reshape(-1, 3), axis=0)) == 1  # the plain merge joins the flat colours
+    payload = lossless.encode_popular(pixels, 8, 16)
+    decoded = lossless.decode(payload).reshape(pixels.shape)
+    assert np.abs(decoded.astype(int) - pixels).max() <= 16
+    assert lossless.describe(payload)["max_error"] == 16
+    edge = np.zeros(pixels.shape[:2], dtype=bool)
+    edge[:, pixels.shape[1] // 2] = True
+    np.testing.assert_array_equal(decoded[~edge], pixels[~edge])  # flat colours exact
+    assert len(np.unique(decoded.reshape(-1, 3), axis=0)) == 2  # the shades joined them
+    assert len(payload) < len(lossless.encode(pixels))
+
+
+def test_merging_rare_colours_declines_where_nothing_moves() -> None:
+    """No rare colour near a popular one (or too many colours): None, nothing to offer."""
+    pixels = _two_bands()
+    pixels[:, pixels.shape[1] // 2] = [200, 0, 0]  # the edge: one colour, far from both
+    assert lossless.encode_popular(pixels, 8, 16) is None
+    assert lossless.encode_popular(_smooth(200, 200, 3), 8, 16) is None  # a photo-like image: too many colours
+    assert lossless.encode_popular(_two_bands(), 8, 0) is None

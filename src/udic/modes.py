@@ -44,6 +44,10 @@ SMALLEST_CANDIDATES: tuple[int, ...] = (64, 48, 32, 16, 8, 4, 2, 1)
 # A PSNR target is met by the smallest file that reaches it, from the whole range (at 30 dB a
 # vector castle's ±32 file is 35.6 dB).
 TARGET_CANDIDATES: tuple[int, ...] = tuple(sorted(set(NEAR_LOSSLESS_CANDIDATES + SMALLEST_CANDIDATES), reverse=True))
+# PSNR targets also try merging only the rare colours (lossless.encode_popular), loosest first:
+# the flat colours stay exact, so PSNR stays high at tolerances where the plain merge joins flat
+# colours too (gnome_blobs: ±32 at 53 dB in 1,255 B, under the learned 42 dB file's 2,329 B).
+POPULAR_CANDIDATES: tuple[int, ...] = (64, 32, 16)
 MIN_CHOICE_EFFORT = 1  # effort 0 is the plain learned encode, nothing else tried
 # Pixel-coded files the mode choice may encode: the exact one and up to 4 ladder probes (the
 # progress line's scale; a search that stops early just ends the line sooner).
@@ -136,17 +140,60 @@ def _pixel_candidate(image: LoadedImage, max_error: int, effort: int) -> Candida
     return Candidate(enc, enc.psnr)  # colour PSNR on the scale lossy PSNRs use
 
 
-def _noted(cand: Candidate, note: str | None) -> Candidate:
-    """The candidate's file with the encoder's account of the choice (a few bytes)."""
+def _popular_candidate(image: LoadedImage, max_error: int, effort: int) -> Candidate | None:
+    """A file with only the rare colours merged within ±max_error (8-bit steps), or None where
+    that coding does not apply (too many colours, a 16-bit source)."""
     from . import pixelcodec
 
-    return Candidate(pixelcodec.with_note(cand.result, note), cand.psnr)  # type: ignore[arg-type]
+    samples, depth = exact_samples(image)
+    if depth != 8:
+        return None
+    enc = pixelcodec.encode_file_popular(samples, depth, max_error, effort, icc=image.icc, metadata=image.metadata)
+    if enc is None:
+        return None
+    enc.notices = list(image.notices)
+    return Candidate(enc, enc.psnr)
 
 
-def _fitting(cand: Candidate, budget: int, note: str) -> Candidate | None:
-    """The candidate with its note if that fits ``budget`` bytes, else without, else None."""
-    for text in (note, None):
-        noted = _noted(cand, text)
+def _smallest_popular(image: LoadedImage, effort: int, floor_db: float, below: int,
+                      encodes: _Encodes) -> tuple[int, Candidate] | None:
+    """The loosest POPULAR_CANDIDATES step whose file reaches ``floor_db`` and is under
+    ``below`` bytes, with its tolerance; looser steps are smaller, so the search stops at the
+    first step that reaches the floor (and at the first that does not apply or is too large)."""
+    for step in POPULAR_CANDIDATES:
+        cand = encodes.popular(image, step, effort)
+        if cand is None or cand.size >= below:
+            return None  # (tighter steps keep more colours: larger still)
+        if cand.psnr >= floor_db:
+            return step, cand
+    return None
+
+
+# A note (the encoder's account of the choice, `udic info` shows it) may take at most this share
+# of the file; past it the file says only what was asked (``brief``, e.g. "--target-psnr 42").
+# Why: on flat art a pixel-coded file can be 1-2 KB, where a 125-byte note was 10 % of it.
+NOTE_SHARE = 0.02
+
+
+def _noted(cand: Candidate, note: str | None, brief: str | None = None) -> Candidate:
+    """The candidate's file with the encoder's account of the choice: ``note``, or ``brief``
+    where the note would be over NOTE_SHARE of the file (the result still carries the whole
+    note, for the terminal)."""
+    from . import pixelcodec
+
+    written = note
+    if note and brief and len(note.encode("utf-8")) > NOTE_SHARE * cand.size:
+        written = brief
+    result = pixelcodec.with_note(cand.result, written)  # type: ignore[arg-type]
+    result.note = note
+    return Candidate(result, cand.psnr)
+
+
+def _fitting(cand: Candidate, budget: int, note: str, brief: str | None = None) -> Candidate | None:
+    """The candidate with its note (``_noted``) if that fits ``budget`` bytes, else with
+    ``brief``, else without, else None."""
+    for text, short in [(note, brief)] + ([(brief, None)] if brief else []) + [(None, None)]:
+        noted = _noted(cand, text, short)
         if noted.size <= budget:
             return noted
     return None
@@ -163,10 +210,20 @@ class _Encodes:
         if self.on_step is not None and self.done == 0:
             self.on_step("pixels", 0, PLANNED_ENCODES, math.nan)
         cand = _pixel_candidate(image, max_error, effort)
+        self._step()
+        return cand
+
+    def popular(self, image: LoadedImage, max_error: int, effort: int) -> Candidate | None:
+        if self.on_step is not None and self.done == 0:
+            self.on_step("pixels", 0, PLANNED_ENCODES, math.nan)
+        cand = _popular_candidate(image, max_error, effort)
+        self._step()
+        return cand
+
+    def _step(self) -> None:
         self.done += 1
         if self.on_step is not None:
             self.on_step("pixels", min(self.done, PLANNED_ENCODES), PLANNED_ENCODES, math.nan)
-        return cand
 
 
 class _Ladder:
@@ -232,7 +289,7 @@ def _probe(ladder: _Ladder, lo: int, hi: int, budget: int, exact_size: int) -> i
 
 def _most_faithful_within(image: LoadedImage, effort: int, budget: int, beats: Callable[[float], bool],
                           exact_note: Callable[[], str], near_note: Callable[[int, float], str],
-                          on_step: OnStep | None = None) -> Candidate | None:
+                          on_step: OnStep | None = None, brief: str | None = None) -> Candidate | None:
     """The most faithful pixel-coded file of at most ``budget`` bytes (every byte, the note
     included where it fits): lossless, else the tightest near-lossless step that fits, if its
     PSNR ``beats`` the alternative; None when none does.  Near-lossless is tried only when the
@@ -240,7 +297,7 @@ def _most_faithful_within(image: LoadedImage, effort: int, budget: int, beats: C
     encodes = _Encodes(on_step)
     exact = encodes.candidate(image, 0, effort)
     if exact.size <= budget:
-        noted = _fitting(exact, budget, exact_note())
+        noted = _fitting(exact, budget, exact_note(), brief)
         if noted is not None:
             return noted
     if exact.size > NEAR_LOSSLESS_REACH * budget:
@@ -249,7 +306,7 @@ def _most_faithful_within(image: LoadedImage, effort: int, budget: int, beats: C
     if found is None or not beats(found[1].psnr):
         return None
     max_error, near = found
-    return _fitting(near, budget, near_note(max_error, near.psnr))
+    return _fitting(near, budget, near_note(max_error, near.psnr), brief)
 
 
 def _db(psnr: float) -> str:
@@ -259,7 +316,7 @@ def _db(psnr: float) -> str:
 
 def _smallest_within(image: LoadedImage, effort: int, budget: int, floor_db: float,
                      exact_note: Callable[[], str], near_note: Callable[[int, float], str],
-                     on_step: OnStep | None = None) -> Candidate | None:
+                     on_step: OnStep | None = None, brief: str | None = None) -> Candidate | None:
     """The smallest pixel-coded file of at most ``budget`` bytes whose PSNR is at least
     ``floor_db``: the loosest step of SMALLEST_CANDIDATES that reaches it (PSNR falls as the
     step grows, and so does the size, so the loosest is the smallest), else lossless; None when
@@ -290,8 +347,8 @@ def _smallest_within(image: LoadedImage, effort: int, budget: int, floor_db: flo
         found = min((i for i in ladder.made() if ladder[i].psnr >= floor_db), key=lambda i: (ladder[i].size, -i))
     if found is not None and ladder[found].size < exact.size:
         step, near = ladder.steps[found], ladder[found]
-        return _fitting(near, budget, near_note(step, near.psnr))
-    return _fitting(exact, budget, exact_note()) if exact.size <= budget else None
+        return _fitting(near, budget, near_note(step, near.psnr), brief)
+    return _fitting(exact, budget, exact_note(), brief) if exact.size <= budget else None
 
 
 def choose_smaller(image: LoadedImage, lossy: Candidate, effort: int, quality: float,
@@ -310,11 +367,12 @@ def choose_smaller(image: LoadedImage, lossy: Candidate, effort: int, quality: f
         chosen = _smallest_within(
             image, effort, lossy.size, lossy.psnr, exact_note,
             lambda n, db: f"near-lossless ±{n}: {_db(db)}, the smallest file no larger and no worse than {learned}",
-            on_step)
+            on_step, f"-q {quality:g}: no larger, no worse")
     else:
         chosen = _most_faithful_within(
             image, effort, lossy.size, lambda db: db >= lossy.psnr, exact_note,
-            lambda n, db: f"near-lossless ±{n}: {db:.2f} dB, smaller and better than {learned}", on_step)
+            lambda n, db: f"near-lossless ±{n}: {db:.2f} dB, smaller and better than {learned}", on_step,
+            f"-q {quality:g}: no larger, no worse")
     return lossy if chosen is None else chosen
 
 
@@ -363,19 +421,26 @@ def meet_psnr(image: LoadedImage, target_db: float, effort: int, best_lossy_db: 
               on_step: OnStep | None = None) -> Candidate:
     """The smallest pixel coding whose PSNR reaches ``target_db`` (lossless if none does)."""
     encodes = _Encodes(on_step)
+    brief = f"--target-psnr {target_db:g}"
     ladder = _Ladder(image, effort, encodes, TARGET_CANDIDATES)
     found = _loosest_reaching(ladder, target_db)
+    best_size = ladder[found].size if found is not None else encodes.candidate(image, 0, effort).size
+    popular = _smallest_popular(image, effort, target_db, best_size, encodes)
+    if popular is not None:
+        step, cand = popular
+        return _noted(cand, f"near-lossless ±{step}, rare colours merged: {_db(cand.psnr)} meets --target-psnr "
+                            f"{target_db:g} (the learned codec reaches {best_lossy_db:.2f} dB)", brief)
     if found is not None:
         cand = ladder[found]
         if math.isfinite(cand.psnr):
             return _noted(cand, f"near-lossless ±{ladder.steps[found]}: {cand.psnr:.2f} dB meets --target-psnr "
-                                f"{target_db:g} (the learned codec reaches {best_lossy_db:.2f} dB)")
+                                f"{target_db:g} (the learned codec reaches {best_lossy_db:.2f} dB)", brief)
         # A tolerance step can decode exactly (and be smaller than the lossless file).
         mode = "lossless" if cand.result.max_error == 0 else f"near-lossless ±{cand.result.max_error}, exact here"  # type: ignore[attr-defined]
     else:
         cand, mode = encodes.candidate(image, 0, effort), "lossless"
     return _noted(cand, f"{mode}: --target-psnr {target_db:g} is above what the "
-                        f"learned codec reaches ({best_lossy_db:.2f} dB)")
+                        f"learned codec reaches ({best_lossy_db:.2f} dB)", brief)
 
 
 def smaller_meeting_psnr(image: LoadedImage, target_db: float, lossy: Candidate, effort: int,
@@ -393,6 +458,7 @@ def smaller_meeting_psnr(image: LoadedImage, target_db: float, lossy: Candidate,
     if exact.size > NEAR_LOSSLESS_REACH * lossy.size:
         return lossy
     learned = f"the learned file ({lossy.size} B, {lossy.psnr:.2f} dB)"
+    brief = f"--target-psnr {target_db:g}"
     ladder = _Ladder(image, effort, encodes, TARGET_CANDIDATES)
     first = ladder[_first_probe(ladder, floor_db)]
     reaches = first.psnr >= floor_db
@@ -400,12 +466,18 @@ def smaller_meeting_psnr(image: LoadedImage, target_db: float, lossy: Candidate,
         found = None  # tighter steps are larger still, looser ones too far from it to win
     else:
         found = _loosest_reaching(ladder, floor_db)
+    best_size = min(exact.size, lossy.size, ladder[found].size if found is not None else exact.size)
+    popular = _smallest_popular(image, effort, floor_db, best_size, encodes)
+    if popular is not None:
+        step, near = popular
+        return _fitting(near, lossy.size - 1, f"near-lossless ±{step}, rare colours merged: {_db(near.psnr)} "
+                        f"meets --target-psnr {target_db:g} in fewer bytes than {learned}", brief) or lossy
     if found is not None and ladder[found].size < min(exact.size, lossy.size):
         near = ladder[found]
         return _fitting(near, lossy.size - 1, f"near-lossless ±{ladder.steps[found]}: {_db(near.psnr)} meets "
-                        f"--target-psnr {target_db:g} in fewer bytes than {learned}") or lossy
+                        f"--target-psnr {target_db:g} in fewer bytes than {learned}", brief) or lossy
     if exact.size < lossy.size:
-        return _fitting(exact, lossy.size - 1, f"lossless: smaller than {learned}") or lossy
+        return _fitting(exact, lossy.size - 1, f"lossless: smaller than {learned}", brief) or lossy
     return lossy
 
 
@@ -417,5 +489,5 @@ def best_within_bytes(image: LoadedImage, budget: int, lossy: Candidate, effort:
         image, effort, budget, lambda db: db > lossy.psnr,
         lambda: f"lossless: fits the size target ({budget} B)",
         lambda n, db: f"near-lossless ±{n}: {db:.2f} dB within the size target (the learned file: {lossy.psnr:.2f} dB)",
-        on_step)
+        on_step, f"size target {budget} B")
     return lossy if chosen is None else chosen

@@ -58,7 +58,9 @@ class PixelEncoded:
     seconds: float
     reconstruction: np.ndarray | None = field(default=None, repr=False)
     notices: list[str] = field(default_factory=list)
-    note: str | None = None  # the encoder's account of the mode (ancillary note section)
+    # The encoder's account of the mode, as printed; the file's note section holds it, or only
+    # the request where the account would cost too large a share of a small file (modes.NOTE_SHARE).
+    note: str | None = None
     rate: None = None  # no model rate: keeps the learned EncodeResult's shape
     psnr: float | None = None  # colour PSNR in dB (inf when lossless), as on a learned EncodeResult
 
@@ -100,6 +102,28 @@ def encode_file(
         raise ValueError(f"max_error must be in 0..{MAX_ERROR_LIMIT}, got {max_error}")
     payload = lossless.encode(np.ascontiguousarray(samples), bit_depth=bit_depth, max_error=max_error,
                               effort=effort)
+    return _file(samples, payload, bit_depth, effort, icc, metadata, keep_reconstruction, note, t0)
+
+
+def encode_file_popular(samples: np.ndarray, bit_depth: int, max_error: int, effort: int = 1,
+                        icc: bytes | None = None, metadata: Metadata | None = None,
+                        note: str | None = None) -> PixelEncoded | None:
+    """``encode_file`` by ``lossless.encode_popular`` (only the rare colours merged within
+    ±max_error: for PSNR targets on flat art); None where that coding does not apply."""
+    t0 = time.perf_counter()
+    if samples.ndim == 2:
+        samples = samples[:, :, None]
+    if not 0 < max_error <= MAX_ERROR_LIMIT:
+        raise ValueError(f"max_error must be in 1..{MAX_ERROR_LIMIT}, got {max_error}")
+    payload = lossless.encode_popular(np.ascontiguousarray(samples), bit_depth, max_error, effort)
+    if payload is None:
+        return None
+    return _file(samples, payload, bit_depth, effort, icc, metadata, False, note, t0)
+
+
+def _file(samples: np.ndarray, payload: bytes, bit_depth: int, effort: int, icc: bytes | None,
+          metadata: Metadata | None, keep_reconstruction: bool, note: str | None, t0: float) -> PixelEncoded:
+    """The .udic file around a pixel payload, its tolerance, checksum and PSNR."""
     # The coder may answer a near-lossless request exactly (when that is smaller): the
     # file's tolerance is what its payload says.
     max_error = int(lossless.describe(payload)["max_error"])
