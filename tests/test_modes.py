@@ -264,7 +264,8 @@ def _fake_graded_ladder(monkeypatch, files: dict[int, tuple[int, float]]) -> lis
 # 5,267 B at 23.8 dB.  (Measured on the doublings and ±48; the steps between them interpolated.)
 STRIP = {0: (7576, math.inf), 1: (6656, 68.1), 2: (6272, 63.9), 3: (6000, 61.2), 4: (5775, 59.0),
          5: (5600, 57.0), 6: (5480, 55.5), 8: (5243, 53.1), 10: (5100, 51.5), 12: (4950, 50.0),
-         16: (4718, 47.7), 24: (4480, 44.5), 32: (4276, 41.5), 48: (3753, 38.8), 64: (3455, 36.9)}
+         16: (4718, 47.7), 20: (4600, 46.1), 24: (4480, 44.5), 32: (4276, 41.5), 40: (4015, 40.1),
+         48: (3753, 38.8), 64: (3455, 36.9)}
 
 
 def test_the_smallest_rate_takes_the_smallest_file_that_is_no_worse(monkeypatch):
