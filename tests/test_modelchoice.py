@@ -37,7 +37,7 @@ def test_model_for_follows_content_effort_and_the_users_choice() -> None:
 
 def test_the_synthetic_model_is_packaged_and_verifies() -> None:
     resolved = hub.resolve(modelchoice.SYNTHETIC_MODEL, progress=False, allow_download=False)
-    assert resolved.path.exists() and resolved.path.name.startswith("udic-hp-syn24-loram-")
+    assert resolved.path.exists() and resolved.path.name.startswith("udic-hp-syn26r7-loram-")
 
 
 def test_encode_names_the_chosen_model_and_decodes() -> None:

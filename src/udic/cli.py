@@ -182,8 +182,8 @@ def main() -> None:
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", default=None, help="Output .udic file, '-' for stdout, or a directory for several inputs.")
 @click.option("-q", "--quality", type=float, default=None,
-              help="Rate index, 0 (smallest) … 5 (the network's best; fractions interpolate), then 6 = "
-              "near-lossless ±4, 7 = ±2, 8 = ±1, 9 = lossless. Default 3.")
+              help="Rate index, 0 (smallest) … 6 (the default network's best; fractions interpolate), then 7 = "
+              "near-lossless ±4, 8 = ±2, 9 = ±1, 10 = lossless (a model's own rates shift these). Default 3.")
 @click.option("--lossless", is_flag=True, help="Code the exact pixels (8 or 16 bits, alpha, gray): decodes "
               "identically everywhere; needs no model.")
 @click.option("--max-error", type=click.IntRange(0, 255), default=None,

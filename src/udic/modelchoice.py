@@ -5,7 +5,7 @@ flat art, line art, text and pixel art (udic-hp-syn6-loram: 3-9 % smaller on suc
 larger on photos; docs/training.md).  Since session 9 the default is such a model (10 % synthetic
 images: syn7, better than syn6 on every set; since session 10 syn8, since session 11 syn9, since
 session 12 syn11, since session 13 syn12, since session 14 syn13, since session 15 syn14, since session 16 syn15,
-since session 17 syn16, since session 20 syn19, since session 22 syn21 and since session 25 syn24, one or more cycles each, each better than the one before on every set),
+since session 17 syn16, since session 20 syn19, since session 22 syn21, since session 25 syn24 and since session 27 syn26r7 (seven rates), one or more cycles each, each better than the one before on every set),
 so the choice names it for both;
 it stays the seam for a separate synthetic-art model.  Synthetic images are easy to tell apart:
 most of their pixels repeat the pixel to the left or above (Kodak: at most 31 %; the dev comic,
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-SYNTHETIC_MODEL = "1fe5e51579310a39"  # udic-hp-syn24-loram, packaged (also the default)
+SYNTHETIC_MODEL = "78e43aeb1405ce38"  # udic-hp-syn26r7-loram, packaged (also the default)
 SYNTHETIC_SHARE = 0.4  # repeat share from which an image counts as synthetic
 MIN_EFFORT = 1  # effort 0 is the plain encode with the default model, nothing chosen
 _SAMPLE_PIXELS = 4_000_000  # larger images are judged on a regular subset of their rows
