@@ -1802,4 +1802,6 @@ def test_merging_rare_colours_declines_where_nothing_moves() -> None:
     pixels[:, pixels.shape[1] // 2] = [200, 0, 0]  # the edge: one colour, far from both
     assert lossless.encode_popular(pixels, 8, 16) is None
     assert lossless.encode_popular(_smooth(200, 200, 3), 8, 16) is None  # a photo-like image: too many colours
+    gray_photo = _smooth(200, 200, 1)  # 256 levels at most, its tails rare, but no flat regions
+    assert lossless.encode_popular(gray_photo, 8, 16) is None
     assert lossless.encode_popular(_two_bands(), 8, 0) is None

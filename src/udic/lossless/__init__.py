@@ -718,15 +718,16 @@ def encode_popular(pixels: np.ndarray, bit_depth: int, max_error: int, effort: i
     """Near-lossless by merging only the rare colours: every colour of fewer than
     ``transforms.popular_count`` pixels joins the nearest colour within ±max_error, the popular
     (flat) colours stay exact; the palette forms of the result.  None when the image has too
-    many colours for that (over MAX_REDUCE_COLOURS), no colour moves, or nothing beats storing it.
+    many colours for that (over MAX_REDUCE_COLOURS), too few flat regions (under REDUCE_SHARE of
+    the pixels repeat a neighbour), no colour moves, or nothing beats storing it.
 
     Why: for a PSNR target on flat art this trades a few edge pixels' error for the bytes of
     every anti-aliasing shade (gnome_blobs at ±32: 1,255 B at 53 dB, where a 42 dB target took a
     2,329 B learned file); the plain merge at such tolerances also merges nearby flat colours
     and falls to 27-36 dB there.  Decoded like any palette payload (the header keeps ±max_error)."""
     pixels = _check_input(pixels, bit_depth, max_error, effort)
-    if max_error == 0:
-        return None
+    if max_error == 0 or _repeat_share(pixels) < REDUCE_SHARE:
+        return None  # (no flat regions: a photo, where a gray one's tail levels would still move)
     popular = transforms.popular_count(pixels.shape[0] * pixels.shape[1])
     reduced = transforms.reduce_colours(pixels, max_error, MAX_REDUCE_COLOURS, popular)
     if reduced is None or np.array_equal(reduced, pixels):
