@@ -31,9 +31,9 @@ if TYPE_CHECKING:
 
     ImageLike = Image.Image | np.ndarray | str | os.PathLike | bytes | LoadedImage
 
-# The qualities a sweep measures, lowest first: the packaged model's six rates, then
-# near-lossless ±4, ±2 and ±1 (modes.PIXEL_LADDER; 9 = lossless has no finite PSNR).
-DEFAULT_QUALITIES = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0)  # the default model's 7 rates, ±4, ±2, ±1
+# The qualities a sweep measures when the default model is not on disk yet, lowest first: its
+# seven rates, then near-lossless ±4, ±2 and ±1 (modes.PIXEL_LADDER; 10 = lossless has no finite PSNR).
+DEFAULT_QUALITIES = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0)
 DEFAULT_QUALITY = 3.0
 DEFAULT_MAX_PIXELS = ctr.DEFAULT_MAX_PIXELS
 # Float precision of the analysis/synthesis transforms: "fp32" or "bf16" (about 3x faster

@@ -210,23 +210,19 @@ class _Encodes:
         self.on_step, self.done = on_step, 0
 
     def candidate(self, image: LoadedImage, max_error: int, effort: int) -> Candidate:
-        if self.on_step is not None and self.done == 0:
-            self.on_step("pixels", 0, PLANNED_ENCODES, math.nan)
-        cand = _pixel_candidate(image, max_error, effort)
-        self._step()
-        return cand
+        return self._counted(lambda: _pixel_candidate(image, max_error, effort))
 
     def popular(self, image: LoadedImage, max_error: int, effort: int) -> Candidate | None:
+        return self._counted(lambda: _popular_candidate(image, max_error, effort))
+
+    def _counted(self, encode: Callable[[], Candidate | None]) -> Candidate | None:
         if self.on_step is not None and self.done == 0:
             self.on_step("pixels", 0, PLANNED_ENCODES, math.nan)
-        cand = _popular_candidate(image, max_error, effort)
-        self._step()
-        return cand
-
-    def _step(self) -> None:
+        cand = encode()
         self.done += 1
         if self.on_step is not None:
             self.on_step("pixels", min(self.done, PLANNED_ENCODES), PLANNED_ENCODES, math.nan)
+        return cand
 
 
 class _Ladder:
@@ -427,7 +423,8 @@ def meet_psnr(image: LoadedImage, target_db: float, effort: int, best_lossy_db: 
     brief = f"--target-psnr {target_db:g}"
     ladder = _Ladder(image, effort, encodes, TARGET_CANDIDATES)
     found = _loosest_reaching(ladder, target_db)
-    best_size = ladder[found].size if found is not None else encodes.candidate(image, 0, effort).size
+    exact = None if found is not None else encodes.candidate(image, 0, effort)  # the fallback, made once
+    best_size = ladder[found].size if exact is None else exact.size
     popular = _smallest_popular(image, effort, target_db, best_size, encodes)
     if popular is not None:
         step, cand = popular
@@ -441,7 +438,7 @@ def meet_psnr(image: LoadedImage, target_db: float, effort: int, best_lossy_db: 
         # A tolerance step can decode exactly (and be smaller than the lossless file).
         mode = "lossless" if cand.result.max_error == 0 else f"near-lossless ±{cand.result.max_error}, exact here"  # type: ignore[attr-defined]
     else:
-        cand, mode = encodes.candidate(image, 0, effort), "lossless"
+        cand, mode = exact, "lossless"
     return _noted(cand, f"{mode}: --target-psnr {target_db:g} is above what the "
                         f"learned codec reaches ({best_lossy_db:.2f} dB)", brief)
 

@@ -106,8 +106,7 @@ def encode_file(
 
 
 def encode_file_popular(samples: np.ndarray, bit_depth: int, max_error: int, effort: int = 1,
-                        icc: bytes | None = None, metadata: Metadata | None = None,
-                        note: str | None = None) -> PixelEncoded | None:
+                        icc: bytes | None = None, metadata: Metadata | None = None) -> PixelEncoded | None:
     """``encode_file`` by ``lossless.encode_popular`` (only the rare colours merged within
     ±max_error: for PSNR targets on flat art); None where that coding does not apply."""
     t0 = time.perf_counter()
@@ -118,7 +117,7 @@ def encode_file_popular(samples: np.ndarray, bit_depth: int, max_error: int, eff
     payload = lossless.encode_popular(np.ascontiguousarray(samples), bit_depth, max_error, effort)
     if payload is None:
         return None
-    return _file(samples, payload, bit_depth, effort, icc, metadata, False, note, t0)
+    return _file(samples, payload, bit_depth, effort, icc, metadata, False, None, t0)
 
 
 def _file(samples: np.ndarray, payload: bytes, bit_depth: int, effort: int, icc: bytes | None,
