@@ -71,3 +71,24 @@ def test_rounded_rectangles_too_small_for_their_corners_still_draw() -> None:
     assert image.size == (128, 128)
     for state in range(300):
         synthetic._vector(np.random.default_rng(state), 64, 2)
+
+
+def test_a_pool_is_the_same_whatever_the_workers_and_feeds_synthetic_crops(noise_train_dir: Path) -> None:
+    from udic.train.data import synthetic_pool_images
+
+    one = synthetic_pool_images(70, 40, seed=3, workers=1)
+    two = synthetic_pool_images(70, 40, seed=3, workers=2)
+    assert len(one) == 70 and all(np.array_equal(a, b) for a, b in zip(one, two))
+    assert not np.array_equal(one[0], synthetic_pool_images(1, 40, seed=4)[0])
+    pooled = CropDataset(noise_train_dir, synthetic=1.0, synthetic_pool=5, pool_size=40, pool_seed=3)
+    assert len(pooled.pool) == 5
+    b = pooled.batch_uint8(1, 0, 12, 32)
+    assert b.dtype == torch.uint8 and b.shape == (12, 3, 32, 32)
+    crops = b.permute(0, 2, 3, 1).numpy()
+    # every crop is a piece of a pool image, flipped or not
+    for crop in crops:
+        assert any(np.array_equal(crop, im[y : y + 32, x : x + 32]) or np.array_equal(crop, im[y : y + 32, x : x + 32][:, ::-1])
+                   for im in pooled.pool for y in range(9) for x in range(9))
+    assert torch.equal(pooled.batch(1, 0, 12, 32), b.float() / 255.0)
+    # without synthetic images a pool is never made
+    assert CropDataset(noise_train_dir, synthetic_pool=5).pool == []

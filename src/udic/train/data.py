@@ -47,7 +47,8 @@ class CropDataset:
     each rank of a distributed run draws from its own stream (0 is the single-process one).
     """
 
-    def __init__(self, folder: Path, min_size: int = 64, synthetic: float = 0.0) -> None:
+    def __init__(self, folder: Path, min_size: int = 64, synthetic: float = 0.0, synthetic_pool: int = 0,
+                 pool_size: int = 256, pool_seed: int = 0) -> None:
         images = [load_rgb(p) for p in list_images(folder)]
         images = [im for im in images if im.shape[0] >= min_size and im.shape[1] >= min_size]
         if not images:
@@ -56,19 +57,31 @@ class CropDataset:
             raise ValueError(f"synthetic must be a fraction in [0, 1], got {synthetic}")
         self.images = images
         self.synthetic = synthetic  # the share of a batch drawn procedurally (train/synthetic.py)
+        # Drawing a synthetic image costs ~4-7 ms of one CPU core, as long as an accelerator's
+        # whole training step: a run that sets a pool draws its synthetic crops from that many
+        # images made once, in parallel, at the start (the images are a function of pool_seed).
+        self.pool = synthetic_pool_images(synthetic_pool, pool_size, pool_seed) if synthetic and synthetic_pool else []
 
     def __len__(self) -> int:
         return len(self.images)
 
     def batch(self, seed: int, step: int, batch_size: int, crop: int, stream: int = 0) -> torch.Tensor:
+        """(B, 3, crop, crop) floats in [0, 1]."""
+        return self.batch_uint8(seed, step, batch_size, crop, stream).float().div_(255.0)
+
+    def batch_uint8(self, seed: int, step: int, batch_size: int, crop: int, stream: int = 0) -> torch.Tensor:
+        """The same batch as uint8 (B, 3, crop, crop): a quarter of the bytes to move to a GPU."""
         g = np.random.default_rng([seed, step] if stream == 0 else [seed, step, stream])
         out = np.empty((batch_size, crop, crop, 3), dtype=np.uint8)
         for i in range(batch_size):
             # Only a run that asked for synthetic images draws for them: old recipes keep their batches.
             if self.synthetic > 0.0 and g.random() < self.synthetic:
-                out[i] = synthetic_image(g, crop)
-                continue
-            im = self.images[int(g.integers(len(self.images)))]
+                if not self.pool:
+                    out[i] = synthetic_image(g, crop)
+                    continue
+                im = self.pool[int(g.integers(len(self.pool)))]
+            else:
+                im = self.images[int(g.integers(len(self.images)))]
             h, w = im.shape[:2]
             c = min(crop, h, w)
             y0 = int(g.integers(h - c + 1))
@@ -79,7 +92,7 @@ class CropDataset:
             if c < crop:
                 patch = np.pad(patch, ((0, crop - c), (0, crop - c), (0, 0)), mode="edge")
             out[i] = patch
-        return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255.0)
+        return torch.from_numpy(out).permute(0, 3, 1, 2)
 
     def random_patches(self, seed: int, count: int, size: int) -> torch.Tensor:
         """Flattened (count, 3·size·size) patches for initialising the block transform."""
@@ -92,6 +105,27 @@ class CropDataset:
             x0 = int(g.integers(w - size + 1))
             rows.append(im[y0 : y0 + size, x0 : x0 + size].transpose(2, 0, 1).reshape(-1))
         return torch.from_numpy(np.stack(rows)).float().div_(255.0)
+
+
+def _pool_image(args: tuple[int, int, int]) -> np.ndarray:
+    seed, index, size = args
+    return synthetic_image(np.random.default_rng([seed, 10**8, index]), size)
+
+
+def synthetic_pool_images(count: int, size: int, seed: int, workers: int | None = None) -> list[np.ndarray]:
+    """``count`` synthetic (size, size, 3) images, image i a function of (seed, i) alone, so the
+    pool is the same whatever the number of worker processes."""
+    import os
+
+    jobs = [(seed, i, size) for i in range(count)]
+    workers = min(count, workers if workers is not None else min(16, os.cpu_count() or 1))
+    if workers <= 1 or count < 64:
+        return [_pool_image(job) for job in jobs]
+    import multiprocessing
+
+    # fork: the workers need no CUDA and no re-import; they only run numpy and Pillow
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        return pool.map(_pool_image, jobs, chunksize=max(1, count // (4 * workers)))
 
 
 def load_eval_images(kodak: Path, names: tuple[str, ...] = EVAL_KODAK) -> list[torch.Tensor]:

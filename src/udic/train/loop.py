@@ -57,6 +57,9 @@ class TrainConfig:
     kodak_dir: str = ""
     pca_patches: int = 40000
     synthetic: float = 0.0  # share of each batch drawn procedurally (vector, line, screen, pixel, comic art)
+    # > 0: synthetic crops come from this many images of big_crop pixels made at the start, in
+    # parallel (for an accelerator, whose step is shorter than drawing one image); 0: drawn per batch
+    synthetic_pool: int = 0
     N: int = 128
     M: int = 192
     hyper_width: int = 0  # the hyper-synthesis' hidden widths (0 = M and M·3/2)
@@ -270,9 +273,10 @@ def training_device(cfg: TrainConfig, ranks: Ranks) -> torch.device:
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"--device {cfg.device}: no CUDA device is available")
-        if ranks.distributed and device.index is None:
-            device = torch.device("cuda", ranks.local)
+        if device.index is None:  # set_device needs an index: a rank's own GPU, else the current one
+            device = torch.device("cuda", ranks.local if ranks.distributed else torch.cuda.current_device())
         torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True  # training's shapes repeat: let cuDNN pick its fastest kernels
     elif device.type != "cpu":
         raise ValueError(f"--device must be cpu or cuda[:N], got {cfg.device!r}")
     return device
@@ -341,7 +345,10 @@ def _train(cfg: TrainConfig, progress: Callable[[str], None], ranks: Ranks, devi
     model = model.to(memory_format=torch.channels_last)
 
     progress(f"loading training images from {train_dir}")
-    data = CropDataset(train_dir, synthetic=cfg.synthetic)
+    data = CropDataset(train_dir, synthetic=cfg.synthetic, synthetic_pool=cfg.synthetic_pool,
+                       pool_size=cfg.big_crop, pool_seed=cfg.seed)
+    if data.pool:
+        progress(f"{len(data.pool)} synthetic images of {cfg.big_crop} px in the pool")
     eval_images = load_eval_images(kodak_dir) if ranks.main and kodak_dir.is_dir() else []
 
     step = 0
@@ -480,7 +487,7 @@ def _train(cfg: TrainConfig, progress: Callable[[str], None], ranks: Ranks, devi
     t_start = time.time()
     eval_seconds = 0.0  # the step-0 evaluation above happened before t_start
     wall_at_start = wall
-    acc_loss = acc_bpp = acc_psnr = 0.0
+    acc = torch.zeros(3, dtype=torch.float64, device=device)  # loss, bpp, PSNR since the last log line
     acc_n = 0
     t_log = time.time()
     model.train()
@@ -512,8 +519,8 @@ def _train(cfg: TrainConfig, progress: Callable[[str], None], ranks: Ranks, devi
         for group in opt.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
         crop = cfg.crop_at(step, fraction)
-        x = data.batch(cfg.seed, step, cfg.batch, crop, stream=ranks.rank)
-        x = x.to(device).contiguous(memory_format=torch.channels_last)
+        x = data.batch_uint8(cfg.seed, step, cfg.batch, crop, stream=ranks.rank).to(device, non_blocking=True)
+        x = x.float().div_(255.0).contiguous(memory_format=torch.channels_last)
         g = torch.Generator().manual_seed(stream_seed(cfg.seed * 1_000_003 + step, ranks.rank))
         rate = rate_choices[torch.randint(len(rate_choices), (cfg.batch,), generator=g)].to(device)
         torch.manual_seed(stream_seed(cfg.seed * 7_919 + step, ranks.rank))  # the noise in the forward pass
@@ -538,11 +545,13 @@ def _train(cfg: TrainConfig, progress: Callable[[str], None], ranks: Ranks, devi
         step += 1
         wall = wall_at_start + trained_seconds()
 
-        acc_loss += float(loss.detach())  # rank 0's own batches: a sample of the global batch
-        acc_bpp += float(bpp.detach().mean())
-        acc_psnr += float((-10 * torch.log10(mse.detach().clamp_min(1e-10))).mean())
+        # rank 0's own batches: a sample of the global batch.  Summed where they are, in float64
+        # (as Python floats would be): reading them every step would stall an accelerator's queue.
+        acc += torch.stack([loss.detach(), bpp.detach().mean(),
+                            (-10 * torch.log10(mse.detach().clamp_min(1e-10))).mean()]).double()
         acc_n += 1
         if step % 50 == 0 and log is not None and log_f is not None:
+            acc_loss, acc_bpp, acc_psnr = acc.tolist()
             dt = (time.time() - t_log) / acc_n
             log.writerow(
                 [step, f"{wall:.1f}", f"{acc_loss / acc_n:.4f}", f"{acc_bpp / acc_n:.4f}",
@@ -554,7 +563,7 @@ def _train(cfg: TrainConfig, progress: Callable[[str], None], ranks: Ranks, devi
                 f"psnr {acc_psnr / acc_n:.2f} lr {lr:.1e} {dt:.2f}s/step"
             )
         if step % 50 == 0:
-            acc_loss = acc_bpp = acc_psnr = 0.0
+            acc.zero_()
             acc_n = 0
             t_log = time.time()
         if step % cfg.eval_every == 0:
