@@ -169,6 +169,77 @@ def test_a_psnr_target_above_the_network_is_met_by_the_pixel_coder(tiny_codec):
     assert mse == 0 or 10 * np.log10(255**2 / mse) >= 47.0
 
 
+@pytest.fixture(scope="module")
+def finer_codec(tmp_path_factory):
+    """A stand-in for the high-fidelity model: the tiny model with 48 DCT atoms instead of 12
+    (on smooth_image(32, 40): top rate 31.1 dB, where the tiny model's is 27.7 dB)."""
+    from udic import modelfile
+    from udic.codec import codec_for_file
+    from udic.testing import build_tiny_model
+
+    path = tmp_path_factory.mktemp("finer") / "finer.safetensors"
+    modelfile.save(build_tiny_model(0, M=48), path)
+    return codec_for_file(path)
+
+
+def test_a_psnr_target_beyond_the_top_rate_is_met_by_the_high_fidelity_model(tiny_codec, finer_codec):
+    image = loaded(smooth_image(32, 40))
+    result = api.encode_with(tiny_codec, image, 3.0, effort=0, target=RateTarget("psnr", 30.5),
+                             fidelity=lambda: finer_codec)
+    header = ctr.parse(result.data).header
+    assert header.mode != "pixels" and header.model_id == finer_codec.model_id
+    decoded = np.asarray(finer_codec.decode(result.data).image)
+    assert 10 * np.log10(255**2 / np.mean((decoded.astype(float) - image.rgb) ** 2)) >= 30.5 - 0.1
+    assert any("high-fidelity model" in n and "30.5" in n for n in result.notices)
+    # without it the pixel coder meets the target, as before
+    alone = api.encode_with(tiny_codec, image, 3.0, effort=0, target=RateTarget("psnr", 30.5))
+    assert ctr.parse(alone.data).header.mode == "pixels"
+
+
+def test_from_effort_1_the_high_fidelity_file_competes_with_the_pixel_coder(tiny_codec, finer_codec):
+    """The high-fidelity file is the learned candidate of the mode choice: here it meets 30.5 dB
+    in fewer bytes than the pixel coder, which answers without it."""
+    image = loaded(smooth_image(32, 40))
+    result = api.encode_with(tiny_codec, image, 3.0, effort=1, target=RateTarget("psnr", 30.5),
+                             fidelity=lambda: finer_codec)
+    alone = api.encode_with(tiny_codec, image, 3.0, effort=1, target=RateTarget("psnr", 30.5))
+    assert ctr.parse(result.data).header.model_id == finer_codec.model_id
+    assert ctr.parse(alone.data).header.mode == "pixels" and len(result.data) < len(alone.data)
+    decoded = np.asarray(finer_codec.decode(result.data).image)
+    assert 10 * np.log10(255**2 / np.mean((decoded.astype(float) - image.rgb) ** 2)) >= 30.5 - 0.1
+
+
+def test_the_high_fidelity_model_is_not_loaded_for_a_target_the_model_meets(tiny_codec):
+    image = loaded(smooth_image(32, 40))
+
+    def never():
+        raise AssertionError("loaded the high-fidelity model")
+
+    result = api.encode_with(tiny_codec, image, 3.0, effort=1, target=RateTarget("psnr", 26.0), fidelity=never)
+    assert ctr.parse(result.data).header.model_id == tiny_codec.model_id
+
+
+def test_a_size_target_beyond_the_top_rate_takes_the_high_fidelity_model_only_if_it_is_better(tiny_codec,
+                                                                                            finer_codec):
+    image = loaded(smooth_image(32, 40))
+    budget_bpp = 8 * 560 / (32 * 40)  # about the finer model's top file; the tiny model tops out at ~420 B
+    result = api.encode_with(tiny_codec, image, 3.0, effort=0, target=RateTarget("bpp", budget_bpp),
+                             fidelity=lambda: finer_codec, choose_mode=False)
+    assert ctr.parse(result.data).header.model_id == finer_codec.model_id
+    assert len(result.data) <= 560 * 1.05
+    # a "high-fidelity" model that is no better keeps the default's file
+    same = api.encode_with(tiny_codec, image, 3.0, effort=0, target=RateTarget("bpp", budget_bpp),
+                           fidelity=lambda: tiny_codec, choose_mode=False)
+    assert ctr.parse(same.data).header.model_id == tiny_codec.model_id
+
+
+def test_the_high_fidelity_model_is_tried_only_when_no_model_is_named():
+    from udic.modelchoice import HIGH_FIDELITY_MODEL, fidelity_model_for
+
+    assert fidelity_model_for(None) == HIGH_FIDELITY_MODEL
+    assert fidelity_model_for("udic-hp-syn26r7-loram") is None
+
+
 @pytest.mark.parametrize("metric,value", [("psnr", 47.0), ("bpp", 12.0)])
 def test_a_target_beyond_the_network_continues_into_the_pixel_coder_at_effort_0(tiny_codec, metric, value):
     """As -q above the top rate does: effort 0 skips the mode choice, not the user's request."""

@@ -27,6 +27,7 @@ from udic import api
 from udic.effort import DEFAULT_EFFORT, describe_effort
 from udic.compare import CompareResult, RDPoint, average_curves, bd_table, collect_images, plot_rd, run_sweep
 from udic.imageio import load_image
+from udic.modelchoice import fidelity_model_for
 from udic.metrics import ms_ssim_rgb, psnr_rgb
 from udic.train.data import default_data_root
 
@@ -102,13 +103,15 @@ def measure_udic_targets(domain: str, images: list[Path], targets: list[float], 
     from udic.ratecontrol import RateTarget
 
     codec = api.get_codec(model, progress=progress)
+    hifi = fidelity_model_for(model)  # what `udic encode` tries beyond the top rate
+    fidelity = None if hifi is None else (lambda: api.get_codec(hifi, progress=False))
     points: list[RDPoint] = []
     name = f"{udic_name(effort)}-target"
     for n, image in enumerate(images):
         loaded = load_image(image, allow_large=True)
         ref = loaded.rgb
         for t in targets:
-            enc = api.encode_with(codec, loaded, 3.0, effort, target=RateTarget("psnr", t))
+            enc = api.encode_with(codec, loaded, 3.0, effort, target=RateTarget("psnr", t), fidelity=fidelity)
             out = np.asarray(api.decode(enc.data, progress=False, model=model).image.convert("RGB"))
             points.append(RDPoint(name, image.name, len(enc.data), 8 * len(enc.data) / (ref.shape[0] * ref.shape[1]),
                                   psnr_rgb(ref, out), float("nan"), image=str(image), domain=domain, quality=t))

@@ -281,16 +281,19 @@ def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, l
             seconds = time.perf_counter() - t0
             return api.EncodeRecord(src, dest, result, effort, seconds,
                                     api.encoded_psnr(image, result) if report_psnr else None)
-        from .modelchoice import model_for
+        from .modelchoice import fidelity_model_for, model_for
 
         chosen = model_for(image.rgb, model, effort)  # synthetic art gets the model trained for it
         codec = job.codecs.get(chosen, device, progress=not quiet and not job.parallel, precision=precision)
+        hifi = fidelity_model_for(model)  # for rate targets beyond the top rate, loaded only then
+        fidelity = None if hifi is None else (
+            lambda: job.codecs.get(hifi, device, progress=not quiet and not job.parallel, precision=precision))
         if top is None and not 0 <= q <= modes.max_quality(codec.max_quality):  # weights were not on disk
             raise UsageError(f"-q {q:g} is out of range 0…{modes.max_quality(codec.max_quality):g}")
         on_step = job.check if job.parallel else _live_progress(src, job, quiet)
         try:
             result = api.encode_with(codec, image, q, effort, time_budget, seed, on_step, tile, target,
-                                     choose_mode=not lossy_only)
+                                     choose_mode=not lossy_only, fidelity=fidelity)
         finally:
             if isinstance(on_step, _StepProgress):
                 on_step.close()

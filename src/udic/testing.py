@@ -45,18 +45,19 @@ def dct_basis(count: int, patch: int) -> torch.Tensor:
     raise ValueError("too many atoms")
 
 
-def build_tiny_model(seed: int = 0, channel_context: bool = False) -> UdicModel:
+def build_tiny_model(seed: int = 0, channel_context: bool = False, M: int = TINY_M) -> UdicModel:
     """A non-degenerate tiny UdicModel with a rate-2 LoRA: the fuzz seeds and the tests' fixture model.
 
     ``channel_context``: the channel-conditional latent codec, its context nets'
-    (zero-initialised) last layers set to small random weights so they matter."""
+    (zero-initialised) last layers set to small random weights so they matter.  ``M``: more
+    DCT atoms reconstruct more finely (a stand-in for the high-fidelity model)."""
     import torch
 
     from .models import CHANNEL_CONTEXT_CODEC, DEFAULT_LATENT_CODEC, ModelConfig, UdicModel
 
     torch.manual_seed(seed)
     codec = CHANNEL_CONTEXT_CODEC if channel_context else DEFAULT_LATENT_CODEC
-    model = UdicModel(ModelConfig(N=TINY_N, M=TINY_M, latent_codec=codec))
+    model = UdicModel(ModelConfig(N=TINY_N, M=M, latent_codec=codec))
     with torch.no_grad():
         basis = dct_basis(model.config.M, model.config.patch)
         model.g_a.linear.weight.copy_(basis)
