@@ -617,8 +617,10 @@ def test_a_pixel_file_names_no_model_and_its_crc_covers_samples(runner: CliRunne
 def test_help_texts(runner: CliRunner) -> None:
     text = " ".join(runner.invoke(__import__("udic.cli").cli.main, ["encode", "--help"]).output.split())
     assert "within 3 %)" in text and "%%" not in text
-    # what --target-psnr does above the network's reach: pixel coding, or with --lossy-only the best, exit 0
-    assert "near-lossless or lossless" in text and "best quality" in text and "exit 0" in text
+    # what --target-psnr does above the network's reach: the high-fidelity model or pixel coding, or with
+    # --lossy-only the best, exit 0
+    assert "near-lossless or lossless" in text and "best learned quality" in text and "exit 0" in text
+    assert "high-fidelity model" in text
 
 
 def test_an_unreachable_psnr_encodes_its_best_with_a_note(runner: CliRunner, tiny_cache: TinyModel,

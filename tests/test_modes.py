@@ -233,6 +233,41 @@ def test_a_size_target_beyond_the_top_rate_takes_the_high_fidelity_model_only_if
     assert ctr.parse(same.data).header.model_id == tiny_codec.model_id
 
 
+def test_a_near_lossless_file_gives_way_to_a_smaller_no_worse_high_fidelity_file(tiny_codec, finer_codec):
+    image = loaded(smooth_image(32, 40))
+    loose = api.encode_pixels(image, 24, 1)  # 472 B at 29.1 dB: the finer model does 29.4 dB in 383 B
+    chosen = api.fidelity_for_pixels(loose, finer_codec, image, 7.0, 1)
+    assert ctr.parse(chosen.data).header.model_id == finer_codec.model_id
+    assert len(chosen.data) < len(loose.data)
+    decoded = np.asarray(finer_codec.decode(chosen.data).image)
+    assert 10 * np.log10(255**2 / np.mean((decoded.astype(float) - image.rgb) ** 2)) >= loose.psnr
+    assert "no worse" in chosen.notices[-1] and "±24" in chosen.notices[-1]
+    # where the model is larger (±32: 371 B) or cannot reach the PSNR (±4: 40 dB), the pixels stay
+    for step in (32, 4):
+        pixels = api.encode_pixels(image, step, 1)
+        assert api.fidelity_for_pixels(pixels, finer_codec, image, 7.0, 1) is pixels
+
+
+def test_the_high_fidelity_model_is_not_tried_where_it_cannot_win(tiny_codec):
+    image = loaded(smooth_image(32, 40))
+    pixels = api.encode_pixels(image, 24, 1)
+
+    def never():
+        raise AssertionError("loaded the high-fidelity model")
+
+    assert not api.fidelity_may_beat(pixels, image, effort=0)  # effort 0: the plain request
+    assert not api.fidelity_may_beat(api.encode_pixels(image, 0, 1), image, effort=1)  # lossless
+    flat = loaded(flat_art(32, 40))
+    assert not api.fidelity_may_beat(api.encode_pixels(flat, 4, 1), flat, effort=1)  # a small file: flat art
+    gray = loaded(smooth_image(32, 40, channels=1))
+    assert not api.fidelity_may_beat(api.encode_pixels(gray, 24, 1), gray, effort=1)
+    # -q above the top rate at effort 0, or with a named model, is the near-lossless file as before
+    q = tiny_codec.max_quality + 1
+    for effort, fidelity in ((0, never), (1, None)):
+        got = api.encode_with(tiny_codec, image, q, effort=effort, fidelity=fidelity)
+        assert got.data == api.encode_pixels(image, modes.ladder_error(image, 4), effort).data
+
+
 def test_the_high_fidelity_model_is_tried_only_when_no_model_is_named():
     from udic.modelchoice import HIGH_FIDELITY_MODEL, fidelity_model_for
 

@@ -73,3 +73,39 @@ def test_decode_is_identical_in_another_process_with_other_threads(tmp_path: Pat
     import hashlib
 
     assert json.loads(out.stdout.strip().splitlines()[-1])["md5"] == hashlib.md5(here.tobytes()).hexdigest()
+
+
+KODIM04 = default_data_root() / "kodak" / "kodim04.png"
+
+
+def test_the_high_fidelity_model_is_packaged_and_answers_a_photo_above_the_default(tmp_path: Path) -> None:
+    """kodim04's face, 192x192: -q 7 (near-lossless ±4, 11.1 KB at 40.7 dB) gives way to the
+    high-fidelity model's file (5.7 KB at 40.8 dB); a --target-psnr 40 above the default's top too;
+    naming the default model keeps the old answers."""
+    from PIL import Image
+
+    from udic import container as ctr
+    from udic.modelchoice import HIGH_FIDELITY_MODEL
+    from udic.ratecontrol import RateTarget
+
+    if not KODIM04.exists():
+        pytest.skip(f"shared data not found at {KODIM04}")
+    resolved = hub.resolve(HIGH_FIDELITY_MODEL, progress=False, allow_download=False)
+    assert resolved.source == "packaged" and hub.verify_file(resolved.path, resolved.entry.sha256)
+    src = tmp_path / "face.png"
+    Image.fromarray(load_image(KODIM04).rgb[200:392, 100:292]).save(src)
+    out = tmp_path / "face.udic"
+    run = subprocess.run([sys.executable, "-m", "udic", "encode", str(src), "-q", "7", "-o", str(out), "--json"],
+                         capture_output=True, text=True, check=True)
+    header = ctr.parse(out.read_bytes()).header
+    assert header.model_id == HIGH_FIDELITY_MODEL and header.mode != "pixels"
+    assert "high-fidelity model" in run.stderr
+    ref = load_image(src).rgb
+    pixels = api.encode_pixels(api.as_loaded(ref), 4, 1)
+    assert out.stat().st_size < len(pixels.data)
+    assert psnr_rgb(ref, np.asarray(api.decode(out.read_bytes(), progress=False).image)) >= pixels.psnr
+    default = hub.resolve(None, progress=False, allow_download=False).entry.id
+    named = api.encode_image(src, 7.0, model=default, progress=False)
+    assert named.data == pixels.data
+    target = api.encode_image(src, model=None, target=RateTarget("psnr", 40.0), progress=False)
+    assert ctr.parse(target.data).header.model_id == HIGH_FIDELITY_MODEL

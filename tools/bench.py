@@ -62,6 +62,8 @@ def udic_name(effort: int) -> str:
 def measure_udic(domain: str, images: list[Path], qualities: list[float], model: str | None,
                  progress: bool, effort: int = 0) -> tuple[list[RDPoint], list[dict]]:
     codec = api.get_codec(model, progress=progress)
+    hifi = fidelity_model_for(model)  # -q above the top rate may answer with it, as `udic encode` does
+    fidelity = None if hifi is None else (lambda: api.get_codec(hifi, progress=False))
     points: list[RDPoint] = []
     timings: list[dict] = []
     total = len(images) * len(qualities)
@@ -72,7 +74,7 @@ def measure_udic(domain: str, images: list[Path], qualities: list[float], model:
         pixels = ref.shape[0] * ref.shape[1]
         for q in qualities:
             t0 = time.perf_counter()
-            enc = api.encode_with(codec, loaded, q, effort)
+            enc = api.encode_with(codec, loaded, q, effort, fidelity=fidelity)
             t1 = time.perf_counter()
             dec = api.decode(enc.data, progress=False, model=model)  # learned or pixel-coded
             t2 = time.perf_counter()

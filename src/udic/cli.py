@@ -183,7 +183,9 @@ def main() -> None:
 @click.option("-o", "--output", default=None, help="Output .udic file, '-' for stdout, or a directory for several inputs.")
 @click.option("-q", "--quality", type=float, default=None,
               help="Rate index, 0 (smallest) … 6 (the default network's best; fractions interpolate), then 7 = "
-              "near-lossless ±4, 8 = ±2, 9 = ±1, 10 = lossless (a model's own rates shift these). Default 3.")
+              "near-lossless ±4, 8 = ±2, 9 = ±1, 10 = lossless (a model's own rates shift these; from effort "
+              "1 a photo's near-lossless step may be answered by the high-fidelity model when no larger and no "
+              "worse). Default 3.")
 @click.option("--lossless", is_flag=True, help="Code the exact pixels (8 or 16 bits, alpha, gray): decodes "
               "identically everywhere; needs no model.")
 @click.option("--max-error", type=click.IntRange(0, 255), default=None,
@@ -193,11 +195,13 @@ def main() -> None:
               "near-lossless file is written instead when it is no larger and no worse).")
 @click.option("--target-bpp", type=float, default=None,
               help="Search the quality that gives this many bits per pixel (within 3 %). A budget above "
-              "what the network uses buys the most faithful near-lossless or lossless file that fits.")
+              "what the network uses goes to the high-fidelity model (no --model given) or buys the most "
+              "faithful near-lossless or lossless file that fits.")
 @click.option("--target-psnr", type=float, default=None,
               help="Search the quality that gives this PSNR in dB (within 0.1 dB). A PSNR above what the "
-              "network reaches is met by near-lossless or lossless coding (with --lossy-only: the best "
-              "quality, with a note, exit 0, as cwebp -psnr does).")
+              "network reaches is met by the high-fidelity model (no --model given; up to ~42 dB on photos) "
+              "or by near-lossless or lossless coding, whichever is smaller (with --lossy-only: the best "
+              "learned quality, with a note, exit 0, as cwebp -psnr does).")
 @click.option("--model", default=None, help="Model id, name or .safetensors path (default: packaged).")
 @click.option("--effort", type=click.IntRange(0, MAX_EFFORT), default=DEFAULT_EFFORT, show_default=True,
               help="Per-image adaptation (never worse than 0): "
@@ -240,8 +244,10 @@ def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, l
         checks.check_binary_stdout(pairs[0][1], force)
         top = None if exact else checks.check_quality(q, model)
         pixel_step = None if top is None else modes.pixel_max_error(q, top)
-        if not exact and pixel_step is None:
-            checks.check_device(device)
+        from .modelchoice import fidelity_model_for, model_for
+
+        if not exact and (pixel_step is None or (pixel_step > 0 and fidelity_model_for(model) is not None)):
+            checks.check_device(device)  # a near-lossless -q may still load the high-fidelity model
         target = None
         if target_bpp is not None or target_psnr is not None:
             from .ratecontrol import RateTarget
@@ -272,17 +278,32 @@ def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, l
         if not job.parallel:
             _setup_threads(threads)
         if exact or pixel_step is not None:  # the pixel coder: no model, no torch
-            # -q above the top rate writes the very file --max-error N / --lossless would.
+            # -q above the top rate writes the very file --max-error N / --lossless would, unless
+            # (effort >= 1, no model named, a photo-like file) the high-fidelity model's file is
+            # no larger and no worse: only then is a model loaded.
             step = (max_error or 0) if exact else modes.ladder_error(image, pixel_step)
             result = api.encode_pixels(image, step, effort)
+            hifi_codec = None
+            hifi = None if exact or lossy_only else fidelity_model_for(model)
+            if hifi is not None and api.fidelity_may_beat(result, image, effort):
+                hifi_codec = job.codecs.get(hifi, device, progress=not quiet and not job.parallel,
+                                            precision=precision)
+                on_step = job.check if job.parallel else _live_progress(src, job, quiet)
+                try:
+                    result = api.fidelity_for_pixels(result, hifi_codec, image, q, effort, time_budget, seed,
+                                                     on_step, tile)
+                finally:
+                    if isinstance(on_step, _StepProgress):
+                        on_step.close()
+                if not quiet:
+                    for notice in result.notices[len(image.notices):]:
+                        job.say(f"note: {notice}")
             if dest != STDIO:
                 _make_dir(out_dir)
             atomic_write_bytes(dest, result.data, force=force)
             seconds = time.perf_counter() - t0
             return api.EncodeRecord(src, dest, result, effort, seconds,
-                                    api.encoded_psnr(image, result) if report_psnr else None)
-        from .modelchoice import fidelity_model_for, model_for
-
+                                    api.encoded_psnr(image, result, hifi_codec) if report_psnr else None)
         chosen = model_for(image.rgb, model, effort)  # synthetic art gets the model trained for it
         codec = job.codecs.get(chosen, device, progress=not quiet and not job.parallel, precision=precision)
         hifi = fidelity_model_for(model)  # for rate targets beyond the top rate, loaded only then

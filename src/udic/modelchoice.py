@@ -14,7 +14,10 @@ line, vector and pixel sets: at least 39 %, most over 70 %).  The file names its
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # numpy loads on first use: the CLI's argument checks import this module
+    import numpy as np
 
 SYNTHETIC_MODEL = "78e43aeb1405ce38"  # udic-hp-syn26r7-loram, packaged (also the default)
 # The high-fidelity model: N = 128, M = 320 latent channels, eight rates up to ~42 dB on Kodak
@@ -30,6 +33,8 @@ _SAMPLE_PIXELS = 4_000_000  # larger images are judged on a regular subset of th
 def repeat_share(rgb: np.ndarray) -> float:
     """Share of pixels (rows 1 on, every ``stride``-th row of a large image) equal in every
     channel to their left or upper neighbour."""
+    import numpy as np
+
     h, w = rgb.shape[:2]
     if h < 2 or w < 2:
         return 0.0
