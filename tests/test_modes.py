@@ -261,6 +261,8 @@ def test_the_high_fidelity_model_is_not_tried_where_it_cannot_win(tiny_codec):
     assert not api.fidelity_may_beat(api.encode_pixels(flat, 4, 1), flat, effort=1)  # a small file: flat art
     gray = loaded(smooth_image(32, 40, channels=1))
     assert not api.fidelity_may_beat(api.encode_pixels(gray, 24, 1), gray, effort=1)
+    # nor for flat art's targets beyond the top rate: its pixel-coded files always won there
+    api.encode_with(tiny_codec, flat, 3.0, effort=1, target=RateTarget("psnr", 47.0), fidelity=never)
     # -q above the top rate at effort 0, or with a named model, is the near-lossless file as before
     q = tiny_codec.max_quality + 1
     for effort, fidelity in ((0, never), (1, None)):

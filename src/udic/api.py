@@ -319,7 +319,17 @@ def fidelity_may_beat(pixels: EncodeResult, image: LoadedImage, effort: int) -> 
 
     bpp = 8 * len(pixels.data) / (image.rgb.shape[0] * image.rgb.shape[1])
     return (effort >= modes.MIN_CHOICE_EFFORT and image.mode == "RGB" and image.alpha is None
-            and pixels.psnr is not None and math.isfinite(pixels.psnr) and bpp >= FIDELITY_MIN_BPP)
+            and pixels.psnr is not None and math.isfinite(pixels.psnr) and bpp >= FIDELITY_MIN_BPP
+            and _photo_like(image))
+
+
+def _photo_like(image: LoadedImage) -> bool:
+    """Where the high-fidelity model can win: not flat synthetic art, whose pixel-coded files it
+    never beat (comics, vector art, UI screenshots at 38 and 42 dB: no file smaller, 1.3-2x the
+    encode time), while a screenshot of a photo did (gimp_ColorToAlpha-ex5 at 38 dB: -20 %)."""
+    from .modelchoice import looks_synthetic
+
+    return not looks_synthetic(image.rgb)
 
 
 def fidelity_for_pixels(pixels: EncodeResult, hifi: Codec, image: LoadedImage, quality: float, effort: int,
@@ -377,7 +387,8 @@ def _encode_to_target(codec: Codec, image: LoadedImage, start: float, effort: in
             return np.asarray(codec.decode(data).image.convert("RGB"))
 
         result = reduced_target(codec, image, target, result, effort, time_budget, seed, tile, decode_rgb, reference)
-    if fidelity is not None and not result.reached and target.error(result.achieved) < 0:
+    if (fidelity is not None and not result.reached and target.error(result.achieved) < 0
+            and _photo_like(image)):
         # Beyond the model's top rate: the high-fidelity model may meet the target where only the
         # pixel coder did before (Kodak at 42 dB: a learned file ~0.6x the near-lossless one).
         codec, result = _with_fidelity(codec, fidelity(), image, effort, time_budget, seed, on_step, tile,
