@@ -378,7 +378,7 @@ def test_models_lists_the_cached_model(runner: CliRunner, tiny_cache: TinyModel)
     assert len(tiny) == 1
     assert tiny[0]["status"] == "cached" and tiny[0]["name"] == "tiny"
     assert tiny[0]["size"] == tiny_cache.path.stat().st_size
-    assert tiny[0]["role"].startswith(("default", "earlier model", "synthetic art", "newer candidate"))
+    assert tiny[0]["role"].startswith(("default", "earlier model", "synthetic art", "newer candidate", "high fidelity"))
     text = run(runner, "models")
     assert tiny_cache.id in text.stdout
     lines = text.stdout.splitlines()
@@ -396,7 +396,7 @@ def test_models_tell_earlier_models_from_newer_candidates(runner: CliRunner, tin
     rows = json.loads(run(runner, "models", "--json").stdout)  # registry order, oldest first
     at = next(i for i, r in enumerate(rows) if r["default"])
     for i, r in enumerate(rows):
-        if i != at and not r["role"].startswith("synthetic art"):
+        if i != at and not r["role"].startswith(("synthetic art", "high fidelity")):
             assert r["role"].startswith("newer candidate" if i > at else "earlier model"), r
 
 

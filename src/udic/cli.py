@@ -464,12 +464,14 @@ def _mode_label(result) -> str:  # noqa: ANN001 - an encode or decode result
 def _model_role(model_id: str, default: str | None, newer: bool = False) -> str:
     """What a model is for, in a user's words (the registry's description is how it was trained).
     ``newer``: registered after the default (a candidate that did not beat it everywhere)."""
-    from .modelchoice import SYNTHETIC_MODEL
+    from .modelchoice import HIGH_FIDELITY_MODEL, SYNTHETIC_MODEL
 
     if model_id == default:
         return "default" + (": photos and synthetic art" if model_id == SYNTHETIC_MODEL else "")
     if model_id == SYNTHETIC_MODEL:
         return "synthetic art (chosen for it from effort 1)"
+    if model_id == HIGH_FIDELITY_MODEL:
+        return "high fidelity: photos beyond the default's top rate"
     if newer:
         return "newer candidate, not the default (--verbose says why)"
     return "earlier model, kept so that its files decode"
