@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from .loop import TrainConfig, train
@@ -19,4 +20,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    code = main()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # A torchrun rank leaves without interpreter finalisation: gloo's worker threads can still
+        # hold work objects then, and tearing them down aborted a rank that had finished
+        # ("terminate called without an active exception", twice in CI-like runs; pytorch#179291).
+        # Everything is written and closed by now; the process group was destroyed in train().
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise SystemExit(code)
