@@ -23,9 +23,9 @@ def test_prepare_run_and_verify_on_the_cpu(tiny_cache, tmp_path: Path, monkeypat
     monkeypatch.setattr(device_check, "CHECK", tmp_path / "check")
     monkeypatch.setattr(device_check, "_models", lambda: {"default": tiny_cache.id, "hifi": tiny_cache.id})
     monkeypatch.setattr(device_check, "CASES", (
-        ("kodak/k.png", None, "default", 3.0, None, 0, None),
-        ("ood/comic/{comic}", (0, 0, 32, 32), "hifi", 4.5, None, 1, None),
-        ("kodak/k.png", None, "default", 2.0, None, 0, 64),  # tiled
+        ("kodak/k.png", None, "default", 3.0, 0, None),
+        ("ood/comic/{comic}", (0, 0, 32, 32), "hifi", 4.5, 1, None),
+        ("kodak/k.png", None, "default", 2.0, 0, 64),  # tiled
     ))
     assert device_check.main(["prepare", "--data", str(data)]) == 0
     cases = json.loads((tmp_path / "check" / "cases.json").read_text())

@@ -236,7 +236,7 @@ def test_a_size_target_beyond_the_top_rate_takes_the_high_fidelity_model_only_if
 def test_a_near_lossless_file_gives_way_to_a_smaller_no_worse_high_fidelity_file(tiny_codec, finer_codec):
     image = loaded(smooth_image(32, 40))
     loose = api.encode_pixels(image, 24, 1)  # 472 B at 29.1 dB: the finer model does 29.4 dB in 383 B
-    chosen = api.fidelity_for_pixels(loose, finer_codec, image, 7.0, 1)
+    chosen = api.fidelity_for_pixels(loose, lambda: finer_codec, image, 7.0, 1)
     assert ctr.parse(chosen.data).header.model_id == finer_codec.model_id
     assert len(chosen.data) < len(loose.data)
     decoded = np.asarray(finer_codec.decode(chosen.data).image)
@@ -245,7 +245,7 @@ def test_a_near_lossless_file_gives_way_to_a_smaller_no_worse_high_fidelity_file
     # where the model is larger (±32: 371 B) or cannot reach the PSNR (±4: 40 dB), the pixels stay
     for step in (32, 4):
         pixels = api.encode_pixels(image, step, 1)
-        assert api.fidelity_for_pixels(pixels, finer_codec, image, 7.0, 1) is pixels
+        assert api.fidelity_for_pixels(pixels, lambda: finer_codec, image, 7.0, 1) is pixels
 
 
 def test_the_high_fidelity_model_is_not_tried_where_it_cannot_win(tiny_codec):

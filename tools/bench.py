@@ -27,7 +27,6 @@ from udic import api
 from udic.effort import DEFAULT_EFFORT, describe_effort
 from udic.compare import CompareResult, RDPoint, average_curves, bd_table, collect_images, plot_rd, run_sweep
 from udic.imageio import load_image
-from udic.modelchoice import fidelity_model_for
 from udic.metrics import ms_ssim_rgb, psnr_rgb
 from udic.train.data import default_data_root
 
@@ -62,8 +61,7 @@ def udic_name(effort: int) -> str:
 def measure_udic(domain: str, images: list[Path], qualities: list[float], model: str | None,
                  progress: bool, effort: int = 0) -> tuple[list[RDPoint], list[dict]]:
     codec = api.get_codec(model, progress=progress)
-    hifi = fidelity_model_for(model)  # -q above the top rate may answer with it, as `udic encode` does
-    fidelity = None if hifi is None else (lambda: api.get_codec(hifi, progress=False))
+    fidelity = api.fidelity_loader(model, lambda m: api.get_codec(m, progress=False))  # as `udic encode`
     points: list[RDPoint] = []
     timings: list[dict] = []
     total = len(images) * len(qualities)
@@ -105,8 +103,7 @@ def measure_udic_targets(domain: str, images: list[Path], targets: list[float], 
     from udic.ratecontrol import RateTarget
 
     codec = api.get_codec(model, progress=progress)
-    hifi = fidelity_model_for(model)  # what `udic encode` tries beyond the top rate
-    fidelity = None if hifi is None else (lambda: api.get_codec(hifi, progress=False))
+    fidelity = api.fidelity_loader(model, lambda m: api.get_codec(m, progress=False))  # as `udic encode`
     points: list[RDPoint] = []
     name = f"{udic_name(effort)}-target"
     for n, image in enumerate(images):

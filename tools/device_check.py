@@ -31,14 +31,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECK = ROOT / ".device" / "check"
-# (source, crop box or None, model: "default" / "hifi", -q or None, --target-psnr or None, effort, tile)
+# (source, crop box or None, model: "default" / "hifi", -q, effort, tile)
 CASES = (
-    ("kodak/kodim04.png", (0, 0, 256, 256), "default", 3.0, None, 0, None),
-    ("kodak/kodim04.png", (0, 0, 256, 256), "default", 5.0, None, 1, None),
-    ("kodak/kodim23.png", (128, 128, 448, 384), "hifi", 6.5, None, 0, None),
-    ("kodak/kodim23.png", (128, 128, 448, 384), "hifi", 7.0, None, 1, None),
-    ("ood/comic/" + "{comic}", (0, 0, 320, 256), "default", 2.0, None, 1, None),
-    ("kodak/kodim14.png", None, "default", 4.0, None, 0, 256),
+    ("kodak/kodim04.png", (0, 0, 256, 256), "default", 3.0, 0, None),
+    ("kodak/kodim04.png", (0, 0, 256, 256), "default", 5.0, 1, None),
+    ("kodak/kodim23.png", (128, 128, 448, 384), "hifi", 6.5, 0, None),
+    ("kodak/kodim23.png", (128, 128, 448, 384), "hifi", 7.0, 1, None),
+    ("ood/comic/" + "{comic}", (0, 0, 320, 256), "default", 2.0, 1, None),
+    ("kodak/kodim14.png", None, "default", 4.0, 0, 256),
 )
 
 
@@ -50,13 +50,6 @@ def _pixels_sha(image) -> str:  # noqa: ANN001 - a PIL image
     import numpy as np
 
     return _sha(np.ascontiguousarray(np.asarray(image.convert("RGB"))).tobytes())
-
-
-def _psnr(a, b) -> float:  # noqa: ANN001 - uint8 arrays
-    import numpy as np
-
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
 def _models() -> dict[str, str]:
@@ -72,6 +65,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from udic import api, hub
+    from udic.metrics import psnr_rgb
     from udic.train.data import default_data_root
 
     data = Path(args.data) if args.data else default_data_root()
@@ -84,7 +78,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         shutil.copy2(src, CHECK / "weights" / src.name)
     comic = sorted((data / "ood" / "comic").glob("*.png"))[0].name
     cases = []
-    for n, (rel, box, which, q, target, effort, tile) in enumerate(CASES):
+    for n, (rel, box, which, q, effort, tile) in enumerate(CASES):
         path = data / rel.format(comic=comic)
         with Image.open(path) as im:
             im = im.convert("RGB")
@@ -100,7 +94,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         cases.append({"source": source.name, "file": f"cpu{n}.udic", "model": models[which], "quality": q,
                       "effort": effort, "tile": tile, "bytes": len(enc.data), "file_sha": _sha(enc.data),
                       "cpu_pixels_sha": _pixels_sha(dec.image),
-                      "cpu_psnr": round(_psnr(rgb, np.asarray(dec.image.convert("RGB"))), 4)})
+                      "cpu_psnr": round(psnr_rgb(rgb, np.asarray(dec.image.convert("RGB"))), 4)})
     (CHECK / "cases.json").write_text(json.dumps(cases, indent=1) + "\n")
     size = sum(p.stat().st_size for p in CHECK.rglob("*") if p.is_file())
     print(f"{len(cases)} cases, {size / 2**20:.1f} MiB in {CHECK}")
@@ -115,6 +109,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from udic import api
+    from udic.metrics import psnr_rgb
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -135,7 +130,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             row["decoded"] = True  # the integer checksum passed: the same latents as the CPU's
             row["device_pixels_sha"] = _pixels_sha(dec.image)
             row["same_pixels_as_cpu"] = row["device_pixels_sha"] == case["cpu_pixels_sha"]
-            row["device_psnr"] = round(_psnr(rgb, arr), 4)
+            row["device_psnr"] = round(psnr_rgb(rgb, arr), 4)
             again = api.decode(data, device=device, progress=False)
             row["repeatable"] = _pixels_sha(again.image) == row["device_pixels_sha"]
         except Exception as exc:  # noqa: BLE001 - every failure is a finding to report
@@ -168,6 +163,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from udic import api
+    from udic.metrics import psnr_rgb
 
     folder = Path(args.dir)
     report = json.loads((folder / "device_check.json").read_text())
@@ -185,7 +181,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(f"case {n}: the device's file does not decode on the CPU: {exc}")
             failures += 1
             continue
-        row["cpu_decode_of_device_file_psnr"] = round(_psnr(rgb, np.asarray(dec.image.convert("RGB"))), 4)
+        row["cpu_decode_of_device_file_psnr"] = round(psnr_rgb(rgb, np.asarray(dec.image.convert("RGB"))), 4)
         print(json.dumps({k: row.get(k) for k in ("source", "model", "quality", "effort", "tile", "decoded",
                                                   "same_pixels_as_cpu", "cpu_psnr", "device_psnr", "repeatable",
                                                   "same_file_as_cpu", "bytes", "device_bytes",

@@ -175,14 +175,20 @@ def encode_image(
     """
     from .modelchoice import model_for
 
-    from .modelchoice import fidelity_model_for
-
     loaded = as_loaded(image, allow_large)
     codec = get_codec(model_for(loaded.rgb, model, effort), device, progress, precision)
-    hifi = fidelity_model_for(model)
-    fidelity = None if hifi is None else (lambda: get_codec(hifi, device, progress, precision))
+    fidelity = fidelity_loader(model, lambda m: get_codec(m, device, progress, precision))
     return encode_with(codec, loaded, quality, effort, time_budget, seed, on_step, tile, target, choose_mode,
                        reduce, fidelity)
+
+
+def fidelity_loader(model: str | None, get: "Callable[[str], Codec]") -> "Callable[[], Codec] | None":
+    """How an encode loads the high-fidelity model when it needs it (``get`` takes a model id), or
+    None where the user named a model: the one rule for the API, the CLI and the bench."""
+    from .modelchoice import fidelity_model_for
+
+    hifi = fidelity_model_for(model)
+    return None if hifi is None else (lambda: get(hifi))
 
 
 def encode_with(
@@ -211,9 +217,9 @@ def encode_with(
     step = modes.pixel_max_error(quality, codec.max_quality)
     if step is not None:  # the same file as --max-error N / --lossless: the mode says why
         pixels = encode_pixels(image, modes.ladder_error(image, step), effort)
-        if fidelity is None or not choose_mode or not fidelity_may_beat(pixels, image, effort):
+        if fidelity is None or not choose_mode:
             return pixels
-        return fidelity_for_pixels(pixels, fidelity(), image, quality, effort, time_budget, seed, on_step, tile)
+        return fidelity_for_pixels(pixels, fidelity, image, quality, effort, time_budget, seed, on_step, tile)
     result = _encode_learned(codec, image, quality, effort, time_budget, seed, on_step, tile)
     if effort < modes.MIN_CHOICE_EFFORT or not (choose_mode or reduce):
         return result
@@ -332,17 +338,19 @@ def _photo_like(image: LoadedImage) -> bool:
     return not looks_synthetic(image.rgb)
 
 
-def fidelity_for_pixels(pixels: EncodeResult, hifi: Codec, image: LoadedImage, quality: float, effort: int,
-                        time_budget: float | None = None, seed: int = 0, on_step=None,  # noqa: ANN001
+def fidelity_for_pixels(pixels: EncodeResult, fidelity: "Callable[[], Codec]", image: LoadedImage, quality: float,
+                        effort: int, time_budget: float | None = None, seed: int = 0, on_step=None,  # noqa: ANN001
                         tile: int | None = None) -> EncodeResult:
     """``pixels`` (the near-lossless file -q ``quality`` asks for), or the high-fidelity model's
     file where that is smaller and at least as faithful: the mirror of the mode choice, which
-    answers a learned request with a pixel-coded file on the same terms."""
-    from .ratecontrol import PSNR_TOLERANCE, RateTarget
-
+    answers a learned request with a pixel-coded file on the same terms.  ``fidelity`` loads the
+    model, and is called only where ``fidelity_may_beat``."""
     if not fidelity_may_beat(pixels, image, effort):
         return pixels
+    from .ratecontrol import PSNR_TOLERANCE, RateTarget
+
     assert pixels.psnr is not None
+    hifi = fidelity()
     target = RateTarget("psnr", pixels.psnr + PSNR_TOLERANCE)  # the search lands within its tolerance
     found = _search_learned(hifi, image, max(0.0, hifi.max_quality - 1.0), effort, time_budget, seed, on_step, tile,
                             target, image.rgb)

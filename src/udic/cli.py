@@ -277,20 +277,19 @@ def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, l
                 job.say(f"note: {notice}")
         if not job.parallel:
             _setup_threads(threads)
+        # the high-fidelity model, for requests beyond the top rate: loaded only when tried
+        fidelity = api.fidelity_loader(model, lambda m: job.codecs.get(
+            m, device, progress=not quiet and not job.parallel, precision=precision))
         if exact or pixel_step is not None:  # the pixel coder: no model, no torch
             # -q above the top rate writes the very file --max-error N / --lossless would, unless
             # (effort >= 1, no model named, a photo-like file) the high-fidelity model's file is
-            # no larger and no worse: only then is a model loaded.
+            # no larger and no worse: only then is a model loaded (its file carries its PSNR).
             step = (max_error or 0) if exact else modes.ladder_error(image, pixel_step)
             result = api.encode_pixels(image, step, effort)
-            hifi_codec = None
-            hifi = None if exact or lossy_only else fidelity_model_for(model)
-            if hifi is not None and api.fidelity_may_beat(result, image, effort):
-                hifi_codec = job.codecs.get(hifi, device, progress=not quiet and not job.parallel,
-                                            precision=precision)
+            if fidelity is not None and not exact and not lossy_only:
                 on_step = job.check if job.parallel else _live_progress(src, job, quiet)
                 try:
-                    result = api.fidelity_for_pixels(result, hifi_codec, image, q, effort, time_budget, seed,
+                    result = api.fidelity_for_pixels(result, fidelity, image, q, effort, time_budget, seed,
                                                      on_step, tile)
                 finally:
                     if isinstance(on_step, _StepProgress):
@@ -303,12 +302,9 @@ def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, l
             atomic_write_bytes(dest, result.data, force=force)
             seconds = time.perf_counter() - t0
             return api.EncodeRecord(src, dest, result, effort, seconds,
-                                    api.encoded_psnr(image, result, hifi_codec) if report_psnr else None)
+                                    api.encoded_psnr(image, result) if report_psnr else None)
         chosen = model_for(image.rgb, model, effort)  # synthetic art gets the model trained for it
         codec = job.codecs.get(chosen, device, progress=not quiet and not job.parallel, precision=precision)
-        hifi = fidelity_model_for(model)  # for rate targets beyond the top rate, loaded only then
-        fidelity = None if hifi is None else (
-            lambda: job.codecs.get(hifi, device, progress=not quiet and not job.parallel, precision=precision))
         if top is None and not 0 <= q <= modes.max_quality(codec.max_quality):  # weights were not on disk
             raise UsageError(f"-q {q:g} is out of range 0…{modes.max_quality(codec.max_quality):g}")
         on_step = job.check if job.parallel else _live_progress(src, job, quiet)
