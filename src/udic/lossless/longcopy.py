@@ -60,6 +60,7 @@ def _windows(flat: np.ndarray) -> np.ndarray:
     return prev
 
 
+TOKEN_TABLE = 1 << 16  # token costs looked up below this value (computed above it)
 SCALAR = 24  # pixels compared one by one before comparing in blocks (most candidates end early)
 
 
@@ -120,6 +121,14 @@ def find_long_matches(index: np.ndarray, costs: np.ndarray, min_gain: float = MI
     todo = np.flatnonzero((window[:room] >= min_window_bits) & (prev[:room] >= 0)).tolist()
     prev_l = prev.tolist()
     values = flat.tolist()
+    # Python floats and lists: the parse reads single elements ~10^6 times per megapixel, where a
+    # NumPy scalar costs several times a float (the same IEEE doubles: the parse is unchanged).
+    sums = cum.tolist()
+    token_bits = [_token_bits(v) for v in range(min(n, TOKEN_TABLE) + 1)]
+
+    def bits_of(value: int) -> float:
+        return token_bits[value] if value < len(token_bits) else _token_bits(value)
+
     recent: list[int] = []
     end = 0  # the end of the last match
     stops: dict[int, int] = {}  # per distance, where its last measured match stopped
@@ -134,14 +143,14 @@ def find_long_matches(index: np.ndarray, costs: np.ndarray, min_gain: float = MI
 
     def best_at(p: int) -> tuple[float, int, int]:
         best_gain, best_len, best_d = min_gain, 0, 0
-        head = 1.5 + _token_bits(p - end)  # the match's kind and gap
+        head = 1.5 + bits_of(p - end)  # the match's kind and gap
         tried: set[int] = set()
         for d in recent:
             if d <= p and values[p] == values[p - d]:
                 tried.add(d)
                 length = length_at(p, d)
                 if length >= MIN_LONG:
-                    gain = cum[p + length] - cum[p] - head - _token_bits(length - MIN_LONG)
+                    gain = sums[p + length] - sums[p] - head - bits_of(length - MIN_LONG)
                     if gain > best_gain:
                         best_gain, best_len, best_d = gain, length, d
         c = prev_l[p]
@@ -153,7 +162,7 @@ def find_long_matches(index: np.ndarray, costs: np.ndarray, min_gain: float = MI
                 tried.add(d)
                 length = length_at(p, d)
                 if length >= MIN_LONG:  # (shorter: a hash collision)
-                    gain = cum[p + length] - cum[p] - head - _token_bits(length - MIN_LONG)
+                    gain = sums[p + length] - sums[p] - head - bits_of(length - MIN_LONG)
                     if gain > best_gain:
                         gain -= _distance_bits(d, width)
                     if gain > best_gain:
