@@ -248,6 +248,34 @@ def test_a_near_lossless_file_gives_way_to_a_smaller_no_worse_high_fidelity_file
         assert api.fidelity_for_pixels(pixels, lambda: finer_codec, image, 7.0, 1) is pixels
 
 
+def _psnr_of(codec, image, data: bytes) -> float:
+    decoded = np.asarray(codec.decode(data).image).astype(float)
+    return 10 * np.log10(255**2 / np.mean((decoded - image.rgb) ** 2))
+
+
+def test_q_between_the_top_rate_and_near_lossless_is_a_file_between_them(tiny_codec, finer_codec):
+    """-q top + f on a photo: the high-fidelity file at the PSNR a fraction f of the way from the
+    top rate's file to the ±4 file that -q top + 1 writes (~40 dB)."""
+    image = loaded(smooth_image(32, 40))
+    top = tiny_codec.max_quality
+    low = _psnr_of(tiny_codec, image, api.encode_with(tiny_codec, image, top, effort=1, choose_mode=False).data)
+    near = api.encode_pixels(image, modes.ladder_error(image, 4), 1)
+    assert low < 30.2 and near.psnr > 38  # the finer model reaches ~31.1 dB
+    got = {}
+    for aim in (30.3, 30.8):  # fractions whose PSNR the finer model can reach
+        fraction = (aim - low) / (near.psnr - low)
+        result = api.encode_with(tiny_codec, image, top + fraction, effort=1, fidelity=lambda: finer_codec)
+        assert ctr.parse(result.data).header.model_id == finer_codec.model_id
+        got[aim] = _psnr_of(finer_codec, image, result.data)
+        assert aim - 0.1 <= got[aim] < near.psnr and len(result.data) < len(near.data)
+        assert any("of the way from the top rate" in n for n in result.notices)
+    assert got[30.3] < got[30.8]
+    # halfway (~35 dB) is beyond the finer model's top: the ±4 file, as -q top + 1 writes
+    assert api.encode_with(tiny_codec, image, top + 0.5, effort=1, fidelity=lambda: finer_codec).data == near.data
+    # and without the high-fidelity model, any fraction is the ±4 file
+    assert api.encode_with(tiny_codec, image, top + 0.05, effort=1).data == near.data
+
+
 def test_the_high_fidelity_model_is_not_tried_where_it_cannot_win(tiny_codec):
     image = loaded(smooth_image(32, 40))
     pixels = api.encode_pixels(image, 24, 1)

@@ -109,3 +109,13 @@ def test_the_high_fidelity_model_is_packaged_and_answers_a_photo_above_the_defau
     assert named.data == pixels.data
     target = api.encode_image(src, model=None, target=RateTarget("psnr", 40.0), progress=False)
     assert ctr.parse(target.data).header.model_id == HIGH_FIDELITY_MODEL
+    # -q 6.5: a file between -q 6 and -q 7 (the CLI loads the default model for the top rate's PSNR)
+    half = tmp_path / "half.udic"
+    run = subprocess.run([sys.executable, "-m", "udic", "encode", str(src), "-q", "6.5", "-o", str(half)],
+                         capture_output=True, text=True, check=True)
+    assert ctr.parse(half.read_bytes()).header.model_id == HIGH_FIDELITY_MODEL
+    assert "of the way from the top rate" in run.stderr
+    assert half.stat().st_size < out.stat().st_size
+    q6 = api.encode_image(src, 6.0, progress=False)
+    half_db = psnr_rgb(ref, np.asarray(api.decode(half.read_bytes(), progress=False).image))
+    assert psnr_rgb(ref, np.asarray(api.decode(q6.data, progress=False).image)) < half_db < pixels.psnr

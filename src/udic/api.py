@@ -219,7 +219,8 @@ def encode_with(
         pixels = encode_pixels(image, modes.ladder_error(image, step), effort)
         if fidelity is None or not choose_mode:
             return pixels
-        return fidelity_for_pixels(pixels, fidelity, image, quality, effort, time_budget, seed, on_step, tile)
+        return fidelity_for_pixels(pixels, fidelity, image, quality, effort, time_budget, seed, on_step, tile,
+                                   codec.max_quality, lambda: codec)
     result = _encode_learned(codec, image, quality, effort, time_budget, seed, on_step, tile)
     if effort < modes.MIN_CHOICE_EFFORT or not (choose_mode or reduce):
         return result
@@ -340,20 +341,25 @@ def _photo_like(image: LoadedImage) -> bool:
 
 def fidelity_for_pixels(pixels: EncodeResult, fidelity: "Callable[[], Codec]", image: LoadedImage, quality: float,
                         effort: int, time_budget: float | None = None, seed: int = 0, on_step=None,  # noqa: ANN001
-                        tile: int | None = None) -> EncodeResult:
+                        tile: int | None = None, lossy_top: float | None = None,
+                        default: "Callable[[], Codec] | None" = None) -> EncodeResult:
     """``pixels`` (the near-lossless file -q ``quality`` asks for), or the high-fidelity model's
     file where that is smaller and at least as faithful: the mirror of the mode choice, which
     answers a learned request with a pixel-coded file on the same terms.  ``fidelity`` loads the
-    model, and is called only where ``fidelity_may_beat``."""
+    model, and is called only where ``fidelity_may_beat``.
+
+    A fraction of the way from the default model's top rate ``lossy_top`` to the first pixel step
+    (``default`` loads that model) asks for a file between the two: see ``_fidelity_between``."""
     if not fidelity_may_beat(pixels, image, effort):
         return pixels
-    from .ratecontrol import PSNR_TOLERANCE, RateTarget
+    from .ratecontrol import PSNR_TOLERANCE
 
     assert pixels.psnr is not None
+    if lossy_top is not None and default is not None and 0.0 < quality - lossy_top < 1.0:
+        return _fidelity_between(pixels, fidelity, default, image, quality, lossy_top, effort, time_budget, seed,
+                                 on_step, tile)
     hifi = fidelity()
-    target = RateTarget("psnr", pixels.psnr + PSNR_TOLERANCE)  # the search lands within its tolerance
-    found = _search_learned(hifi, image, max(0.0, hifi.max_quality - 1.0), effort, time_budget, seed, on_step, tile,
-                            target, image.rgb)
+    found = _fidelity_file(hifi, image, pixels.psnr + PSNR_TOLERANCE, 1.0, effort, time_budget, seed, on_step, tile)
     if found.achieved < pixels.psnr or len(found.encode.data) >= len(pixels.data):
         return pixels
     found.encode.psnr = found.achieved
@@ -361,6 +367,45 @@ def fidelity_for_pixels(pixels: EncodeResult, fidelity: "Callable[[], Codec]", i
         f"-q {quality:g}: the high-fidelity model's file ({len(found.encode.data)} B, {found.achieved:.2f} dB) "
         f"is smaller than near-lossless ±{pixels.max_error} ({len(pixels.data)} B, {pixels.psnr:.2f} dB) "  # type: ignore[attr-defined]
         "and no worse")
+    return found.encode
+
+
+def _fidelity_file(hifi: Codec, image: LoadedImage, aim_db: float, below_top: float, effort: int,
+                   time_budget: float | None, seed: int, on_step, tile: int | None) -> "SearchResult":  # noqa: ANN001
+    """The high-fidelity model's file at ``aim_db``, searched from ``below_top`` steps under its top."""
+    from .ratecontrol import RateTarget
+
+    return _search_learned(hifi, image, max(0.0, hifi.max_quality - below_top), effort, time_budget, seed, on_step,
+                           tile, RateTarget("psnr", aim_db), image.rgb)
+
+
+def _fidelity_between(pixels: EncodeResult, fidelity: "Callable[[], Codec]", default: "Callable[[], Codec]",
+                      image: LoadedImage, quality: float, lossy_top: float, effort: int, time_budget: float | None,
+                      seed: int, on_step, tile: int | None) -> EncodeResult:  # noqa: ANN001
+    """-q between the default model's top rate and the first near-lossless step (6 < q < 7) on a
+    photo: the high-fidelity model's file at the PSNR that fraction of the way from the top rate's
+    file to the near-lossless one (whose PSNR -q 7 answers), where it is smaller than that
+    near-lossless file; else the near-lossless file, as before.  Why: on Kodak the default tops out
+    at ~34.7 dB and -q 7 is ~40.5 dB in 2.7x the bytes; -q 6.5 was -q 7, and no -q setting had a
+    file between, where a photographer's "high quality" lives."""
+    from .ratecontrol import PSNR_TOLERANCE
+
+    assert pixels.psnr is not None
+    codec = default()
+    top_file = _encode_learned(codec, image, lossy_top, effort, time_budget, seed, on_step, tile)
+    low = _learned_psnr(codec, image, top_file.data)
+    if not low < pixels.psnr:
+        return pixels
+    fraction = quality - lossy_top
+    aim = low + fraction * (pixels.psnr - low)
+    found = _fidelity_file(fidelity(), image, aim + PSNR_TOLERANCE, 2.0, effort, time_budget, seed, on_step, tile)
+    if found.achieved < aim - PSNR_TOLERANCE or len(found.encode.data) >= len(pixels.data):
+        return pixels
+    found.encode.psnr = found.achieved
+    found.encode.notices.append(
+        f"-q {quality:g}: the high-fidelity model's file ({len(found.encode.data)} B, {found.achieved:.2f} dB), "
+        f"{fraction:.0%} of the way from the top rate ({low:.2f} dB) to near-lossless ±{pixels.max_error} "  # type: ignore[attr-defined]
+        f"({pixels.psnr:.2f} dB, {len(pixels.data)} B)")
     return found.encode
 
 

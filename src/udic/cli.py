@@ -185,7 +185,8 @@ def main() -> None:
               help="Rate index, 0 (smallest) … 6 (the default network's best; fractions interpolate), then 7 = "
               "near-lossless ±4, 8 = ±2, 9 = ±1, 10 = lossless (a model's own rates shift these; from effort "
               "1 a photo's near-lossless step may be answered by the high-fidelity model when no larger and no "
-              "worse). Default 3.")
+              "worse, and a fraction between 6 and 7 asks it for a file that far from the top rate's PSNR to "
+              "±4's). Default 3.")
 @click.option("--lossless", is_flag=True, help="Code the exact pixels (8 or 16 bits, alpha, gray): decodes "
               "identically everywhere; needs no model.")
 @click.option("--max-error", type=click.IntRange(0, 255), default=None,
@@ -289,8 +290,12 @@ def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, l
             if fidelity is not None and not exact and not lossy_only:
                 on_step = job.check if job.parallel else _live_progress(src, job, quiet)
                 try:
+                    # (6 < -q < 7 on a photo also loads the default model, for its top rate's PSNR)
+                    default = lambda: job.codecs.get(  # noqa: E731
+                        model_for(image.rgb, model, effort), device, progress=not quiet and not job.parallel,
+                        precision=precision)
                     result = api.fidelity_for_pixels(result, fidelity, image, q, effort, time_budget, seed,
-                                                     on_step, tile)
+                                                     on_step, tile, top, default)
                 finally:
                     if isinstance(on_step, _StepProgress):
                         on_step.close()
