@@ -276,6 +276,33 @@ def test_q_between_the_top_rate_and_near_lossless_is_a_file_between_them(tiny_co
     assert api.encode_with(tiny_codec, image, top + 0.05, effort=1).data == near.data
 
 
+def test_near_the_top_rate_a_smaller_high_fidelity_file_replaces_the_default_one(tiny_codec, finer_codec):
+    """The default's top rates saturate (the tiny model: ~30.0 dB from -q 4 to 5, 488-516 B); the
+    finer model's file at no lower PSNR is smaller, so from one step under the top it answers."""
+    image = loaded(smooth_image(32, 40))
+    top = tiny_codec.max_quality
+    for q in (top - 0.5, top):
+        plain = api.encode_with(tiny_codec, image, q, effort=1)
+        result = api.encode_with(tiny_codec, image, q, effort=1, fidelity=lambda: finer_codec)
+        assert ctr.parse(result.data).header.model_id == finer_codec.model_id
+        assert len(result.data) < len(plain.data)
+        assert _psnr_of(finer_codec, image, result.data) >= _psnr_of(tiny_codec, image, plain.data)
+        assert "smaller than the default model's" in result.notices[-1]
+
+    def never():
+        raise AssertionError("loaded the high-fidelity model")
+
+    api.encode_with(tiny_codec, image, top - 1.5, effort=1, fidelity=never)  # further down: not tried
+    api.encode_with(tiny_codec, image, top, effort=0, fidelity=never)  # effort 0: the plain request
+    # a PSNR target the default meets near its top: met in fewer bytes, with no notice about ranges
+    plain = api.encode_with(tiny_codec, image, 3.0, effort=1, target=RateTarget("psnr", 29.0))
+    result = api.encode_with(tiny_codec, image, 3.0, effort=1, target=RateTarget("psnr", 29.0),
+                             fidelity=lambda: finer_codec)
+    assert ctr.parse(result.data).header.model_id == finer_codec.model_id and len(result.data) < len(plain.data)
+    assert _psnr_of(finer_codec, image, result.data) >= 29.0
+    assert not any("what this model reaches" in n for n in result.notices)
+
+
 def test_the_high_fidelity_model_is_not_tried_where_it_cannot_win(tiny_codec):
     image = loaded(smooth_image(32, 40))
     pixels = api.encode_pixels(image, 24, 1)

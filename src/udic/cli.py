@@ -184,9 +184,9 @@ def main() -> None:
 @click.option("-q", "--quality", type=float, default=None,
               help="Rate index, 0 (smallest) … 6 (the default network's best; fractions interpolate), then 7 = "
               "near-lossless ±4, 8 = ±2, 9 = ±1, 10 = lossless (a model's own rates shift these; from effort "
-              "1 a photo's near-lossless step may be answered by the high-fidelity model when no larger and no "
-              "worse, and a fraction between 6 and 7 asks it for a file that far from the top rate's PSNR to "
-              "±4's). Default 3.")
+              "1, on a photo, the high-fidelity model answers -q 5 and up and the near-lossless steps where its file "
+              "is smaller and no worse, and a fraction between 6 and 7 asks it for a file that far from the top "
+              "rate's PSNR to ±4's). Default 3.")
 @click.option("--lossless", is_flag=True, help="Code the exact pixels (8 or 16 bits, alpha, gray): decodes "
               "identically everywhere; needs no model.")
 @click.option("--max-error", type=click.IntRange(0, 255), default=None,
