@@ -392,12 +392,14 @@ def test_models_lists_the_cached_model(runner: CliRunner, tiny_cache: TinyModel)
 
 
 def test_models_tell_earlier_models_from_newer_candidates(runner: CliRunner, tiny_cache: TinyModel) -> None:
-    """Registered before the default: kept so that old files decode; after it: a candidate."""
+    """Registered before the default (or before the high-fidelity model that superseded it): kept so
+    that old files decode; after both: a candidate."""
     rows = json.loads(run(runner, "models", "--json").stdout)  # registry order, oldest first
     at = next(i for i, r in enumerate(rows) if r["default"])
+    hifi = next((i for i, r in enumerate(rows) if r["role"].startswith("high fidelity")), -1)
     for i, r in enumerate(rows):
         if i != at and not r["role"].startswith(("synthetic art", "high fidelity")):
-            assert r["role"].startswith("newer candidate" if i > at else "earlier model"), r
+            assert r["role"].startswith("newer candidate" if i > max(at, hifi) else "earlier model"), r
 
 
 # ---- the real executable ------------------------------------------------------------------

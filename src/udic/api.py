@@ -437,7 +437,7 @@ def _fidelity_between(pixels: EncodeResult, fidelity: "Callable[[], Codec]", def
     near-lossless file; else the near-lossless file, as before.  Why: on Kodak the default tops out
     at ~34.7 dB and -q 7 is ~40.5 dB in 2.7x the bytes; -q 6.5 was -q 7, and no -q setting had a
     file between, where a photographer's "high quality" lives."""
-    from .ratecontrol import PSNR_TOLERANCE
+    from .ratecontrol import PSNR_PROMISE_DB, PSNR_TOLERANCE
 
     assert pixels.psnr is not None
     codec = default()
@@ -448,7 +448,8 @@ def _fidelity_between(pixels: EncodeResult, fidelity: "Callable[[], Codec]", def
     fraction = quality - lossy_top
     aim = low + fraction * (pixels.psnr - low)
     found = _fidelity_file(fidelity(), image, aim + PSNR_TOLERANCE, 2.0, effort, time_budget, seed, on_step, tile)
-    if found.achieved < aim - PSNR_TOLERANCE or len(found.encode.data) >= len(pixels.data):
+    # (an interpolated aim, met as a --target-psnr is: within the search's promise)
+    if found.achieved < aim - PSNR_PROMISE_DB or len(found.encode.data) >= len(pixels.data):
         return pixels
     found.encode.psnr = found.achieved
     found.encode.notices.append(

@@ -472,7 +472,7 @@ def _model_role(model_id: str, default: str | None, newer: bool = False) -> str:
     if model_id == SYNTHETIC_MODEL:
         return "synthetic art (chosen for it from effort 1)"
     if model_id == HIGH_FIDELITY_MODEL:
-        return "high fidelity: photos beyond the default's top rate"
+        return "high fidelity: photos near and beyond the default's top rate"
     if newer:
         return "newer candidate, not the default (--verbose says why)"
     return "earlier model, kept so that its files decode"
@@ -491,10 +491,14 @@ def models(as_json: bool, verbose: bool) -> None:
     except UdicError as exc:
         say("models", str(exc))
         raise SystemExit(1) from None
+    from .modelchoice import HIGH_FIDELITY_MODEL
+
     at_default = next((i for i, (e, _) in enumerate(rows) if e.id == default), len(rows))
+    # a model registered before the high-fidelity one it led to is superseded, not a candidate
+    at_hifi = next((i for i, (e, _) in enumerate(rows) if e.id == HIGH_FIDELITY_MODEL), -1)
 
     def role(i: int, model_id: str) -> str:
-        return _model_role(model_id, default, newer=i > at_default)
+        return _model_role(model_id, default, newer=i > max(at_default, at_hifi))
 
     if as_json:
         click.echo(json.dumps([
