@@ -60,7 +60,6 @@ def _windows(flat: np.ndarray) -> np.ndarray:
     return prev
 
 
-TOKEN_TABLE = 1 << 16  # token costs looked up below this value (computed above it)
 SCALAR = 24  # pixels compared one by one before comparing in blocks (most candidates end early)
 
 
@@ -124,10 +123,13 @@ def find_long_matches(index: np.ndarray, costs: np.ndarray, min_gain: float = MI
     # Python floats and lists: the parse reads single elements ~10^6 times per megapixel, where a
     # NumPy scalar costs several times a float (the same IEEE doubles: the parse is unchanged).
     sums = cum.tolist()
-    token_bits = [_token_bits(v) for v in range(min(n, TOKEN_TABLE) + 1)]
+    token_bits: dict[int, float] = {}  # gaps and lengths repeat: each value's cost worked out once
 
     def bits_of(value: int) -> float:
-        return token_bits[value] if value < len(token_bits) else _token_bits(value)
+        bits = token_bits.get(value)
+        if bits is None:
+            bits = token_bits[value] = _token_bits(value)
+        return bits
 
     recent: list[int] = []
     end = 0  # the end of the last match
