@@ -278,9 +278,12 @@ def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, l
                 job.say(f"note: {notice}")
         if not job.parallel:
             _setup_threads(threads)
+
+        def load(model_id: str):  # noqa: ANN202 - a Codec, from this job's cache
+            return job.codecs.get(model_id, device, progress=not quiet and not job.parallel, precision=precision)
+
         # the high-fidelity model, for requests beyond the top rate: loaded only when tried
-        fidelity = api.fidelity_loader(model, lambda m: job.codecs.get(
-            m, device, progress=not quiet and not job.parallel, precision=precision))
+        fidelity = api.fidelity_loader(model, load)
         if exact or pixel_step is not None:  # the pixel coder: no model, no torch
             # -q above the top rate writes the very file --max-error N / --lossless would, unless
             # (effort >= 1, no model named, a photo-like file) the high-fidelity model's file is
@@ -290,10 +293,9 @@ def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, l
             if fidelity is not None and not exact and not lossy_only:
                 on_step = job.check if job.parallel else _live_progress(src, job, quiet)
                 try:
-                    # (6 < -q < 7 on a photo also loads the default model, for its top rate's PSNR)
-                    default = lambda: job.codecs.get(  # noqa: E731
-                        model_for(image.rgb, model, effort), device, progress=not quiet and not job.parallel,
-                        precision=precision)
+                    def default():  # noqa: ANN202 - 6 < -q < 7 on a photo: the top rate's PSNR
+                        return load(model_for(image.rgb, model, effort))
+
                     result = api.fidelity_for_pixels(result, fidelity, image, q, effort, time_budget, seed,
                                                      on_step, tile, top, default)
                 finally:
@@ -308,8 +310,7 @@ def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, l
             seconds = time.perf_counter() - t0
             return api.EncodeRecord(src, dest, result, effort, seconds,
                                     api.encoded_psnr(image, result) if report_psnr else None)
-        chosen = model_for(image.rgb, model, effort)  # synthetic art gets the model trained for it
-        codec = job.codecs.get(chosen, device, progress=not quiet and not job.parallel, precision=precision)
+        codec = load(model_for(image.rgb, model, effort))  # synthetic art gets the model trained for it
         if top is None and not 0 <= q <= modes.max_quality(codec.max_quality):  # weights were not on disk
             raise UsageError(f"-q {q:g} is out of range 0…{modes.max_quality(codec.max_quality):g}")
         on_step = job.check if job.parallel else _live_progress(src, job, quiet)
