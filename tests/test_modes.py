@@ -303,6 +303,32 @@ def test_near_the_top_rate_a_smaller_high_fidelity_file_replaces_the_default_one
     assert not any("what this model reaches" in n for n in result.notices)
 
 
+def test_under_the_top_rate_the_high_fidelity_model_is_tried_only_on_heavy_files(tiny_codec, finer_codec,
+                                                                                 monkeypatch):
+    """One step under the top the default saturates only where its file is heavy (Kodak -q 5: no
+    win under 0.95 bpp); from half a step under the top it is always tried."""
+    image = loaded(smooth_image(32, 40))
+    top = tiny_codec.max_quality
+
+    def never():
+        raise AssertionError("loaded the high-fidelity model")
+
+    plain = api.encode_with(tiny_codec, image, top - 1, effort=1)
+    bpp = 8 * len(plain.data) / (32 * 40)
+    monkeypatch.setattr(api, "FIDELITY_BELOW_TOP_MIN_BPP", bpp + 0.01)  # this file is just too light
+    assert api.encode_with(tiny_codec, image, top - 1, effort=1, fidelity=never).data == plain.data
+    result = api.encode_with(tiny_codec, image, top - 0.5, effort=1, fidelity=lambda: finer_codec)
+    assert ctr.parse(result.data).header.model_id == finer_codec.model_id  # half a step under: always tried
+    # a PSNR target met under the top rate (29 dB: the finer model's file wins it when tried) follows the rule too
+    monkeypatch.setattr(api, "FIDELITY_BELOW_TOP_MIN_BPP", 1e9)
+    monkeypatch.setattr(api, "FIDELITY_ALWAYS_FROM_TOP", 0.0)
+    api.encode_with(tiny_codec, image, 3.0, effort=1, target=RateTarget("psnr", 29.0), fidelity=never)
+    monkeypatch.setattr(api, "FIDELITY_ALWAYS_FROM_TOP", 0.5)
+    monkeypatch.setattr(api, "FIDELITY_BELOW_TOP_MIN_BPP", bpp - 0.01)  # heavy enough
+    result = api.encode_with(tiny_codec, image, top - 1, effort=1, fidelity=lambda: finer_codec)
+    assert ctr.parse(result.data).header.model_id == finer_codec.model_id
+
+
 def test_the_high_fidelity_model_is_not_tried_where_it_cannot_win(tiny_codec):
     image = loaded(smooth_image(32, 40))
     pixels = api.encode_pixels(image, 24, 1)

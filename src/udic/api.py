@@ -229,7 +229,8 @@ def encode_with(
         from .reduced import reduced_if_better
 
         lossy = reduced_if_better(codec, image, quality, lossy, effort, time_budget, seed, tile)
-    if fidelity is not None and quality >= codec.max_quality - FIDELITY_FROM_TOP and _fidelity_applies(image, effort):
+    if (fidelity is not None and quality >= codec.max_quality - FIDELITY_FROM_TOP and _fidelity_applies(image, effort)
+            and _may_saturate(codec, quality, lossy.size, image)):
         lossy = _fidelity_if_smaller(codec, fidelity, image, quality, lossy, effort, time_budget, seed, on_step, tile)
     if not choose_mode:
         return lossy.result  # type: ignore[return-value]
@@ -324,6 +325,22 @@ def _with_fidelity(codec: Codec, hifi: Codec, image: LoadedImage, effort: int, t
 # PSNR is smaller (6 Kodak images, effort 1, geometric mean of wide / default bytes: -q 5 0.95, 5.5
 # 0.87, 6 0.78; kodim13 0.60 at -q 6), so from one step under the top it is tried as well.
 FIDELITY_FROM_TOP = 1.0
+# Under the top rate the default saturates only on busy photos.  All 24 Kodak images, effort 1
+# (docs/bench/session29-kodak24-q56.md): at -q 5 the wide file won on 8, all but kodim16 (0.4 %)
+# where the default's file had 0.98 bpp or more, and on none of the 13 under 0.95 bpp, which paid
+# ~15 s of search each for nothing; at -q 4 (0.41-1.10 bpp) it won only on kodim13 (1.10 bpp,
+# -12 %; kodim01/05/08 at 0.94-1.01 bpp: no file smaller).  Nearer the top it wins on lighter
+# photos too (-q 6, kodim03 at 0.86 bpp: -8 %), so from half a step under it it is always tried.
+FIDELITY_BELOW_TOP_MIN_BPP = 0.95
+FIDELITY_ALWAYS_FROM_TOP = 0.5
+
+
+def _may_saturate(codec: Codec, quality: float, size: int, image: LoadedImage) -> bool:
+    """Whether the default's file at ``quality`` (``size`` bytes), at most FIDELITY_FROM_TOP under
+    its top rate, is where the high-fidelity model may beat it (FIDELITY_BELOW_TOP_MIN_BPP)."""
+    if quality >= codec.max_quality - FIDELITY_ALWAYS_FROM_TOP:
+        return True
+    return 8 * size / (image.rgb.shape[0] * image.rgb.shape[1]) >= FIDELITY_BELOW_TOP_MIN_BPP
 
 
 def _fidelity_applies(image: LoadedImage, effort: int) -> bool:
@@ -492,7 +509,8 @@ def _encode_to_target(codec: Codec, image: LoadedImage, start: float, effort: in
 
         result = reduced_target(codec, image, target, result, effort, time_budget, seed, tile, decode_rgb, reference)
     beyond = not result.reached and target.error(result.achieved) < 0
-    near_top = not beyond and result.quality >= codec.max_quality - FIDELITY_FROM_TOP
+    near_top = (not beyond and result.quality >= codec.max_quality - FIDELITY_FROM_TOP
+                and _may_saturate(codec, result.quality, len(result.encode.data), image))
     if fidelity is not None and ((beyond and _photo_like(image)) or (near_top and _fidelity_applies(image, effort))):
         # Beyond the model's top rate the high-fidelity model may meet the target where only the
         # pixel coder did before (Kodak at 42 dB: a learned file ~0.6x the near-lossless one);
