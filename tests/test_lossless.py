@@ -120,6 +120,19 @@ def test_palette_and_tiles_use_palette_mode() -> None:
     assert info["mode"] in ("palette", "palette raster") and info["palette_size"] == 6
 
 
+def test_a_lossless_photo_is_predicted_with_the_match_stage_and_a_near_lossless_one_without() -> None:
+    """The match stage pays on lossless photos whatever their repeat share (Kodak: 0.98x the
+    bytes), and costs 10-20 % at ±N; effort 0 keeps the quick form."""
+    pixels = _smooth(64, 72, 3)
+    assert lossless._repeat_share(pixels) < lossless.MATCH_SHARE
+    exact = lossless.describe(_roundtrip(pixels))
+    assert exact["mode"] == "predictive" and exact["pixel_match"]
+    near = lossless.describe(lossless.encode(pixels, 8, 2, 1))
+    assert near["mode"] == "predictive" and not near["pixel_match"]
+    quick = lossless.describe(lossless.encode(pixels, 8, 0, 0))
+    assert quick["mode"] == "predictive" and not quick["pixel_match"]
+
+
 @pytest.mark.parametrize("channels", [1, 3, 4])
 @pytest.mark.parametrize("max_error", [0, 2])
 def test_pixel_match_mode(channels: int, max_error: int) -> None:
