@@ -120,17 +120,28 @@ def test_palette_and_tiles_use_palette_mode() -> None:
     assert info["mode"] in ("palette", "palette raster") and info["palette_size"] == 6
 
 
-def test_a_lossless_photo_is_predicted_with_the_match_stage_and_a_near_lossless_one_without() -> None:
+def test_effort_2_tries_the_match_stage_on_a_lossless_photo() -> None:
     """The match stage pays on lossless photos whatever their repeat share (Kodak: 0.98x the
-    bytes), and costs 10-20 % at ±N; effort 0 keeps the quick form."""
+    bytes) but slows their decoding by ~30 %: effort 2 codes both and keeps the smaller, effort
+    1 keeps the faster form; at ±N (10-20 % larger with it) neither tries it."""
     pixels = _smooth(64, 72, 3)
     assert lossless._repeat_share(pixels) < lossless.MATCH_SHARE
-    exact = lossless.describe(_roundtrip(pixels))
-    assert exact["mode"] == "predictive" and exact["pixel_match"]
-    near = lossless.describe(lossless.encode(pixels, 8, 2, 1))
-    assert near["mode"] == "predictive" and not near["pixel_match"]
-    quick = lossless.describe(lossless.encode(pixels, 8, 0, 0))
-    assert quick["mode"] == "predictive" and not quick["pixel_match"]
+    tried = []
+    real = lossless._encode_predictive
+
+    def spy(*args):
+        tried.append((args[2], args[3], args[5]))  # max_error, effort, match
+        return real(*args)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(lossless, "_encode_predictive", spy)
+        for effort in (1, 2):
+            _roundtrip(pixels, effort=effort)
+            lossless.encode(pixels, 8, 2, effort)
+    assert {m for e, f, m in tried if e == 0 and f == 2} == {True, False}
+    assert not any(m for e, f, m in tried if e > 0 or f < 2)
+    fast = lossless.describe(lossless.encode(pixels, 8, 0, 1))
+    assert fast["mode"] == "predictive" and not fast["pixel_match"]
 
 
 @pytest.mark.parametrize("channels", [1, 3, 4])

@@ -676,10 +676,11 @@ def encode(pixels: np.ndarray, bit_depth: int = 8, max_error: int = 0, effort: i
         best = _raster_forms(pixels, bit_depth, max_error, effort, found, raster_offsets, best)
     if not predicted and (found is None or effort > 1
                           or (effort == 1 and _palette_may_lose(found[0].shape[0], pixels, best, interlaced))):
-        # Lossless, the match stage pays on photos too (session 30, all 24 Kodak: 0.982x the bytes,
-        # 23 of 24 smaller, kodim15 -4.6 %, the worst +0.1 %; encoding ~40 % slower), where at +-N it
-        # costs 10-20 % (pixels within N of a neighbour are better coded as residuals there).
-        predict_match = match or (max_error == 0 and effort >= 1)
+        # Lossless, the match stage pays on photos too (session 30, all 24 Kodak: 0.983x the bytes,
+        # 22 of 23 changed files smaller, kodim15 -4.4 %, the worst +0.2 %), but they decode ~30 %
+        # slower (2.1 -> 1.5 MP/s) and encode ~18 % slower: effort 2 tries it (and keeps the smaller
+        # of with and without), effort 1 keeps decoding at ~2 MP/s.  At +-N it costs photos 10-20 %.
+        predict_match = match or (max_error == 0 and effort >= 2)
         chosen = _transform_candidates(pixels, bit_depth, max_error, effort, predict_match)
         for transform in chosen:
             cand = _encode_predictive(pixels, bit_depth, max_error, effort, transform, predict_match, offsets)
