@@ -326,11 +326,12 @@ def _with_fidelity(codec: Codec, hifi: Codec, image: LoadedImage, effort: int, t
 # 0.87, 6 0.78; kodim13 0.60 at -q 6), so from one step under the top it is tried as well.
 FIDELITY_FROM_TOP = 1.0
 # Under the top rate the default saturates only on busy photos.  All 24 Kodak images, effort 1
-# (docs/bench/session29-kodak24-q56.md, session30-kodak24-q4.md): at -q 5 the wide file won on 8, all but kodim16 (0.4 %)
-# where the default's file had 0.98 bpp or more, and on none of the 13 under 0.95 bpp, which paid
-# ~15 s of search each for nothing; at -q 4 (0.41-1.10 bpp) it won only on kodim13 (1.10 bpp,
-# -12 %; kodim01/05/08 at 0.94-1.01 bpp: no file smaller).  Nearer the top it wins on lighter
-# photos too (-q 6, kodim03 at 0.86 bpp: -8 %), so from half a step under it it is always tried.
+# (docs/bench/session29-kodak24-q56.md and session30-kodak24-q4.md): at -q 5 the wide file won on
+# 8, all but kodim16 (0.4 %) where the default's file had 0.98 bpp or more, and on none of the 13
+# under 0.95 bpp, which paid ~15 s of search each for nothing; at -q 4 (0.41-1.10 bpp) it won only
+# on kodim13 (1.10 bpp, -12 %; kodim01/05/08 at 0.94-1.01 bpp: no file smaller).  Nearer the top
+# it wins on lighter photos too (-q 6, kodim03 at 0.86 bpp: -8 %): from half a step under the top
+# it is always tried.
 FIDELITY_BELOW_TOP_MIN_BPP = 0.95
 FIDELITY_ALWAYS_FROM_TOP = 0.5
 
