@@ -161,3 +161,20 @@ def test_cli_target_psnr_and_misuse(runner, tiny_cache: TinyModel, tmp_path) -> 
                   str(tmp_path / "b.udic"), *args)
         assert bad.exit_code != 0 and message in bad.stderr, bad.stderr
         assert not (tmp_path / "b.udic").exists()
+
+
+def test_smallest_at_least_takes_a_probe_over_the_floor_when_the_answer_sits_under_it() -> None:
+    """kodim01 at -q 7: the search kept its smallest file within the 0.1 dB promise (40.257 dB),
+    the near-lossless file to replace had 40.282 dB, and a 40.304 dB probe was at hand."""
+    from types import SimpleNamespace
+
+    from udic.ratecontrol import Probe, SearchResult, smallest_at_least
+
+    probes = [Probe(q, bpp, db, SimpleNamespace(data=bytes(n))) for q, bpp, db, n in
+              [(6.24, 3.135, 40.590, 154), (6.14, 3.053, 40.257, 150), (6.16, 3.066, 40.304, 151)]]
+    answer = SearchResult(probes[1].encode, 6.14, 40.257, True, probes)
+    picked = smallest_at_least(answer, 40.282)
+    assert picked is not None and picked.quality == 6.16 and picked.achieved == 40.304
+    assert picked.encode is probes[2].encode and picked.probes == probes
+    assert smallest_at_least(answer, 40.25) is answer  # the answer already reaches it
+    assert smallest_at_least(answer, 40.6) is None  # no file does

@@ -290,7 +290,7 @@ def _with_fidelity(codec: Codec, hifi: Codec, image: LoadedImage, effort: int, t
     # target the default meets, a little lower).  A PSNR is aimed a tolerance above the target, so
     # the file lands on or over it: the near-lossless answers it competes with always do (kodim04
     # at 42 dB had come out at 41.97 dB).
-    from .ratecontrol import PSNR_TOLERANCE, RateTarget
+    from .ratecontrol import PSNR_TOLERANCE, RateTarget, smallest_at_least
 
     aim = RateTarget("psnr", target.value + PSNR_TOLERANCE) if target.metric == "psnr" else target
     # The default's file meets the target (near its top rate), or falls short (beyond it).
@@ -300,7 +300,9 @@ def _with_fidelity(codec: Codec, hifi: Codec, image: LoadedImage, effort: int, t
                              tile, aim, reference)
     if target.metric == "psnr" and met:
         # The default meets it: the other file must meet it too, in fewer bytes.
-        wins = target.error(better.achieved) >= 0 and len(better.encode.data) < len(result.encode.data)
+        meeting = smallest_at_least(better, target.value)
+        wins = meeting is not None and len(meeting.encode.data) < len(result.encode.data)
+        better = meeting if meeting is not None else better
     elif target.metric == "psnr":
         wins = better.achieved > result.achieved
     else:
@@ -358,13 +360,14 @@ def _fidelity_if_smaller(codec: Codec, fidelity: "Callable[[], Codec]", image: L
     """``lossy`` (the default model's -q file), or the high-fidelity model's file at no lower PSNR
     where that is smaller."""
     from . import modes
-    from .ratecontrol import PSNR_TOLERANCE
+    from .ratecontrol import PSNR_TOLERANCE, smallest_at_least
 
     hifi = fidelity()
     if hifi.model_id == codec.model_id:
         return lossy
-    found = _fidelity_file(hifi, image, lossy.psnr + PSNR_TOLERANCE, 3.0, effort, time_budget, seed, on_step, tile)
-    if found.achieved < lossy.psnr or len(found.encode.data) >= lossy.size:
+    found = smallest_at_least(_fidelity_file(hifi, image, lossy.psnr + PSNR_TOLERANCE, 3.0, effort, time_budget,
+                                             seed, on_step, tile), lossy.psnr)
+    if found is None or len(found.encode.data) >= lossy.size:
         return lossy
     found.encode.psnr = found.achieved
     found.encode.notices.append(
@@ -420,15 +423,16 @@ def fidelity_for_pixels(pixels: EncodeResult, fidelity: "Callable[[], Codec]", i
     (``default`` loads that model) asks for a file between the two: see ``_fidelity_between``."""
     if not fidelity_may_beat(pixels, image, effort):
         return pixels
-    from .ratecontrol import PSNR_TOLERANCE
+    from .ratecontrol import PSNR_TOLERANCE, smallest_at_least
 
     assert pixels.psnr is not None
     if lossy_top is not None and default is not None and 0.0 < quality - lossy_top < 1.0:
         return _fidelity_between(pixels, fidelity, default, image, quality, lossy_top, effort, time_budget, seed,
                                  on_step, tile)
     hifi = fidelity()
-    found = _fidelity_file(hifi, image, pixels.psnr + PSNR_TOLERANCE, 1.0, effort, time_budget, seed, on_step, tile)
-    if found.achieved < pixels.psnr or len(found.encode.data) >= len(pixels.data):
+    found = smallest_at_least(_fidelity_file(hifi, image, pixels.psnr + PSNR_TOLERANCE, 1.0, effort, time_budget,
+                                             seed, on_step, tile), pixels.psnr)
+    if found is None or len(found.encode.data) >= len(pixels.data):
         return pixels
     found.encode.psnr = found.achieved
     found.encode.notices.append(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
 from .errors import UsageError
@@ -169,6 +169,21 @@ def _finish(target: RateTarget, probes: dict[int, Probe], reached: bool) -> Sear
         notice = (f"target {target.value:g} {'bpp' if target.metric == 'bpp' else 'dB'} is {side} what this "
                   f"model reaches; wrote the closest, -q {best.quality:g} ({target.describe(value(best))})")
     return SearchResult(best.encode, best.quality, value(best), within, list(probes.values()), notice)
+
+
+def smallest_at_least(result: SearchResult, floor_db: float) -> SearchResult | None:
+    """The smallest of a PSNR search's files that reaches ``floor_db`` (None: none does).  A search
+    answers with its smallest file within PSNR_PROMISE_DB of the aim, which can sit just under a
+    floor that a replacement file must reach, while a file over it is at hand: kodim01 at -q 7
+    kept a 40.257 dB file where the near-lossless one it was to replace had 40.282 dB, and so lost
+    to it, next to a 40.304 dB probe 24 % smaller than that near-lossless file."""
+    if result.achieved >= floor_db:
+        return result
+    meeting = [p for p in result.probes if p.psnr >= floor_db]
+    if not meeting:
+        return None
+    best = min(meeting, key=lambda p: (p.bpp, -p.psnr))
+    return replace(result, encode=best.encode, quality=best.quality, achieved=best.psnr)
 
 
 def _local_slope(probes: list[Probe], quality: float, target: RateTarget) -> float | None:
