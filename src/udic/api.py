@@ -229,8 +229,7 @@ def encode_with(
         from .reduced import reduced_if_better
 
         lossy = reduced_if_better(codec, image, quality, lossy, effort, time_budget, seed, tile)
-    if (fidelity is not None and quality >= codec.max_quality - FIDELITY_FROM_TOP and _fidelity_applies(image, effort)
-            and _may_saturate(codec, quality, lossy.size, image)):
+    if fidelity is not None and _fidelity_applies(image, effort) and _may_saturate(codec, quality, lossy.size, image):
         lossy = _fidelity_if_smaller(codec, fidelity, image, quality, lossy, effort, time_budget, seed, on_step, tile)
     if not choose_mode:
         return lossy.result  # type: ignore[return-value]
@@ -302,7 +301,8 @@ def _with_fidelity(codec: Codec, hifi: Codec, image: LoadedImage, effort: int, t
         # The default meets it: the other file must meet it too, in fewer bytes.
         meeting = smallest_at_least(better, target.value)
         wins = meeting is not None and len(meeting.encode.data) < len(result.encode.data)
-        better = meeting if meeting is not None else better
+        if wins:
+            better = meeting
     elif target.metric == "psnr":
         wins = better.achieved > result.achieved
     else:
@@ -339,8 +339,11 @@ FIDELITY_ALWAYS_FROM_TOP = 0.5
 
 
 def _may_saturate(codec: Codec, quality: float, size: int, image: LoadedImage) -> bool:
-    """Whether the default's file at ``quality`` (``size`` bytes), at most FIDELITY_FROM_TOP under
-    its top rate, is where the high-fidelity model may beat it (FIDELITY_BELOW_TOP_MIN_BPP)."""
+    """Whether the default's file at ``quality`` (``size`` bytes) is where the high-fidelity model
+    may beat it: at most FIDELITY_FROM_TOP under its top rate, and heavy enough under half a step
+    (FIDELITY_BELOW_TOP_MIN_BPP)."""
+    if quality < codec.max_quality - FIDELITY_FROM_TOP:
+        return False
     if quality >= codec.max_quality - FIDELITY_ALWAYS_FROM_TOP:
         return True
     return 8 * size / (image.rgb.shape[0] * image.rgb.shape[1]) >= FIDELITY_BELOW_TOP_MIN_BPP
@@ -360,16 +363,13 @@ def _fidelity_if_smaller(codec: Codec, fidelity: "Callable[[], Codec]", image: L
     """``lossy`` (the default model's -q file), or the high-fidelity model's file at no lower PSNR
     where that is smaller."""
     from . import modes
-    from .ratecontrol import PSNR_TOLERANCE, smallest_at_least
 
     hifi = fidelity()
     if hifi.model_id == codec.model_id:
         return lossy
-    found = smallest_at_least(_fidelity_file(hifi, image, lossy.psnr + PSNR_TOLERANCE, 3.0, effort, time_budget,
-                                             seed, on_step, tile), lossy.psnr)
-    if found is None or len(found.encode.data) >= lossy.size:
+    found = _fidelity_beating(hifi, image, lossy.psnr, lossy.size, 3.0, effort, time_budget, seed, on_step, tile)
+    if found is None:
         return lossy
-    found.encode.psnr = found.achieved
     found.encode.notices.append(
         f"-q {quality:g}: the high-fidelity model's file ({len(found.encode.data)} B, {found.achieved:.2f} dB) is "
         f"smaller than the default model's ({lossy.size} B, {lossy.psnr:.2f} dB) and no worse")
@@ -423,18 +423,14 @@ def fidelity_for_pixels(pixels: EncodeResult, fidelity: "Callable[[], Codec]", i
     (``default`` loads that model) asks for a file between the two: see ``_fidelity_between``."""
     if not fidelity_may_beat(pixels, image, effort):
         return pixels
-    from .ratecontrol import PSNR_TOLERANCE, smallest_at_least
-
     assert pixels.psnr is not None
     if lossy_top is not None and default is not None and 0.0 < quality - lossy_top < 1.0:
         return _fidelity_between(pixels, fidelity, default, image, quality, lossy_top, effort, time_budget, seed,
                                  on_step, tile)
-    hifi = fidelity()
-    found = smallest_at_least(_fidelity_file(hifi, image, pixels.psnr + PSNR_TOLERANCE, 1.0, effort, time_budget,
-                                             seed, on_step, tile), pixels.psnr)
-    if found is None or len(found.encode.data) >= len(pixels.data):
+    found = _fidelity_beating(fidelity(), image, pixels.psnr, len(pixels.data), 1.0, effort, time_budget, seed,
+                              on_step, tile)
+    if found is None:
         return pixels
-    found.encode.psnr = found.achieved
     found.encode.notices.append(
         f"-q {quality:g}: the high-fidelity model's file ({len(found.encode.data)} B, {found.achieved:.2f} dB) "
         f"is smaller than near-lossless ±{pixels.max_error} ({len(pixels.data)} B, {pixels.psnr:.2f} dB) "  # type: ignore[attr-defined]
@@ -449,6 +445,22 @@ def _fidelity_file(hifi: Codec, image: LoadedImage, aim_db: float, below_top: fl
 
     return _search_learned(hifi, image, max(0.0, hifi.max_quality - below_top), effort, time_budget, seed, on_step,
                            tile, RateTarget("psnr", aim_db), image.rgb)
+
+
+def _fidelity_beating(hifi: Codec, image: LoadedImage, floor_db: float, size: int, below_top: float, effort: int,
+                      time_budget: float | None, seed: int, on_step, tile: int | None) -> "SearchResult | None":  # noqa: ANN001
+    """The high-fidelity model's smallest searched file that reaches ``floor_db`` in fewer than
+    ``size`` bytes (its PSNR recorded), or None: what replaces a file on the terms "smaller and no
+    worse".  Aimed a tolerance above the floor; the search's answer may still sit under it, where a
+    probe over it can win (``smallest_at_least``)."""
+    from .ratecontrol import PSNR_TOLERANCE, smallest_at_least
+
+    found = smallest_at_least(_fidelity_file(hifi, image, floor_db + PSNR_TOLERANCE, below_top, effort, time_budget,
+                                             seed, on_step, tile), floor_db)
+    if found is None or len(found.encode.data) >= size:
+        return None
+    found.encode.psnr = found.achieved
+    return found
 
 
 def _fidelity_between(pixels: EncodeResult, fidelity: "Callable[[], Codec]", default: "Callable[[], Codec]",
@@ -514,8 +526,7 @@ def _encode_to_target(codec: Codec, image: LoadedImage, start: float, effort: in
 
         result = reduced_target(codec, image, target, result, effort, time_budget, seed, tile, decode_rgb, reference)
     beyond = not result.reached and target.error(result.achieved) < 0
-    near_top = (not beyond and result.quality >= codec.max_quality - FIDELITY_FROM_TOP
-                and _may_saturate(codec, result.quality, len(result.encode.data), image))
+    near_top = not beyond and _may_saturate(codec, result.quality, len(result.encode.data), image)
     if fidelity is not None and ((beyond and _photo_like(image)) or (near_top and _fidelity_applies(image, effort))):
         # Beyond the model's top rate the high-fidelity model may meet the target where only the
         # pixel coder did before (Kodak at 42 dB: a learned file ~0.6x the near-lossless one);
