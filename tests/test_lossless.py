@@ -1609,21 +1609,6 @@ def test_a_palette_in_context_is_smaller_than_in_a_list() -> None:
     assert colours.decode(in_context, index, palette.shape[0], 3, 8).tolist() == palette.tolist()
 
 
-@pytest.mark.parametrize("channels", [1, 3, 4])
-def test_palette_in_context_round_trips_with_unused_colours(channels: int) -> None:
-    """Colours the index plane never uses come last and predict from the colour before them
-    (a chain the decoder's waves must follow); every colour decodes exactly."""
-    rng = np.random.default_rng(channels)
-    index = rng.integers(0, 40, (30, 50))
-    index[:, 10:20] = index[:, 9:10]  # runs: neighbours that share a colour
-    palette = rng.integers(0, 256, (60, channels))  # colours 40 … 59 are never used
-    palette[40:] = np.clip(palette[39] + np.arange(20)[:, None] * 3, 0, 255)
-    from udic.lossless import colours
-
-    data = colours.encode(palette, index, 8)
-    assert colours.decode(data, index, 60, channels, 8).tolist() == palette.tolist()
-
-
 def test_a_damaged_palette_in_context_is_refused() -> None:
     pixels = _banded(40, 60)
     payload = _raster_payload(pixels, [], 0, 2)

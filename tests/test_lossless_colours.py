@@ -48,11 +48,31 @@ def test_order_and_neighbours_by_hand() -> None:
 
 
 def test_median_edge_predictor_by_hand() -> None:
-    assert colours._predict([10, 50, 5], [20, 40, 5], [15, 60, 0], [0, 0, 0]) == [15, 40, 5]
-    assert colours._predict([10], [20], [25], [0]) == [10]  # above both: the smaller
-    assert colours._predict([10], [20], [5], [0]) == [20]  # below both: the larger
-    assert colours._predict(None, [7], None, [1]) == [7] and colours._predict([8], None, None, [1]) == [8]
-    assert colours._predict(None, None, None, [3, 4]) == [3, 4]
+    """Colours in order of first use, from residuals and neighbour ranks (−1: none): none at all
+    predicts from the colour before (zeros first), one neighbour alone is the prediction, three
+    give the median edge predictor, and no pixel above left lets the one above stand in."""
+    rw = np.array([-1, 0, -1, 0, 0, -1])
+    rn = np.array([-1, -1, 1, 1, 1, -1])
+    rnw = np.array([-1, -1, -1, 2, -1, -1])
+    residuals = np.array([[10, 50, 5], [10, -10, 0], [-5, 20, -5], [1, 1, 1], [0, 0, 0], [2, 2, 2]])
+    values = colours._reconstruct(residuals, rw, rn, rnw)
+    assert values.tolist() == [[10, 50, 5], [20, 40, 5], [15, 60, 0],
+                               [16, 41, 6],  # median of (10, 20 | 15) (50, 40 | 60) (5, 5 | 0) is 15, 40, 5
+                               [10, 50, 5],  # west and north, no north-west: the west colour
+                               [12, 52, 7]]  # no neighbour (unused): the colour before
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_long_chains_of_neighbours_round_trip(channels: int) -> None:
+    """Runs of shared colours and unused colours after the used ones: colours depend on colours
+    decoded many waves before them."""
+    rng = np.random.default_rng(channels)
+    index = rng.integers(0, 40, (30, 50))
+    index[:, 10:20] = index[:, 9:10]
+    palette = rng.integers(0, 256, (60, channels))  # colours 40 … 59 are never used
+    palette[40:] = np.clip(palette[39] + np.arange(20)[:, None] * 3, 0, 255)
+    data = colours.encode(palette, index, 8)
+    assert colours.decode(data, index, 60, channels, 8).tolist() == palette.tolist()
 
 
 def test_a_colour_outside_the_bit_depth_is_refused() -> None:
