@@ -672,3 +672,30 @@ def test_a_note_over_its_share_of_a_small_file_keeps_only_the_request(monkeypatc
     whole = modes._noted(modes.Candidate(enc, math.inf), note, "-q 3")
     assert api.info(whole.result.data).mode_note == note
     assert len(whole.result.data) - len(small.result.data) == len(note) - len("-q 3")
+
+
+def test_a_high_fidelity_file_says_why_in_its_note(tiny_codec, finer_codec):
+    """`udic info` shows why a learned file came from the high-fidelity model, as it does for a
+    pixel-coded one: the file's note section holds the encoder's account."""
+    image = loaded(smooth_image(32, 40))
+    loose = api.encode_pixels(image, 24, 1)
+    chosen = api.fidelity_for_pixels(loose, lambda: finer_codec, image, 7.0, 1)
+    assert ctr.parse(chosen.data).header.model_id == finer_codec.model_id and len(chosen.data) < len(loose.data)
+    # a 383 B file: the whole account would be over 2 % of it, so the file holds the request
+    assert api.info(chosen.data).mode_note == "-q 7: the high-fidelity model's file, smaller and no worse"
+    assert "±24" in chosen.notices[-1]  # the terminal still gets the whole account
+    assert np.array_equal(np.asarray(finer_codec.decode(chosen.data).image),
+                          np.asarray(finer_codec.decode(ctr.with_note(chosen.data, None)).image))
+
+
+def test_an_account_never_costs_a_replacement_its_win(tiny_codec):
+    enc = api.encode_with(tiny_codec, loaded(smooth_image(64, 80)), tiny_codec.max_quality, effort=0)
+    size = len(enc.data)
+    long_note, brief = "x" * int(0.02 * size), "-q 5"
+    assert api.info(api._accounted(enc, long_note, brief).data).mode_note == long_note
+    assert api.info(api._accounted(enc, long_note + "yy", brief).data).mode_note == brief  # over 2 %
+    # where the note would make the file no smaller than the one it replaces: the brief, or nothing
+    with_brief = api._accounted(enc, long_note, brief, smaller_than=size + len(brief) + 3)
+    assert api.info(with_brief.data).mode_note == brief
+    bare = api._accounted(enc, long_note, brief, smaller_than=size + 2)
+    assert bare.data == enc.data and bare.notices[-1] == long_note

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import container as ctr
@@ -318,8 +318,9 @@ def _with_fidelity(codec: Codec, hifi: Codec, image: LoadedImage, effort: int, t
         why = "filled at a higher PSNR than by the default model's file near its top rate"
     else:
         why = f"beyond the default model's top rate ({target.describe(result.achieved)})"
-    better.encode.notices.append(f"encoded with the high-fidelity model {hifi.model_id}: --target-{target.metric} "
-                                 f"{target.value:g} is {why}")
+    request = f"--target-{target.metric} {target.value:g}"
+    better.encode = _accounted(better.encode, f"encoded with the high-fidelity model {hifi.model_id}: {request} is {why}",
+                               request, len(result.encode.data) if met and target.metric == "psnr" else None)
     return hifi, better
 
 
@@ -336,6 +337,23 @@ FIDELITY_FROM_TOP = 1.0
 # it is always tried.
 FIDELITY_BELOW_TOP_MIN_BPP = 0.95
 FIDELITY_ALWAYS_FROM_TOP = 0.5
+
+
+def _accounted(enc: EncodeResult, note: str, brief: str, smaller_than: int | None = None) -> EncodeResult:
+    """``enc`` with the encoder's account of why this model's file was written: among its notices
+    (the terminal) and in the file's ancillary ``note`` section, which ``udic info`` shows (as a
+    pixel-coded file's says why it was chosen).  ``brief`` (the request alone) where the note would
+    be over modes.NOTE_SHARE of the file, and none where the noted file would no longer be smaller
+    than ``smaller_than`` bytes (the file it replaced)."""
+    from .modes import NOTE_SHARE
+
+    texts = ([note] if len(note.encode("utf-8")) <= NOTE_SHARE * len(enc.data) else []) + [brief]
+    pixels = enc.header.width * enc.header.height
+    for text in texts:
+        data = ctr.with_note(enc.data, text, max_pixels=pixels)
+        if smaller_than is None or len(data) < smaller_than:
+            return replace(enc, data=data, notices=enc.notices + [note])
+    return replace(enc, notices=enc.notices + [note])
 
 
 def _may_saturate(codec: Codec, quality: float, size: int, image: LoadedImage) -> bool:
@@ -370,10 +388,11 @@ def _fidelity_if_smaller(codec: Codec, fidelity: "Callable[[], Codec]", image: L
     found = _fidelity_beating(hifi, image, lossy.psnr, lossy.size, 3.0, effort, time_budget, seed, on_step, tile)
     if found is None:
         return lossy
-    found.encode.notices.append(
-        f"-q {quality:g}: the high-fidelity model's file ({len(found.encode.data)} B, {found.achieved:.2f} dB) is "
-        f"smaller than the default model's ({lossy.size} B, {lossy.psnr:.2f} dB) and no worse")
-    return modes.Candidate(found.encode, psnr=found.achieved)
+    noted = _accounted(found.encode,
+                       f"-q {quality:g}: the high-fidelity model's file ({len(found.encode.data)} B, "
+                       f"{found.achieved:.2f} dB) is smaller than the default model's ({lossy.size} B, "
+                       f"{lossy.psnr:.2f} dB) and no worse", _FIDELITY_BRIEF.format(quality=quality), lossy.size)
+    return modes.Candidate(noted, psnr=found.achieved)
 
 
 def _learned_psnr(codec: Codec, image: LoadedImage, data: bytes) -> float:
@@ -384,6 +403,8 @@ def _learned_psnr(codec: Codec, image: LoadedImage, data: bytes) -> float:
     decoded = np.asarray(codec.decode(data).image.convert("RGB"))
     return psnr_rgb(image.rgb, decoded)
 
+
+_FIDELITY_BRIEF = "-q {quality:g}: the high-fidelity model's file, smaller and no worse"
 
 # -q above the top rate asks for a near-lossless file; from effort 1 the high-fidelity model's
 # file replaces it where no larger and no worse.  Tried only for files above this many bits
@@ -431,11 +452,11 @@ def fidelity_for_pixels(pixels: EncodeResult, fidelity: "Callable[[], Codec]", i
                               on_step, tile)
     if found is None:
         return pixels
-    found.encode.notices.append(
-        f"-q {quality:g}: the high-fidelity model's file ({len(found.encode.data)} B, {found.achieved:.2f} dB) "
-        f"is smaller than near-lossless ±{pixels.max_error} ({len(pixels.data)} B, {pixels.psnr:.2f} dB) "  # type: ignore[attr-defined]
-        "and no worse")
-    return found.encode
+    return _accounted(found.encode,
+                      f"-q {quality:g}: the high-fidelity model's file ({len(found.encode.data)} B, "
+                      f"{found.achieved:.2f} dB) is smaller than near-lossless ±{pixels.max_error} "  # type: ignore[attr-defined]
+                      f"({len(pixels.data)} B, {pixels.psnr:.2f} dB) and no worse",
+                      _FIDELITY_BRIEF.format(quality=quality), len(pixels.data))
 
 
 def _fidelity_file(hifi: Codec, image: LoadedImage, aim_db: float, below_top: float, effort: int,
@@ -487,11 +508,12 @@ def _fidelity_between(pixels: EncodeResult, fidelity: "Callable[[], Codec]", def
     if found.achieved < aim - PSNR_PROMISE_DB or len(found.encode.data) >= len(pixels.data):
         return pixels
     found.encode.psnr = found.achieved
-    found.encode.notices.append(
-        f"-q {quality:g}: the high-fidelity model's file ({len(found.encode.data)} B, {found.achieved:.2f} dB), "
-        f"{fraction:.0%} of the way from the top rate ({low:.2f} dB) to near-lossless ±{pixels.max_error} "  # type: ignore[attr-defined]
-        f"({pixels.psnr:.2f} dB, {len(pixels.data)} B)")
-    return found.encode
+    return _accounted(found.encode,
+                      f"-q {quality:g}: the high-fidelity model's file ({len(found.encode.data)} B, "
+                      f"{found.achieved:.2f} dB), {fraction:.0%} of the way from the top rate ({low:.2f} dB) to "
+                      f"near-lossless ±{pixels.max_error} ({pixels.psnr:.2f} dB, {len(pixels.data)} B)",  # type: ignore[attr-defined]
+                      f"-q {quality:g}: the high-fidelity model, between the top rate and near-lossless",
+                      len(pixels.data))
 
 
 def encode_pixels(image: LoadedImage, max_error: int = 0, effort: int = DEFAULT_EFFORT,

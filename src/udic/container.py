@@ -186,6 +186,17 @@ def write(container: Container) -> bytes:
     return bytes(out)
 
 
+def with_note(data: bytes, note: str | None, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
+    """The same file with its ``note`` section (the encoder's account, ancillary: spec §3)
+    replaced, or removed for None: no section the decoder reads changes."""
+    cont = parse(data, max_pixels=max_pixels)
+    cont.sections.pop(Section.NOTE, None)
+    payload = section_table.note.encode(note)
+    if payload is not None:
+        cont.sections[Section.NOTE] = payload
+    return write(cont)
+
+
 def parse(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Container:
     """Parse and validate a .udic file; raises ContainerError with a one-line reason."""
     container, _ = parse_with_layout(data, max_pixels)

@@ -152,12 +152,7 @@ def _file(samples: np.ndarray, payload: bytes, bit_depth: int, effort: int, icc:
 
 def with_note(enc: PixelEncoded, note: str | None) -> PixelEncoded:
     """The same file with the encoder's note (an ancillary section) replaced: no re-encode."""
-    cont = ctr.parse(enc.data, max_pixels=enc.header.width * enc.header.height)
-    cont.sections.pop(ctr.Section.NOTE, None)
-    payload = sections.note.encode(note)
-    if payload is not None:
-        cont.sections[ctr.Section.NOTE] = payload
-    data = ctr.write(cont)
+    data = ctr.with_note(enc.data, note, max_pixels=enc.header.width * enc.header.height)
     return PixelEncoded(data=data, header=enc.header, max_error=enc.max_error, bit_depth=enc.bit_depth,
                         seconds=enc.seconds, reconstruction=enc.reconstruction, notices=enc.notices, note=note,
                         psnr=enc.psnr)
