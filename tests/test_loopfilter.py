@@ -274,6 +274,23 @@ def test_band_errors_with_classes_equal_the_whole_image_filter() -> None:
         assert sse == pytest.approx(float(np.sum(full[rows] ** 2)), rel=1e-12)
 
 
+@pytest.mark.parametrize("shape", [(300, 20), (5, 41), (40, 3)])
+def test_errors_of_several_filters_in_one_pass_equal_each_filter_applied(shape: tuple[int, int]) -> None:
+    """The encoder compares its shapes and class splits in one pass: exactly the errors of
+    applying each filter (k 1 / 3 / 5, F 8 / 10 / 14, with and without classes)."""
+    rng = np.random.default_rng(shape[1])
+    decoded = rng.integers(0, 256, (*shape, 3)).astype(np.uint8)
+    original = np.clip(decoded.astype(int) + rng.integers(-9, 10, decoded.shape), 0, 255).astype(np.uint8)
+    filters = [_random_filter(1, 8, 1), _random_filter(3, 10, 2), _random_filter(5, 14, 3, spread=400),
+               _class_filter(3, (3000,), 4), _class_filter(5, (1000, 5000), 5), _class_filter(1, (2000,), 6)]
+    h = shape[0]
+    for bands in (loopfilter.sample_bands(*shape), [(0, min(h, 7))], [(h // 2, h)]):
+        for chosen in (filters, filters[:1], filters[1:3], filters[3:]):
+            got = loopfilter.squared_errors(original, decoded, chosen, bands)
+            assert got == [loopfilter.squared_error(original, decoded, lf, bands) for lf in chosen]
+    assert loopfilter.squared_errors(original, decoded, [], [(0, h)]) == []
+
+
 def test_merged_class_statistics_equal_a_direct_pass() -> None:
     rng = np.random.default_rng(9)
     d = rng.integers(0, 256, (40, 50, 3)).astype(np.uint8)

@@ -594,11 +594,9 @@ def _fit_loop_filter(codec: Codec, image: LoadedImage, rate: Rate, lam: float, b
     bands = loopfilter.sample_bands(height, width)
     sse, n = loopfilter.squared_error(image.rgb, best.rgb, None, bands)
     chosen: tuple[float, loopfilter.LoopFilter] | None = None
-    for k, frac_bits in cfg.filter_shapes:
-        lf = loopfilter.fit(normal, k, frac_bits)
-        if lf.is_identity():
-            continue
-        sse_k, _ = loopfilter.squared_error(image.rgb, best.rgb, lf, bands)
+    shapes = [lf for lf in (loopfilter.fit(normal, k, frac_bits) for k, frac_bits in cfg.filter_shapes)
+              if not lf.is_identity()]
+    for lf, (sse_k, _) in zip(shapes, loopfilter.squared_errors(image.rgb, best.rgb, shapes, bands)):
         # The filter's bits (+ ~2 bytes of section tag and length) plus λ·MSE on the
         # sampled rows; the unfiltered file's is the bar.
         cost = (8 * len(loopfilter.encode(lf)) + 16) / pixels + lam * sse_k / (3 * n)
@@ -627,9 +625,8 @@ def _class_split(original: np.ndarray, decoded: np.ndarray, chosen: tuple[float,
         return chosen
     base = chosen[1]
     classes = loopfilter.class_normal_equations(original, decoded, base.k, fine, normal)
-    for keep in usable:
-        lf = loopfilter.fit_classes(loopfilter.merge_classes(classes, keep), base.frac_bits)
-        sse, n = loopfilter.squared_error(original, decoded, lf, bands)
+    split_filters = [loopfilter.fit_classes(loopfilter.merge_classes(classes, keep), base.frac_bits) for keep in usable]
+    for lf, (sse, n) in zip(split_filters, loopfilter.squared_errors(original, decoded, split_filters, bands)):
         cost = (8 * len(loopfilter.encode(lf)) + 16) / pixels + lam * sse / (3 * n)
         if cost < chosen[0]:
             chosen = (cost, lf)
