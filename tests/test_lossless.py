@@ -616,6 +616,7 @@ def test_an_unknown_symbol_contexts_byte_is_refused() -> None:
     payload = _raster_payload(_glyphs(30, 48), [], 1, 0)
     reader = Reader(payload)
     header = lossless._read_header(reader, None)
+    lossless._read_bands(reader, header)
     lossless._read_palette(reader, header, reader.varint())
     lossless._read_match(reader, header["height"], header["width"])
     reader.u8()
@@ -675,7 +676,7 @@ def test_a_coded_palette_of_the_wrong_shape_is_refused(monkeypatch) -> None:
     payload = _raster_payload(pixels, [], 0, 0)
     monkeypatch.undo()
     reader = Reader(payload)
-    lossless._read_header(reader, None)
+    lossless._read_bands(reader, lossless._read_header(reader, None))
     size = reader.varint()
     assert reader.u8() == lossless.PALETTE_CODED
     at = reader.pos
@@ -876,6 +877,7 @@ def _as_current(payload: bytes) -> bytes:
 
     reader = Reader(payload)
     header = lossless._read_header(reader, None)
+    lossless._read_bands(reader, header)
     if header["mode"] not in (lossless.MODE_PALETTE, lossless.MODE_RASTER):
         return bytes([OLD_RATES_VERSION]) + payload[1:]
     size = reader.varint()
@@ -933,6 +935,7 @@ def _raster_as_current(payload: bytes) -> bytes:
 
     reader = Reader(payload)
     header = lossless._read_header(reader, None)
+    lossless._read_bands(reader, header)
     size = reader.varint()
     out = bytearray(payload)
     out[0] = OLD_RATES_VERSION
@@ -994,6 +997,7 @@ def _after_palette(payload: bytes) -> bytes:
 
     reader = Reader(payload)
     header = lossless._read_header(reader, None)
+    lossless._read_bands(reader, header)
     size = reader.varint()  # palette size
     if reader.u8() == lossless.PALETTE_RAW:
         reader.raw(size * header["channels"], "palette")
@@ -1036,7 +1040,7 @@ def test_version_7_payloads_still_decode(kind: str) -> None:
     assert np.abs(decoded.astype(np.int64) - pixels).max() <= bound
     if bound == 0:
         np.testing.assert_array_equal(decoded, pixels)
-    assert lossless.encode(pixels, 12 if kind == "alpha_12bit" else 8, bound)[0] == lossless.VERSION == 12
+    assert lossless.encode(pixels, 12 if kind == "alpha_12bit" else 8, bound)[0] == lossless.VERSION == 13
 
 
 def test_texture_classes_by_hand() -> None:
@@ -1231,6 +1235,7 @@ def _raster_modes_at(payload: bytes) -> int:
 
     reader = Reader(payload)
     header = lossless._read_header(reader, None)
+    lossless._read_bands(reader, header)
     size = reader.varint()
     lossless._read_palette(reader, header, size)
     lossless._read_match(reader, header["height"], header["width"])
@@ -1427,7 +1432,7 @@ def test_version_9_payloads_cannot_use_version_10_codings() -> None:
     from udic.lossless.payload import Reader
 
     reader = Reader(bytes(payload))
-    lossless._read_header(reader, None)
+    lossless._read_bands(reader, lossless._read_header(reader, None))
     reader.varint()
     payload[reader.pos] = lossless.PALETTE_IN_CONTEXT
     with pytest.raises(ContainerError, match="palette coding 2 is invalid"):
@@ -1485,7 +1490,7 @@ def test_version_10_payloads_decode_and_are_reproduced(kind: str) -> None:
     assert np.abs(decoded - pixels).max() <= bound
     assert _at_old_rates(encoder, pixels) == payload  # a genuine version 10 payload
     current = encoder(pixels)
-    assert current[0] == lossless.VERSION == 12 and current[1:] != payload[1:]
+    assert current[0] == lossless.VERSION == 13 and current[1:] != payload[1:]
     assert np.abs(lossless.decode(current).astype(np.int64) - pixels).max() <= bound
 
 
@@ -1565,7 +1570,7 @@ def test_literals_above_with_a_large_palette_are_refused() -> None:
     many = rng.integers(0, 256, (300, 3), dtype=np.uint8)[np.arange(40 * 60) % 300].reshape(40, 60, 3)
     forged = bytearray(_raster_payload(many, [], 0, 2))
     reader = Reader(bytes(forged))
-    lossless._read_header(reader, None)
+    lossless._read_bands(reader, lossless._read_header(reader, None))
     assert reader.varint() == 300
     forged[_raster_modes_at(bytes(forged)) + 1] |= raster.LITERALS_ABOVE
     with pytest.raises(ContainerError, match="at most 256 colours, the palette has 300"):
@@ -1616,7 +1621,7 @@ def test_a_damaged_palette_in_context_is_refused() -> None:
     from udic.lossless.payload import Reader
 
     reader = Reader(payload)
-    lossless._read_header(reader, None)
+    lossless._read_bands(reader, lossless._read_header(reader, None))
     reader.varint()
     reader.u8()
     length = reader.varint()
@@ -1733,7 +1738,7 @@ def test_the_gray_transform_is_refused_where_it_does_not_belong():
     with pytest.raises(ValueError, match="R, G and B are equal"):
         lossless._encode_predictive(colour, 8, 0, 1, transforms.GRAY, False, [])
     payload = lossless._encode_predictive(np.repeat(colour[..., :1], 3, axis=2), 8, 0, 1, transforms.GRAY, False, [])
-    assert payload[0] == lossless.VERSION == transforms.GRAY_VERSION
+    assert payload[0] == lossless.VERSION >= transforms.GRAY_VERSION
     with pytest.raises(ContainerError, match="colour transform 4 needs version 12"):
         lossless.decode(bytes([11]) + payload[1:])
 
@@ -1829,3 +1834,74 @@ def test_merging_rare_colours_declines_where_nothing_moves() -> None:
     gray_photo = _smooth(200, 200, 1)  # 256 levels at most, its tails rare, but no flat regions
     assert lossless.encode_popular(gray_photo, 8, 16) is None
     assert lossless.encode_popular(_two_bands(), 8, 0) is None
+
+
+def test_bands_side_by_side_by_hand() -> None:
+    """Version 13: K bands of ceil(H / K) rows set side by side, the last padded with the image's
+    last row; the inverse keeps the image's rows."""
+    plane = np.arange(5 * 2).reshape(5, 2)
+    banded = raster.to_bands(plane, 2)
+    assert banded.tolist() == [[0, 1, 6, 7], [2, 3, 8, 9], [4, 5, 8, 9]]
+    assert raster.band_shape(5, 2, 2) == banded.shape == (3, 4)
+    np.testing.assert_array_equal(raster.from_bands(banded, 2, 5), plane)
+    assert raster.to_bands(plane, 1) is plane
+    rgb = np.arange(7 * 3 * 3).reshape(7, 3, 3)
+    for bands in (1, 2, 3, 7):
+        np.testing.assert_array_equal(raster.from_bands(raster.to_bands(rgb, bands), bands, 7), rgb)
+
+
+@pytest.mark.parametrize("height", [512, 513])
+@pytest.mark.parametrize("max_error", [0, 3])
+def test_tall_palette_images_are_scanned_in_bands(height: int, max_error: int) -> None:
+    """At effort 1 a palette raster image up to BANDS_MAX_WIDTH wide, with BANDS_MIN_ROWS a band,
+    is scanned as two bands (odd heights padded): exact, or within ±N."""
+    pixels = _banded(height, 40)
+    payload = lossless.encode(pixels, 8, max_error, 1)
+    info = lossless.describe(payload)
+    assert info["mode"] == "palette raster" and info["bands"] == lossless.RASTER_BANDS == 2
+    decoded = lossless.decode(payload)
+    assert decoded.shape == pixels.shape
+    assert np.abs(decoded.astype(int) - pixels).max() <= info["max_error"] <= max_error
+
+
+def test_bands_are_left_out_where_they_do_not_pay() -> None:
+    """Effort 2 (the smallest files), short images and wide ones keep one band."""
+    assert lossless.raster_bands(512, 60, 2) == 1
+    assert lossless.raster_bands(511, 60, 1) == 1
+    assert lossless.raster_bands(600, lossless.BANDS_MAX_WIDTH + 1, 1) == 1
+    assert lossless.raster_bands(512, lossless.BANDS_MAX_WIDTH, 1) == 2
+    pixels = _banded(512, 40)
+    assert lossless.describe(lossless.encode(pixels, 8, 0, 2))["bands"] == 1
+    np.testing.assert_array_equal(lossless.decode(lossless.encode(pixels, 8, 0, 2)), pixels)
+
+
+def _bands_at(payload: bytes) -> int:
+    from udic.lossless.payload import Reader
+
+    reader = Reader(payload)
+    lossless._read_header(reader, None)
+    return reader.pos
+
+
+@pytest.mark.parametrize("bands, why", [(0, "0 bands is invalid"), (17, "17 bands is invalid"),
+                                        (16, "16 bands is invalid for 12 rows")])
+def test_a_forged_band_count_is_refused(bands: int, why: str) -> None:
+    payload = _raster_payload(_glyphs(12, 40), [], 0, 0)
+    at = _bands_at(payload)
+    assert payload[at] == 1
+    with pytest.raises(ContainerError, match=why):
+        lossless.decode(payload[:at] + bytes([bands]) + payload[at + 1:])
+    with pytest.raises(ContainerError, match=why):
+        lossless.describe(payload[:at] + bytes([bands]) + payload[at + 1:])
+
+
+def test_version_12_raster_payloads_have_no_band_count() -> None:
+    """A version 12 payload is a version 13 one with one band, without the band byte."""
+    pixels = _glyphs(30, 48)
+    payload = _raster_payload(pixels, [], 0, 0)
+    at = _bands_at(payload)
+    older = bytes([12]) + payload[1:at] + payload[at + 1:]
+    np.testing.assert_array_equal(lossless.decode(older), pixels)
+    assert "bands" in lossless.describe(payload) and lossless.describe(older)["bands"] == 1
+    with pytest.raises(ContainerError):
+        lossless.decode(bytes([12]) + payload[1:])  # the band byte read as the palette size and on

@@ -737,7 +737,8 @@ def info(data: bytes) -> FileInfo:
             ", palette in order of first use" if px.get("fresh_literals") else "") + (
             ", literals by the colour above" if px.get("literals_above") else "") + (
             ", row contexts" if px.get("row_contexts") else "") + (
-            f", {px['long_matches']} long matches" if px.get("long_matches") else "")
+            f", {px['long_matches']} long matches" if px.get("long_matches") else "") + (
+            f", {px['bands']} bands" if px.get("bands", 1) > 1 else "")
     meta = (metadata_mod.decode(cont.sections[ctr.Section.METADATA]) if ctr.Section.METADATA in cont.sections
             else metadata_mod.Metadata())
     coded_size = None
