@@ -78,6 +78,7 @@ def test_pixel_seeds_cover_every_lossless_mode(seeds: list[fuzz.Seed]) -> None:
     assert {info["mode"] for info in infos} == set(lossless.MODE_NAMES.values())
     assert any(info.get("palette_coded") for info in infos) and any(info.get("literal_cache") for info in infos)
     assert any(info.get("fresh_literals") for info in infos) and any(info.get("long_matches") for info in infos)
+    assert any(info.get("bands", 1) > 1 for info in infos)
     assert any(info.get("palette_in_context") for info in infos) and any(info.get("literals_above") for info in infos)
     assert any(info.get("palette_coded") and not info.get("palette_in_context") for info in infos)
     versions = {ctr.parse(s.data).sections[ctr.Section.PIXELS][0] for s in seeds if s.name.startswith("pixels-")}

@@ -203,6 +203,17 @@ def pixel_seeds() -> list[Seed]:
     with adaptive.using(adaptive.RATES_V3):
         data = pixelcodec.encode_file(_bands(24, 32), 8, 0, 1, note="fuzz seed").data
     seeds.append(Seed("pixels-version-10", data, np.asarray(api.decode(data, progress=False).image)))
+    # A palette raster scan in bands (payload v13), small: the encoder bands only from 512 rows,
+    # so the seed is made with a lower threshold (the decoder accepts any band count ≤ 16 and rows).
+    from udic import lossless
+
+    kept = lossless.BANDS_MIN_ROWS
+    lossless.BANDS_MIN_ROWS = 12
+    try:
+        data = pixelcodec.encode_file(_bands(25, 32), 8, 0, 1, note="fuzz seed").data
+    finally:
+        lossless.BANDS_MIN_ROWS = kept
+    seeds.append(Seed("pixels-palette-bands", data, np.asarray(api.decode(data, progress=False).image)))
     return seeds
 
 
