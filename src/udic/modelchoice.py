@@ -21,13 +21,13 @@ if TYPE_CHECKING:  # numpy loads on first use: the CLI's argument checks import 
 
 SYNTHETIC_MODEL = "78e43aeb1405ce38"  # udic-hp-syn26r7-loram, packaged (also the default)
 # The high-fidelity model: N = 128, M = 320 latent channels, eight rates up to ~42 dB on Kodak
-# (udic-hp-gpu30-wide: udic-hp-gpu27-wide, 8 minutes on one H200, continued on one CPU thread 88
-# minutes at its rates 3-7 (gpu29) and 130 more at 4-7: 2.0-2.9 % smaller at 34-42 dB on Kodak than
-# gpu27, 0.7-1.2 % than gpu29, docs/training.md).  The default's M = 128 stops near
+# (udic-hp-gpu31-wide: udic-hp-gpu27-wide, 8 minutes on one H200, continued on one CPU thread 88
+# minutes at its rates 3-7 (gpu29), 130 more at 4-7 (gpu30) and 134 more (gpu31): 0.4-0.5 % smaller
+# at 34-42 dB on Kodak than gpu30, which was 0.7-1.2 % smaller than gpu29, docs/training.md).  The default's M = 128 stops near
 # 35 dB, above which targets went to the pixel coder (Kodak at 42 dB: near-lossless files 1.6-1.9x
 # this model's).  Used on photos only when the user named no model: beyond and near the default's top
 # rate (api: _with_fidelity, _fidelity_if_smaller, fidelity_for_pixels).
-HIGH_FIDELITY_MODEL = "8725494921a14932"
+HIGH_FIDELITY_MODEL = "dd01c2bb77ba83d9"
 SYNTHETIC_SHARE = 0.4  # repeat share from which an image counts as synthetic
 MIN_EFFORT = 1  # effort 0 is the plain encode with the default model, nothing chosen
 _SAMPLE_PIXELS = 4_000_000  # larger images are judged on a regular subset of their rows
