@@ -138,17 +138,27 @@ class AdaptiveModel:
         self.parent = parent
         if parent is not None and parent.size > 1 and np.any(np.diff(parent) < 0):
             raise ValueError("bin classes must not decrease")
-        self.counts = np.zeros((groups, bins, a), dtype=np.int64)
-        self.count_tot = np.zeros((groups, bins), dtype=np.int64)  # = counts.sum(axis=2)
+        # Counts are whole numbers held as float64 (exact below 2**53): the blend reads them into
+        # float arithmetic, and mixed int/float operands cost numpy a conversion pass per operation
+        # (the decoder blends a few rows per call, thousands of calls per image).
+        self.counts = np.zeros((groups, bins, a), dtype=np.float64)
+        self.count_tot = np.zeros((groups, bins), dtype=np.float64)  # = counts.sum(axis=2)
         if parent is None:
-            self.bin_counts = np.zeros((bins, a), dtype=np.int64)
-            self.bin_tot = np.zeros(bins, dtype=np.int64)
+            self.bin_counts = np.zeros((bins, a), dtype=np.float64)
+            self.bin_tot = np.zeros(bins, dtype=np.float64)
         else:
             classes = int(parent.max()) + 1
-            self.class_counts = np.zeros((classes, a), dtype=np.int64)
-            self.class_tot = np.zeros(classes, dtype=np.int64)
+            self.class_counts = np.zeros((classes, a), dtype=np.float64)
+            self.class_tot = np.zeros(classes, dtype=np.float64)
             self._class_starts = np.flatnonzero(np.concatenate([[True], parent[1:] != parent[:-1]]))
-        self.total = np.zeros(a, dtype=np.int64)
+        self.total = np.zeros(a, dtype=np.float64)
+        self._single = groups == 1 and bins == 1 and parent is None
+        if self._single:
+            # One context: every level of the blend holds the plane's counts, so the per-(group,
+            # bin) and per-bin arrays are views of the plane's (one update instead of three).
+            self.counts, self.bin_counts = self.total.reshape(1, 1, a), self.total.reshape(1, a)
+            self.bin_tot = np.zeros(1, dtype=np.float64)
+            self.count_tot = self.bin_tot.reshape(1, 1)
         self.n_total = 0  # = total.sum()
         self.seen = [0] * groups
         self._sort_type = np.uint8 if bins <= 256 else np.uint16 if bins <= 65536 else np.int64
@@ -163,16 +173,29 @@ class AdaptiveModel:
         chunk of ``group``.  Row sums are kept as counts are added, so that the numbers are exactly
         those of the formulas in the module docstring."""
         a, r = self.alphabet, self.rates
-        p0 = (self.total * a + r.gamma) / float((self.n_total + r.gamma) * a)
-        sel = slice(None) if bins is None else bins
-        if self.parent is None:
-            mid, mid_tot = self.bin_counts[sel], self.bin_tot[sel]
+        p0 = self.total * a
+        p0 += r.gamma
+        p0 /= float((self.n_total + r.gamma) * a)
+        if bins is None:
+            p1 = self.bin_counts + r.alpha_bin * p0 if self.parent is None else \
+                self.class_counts[self.parent] + r.alpha_bin * p0
+            mid_tot = self.bin_tot if self.parent is None else self.class_tot[self.parent]
+            cg, cg_tot = self.counts[group], self.count_tot[group]
         else:
-            cls = self.parent[sel]
-            mid, mid_tot = self.class_counts[cls], self.class_tot[cls]
-        p1 = (mid + r.alpha_bin * p0) / (mid_tot + r.alpha_bin)[:, None]
-        cg = self.counts[group][sel]
-        return (cg + r.alpha_group * p1) / (self.count_tot[group][sel] + r.alpha_group)[:, None]
+            if self.parent is None:
+                p1, mid_tot = self.bin_counts[bins], self.bin_tot[bins]
+            else:
+                cls = self.parent[bins]
+                p1, mid_tot = self.class_counts[cls], self.class_tot[cls]
+            p1 += r.alpha_bin * p0  # (p1 is a gathered copy)
+            cg, cg_tot = self.counts[group][bins], self.count_tot[group][bins]
+        # The same IEEE operations, in the same order, as the module docstring's formulas (and the
+        # encoder's ``_bulk``); in place where the operand is a temporary.
+        p1 /= (mid_tot + r.alpha_bin)[:, None]
+        p1 *= r.alpha_group
+        p1 += cg
+        p1 /= (cg_tot + r.alpha_group)[:, None]
+        return p1
 
     def _plan(self, group: int, c: np.ndarray):
         """A chunk's decode order (positions sorted by bin, stable), its symbols per bin (all
@@ -197,10 +220,15 @@ class AdaptiveModel:
              k: np.ndarray, ordered: np.ndarray) -> None:
         """Adds a chunk's symbols: ``c``/``sym`` in any order, ``ordered`` = ``sym`` sorted by bin."""
         a = self.alphabet
+        if self._single:
+            self._add_single(np.bincount(sym, minlength=a), c.size)
+            self.seen[group] += c.size
+            return
         self.total += np.bincount(sym, minlength=a)
         self.count_tot[group] += per_bin
         if self._dense:
-            hist = np.bincount(c * a + sym, minlength=self.bins * a).reshape(self.bins, a)
+            # (float once: each count array below would otherwise convert the integers itself)
+            hist = np.bincount(c * a + sym, minlength=self.bins * a).astype(np.float64).reshape(self.bins, a)
             self.counts[group] += hist
             if self.parent is None:
                 self.bin_counts += hist
@@ -246,10 +274,12 @@ class AdaptiveModel:
 
     def decode(self, dec, group: int, ctx: np.ndarray) -> np.ndarray:
         """Inverse of ``encode``: the symbols of the pixels with context bins ``ctx`` (pass order)."""
-        if self.bins == 1 and self.groups == 1 and self.parent is None:
+        if self._single:
             return self._decode_single(dec, ctx.size)
         ctx = ctx.astype(np.int64, copy=False)
         count = ctx.size
+        if 0 < count and count * self.alphabet <= ROW_PER_SYMBOL and count <= self._chunk(group):
+            return self._decode_per_symbol(dec, group, ctx)  # one small chunk (most raster calls)
         out = np.empty(count, dtype=np.int64)
         start = 0
         while start < count:
@@ -281,10 +311,10 @@ class AdaptiveModel:
         else:
             mid_at, mid_counts, mid_tot = self.parent[cs], self.class_counts, self.class_tot
         self.total += np.bincount(ordered, minlength=self.alphabet)
-        np.add.at(self.counts[group], (cs, ordered), 1)
-        np.add.at(self.count_tot[group], cs, 1)
-        np.add.at(mid_counts, (mid_at, ordered), 1)
-        np.add.at(mid_tot, mid_at, 1)
+        np.add.at(self.counts[group], (cs, ordered), 1.0)
+        np.add.at(self.count_tot[group], cs, 1.0)
+        np.add.at(mid_counts, (mid_at, ordered), 1.0)
+        np.add.at(mid_tot, mid_at, 1.0)
         self.n_total += c.size
         self.seen[group] += c.size
         out = np.empty(c.size, dtype=np.int64)
@@ -317,6 +347,8 @@ class AdaptiveModel:
         if not values.size:
             return
         if bins is None:
+            if not self._single:
+                raise ValueError("a model with contexts counts symbols it does not code by their bins")
             self._add_single(np.bincount(values, minlength=self.alphabet), values.size)
             return
         c = bins.astype(np.int64, copy=False)
@@ -329,11 +361,8 @@ class AdaptiveModel:
     def _add_single(self, hist: np.ndarray, n: int) -> None:
         """Count ``n`` symbols (histogram ``hist``) of a one-context model at every level of the
         blend: the decoder (per chunk) and the encoder (per block) must update alike."""
-        self.total += hist
-        self.counts[0, 0] += hist
-        self.bin_counts[0] += hist
-        self.count_tot[0, 0] += n
-        self.bin_tot[0] += n
+        self.total += hist  # (``counts`` and ``bin_counts`` are views of it, ``count_tot`` of ``bin_tot``)
+        self.bin_tot += n
         self.n_total += n
 
     # --- encoder: all calls of a model are recorded, then coded in bulk ----------------------------
@@ -460,13 +489,13 @@ class AdaptiveModel:
         # Group level: counts of (group, bin) before each chunk.
         gb = pgroup * nbins + pbin
         cg, cg_tot, gb_keys, gb_hist, gb_k = _running(gb, hist, k)
-        cg += self.counts.reshape(-1, a)[gb]
-        cg_tot += self.count_tot.reshape(-1)[gb]
+        cg = cg + self.counts.reshape(-1, a)[gb]
+        cg_tot = cg_tot + self.count_tot.reshape(-1)[gb]
         # Bin or class level (all groups).
         if self.parent is None:
             mid, mid_tot, mid_keys, mid_hist, mid_k = _running(pbin, hist, k)
-            mid += self.bin_counts[pbin]
-            mid_tot += self.bin_tot[pbin]
+            mid = mid + self.bin_counts[pbin]
+            mid_tot = mid_tot + self.bin_tot[pbin]
         else:
             cls = self.parent[pbin]
             cc = pchunk * (int(self.parent[-1]) + 1) + cls  # sorted: pairs go by chunk, then bin

@@ -882,10 +882,32 @@ def decode_raster(dec, height: int, width: int, palette_size: int, offsets: list
     missing = np.full(width, -1, dtype=np.int64)
     first_ctx = np.full(width, syms.none * PATTERNS, dtype=np.int64)
     covered = np.zeros(width, dtype=bool)
+    # Per row, how many pixels long matches cover (all: the row is read from its sources alone).
+    cover_counts = (sources.reshape(height, width) >= 0).sum(axis=1).tolist() if long else [0] * height
+    matched_row = np.full(width, syms.matched, dtype=np.int64)
+    offset_end = SYM_OFFSET + len(offsets)
     for y in range(height):
-        if long:
+        n_cov = cover_counts[y]
+        if n_cov:
             src = sources[y * width : (y + 1) * width]
             covered = src >= 0
+        if n_cov == width:
+            # Every pixel is covered: no symbol is coded (each phase's call would be empty), and
+            # its value comes from its source: read in an earlier row, followed in this one.
+            row_start = y * width
+            value = flat[np.minimum(src, row_start - 1)] if row_start else np.full(width, -1, np.int64)
+            same = np.flatnonzero(src >= row_start)
+            if same.size:
+                ptr = x.copy()
+                ptr[same] = src[same] - row_start
+                value = value[_follow(ptr)]
+            if value.min() < 0:
+                raise ContainerError("lossless payload: a pixel names a neighbour that does not exist")
+            idx[y] = value
+            sym_prev2 = sym_prev if y else None
+            sym_prev = matched_row
+            ids_prev = missing
+            continue
         if y:
             pad[1:-1] = idx[y - 1]
             n, ne, nw = pad[1:-1], pad[2:], pad[:-2]
@@ -901,7 +923,7 @@ def decode_raster(dec, height: int, width: int, palette_size: int, offsets: list
             first = ctx[0::2] * ROW_CONTEXTS + extra
         else:
             first = ctx[0::2]
-        if long and covered.any():
+        if n_cov:
             free = ~covered[0::2]
             even[free] = models.phases[0].decode(dec, 0, first[free])
             even[~free] = syms.matched
@@ -912,7 +934,7 @@ def decode_raster(dec, height: int, width: int, palette_size: int, offsets: list
             east[: even.size - 1] = even[1:]
             east[even.size - 1] = syms.none
             odd_ctx = (even[: width // 2] * syms.classes + east[: width // 2]) * PATTERNS + ctx[1::2] % PATTERNS
-            if long and covered.any():
+            if n_cov:
                 odd = sym[1::2]
                 free = ~covered[1::2]
                 odd[free] = models.phases[1].decode(dec, 0, odd_ctx[free])
@@ -921,8 +943,12 @@ def decode_raster(dec, height: int, width: int, palette_size: int, offsets: list
                 sym[1::2] = models.phases[1].decode(dec, 0, odd_ctx)
         if sym[0] == SYM_LEFT:
             raise ContainerError("lossless payload: the first pixel of a row repeats its left neighbour")
-        is_left = sym == SYM_LEFT
-        if y:
+        # Which kinds of symbol the row holds: the work for a kind it lacks is skipped (a row's
+        # numpy calls cost about the same whatever its width, and most rows use few kinds).
+        kinds = np.bincount(sym, minlength=syms.classes).tolist()
+        has_left = kinds[SYM_LEFT] > 0
+        is_left = sym == SYM_LEFT if has_left else None
+        if y and kinds[SYM_ABOVE + 1] + kinds[SYM_ABOVE + 2] + kinds[SYM_ABOVE + 3]:
             # The r-th distinct pixel above (N always exists here; NE, NW, NN are −1 where missing).
             new1 = (ne >= 0) & ~e_ne
             new2 = (nw >= 0) & ~e_nw & (ne != nw)
@@ -932,12 +958,15 @@ def decode_raster(dec, height: int, width: int, palette_size: int, offsets: list
             rank = SYM_ABOVE + 1 + new1
             value = np.where(new2 & (sym == rank), nw, value)
             value = np.where(new3 & (sym == rank + new2), nn, value)
+        elif y and kinds[SYM_ABOVE]:
+            value = np.where(sym == SYM_ABOVE, n, -1)
         else:
             value = missing.copy()
-        if offsets:
-            ids = np.where((sym >= SYM_OFFSET) & (sym < SYM_OFFSET + len(offsets)), sym - SYM_OFFSET, -1)
+        has_offsets = offsets and sum(kinds[SYM_OFFSET:offset_end]) > 0
+        if has_offsets or lz:
+            ids = np.where((sym >= SYM_OFFSET) & (sym < offset_end), sym - SYM_OFFSET, -1)
         else:
-            ids = missing.copy() if lz else missing  # (lz: changed in place below)
+            ids = missing  # (no pixel of the row copies with an offset)
         if lz:
             new_at = np.flatnonzero(sym == syms.new)
             if new_at.size:
@@ -960,10 +989,13 @@ def decode_raster(dec, height: int, width: int, palette_size: int, offsets: list
             copies |= lefts
             if np.any(ids[lefts] < 0):
                 raise ContainerError("lossless payload: a pixel continues a copy that its left neighbour lacks")
+            at = np.flatnonzero(copies)
+        elif has_offsets:
+            at = np.flatnonzero(ids >= 0)
         else:
-            copies = ids >= 0
-        at = np.flatnonzero(copies)
-        if at.size:
+            at = None
+        near = None
+        if at is not None and at.size:
             dy, dx = table[ids[at], 0], table[ids[at], 1]
             sx = at - dx
             if np.any(dy > y) or sx.min() < 0 or sx.max() >= width:
@@ -971,8 +1003,10 @@ def decode_raster(dec, height: int, width: int, palette_size: int, offsets: list
             far = dy > 0
             value[at[far]] = idx[y - dy[far], sx[far]]
             near = at[~far]
-        lit_at = np.flatnonzero(sym == syms.literal)
-        if lit_at.size:
+            if not near.size:
+                near = None
+        if kinds[syms.literal]:
+            lit_at = np.flatnonzero(sym == syms.literal)
             above_row = idx[y - 1] if y else None
             if cache is None:
                 bins = literal_contexts(above_row, lit_at, models.literal_bins)
@@ -988,28 +1022,26 @@ def decode_raster(dec, height: int, width: int, palette_size: int, offsets: list
                     lits, used = _decode_escapes(models, dec, bins, palette_size, used)
                     value[lit_at[escape]] = lits
                     cache.update(above[escape], lits)
-        if long and covered.any():
+        same = None
+        if n_cov:
             # Long matches: a source in an earlier row is read, one in this row is a pointer.
             cov = np.flatnonzero(covered)
             s = src[cov]
             early = s < y * width
             value[cov[early]] = flat[s[early]]
             same = cov[~early]
-            if same.size or (at.size and near.size):
-                ptr = x.copy()
-                ptr[is_left] = x[is_left] - 1
-                if at.size and near.size:
-                    ptr[near] = sx[~far]
-                ptr[same] = s[~early] - y * width
-                value = value[_follow(ptr)]
-            else:
-                value = value[np.maximum.accumulate(np.where(is_left, 0, x))]
-        elif at.size and near.size:
+            if not same.size:
+                same = None
+        if same is not None or near is not None:
             ptr = x.copy()
-            ptr[is_left] = x[is_left] - 1
-            ptr[near] = sx[~far]
+            if has_left:
+                ptr[is_left] = x[is_left] - 1
+            if near is not None:
+                ptr[near] = sx[~far]
+            if same is not None:
+                ptr[same] = s[~early] - y * width
             value = value[_follow(ptr)]
-        else:
+        elif has_left:
             value = value[np.maximum.accumulate(np.where(is_left, 0, x))]  # runs of left pixels
         if value.min() < 0:
             raise ContainerError("lossless payload: a pixel names a neighbour that does not exist")
