@@ -169,8 +169,10 @@ def test_copy_offsets_find_repeated_tiles() -> None:
 
     pixels = _tile_sheet(96, 160)
     payload = _roundtrip(pixels)
-    info = lossless.describe(payload)  # predictive, or the palette raster scan (also with the offsets)
-    assert info["pixel_match"] and info["copy_offsets"] > 0
+    info = lossless.describe(payload)
+    # The default encoder copies the tiles: with copy offsets (predictive, interlaced palette) or,
+    # in the palette raster scan at effort 1, with long matches (one per repeated stretch).
+    assert (info["pixel_match"] and info["copy_offsets"] > 0) or info.get("long_matches", 0) >= 16
     offsets = find_offsets(pixel_keys(pixels), lossless.MAX_OFFSETS)
     assert any(dy % 16 == 0 and dx % 16 == 0 for dy, dx in offsets)
     transform = lossless.transforms.YCOCG_R
@@ -590,8 +592,10 @@ def test_row_contexts_round_trip_and_save_bytes(lz: int, literals: int) -> None:
 @pytest.mark.parametrize("image, offsets_pay", [("glyphs", False), ("sheet", True)])
 def test_the_raster_scan_keeps_copy_offsets_only_where_they_pay(image: str, offsets_pay: bool) -> None:
     """Copy offsets widen the raster scan's alphabet: on text-like art, where left / above and the
-    literal cache already find the repeats, the scan without them is smaller and is the one kept;
-    on a tile sheet whose repeats only an offset reaches, the offsets stay."""
+    literal cache already find the repeats, the scan without them is smaller; on a tile sheet whose
+    repeats only an offset reaches, the offsets pay.  Effort 2 encodes both and keeps the smaller
+    (long matches may take it further); effort 1 leaves the tiles to long matches and never
+    writes copy offsets in this mode."""
     from udic.lossless import find_offsets, pixel_keys, transforms
 
     pixels = _glyphs(60, 96) if image == "glyphs" else _tile_sheet(96, 160)
@@ -602,12 +606,36 @@ def test_the_raster_scan_keeps_copy_offsets_only_where_they_pay(image: str, offs
     bare = lossless._encode_raster(pixels, 8, 0, found, [], raster.LZ_OFF, 1)
     assert (len(with_offsets) < len(bare)) == offsets_pay
     stored = lossless._encode_stored(pixels, 8, 0)
-    kept = lossless._raster_forms(pixels, 8, 0, 1, found, offsets, stored)
-    # (Long matches, tried on the form kept, may make it smaller still.)
-    assert len(kept) == min(len(with_offsets), len(bare)) or lossless.describe(kept)["long_matches"] > 0
-    assert len(kept) <= min(len(with_offsets), len(bare))
-    assert (lossless.describe(kept)["copy_offsets"] > 0) == offsets_pay
-    np.testing.assert_array_equal(lossless.decode(kept), pixels)
+    thorough = lossless._raster_forms(pixels, 8, 0, 2, found, offsets, stored)
+    assert len(thorough) <= min(len(with_offsets), len(bare))
+    quick = lossless._raster_forms(pixels, 8, 0, 1, found, offsets, stored)
+    assert lossless.describe(quick)["copy_offsets"] == 0
+    assert len(quick) == len(bare) or lossless.describe(quick)["long_matches"] > 0
+    assert len(quick) <= len(bare)
+    for kept in (thorough, quick):
+        np.testing.assert_array_equal(lossless.decode(kept), pixels)
+
+
+def test_effort_1_raster_scan_is_the_long_form_without_copy_offsets() -> None:
+    """Effort 1 codes the raster scan once, with long matches and no copy offsets (session 32:
+    smaller on every dev set, for less time), and where no long match pays, the plain scan."""
+    from udic.lossless import transforms
+
+    pixels = _tile_sheet(96, 160)
+    found = lossless._raster_order(transforms.find_palette(pixels, lossless.MAX_RASTER_PALETTE))
+    stored = lossless._encode_stored(pixels, 8, 0)
+    kept = lossless._raster_forms(pixels, 8, 0, 1, found, [], stored)
+    scan = raster.symbols(found[1], [], raster.LZ_OFF)
+    long = lossless._long_form(pixels, 8, 0, 1, found, [], scan)
+    assert long is not None and kept == long
+    flat = np.zeros((40, 64, 3), np.uint8)
+    flat[:, 32:] = 200  # two fills: nothing for a long match to save over left / above
+    found = lossless._raster_order(transforms.find_palette(flat, lossless.MAX_RASTER_PALETTE))
+    scan = raster.symbols(found[1], [], raster.LZ_OFF)
+    assert lossless._long_form(flat, 8, 0, 1, found, [], scan) is None
+    kept = lossless._raster_forms(flat, 8, 0, 1, found, [], lossless._encode_stored(flat, 8, 0))
+    assert kept == lossless._encode_raster(flat, 8, 0, found, [], raster.LZ_OFF, 1, None, scan)
+    np.testing.assert_array_equal(lossless.decode(kept), flat)
 
 
 def test_an_unknown_symbol_contexts_byte_is_refused() -> None:

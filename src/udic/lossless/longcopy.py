@@ -60,28 +60,33 @@ def _windows(flat: np.ndarray) -> np.ndarray:
     return prev
 
 
-SCALAR = 24  # pixels compared one by one before comparing in blocks (most candidates end early)
+FIRST_BLOCK = 16  # pixels compared at once first (most candidates end within a few dozen)
 
 
-def _match_length(flat: np.ndarray, values: list[int], p: int, d: int) -> int:
-    """How many pixels from p on equal the pixels d earlier (a source may overlap its copy);
-    ``values``: ``flat`` as a list (scalar reads are cheap there)."""
-    n = flat.size
-    top = min(n, p + SCALAR)
-    q = p
-    while q < top and values[q] == values[q - d]:
-        q += 1
-    if q < top or q == n:
-        return q - p
-    length, block = q - p, 64
-    while p + length < n:
-        end = min(n, p + length + block)
-        eq = flat[p + length : end] == flat[p + length - d : end - d]
-        if not eq.all():
-            return length + int(np.argmin(eq))
-        length = end - p
+def _pixel_bytes(flat: np.ndarray) -> tuple[bytes, int]:
+    """The index plane as little-endian bytes, 1 or 2 (palettes of up to 2**16 colours) or 8 a pixel."""
+    top = int(flat.max(initial=0))
+    size = 1 if top < 1 << 8 else 2 if top < 1 << 16 else 8
+    return flat.astype(f"<u{size}").tobytes(), size
+
+
+def _match_length(data: bytes, size: int, n: int, p: int, d: int) -> int:
+    """How many of the ``n`` pixels from p on equal the pixels d earlier (a source may overlap
+    its copy); ``data``: the pixels as ``size``-byte little-endian integers (``_pixel_bytes``).
+    Blocks of doubling length are compared as bytes (one memcmp), and in the block that differs
+    the first differing byte is the lowest set bit of the two blocks' XOR as integers: a handful
+    of C calls instead of a Python step per pixel."""
+    q, block = p, FIRST_BLOCK
+    while q < n:
+        k = min(block, n - q)
+        a = data[q * size : (q + k) * size]
+        b = data[(q - d) * size : (q - d + k) * size]
+        if a != b:
+            x = int.from_bytes(a, "little") ^ int.from_bytes(b, "little")
+            return q - p + ((x & -x).bit_length() - 1) // (8 * size)
+        q += k
         block *= 2
-    return length
+    return n - p
 
 
 def _token_bits(value: int) -> float:
@@ -120,39 +125,44 @@ def find_long_matches(index: np.ndarray, costs: np.ndarray, min_gain: float = MI
     todo = np.flatnonzero((window[:room] >= min_window_bits) & (prev[:room] >= 0)).tolist()
     prev_l = prev.tolist()
     values = flat.tolist()
+    data, size = _pixel_bytes(flat)
     # Python floats and lists: the parse reads single elements ~10^6 times per megapixel, where a
     # NumPy scalar costs several times a float (the same IEEE doubles: the parse is unchanged).
     sums = cum.tolist()
     token_bits: dict[int, float] = {}  # gaps and lengths repeat: each value's cost worked out once
-
-    def bits_of(value: int) -> float:
-        bits = token_bits.get(value)
-        if bits is None:
-            bits = token_bits[value] = _token_bits(value)
-        return bits
-
     recent: list[int] = []
     end = 0  # the end of the last match
     stops: dict[int, int] = {}  # per distance, where its last measured match stopped
-
-    def length_at(p: int, d: int) -> int:
-        # A match at p − k with distance d that ran to q also runs from p to q: measured once.
-        stop = stops.get(d, -1)
-        if stop <= p:
-            stop = p + _match_length(flat, values, p, d)
-            stops[d] = stop
-        return stop - p
+    # (The helpers below are inlined in ``best_at``: it runs ~10^5-10^6 times per image and Python
+    # calls cost more than the arithmetic; the parse is the same either way.)
+    stop_of = stops.get
+    bits_get = token_bits.get
+    log2 = math.log2
 
     def best_at(p: int) -> tuple[float, int, int]:
         best_gain, best_len, best_d = min_gain, 0, 0
-        head = 1.5 + bits_of(p - end)  # the match's kind and gap
-        tried: set[int] = set()
+        gap = p - end
+        head = bits_get(gap)
+        if head is None:
+            head = token_bits[gap] = _token_bits(gap)
+        head += 1.5  # the match's kind and gap
+        base = sums[p]
+        here = values[p]
+        tried: list[int] = []
         for d in recent:
-            if d <= p and values[p] == values[p - d]:
-                tried.add(d)
-                length = length_at(p, d)
+            if d <= p and here == values[p - d]:
+                tried.append(d)
+                # A match at p − k with distance d that ran to q also runs from p to q: measured once.
+                stop = stop_of(d, -1)
+                if stop <= p:
+                    stop = p + _match_length(data, size, n, p, d)
+                    stops[d] = stop
+                length = stop - p
                 if length >= MIN_LONG:
-                    gain = sums[p + length] - sums[p] - head - bits_of(length - MIN_LONG)
+                    lb = bits_get(length - MIN_LONG)
+                    if lb is None:
+                        lb = token_bits[length - MIN_LONG] = 2.0 + 1.3 * log2(length - MIN_LONG + 1.0)
+                    gain = sums[stop] - base - head - lb
                     if gain > best_gain:
                         best_gain, best_len, best_d = gain, length, d
         c = prev_l[p]
@@ -160,15 +170,21 @@ def find_long_matches(index: np.ndarray, costs: np.ndarray, min_gain: float = MI
             if c < 0:
                 break
             d = p - c
-            if d not in tried:
-                tried.add(d)
-                length = length_at(p, d)
+            if d not in tried:  # (chain distances grow: only a recent one can come twice)
+                stop = stop_of(d, -1)
+                if stop <= p:
+                    stop = p + _match_length(data, size, n, p, d)
+                    stops[d] = stop
+                length = stop - p
                 if length >= MIN_LONG:  # (shorter: a hash collision)
-                    gain = sums[p + length] - sums[p] - head - bits_of(length - MIN_LONG)
+                    lb = bits_get(length - MIN_LONG)
+                    if lb is None:
+                        lb = token_bits[length - MIN_LONG] = 2.0 + 1.3 * log2(length - MIN_LONG + 1.0)
+                    gain = sums[stop] - base - head - lb
                     if gain > best_gain:
                         gain -= _distance_bits(d, width)
-                    if gain > best_gain:
-                        best_gain, best_len, best_d = gain, length, d
+                        if gain > best_gain:
+                            best_gain, best_len, best_d = gain, length, d
             c = prev_l[c]
         return best_gain, best_len, best_d
 
