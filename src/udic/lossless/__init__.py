@@ -50,7 +50,9 @@ MAX_RASTER_PALETTE = 16384  # palette raster (version ≥ 4) takes larger palett
 # Row contexts (version 7) split the first phase's bins 16 ways: on all but tiny images that pays
 # (8 images per set: comics −2.6 %, vector −3.9 %, screens −1.1 %), but a 794-byte vector icon
 # lost 2.5 %.  Up to this size (and at effort ≥ 2) the encoder codes both and keeps the smaller.
-BOTH_CONTEXTS_PIXELS = 1 << 16
+# (Session 32: 1 << 16 before; on the 19 pixel-art sheets of 256 × 256 with long matches the
+# plain contexts won twice, by 0.02 and 0.09 %, for ~40 % of each raster encode's time.)
+BOTH_CONTEXTS_PIXELS = 1 << 15
 # Copy offsets widen the raster scan's alphabet, and its second phase's contexts grow with its
 # square: where left / above / the literal cache already cover the repeats they lost up to 6 %
 # (tile sheets, small dialogs), where they carry the image (croodles line art) they won 8 %.
@@ -185,15 +187,17 @@ def _palette_may_lose(colours: int, pixels: np.ndarray, best: bytes, interlaced:
     """Effort 1: whether the predictive form is worth an encode after the palette forms.  It won
     only on palette images with many colours (anti-aliased comics), and there the raster scan did
     not beat the interlaced palette (where it does, rows and copies carry the image, which the
-    interlaced prediction cannot use), unless the raster scan won by its literal cache (gradients:
-    debian_moonlight's raster scan came out 10 % under the interlaced palette, and prediction 6 %
-    under that); photo-like images have about as many colours as pixels; and nothing may be left
-    stored that prediction could shrink."""
+    interlaced prediction cannot use); photo-like images have about as many colours as pixels;
+    and nothing may be left stored that prediction could shrink.  (Until session 32 also where the
+    raster scan used its literal cache, for gradients: debian_moonlight's prediction was 6 % under
+    it then.  With long matches and no copy offsets in the raster scan, all 13 dev images that
+    clause sent to prediction lost there, by 5-106 %: debian_moonlight by 31 %, pixel-art sheets
+    by 5-33 %, for ~14 % of pixel art's encode time.)"""
     if best[1] == MODE_STORED or colours * PREDICT_DENSITY > pixels.shape[0] * pixels.shape[1]:
         return True
     if colours <= PREDICT_PALETTE:
         return False
-    return len(best) >= RASTER_AHEAD * interlaced or bool(describe(best).get("literal_cache"))
+    return len(best) >= RASTER_AHEAD * interlaced
 
 
 GRAY_MATCH_SHARE = 0.5  # effort ≤ 1, gray: the predictive form matches pixels above this repeat share
