@@ -631,7 +631,7 @@ def _long_form(pixels: np.ndarray, bit_depth: int, max_error: int, effort: int,
 
 
 def _raster_long_form(pixels: np.ndarray, bit_depth: int, max_error: int, found: tuple[np.ndarray, np.ndarray],
-                      best: bytes, bands: int, offsets: list[tuple[int, int]]) -> bytes:
+                      best: bytes, bands: int, inside: list[tuple[int, int]]) -> bytes:
     """Effort 1's raster scan: long matches and no copy offsets (the plain scan only where no long
     match pays).  Returns ``best`` or a smaller payload.
 
@@ -640,16 +640,15 @@ def _raster_long_form(pixels: np.ndarray, bit_depth: int, max_error: int, found:
     symbol's alphabet, and long matches copy the same tiles and glyphs; without them the files
     came out smaller on every set (geometric mean: pixel art −0.2 %, screenshots −0.9 %, comics
     −0.8 %, line art −1.0 %, vector art −0.05 %; the worst image +3.2 %, gnome_dune, where the
-    plain scan beat its long form) in 30–70 % less of the raster forms' time.  ``offsets``: the
-    image's copy offsets, for the estimate only (long matches recover what they would copy)."""
+    plain scan beat its long form) in 30–70 % less of the raster forms' time.  ``inside``: the
+    image's copy offsets that fit the index plane, for the estimate only (long matches recover
+    what they would copy)."""
     scan = raster.symbols(found[1], [], raster.LZ_OFF)
     enough = len(best) / RASTER_ESTIMATE_SHARE
     if raster.scan_bytes(found[1], [], scan, enough) > enough:
         # Even well under its estimate it would cost more than the best so far, unless what copy
         # offsets would take (tiles: MshockXotto+_tiles 61 KB estimated without, 39 KB with, 27 KB
         # coded with long matches) brings it under.
-        h, w = found[1].shape
-        inside = [(dy, dx) for dy, dx in offsets if dy < h and abs(dx) < w]
         if not inside or raster.scan_bytes(found[1], inside, None, enough) > enough:
             return best
     cand = _long_form(pixels, bit_depth, max_error, 1, found, [], scan, bands)
@@ -671,9 +670,9 @@ def _raster_forms(pixels: np.ndarray, bit_depth: int, max_error: int, effort: in
     bands = raster_bands(*found[1].shape, effort)
     found = _raster_order((found[0], raster.to_bands(found[1], bands)))
     h, w = found[1].shape
-    if effort == 1:
-        return _raster_long_form(pixels, bit_depth, max_error, found, best, bands, offsets)
     inside = [(dy, dx) for dy, dx in offsets if dy < h and abs(dx) < w]
+    if effort == 1:
+        return _raster_long_form(pixels, bit_depth, max_error, found, best, bands, inside)
     plain_scan = raster.symbols(found[1], inside, raster.LZ_OFF)
     enough = len(best) / RASTER_ESTIMATE_SHARE
     if effort < 2 and raster.scan_bytes(found[1], inside, plain_scan, enough) > enough:

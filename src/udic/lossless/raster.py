@@ -847,6 +847,17 @@ def _decode_escapes(models: _Models, dec, bins: np.ndarray, palette_size: int, u
     return lits, used + new
 
 
+def _read_covered(value: np.ndarray, src: np.ndarray, at: np.ndarray, row_start: int,
+                  flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Long matches, the row's covered columns ``at`` (sources ``src`` by column, raster
+    positions): a source in an earlier row is read into ``value``; one in this row is a pointer.
+    Returns the pointer columns and the columns they point to."""
+    s = src[at]
+    early = s < row_start
+    value[at[early]] = flat[s[early]]
+    return at[~early], s[~early] - row_start
+
+
 def _follow(ptr: np.ndarray) -> np.ndarray:
     """Pointer doubling: every position's pointer followed to its end (pointers go left)."""
     while True:
@@ -894,12 +905,11 @@ def decode_raster(dec, height: int, width: int, palette_size: int, offsets: list
         if n_cov == width:
             # Every pixel is covered: no symbol is coded (each phase's call would be empty), and
             # its value comes from its source: read in an earlier row, followed in this one.
-            row_start = y * width
-            value = flat[np.minimum(src, row_start - 1)] if row_start else np.full(width, -1, np.int64)
-            same = np.flatnonzero(src >= row_start)
+            value = missing.copy()
+            same, to = _read_covered(value, src, x, y * width, flat)
             if same.size:
                 ptr = x.copy()
-                ptr[same] = src[same] - row_start
+                ptr[same] = to
                 value = value[_follow(ptr)]
             if value.min() < 0:
                 raise ContainerError("lossless payload: a pixel names a neighbour that does not exist")
@@ -1024,12 +1034,7 @@ def decode_raster(dec, height: int, width: int, palette_size: int, offsets: list
                     cache.update(above[escape], lits)
         same = None
         if n_cov:
-            # Long matches: a source in an earlier row is read, one in this row is a pointer.
-            cov = np.flatnonzero(covered)
-            s = src[cov]
-            early = s < y * width
-            value[cov[early]] = flat[s[early]]
-            same = cov[~early]
+            same, to = _read_covered(value, src, np.flatnonzero(covered), y * width, flat)
             if not same.size:
                 same = None
         if same is not None or near is not None:
@@ -1039,7 +1044,7 @@ def decode_raster(dec, height: int, width: int, palette_size: int, offsets: list
             if near is not None:
                 ptr[near] = sx[~far]
             if same is not None:
-                ptr[same] = s[~early] - y * width
+                ptr[same] = to
             value = value[_follow(ptr)]
         elif has_left:
             value = value[np.maximum.accumulate(np.where(is_left, 0, x))]  # runs of left pixels
