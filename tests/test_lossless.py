@@ -1721,7 +1721,7 @@ def test_a_gray_photo_is_predicted_without_trying_the_palette_forms(monkeypatch)
     photo = _smooth(80, 96, 1)
     assert lossless._repeat_share(photo) <= lossless.GRAY_MATCH_SHARE
     palette_calls = _recording(monkeypatch, "_encode_palette")
-    raster_calls = _recording(monkeypatch, "_raster_forms")
+    raster_calls = _recording(monkeypatch, "_begin_raster")
     payload = lossless.encode(photo, 8, 0, 1)
     assert np.array_equal(lossless.decode(payload), photo)
     assert lossless.describe(payload)["mode"] == "predictive"
@@ -1733,7 +1733,7 @@ def test_a_black_and_white_photo_saved_as_rgb_is_predicted_too(monkeypatch):
     (the gray transform): one byte more than the same photo as gray."""
     gray = _smooth(80, 96, 1)
     photo = np.repeat(gray, 3, axis=2)
-    raster_calls = _recording(monkeypatch, "_raster_forms")
+    raster_calls = _recording(monkeypatch, "_begin_raster")
     payload = lossless.encode(photo, 8, 0, 1)
     assert np.array_equal(lossless.decode(payload), photo)
     assert lossless.describe(payload)["mode"] == "predictive" and not raster_calls
@@ -1776,7 +1776,7 @@ def test_flat_gray_art_still_tries_the_palette_forms_after_prediction(monkeypatc
     levels = np.random.default_rng(3).integers(0, 256, (8, 8), dtype=np.uint8)
     art = np.kron(levels, np.ones((8, 8), np.uint8))[:, :, None]
     assert lossless._repeat_share(art) > lossless.GRAY_MATCH_SHARE
-    raster_calls = _recording(monkeypatch, "_raster_forms")
+    raster_calls = _recording(monkeypatch, "_begin_raster")
     predictive_calls = _recording(monkeypatch, "_encode_predictive")
     payload = lossless.encode(art, 8, 0, 1)
     assert np.array_equal(lossless.decode(payload), art)
@@ -1801,7 +1801,7 @@ def test_a_near_lossless_gray_photo_is_predicted_first(monkeypatch, channels):
     if channels == 3:
         photo = np.repeat(photo, 3, axis=2)
     assert lossless._repeat_share(photo) < lossless.REDUCE_SHARE
-    raster_calls = _recording(monkeypatch, "_raster_forms")
+    raster_calls = _recording(monkeypatch, "_begin_raster")
     payload = lossless.encode(photo, 8, 4, 1)
     assert np.abs(lossless.decode(payload).astype(int) - photo).max() <= 4
     info = lossless.describe(payload)

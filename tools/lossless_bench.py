@@ -1,9 +1,12 @@
 """Benchmark udic's lossless coder against lossless WebP and cjxl, per image domain.
 
 Usage: python tools/lossless_bench.py [--max-images K] [--near-images N] [--effort E] [--json PATH]
-Pin it to one core (taskset -c 1) for comparable speed numbers.  The size targets are per domain,
-so ``make bench`` measures every image of each set (``--max-images 40``) and the near-lossless
-rows, four more encodes per image, on the first ``--near-images`` of them.
+The size targets are per domain, so ``make bench`` measures every image of each set
+(``--max-images 40``) and the near-lossless rows, four more encodes per image, on the first
+``--near-images`` of them.  Speeds: megapixels per CPU-second of a serial encode and decode
+(``workers`` 1), and, where the process may run on two CPUs or more, megapixels per second of
+wall time of an encode with two processes (the encoder's own choice on a 2-core machine), whose
+payload must equal the serial one.  Pinned to one core (taskset -c 1), only the first two.
 """
 
 from __future__ import annotations
@@ -19,10 +22,14 @@ import subprocess
 import tempfile
 import time
 
-import numpy as np
-from PIL import Image
+# One BLAS thread, as the udic command sets it: numpy's OpenBLAS threads spin on the second core.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from udic import lossless
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from udic import lossless  # noqa: E402
+from udic.lossless import workers  # noqa: E402
 
 # ../shared/data next to the checkout (as udic.train.data finds it, without importing torch), or UDIC_DATA
 DATA = os.environ.get("UDIC_DATA") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data")
@@ -78,9 +85,17 @@ def gmean(values: list[float]) -> float:
     return float(math.exp(np.mean(np.log(values)))) if values else float("nan")
 
 
+def two_cpus() -> bool:
+    try:
+        return len(os.sched_getaffinity(0)) >= 2
+    except (AttributeError, OSError):
+        return False
+
+
 def bench_image(path: str, effort: int, near: bool, gray: bool = False) -> dict:
     pixels = load(path, gray)
     mp = pixels.shape[0] * pixels.shape[1] / 1e6
+    workers.set_workers(1)
     t0 = time.process_time()
     payload = lossless.encode(pixels, 8, 0, effort)
     t1 = time.process_time()
@@ -88,6 +103,14 @@ def bench_image(path: str, effort: int, near: bool, gray: bool = False) -> dict:
     t2 = time.process_time()
     if not np.array_equal(out, pixels):
         raise SystemExit(f"{path}: lossless round trip is not exact")
+    wall = None
+    if two_cpus():
+        workers.set_workers(2)
+        w0 = time.perf_counter()
+        if lossless.encode(pixels, 8, 0, effort) != payload:
+            raise SystemExit(f"{path}: the 2-process encoder's payload differs from the serial one")
+        wall = time.perf_counter() - w0
+        workers.set_workers(1)
     row = {
         "file": os.path.basename(path),
         "megapixels": mp,
@@ -97,6 +120,7 @@ def bench_image(path: str, effort: int, near: bool, gray: bool = False) -> dict:
         "cjxl": cjxl_bytes(pixels),
         "encode_mps": mp / (t1 - t0),
         "decode_mps": mp / (t2 - t1),
+        "encode_wall_mps_2": None if wall is None else mp / wall,
     }
     if near:
         for n in NEAR:
@@ -126,10 +150,11 @@ def main() -> None:
     print(f"udic lossless (effort {args.effort}) vs lossless WebP (method 6)" + (" and cjxl -d 0 -e 7" if has_jxl else " (cjxl not on PATH)")
           + f", the first {args.max_images} images of each set (the near-lossless rows: the first "
           f"{'all' if args.near_images is None else args.near_images}); ratios are geometric means of per-image bytes, "
-          "speeds are megapixels per CPU-second on one core.")
+          "speeds are megapixels per CPU-second of a serial encode / decode (one process), and of "
+          "wall time for an encode with 2 processes" + ("" if two_cpus() else " (not measured: one CPU)") + ".")
     print()
-    print("| domain | images | udic bpp | WebP bpp | udic/WebP | udic/JXL | enc MP/s | dec MP/s |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| domain | images | udic bpp | WebP bpp | udic/WebP | udic/JXL | enc MP/s | enc MP/s, 2 processes (wall) | dec MP/s |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name in args.domains.split(","):
         files = sorted(glob.glob(os.path.join(DATA, DOMAINS[name], "*.png")))[: args.max_images]
         near_count = len(files) if args.near_images is None else args.near_images
@@ -146,6 +171,8 @@ def main() -> None:
             "ratio_jxl_gmean": gmean([r["udic"] / r["cjxl"] for r in rows]) if has_jxl else None,
             "encode_mps": sum(r["megapixels"] for r in rows) / sum(r["megapixels"] / r["encode_mps"] for r in rows),
             "decode_mps": sum(r["megapixels"] for r in rows) / sum(r["megapixels"] / r["decode_mps"] for r in rows),
+            "encode_wall_mps_2": (sum(r["megapixels"] for r in rows) / sum(r["megapixels"] / r["encode_wall_mps_2"] for r in rows)
+                                  if all(r["encode_wall_mps_2"] for r in rows) else None),
             "rows": rows,
         }
         near_rows = [r for r in rows if "near1_bytes" in r]
@@ -157,8 +184,9 @@ def main() -> None:
                 summary[f"near{n}_psnr"] = float(np.mean([r[f"near{n}_psnr"] for r in near_rows]))
         results[name] = summary
         jxl = f"{summary['ratio_jxl_gmean']:.3f}" if has_jxl else "n/a"
+        wall2 = "n/a" if summary["encode_wall_mps_2"] is None else f"{summary['encode_wall_mps_2']:.2f}"
         print(f"| {name} | {len(rows)} | {summary['udic_bpp']:.3f} | {summary['webp_bpp']:.3f} | "
-              f"{summary['ratio_webp_gmean']:.3f} | {jxl} | {summary['encode_mps']:.2f} | {summary['decode_mps']:.2f} |",
+              f"{summary['ratio_webp_gmean']:.3f} | {jxl} | {summary['encode_mps']:.2f} | {wall2} | {summary['decode_mps']:.2f} |",
               flush=True)
     near = {name: s for name, s in results.items() if "near_images" in s}
     if near:

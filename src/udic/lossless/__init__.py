@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import threading
+from collections.abc import Callable
 
 import numpy as np
 
@@ -25,7 +26,7 @@ from . import transforms
 from .payload import Reader, Writer
 from .coding import Decoder, OpList
 from .planes import PlaneSpec, decode_planes, encode_planes
-from . import adaptive, colours, longcopy, raster
+from . import adaptive, colours, longcopy, raster, workers
 from .raster import decode_raster, encode_raster
 from .predict import MAX_OFFSETS
 from .repeats import find_offsets, pixel_keys
@@ -202,6 +203,23 @@ def _palette_may_lose(colours: int, pixels: np.ndarray, best: bytes, interlaced:
 
 GRAY_MATCH_SHARE = 0.5  # effort ≤ 1, gray: the predictive form matches pixels above this repeat share
 GRAY_PALETTE_SHARE = 0.85  # effort ≤ 1, gray: palette forms only if this share of their estimate beats prediction
+
+
+def _palette_may_lose_at_all(colours: int, pixels: np.ndarray, best: bytes) -> bool:
+    """Effort 1, before the raster scan is settled: whether ``_palette_may_lose`` can still say
+    yes (whatever the raster scan comes to), so that prediction may begin on a spare core."""
+    return (best[1] == MODE_STORED or colours * PREDICT_DENSITY > pixels.shape[0] * pixels.shape[1]
+            or colours > PREDICT_PALETTE)
+
+
+def _predictive_forms(pool: workers.Pool, pixels: np.ndarray, bit_depth: int, max_error: int, effort: int,
+                      match: bool, offsets: list[tuple[int, int]]) -> list[bytes]:
+    """The predictive payloads worth encoding (``_transform_candidates``), in that order; several
+    transforms are encoded side by side where ``pool`` has a spare core."""
+    chosen = _transform_candidates(pixels, bit_depth, max_error, effort, match)
+    others = [pool.submit(_encode_predictive, pixels, bit_depth, max_error, effort, t, match, offsets)
+              for t in chosen[1:]]
+    return [_encode_predictive(pixels, bit_depth, max_error, effort, chosen[0], match, offsets)] + workers.values(others)
 
 
 def _gray_like(pixels: np.ndarray) -> bool:
@@ -459,7 +477,8 @@ CACHE_MIN_LITERALS = 32  # effort ≤ 1: fewer literals than this are coded plai
 
 
 def _literal_choices(found: tuple[np.ndarray, np.ndarray], first_use: tuple[np.ndarray, np.ndarray],
-                     scan: tuple, mask: np.ndarray, dtype: np.dtype, bit_depth: int, effort: int) -> list[int]:
+                     scan: tuple, mask: np.ndarray, dtype: np.dtype, bit_depth: int, effort: int,
+                     pool: workers.Pool | None = None) -> list[int]:
     """Literal codings to encode: effort ≥ 2 all eight; effort ≤ 1 the one with the least estimated
     literals + palette (fresh literals want the palette in order of first use, which codes worse
     than a sorted one unless it is coded in context: gray ramps 85 → 420 bytes, 5 900 screenshot
@@ -483,15 +502,16 @@ def _literal_choices(found: tuple[np.ndarray, np.ndarray], first_use: tuple[np.n
     if palette > raster.ABOVE_MAX_PALETTE:
         return [choice]
     idx = first_use[2][scan[0]] if choice & raster.LITERALS_FRESH else scan[0]
+    above_job = (pool or workers.Pool(0)).submit(raster.literal_bytes, idx, mask, palette, choice | raster.LITERALS_ABOVE)
     without = raster.literal_bytes(idx, mask, palette, choice)
-    above = raster.literal_bytes(idx, mask, palette, choice | raster.LITERALS_ABOVE)
+    above = above_job.result()
     return [choice | raster.LITERALS_ABOVE] if above < ABOVE_GAIN * without else [choice]
 
 
 def _encode_raster(pixels: np.ndarray, bit_depth: int, max_error: int, found: tuple[np.ndarray, np.ndarray],
                    offsets: list[tuple[int, int]], lz: int = raster.LZ_CARRY, effort: int = 1,
                    literals: int | None = None, scan=None, contexts: int | None = None,
-                   long: raster.LongMatches | None = None, bands: int = 1) -> bytes:
+                   long: raster.LongMatches | None = None, bands: int = 1, pool: workers.Pool | None = None) -> bytes:
     """The palette raster payload of ``found`` (palette and index plane, written in that order:
     ``_raster_forms`` sorts it first, ``_raster_order``; fresh literals reorder it by first use);
     ``literals`` None: the literal coding with the smallest payload (effort ≤ 1: by estimate, effort
@@ -513,7 +533,7 @@ def _encode_raster(pixels: np.ndarray, bit_depth: int, max_error: int, found: tu
     if literals is not None:
         choices = [literals]
     else:
-        choices = _literal_choices(found, first_use, scan, mask, pixels.dtype, bit_depth, effort)
+        choices = _literal_choices(found, first_use, scan, mask, pixels.dtype, bit_depth, effort, pool)
     if contexts is not None:
         context_choices = [contexts]
     elif effort >= 2 or h * w <= BOTH_CONTEXTS_PIXELS:
@@ -589,7 +609,8 @@ def _transform_candidates(pixels: np.ndarray, bit_depth: int, max_error: int, ef
 MAX_REDUCE_COLOURS = 32768  # colour reduction is tried on images with at most this many colours
 
 
-def _encode_reduced(pixels: np.ndarray, bit_depth: int, max_error: int, effort: int, best: bytes) -> bytes:
+def _encode_reduced(pixels: np.ndarray, bit_depth: int, max_error: int, effort: int, best: bytes,
+                    pool: workers.Pool | None = None) -> bytes:
     """Near-lossless as a palette image: the colours merged within ±max_error
     (``transforms.reduce_colours``), then the exact palette forms (interlaced with the match
     stage and copy offsets, raster with long matches) of the merged image.  The header keeps the
@@ -597,43 +618,61 @@ def _encode_reduced(pixels: np.ndarray, bit_depth: int, max_error: int, effort: 
     reduced = transforms.reduce_colours(pixels, max_error, MAX_REDUCE_COLOURS)
     if reduced is None:
         return best
-    return _palette_forms_of(reduced, bit_depth, max_error, effort, best)
+    return _palette_forms_of(reduced, bit_depth, max_error, effort, best, pool)
 
 
-def _palette_forms_of(reduced: np.ndarray, bit_depth: int, max_error: int, effort: int, best: bytes) -> bytes:
-    """The exact palette forms of a merged image, under a ±max_error header: ``best`` or smaller."""
+def _palette_forms_of(reduced: np.ndarray, bit_depth: int, max_error: int, effort: int, best: bytes,
+                      pool: workers.Pool | None = None) -> bytes:
+    """The exact palette forms of a merged image, under a ±max_error header: ``best`` or smaller
+    (the raster scan beside the interlaced palette where ``pool`` has a spare core)."""
     offsets = find_offsets(pixel_keys(reduced), MAX_OFFSETS)
     found = transforms.find_palette(reduced, MAX_PALETTE)
     if found is not None:
+        settle = _begin_raster(pool, reduced, bit_depth, max_error, effort, found, offsets, best)
         cand = _encode_palette(reduced, bit_depth, max_error, effort, found, bool(offsets), offsets)
         if len(cand) < len(best):
             best = cand
-    else:
-        found = transforms.find_palette(reduced, MAX_RASTER_PALETTE)
-        if found is None:
-            return best
+        return settle(best)
+    found = transforms.find_palette(reduced, MAX_RASTER_PALETTE)
+    if found is None:
+        return best
     return _raster_forms(reduced, bit_depth, max_error, effort, found, offsets, best)
 
 
 def _long_form(pixels: np.ndarray, bit_depth: int, max_error: int, effort: int,
                found: tuple[np.ndarray, np.ndarray], offsets: list[tuple[int, int]], scan: tuple,
-               bands: int = 1) -> bytes | None:
+               bands: int = 1, pool: workers.Pool | None = None) -> bytes | None:
     """The plain raster scan with long matches (``longcopy``), found where the symbols they
     replace (estimated from ``scan``, the plain scan with ``offsets``) cost more than they do."""
     costs = longcopy.pixel_costs(scan, len(offsets), found[0].shape[0])
-    long = longcopy.find_long_matches(found[1], costs, effort=effort)
+    long = longcopy.find_long_matches(found[1], costs, effort=effort, pool=pool)
     if not len(long):
         return None
     h, w = found[1].shape
     covered = raster.cover(scan, long.sources(h * w).reshape(h, w) >= 0, len(offsets))
     return _encode_raster(pixels, bit_depth, max_error, found, offsets, raster.LZ_OFF, effort, None, covered, long=long,
-                          bands=bands)
+                          bands=bands, pool=pool)
 
 
-def _raster_long_form(pixels: np.ndarray, bit_depth: int, max_error: int, found: tuple[np.ndarray, np.ndarray],
-                      best: bytes, bands: int, inside: list[tuple[int, int]]) -> bytes:
+def _raster_long_hopeless(found: tuple[np.ndarray, np.ndarray], scan: tuple, inside: list[tuple[int, int]],
+                          limit: int) -> bool:
+    """Effort 1: whether the raster scan, even well under its estimate, would cost more than
+    ``limit`` bytes (the best payload so far).  Monotone in ``limit``: hopeless against a larger
+    limit means hopeless against a smaller one (``workers`` relies on it)."""
+    enough = limit / RASTER_ESTIMATE_SHARE
+    if raster.scan_bytes(found[1], [], scan, enough) <= enough:
+        return False
+    # Unless what copy offsets would take (tiles: MshockXotto+_tiles 61 KB estimated without,
+    # 39 KB with, 27 KB coded with long matches) brings it under.
+    return not inside or raster.scan_bytes(found[1], inside, None, enough) > enough
+
+
+def _raster_long_candidate(pixels: np.ndarray, bit_depth: int, max_error: int, found: tuple[np.ndarray, np.ndarray],
+                           bands: int, inside: list[tuple[int, int]], pool: workers.Pool | None, limit: int | None,
+                           scan: tuple | None = None) -> bytes | None:
     """Effort 1's raster scan: long matches and no copy offsets (the plain scan only where no long
-    match pays).  Returns ``best`` or a smaller payload.
+    match pays); None where ``_raster_long_hopeless`` against ``limit`` bytes (None: not asked).
+    ``scan``: the plain scan, ``raster.symbols(found[1], [], LZ_OFF)``, if the caller has it.
 
     Why (session 32, every dev image with a raster palette, against encoding the plain scan with
     and without copy offsets and adding long matches to the smaller): copy offsets lengthen every
@@ -643,36 +682,67 @@ def _raster_long_form(pixels: np.ndarray, bit_depth: int, max_error: int, found:
     plain scan beat its long form) in 30–70 % less of the raster forms' time.  ``inside``: the
     image's copy offsets that fit the index plane, for the estimate only (long matches recover
     what they would copy)."""
-    scan = raster.symbols(found[1], [], raster.LZ_OFF)
-    enough = len(best) / RASTER_ESTIMATE_SHARE
-    if raster.scan_bytes(found[1], [], scan, enough) > enough:
-        # Even well under its estimate it would cost more than the best so far, unless what copy
-        # offsets would take (tiles: MshockXotto+_tiles 61 KB estimated without, 39 KB with, 27 KB
-        # coded with long matches) brings it under.
-        if not inside or raster.scan_bytes(found[1], inside, None, enough) > enough:
-            return best
-    cand = _long_form(pixels, bit_depth, max_error, 1, found, [], scan, bands)
+    if scan is None:
+        scan = raster.symbols(found[1], [], raster.LZ_OFF)
+    if limit is not None and _raster_long_hopeless(found, scan, inside, limit):
+        return None
+    cand = _long_form(pixels, bit_depth, max_error, 1, found, [], scan, bands, pool)
     if cand is None:
-        cand = _encode_raster(pixels, bit_depth, max_error, found, [], raster.LZ_OFF, 1, None, scan, bands=bands)
-    return cand if len(cand) < len(best) else best
+        cand = _encode_raster(pixels, bit_depth, max_error, found, [], raster.LZ_OFF, 1, None, scan, bands=bands,
+                              pool=pool)
+    return cand
 
 
 def _raster_forms(pixels: np.ndarray, bit_depth: int, max_error: int, effort: int,
                   found: tuple[np.ndarray, np.ndarray], offsets: list[tuple[int, int]], best: bytes) -> bytes:
     """The raster scan of a palette image: plain (and with long matches), then, at effort ≥ 2,
     with free copies.  Returns ``best`` or a smaller payload."""
+    return _begin_raster(None, pixels, bit_depth, max_error, effort, found, offsets, best)(best)
+
+
+def _begin_raster(pool: workers.Pool | None, pixels: np.ndarray, bit_depth: int, max_error: int, effort: int,
+                  found: tuple[np.ndarray, np.ndarray], offsets: list[tuple[int, int]],
+                  best: bytes) -> Callable[[bytes], bytes]:
+    """``_raster_forms``, begun now and settled later: returns ``settle(best)``, the payload
+    ``_raster_forms`` would return given the best payload at that point.  At effort 1 the raster
+    candidate is worked out meanwhile in a worker if one is spare (``best``, the best payload
+    now, only spares it the hopeless ones); the estimate that may skip it is settled against the
+    best payload at ``settle``, as the serial encoder does."""
+    bands = raster_bands(*found[1].shape, effort)
+    ordered = _raster_order((found[0], raster.to_bands(found[1], bands)))
+    h, w = ordered[1].shape
+    inside = [(dy, dx) for dy, dx in offsets if dy < h and abs(dx) < w]
+    if effort != 1:
+        return lambda best: _raster_search(pixels, bit_depth, max_error, effort, ordered, bands, inside, best)
+    pool = pool or workers.Pool(0)
+    job = pool.submit(_raster_long_candidate, pixels, bit_depth, max_error, ordered, bands, inside, pool,
+                      limit=len(best), nested=True)
+
+    def settle(best: bytes) -> bytes:
+        scan = raster.symbols(ordered[1], [], raster.LZ_OFF)
+        if _raster_long_hopeless(ordered, scan, inside, len(best)):
+            job.cancel()
+            return best
+        cand = job.result(scan=scan, limit=None)
+        if cand is None:  # (cannot be: hopeless against a larger limit is hopeless against this one)
+            cand = _raster_long_candidate(pixels, bit_depth, max_error, ordered, bands, inside, pool, None, scan)
+        return cand if len(cand) < len(best) else best
+
+    return settle
+
+
+def _raster_search(pixels: np.ndarray, bit_depth: int, max_error: int, effort: int,
+                   found: tuple[np.ndarray, np.ndarray], bands: int, inside: list[tuple[int, int]],
+                   best: bytes) -> bytes:
+    """Efforts 0 and ≥ 2: the raster forms one after another (``found`` already ordered and in
+    bands, ``inside``: the copy offsets that fit it)."""
     # Effort 1 no longer tries free copies.  Since long matches (version 9) the plain scan with
     # them came out smaller on every dev image where a free-copy variant was tried (111 of 134
     # synthetic images, session 22: by 0.7 % at the closest, 5–40 % typically), and that trial
     # was 13–24 % of each set's encode time.  (Free copies still win on scattered stamps of noisy
     # texture, which effort 2 finds.)
-    modes = (raster.LZ_OFF,) if effort < 2 else (raster.LZ_OFF, raster.LZ_CARRY, raster.LZ_EXPLICIT)
-    bands = raster_bands(*found[1].shape, effort)
-    found = _raster_order((found[0], raster.to_bands(found[1], bands)))
     h, w = found[1].shape
-    inside = [(dy, dx) for dy, dx in offsets if dy < h and abs(dx) < w]
-    if effort == 1:
-        return _raster_long_form(pixels, bit_depth, max_error, found, best, bands, inside)
+    modes = (raster.LZ_OFF,) if effort < 2 else (raster.LZ_OFF, raster.LZ_CARRY, raster.LZ_EXPLICIT)
     plain_scan = raster.symbols(found[1], inside, raster.LZ_OFF)
     enough = len(best) / RASTER_ESTIMATE_SHARE
     if effort < 2 and raster.scan_bytes(found[1], inside, plain_scan, enough) > enough:
@@ -702,8 +772,17 @@ def _raster_forms(pixels: np.ndarray, bit_depth: int, max_error: int, effort: in
 
 
 def encode(pixels: np.ndarray, bit_depth: int = 8, max_error: int = 0, effort: int = 1) -> bytes:
-    """Encode an (H, W, C) uint8/uint16 image; every colour sample decodes within ±max_error."""
+    """Encode an (H, W, C) uint8/uint16 image; every colour sample decodes within ±max_error.
+    The payload does not depend on how many cores it was made with (``workers``)."""
     pixels = _check_input(pixels, bit_depth, max_error, effort)
+    with workers.Pool(pixels.shape[0] * pixels.shape[1]) as pool:
+        return _encode(pool, pixels, bit_depth, max_error, effort)
+
+
+def _encode(pool: workers.Pool, pixels: np.ndarray, bit_depth: int, max_error: int, effort: int) -> bytes:
+    """``encode`` after its checks.  Where a spare core is free (``pool``), the raster scan and a
+    prediction that may be wanted are worked out beside the other forms; every choice between
+    candidates is made here, in the serial order, so the payload is the serial encoder's."""
     best = _encode_stored(pixels, bit_depth, max_error)
     found = transforms.find_palette(pixels, MAX_PALETTE)
     share = _repeat_share(pixels)
@@ -711,6 +790,7 @@ def encode(pixels: np.ndarray, bit_depth: int = 8, max_error: int = 0, effort: i
     offsets = find_offsets(pixel_keys(pixels), MAX_OFFSETS) if match and max_error == 0 else []
     predicted = hopeless = False
     raster_offsets = None  # the palette raster's copy offsets, found once when first needed
+    settle_raster = None  # the palette raster scan, once begun (``_begin_raster``)
     # A gray image (or R = G = B) always has a palette (at most 256 levels), photos included, where
     # the palette forms lose to prediction by 15-40 % and take 7x its time: predict first.  One
     # channel repeats its neighbour far more often than three (gray Kodak: 10-48 % of pixels), and
@@ -722,6 +802,9 @@ def encode(pixels: np.ndarray, bit_depth: int = 8, max_error: int = 0, effort: i
     gray_near = max_error > 0 and share < REDUCE_SHARE
     if found is not None and effort <= 1 and (max_error == 0 or gray_near) and _gray_like(pixels):
         gray_match = max_error == 0 and share > GRAY_MATCH_SHARE
+        if gray_match:  # the palette forms follow whatever prediction gives: the raster scan begins now
+            raster_offsets = offsets
+            settle_raster = _begin_raster(pool, pixels, bit_depth, max_error, effort, found, raster_offsets, best)
         cand = _encode_predictive(pixels, bit_depth, max_error, effort, _gray_transform(pixels, max_error),
                                   gray_match, offsets if gray_match else [])
         if len(cand) < len(best):
@@ -733,48 +816,62 @@ def encode(pixels: np.ndarray, bit_depth: int = 8, max_error: int = 0, effort: i
         if not gray_match:
             raster_offsets = offsets if match else find_offsets(pixel_keys(pixels), MAX_OFFSETS)
             hopeless = _gray_palette_hopeless(found, raster_offsets, len(best))
+    # Lossless, the match stage pays on photos too (session 30, all 24 Kodak: 0.983x the bytes,
+    # 22 of 23 changed files smaller, kodim15 -4.4 %, the worst +0.2 %), but they decode ~30 %
+    # slower (2.1 -> 1.5 MP/s) and encode ~18 % slower: effort 2 tries it (and keeps the smaller
+    # of with and without), effort 1 keeps decoding at ~2 MP/s.  At +-N it costs photos 10-20 %.
+    predict_match = match or (max_error == 0 and effort >= 2)
+    predict_job = None  # prediction begun before it is known to be wanted (a spare core only)
     if found is not None and not hopeless:
+        if raster_offsets is None:
+            raster_offsets = offsets if match else find_offsets(pixel_keys(pixels), MAX_OFFSETS)
+        if settle_raster is None:
+            settle_raster = _begin_raster(pool, pixels, bit_depth, max_error, effort, found, raster_offsets, best)
         cand = _encode_palette(pixels, bit_depth, max_error, effort, found, bool(offsets), offsets)
         interlaced = len(cand)
         if len(cand) < len(best):
             best = cand
-        if raster_offsets is None:
+        if not predicted and effort == 1 and _palette_may_lose_at_all(found[0].shape[0], pixels, best):
+            predict_job = pool.submit(_predictive_forms, pool, pixels, bit_depth, max_error, effort, predict_match,
+                                      offsets, caller_waits=True)
+        best = settle_raster(best)
+    settle_big = None
+    if found is None and (effort > 1 or (effort == 1 and match)):
+        # Anti-aliased line art and screens have a few thousand colours too many for the
+        # interlaced palette; the raster scan can take them.  (Effort 1: not on photos, where it
+        # never won.)  Begun before prediction, settled after it.
+        big = transforms.find_palette(pixels, MAX_RASTER_PALETTE)
+        if big is not None:
             raster_offsets = offsets if match else find_offsets(pixel_keys(pixels), MAX_OFFSETS)
-        best = _raster_forms(pixels, bit_depth, max_error, effort, found, raster_offsets, best)
+            settle_big = _begin_raster(pool, pixels, bit_depth, max_error, effort, big, raster_offsets, best)
     if not predicted and (found is None or effort > 1
                           or (effort == 1 and _palette_may_lose(found[0].shape[0], pixels, best, interlaced))):
-        # Lossless, the match stage pays on photos too (session 30, all 24 Kodak: 0.983x the bytes,
-        # 22 of 23 changed files smaller, kodim15 -4.4 %, the worst +0.2 %), but they decode ~30 %
-        # slower (2.1 -> 1.5 MP/s) and encode ~18 % slower: effort 2 tries it (and keeps the smaller
-        # of with and without), effort 1 keeps decoding at ~2 MP/s.  At +-N it costs photos 10-20 %.
-        predict_match = match or (max_error == 0 and effort >= 2)
-        chosen = _transform_candidates(pixels, bit_depth, max_error, effort, predict_match)
-        for transform in chosen:
-            cand = _encode_predictive(pixels, bit_depth, max_error, effort, transform, predict_match, offsets)
+        if predict_job is not None:
+            cands = predict_job.result()
+        else:
+            cands = _predictive_forms(pool, pixels, bit_depth, max_error, effort, predict_match, offsets)
+        for cand in cands:
             if len(cand) < len(best):
                 best = cand
         if predict_match and effort > 1 and share < MATCH_SURE and best[1] == MODE_PREDICTIVE:
             # Between the two regimes (dithered gradients, busy vector art) matching can lose to
             # plain prediction, and GRB then often beats the chosen transform: try both (not when a
             # palette already won: that is pixel art, where plain prediction is far behind).
+            chosen = _transform_candidates(pixels, bit_depth, max_error, effort, predict_match)  # (no trial above effort 1)
             plain = chosen if _colour_count(pixels.shape[2]) != 3 else sorted({*chosen, transforms.GREEN_FIRST})
             for transform in plain:
                 cand = _encode_predictive(pixels, bit_depth, max_error, effort, transform, False, [])
                 if len(cand) < len(best):
                     best = cand
-    if found is None and (effort > 1 or (effort == 1 and match)):
-        # Anti-aliased line art and screens have a few thousand colours too many for the
-        # interlaced palette; the raster scan can take them.  (Effort 1: not on photos, where it
-        # never won.)
-        big = transforms.find_palette(pixels, MAX_RASTER_PALETTE)
-        if big is not None:
-            raster_offsets = offsets if match else find_offsets(pixel_keys(pixels), MAX_OFFSETS)
-            best = _raster_forms(pixels, bit_depth, max_error, effort, big, raster_offsets, best)
+    elif predict_job is not None:
+        predict_job.cancel()
+    if settle_big is not None:
+        best = settle_big(best)
     # (A gray image always passes: at most 256 colours.  After prediction the merged raster scan is
     # mostly skipped by its estimate, 1.04-1.22x its coded size on gray photos, which there codes
     # 1.2-4.6x the predicted payload; small images still find merging smaller.)
     if max_error > 0 and (effort > 1 or (effort == 1 and _merging_may_pay(pixels, share))):
-        best = _encode_reduced(pixels, bit_depth, max_error, effort, best)
+        best = _encode_reduced(pixels, bit_depth, max_error, effort, best, pool)
     if max_error > 0 and match and effort > 0:
         # Copy offsets are lossless-only, so on tile art the exact payload can be the smaller one
         # (it meets any ±max_error bound; its header then says 0).
@@ -805,7 +902,8 @@ def encode_popular(pixels: np.ndarray, bit_depth: int, max_error: int, effort: i
     if reduced is None or np.array_equal(reduced, pixels):
         return None  # (nothing rare lies near a popular colour: a photo's gray levels, say)
     stored = _encode_stored(pixels, bit_depth, max_error)
-    best = _palette_forms_of(reduced, bit_depth, max_error, effort, stored)
+    with workers.Pool(pixels.shape[0] * pixels.shape[1]) as pool:
+        best = _palette_forms_of(reduced, bit_depth, max_error, effort, stored, pool)
     return None if best is stored else best
 
 

@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 
+from . import workers
 from .raster import MIN_LONG, RECENT, LongMatches, Symbols
 
 # How hard the parse looks, per effort: (earlier occurrences of a position's window tried, most
@@ -100,38 +101,95 @@ def _distance_bits(dist: int, width: int) -> float:
     return 2.0 + _token_bits(dy) + _token_bits(2 * abs(dist - dy * width))
 
 
+SPLIT_PIXELS = 1 << 16  # index planes from this size are parsed in two halves (``find_long_matches``)
+
+
+class _Plane:
+    """What every part of a parse reads: the index plane as Python values and bytes, each
+    position's previous equal window, the running sum of the pixels' estimated bits."""
+
+    def __init__(self, index: np.ndarray, costs: np.ndarray, min_window_bits: float) -> None:
+        self.height, self.width = index.shape
+        flat = np.ascontiguousarray(index.reshape(-1))
+        self.n = n = flat.size
+        prev = _windows(flat)
+        cum = np.concatenate([[0.0], np.cumsum(costs, dtype=np.float64)])
+        window = cum[MIN_LONG:] - cum[:-MIN_LONG]
+        # A match of MIN_LONG or more pixels needs an earlier equal window, so a position without
+        # one (``prev`` −1) has none, with any distance: skipping it leaves the parse as it was.
+        room = n - MIN_LONG + 1
+        self.todo = np.flatnonzero((window[:room] >= min_window_bits) & (prev[:room] >= 0))
+        self.prev = prev.tolist()
+        self.values = flat.tolist()
+        self.data, self.size = _pixel_bytes(flat)
+        # Python floats and lists: the parse reads single elements ~10^6 times per megapixel, where
+        # a NumPy scalar costs several times a float (the same IEEE doubles: the parse is unchanged).
+        self.sums = cum.tolist()
+
+
+def _halves(plane: _Plane) -> list[tuple[int, int]]:
+    """The parts of the plane parsed apart: two at a row boundary that halves the positions to
+    try (each part greedily from its own start), or one for a small plane."""
+    if plane.n < SPLIT_PIXELS or plane.todo.size < 2:
+        return [(0, plane.n)]
+    middle = int(plane.todo[plane.todo.size // 2])
+    cut = min(max(plane.width, middle - middle % plane.width), plane.n - plane.width)
+    return [(0, cut), (cut, plane.n)] if 0 < cut < plane.n else [(0, plane.n)]
+
+
 def find_long_matches(index: np.ndarray, costs: np.ndarray, min_gain: float = MIN_GAIN_BITS,
-                      effort: int = 1, search: tuple[int, float] | None = None) -> LongMatches:
+                      effort: int = 1, search: tuple[int, float] | None = None,
+                      pool: workers.Pool | None = None, split: bool = True) -> LongMatches:
     """A greedy parse of the index plane (H, W) in raster order: at each position where copying
     could pay, the earlier occurrence (recent distances first, then the last few positions with
     the same MIN_LONG pixels, ``SEARCH``) whose match saves the most estimated bits (``costs``:
     per pixel, flat), taken if that saving is at least ``min_gain``.  ``search``: (chain, window
-    bits) instead of the effort's (tests reproduce older encoders' parses)."""
+    bits) instead of the effort's (tests reproduce older encoders' parses).
+
+    From SPLIT_PIXELS on (``split``), the plane is parsed in two halves, the second from a row
+    boundary with no recent distances, and stitched (``_stitch``): the second half runs on a
+    spare core of ``pool`` if there is one, and the matches are the same either way."""
     chain, min_window_bits = search if search is not None else SEARCH[min(max(effort, 1), 2)]
-    height, width = index.shape
-    flat = np.ascontiguousarray(index.reshape(-1))
-    n = flat.size
+    if index.size < MIN_LONG:
+        return LongMatches([], [], [])
+    plane = _Plane(index, costs, min_window_bits)
+    parts = _halves(plane) if split else [(0, plane.n)]
+    later = [(pool or workers.Pool(0)).submit(_parse, plane, lo, hi, chain, min_gain) for lo, hi in parts[1:]]
+    first = _parse(plane, *parts[0], chain, min_gain)
+    return LongMatches(*_stitch([first] + workers.values(later)))
+
+
+def _stitch(parts: list[tuple[list[int], list[int], list[int]]]) -> tuple[list[int], list[int], list[int]]:
+    """The parts' matches in one list: a part's matches that start inside the previous part's
+    last match are cut to start after it (the same distance copies the same pixels), or dropped
+    where fewer than MIN_LONG pixels remain."""
+    starts, lengths, dists = (list(x) for x in parts[0])
+    for part in parts[1:]:
+        for p, length, d in zip(*part):
+            end = starts[-1] + lengths[-1] if starts else 0
+            if p < end:
+                length -= end - p
+                p = end
+                if length < MIN_LONG:
+                    continue
+            starts.append(p)
+            lengths.append(length)
+            dists.append(d)
+    return starts, lengths, dists
+
+
+def _parse(plane: _Plane, lo: int, hi: int, chain: int, min_gain: float) -> tuple[list[int], list[int], list[int]]:
+    """The greedy parse of positions lo … hi − 1 (a match may run past hi), from no match and no
+    recent distance: (starts, lengths, distances)."""
+    n, width = plane.n, plane.width
+    todo = plane.todo[np.searchsorted(plane.todo, lo):np.searchsorted(plane.todo, hi)].tolist()
+    prev_l, values, sums, data, size = plane.prev, plane.values, plane.sums, plane.data, plane.size
     starts: list[int] = []
     lengths: list[int] = []
     dists: list[int] = []
-    if n < MIN_LONG:
-        return LongMatches(starts, lengths, dists)
-    prev = _windows(flat)
-    cum = np.concatenate([[0.0], np.cumsum(costs, dtype=np.float64)])
-    window = cum[MIN_LONG:] - cum[:-MIN_LONG]
-    # A match of MIN_LONG or more pixels needs an earlier equal window, so a position without
-    # one (``prev`` −1) has none, with any distance: skipping it leaves the parse as it was.
-    room = n - MIN_LONG + 1
-    todo = np.flatnonzero((window[:room] >= min_window_bits) & (prev[:room] >= 0)).tolist()
-    prev_l = prev.tolist()
-    values = flat.tolist()
-    data, size = _pixel_bytes(flat)
-    # Python floats and lists: the parse reads single elements ~10^6 times per megapixel, where a
-    # NumPy scalar costs several times a float (the same IEEE doubles: the parse is unchanged).
-    sums = cum.tolist()
     token_bits: dict[int, float] = {}  # gaps and lengths repeat: each value's cost worked out once
     recent: list[int] = []
-    end = 0  # the end of the last match
+    end = lo  # the end of the last match
     stops: dict[int, int] = {}  # per distance, where its last measured match stopped
     # (The helpers below are inlined in ``best_at``: it runs ~10^5-10^6 times per image and Python
     # calls cost more than the arithmetic; the parse is the same either way.)
@@ -206,4 +264,4 @@ def find_long_matches(index: np.ndarray, costs: np.ndarray, min_gain: float = MI
             recent.remove(d)
         recent.insert(0, d)
         del recent[RECENT:]
-    return LongMatches(starts, lengths, dists)
+    return starts, lengths, dists

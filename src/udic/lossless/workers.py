@@ -1,0 +1,189 @@
+"""Encoder: candidate payloads worked out in a forked child process, on a core that would idle.
+
+A lossless encode tries several forms of one image (the interlaced palette, the palette raster
+scan with long matches, prediction) and keeps the smallest.  Each is single-threaded Python and
+numpy, and they are independent until the encoder compares their sizes, so on a machine with a
+second core one of them can run there while the encoder works out another.
+
+The payload is the serial encoder's, byte for byte, whatever the number of workers: a job's value
+is a pure function of its arguments (no job reads another candidate's size); the encoder takes it
+at the point where the serial encoder would have computed it, and makes every decision that
+depends on earlier candidates (estimate skips, which forms to try) there itself.  A job that turns
+out not to be wanted is killed.  Without a spare core (``workers`` 1, one CPU in the process's
+affinity, another Python thread alive, a platform without ``fork``), or when a child fails, a job
+is computed inline when first asked for: exactly the serial encoder's work, no more.
+
+Forking only from a process with no other Python thread keeps the child from inheriting a lock
+held elsewhere; the child runs numpy and constriction only, and ends with ``os._exit`` (no
+buffered output of the parent is flushed twice, no exit handlers run).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+MIN_PIXELS = 1 << 15  # smaller images encode in a few hundredths of a second: no fork pays there
+MAX_PIXELS = 1 << 24  # larger ones encode serially: each child's working arrays (and the pages of the
+# parent's Python lists whose reference counts it touches) add to the peak memory, already GBs there
+
+_configured: int | None = None  # set_workers(); None: the CPUs this process may run on
+_may_fork = True  # False in a child whose job was not submitted ``nested``
+
+
+def set_workers(count: int | None) -> None:
+    """How many processes one encode may keep busy, itself included (None: one per CPU the
+    process may run on; 1: never fork).  The CLI sets it from ``--threads``; a parallel batch
+    runs its files on threads, which never fork."""
+    global _configured
+    if count is not None and count < 1:
+        raise ValueError(f"workers must be ≥ 1, got {count}")
+    _configured = count
+
+
+def workers() -> int:
+    """Processes one encode may keep busy, itself included."""
+    if _configured is not None:
+        return _configured
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return 1
+
+
+def _can_fork() -> bool:
+    return (sys.platform.startswith("linux") and hasattr(os, "fork")
+            and threading.current_thread() is threading.main_thread() and threading.active_count() == 1)
+
+
+class Job:
+    """One candidate's value: computed by a forked child from the moment it is made (when a core
+    is spare), else inline when ``result`` is first called."""
+
+    def __init__(self, pool: Pool, fn: Callable[..., Any], args: tuple, kwargs: dict, fork: bool,
+                 nested: bool = False) -> None:
+        self._fn, self._args, self._kwargs = fn, args, kwargs
+        self._pid: int | None = None
+        self._read: int | None = None
+        self._done = False
+        self._value: Any = None
+        self._pool = pool
+        if fork:
+            self._start(nested)
+
+    @property
+    def forked(self) -> bool:
+        return self._pid is not None
+
+    def _start(self, nested: bool) -> None:
+        read, write = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(read)
+            os.close(write)
+            return
+        if pid == 0:  # the child: compute, send, leave without running the parent's exit code
+            global _may_fork
+            _may_fork = nested  # only a job submitted ``nested`` forks jobs of its own
+            self._pool._running.clear()  # (the parent's children are not this one's)
+            code = 0
+            try:
+                os.close(read)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)  # an interrupted encode ends its children quietly
+                try:
+                    data = pickle.dumps((True, self._fn(*self._args, **self._kwargs)), protocol=pickle.HIGHEST_PROTOCOL)
+                except BaseException:  # the parent recomputes inline and raises there, with its traceback
+                    data = pickle.dumps((False, None))
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(write, view):]
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(write)
+        self._pid, self._read = pid, read
+        self._pool._running.append(self)
+
+    def _collect(self) -> tuple[bool, Any]:
+        chunks = []
+        try:
+            while chunk := os.read(self._read, 1 << 20):
+                chunks.append(chunk)
+        finally:
+            self._reap(kill=False)
+        try:
+            return pickle.loads(b"".join(chunks))
+        except Exception:  # the child died before it had sent its value (killed, out of memory)
+            return False, None
+
+    def _reap(self, kill: bool) -> None:
+        if self._pid is None:
+            return
+        if kill:
+            try:
+                os.kill(self._pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        os.close(self._read)
+        try:
+            os.waitpid(self._pid, 0)
+        except ChildProcessError:
+            pass
+        self._pool._running.remove(self)
+        self._pid = self._read = None
+
+    def result(self, **inline: Any) -> Any:
+        """The job's value.  ``inline``: keyword arguments that replace the job's own for an
+        inline computation only (what the caller has already worked out or settled, which a
+        child works out for itself)."""
+        if not self._done:
+            ok, value = self._collect() if self._pid is not None else (False, None)
+            self._value = value if ok else self._fn(*self._args, **{**self._kwargs, **inline})
+            self._done = True
+        return self._value
+
+    def cancel(self) -> None:
+        """Not wanted after all: a running child is killed."""
+        self._reap(kill=True)
+        self._done = True
+
+
+class Pool:
+    """The jobs of one encode.  As a context manager it kills whatever is still running when the
+    encode ends (a value not taken, an exception, an interruption)."""
+
+    def __init__(self, pixels: int) -> None:
+        self._running: list[Job] = []
+        self._enabled = MIN_PIXELS <= pixels <= MAX_PIXELS and workers() > 1 and _can_fork()
+
+    def submit(self, fn: Callable[..., Any], *args: Any, caller_waits: bool = False, nested: bool = False,
+               **kwargs: Any) -> Job:
+        """A job computing ``fn(*args, **kwargs)``: forked if a core is spare, counting the caller's own
+        unless ``caller_waits`` (it will block on a result next, so its core is free).  ``nested``:
+        the job may fork jobs of its own (one that does most of the work and has parts that can run
+        apart; a speculative job should not take cores from it)."""
+        busy = len(self._running) + (0 if caller_waits else 1)
+        return Job(self, fn, args, kwargs, self._enabled and _may_fork and busy < workers(), nested)
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for job in list(self._running):
+            job.cancel()
+
+
+def values(jobs: list[Job]) -> list[Any]:
+    """The jobs' values, in their order: those to compute inline first, so that the caller works
+    while the children do, then the children's."""
+    for job in jobs:
+        if not job.forked:
+            job.result()
+    return [job.result() for job in jobs]
