@@ -25,6 +25,7 @@ import pickle
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -83,7 +84,11 @@ class Job:
     def _start(self, nested: bool) -> None:
         read, write = os.pipe()
         try:
-            pid = os.fork()
+            with warnings.catch_warnings():
+                # Python ≥ 3.12 warns when the process has other OS threads: torch's, whose code the
+                # child never runs, and OpenBLAS's, which it stops around a fork (pthread_atfork).
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
         except OSError:
             os.close(read)
             os.close(write)
