@@ -200,3 +200,29 @@ def test_the_least_squares_solve():
     a = rng.normal(size=(9, 9)) + 9 * np.eye(9)
     b = rng.normal(size=9)
     assert np.allclose(predict._solve(a.tolist(), b.tolist()), np.linalg.solve(a, b))
+
+
+@pytest.mark.parametrize("likely", [transforms.SUBTRACT_GREEN, transforms.YCOCG_R, transforms.GREEN_FIRST])
+def test_the_likely_transforms_encode_beside_the_crop_trial_is_kept_only_if_chosen(monkeypatch, likely):
+    """A photo's transform is picked by coding a crop with each; the likeliest one's full encode
+    runs meanwhile in a child and is used if the trial picks it, else killed: the same payload."""
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[0:340, 0:344].astype(np.float64)
+    photo = np.stack([np.sin(xx / 9 + k) * np.cos(yy / (7 + k)) * 90 + 128 + rng.normal(0, 3, xx.shape)
+                      for k in range(3)], axis=2).clip(0, 255).astype(np.uint8)
+    assert lossless._crop_trial(photo, 0, 1)
+    workers.set_workers(1)
+    serial = lossless.encode(photo, 8, 0, 1)
+    chosen = lossless._transform_candidates(photo, 8, 0, 1)
+    monkeypatch.setattr(lossless, "LIKELY_TRANSFORM", likely)
+    cancelled = []
+    original = workers.Job.cancel
+
+    def cancel(self):
+        cancelled.append(self.forked)
+        original(self)
+
+    monkeypatch.setattr(workers.Job, "cancel", cancel)
+    workers.set_workers(2)
+    assert lossless.encode(photo, 8, 0, 1) == serial
+    assert cancelled == ([] if chosen == [likely] else [True])

@@ -215,8 +215,17 @@ def _palette_may_lose_at_all(colours: int, pixels: np.ndarray, best: bytes) -> b
 def _predictive_forms(pool: workers.Pool, pixels: np.ndarray, bit_depth: int, max_error: int, effort: int,
                       match: bool, offsets: list[tuple[int, int]]) -> list[bytes]:
     """The predictive payloads worth encoding (``_transform_candidates``), in that order; several
-    transforms are encoded side by side where ``pool`` has a spare core."""
-    chosen = _transform_candidates(pixels, bit_depth, max_error, effort, match)
+    transforms are encoded side by side where ``pool`` has a spare core.  Where a crop trial picks
+    the transform, the likeliest one's full encode begins beside the trial, and is kept if the
+    trial picks it (photos: 1.3x faster on 2 cores) or killed."""
+    likely = None
+    if _crop_trial(pixels, max_error, effort):
+        likely = pool.submit(_encode_predictive, pixels, bit_depth, max_error, effort, LIKELY_TRANSFORM, match, offsets)
+    chosen = _transform_candidates(pixels, bit_depth, max_error, effort, match, pool)
+    if likely is not None:
+        if chosen == [LIKELY_TRANSFORM]:
+            return [likely.result()]
+        likely.cancel()
     others = [pool.submit(_encode_predictive, pixels, bit_depth, max_error, effort, t, match, offsets)
               for t in chosen[1:]]
     return [_encode_predictive(pixels, bit_depth, max_error, effort, chosen[0], match, offsets)] + workers.values(others)
@@ -577,8 +586,20 @@ TRIAL_SIDE = 96  # effort 1 ranks the colour transforms by encoding a centre cro
 SMALL_TRIAL_AREAS = 12  # images up to this many crops' area (~110 k pixels) encode every transform
 
 
+# The transform a crop trial picks most often: on Kodak 22 of 24 photos, on vector art 10 of 28.
+LIKELY_TRANSFORM = transforms.SUBTRACT_GREEN
+
+
+def _crop_trial(pixels: np.ndarray, max_error: int, effort: int) -> bool:
+    """Whether ``_transform_candidates`` picks the colour transform by coding a centre crop."""
+    h, w = pixels.shape[:2]
+    return (effort == 1 and max_error == 0 and _colour_count(pixels.shape[2]) == 3
+            and h * w > SMALL_TRIAL_AREAS * TRIAL_SIDE * TRIAL_SIDE
+            and not (_gray_like(pixels) and _written_version() >= transforms.GRAY_VERSION))
+
+
 def _transform_candidates(pixels: np.ndarray, bit_depth: int, max_error: int, effort: int,
-                          match: bool = False) -> list[int]:
+                          match: bool = False, pool: workers.Pool | None = None) -> list[int]:
     """Transforms to encode for real: effort 1 keeps the one that codes a centre crop smallest
     (small images: all three).  Session 21, every Kodak image: the entropy proxy used before
     (interpolation residuals on a sparse grid) picked YCoCg-R where subtract-green coded 1.5–5.6 %
@@ -603,7 +624,14 @@ def _transform_candidates(pixels: np.ndarray, bit_depth: int, max_error: int, ef
     cw = min(w, -(-area // ch))
     y, x = (h - ch) // 2, (w - cw) // 2
     crop = np.ascontiguousarray(pixels[y : y + ch, x : x + cw])
-    return [min(options, key=lambda t: len(_encode_predictive(crop, bit_depth, 0, 1, t, match, [])))]
+    # The crops side by side where ``pool`` has a spare core (a third of a photo's encode, serial).
+    others = [(pool or workers.Pool(0)).submit(_crop_bytes, crop, bit_depth, t, match) for t in options[1:]]
+    sizes = [_crop_bytes(crop, bit_depth, options[0], match)] + workers.values(others)
+    return [options[sizes.index(min(sizes))]]
+
+
+def _crop_bytes(crop: np.ndarray, bit_depth: int, transform: int, match: bool) -> int:
+    return len(_encode_predictive(crop, bit_depth, 0, 1, transform, match, []))
 
 
 MAX_REDUCE_COLOURS = 32768  # colour reduction is tried on images with at most this many colours
