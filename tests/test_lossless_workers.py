@@ -226,3 +226,31 @@ def test_the_likely_transforms_encode_beside_the_crop_trial_is_kept_only_if_chos
     workers.set_workers(2)
     assert lossless.encode(photo, 8, 0, 1) == serial
     assert cancelled == ([] if chosen == [likely] else [True])
+
+
+def test_children_do_not_outlive_the_encoder():
+    """An encoder killed outright (no chance to clean up) takes its children with it."""
+    import subprocess
+    import sys
+
+    code = ("import os, sys, time\n"
+            "from udic.lossless import workers\n"
+            "workers.set_workers(2)\n"
+            "job = workers.Pool(1 << 20).submit(time.sleep, 60)\n"
+            "print(job._pid, flush=True)\n"
+            "time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    child = int(proc.stdout.readline())
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    for _ in range(100):
+        try:
+            with open(f"/proc/{child}/stat") as f:
+                state = f.read().split(")")[-1].split()[0]
+        except FileNotFoundError:
+            break
+        if state == "Z":  # dead, waiting for init to reap it
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail(f"child {child} still runs after its encoder was killed")

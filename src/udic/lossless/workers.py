@@ -62,6 +62,19 @@ def _can_fork() -> bool:
             and threading.current_thread() is threading.main_thread() and threading.active_count() == 1)
 
 
+def _die_with(parent: int) -> None:
+    """In a child: be killed when the encoder's process ends, however it ends (PR_SET_PDEATHSIG),
+    rather than compute on for nothing; leave at once if it has ended already."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+
 class Job:
     """One candidate's value: computed by a forked child from the moment it is made (when a core
     is spare), else inline when ``result`` is first called."""
@@ -83,6 +96,7 @@ class Job:
 
     def _start(self, nested: bool) -> None:
         read, write = os.pipe()
+        parent = os.getpid()
         try:
             with warnings.catch_warnings():
                 # Python ≥ 3.12 warns when the process has other OS threads: torch's, whose code the
@@ -100,6 +114,7 @@ class Job:
             code = 0
             try:
                 os.close(read)
+                _die_with(parent)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)  # an interrupted encode ends its children quietly
                 try:
                     data = pickle.dumps((True, self._fn(*self._args, **self._kwargs)), protocol=pickle.HIGHEST_PROTOCOL)
