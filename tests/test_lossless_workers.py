@@ -254,3 +254,23 @@ def test_children_do_not_outlive_the_encoder():
         time.sleep(0.05)
     else:
         pytest.fail(f"child {child} still runs after its encoder was killed")
+
+
+def test_a_cancelled_job_has_no_value():
+    workers.set_workers(2)
+    job = workers.Pool(1 << 20).submit(time.sleep, 60)
+    job.cancel()
+    with pytest.raises(RuntimeError, match="cancelled"):
+        job.result()
+
+
+def test_a_failed_fork_computes_inline(monkeypatch):
+    def no_fork():
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    workers.set_workers(2)
+    before = len(os.listdir("/proc/self/fd"))
+    job = workers.Pool(1 << 20).submit(sum, [1, 2, 3])
+    assert not job.forked and job.result() == 6
+    assert len(os.listdir("/proc/self/fd")) == before  # the pipe was closed

@@ -62,6 +62,9 @@ def _can_fork() -> bool:
             and threading.current_thread() is threading.main_thread() and threading.active_count() == 1)
 
 
+_to_parent: int | None = None  # in a child: the write end of its pipe to the process that forked it
+
+
 def _die_with(parent: int) -> None:
     """In a child: be killed when the encoder's process ends, however it ends (PR_SET_PDEATHSIG),
     rather than compute on for nothing; leave at once if it has ended already."""
@@ -84,7 +87,7 @@ class Job:
         self._fn, self._args, self._kwargs = fn, args, kwargs
         self._pid: int | None = None
         self._read: int | None = None
-        self._done = False
+        self._done = self._cancelled = False
         self._value: Any = None
         self._pool = pool
         if fork:
@@ -97,72 +100,99 @@ class Job:
     def _start(self, nested: bool) -> None:
         read, write = os.pipe()
         parent = os.getpid()
+        # SIGINT waits until the child is on the books (the parent's) or has its own handler (the
+        # child's): an interruption in between would leave a child no one reaps, or unwind the
+        # parent's stack in the child.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
-            with warnings.catch_warnings():
-                # Python ≥ 3.12 warns when the process has other OS threads: torch's, whose code the
-                # child never runs, and OpenBLAS's, which it stops around a fork (pthread_atfork).
-                warnings.simplefilter("ignore", DeprecationWarning)
-                pid = os.fork()
-        except OSError:
-            os.close(read)
+            try:
+                with warnings.catch_warnings():
+                    # Python ≥ 3.12 warns when the process has other OS threads: torch's, whose code
+                    # the child never runs, and OpenBLAS's, which it stops around a fork.
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    pid = os.fork()
+            except OSError:  # no fork (out of processes or memory): computed inline
+                os.close(read)
+                os.close(write)
+                return
+            except BaseException:
+                os.close(read)
+                os.close(write)
+                raise
+            if pid == 0:
+                self._run_child(read, write, parent, nested, mask)
             os.close(write)
-            return
-        if pid == 0:  # the child: compute, send, leave without running the parent's exit code
-            global _may_fork
+            self._pid, self._read = pid, read
+            self._pool._running.append(self)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+    def _run_child(self, read: int, write: int, parent: int, nested: bool, mask: set) -> None:
+        """The child: compute, send, leave without running any of the parent's code on the way out."""
+        global _may_fork, _to_parent
+        code = 0
+        try:
+            os.close(read)
+            if _to_parent is not None:  # a grandchild: its parent's pipe is not its own (EOF must not wait on it)
+                os.close(_to_parent)
+            _to_parent = write
             _may_fork = nested  # only a job submitted ``nested`` forks jobs of its own
             self._pool._running.clear()  # (the parent's children are not this one's)
-            code = 0
+            _die_with(parent)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)  # an interrupted encode ends its children quietly
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             try:
-                os.close(read)
-                _die_with(parent)
-                signal.signal(signal.SIGINT, signal.SIG_DFL)  # an interrupted encode ends its children quietly
-                try:
-                    data = pickle.dumps((True, self._fn(*self._args, **self._kwargs)), protocol=pickle.HIGHEST_PROTOCOL)
-                except BaseException:  # the parent recomputes inline and raises there, with its traceback
-                    data = pickle.dumps((False, None))
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(write, view):]
-            except BaseException:
-                code = 1
-            finally:
-                os._exit(code)
-        os.close(write)
-        self._pid, self._read = pid, read
-        self._pool._running.append(self)
+                data = pickle.dumps((True, self._fn(*self._args, **self._kwargs)), protocol=pickle.HIGHEST_PROTOCOL)
+            except BaseException:  # the parent recomputes inline and raises there, with its traceback
+                data = pickle.dumps((False, None))
+            view = memoryview(data)
+            while view:
+                view = view[os.write(write, view):]
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
 
     def _collect(self) -> tuple[bool, Any]:
         chunks = []
+        complete = False
         try:
             while chunk := os.read(self._read, 1 << 20):
                 chunks.append(chunk)
+            complete = True
         finally:
-            self._reap(kill=False)
+            self._reap(kill=not complete)  # (interrupted: the child is not waited for)
         try:
             return pickle.loads(b"".join(chunks))
         except Exception:  # the child died before it had sent its value (killed, out of memory)
             return False, None
 
     def _reap(self, kill: bool) -> None:
-        if self._pid is None:
+        """Kill (if asked) and wait for the child, once, whatever interrupts it."""
+        pid, read = self._pid, self._read
+        if pid is None:
             return
-        if kill:
-            try:
-                os.kill(self._pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        os.close(self._read)
-        try:
-            os.waitpid(self._pid, 0)
-        except ChildProcessError:
-            pass
-        self._pool._running.remove(self)
         self._pid = self._read = None
+        self._pool._running.remove(self)
+        try:
+            if kill:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        finally:
+            os.close(read)
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
 
     def result(self, **inline: Any) -> Any:
         """The job's value.  ``inline``: keyword arguments that replace the job's own for an
         inline computation only (what the caller has already worked out or settled, which a
         child works out for itself)."""
+        if self._cancelled:
+            raise RuntimeError("the job was cancelled")
         if not self._done:
             ok, value = self._collect() if self._pid is not None else (False, None)
             self._value = value if ok else self._fn(*self._args, **{**self._kwargs, **inline})
@@ -172,7 +202,7 @@ class Job:
     def cancel(self) -> None:
         """Not wanted after all: a running child is killed."""
         self._reap(kill=True)
-        self._done = True
+        self._done = self._cancelled = True
 
 
 class Pool:
