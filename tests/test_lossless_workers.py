@@ -26,8 +26,8 @@ def _forks(monkeypatch) -> list[int]:
     started: list[int] = []
     original = workers.Job._start
 
-    def start(self, nested):
-        original(self, nested)
+    def start(self, *args):
+        original(self, *args)
         if self.forked:
             started.append(1)
 
@@ -274,3 +274,15 @@ def test_a_failed_fork_computes_inline(monkeypatch):
     job = workers.Pool(1 << 20).submit(sum, [1, 2, 3])
     assert not job.forked and job.result() == 6
     assert len(os.listdir("/proc/self/fd")) == before  # the pipe was closed
+
+
+def test_a_speculative_job_runs_at_the_lowest_priority_and_only_on_small_images():
+    workers.set_workers(2)
+    with workers.Pool(1 << 20) as pool:
+        job = pool.submit(os.nice, 0, speculative=True, caller_waits=True)
+        assert job.forked and job.result() == 19
+        assert pool.submit(os.nice, 0, caller_waits=True).result() == os.nice(0)
+    big = workers.SPECULATE_PIXELS + 1
+    with workers.Pool(big) as pool:
+        assert not pool.submit(os.nice, 0, speculative=True, caller_waits=True).forked
+        assert pool.submit(os.nice, 0, caller_waits=True).forked

@@ -861,7 +861,7 @@ def _encode(pool: workers.Pool, pixels: np.ndarray, bit_depth: int, max_error: i
             best = cand
         if not predicted and effort == 1 and _palette_may_lose_at_all(found[0].shape[0], pixels, best):
             predict_job = pool.submit(_predictive_forms, pool, pixels, bit_depth, max_error, effort, predict_match,
-                                      offsets, caller_waits=True)
+                                      offsets, caller_waits=True, speculative=True)
         best = settle_raster(best)
     settle_big = None
     if found is None and (effort > 1 or (effort == 1 and match)):

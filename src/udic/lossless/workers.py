@@ -30,8 +30,10 @@ from collections.abc import Callable
 from typing import Any
 
 MIN_PIXELS = 1 << 15  # smaller images encode in a few hundredths of a second: no fork pays there
-MAX_PIXELS = 1 << 24  # larger ones encode serially: each child's working arrays (and the pages of the
-# parent's Python lists whose reference counts it touches) add to the peak memory, already GBs there
+MAX_PIXELS = 1 << 23  # larger ones encode serially: each child's working arrays (and the pages of the
+# parent's Python lists whose reference counts it touches) add to the peak memory (a 5.2 MP tile sheet:
+# 1.2 GB serial; 3.5 GB summed over the processes with a speculative prediction, 2.0 GB without)
+SPECULATE_PIXELS = 1 << 21  # a job that may not be wanted (``speculative``) only up to this size
 
 _configured: int | None = None  # set_workers(); None: the CPUs this process may run on
 _may_fork = True  # False in a child whose job was not submitted ``nested``
@@ -83,7 +85,7 @@ class Job:
     is spare), else inline when ``result`` is first called."""
 
     def __init__(self, pool: Pool, fn: Callable[..., Any], args: tuple, kwargs: dict, fork: bool,
-                 nested: bool = False) -> None:
+                 nested: bool = False, speculative: bool = False) -> None:
         self._fn, self._args, self._kwargs = fn, args, kwargs
         self._pid: int | None = None
         self._read: int | None = None
@@ -91,13 +93,13 @@ class Job:
         self._value: Any = None
         self._pool = pool
         if fork:
-            self._start(nested)
+            self._start(nested, speculative)
 
     @property
     def forked(self) -> bool:
         return self._pid is not None
 
-    def _start(self, nested: bool) -> None:
+    def _start(self, nested: bool, speculative: bool) -> None:
         read, write = os.pipe()
         parent = os.getpid()
         # SIGINT waits until the child is on the books (the parent's) or has its own handler (the
@@ -120,14 +122,14 @@ class Job:
                 os.close(write)
                 raise
             if pid == 0:
-                self._run_child(read, write, parent, nested, mask)
+                self._run_child(read, write, parent, nested, speculative, mask)
             os.close(write)
             self._pid, self._read = pid, read
             self._pool._running.append(self)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
-    def _run_child(self, read: int, write: int, parent: int, nested: bool, mask: set) -> None:
+    def _run_child(self, read: int, write: int, parent: int, nested: bool, speculative: bool, mask: set) -> None:
         """The child: compute, send, leave without running any of the parent's code on the way out."""
         global _may_fork, _to_parent
         code = 0
@@ -139,6 +141,8 @@ class Job:
             _may_fork = nested  # only a job submitted ``nested`` forks jobs of its own
             self._pool._running.clear()  # (the parent's children are not this one's)
             _die_with(parent)
+            if speculative:  # it takes only what the jobs that are wanted leave of the CPUs
+                os.nice(19)
             signal.signal(signal.SIGINT, signal.SIG_DFL)  # an interrupted encode ends its children quietly
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             try:
@@ -211,16 +215,23 @@ class Pool:
 
     def __init__(self, pixels: int) -> None:
         self._running: list[Job] = []
+        self._pixels = pixels
         self._enabled = MIN_PIXELS <= pixels <= MAX_PIXELS and workers() > 1 and _can_fork()
 
     def submit(self, fn: Callable[..., Any], *args: Any, caller_waits: bool = False, nested: bool = False,
-               **kwargs: Any) -> Job:
+               speculative: bool = False, **kwargs: Any) -> Job:
         """A job computing ``fn(*args, **kwargs)``: forked if a core is spare, counting the caller's own
         unless ``caller_waits`` (it will block on a result next, so its core is free).  ``nested``:
         the job may fork jobs of its own (one that does most of the work and has parts that can run
-        apart; a speculative job should not take cores from it)."""
+        apart).  ``speculative``: it may not be wanted, so it runs at the lowest priority (a 5.2 MP
+        tile sheet's prediction trial, forked beside the raster scan and its parse, took 10 s of
+        their CPU and the encode went from 13.6 to 15.2 s) and only on images up to
+        SPECULATE_PIXELS (its memory comes on top of theirs)."""
         busy = len(self._running) + (0 if caller_waits else 1)
-        return Job(self, fn, args, kwargs, self._enabled and _may_fork and busy < workers(), nested)
+        fork = self._enabled and _may_fork and busy < workers()
+        if speculative and self._pixels > SPECULATE_PIXELS:
+            fork = False
+        return Job(self, fn, args, kwargs, fork, nested, speculative)
 
     def __enter__(self) -> Pool:
         return self
