@@ -85,13 +85,6 @@ def gmean(values: list[float]) -> float:
     return float(math.exp(np.mean(np.log(values)))) if values else float("nan")
 
 
-def two_cpus() -> bool:
-    try:
-        return len(os.sched_getaffinity(0)) >= 2
-    except (AttributeError, OSError):
-        return False
-
-
 def bench_image(path: str, effort: int, near: bool, gray: bool = False) -> dict:
     pixels = load(path, gray)
     mp = pixels.shape[0] * pixels.shape[1] / 1e6
@@ -104,7 +97,7 @@ def bench_image(path: str, effort: int, near: bool, gray: bool = False) -> dict:
     if not np.array_equal(out, pixels):
         raise SystemExit(f"{path}: lossless round trip is not exact")
     wall = None
-    if two_cpus():
+    if workers.cpus() >= 2:
         workers.set_workers(2)
         w0 = time.perf_counter()
         if lossless.encode(pixels, 8, 0, effort) != payload:
@@ -151,7 +144,7 @@ def main() -> None:
           + f", the first {args.max_images} images of each set (the near-lossless rows: the first "
           f"{'all' if args.near_images is None else args.near_images}); ratios are geometric means of per-image bytes, "
           "speeds are megapixels per CPU-second of a serial encode / decode (one process), and of "
-          "wall time for an encode with 2 processes" + ("" if two_cpus() else " (not measured: one CPU)") + ".")
+          "wall time for an encode with 2 processes" + ("" if workers.cpus() >= 2 else " (not measured: one CPU)") + ".")
     print()
     print("| domain | images | udic bpp | WebP bpp | udic/WebP | udic/JXL | enc MP/s | enc MP/s, 2 processes (wall) | dec MP/s |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -226,9 +226,7 @@ def _predictive_forms(pool: workers.Pool, pixels: np.ndarray, bit_depth: int, ma
         if chosen == [LIKELY_TRANSFORM]:
             return [likely.result()]
         likely.cancel()
-    others = [pool.submit(_encode_predictive, pixels, bit_depth, max_error, effort, t, match, offsets)
-              for t in chosen[1:]]
-    return [_encode_predictive(pixels, bit_depth, max_error, effort, chosen[0], match, offsets)] + workers.values(others)
+    return pool.map(lambda t: _encode_predictive(pixels, bit_depth, max_error, effort, t, match, offsets), chosen)
 
 
 def _gray_like(pixels: np.ndarray) -> bool:
@@ -511,9 +509,8 @@ def _literal_choices(found: tuple[np.ndarray, np.ndarray], first_use: tuple[np.n
     if palette > raster.ABOVE_MAX_PALETTE:
         return [choice]
     idx = first_use[2][scan[0]] if choice & raster.LITERALS_FRESH else scan[0]
-    above_job = (pool or workers.Pool(0)).submit(raster.literal_bytes, idx, mask, palette, choice | raster.LITERALS_ABOVE)
-    without = raster.literal_bytes(idx, mask, palette, choice)
-    above = above_job.result()
+    without, above = (pool or workers.Pool(0)).map(lambda c: raster.literal_bytes(idx, mask, palette, c),
+                                                   [choice, choice | raster.LITERALS_ABOVE])
     return [choice | raster.LITERALS_ABOVE] if above < ABOVE_GAIN * without else [choice]
 
 
@@ -625,13 +622,9 @@ def _transform_candidates(pixels: np.ndarray, bit_depth: int, max_error: int, ef
     y, x = (h - ch) // 2, (w - cw) // 2
     crop = np.ascontiguousarray(pixels[y : y + ch, x : x + cw])
     # The crops side by side where ``pool`` has a spare core (a third of a photo's encode, serial).
-    others = [(pool or workers.Pool(0)).submit(_crop_bytes, crop, bit_depth, t, match) for t in options[1:]]
-    sizes = [_crop_bytes(crop, bit_depth, options[0], match)] + workers.values(others)
+    sizes = (pool or workers.Pool(0)).map(lambda t: len(_encode_predictive(crop, bit_depth, 0, 1, t, match, [])),
+                                          options)
     return [options[sizes.index(min(sizes))]]
-
-
-def _crop_bytes(crop: np.ndarray, bit_depth: int, transform: int, match: bool) -> int:
-    return len(_encode_predictive(crop, bit_depth, 0, 1, transform, match, []))
 
 
 MAX_REDUCE_COLOURS = 32768  # colour reduction is tried on images with at most this many colours
@@ -752,8 +745,7 @@ def _begin_raster(pool: workers.Pool | None, pixels: np.ndarray, bit_depth: int,
             job.cancel()
             return best
         cand = job.result(scan=scan, limit=None)
-        if cand is None:  # (cannot be: hopeless against a larger limit is hopeless against this one)
-            cand = _raster_long_candidate(pixels, bit_depth, max_error, ordered, bands, inside, pool, None, scan)
+        assert cand is not None  # hopeless against the larger limit of ``job`` is hopeless against this one
         return cand if len(cand) < len(best) else best
 
     return settle

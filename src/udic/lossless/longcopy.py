@@ -154,9 +154,8 @@ def find_long_matches(index: np.ndarray, costs: np.ndarray, min_gain: float = MI
         return LongMatches([], [], [])
     plane = _Plane(index, costs, min_window_bits)
     parts = _halves(plane) if split else [(0, plane.n)]
-    later = [(pool or workers.Pool(0)).submit(_parse, plane, lo, hi, chain, min_gain) for lo, hi in parts[1:]]
-    first = _parse(plane, *parts[0], chain, min_gain)
-    return LongMatches(*_stitch([first] + workers.values(later)))
+    parsed = (pool or workers.Pool(0)).map(lambda part: _parse(plane, *part, chain, min_gain), parts)
+    return LongMatches(*_stitch(parsed))
 
 
 def _stitch(parts: list[tuple[list[int], list[int], list[int]]]) -> tuple[list[int], list[int], list[int]]:

@@ -49,14 +49,17 @@ def set_workers(count: int | None) -> None:
     _configured = count
 
 
-def workers() -> int:
-    """Processes one encode may keep busy, itself included."""
-    if _configured is not None:
-        return _configured
+def cpus() -> int:
+    """The CPUs this process may run on (its affinity: ``taskset`` narrows it)."""
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return 1
+
+
+def workers() -> int:
+    """Processes one encode may keep busy, itself included."""
+    return _configured if _configured is not None else cpus()
 
 
 def _can_fork() -> bool:
@@ -233,6 +236,16 @@ class Pool:
             fork = False
         return Job(self, fn, args, kwargs, fork, nested, speculative)
 
+    def map(self, fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+        """``[fn(item) for item in items]``: the first item worked out by the caller, the others
+        forked where cores are spare (the rest inline, before the caller waits on a child)."""
+        others = [self.submit(fn, item) for item in items[1:]]
+        first = fn(items[0])
+        for job in others:
+            if not job.forked:
+                job.result()
+        return [first] + [job.result() for job in others]
+
     def __enter__(self) -> Pool:
         return self
 
@@ -240,11 +253,3 @@ class Pool:
         for job in list(self._running):
             job.cancel()
 
-
-def values(jobs: list[Job]) -> list[Any]:
-    """The jobs' values, in their order: those to compute inline first, so that the caller works
-    while the children do, then the children's."""
-    for job in jobs:
-        if not job.forked:
-            job.result()
-    return [job.result() for job in jobs]
