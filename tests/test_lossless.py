@@ -552,6 +552,27 @@ def test_fresh_literals_spend_no_index_on_a_colours_first_use() -> None:
     np.testing.assert_array_equal(lossless.decode(fresh), pixels)
 
 
+def test_a_first_use_palette_is_not_tried_as_a_nested_payload_below_effort_2(monkeypatch) -> None:
+    """In first-use order neighbouring entries do not predict each other: effort ≤ 1 writes such a
+    palette raw or in context without encoding the nested predictive payload; effort 2 tries it."""
+    rng = np.random.default_rng(5)
+    pixels = np.full((40, 60, 3), 255, np.uint8)
+    colours = rng.integers(0, 256, (40, 3), dtype=np.uint8)
+    for k in range(120):
+        y, x = int(rng.integers(0, 38)), int(rng.integers(0, 57))
+        pixels[y : y + 2, x : x + 3] = colours[k % 40]
+    nested = []
+    real = lossless._palette_payload
+    monkeypatch.setattr(lossless, "_palette_payload", lambda *a: nested.append(a[0].shape) or real(*a))
+    found = lossless._raster_order(transforms.find_palette(pixels, lossless.MAX_PALETTE))
+    for effort, literals in ((1, raster.LITERALS_FRESH), (1, raster.LITERALS_PLAIN), (2, raster.LITERALS_FRESH)):
+        nested.clear()
+        payload = lossless._encode_raster(pixels, 8, 0, found, [], raster.LZ_OFF, effort, literals)
+        assert bool(nested) == (effort == 2 or literals == raster.LITERALS_PLAIN), (effort, literals)
+        assert lossless.describe(payload)["fresh_literals"] == bool(literals & raster.LITERALS_FRESH)
+        np.testing.assert_array_equal(lossless.decode(payload), pixels)
+
+
 def test_row_contexts_by_hand() -> None:
     """The first phase's refinement: busy symbols (neither left nor the first pixel above) of the
     row above within ±4 columns, capped at 3, times 4, plus the class of the symbol two rows up."""
