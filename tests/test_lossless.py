@@ -1121,6 +1121,7 @@ def test_adaptive_models_bulk_encoder_matches_the_chunked_decoder(monkeypatch, g
     from udic.lossless.coding import Decoder, OpList
 
     monkeypatch.setattr(adaptive, "BULK_ELEMENTS", 3000)  # many blocks
+    monkeypatch.setattr(adaptive, "SINGLE_BULK_ELEMENTS", 3000)
     monkeypatch.setattr(adaptive, "ROW_PER_SYMBOL", row_per_symbol)
     rng = np.random.default_rng(groups * 1000 + bins)
     parent = None if classes is None else np.arange(bins) * classes // bins
@@ -1158,6 +1159,7 @@ def test_observed_symbols_count_alike_in_encoder_and_decoder(monkeypatch) -> Non
     from udic.lossless.coding import Decoder, OpList
 
     monkeypatch.setattr(adaptive, "BULK_ELEMENTS", 2000)
+    monkeypatch.setattr(adaptive, "SINGLE_BULK_ELEMENTS", 2000)
     rng = np.random.default_rng(7)
     calls = [(bool(rng.integers(0, 2)), rng.integers(0, 300, int(rng.integers(0, 200)))) for _ in range(60)]
     enc = adaptive.AdaptiveModel(1, 1, 300)
