@@ -184,7 +184,7 @@ def _merging_may_pay(pixels: np.ndarray, share: float) -> bool:
     return int(top.sum()) >= REDUCE_MIN_COVERAGE * pixels.shape[0] * pixels.shape[1]
 
 
-def _palette_may_lose(colours: int, pixels: np.ndarray, best: bytes, interlaced: int) -> bool:
+def _palette_may_lose(colours: int, pixels: np.ndarray, best: bytes, interlaced: int | None) -> bool:
     """Effort 1: whether the predictive form is worth an encode after the palette forms.  It won
     only on palette images with many colours (anti-aliased comics), and there the raster scan did
     not beat the interlaced palette (where it does, rows and copies carry the image, which the
@@ -196,7 +196,7 @@ def _palette_may_lose(colours: int, pixels: np.ndarray, best: bytes, interlaced:
     by 5-33 %, for ~14 % of pixel art's encode time.)"""
     if best[1] == MODE_STORED or colours * PREDICT_DENSITY > pixels.shape[0] * pixels.shape[1]:
         return True
-    if colours <= PREDICT_PALETTE:
+    if colours <= PREDICT_PALETTE or interlaced is None:
         return False
     return len(best) >= RASTER_AHEAD * interlaced
 
@@ -205,11 +205,19 @@ GRAY_MATCH_SHARE = 0.5  # effort ≤ 1, gray: the predictive form matches pixels
 GRAY_PALETTE_SHARE = 0.85  # effort ≤ 1, gray: palette forms only if this share of their estimate beats prediction
 
 
-def _palette_may_lose_at_all(colours: int, pixels: np.ndarray, best: bytes) -> bool:
+def _palette_may_lose_at_all(colours: int, pixels: np.ndarray, best: bytes, interlaced: int | None) -> bool:
     """Effort 1, before the raster scan is settled: whether ``_palette_may_lose`` can still say
     yes (whatever the raster scan comes to), so that prediction may begin on a spare core."""
     return (best[1] == MODE_STORED or colours * PREDICT_DENSITY > pixels.shape[0] * pixels.shape[1]
-            or colours > PREDICT_PALETTE)
+            or (colours > PREDICT_PALETTE and interlaced is not None))
+
+
+# Effort 1 codes the interlaced palette (mode 2) only for palettes up to this size.  Why (session
+# 34, the 75 dev images with at most 4096 colours): it was the smallest form on one (a 10-colour
+# vector image) and within 3 % on 256-level gray comics and line art, but on all 36 with more than
+# 256 colours 1.05-5x the smallest (pixel art 1.05-1.32x), for ~70-200 ms each; there (from 1000
+# colours) it also decided whether prediction was tried, and prediction won on none of them.
+INTERLACED_MAX_COLOURS = 256
 
 
 def _predictive_forms(pool: workers.Pool, pixels: np.ndarray, bit_depth: int, max_error: int, effort: int,
@@ -467,16 +475,17 @@ def _palette_section_bytes(palette: np.ndarray, dtype: np.dtype, bit_depth: int,
     return len(out.getvalue())
 
 
-def _nested_palette_for(literals: int, effort: int) -> bool:
+def _nested_palette_for(literals: int, effort: int, sorted_anyway: bool) -> bool:
     """Whether a raster payload's palette is also tried as a nested predictive payload (§3):
     effort ≤ 1 not in first-use order (fresh literals), where colours that merely follow each
-    other in the image do not predict each other.  Measured (session 34) on the palettes written
+    other in the image do not predict each other, unless that order is the sorted one
+    (``sorted_anyway``: a ramp scanned in raster order), whose nested payload is made anyway.  Measured (session 34) on the palettes written
     while encoding the pixel-art sheets and the first comics and screenshots: in first-use order
     the palette in context was the smaller on all 78, in sorted order the nested payload on 25 of
     39.  Skipping it saves a predictive encode of the palette (a 1 × P image) per palette-raster
     image: serial encode CPU −7 to −10 % on pixel art, comics and screenshots; of all 114 synthetic
     dev images 113 come out byte-identical, pdv_flower-pattern-5 0.42 % larger."""
-    return effort >= 2 or not literals & raster.LITERALS_FRESH
+    return effort >= 2 or not literals & raster.LITERALS_FRESH or sorted_anyway
 
 
 def _encode_palette(pixels: np.ndarray, bit_depth: int, max_error: int, effort: int,
@@ -516,8 +525,8 @@ def _literal_choices(found: tuple[np.ndarray, np.ndarray], first_use: tuple[np.n
     for base, order in ((raster.LITERALS_PLAIN, found), (raster.LITERALS_FRESH, first_use)):
         cached = base | raster.LITERALS_CACHE
         choice = cached if costs[cached] < CACHE_GAIN * costs[base] else base
-        totals[choice] = costs[choice] + _palette_section_bytes(order[0], dtype, bit_depth, effort, order[1],
-                                                                _nested_palette_for(base, effort))
+        nested = _nested_palette_for(base, effort, np.array_equal(order[0], found[0]))
+        totals[choice] = costs[choice] + _palette_section_bytes(order[0], dtype, bit_depth, effort, order[1], nested)
     choice = min(totals, key=totals.get)
     if palette > raster.ABOVE_MAX_PALETTE:
         return [choice]
@@ -569,7 +578,7 @@ def _encode_raster(pixels: np.ndarray, bit_depth: int, max_error: int, found: tu
         if _written_version() >= BANDS_VERSION:
             out.u8(bands)
         _write_palette(out, form[0], pixels.dtype, bit_depth, effort, form[1],  # once per palette order
-                       _nested_palette_for(choice, effort))
+                       _nested_palette_for(choice, effort, np.array_equal(form[0], palette)))
         _write_match(out, bool(offsets), offsets)
         out.u8(lz)
         out.u8(choice)
@@ -861,11 +870,13 @@ def _encode(pool: workers.Pool, pixels: np.ndarray, bit_depth: int, max_error: i
             raster_offsets = offsets if match else find_offsets(pixel_keys(pixels), MAX_OFFSETS)
         if settle_raster is None:
             settle_raster = _begin_raster(pool, pixels, bit_depth, max_error, effort, found, raster_offsets, best)
-        cand = _encode_palette(pixels, bit_depth, max_error, effort, found, bool(offsets), offsets)
-        interlaced = len(cand)
-        if len(cand) < len(best):
-            best = cand
-        if not predicted and effort == 1 and _palette_may_lose_at_all(found[0].shape[0], pixels, best):
+        interlaced = None
+        if effort != 1 or found[0].shape[0] <= INTERLACED_MAX_COLOURS:
+            cand = _encode_palette(pixels, bit_depth, max_error, effort, found, bool(offsets), offsets)
+            interlaced = len(cand)
+            if len(cand) < len(best):
+                best = cand
+        if not predicted and effort == 1 and _palette_may_lose_at_all(found[0].shape[0], pixels, best, interlaced):
             predict_job = pool.submit(_predictive_forms, pool, pixels, bit_depth, max_error, effort, predict_match,
                                       offsets, caller_waits=True, speculative=True)
         best = settle_raster(best)
