@@ -571,6 +571,17 @@ def test_a_first_use_palette_is_not_tried_as_a_nested_payload_below_effort_2(mon
         assert bool(nested) == (effort == 2 or literals == raster.LITERALS_PLAIN), (effort, literals)
         assert lossless.describe(payload)["fresh_literals"] == bool(literals & raster.LITERALS_FRESH)
         np.testing.assert_array_equal(lossless.decode(payload), pixels)
+    # Left to choose, effort 1 takes fresh literals on 2 × 2 blocks of 1,024 smooth colours (each
+    # first use saves a 10-bit index; the palette in context is small) without working out the
+    # sorted palette's nested payload: the plain literals alone cost more than the fresh ones with
+    # their palette.
+    by, bx = np.mgrid[0:64, 0:64] // 2
+    blocks = np.stack([250 - 4 * by, 4 * bx + 1, 255 - 2 * (by + bx)], axis=-1).astype(np.uint8)  # sorted ≠ first use
+    found = lossless._raster_order(transforms.find_palette(blocks, lossless.MAX_RASTER_PALETTE))
+    nested.clear()
+    chosen = lossless._encode_raster(blocks, 8, 0, found, [], raster.LZ_OFF, 1)
+    assert lossless.describe(chosen)["fresh_literals"] and not nested
+    np.testing.assert_array_equal(lossless.decode(chosen), blocks)
 
 
 def test_row_contexts_by_hand() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import threading
 from collections.abc import Callable
 
@@ -521,12 +522,25 @@ def _literal_choices(found: tuple[np.ndarray, np.ndarray], first_use: tuple[np.n
     if np.count_nonzero(mask) < CACHE_MIN_LITERALS:
         return [raster.LITERALS_PLAIN]  # too few literals for any of it to matter
     costs = raster.literal_costs(scan[0], mask, palette)
-    totals = {}
-    for base, order in ((raster.LITERALS_PLAIN, found), (raster.LITERALS_FRESH, first_use)):
+    picks = {}
+    for base in (raster.LITERALS_PLAIN, raster.LITERALS_FRESH):
         cached = base | raster.LITERALS_CACHE
-        choice = cached if costs[cached] < CACHE_GAIN * costs[base] else base
-        nested = _nested_palette_for(base, effort, np.array_equal(order[0], found[0]))
-        totals[choice] = costs[choice] + _palette_section_bytes(order[0], dtype, bit_depth, effort, order[1], nested)
+        picks[base] = cached if costs[cached] < CACHE_GAIN * costs[base] else base
+    # The fresh total first: its palette section (in first-use order: raw or in context) is cheap.
+    # Where the plain literals alone, with the smallest palette section there could be, already cost
+    # more than it, the sorted palette's sections (a nested predictive payload) are not worked out:
+    # the choice is the same.
+    same_order = np.array_equal(first_use[0], found[0])
+    fresh_total = costs[picks[raster.LITERALS_FRESH]] + _palette_section_bytes(
+        first_use[0], dtype, bit_depth, effort, first_use[1], _nested_palette_for(raster.LITERALS_FRESH, effort, same_order))
+    floor = len(write_varint(palette)) + 1  # the palette size and its coding byte
+    totals = {}
+    if costs[picks[raster.LITERALS_PLAIN]] + floor > fresh_total:
+        totals[picks[raster.LITERALS_PLAIN]] = math.inf
+    else:
+        totals[picks[raster.LITERALS_PLAIN]] = costs[picks[raster.LITERALS_PLAIN]] + _palette_section_bytes(
+            found[0], dtype, bit_depth, effort, found[1])
+    totals[picks[raster.LITERALS_FRESH]] = fresh_total
     choice = min(totals, key=totals.get)
     if palette > raster.ABOVE_MAX_PALETTE:
         return [choice]
