@@ -760,12 +760,14 @@ def _raster_forms(pixels: np.ndarray, bit_depth: int, max_error: int, effort: in
 
 def _begin_raster(pool: workers.Pool | None, pixels: np.ndarray, bit_depth: int, max_error: int, effort: int,
                   found: tuple[np.ndarray, np.ndarray], offsets: list[tuple[int, int]],
-                  best: bytes) -> Callable[[bytes], bytes]:
+                  best: bytes, alone: bool = False) -> Callable[[bytes], bytes]:
     """``_raster_forms``, begun now and settled later: returns ``settle(best)``, the payload
     ``_raster_forms`` would return given the best payload at that point.  At effort 1 the raster
     candidate is worked out meanwhile in a worker if one is spare (``best``, the best payload
     now, only spares it the hopeless ones); the estimate that may skip it is settled against the
-    best payload at ``settle``, as the serial encoder does."""
+    best payload at ``settle``, as the serial encoder does.  ``alone``: the caller has nothing to
+    do before it settles, so the candidate is worked out then, by the caller (its own parts still
+    use ``pool``'s spare core), not in a worker it would only wait for."""
     bands = raster_bands(*found[1].shape, effort)
     ordered = _raster_order((found[0], raster.to_bands(found[1], bands)))
     h, w = ordered[1].shape
@@ -773,8 +775,8 @@ def _begin_raster(pool: workers.Pool | None, pixels: np.ndarray, bit_depth: int,
     if effort != 1:
         return lambda best: _raster_search(pixels, bit_depth, max_error, effort, ordered, bands, inside, best)
     pool = pool or workers.Pool(0)
-    job = pool.submit(_raster_long_candidate, pixels, bit_depth, max_error, ordered, bands, inside, pool,
-                      limit=len(best), nested=True)
+    job = (workers.Pool(0) if alone else pool).submit(_raster_long_candidate, pixels, bit_depth, max_error, ordered,
+                                                      bands, inside, pool, limit=len(best), nested=True)
 
     def settle(best: bytes) -> bytes:
         scan = raster.symbols(ordered[1], [], raster.LZ_OFF)
@@ -882,15 +884,24 @@ def _encode(pool: workers.Pool, pixels: np.ndarray, bit_depth: int, max_error: i
     if found is not None and not hopeless:
         if raster_offsets is None:
             raster_offsets = offsets if match else find_offsets(pixel_keys(pixels), MAX_OFFSETS)
+        colours = found[0].shape[0]
+        interlace = effort != 1 or colours <= INTERLACED_MAX_COLOURS
+        # Prediction is begun beside the raster scan where it may be wanted: with the interlaced
+        # palette coded, as ``_palette_may_lose_at_all`` says; without it, where the image has
+        # many colours for its size (the stored form, still the best so far, says nothing then).
+        dense = colours * PREDICT_DENSITY > pixels.shape[0] * pixels.shape[1]
         if settle_raster is None:
-            settle_raster = _begin_raster(pool, pixels, bit_depth, max_error, effort, found, raster_offsets, best)
+            alone = effort == 1 and not interlace and (predicted or not dense)
+            settle_raster = _begin_raster(pool, pixels, bit_depth, max_error, effort, found, raster_offsets, best,
+                                          alone)
         interlaced = None
-        if effort != 1 or found[0].shape[0] <= INTERLACED_MAX_COLOURS:
+        if interlace:
             cand = _encode_palette(pixels, bit_depth, max_error, effort, found, bool(offsets), offsets)
             interlaced = len(cand)
             if len(cand) < len(best):
                 best = cand
-        if not predicted and effort == 1 and _palette_may_lose_at_all(found[0].shape[0], pixels, best, interlaced):
+        if (not predicted and effort == 1 and (interlaced is not None or dense)
+                and _palette_may_lose_at_all(colours, pixels, best, interlaced)):
             predict_job = pool.submit(_predictive_forms, pool, pixels, bit_depth, max_error, effort, predict_match,
                                       offsets, caller_waits=True, speculative=True)
         best = settle_raster(best)
