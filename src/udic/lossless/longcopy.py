@@ -187,6 +187,7 @@ def _parse(plane: _Plane, lo: int, hi: int, chain: int, min_gain: float) -> tupl
     lengths: list[int] = []
     dists: list[int] = []
     token_bits: dict[int, float] = {}  # gaps and lengths repeat: each value's cost worked out once
+    distance_bits: dict[int, float] = {}  # and so do distances
     recent: list[int] = []
     end = lo  # the end of the last match
     stops: dict[int, int] = {}  # per distance, where its last measured match stopped
@@ -194,6 +195,7 @@ def _parse(plane: _Plane, lo: int, hi: int, chain: int, min_gain: float) -> tupl
     # calls cost more than the arithmetic; the parse is the same either way.)
     stop_of = stops.get
     bits_get = token_bits.get
+    distance_get = distance_bits.get
     log2 = math.log2
 
     def best_at(p: int) -> tuple[float, int, int]:
@@ -239,7 +241,10 @@ def _parse(plane: _Plane, lo: int, hi: int, chain: int, min_gain: float) -> tupl
                         lb = token_bits[length - MIN_LONG] = 2.0 + 1.3 * log2(length - MIN_LONG + 1.0)
                     gain = sums[stop] - base - head - lb
                     if gain > best_gain:
-                        gain -= _distance_bits(d, width)
+                        db = distance_get(d)
+                        if db is None:
+                            db = distance_bits[d] = _distance_bits(d, width)
+                        gain -= db
                         if gain > best_gain:
                             best_gain, best_len, best_d = gain, length, d
             c = prev_l[c]
