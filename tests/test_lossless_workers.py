@@ -21,15 +21,15 @@ def _reset_workers():
     workers.set_workers(None)
 
 
-def _forks(monkeypatch) -> list[int]:
-    """Children started by the encoder in this process, recorded."""
-    started: list[int] = []
+def _forks(monkeypatch) -> list[bool]:
+    """Children started by the encoder in this process, recorded: whether each was speculative."""
+    started: list[bool] = []
     original = workers.Job._start
 
-    def start(self, *args):
-        original(self, *args)
+    def start(self, nested, speculative):
+        original(self, nested, speculative)
         if self.forked:
-            started.append(1)
+            started.append(speculative)
 
     monkeypatch.setattr(workers.Job, "_start", start)
     return started
@@ -37,7 +37,7 @@ def _forks(monkeypatch) -> list[int]:
 
 def _tile_art(h: int, w: int, colours: int, seed: int, tiles: int = 40) -> np.ndarray:
     """16×16 tiles of 2×2 blocks drawn from ``colours`` colours, a few tiles repeated over the
-    image: a palette image with long matches (and, above 1000 colours, a prediction trial)."""
+    image: a palette image with long matches (and, with more than one colour per 16 pixels, a prediction trial)."""
     rng = np.random.default_rng(seed)
     palette = rng.integers(0, 256, (colours, 3), dtype=np.uint8)
     shapes = rng.integers(0, colours, (tiles, 8, 8))
@@ -50,7 +50,8 @@ def _tile_art(h: int, w: int, colours: int, seed: int, tiles: int = 40) -> np.nd
 def _images() -> dict[str, np.ndarray]:
     gray = _tile_art(256, 288, 200, 3)[:, :, :1].copy()
     many = _tile_art(256, 320, 12000, 4, tiles=160)  # over MAX_PALETTE: prediction, then the big raster scan
-    return {"palette": _tile_art(256, 288, 1500, 2), "gray": gray, "many colours": many}
+    # Palette: more than one colour per 16 pixels, so prediction is wanted and begins beside the raster scan.
+    return {"palette": _tile_art(192, 192, 4000, 2, tiles=100), "gray": gray, "many colours": many}
 
 
 def test_the_payload_does_not_depend_on_the_workers(monkeypatch):
@@ -59,7 +60,8 @@ def test_the_payload_does_not_depend_on_the_workers(monkeypatch):
     assert workers._can_fork(), "the test process must be able to fork (one Python thread, Linux)"
     images = _images()
     assert transforms.find_palette(images["many colours"], lossless.MAX_PALETTE) is None
-    assert transforms.find_palette(images["palette"], lossless.MAX_PALETTE)[0].shape[0] > lossless.PREDICT_PALETTE
+    colours = transforms.find_palette(images["palette"], lossless.MAX_PALETTE)[0].shape[0]
+    assert colours * lossless.PREDICT_DENSITY > images["palette"].shape[0] * images["palette"].shape[1]
     for name, pixels in images.items():
         workers.set_workers(1)
         started = _forks(monkeypatch)
@@ -68,6 +70,7 @@ def test_the_payload_does_not_depend_on_the_workers(monkeypatch):
         workers.set_workers(2)
         parallel = lossless.encode(pixels, 8, 0, 1)
         assert started, f"{name}: nothing ran in a child"
+        assert any(started) == (name == "palette"), f"{name}: speculative children {started}"
         assert parallel == serial, name
         assert np.array_equal(lossless.decode(parallel), pixels), name
         near = lossless.encode(pixels, 8, 4, 1)

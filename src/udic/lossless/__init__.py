@@ -158,9 +158,7 @@ def _specs(channels: int, ranges: list[tuple[int, int]], max_error: int, maxval:
 
 RASTER_ESTIMATE_SHARE = 0.75  # effort 1: skip the raster scan when this share of its estimate exceeds the best
 RASTER_HOPELESS = 1.15  # effort ≥ 2: the plain raster scan this much larger than the best so far: skip free copies
-PREDICT_PALETTE = 1000  # effort 1 tries the predictive form on palette images with more colours than this
-PREDICT_DENSITY = 16  # ... or with more than one colour per this many pixels
-RASTER_AHEAD = 0.9  # ... unless the raster scan came out this far below the interlaced palette
+PREDICT_DENSITY = 16  # effort 1 tries the predictive form on palette images with more than one colour per this many pixels
 MATCH_SHARE = 0.3  # use pixel matching when more than this share of pixels repeats its left/upper neighbour
 MATCH_SURE = 0.8  # below this share, effort ≥ 2 also tries the predictive mode without matching
 
@@ -185,39 +183,29 @@ def _merging_may_pay(pixels: np.ndarray, share: float) -> bool:
     return int(top.sum()) >= REDUCE_MIN_COVERAGE * pixels.shape[0] * pixels.shape[1]
 
 
-def _palette_may_lose(colours: int, pixels: np.ndarray, best: bytes, interlaced: int | None) -> bool:
-    """Effort 1: whether the predictive form is worth an encode after the palette forms.  It won
-    only on palette images with many colours (anti-aliased comics), and there the raster scan did
-    not beat the interlaced palette (where it does, rows and copies carry the image, which the
-    interlaced prediction cannot use); photo-like images have about as many colours as pixels;
-    and nothing may be left stored that prediction could shrink.  (Until session 32 also where the
-    raster scan used its literal cache, for gradients: debian_moonlight's prediction was 6 % under
-    it then.  With long matches and no copy offsets in the raster scan, all 13 dev images that
-    clause sent to prediction lost there, by 5-106 %: debian_moonlight by 31 %, pixel-art sheets
-    by 5-33 %, for ~14 % of pixel art's encode time.)"""
-    if best[1] == MODE_STORED or colours * PREDICT_DENSITY > pixels.shape[0] * pixels.shape[1]:
-        return True
-    if colours <= PREDICT_PALETTE or interlaced is None:
-        return False
-    return len(best) >= RASTER_AHEAD * interlaced
+def _palette_may_lose(colours: int, pixels: np.ndarray, best: bytes) -> bool:
+    """Effort 1: whether the predictive form is worth an encode after the palette forms: on
+    photo-like images, which have about as many colours as pixels, and where nothing beat the
+    stored form.  (Until session 34 also from 1000 colours where the raster scan did not come out
+    below 0.9x the interlaced palette, which effort 1 no longer codes there
+    (``INTERLACED_MAX_COLOURS``); prediction won on none of those dev images.  Until session 32
+    also where the raster scan used its literal cache, for gradients: with long matches and no
+    copy offsets in the raster scan, all 13 dev images that clause sent to prediction lost there,
+    by 5-106 %.)  Before the raster scan settles, a yes can only turn into a no (the stored form
+    beaten), so prediction may begin beside it where this says yes."""
+    return best[1] == MODE_STORED or colours * PREDICT_DENSITY > pixels.shape[0] * pixels.shape[1]
 
 
 GRAY_MATCH_SHARE = 0.5  # effort ≤ 1, gray: the predictive form matches pixels above this repeat share
 GRAY_PALETTE_SHARE = 0.85  # effort ≤ 1, gray: palette forms only if this share of their estimate beats prediction
 
 
-def _palette_may_lose_at_all(colours: int, pixels: np.ndarray, best: bytes, interlaced: int | None) -> bool:
-    """Effort 1, before the raster scan is settled: whether ``_palette_may_lose`` can still say
-    yes (whatever the raster scan comes to), so that prediction may begin on a spare core."""
-    return (best[1] == MODE_STORED or colours * PREDICT_DENSITY > pixels.shape[0] * pixels.shape[1]
-            or (colours > PREDICT_PALETTE and interlaced is not None))
-
-
 # Effort 1 codes the interlaced palette (mode 2) only for palettes up to this size.  Why (session
 # 34, the 75 dev images with at most 4096 colours): it was the smallest form on one (a 10-colour
 # vector image) and within 3 % on 256-level gray comics and line art, but on all 36 with more than
 # 256 colours 1.05-5x the smallest (pixel art 1.05-1.32x), for ~70-200 ms each; there (from 1000
-# colours) it also decided whether prediction was tried, and prediction won on none of them.
+# colours) it also decided whether prediction was tried, and prediction won on none of them
+# (``_palette_may_lose``).
 INTERLACED_MAX_COLOURS = 256
 
 
@@ -886,22 +874,19 @@ def _encode(pool: workers.Pool, pixels: np.ndarray, bit_depth: int, max_error: i
             raster_offsets = offsets if match else find_offsets(pixel_keys(pixels), MAX_OFFSETS)
         colours = found[0].shape[0]
         interlace = effort != 1 or colours <= INTERLACED_MAX_COLOURS
-        # Prediction is begun beside the raster scan where it may be wanted: with the interlaced
-        # palette coded, as ``_palette_may_lose_at_all`` says; without it, where the image has
-        # many colours for its size (the stored form, still the best so far, says nothing then).
+        # Prediction is begun beside the raster scan where ``_palette_may_lose`` says yes now; the
+        # stored form counts only once the interlaced palette has had its chance to beat it (without
+        # it, the stored form is still the best so far, which the raster scan nearly always beats).
         dense = colours * PREDICT_DENSITY > pixels.shape[0] * pixels.shape[1]
         if settle_raster is None:
             alone = effort == 1 and not interlace and (predicted or not dense)
             settle_raster = _begin_raster(pool, pixels, bit_depth, max_error, effort, found, raster_offsets, best,
                                           alone)
-        interlaced = None
         if interlace:
             cand = _encode_palette(pixels, bit_depth, max_error, effort, found, bool(offsets), offsets)
-            interlaced = len(cand)
             if len(cand) < len(best):
                 best = cand
-        if (not predicted and effort == 1 and (interlaced is not None or dense)
-                and _palette_may_lose_at_all(colours, pixels, best, interlaced)):
+        if not predicted and effort == 1 and (interlace or dense) and _palette_may_lose(colours, pixels, best):
             predict_job = pool.submit(_predictive_forms, pool, pixels, bit_depth, max_error, effort, predict_match,
                                       offsets, caller_waits=True, speculative=True)
         best = settle_raster(best)
@@ -915,7 +900,7 @@ def _encode(pool: workers.Pool, pixels: np.ndarray, bit_depth: int, max_error: i
             raster_offsets = offsets if match else find_offsets(pixel_keys(pixels), MAX_OFFSETS)
             settle_big = _begin_raster(pool, pixels, bit_depth, max_error, effort, big, raster_offsets, best)
     if not predicted and (found is None or effort > 1
-                          or (effort == 1 and _palette_may_lose(found[0].shape[0], pixels, best, interlaced))):
+                          or (effort == 1 and _palette_may_lose(found[0].shape[0], pixels, best))):
         if predict_job is not None:
             cands = predict_job.result()
         else:
