@@ -30,12 +30,40 @@ def test_images_are_a_function_of_the_generator() -> None:
 def test_every_kind_draws_structured_content(kind: str, monkeypatch) -> None:
     """Each kind shows up, has more than one colour, and far fewer colours than pixels
     (flat regions: what the natural training set lacks)."""
-    monkeypatch.setattr(synthetic, "KINDS", (kind,))
+    monkeypatch.setitem(synthetic.KINDS_BY_STYLE, 1, (kind,))
     images = [synthetic.synthetic_image(np.random.default_rng([kind.encode()[0], i]), 128) for i in range(6)]
     counts = [_colours(im) for im in images]
     assert all(im.shape == (128, 128, 3) for im in images)
     assert max(counts) > 1
     assert np.median(counts) < 128 * 128 / 8
+
+
+def test_soft_vector_art_is_smooth_and_many_coloured(monkeypatch) -> None:
+    """Style 2's "soft" kind: gradients (hundreds of colours, unlike the flat kinds) whose
+    neighbouring pixels mostly differ by a step or two, with edges between shapes."""
+    monkeypatch.setitem(synthetic.KINDS_BY_STYLE, 2, ("soft",))
+    for i in range(6):
+        im = synthetic.synthetic_image(np.random.default_rng([5, i]), 96, style=2).astype(np.int64)
+        assert im.shape == (96, 96, 3)
+        assert _colours(im.astype(np.uint8)) > 200
+        step = np.abs(np.diff(im, axis=1)).max(axis=2)
+        assert np.median(step) <= 2 and step.max() > 20
+
+
+def test_style_1_draws_what_it_always_drew_and_styles_are_checked(noise_train_dir: Path) -> None:
+    for i in range(12):
+        a = synthetic.synthetic_image(np.random.default_rng([6, i]), 64)
+        np.testing.assert_array_equal(a, synthetic.synthetic_image(np.random.default_rng([6, i]), 64, style=1))
+    kinds = synthetic.KINDS_BY_STYLE
+    assert kinds[1] == synthetic.KINDS and set(kinds[2]) == set(kinds[1]) | {"soft"}
+    one = CropDataset(noise_train_dir, synthetic=1.0).batch_uint8(3, 1, 24, 32)
+    two = CropDataset(noise_train_dir, synthetic=1.0, synthetic_style=2).batch_uint8(3, 1, 24, 32)
+    assert not torch.equal(one, two)
+    with pytest.raises(ValueError, match="synthetic_style"):
+        CropDataset(noise_train_dir, synthetic=0.5, synthetic_style=3)
+    from udic.train.options import recipe_toml
+
+    assert "synthetic_style = 2" in recipe_toml(TrainConfig(synthetic_style=2)).splitlines()
 
 
 def test_batch_share_of_synthetic_images(noise_train_dir: Path) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .synthetic import synthetic_image
+from .synthetic import KINDS_BY_STYLE, synthetic_image
 
 IMAGE_SUFFIXES = {".png", ".webp", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
@@ -48,7 +48,7 @@ class CropDataset:
     """
 
     def __init__(self, folder: Path, min_size: int = 64, synthetic: float = 0.0, synthetic_pool: int = 0,
-                 pool_size: int = 256, pool_seed: int = 0) -> None:
+                 pool_size: int = 256, pool_seed: int = 0, synthetic_style: int = 1) -> None:
         images = [load_rgb(p) for p in list_images(folder)]
         images = [im for im in images if im.shape[0] >= min_size and im.shape[1] >= min_size]
         if not images:
@@ -56,11 +56,15 @@ class CropDataset:
         if not 0.0 <= synthetic <= 1.0:
             raise ValueError(f"synthetic must be a fraction in [0, 1], got {synthetic}")
         self.images = images
+        if synthetic_style not in KINDS_BY_STYLE:
+            raise ValueError(f"synthetic_style must be one of {sorted(KINDS_BY_STYLE)}, got {synthetic_style}")
         self.synthetic = synthetic  # the share of a batch drawn procedurally (train/synthetic.py)
+        self.style = synthetic_style  # which kinds it draws (synthetic.KINDS_BY_STYLE)
         # Drawing a synthetic image costs ~4-7 ms of one CPU core, as long as an accelerator's
         # whole training step: a run that sets a pool draws its synthetic crops from that many
         # images made once, in parallel, at the start (the images are a function of pool_seed).
-        self.pool = synthetic_pool_images(synthetic_pool, pool_size, pool_seed) if synthetic and synthetic_pool else []
+        self.pool = synthetic_pool_images(synthetic_pool, pool_size, pool_seed, style=synthetic_style) \
+            if synthetic and synthetic_pool else []
 
     def __len__(self) -> int:
         return len(self.images)
@@ -77,7 +81,7 @@ class CropDataset:
             # Only a run that asked for synthetic images draws for them: old recipes keep their batches.
             if self.synthetic > 0.0 and g.random() < self.synthetic:
                 if not self.pool:
-                    out[i] = synthetic_image(g, crop)
+                    out[i] = synthetic_image(g, crop, self.style)
                     continue
                 im = self.pool[int(g.integers(len(self.pool)))]
             else:
@@ -107,17 +111,18 @@ class CropDataset:
         return torch.from_numpy(np.stack(rows)).float().div_(255.0)
 
 
-def _pool_image(args: tuple[int, int, int]) -> np.ndarray:
-    seed, index, size = args
-    return synthetic_image(np.random.default_rng([seed, 10**8, index]), size)
+def _pool_image(args: tuple[int, int, int, int]) -> np.ndarray:
+    seed, index, size, style = args
+    return synthetic_image(np.random.default_rng([seed, 10**8, index]), size, style)
 
 
-def synthetic_pool_images(count: int, size: int, seed: int, workers: int | None = None) -> list[np.ndarray]:
+def synthetic_pool_images(count: int, size: int, seed: int, workers: int | None = None,
+                          style: int = 1) -> list[np.ndarray]:
     """``count`` synthetic (size, size, 3) images, image i a function of (seed, i) alone, so the
     pool is the same whatever the number of worker processes."""
     import os
 
-    jobs = [(seed, i, size) for i in range(count)]
+    jobs = [(seed, i, size, style) for i in range(count)]
     workers = min(count, workers if workers is not None else min(16, os.cpu_count() or 1))
     if workers <= 1 or count < 64:
         return [_pool_image(job) for job in jobs]

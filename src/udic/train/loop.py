@@ -60,6 +60,7 @@ class TrainConfig:
     # > 0: synthetic crops come from this many images of big_crop pixels made at the start, in
     # parallel (for an accelerator, whose step is shorter than drawing one image); 0: drawn per batch
     synthetic_pool: int = 0
+    synthetic_style: int = 1  # which kinds (synthetic.KINDS_BY_STYLE): 2 adds gradient / translucent vector art
     N: int = 128
     M: int = 192
     hyper_width: int = 0  # the hyper-synthesis' hidden widths (0 = M and M·3/2)
@@ -346,7 +347,7 @@ def _train(cfg: TrainConfig, progress: Callable[[str], None], ranks: Ranks, devi
 
     progress(f"loading training images from {train_dir}")
     data = CropDataset(train_dir, synthetic=cfg.synthetic, synthetic_pool=cfg.synthetic_pool,
-                       pool_size=cfg.big_crop, pool_seed=cfg.seed)
+                       pool_size=cfg.big_crop, pool_seed=cfg.seed, synthetic_style=cfg.synthetic_style)
     if data.pool:
         progress(f"{len(data.pool)} synthetic images of {cfg.big_crop} px in the pool")
     eval_images = load_eval_images(kodak_dir) if ranks.main and kodak_dir.is_dir() else []

@@ -15,9 +15,13 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 KINDS = ("vector", "line", "screen", "pixel", "comic")
+# Style 2 adds "soft" vector art: what the dev vector set is made of and the flat kinds lack
+# (session 35): linear and radial gradient fills, translucent overlapping shapes, glows, wavy bands.
+# Drawn twice as often as each other kind: vector art is the set furthest behind AVIF.
+KINDS_BY_STYLE = {1: KINDS, 2: KINDS + ("soft", "soft")}
 _GLYPHS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.,:;!?()[]{}<>/+-=*#&%$@ "
 
 
@@ -90,6 +94,68 @@ def _vector(g: np.random.Generator, size: int, scale: int) -> Image.Image:
             pts = [_point(g, s) for _ in range(int(g.integers(3, 7)))]
             d.polygon(pts, fill=fill, outline=outline)
     return im
+
+
+def _ramp(g: np.random.Generator, s: int, colours: list[tuple[int, int, int]]) -> np.ndarray:
+    """A (s, s, 3) float gradient between two or three colours: linear, or radial around a point
+    that may lie off the canvas (vignettes, glows, sky)."""
+    stops = np.array([colours[int(i)] for i in g.integers(len(colours), size=int(g.integers(2, 4)))], np.float32)
+    yy, xx = np.mgrid[0:s, 0:s].astype(np.float32) / max(1, s - 1)
+    if g.random() < 0.5:
+        angle = g.uniform(0, 2 * np.pi)
+        t = np.cos(angle) * xx + np.sin(angle) * yy
+        t = (t - t.min()) / max(1e-9, float(t.max() - t.min()))
+    else:
+        cx, cy = g.uniform(-0.3, 1.3, 2)
+        t = np.sqrt((xx - cx) ** 2 + (yy - cy) ** 2) / float(g.uniform(0.4, 1.5))
+    t = np.clip(t, 0, 1) ** float(g.uniform(0.6, 1.8)) * (len(stops) - 1)
+    k = np.minimum(t.astype(np.int64), len(stops) - 2)
+    f = (t - k)[..., None]
+    return (stops[k] * (1 - f) + stops[k + 1] * f).astype(np.float32)
+
+
+def _soft_mask(g: np.random.Generator, s: int, scale: int) -> Image.Image:
+    """One shape's coverage (mode "L"): ellipse, polygon, rounded box or a wavy band."""
+    mask = Image.new("L", (s, s), 0)
+    d = ImageDraw.Draw(mask)
+    kind = g.random()
+    if kind < 0.3:
+        d.ellipse(_box(g, s), fill=255)
+    elif kind < 0.55:
+        d.polygon([_point(g, s) for _ in range(int(g.integers(3, 8)))], fill=255)
+    elif kind < 0.7:
+        x0, y0, x1, y1 = (int(round(v)) for v in _box(g, s))
+        radius = min(float(g.uniform(2, 30)) * scale, max(0.0, (min(x1 - x0, y1 - y0) - 1) / 2 - 1))
+        d.rounded_rectangle((x0, y0, x1, y1), radius=radius, fill=255)
+    else:  # a band under a sine: dunes, waves, stripes
+        xs = np.linspace(0, s, 64)
+        base, amp = float(g.uniform(0, s)), float(g.uniform(0.02, 0.2)) * s
+        freq, phase = float(g.uniform(0.5, 4)) * 2 * np.pi / s, float(g.uniform(0, 2 * np.pi))
+        top = base + amp * np.sin(freq * xs + phase)
+        pts = list(zip(xs.tolist(), top.tolist())) + [(s, s + 1), (0, s + 1)]
+        d.polygon(pts, fill=255)
+        if g.random() < 0.5:
+            mask = mask.transpose(Image.Transpose.TRANSPOSE)
+    return mask
+
+
+def _soft(g: np.random.Generator, size: int, scale: int) -> Image.Image:
+    """Vector art as designers draw it now: gradient backgrounds and fills, shapes seen through
+    each other, blurred glows; drawn at 1-4× and reduced, like the flat kinds."""
+    scale = min(scale, 2)  # (smooth content needs little supersampling; 4x costs 4x the time)
+    s = size * scale
+    colours = _palette(g, int(g.integers(3, 9)))
+    canvas = _ramp(g, s, colours) if g.random() < 0.8 else np.full((s, s, 3), colours[0], np.float32)
+    for _ in range(int(g.integers(2, 12))):
+        cover = _soft_mask(g, s, scale)
+        if g.random() < 0.25:  # a glow or soft shadow
+            cover = cover.filter(ImageFilter.GaussianBlur(float(g.uniform(2, 12)) * scale))
+        alpha = 1.0 if g.random() < 0.4 else float(g.uniform(0.25, 0.9))
+        paint = _ramp(g, s, colours) if g.random() < 0.5 else \
+            np.array(colours[int(g.integers(len(colours)))], np.float32)
+        a = np.asarray(cover, np.float32)[..., None] * np.float32(alpha / 255.0)
+        canvas += (paint - canvas) * a
+    return Image.fromarray(np.clip(np.round(canvas), 0, 255).astype(np.uint8), "RGB")
 
 
 def _line(g: np.random.Generator, size: int, scale: int) -> Image.Image:
@@ -213,9 +279,11 @@ def _comic(g: np.random.Generator, size: int, scale: int) -> Image.Image:
     return im
 
 
-def synthetic_image(g: np.random.Generator, size: int) -> np.ndarray:
-    """One (size, size, 3) uint8 image of a random synthetic kind."""
-    kind = KINDS[int(g.integers(len(KINDS)))]
+def synthetic_image(g: np.random.Generator, size: int, style: int = 1) -> np.ndarray:
+    """One (size, size, 3) uint8 image of a random synthetic kind of ``style`` (KINDS_BY_STYLE;
+    style 1 is what every run before session 35 drew, so their batches stay the same)."""
+    kinds = KINDS_BY_STYLE[style]
+    kind = kinds[int(g.integers(len(kinds)))]
     # Anti-aliased art is drawn at 1–4× and reduced; scale 1 keeps aliased, hard edges.
     scale = int(g.choice([1, 2, 4]))
     if kind == "vector":
@@ -226,6 +294,8 @@ def synthetic_image(g: np.random.Generator, size: int) -> np.ndarray:
         im = _screen(g, size)
     elif kind == "pixel":
         im = _pixel(g, size)
+    elif kind == "soft":
+        im = _soft(g, size, scale)
     else:
         im = _comic(g, size, scale)
     if im.size != (size, size):
