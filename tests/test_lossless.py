@@ -1736,6 +1736,33 @@ def test_effort_1_encodes_every_colour_transform_of_a_small_image() -> None:
     assert len(lossless._transform_candidates(bigger, 8, 0, 1)) == 1
 
 
+def test_a_small_image_with_a_raster_palette_picks_its_transform_by_the_crop(monkeypatch) -> None:
+    """From MANY_COLOURS_TRIAL_AREAS crops' area, an image with a raster palette (4,097-16,384
+    colours: a pixel-art sheet) ranks the colour transforms by the crop, where prediction is only
+    the fallback; the same size without such a palette still encodes every transform."""
+    rng = np.random.default_rng(35)
+    side = 256  # 7 crops' area: between MANY_COLOURS_TRIAL_AREAS and SMALL_TRIAL_AREAS
+    assert lossless.MANY_COLOURS_TRIAL_AREAS * lossless.TRIAL_SIDE ** 2 < side * side
+    assert side * side <= lossless.SMALL_TRIAL_AREAS * lossless.TRIAL_SIDE ** 2
+    cells = rng.integers(0, 256, (side // 2, side // 4, 3), dtype=np.uint8)  # 8,192 blocks of 2 x 4
+    sheet = np.repeat(np.repeat(cells, 2, axis=0), 4, axis=1)
+    colours = len(np.unique(sheet.reshape(-1, 3), axis=0))
+    assert lossless.MAX_PALETTE < colours <= lossless.MAX_RASTER_PALETTE
+    assert len(lossless._transform_candidates(sheet, 8, 0, 1, many_colours=True)) == 1
+    assert len(lossless._transform_candidates(sheet, 8, 0, 1)) == 3
+    seen: list[bool] = []
+    original = lossless._predictive_forms
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("many_colours", False))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(lossless, "_predictive_forms", spy)
+    payload = lossless.encode(sheet)
+    assert seen == [True]
+    np.testing.assert_array_equal(lossless.decode(payload), sheet)
+
+
 def _recording(monkeypatch, name: str) -> list[int]:
     """Calls of the pixel coder's ``name`` (still run), recorded."""
     calls: list[int] = []

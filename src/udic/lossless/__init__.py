@@ -210,15 +210,16 @@ INTERLACED_MAX_COLOURS = 256
 
 
 def _predictive_forms(pool: workers.Pool, pixels: np.ndarray, bit_depth: int, max_error: int, effort: int,
-                      match: bool, offsets: list[tuple[int, int]]) -> list[bytes]:
+                      match: bool, offsets: list[tuple[int, int]], many_colours: bool = False) -> list[bytes]:
     """The predictive payloads worth encoding (``_transform_candidates``), in that order; several
     transforms are encoded side by side where ``pool`` has a spare core.  Where a crop trial picks
     the transform, the likeliest one's full encode begins beside the trial, and is kept if the
-    trial picks it (photos: 1.3x faster on 2 cores) or killed."""
+    trial picks it (photos: 1.3x faster on 2 cores) or killed.  ``many_colours``: the image has a
+    raster palette (``_crop_trial``)."""
     likely = None
-    if _crop_trial(pixels, max_error, effort):
+    if _crop_trial(pixels, max_error, effort, many_colours):
         likely = pool.submit(_encode_predictive, pixels, bit_depth, max_error, effort, LIKELY_TRANSFORM, match, offsets)
-    chosen = _transform_candidates(pixels, bit_depth, max_error, effort, match, pool)
+    chosen = _transform_candidates(pixels, bit_depth, max_error, effort, match, pool, many_colours)
     if likely is not None:
         if chosen == [LIKELY_TRANSFORM]:
             return [likely.result()]
@@ -606,22 +607,30 @@ def _proxy_bits(values: np.ndarray) -> float:
 
 TRIAL_SIDE = 96  # effort 1 ranks the colour transforms by encoding a centre crop this large with each
 SMALL_TRIAL_AREAS = 12  # images up to this many crops' area (~110 k pixels) encode every transform
+# ... except images with a raster palette (4,097-16,384 colours: pixel-art sheets, anti-aliased
+# art) from this many crops' area.  Why (session 35): there prediction is the fallback, and the
+# raster scan beat it on the dev images of that kind and size (the three 256 x 256 pixel-art sheets:
+# prediction 1.08-1.29x the raster payload), where the three full encodes were ~60 % of the encode;
+# the crop picked the transform whose full encode was smallest on all three.
+MANY_COLOURS_TRIAL_AREAS = 4
 
 
 # The transform a crop trial picks most often: on Kodak 22 of 24 photos, on vector art 10 of 28.
 LIKELY_TRANSFORM = transforms.SUBTRACT_GREEN
 
 
-def _crop_trial(pixels: np.ndarray, max_error: int, effort: int) -> bool:
-    """Whether ``_transform_candidates`` picks the colour transform by coding a centre crop."""
+def _crop_trial(pixels: np.ndarray, max_error: int, effort: int, many_colours: bool = False) -> bool:
+    """Whether ``_transform_candidates`` picks the colour transform by coding a centre crop
+    (``many_colours``: the image has a raster palette, so a smaller one does)."""
     h, w = pixels.shape[:2]
+    areas = MANY_COLOURS_TRIAL_AREAS if many_colours else SMALL_TRIAL_AREAS
     return (effort == 1 and max_error == 0 and _colour_count(pixels.shape[2]) == 3
-            and h * w > SMALL_TRIAL_AREAS * TRIAL_SIDE * TRIAL_SIDE
+            and h * w > areas * TRIAL_SIDE * TRIAL_SIDE
             and not (_gray_like(pixels) and _written_version() >= transforms.GRAY_VERSION))
 
 
 def _transform_candidates(pixels: np.ndarray, bit_depth: int, max_error: int, effort: int,
-                          match: bool = False, pool: workers.Pool | None = None) -> list[int]:
+                          match: bool = False, pool: workers.Pool | None = None, many_colours: bool = False) -> list[int]:
     """Transforms to encode for real: effort 1 keeps the one that codes a centre crop smallest
     (small images: all three).  Session 21, every Kodak image: the entropy proxy used before
     (interpolation residuals on a sparse grid) picked YCoCg-R where subtract-green coded 1.5–5.6 %
@@ -640,7 +649,7 @@ def _transform_candidates(pixels: np.ndarray, bit_depth: int, max_error: int, ef
     options = [transforms.YCOCG_R, transforms.SUBTRACT_GREEN, transforms.GREEN_FIRST]
     h, w = pixels.shape[:2]
     area = TRIAL_SIDE * TRIAL_SIDE
-    if effort >= 2 or h * w <= SMALL_TRIAL_AREAS * area:
+    if effort >= 2 or h * w <= (MANY_COLOURS_TRIAL_AREAS if many_colours else SMALL_TRIAL_AREAS) * area:
         return options
     ch = min(h, max(TRIAL_SIDE, -(-area // w)))  # a thin image gets a crop of the same area
     cw = min(w, -(-area // ch))
@@ -890,7 +899,7 @@ def _encode(pool: workers.Pool, pixels: np.ndarray, bit_depth: int, max_error: i
             predict_job = pool.submit(_predictive_forms, pool, pixels, bit_depth, max_error, effort, predict_match,
                                       offsets, caller_waits=True, speculative=True)
         best = settle_raster(best)
-    settle_big = None
+    settle_big = big = None
     if found is None and (effort > 1 or (effort == 1 and match)):
         # Anti-aliased line art and screens have a few thousand colours too many for the
         # interlaced palette; the raster scan can take them.  (Effort 1: not on photos, where it
@@ -904,7 +913,8 @@ def _encode(pool: workers.Pool, pixels: np.ndarray, bit_depth: int, max_error: i
         if predict_job is not None:
             cands = predict_job.result()
         else:
-            cands = _predictive_forms(pool, pixels, bit_depth, max_error, effort, predict_match, offsets)
+            cands = _predictive_forms(pool, pixels, bit_depth, max_error, effort, predict_match, offsets,
+                                      many_colours=big is not None)
         for cand in cands:
             if len(cand) < len(best):
                 best = cand
