@@ -1776,6 +1776,25 @@ def _recording(monkeypatch, name: str) -> list[int]:
     return calls
 
 
+@pytest.mark.parametrize("colours, tried", [(12, 1), (40, 0)])
+def test_effort_1_codes_the_interlaced_palette_only_for_a_few_colours(monkeypatch, colours: int, tried: int) -> None:
+    """Mode 2 is tried at effort 1 up to INTERLACED_MAX_COLOURS colours (session 35: from 17 to
+    256 it lost to the raster scan on every dev image), and at effort 2 whatever the count."""
+    rng = np.random.default_rng(colours)
+    palette = rng.integers(0, 256, (colours, 3), dtype=np.uint8)
+    cells = rng.integers(0, colours, (24, 24))
+    cells.reshape(-1)[:colours] = np.arange(colours)  # every colour used
+    pixels = palette[np.repeat(np.repeat(cells, 4, axis=0), 4, axis=1)]
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) == colours
+    calls = _recording(monkeypatch, "_encode_palette")
+    payload = lossless.encode(pixels, effort=1)
+    assert len(calls) == tried
+    np.testing.assert_array_equal(lossless.decode(payload), pixels)
+    calls.clear()
+    lossless.encode(pixels, effort=2)
+    assert len(calls) >= 1
+
+
 def test_a_gray_photo_is_predicted_without_trying_the_palette_forms(monkeypatch):
     """A gray image always has a palette (≤ 256 levels); on a photo the palette forms lose to
     prediction and cost most of the encode, so effort 1 predicts and skips them."""
