@@ -459,7 +459,7 @@ class LiteralCache:
 
     def ranks(self, above: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Encoder: each literal's rank in its list, or CACHE_SIZE (escape) when it is not there."""
-        hit = self.table[above] == values[:, None]
+        hit = self.table.take(above, axis=0) == values[:, None]  # (take: ~3x faster than [] on narrow rows)
         return np.where(hit.any(axis=1), hit.argmax(axis=1), CACHE_SIZE)
 
     def lookup(self, above: np.ndarray, ranks: np.ndarray) -> np.ndarray:
@@ -484,7 +484,7 @@ class LiteralCache:
         _, first = np.unique(keys, return_index=True)
         first.sort()
         above, values = above[first], values[first]
-        fresh = ~(self.table[above] == values[:, None]).any(axis=1)
+        fresh = ~(self.table.take(above, axis=0) == values[:, None]).any(axis=1)
         above, values = above[fresh], values[fresh]
         if not values.size:
             return
