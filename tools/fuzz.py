@@ -181,8 +181,9 @@ def pixel_seeds() -> list[Seed]:
         ("pixels-near-rgb", _smooth(30, 40, 3), 8, 2, None),  # predictive (small photos now take the raster scan)
         ("pixels-near-gray-rgb", np.repeat(_smooth(30, 40, 1)[..., 2:], 3, axis=2), 8, 2, None),  # the gray transform (v12)
         ("pixels-palette", flat, 8, 0, None),  # palette raster (lossless payload mode 3)
-        # (levels of 85: with levels of 64 the raster scan without copy offsets came out smaller)
-        ("pixels-palette-interlaced", (_smooth(36, 52, 3) // 85 * 85).astype(np.uint8), 8, 0, None),
+        # (8 colours: effort 1 codes the interlaced palette only up to 16 since session 35; with 22,
+        # levels of 85, it did not try it, and at 36 x 52 pixels the raster scan came out smaller)
+        ("pixels-palette-interlaced", (_smooth(48, 64, 3) // 128 * 128).astype(np.uint8), 8, 0, None),
         ("pixels-palette-cached", _bands(24, 32), 8, 0, None),  # literal cache, fresh literals
         # coded palette (a list; 16-bit samples: with payload v11's rates an 8-bit gray ramp's
         # palette codes smaller in context)
