@@ -622,13 +622,18 @@ MANY_COLOURS_TRIAL_AREAS = 4
 LIKELY_TRANSFORM = transforms.SUBTRACT_GREEN
 
 
+def _every_transform_up_to(many_colours: bool) -> int:
+    """The most pixels for which effort 1 encodes every colour transform rather than a crop with
+    each (``many_colours``: the image has a raster palette)."""
+    return (MANY_COLOURS_TRIAL_AREAS if many_colours else SMALL_TRIAL_AREAS) * TRIAL_SIDE * TRIAL_SIDE
+
+
 def _crop_trial(pixels: np.ndarray, max_error: int, effort: int, many_colours: bool = False) -> bool:
     """Whether ``_transform_candidates`` picks the colour transform by coding a centre crop
     (``many_colours``: the image has a raster palette, so a smaller one does)."""
     h, w = pixels.shape[:2]
-    areas = MANY_COLOURS_TRIAL_AREAS if many_colours else SMALL_TRIAL_AREAS
     return (effort == 1 and max_error == 0 and _colour_count(pixels.shape[2]) == 3
-            and h * w > areas * TRIAL_SIDE * TRIAL_SIDE
+            and h * w > _every_transform_up_to(many_colours)
             and not (_gray_like(pixels) and _written_version() >= transforms.GRAY_VERSION))
 
 
@@ -652,7 +657,7 @@ def _transform_candidates(pixels: np.ndarray, bit_depth: int, max_error: int, ef
     options = [transforms.YCOCG_R, transforms.SUBTRACT_GREEN, transforms.GREEN_FIRST]
     h, w = pixels.shape[:2]
     area = TRIAL_SIDE * TRIAL_SIDE
-    if effort >= 2 or h * w <= (MANY_COLOURS_TRIAL_AREAS if many_colours else SMALL_TRIAL_AREAS) * area:
+    if effort >= 2 or h * w <= _every_transform_up_to(many_colours):
         return options
     ch = min(h, max(TRIAL_SIDE, -(-area // w)))  # a thin image gets a crop of the same area
     cw = min(w, -(-area // ch))

@@ -61,6 +61,15 @@ def _box(g: np.random.Generator, size: int) -> tuple[float, float, float, float]
     return min(x0, x1), min(y0, y1), max(x0, x1) + 2, max(y0, y1) + 2
 
 
+def _rounded_box(g: np.random.Generator, size: int, scale: int,
+                 max_radius: float) -> tuple[tuple[int, int, int, int], float]:
+    """A rounded rectangle's box and corner radius (2 … max_radius pixels, times ``scale``).
+    Pillow fails (x1 < x0 inside) when the corners do not fit the box: they are kept inside."""
+    x0, y0, x1, y1 = (int(round(v)) for v in _box(g, size))
+    radius = min(float(g.uniform(2, max_radius)) * scale, max(0.0, (min(x1 - x0, y1 - y0) - 1) / 2 - 1))
+    return (x0, y0, x1, y1), radius
+
+
 def _background(g: np.random.Generator, size: int, colours: list[tuple[int, int, int]]) -> Image.Image:
     if g.random() < 0.3:  # a linear gradient between two colours
         a, b = np.array(colours[0], np.float64), np.array(colours[-1], np.float64)
@@ -86,10 +95,8 @@ def _vector(g: np.random.Generator, size: int, scale: int) -> Image.Image:
         elif kind < 0.55:
             d.ellipse(_box(g, s), fill=fill, outline=outline, width=width)
         elif kind < 0.75:
-            x0, y0, x1, y1 = (int(round(v)) for v in _box(g, s))
-            # Pillow fails (x1 < x0 inside) when the corners do not fit the box: keep them inside.
-            radius = min(float(g.uniform(2, 20)) * scale, max(0.0, (min(x1 - x0, y1 - y0) - 1) / 2 - 1))
-            d.rounded_rectangle((x0, y0, x1, y1), radius=radius, fill=fill, outline=outline, width=width)
+            box, radius = _rounded_box(g, s, scale, 20)
+            d.rounded_rectangle(box, radius=radius, fill=fill, outline=outline, width=width)
         else:
             pts = [_point(g, s) for _ in range(int(g.integers(3, 7)))]
             d.polygon(pts, fill=fill, outline=outline)
@@ -124,9 +131,8 @@ def _soft_mask(g: np.random.Generator, s: int, scale: int) -> Image.Image:
     elif kind < 0.55:
         d.polygon([_point(g, s) for _ in range(int(g.integers(3, 8)))], fill=255)
     elif kind < 0.7:
-        x0, y0, x1, y1 = (int(round(v)) for v in _box(g, s))
-        radius = min(float(g.uniform(2, 30)) * scale, max(0.0, (min(x1 - x0, y1 - y0) - 1) / 2 - 1))
-        d.rounded_rectangle((x0, y0, x1, y1), radius=radius, fill=255)
+        box, radius = _rounded_box(g, s, scale, 30)
+        d.rounded_rectangle(box, radius=radius, fill=255)
     else:  # a band under a sine: dunes, waves, stripes
         xs = np.linspace(0, s, 64)
         base, amp = float(g.uniform(0, s)), float(g.uniform(0.02, 0.2)) * s
