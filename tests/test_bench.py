@@ -170,3 +170,24 @@ def test_per_image_table_counts_lossless_files_and_averages_ratios_geometrically
     lines = per_image_lines([row])
     assert lines[0].startswith("## Bytes at equal PSNR, image by image")
     assert f"| comic | udic-e1 | webp | {at30['ratio']:.2f} · 2/2 | {at42['ratio']:.2f} · 1/2 (1, 1) |" in lines
+
+
+def test_bench_codes_each_image_with_the_model_udic_encode_would_choose(monkeypatch) -> None:
+    from udic import modelchoice
+    from udic.imageio import LoadedImage
+
+    asked: list[str | None] = []
+    monkeypatch.setattr(bench.api, "get_codec", lambda model, progress=True: asked.append(model) or model)
+    monkeypatch.setattr(modelchoice, "SYNTHETIC_MODEL", "synthetic-art-model")
+    flat = np.zeros((32, 32, 3), np.uint8)
+    flat[:, 16:] = 200
+    noisy = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+
+    def loaded(rgb: np.ndarray) -> LoadedImage:
+        return LoadedImage(rgb=rgb, mode="RGB", alpha=None, icc=None)
+
+    bench.chosen_codec(loaded(flat), None, 1, False)  # flat art: the content choice
+    bench.chosen_codec(loaded(noisy), None, 1, False)  # photo-like: the default
+    bench.chosen_codec(loaded(flat), None, 0, False)  # effort 0 chooses nothing
+    bench.chosen_codec(loaded(flat), "named", 1, False)  # a named model is kept
+    assert asked == ["synthetic-art-model", None, None, "named"]

@@ -28,6 +28,7 @@ from udic.effort import DEFAULT_EFFORT, describe_effort
 from udic.compare import CompareResult, RDPoint, average_curves, bd_table, collect_images, plot_rd, run_sweep
 from udic.imageio import load_image
 from udic.metrics import ms_ssim_rgb, psnr_rgb
+from udic.modelchoice import SYNTHETIC_MODEL, model_for
 from udic.train.data import default_data_root
 
 from .equal_quality import is_udic, per_image_lines, per_image_table
@@ -58,9 +59,15 @@ def udic_name(effort: int) -> str:
     return "udic" if effort == 0 else f"udic-e{effort}"
 
 
+def chosen_codec(loaded, model: str | None, effort: int, progress: bool):
+    """The codec ``udic encode`` would use on this image: the user's model, or from effort 1 the
+    content choice (``modelchoice.model_for``: synthetic-looking images get SYNTHETIC_MODEL), so
+    that the bench measures what users get when the two models differ."""
+    return api.get_codec(model_for(loaded.rgb, model, effort), progress=progress)
+
+
 def measure_udic(domain: str, images: list[Path], qualities: list[float], model: str | None,
                  progress: bool, effort: int = 0) -> tuple[list[RDPoint], list[dict]]:
-    codec = api.get_codec(model, progress=progress)
     fidelity = api.fidelity_loader(model, lambda m: api.get_codec(m, progress=False))  # as `udic encode`
     points: list[RDPoint] = []
     timings: list[dict] = []
@@ -69,6 +76,7 @@ def measure_udic(domain: str, images: list[Path], qualities: list[float], model:
     for image in images:
         loaded = load_image(image, allow_large=True)
         ref = loaded.rgb
+        codec = chosen_codec(loaded, model, effort, progress)
         pixels = ref.shape[0] * ref.shape[1]
         for q in qualities:
             t0 = time.perf_counter()
@@ -102,13 +110,13 @@ def measure_udic_targets(domain: str, images: list[Path], targets: list[float], 
     top rate to near-lossless)."""
     from udic.ratecontrol import RateTarget
 
-    codec = api.get_codec(model, progress=progress)
     fidelity = api.fidelity_loader(model, lambda m: api.get_codec(m, progress=False))  # as `udic encode`
     points: list[RDPoint] = []
     name = f"{udic_name(effort)}-target"
     for n, image in enumerate(images):
         loaded = load_image(image, allow_large=True)
         ref = loaded.rgb
+        codec = chosen_codec(loaded, model, effort, progress)
         for t in targets:
             enc = api.encode_with(codec, loaded, 3.0, effort, target=RateTarget("psnr", t), fidelity=fidelity)
             out = np.asarray(api.decode(enc.data, progress=False, model=model).image.convert("RGB"))
@@ -310,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
                     "torch": torch.__version__},
         "model": {"id": weights.model_id, "file": resolved.path.name, "bytes": resolved.path.stat().st_size,
                   "info": weights.metadata.get("info", {})},
+        # From effort 1 images that look synthetic are coded with this model (``chosen_codec``).
+        "synthetic_model": SYNTHETIC_MODEL if a.model is None else None,
         "images": {k: len(v) for k, v in dirs_images.items()},
         "per_rate": per_rate,
         "bd_vs_jpeg": [asdict(b) for b in bd_vs_jpeg],
@@ -516,6 +526,14 @@ def _training_summary(info: dict) -> str:
     return f", trained {info.get('steps', 0)} steps in {info.get('wall_seconds', 0) / 3600:.2f} h on this CPU"
 
 
+def _content_choice_note(r: dict) -> str:
+    """Which model the synthetic-looking images were coded with, where it is another model."""
+    synthetic = r.get("synthetic_model")
+    if not synthetic or synthetic == r["model"]["id"]:
+        return ""
+    return f"; from effort 1, images that look synthetic are coded with `{synthetic}`, as `udic encode` does"
+
+
 def render_markdown(r: dict, plots: dict[str, str], sections: Path | None = None) -> str:
     lines = [
         "# udic benchmark report",
@@ -525,7 +543,9 @@ def render_markdown(r: dict, plots: dict[str, str], sections: Path | None = None
         f"Model `{r['model']['id']}` ({r['model']['file']}, {r['model']['bytes'] / 1e6:.1f} MB)"
         + _training_summary(r["model"]["info"])
         + ". udic is measured without per-image adaptation (`udic`, `--effort 0`) and at the efforts "
-          "listed as `udic-eN`.",
+          "listed as `udic-eN`"
+        + _content_choice_note(r)
+        + ".",
         "",
         "bpp counts every byte of the .udic file (header, sections, checksums). PSNR is RGB, 8-bit, "
         "averaged per image; curves average bpp and PSNR per quality setting over a domain.",
