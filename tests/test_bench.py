@@ -177,7 +177,7 @@ def test_bench_codes_each_image_with_the_model_udic_encode_would_choose(monkeypa
     from udic.imageio import LoadedImage
 
     asked: list[str | None] = []
-    monkeypatch.setattr(bench.api, "get_codec", lambda model, progress=True: asked.append(model) or model)
+    monkeypatch.setattr(bench.api, "get_codec", lambda model, *_, **__: asked.append(model) or model)
     monkeypatch.setattr(modelchoice, "SYNTHETIC_MODEL", "synthetic-art-model")
     flat = np.zeros((32, 32, 3), np.uint8)
     flat[:, 16:] = 200
@@ -186,8 +186,8 @@ def test_bench_codes_each_image_with_the_model_udic_encode_would_choose(monkeypa
     def loaded(rgb: np.ndarray) -> LoadedImage:
         return LoadedImage(rgb=rgb, mode="RGB", alpha=None, icc=None)
 
-    bench.chosen_codec(loaded(flat), None, 1, False)  # flat art: the content choice
-    bench.chosen_codec(loaded(noisy), None, 1, False)  # photo-like: the default
-    bench.chosen_codec(loaded(flat), None, 0, False)  # effort 0 chooses nothing
-    bench.chosen_codec(loaded(flat), "named", 1, False)  # a named model is kept
+    bench.api.codec_for(loaded(flat), None, 1)  # flat art: the content choice
+    bench.api.codec_for(loaded(noisy), None, 1)  # photo-like: the default
+    bench.api.codec_for(loaded(flat), None, 0)  # effort 0 chooses nothing
+    bench.api.codec_for(loaded(flat), "named", 1)  # a named model is kept
     assert asked == ["synthetic-art-model", None, None, "named"]

@@ -28,7 +28,7 @@ from udic.effort import DEFAULT_EFFORT, describe_effort
 from udic.compare import CompareResult, RDPoint, average_curves, bd_table, collect_images, plot_rd, run_sweep
 from udic.imageio import load_image
 from udic.metrics import ms_ssim_rgb, psnr_rgb
-from udic.modelchoice import SYNTHETIC_MODEL, model_for
+from udic import modelchoice
 from udic.train.data import default_data_root
 
 from .equal_quality import is_udic, per_image_lines, per_image_table
@@ -59,13 +59,6 @@ def udic_name(effort: int) -> str:
     return "udic" if effort == 0 else f"udic-e{effort}"
 
 
-def chosen_codec(loaded, model: str | None, effort: int, progress: bool):
-    """The codec ``udic encode`` would use on this image: the user's model, or from effort 1 the
-    content choice (``modelchoice.model_for``: synthetic-looking images get SYNTHETIC_MODEL), so
-    that the bench measures what users get when the two models differ."""
-    return api.get_codec(model_for(loaded.rgb, model, effort), progress=progress)
-
-
 def measure_udic(domain: str, images: list[Path], qualities: list[float], model: str | None,
                  progress: bool, effort: int = 0) -> tuple[list[RDPoint], list[dict]]:
     fidelity = api.fidelity_loader(model, lambda m: api.get_codec(m, progress=False))  # as `udic encode`
@@ -76,7 +69,7 @@ def measure_udic(domain: str, images: list[Path], qualities: list[float], model:
     for image in images:
         loaded = load_image(image, allow_large=True)
         ref = loaded.rgb
-        codec = chosen_codec(loaded, model, effort, progress)
+        codec = api.codec_for(loaded, model, effort, progress=progress)  # as `udic encode`: by content
         pixels = ref.shape[0] * ref.shape[1]
         for q in qualities:
             t0 = time.perf_counter()
@@ -116,7 +109,7 @@ def measure_udic_targets(domain: str, images: list[Path], targets: list[float], 
     for n, image in enumerate(images):
         loaded = load_image(image, allow_large=True)
         ref = loaded.rgb
-        codec = chosen_codec(loaded, model, effort, progress)
+        codec = api.codec_for(loaded, model, effort, progress=progress)  # as `udic encode`: by content
         for t in targets:
             enc = api.encode_with(codec, loaded, 3.0, effort, target=RateTarget("psnr", t), fidelity=fidelity)
             out = np.asarray(api.decode(enc.data, progress=False, model=model).image.convert("RGB"))
@@ -318,8 +311,8 @@ def main(argv: list[str] | None = None) -> int:
                     "torch": torch.__version__},
         "model": {"id": weights.model_id, "file": resolved.path.name, "bytes": resolved.path.stat().st_size,
                   "info": weights.metadata.get("info", {})},
-        # From effort 1 images that look synthetic are coded with this model (``chosen_codec``).
-        "synthetic_model": SYNTHETIC_MODEL if a.model is None else None,
+        # From effort 1 images that look synthetic are coded with this model (``api.codec_for``).
+        "synthetic_model": modelchoice.SYNTHETIC_MODEL if a.model is None else None,
         "images": {k: len(v) for k, v in dirs_images.items()},
         "per_rate": per_rate,
         "bd_vs_jpeg": [asdict(b) for b in bd_vs_jpeg],

@@ -173,13 +173,20 @@ def encode_image(
     effort 1, with a learned file coded at half resolution when that is no larger and no worse
     (spec §12).
     """
-    from .modelchoice import model_for
-
     loaded = as_loaded(image, allow_large)
-    codec = get_codec(model_for(loaded.rgb, model, effort), device, progress, precision)
+    codec = codec_for(loaded, model, effort, device, progress, precision)
     fidelity = fidelity_loader(model, lambda m: get_codec(m, device, progress, precision))
     return encode_with(codec, loaded, quality, effort, time_budget, seed, on_step, tile, target, choose_mode,
                        reduce, fidelity)
+
+
+def codec_for(loaded: LoadedImage, model: str | None, effort: int, device: str = "cpu", progress: Any = True,
+              precision: str = DEFAULT_PRECISION) -> Codec:
+    """The codec an encode of this image uses: the user's ``model``, or from effort 1 the one chosen
+    for its content (``modelchoice.model_for``): the one rule for the API, the CLI and the bench."""
+    from .modelchoice import model_for
+
+    return get_codec(model_for(loaded.rgb, model, effort), device, progress, precision)
 
 
 def fidelity_loader(model: str | None, get: "Callable[[str], Codec]") -> "Callable[[], Codec] | None":
@@ -865,6 +872,7 @@ __all__ = [
     "info",
     "FileInfo",
     "get_codec",
+    "codec_for",
     "CodecCache",
     "EncodeRecord",
     "DecodeRecord",
