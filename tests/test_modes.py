@@ -396,6 +396,51 @@ def test_sixteen_bit_png_round_trips_exactly_through_the_cli(runner, tmp_path):
     assert info["bit_depth"] == 16 and np.array_equal(back, src)
 
 
+def _ramp16(tmp_path):
+    """A 16-bit RGB ramp (it codes losslessly in a few hundred bytes, so the mode choice weighs
+    near-lossless files against the learned one) and its samples."""
+    from udic import png16
+
+    yy, xx = np.mgrid[0:32, 0:40]
+    src = np.stack([xx * 1600, yy * 2000, (xx + yy) * 900], axis=2).astype(np.uint16)
+    path = tmp_path / "ramp16.png"
+    path.write_bytes(png16.write(src))
+    return path, src
+
+
+def test_sixteen_bit_png_above_the_top_rate_takes_the_ladder_at_its_own_depth(runner, tmp_path):
+    """-q above the network's top rate writes the ladder's near-lossless file: ±4 in 8-bit units,
+    ±1,024 on 16-bit samples (spec, "Qualities above the network"), decoded at 16 bits.  It had
+    been refused as "--max-error 1024 is out of range 0…255", an option the user never gave."""
+    from udic import png16
+
+    path, src = _ramp16(tmp_path)
+    res = run(runner, "encode", str(path), "-o", str(tmp_path / "a.udic"), "-q", "7", "--effort", "0", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout.splitlines()[-1])["mode"] in ("near-lossless", "lossless")
+    res = run(runner, "decode", str(tmp_path / "a.udic"), "-o", str(tmp_path / "out.png"))
+    assert res.exit_code == 0, res.output
+    back, info = png16.read((tmp_path / "out.png").read_bytes())
+    assert info["bit_depth"] == 16 and np.abs(back.astype(np.int64) - src).max() <= 4 << 8
+
+
+def test_the_mode_choice_weighs_near_lossless_files_of_a_sixteen_bit_source(tiny_codec, tmp_path):
+    """From effort 1 a learned request tries near-lossless files when the lossless one is close in
+    size; on 16-bit samples their tolerances are the ladder's scaled by 256, which the pixel coder
+    had refused (ValueError: max_error must be in 0..255), so such an encode failed outright."""
+    path, src = _ramp16(tmp_path)
+    image = load_image(path)
+    assert image.wide is not None
+    result = api.encode_with(tiny_codec, image, 2.0, effort=1)
+    header = ctr.parse(result.data).header
+    if header.mode == "pixels":
+        decoded = api.decode(result.data)
+        assert decoded.bit_depth == 16
+        assert np.abs(np.asarray(decoded.samples, dtype=np.int64) - src).max() <= result.max_error
+    target = api.encode_with(tiny_codec, image, 2.0, effort=1, target=RateTarget("psnr", 45.0))
+    assert ctr.parse(target.data).header.mode == "pixels"  # beyond the tiny network
+
+
 @pytest.mark.parametrize("mode", ["RGBA", "LA", "L", "P"])
 def test_lossless_cli_round_trips_every_pixel_layout(runner, tmp_path, mode):
     rgba = np.dstack([smooth_image(18, 22), (np.arange(18 * 22).reshape(18, 22) % 251).astype(np.uint8)])

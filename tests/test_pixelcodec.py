@@ -47,6 +47,24 @@ def test_lossless_file_round_trip_is_exact(shape, dtype, depth):
     assert dec.icc == b"profile" and dec.metadata.exif == b"Exif\0\0MM"
 
 
+def test_sixteen_bit_samples_take_the_ladders_tolerances_scaled_to_their_depth():
+    """The -q ladder and the mode choice name tolerances in 8-bit units and scale them by
+    2^(depth - 8) for deeper samples (spec, "Qualities above the network"): ±4 is ±1,024 on 16-bit
+    samples, up to 255 << 8 for the loosest; the coder refuses only what lies beyond that."""
+    src = _image((20, 24, 3), np.uint16, 16, seed=4) * 97
+    enc = pixelcodec.encode_file(src, 16, 4 << 8)
+    dec = pixelcodec.decode_file(enc.data)
+    diff = np.abs(dec.samples.astype(np.int64) - src.astype(np.int64))
+    assert dec.bit_depth == 16 and dec.samples.dtype == np.uint16
+    assert 0 < diff.max() <= 4 << 8 and dec.max_error == 4 << 8
+    assert pixelcodec.max_error_limit(16) == 255 << 8 and pixelcodec.max_error_limit(10) == 255 << 2
+    assert pixelcodec.max_error_limit(8) == pixelcodec.max_error_limit(1) == 255
+    with pytest.raises(ValueError, match="0..65280"):
+        pixelcodec.encode_file(src, 16, (255 << 8) + 1)
+    with pytest.raises(ValueError, match="0..255"):
+        pixelcodec.encode_file(_image((4, 4, 3)), 8, 256)
+
+
 @pytest.mark.parametrize("max_error", [1, 2, 5])
 def test_near_lossless_file_stays_within_the_tolerance(max_error):
     src = _image((24, 33, 4), seed=max_error)

@@ -526,13 +526,17 @@ def _fidelity_between(pixels: EncodeResult, fidelity: "Callable[[], Codec]", def
 def encode_pixels(image: LoadedImage, max_error: int = 0, effort: int = DEFAULT_EFFORT,
                   note: str | None = None) -> EncodeResult:
     """A pixel-coded file: lossless (``max_error`` 0) or every colour sample within
-    ±``max_error`` of the source (alpha exact).  Needs no model and never imports torch."""
+    ±``max_error`` of the source, in its sample units (alpha exact).  Needs no model and never
+    imports torch.  ``-q`` above the network's top rate comes here with the ladder's step scaled to
+    the source's depth (``modes.ladder_error``: ±4 is ±1,024 on 16-bit samples), so the range is
+    the depth's (``pixelcodec.max_error_limit``); the CLI's ``--max-error`` stays 0…255."""
     from . import modes, pixelcodec
 
-    if not 0 <= max_error <= pixelcodec.MAX_ERROR_LIMIT:
+    limit = pixelcodec.max_error_limit(modes.sample_depth(image))
+    if not 0 <= max_error <= limit:
         from .errors import UsageError
 
-        raise UsageError(f"--max-error {max_error} is out of range 0…{pixelcodec.MAX_ERROR_LIMIT}")
+        raise UsageError(f"--max-error {max_error} is out of range 0…{limit}")
     return modes.encode_pixels(image, max_error, max(effort, 0), note=note)  # type: ignore[return-value]
 
 

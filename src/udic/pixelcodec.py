@@ -26,6 +26,13 @@ from .metadata import Metadata
 MAX_ERROR_LIMIT = 255  # near-lossless tolerance accepted from users (in sample units)
 
 
+def max_error_limit(bit_depth: int) -> int:
+    """The loosest tolerance the pixel coder takes for ``bit_depth``-bit samples: MAX_ERROR_LIMIT
+    in 8-bit units, scaled by 2^(depth − 8) as the ``-q`` ladder and the mode choice scale their
+    steps for deeper sources (``modes.ladder_error``; spec, "Qualities above the network")."""
+    return MAX_ERROR_LIMIT << (bit_depth - 8) if bit_depth > 8 else MAX_ERROR_LIMIT
+
+
 def samples_crc(samples: np.ndarray) -> int:
     """CRC-32 of the samples in C order (H, W, C), 8-bit as bytes, 16-bit as u16 little-endian."""
     wide = samples.dtype == np.uint16
@@ -98,8 +105,8 @@ def encode_file(
     t0 = time.perf_counter()
     if samples.ndim == 2:
         samples = samples[:, :, None]
-    if not 0 <= max_error <= MAX_ERROR_LIMIT:
-        raise ValueError(f"max_error must be in 0..{MAX_ERROR_LIMIT}, got {max_error}")
+    if not 0 <= max_error <= max_error_limit(bit_depth):
+        raise ValueError(f"max_error must be in 0..{max_error_limit(bit_depth)}, got {max_error}")
     payload = lossless.encode(np.ascontiguousarray(samples), bit_depth=bit_depth, max_error=max_error,
                               effort=effort)
     return _file(samples, payload, bit_depth, effort, icc, metadata, keep_reconstruction, note, t0)
@@ -112,8 +119,8 @@ def encode_file_popular(samples: np.ndarray, bit_depth: int, max_error: int, eff
     t0 = time.perf_counter()
     if samples.ndim == 2:
         samples = samples[:, :, None]
-    if not 0 < max_error <= MAX_ERROR_LIMIT:
-        raise ValueError(f"max_error must be in 1..{MAX_ERROR_LIMIT}, got {max_error}")
+    if not 0 < max_error <= max_error_limit(bit_depth):
+        raise ValueError(f"max_error must be in 1..{max_error_limit(bit_depth)}, got {max_error}")
     payload = lossless.encode_popular(np.ascontiguousarray(samples), bit_depth, max_error, effort)
     if payload is None:
         return None
