@@ -424,6 +424,25 @@ def test_sixteen_bit_png_above_the_top_rate_takes_the_ladder_at_its_own_depth(ru
     assert info["bit_depth"] == 16 and np.abs(back.astype(np.int64) - src).max() <= 4 << 8
 
 
+def test_a_sixteen_bit_source_is_said_to_be_reduced_only_when_its_file_is(runner, tmp_path):
+    """The CLI's notes are the file's: a pixel-coded file keeps the 16 bits, so "reduced 16-bit to
+    8 bits" is not said of it (it had been, for every 16-bit input, from the loaded image's notes),
+    and the note on why that file was written is said (the notes after the image's had been
+    counted from the image's list, so the first was dropped when the 16-bit one was not there)."""
+    path, _ = _ramp16(tmp_path)
+    res = run(runner, "encode", str(path), "-o", str(tmp_path / "a.udic"), "--lossless")
+    assert res.exit_code == 0, res.output
+    assert "16-bit" not in res.output
+    res = run(runner, "encode", str(path), "-o", str(tmp_path / "b.udic"), "--target-psnr", "60", "--json")
+    assert res.exit_code == 0, res.output
+    record = json.loads(res.stdout.splitlines()[-1])
+    assert record["mode"] in ("near-lossless", "lossless") and "16-bit" not in res.output
+    assert record["notices"] and all(f"note: {n}" in res.output for n in record["notices"])
+    res = run(runner, "encode", str(path), "-o", str(tmp_path / "c.udic"), "-q", "3", "--lossy-only")
+    assert res.exit_code == 0, res.output
+    assert "note: reduced 16-bit to 8 bits per channel" in res.output  # the learned file is 8-bit
+
+
 def test_the_mode_choice_weighs_near_lossless_files_of_a_sixteen_bit_source(tiny_codec, tmp_path):
     """From effort 1 a learned request tries near-lossless files when the lossless one is close in
     size; on 16-bit samples their tolerances are the ladder's scaled by 256, which the pixel coder

@@ -284,9 +284,8 @@ def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, l
             image = load_image(raw, allow_large=allow_large)
         if strip:
             image = dataclasses.replace(image, metadata=Metadata())
-        if not quiet:
-            for notice in image.notices:
-                job.say(f"note: {notice}")
+        # (The notes said are the file's, once it is made: they start from the image's, less
+        # those that do not hold for it, e.g. "reduced 16-bit" for a pixel-coded file.)
         if not job.parallel:
             _setup_threads(threads)
 
@@ -312,9 +311,9 @@ def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, l
                 finally:
                     if isinstance(on_step, _StepProgress):
                         on_step.close()
-                if not quiet:
-                    for notice in result.notices[len(image.notices):]:
-                        job.say(f"note: {notice}")
+            if not quiet:
+                for notice in result.notices:
+                    job.say(f"note: {notice}")
             if dest != STDIO:
                 _make_dir(out_dir)
             atomic_write_bytes(dest, result.data, force=force)
@@ -332,7 +331,7 @@ def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, l
             if isinstance(on_step, _StepProgress):
                 on_step.close()
         if not quiet:
-            for notice in result.notices[len(image.notices):]:  # e.g. an unreachable rate target
+            for notice in result.notices:  # the image's (e.g. an orientation applied), then the encoder's
                 job.say(f"note: {notice}")
         if dest != STDIO:
             _make_dir(out_dir)
