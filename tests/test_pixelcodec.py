@@ -149,6 +149,19 @@ def test_info_names_the_palette_coding_the_literal_cache_and_fresh_literals():
     assert "(coded)" in api.info(pixelcodec.encode_file(gray, 16, 0).data).pixel_coding  # a 16-bit ramp: a list
 
 
+@pytest.mark.parametrize("channels,colour,alpha", [(1, "gray", False), (2, "gray", True), (3, "rgb", False),
+                                                    (4, "rgb", True)])
+def test_info_says_whether_a_pixel_coded_file_carries_alpha(channels, colour, alpha):
+    """A pixel-coded file keeps its alpha inside the payload (no alpha section, no container
+    flag), so ``udic info`` reads it from the payload's channels: it had said "alpha": false of
+    every lossless RGBA file."""
+    from udic import api
+
+    for depth, dtype in ((8, np.uint8), (16, np.uint16)):
+        fi = api.info(pixelcodec.encode_file(_image((6, 7, channels), dtype, depth), depth, 0).data)
+        assert (fi.colour, fi.alpha, fi.bit_depth) == (colour, alpha, depth)
+
+
 def test_info_names_literals_by_the_colour_above():
     from tools.fuzz import _smooth
     from udic import api

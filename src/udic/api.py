@@ -733,8 +733,10 @@ def info(data: bytes) -> FileInfo:
     h = cont.header
     described = ctr.describe_sections(cont)
     mode, bit_depth, pixel_coding, max_error = "learned", 8, None, None
+    alpha = bool(h.flags & ctr.Flags.ALPHA)  # a learned file's alpha section
     if h.mode == "pixels":
         px = described["pixels"]
+        alpha = px.get("channels") in (2, 4)  # gray + alpha, RGBA: inside the payload (no flag)
         err = int(px.get("max_error", 0))
         mode = "lossless" if err == 0 else f"near-lossless ±{err}"
         max_error = err
@@ -767,7 +769,7 @@ def info(data: bytes) -> FileInfo:
         model_id=_named_model(h),
         quality=h.quality if h.mode == "learned" else None,  # type: ignore[arg-type]
         adapters=bool(h.flags & ctr.Flags.ADAPTERS),
-        alpha=bool(h.flags & ctr.Flags.ALPHA),
+        alpha=alpha,
         icc=bool(h.flags & ctr.Flags.ICC),
         header_bytes=layout.header,
         overhead_bytes=layout.overhead,
