@@ -458,6 +458,8 @@ def test_the_mode_choice_weighs_near_lossless_files_of_a_sixteen_bit_source(tiny
         assert np.abs(np.asarray(decoded.samples, dtype=np.int64) - src).max() <= result.max_error
     target = api.encode_with(tiny_codec, image, 2.0, effort=1, target=RateTarget("psnr", 45.0))
     assert ctr.parse(target.data).header.mode == "pixels"  # beyond the tiny network
+    if target.max_error:  # the note names the file's tolerance, in 16-bit units as info does
+        assert f"near-lossless ±{target.max_error}:" in target.notices[-1] and target.max_error % 256 == 0
 
 
 @pytest.mark.parametrize("mode", ["RGBA", "LA", "L", "P"])

@@ -305,7 +305,13 @@ def _most_faithful_within(image: LoadedImage, effort: int, budget: int, beats: C
     if found is None or not beats(found[1].psnr):
         return None
     max_error, near = found
-    return _fitting(near, budget, near_note(max_error, near.psnr), brief)
+    return _fitting(near, budget, near_note(_file_tolerance(near, max_error), near.psnr), brief)
+
+
+def _file_tolerance(cand: Candidate, step: int) -> int:
+    """The tolerance a note names: the file's, in its samples' units, as ``udic info`` says it (a
+    ladder step of ±2 is ±512 on 16-bit samples); ``step`` where the file does not say."""
+    return int(getattr(cand.result, "max_error", step))
 
 
 def _db(psnr: float) -> str:
@@ -346,7 +352,7 @@ def _smallest_within(image: LoadedImage, effort: int, budget: int, floor_db: flo
         found = min((i for i in ladder.made() if ladder[i].psnr >= floor_db), key=lambda i: (ladder[i].size, -i))
     if found is not None and ladder[found].size < exact.size:
         step, near = ladder.steps[found], ladder[found]
-        return _fitting(near, budget, near_note(step, near.psnr), brief)
+        return _fitting(near, budget, near_note(_file_tolerance(near, step), near.psnr), brief)
     return _fitting(exact, budget, exact_note(), brief) if exact.size <= budget else None
 
 
@@ -433,7 +439,7 @@ def meet_psnr(image: LoadedImage, target_db: float, effort: int, best_lossy_db: 
     if found is not None:
         cand = ladder[found]
         if math.isfinite(cand.psnr):
-            return _noted(cand, f"near-lossless ±{ladder.steps[found]}: {cand.psnr:.2f} dB meets --target-psnr "
+            return _noted(cand, f"near-lossless ±{_file_tolerance(cand, ladder.steps[found])}: {cand.psnr:.2f} dB meets --target-psnr "
                                 f"{target_db:g} (the learned codec reaches {best_lossy_db:.2f} dB)", brief)
         # A tolerance step can decode exactly (and be smaller than the lossless file).
         mode = "lossless" if cand.result.max_error == 0 else f"near-lossless ±{cand.result.max_error}, exact here"  # type: ignore[attr-defined]
@@ -474,7 +480,7 @@ def smaller_meeting_psnr(image: LoadedImage, target_db: float, lossy: Candidate,
                         f"meets --target-psnr {target_db:g} in fewer bytes than {learned}", brief) or lossy
     if found is not None and ladder[found].size < min(exact.size, lossy.size):
         near = ladder[found]
-        return _fitting(near, lossy.size - 1, f"near-lossless ±{ladder.steps[found]}: {_db(near.psnr)} meets "
+        return _fitting(near, lossy.size - 1, f"near-lossless ±{_file_tolerance(near, ladder.steps[found])}: {_db(near.psnr)} meets "
                         f"--target-psnr {target_db:g} in fewer bytes than {learned}", brief) or lossy
     if exact.size < lossy.size:
         return _fitting(exact, lossy.size - 1, f"lossless: smaller than {learned}", brief) or lossy
