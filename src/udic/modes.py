@@ -110,8 +110,9 @@ class Candidate:
     """A finished file and its PSNR, measured only if a decision needs it."""
 
     def __init__(self, result: object, psnr: float | None = None,
-                 measure: Callable[[], float] | None = None) -> None:
+                 measure: Callable[[], float] | None = None, tolerance: int | None = None) -> None:
         self.result = result  # a learned EncodeResult or a pixelcodec.PixelEncoded
+        self.tolerance = tolerance  # a near-lossless file's ±N as asked of the coder, in sample units
         # A PSNR the encoder already knows travels on the result: no decode to measure it.
         self._psnr = psnr if psnr is not None else getattr(result, "psnr", None)
         self._measure = measure
@@ -140,7 +141,7 @@ def _pixel_candidate(image: LoadedImage, max_error: int, effort: int) -> Candida
     16-bit sources)."""
     max_error = ladder_error(image, max_error)
     enc = encode_pixels(image, max_error, effort)
-    return Candidate(enc, enc.psnr)  # colour PSNR on the scale lossy PSNRs use
+    return Candidate(enc, enc.psnr, tolerance=max_error)  # colour PSNR on the scale lossy PSNRs use
 
 
 def _popular_candidate(image: LoadedImage, max_error: int, effort: int) -> Candidate | None:
@@ -309,9 +310,10 @@ def _most_faithful_within(image: LoadedImage, effort: int, budget: int, beats: C
 
 
 def _file_tolerance(cand: Candidate, step: int) -> int:
-    """The tolerance a note names: the file's, in its samples' units, as ``udic info`` says it (a
-    ladder step of ±2 is ±512 on 16-bit samples); ``step`` where the file does not say."""
-    return int(getattr(cand.result, "max_error", step))
+    """The tolerance a note names: the one asked of the coder for this ladder ``step``, in the
+    samples' units as ``udic info`` says it (±2 is ±512 on 16-bit samples), also where the coder
+    found the exact payload smaller (its header then says 0); ``step`` where none was recorded."""
+    return step if cand.tolerance is None else cand.tolerance
 
 
 def _db(psnr: float) -> str:

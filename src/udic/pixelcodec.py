@@ -105,8 +105,9 @@ def encode_file(
     t0 = time.perf_counter()
     if samples.ndim == 2:
         samples = samples[:, :, None]
-    if not 0 <= max_error <= max_error_limit(bit_depth):
-        raise ValueError(f"max_error must be in 0..{max_error_limit(bit_depth)}, got {max_error}")
+    limit = max_error_limit(bit_depth)
+    if not 0 <= max_error <= limit:
+        raise ValueError(f"max_error must be in 0..{limit}, got {max_error}")
     payload = lossless.encode(np.ascontiguousarray(samples), bit_depth=bit_depth, max_error=max_error,
                               effort=effort)
     return _file(samples, payload, bit_depth, effort, icc, metadata, keep_reconstruction, note, t0)
@@ -119,8 +120,9 @@ def encode_file_popular(samples: np.ndarray, bit_depth: int, max_error: int, eff
     t0 = time.perf_counter()
     if samples.ndim == 2:
         samples = samples[:, :, None]
-    if not 0 < max_error <= max_error_limit(bit_depth):
-        raise ValueError(f"max_error must be in 1..{max_error_limit(bit_depth)}, got {max_error}")
+    limit = max_error_limit(bit_depth)
+    if not 0 < max_error <= limit:
+        raise ValueError(f"max_error must be in 1..{limit}, got {max_error}")
     payload = lossless.encode_popular(np.ascontiguousarray(samples), bit_depth, max_error, effort)
     if payload is None:
         return None
