@@ -120,3 +120,38 @@ def test_a_pool_is_the_same_whatever_the_workers_and_feeds_synthetic_crops(noise
     assert torch.equal(pooled.batch(1, 0, 12, 32), b.float() / 255.0)
     # without synthetic images a pool is never made
     assert CropDataset(noise_train_dir, synthetic_pool=5).pool == []
+
+
+def test_dihedral_augment_turns_crops_and_leaves_flip_runs_alone(noise_train_dir: Path) -> None:
+    flip = CropDataset(noise_train_dir)
+    # the default draws what every run before the option drew (old recipes resume exactly)
+    assert torch.equal(flip.batch_uint8(4, 2, 8, 32), CropDataset(noise_train_dir, augment="flip").batch_uint8(4, 2, 8, 32))
+    turned = CropDataset(noise_train_dir, augment="dihedral")
+    b = turned.batch_uint8(4, 2, 64, 32)
+    assert torch.equal(b, turned.batch_uint8(4, 2, 64, 32))  # still a pure function of (seed, step)
+    # every crop is one of the 8 views of some crop of a training image: find each among them
+    sources = [torch.from_numpy(im.copy()).permute(2, 0, 1) for im in turned.images]
+    turns = set()
+    for crop in b:
+        found = None
+        for k in range(4):
+            for flipped in (False, True):
+                view = torch.rot90(crop, -k, dims=(1, 2))  # undo the quarter turn
+                view = view.flip(2) if flipped else view
+                for im in sources:
+                    h, w = im.shape[1:]
+                    hits = (im.unfold(1, 32, 1).unfold(2, 32, 1) == view[:, None, None]).flatten(3).all(3).all(0)
+                    if hits.any():
+                        found = k
+                        break
+                if found is not None:
+                    break
+            if found is not None:
+                break
+        assert found is not None
+        turns.add(found)
+    assert turns == {0, 1, 2, 3}
+    with pytest.raises(ValueError, match="augment"):
+        CropDataset(noise_train_dir, augment="rotate")
+    with pytest.raises(ValueError, match="augment"):
+        TrainConfig(augment="rotate").check()

@@ -40,6 +40,12 @@ def load_rgb(path: Path) -> np.ndarray:
         return np.array(im.convert("RGB"), dtype=np.uint8)  # writable: torch.from_numpy wants it
 
 
+# "flip": a random left-right mirror (every run before session 38).  "dihedral": then a random
+# quarter turn too, the 8 orientations of a crop.  With 256 px crops of the 256 px training
+# images the crop's position never varies, so each image offered one or two views only.
+AUGMENTS = ("flip", "dihedral")
+
+
 class CropDataset:
     """All training images in RAM; random crops and flips from a seeded generator.
 
@@ -48,7 +54,8 @@ class CropDataset:
     """
 
     def __init__(self, folder: Path, min_size: int = 64, synthetic: float = 0.0, synthetic_pool: int = 0,
-                 pool_size: int = 256, pool_seed: int = 0, synthetic_style: int = 1) -> None:
+                 pool_size: int = 256, pool_seed: int = 0, synthetic_style: int = 1,
+                 augment: str = "flip") -> None:
         images = [load_rgb(p) for p in list_images(folder)]
         images = [im for im in images if im.shape[0] >= min_size and im.shape[1] >= min_size]
         if not images:
@@ -56,6 +63,9 @@ class CropDataset:
         if not 0.0 <= synthetic <= 1.0:
             raise ValueError(f"synthetic must be a fraction in [0, 1], got {synthetic}")
         self.images = images
+        if augment not in AUGMENTS:
+            raise ValueError(f"augment must be one of {AUGMENTS}, got {augment!r}")
+        self.augment = augment
         if synthetic_style not in KINDS_BY_STYLE:
             raise ValueError(f"synthetic_style must be one of {sorted(KINDS_BY_STYLE)}, got {synthetic_style}")
         self.synthetic = synthetic  # the share of a batch drawn procedurally (train/synthetic.py)
@@ -93,6 +103,8 @@ class CropDataset:
             patch = im[y0 : y0 + c, x0 : x0 + c]
             if g.random() < 0.5:
                 patch = patch[:, ::-1]
+            if self.augment == "dihedral":  # drawn only when asked: "flip" runs keep their batches
+                patch = np.rot90(patch, int(g.integers(4)))
             if c < crop:
                 patch = np.pad(patch, ((0, crop - c), (0, crop - c), (0, 0)), mode="edge")
             out[i] = patch

@@ -25,7 +25,7 @@ import torch
 
 from ..latent_codecs.registry import DEFAULT_LATENT_CODEC
 from ..models import CHANNEL_CONTEXT_CODEC, DEFAULT_LAMBDAS, ModelConfig, UdicModel
-from .data import CropDataset, default_data_root, load_eval_images
+from .data import AUGMENTS, CropDataset, default_data_root, load_eval_images
 from .options import fast_bf16, recipe_toml
 
 SCHEDULES = ("steps", "time")
@@ -61,6 +61,7 @@ class TrainConfig:
     # parallel (for an accelerator, whose step is shorter than drawing one image); 0: drawn per batch
     synthetic_pool: int = 0
     synthetic_style: int = 1  # which kinds (synthetic.KINDS_BY_STYLE): 2 adds gradient / translucent vector art
+    augment: str = "flip"  # the crops' views (data.AUGMENTS): "dihedral" adds quarter turns
     N: int = 128
     M: int = 192
     hyper_width: int = 0  # the hyper-synthesis' hidden widths (0 = M and M·3/2)
@@ -107,6 +108,8 @@ class TrainConfig:
                              f"got {self.latent_codec!r}")
         if not 0.0 <= self.synthetic <= 1.0:
             raise ValueError(f"synthetic must be a fraction in [0, 1], got {self.synthetic}")
+        if self.augment not in AUGMENTS:
+            raise ValueError(f"augment must be one of {AUGMENTS}, got {self.augment!r}")
         if self.init not in ("klt", "random"):
             raise ValueError(f"init must be 'klt' or 'random', got {self.init!r}")
         self.rate_lambdas()
@@ -347,7 +350,8 @@ def _train(cfg: TrainConfig, progress: Callable[[str], None], ranks: Ranks, devi
 
     progress(f"loading training images from {train_dir}")
     data = CropDataset(train_dir, synthetic=cfg.synthetic, synthetic_pool=cfg.synthetic_pool,
-                       pool_size=cfg.big_crop, pool_seed=cfg.seed, synthetic_style=cfg.synthetic_style)
+                       pool_size=cfg.big_crop, pool_seed=cfg.seed, synthetic_style=cfg.synthetic_style,
+                       augment=cfg.augment)
     if data.pool:
         progress(f"{len(data.pool)} synthetic images of {cfg.big_crop} px in the pool")
     eval_images = load_eval_images(kodak_dir) if ranks.main and kodak_dir.is_dir() else []
