@@ -65,6 +65,7 @@ class LoraConfig:
     kodak_dir: str = ""
     synthetic: float = 0.0  # share of each batch drawn procedurally, as the base's --synthetic
     synthetic_style: int = 1  # which kinds, as the base's --synthetic-style
+    augment: str = "flip"  # the crops' views, as the base's --augment
     # "rate:λ,…" replaces those rates' λ (stored in the model's config), e.g. to move the
     # lowest rate down; the rates listed are (re)trained from their current delta.
     lambda_override: str = ""
@@ -154,7 +155,8 @@ class _Trainer:
         self.progress = progress
         root = default_data_root()
         self.data = CropDataset(Path(cfg.train_dir) if cfg.train_dir else root / "train",
-                                synthetic=cfg.synthetic, synthetic_style=cfg.synthetic_style)
+                                synthetic=cfg.synthetic, synthetic_style=cfg.synthetic_style,
+                                augment=cfg.augment)
         kodak = Path(cfg.kodak_dir) if cfg.kodak_dir else root / "kodak"
         self.eval_images = load_eval_images(kodak) if kodak.is_dir() else []
         new_log = not log_path.exists()
