@@ -155,3 +155,6 @@ def test_dihedral_augment_turns_crops_and_leaves_flip_runs_alone(noise_train_dir
         CropDataset(noise_train_dir, augment="rotate")
     with pytest.raises(ValueError, match="augment"):
         TrainConfig(augment="rotate").check()
+    from udic.train.options import recipe_toml
+
+    assert 'augment = "dihedral"' in recipe_toml(TrainConfig(augment="dihedral")).splitlines()
