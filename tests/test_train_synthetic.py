@@ -7,10 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from udic.train import synthetic
 from udic.train.data import CropDataset
 from udic.train.loop import TrainConfig
+from udic.train.options import recipe_toml
 
 
 def _colours(img: np.ndarray) -> int:
@@ -152,3 +154,34 @@ def test_dihedral_augment_turns_crops_and_leaves_flip_runs_alone(noise_train_dir
     from udic.train.options import recipe_toml
 
     assert 'augment = "dihedral"' in recipe_toml(TrainConfig(augment="dihedral")).splitlines()
+
+
+def test_scale_augment_cuts_half_the_crops_from_a_downscaled_image(tmp_path: Path) -> None:
+    d = tmp_path / "train"
+    d.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(d / f"t{i}.png")
+    plain = CropDataset(d, min_size=32)
+    assert torch.equal(plain.batch_uint8(3, 1, 8, 32), CropDataset(d, min_size=32, augment="flip").batch_uint8(3, 1, 8, 32))
+    scaled = CropDataset(d, min_size=32, augment="scale")
+    b = scaled.batch_uint8(3, 1, 48, 32)
+    assert torch.equal(b, scaled.batch_uint8(3, 1, 48, 32))  # a pure function of (seed, step)
+
+    def views(patch: np.ndarray) -> list[np.ndarray]:
+        return [patch, patch[:, ::-1]]
+
+    plain_crops = reduced = 0
+    for crop in b.permute(0, 2, 3, 1).numpy():
+        if any(np.array_equal(crop, v) for im in scaled.images for y in range(9) for x in range(9)
+               for v in views(im[y : y + 32, x : x + 32])):
+            plain_crops += 1
+            continue
+        # otherwise it is a wider window of a training image, Lanczos-reduced to the crop
+        assert any(np.array_equal(crop, v) for im in scaled.images for size in range(33, 41)
+                   for y in range(41 - size) for x in range(41 - size)
+                   for v in views(np.asarray(Image.fromarray(im[y : y + size, x : x + size]).resize(
+                       (32, 32), Image.Resampling.LANCZOS))))
+        reduced += 1
+    assert plain_crops > 8 and reduced > 8
+    assert 'augment = "scale"' in recipe_toml(TrainConfig(augment="scale")).splitlines()

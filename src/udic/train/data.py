@@ -43,7 +43,11 @@ def load_rgb(path: Path) -> np.ndarray:
 # "flip": a random left-right mirror (every run before session 38).  "dihedral": then a random
 # quarter turn too, the 8 orientations of a crop.  With 256 px crops of the 256 px training
 # images the crop's position never varies, so each image offered one or two views only.
-AUGMENTS = ("flip", "dihedral")
+# "scale": half the crops are cut from the image downscaled by a random factor in [1/2, 1)
+# (a wider window, Lanczos-reduced to the crop): more detail per pixel than the training
+# photos hold, as in sharp photos and drawn content, and more distinct crops per image.
+AUGMENTS = ("flip", "dihedral", "scale")
+SCALE_MIN = 0.5
 
 
 class CropDataset:
@@ -98,9 +102,15 @@ class CropDataset:
                 im = self.images[int(g.integers(len(self.images)))]
             h, w = im.shape[:2]
             c = min(crop, h, w)
-            y0 = int(g.integers(h - c + 1))
-            x0 = int(g.integers(w - c + 1))
-            patch = im[y0 : y0 + c, x0 : x0 + c]
+            window = c
+            if self.augment == "scale" and c == crop and g.random() < 0.5:
+                # the window a downscale by s would turn into the crop, as large as the image allows
+                window = min(int(round(crop / g.uniform(SCALE_MIN, 1.0))), h, w)
+            y0 = int(g.integers(h - window + 1))
+            x0 = int(g.integers(w - window + 1))
+            patch = im[y0 : y0 + window, x0 : x0 + window]
+            if window != c:
+                patch = np.asarray(Image.fromarray(patch).resize((c, c), Image.Resampling.LANCZOS))
             if g.random() < 0.5:
                 patch = patch[:, ::-1]
             if self.augment == "dihedral":  # drawn only when asked: "flip" runs keep their batches
