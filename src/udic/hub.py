@@ -37,8 +37,8 @@ _CACHE_FILE_RE = re.compile(r"^.+-([0-9a-f]{16})\.safetensors$")
 
 Source = Literal["packaged", "cache", "download", "file"]
 
-# Download progress: called as (label, bytes so far, bytes in all) after every chunk and
-# once more at the end.  The hub draws nothing itself; callers choose how to show it.
+# Download progress: called as (label, bytes so far, bytes in all) after every chunk (the
+# last call has bytes so far = bytes in all).  The hub draws nothing itself; callers choose how to show it.
 DownloadProgress = Callable[[str, int, int], None]
 ProgressArg = Union[bool, DownloadProgress, None]
 
@@ -347,7 +347,10 @@ def _download_one(url: str, entry: ModelEntry, target: Path, progress: DownloadP
     if scheme not in ("http", "https", "file"):
         raise ValueError(f"unsupported URL scheme {scheme!r}")
     request = urllib.request.Request(url, headers={"User-Agent": f"udic/{__version__}"})
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{entry.filename}.", suffix=".part")
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{entry.filename}.", suffix=".part")
+    except OSError as err:  # the cache, not the URL, is at fault: no point trying the next URL
+        raise ModelError(_one_line(f"cannot write to the model cache {target.parent}: {err.strerror or err}")) from None
     tmp = Path(tmp_name)
     try:
         digest = hashlib.sha256()
@@ -377,6 +380,7 @@ def _download_one(url: str, entry: ModelEntry, target: Path, progress: DownloadP
             raise ValueError(f"got {received} bytes, expected {entry.size} (truncated)")
         if digest.hexdigest() != entry.sha256:
             raise ValueError("sha256 mismatch (file corrupted or wrong model)")
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide it from the other users of a shared cache
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -515,21 +519,21 @@ def resolve(model: str | None = None, *, progress: ProgressArg = True, allow_dow
         return ResolvedModel(entry=entry, path=packaged, source="packaged")
 
     cached = cache_dir(create=False) / entry.filename
+    bad_copy = False
     if cached.is_file():
         if verify_file(cached, entry.sha256):
             return ResolvedModel(entry=entry, path=cached, source="cache")
-        # A bad cache copy is never useful; drop it so the download below replaces it.
-        try:
-            cached.unlink()
-        except OSError as err:
-            raise ModelError(
-                _one_line(f"cached model file {cached} is corrupted and cannot be removed: {err.strerror or err}")
-            ) from None
+        # A bad copy is left where it is: the download below replaces it atomically, and
+        # deleting it here could delete the verified copy another process has just put there.
+        bad_copy = True
     for mid, path in _cache_candidates(entry.id):
         if mid == entry.id and path != cached and verify_file(path, entry.sha256):
             return ResolvedModel(entry=entry, path=path, source="cache")
 
     if not allow_download:
+        if bad_copy:
+            raise ModelError(_one_line(f"cached model file {cached} is corrupted (sha256 mismatch), and downloading "
+                                       "is disabled"))
         raise ModelError(f"model {entry.id} is not packaged or cached, and downloading is disabled")
     return ResolvedModel(entry=entry, path=_download(entry, _progress_callback(progress)), source="download")
 
@@ -537,8 +541,9 @@ def resolve(model: str | None = None, *, progress: ProgressArg = True, allow_dow
 def list_models() -> list[tuple[ModelEntry, str]]:
     """Every known model with where it is available: packaged, cached, downloadable or unavailable.
 
-    Presence is judged by file size only (hashing every file just to list them is
-    slow); :func:`resolve` still verifies hashes before any use.
+    Registered models' presence is judged by file size only (hashing every file just to
+    list them is slow; a ``<name>-<id>`` file counts by its name); only unregistered cache
+    files are hashed, to learn their ids.  :func:`resolve` verifies hashes before any use.
     """
     _, entries = load_registry()
     urls_known: bool | None = None

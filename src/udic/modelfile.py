@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def export_bytes(model: UdicModel, info: dict | None = None, fp16: bool = True) 
     model.unmerge()
     tensors: dict[str, torch.Tensor] = {}
     for name, value in model.state_dict().items():
-        if name.startswith("entropy_bottleneck._") or name.endswith("_offset") or name.endswith("_quantized_cdf") or name.endswith("_cdf_length"):
+        if not _stored(name):
             continue  # compressai's own CDF buffers: unused, we store our own tables
         t = value.detach().contiguous()
         if fp16 and t.is_floating_point() and not _keep_fp32(name):
@@ -77,10 +78,34 @@ def canonical_safetensors(data: bytes) -> bytes:
 
 
 def save(model: UdicModel, path: Path, info: dict | None = None, fp16: bool = True) -> None:
+    """Write the weights file atomically: a temp file of its own beside it, renamed over it."""
     data = export_bytes(model, info, fp16)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    path = Path(path)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.chmod(tmp_name, 0o644)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def _stored(key: str) -> bool:
+    """Whether a state-dict entry travels in a weights file (compressai's own CDF buffers do not:
+    the file carries its own tables)."""
+    return not (key.startswith("entropy_bottleneck._") or key.endswith(("_offset", "_quantized_cdf", "_cdf_length")))
+
+
+def _network(config: ModelConfig, lora_meta: dict) -> UdicModel:
+    """The network ``config`` describes, with the LoRA deltas ``lora_meta`` lists (unmerged)."""
+    model = UdicModel(config)
+    modules = dict(model.named_modules())
+    for key, spec in lora_meta.items():
+        layer_name, rate = key.rsplit(".", 1)
+        modules[layer_name].add_lora(rate, int(spec["rank"]), float(spec["alpha"]))
+    return model
 
 
 def load(path: Path, device: str | torch.device = "cpu") -> LoadedWeights:
@@ -105,22 +130,30 @@ def load_bytes(data: bytes, device: str | torch.device = "cpu", name: str = "wei
         raise ModelError(f"{name}: unsupported weights format version {metadata.get('format_version')}")
     try:
         config = ModelConfig.from_dict(json.loads(metadata["config"]))
-        model = UdicModel(config)
         lora_meta = json.loads(metadata.get("lora", "{}"))
-        modules = dict(model.named_modules())
-        for key, spec in lora_meta.items():
-            layer_name, rate = key.rsplit(".", 1)
-            modules[layer_name].add_lora(rate, int(spec["rank"]), float(spec["alpha"]))
+        if not isinstance(lora_meta, dict):
+            raise TypeError("the LoRA table is not a JSON object")
+        # The network the metadata describes, built first as shapes only (no memory), must hold
+        # exactly the file's tensors: a few hundred bytes of config naming N = 50,000 would
+        # otherwise allocate ~90 GB before any tensor was compared.
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in _network(config, lora_meta).state_dict().items() if _stored(k)}
+        stored = {k: tuple(v.shape) for k, v in arrays.items() if k not in ("z_pmf", "z_offsets")}
+        if expected != stored:
+            differ = sorted(k for k in expected.keys() | stored.keys() if expected.get(k) != stored.get(k))
+            raise ModelError(f"{name}: weights do not match the architecture their metadata describes "
+                             f"({', '.join(differ[:3])}{' …' if len(differ) > 3 else ''})")
+        model = _network(config, lora_meta)
         state = {}
         for k, v in arrays.items():
             if k in ("z_pmf", "z_offsets"):
                 continue
             state[k] = torch.from_numpy(np.ascontiguousarray(v)).float() if v.dtype != np.int64 else torch.from_numpy(v)
         missing, unexpected = model.load_state_dict(state, strict=False)
-        missing = [m for m in missing if not m.startswith("entropy_bottleneck._") and not m.endswith(("_offset", "_quantized_cdf", "_cdf_length"))]
+        missing = [m for m in missing if _stored(m)]
         if missing or unexpected:
             raise ModelError(f"{name}: weights do not match the architecture (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    except (KeyError, TypeError, ValueError, RuntimeError, json.JSONDecodeError) as exc:
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, json.JSONDecodeError) as exc:
         raise ModelError(f"{name}: weights do not match udic's architecture ({' '.join(str(exc).split())[:200]})") from None
     if "z_pmf" not in arrays or "z_offsets" not in arrays:
         raise ModelError(f"{name}: weights file lacks the hyper-latent tables")

@@ -44,7 +44,7 @@ class LowerBound(nn.Module):
 
     def __init__(self, bound: float) -> None:
         super().__init__()
-        self.register_buffer("bound", torch.Tensor([float(bound)]))
+        self.register_buffer("bound", torch.tensor([float(bound)]))
 
     def forward(self, x: Tensor) -> Tensor:
         return _LowerBoundFunction.apply(x, self.bound)
@@ -60,7 +60,7 @@ class NonNegativeParametrizer(nn.Module):
         self.minimum = float(minimum)
         self.reparam_offset = float(reparam_offset)
         pedestal = self.reparam_offset**2
-        self.register_buffer("pedestal", torch.Tensor([pedestal]))
+        self.register_buffer("pedestal", torch.tensor([pedestal]))
         bound = (self.minimum + self.reparam_offset**2) ** 0.5
         self.lower_bound = LowerBound(bound)
 
