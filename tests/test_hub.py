@@ -205,10 +205,22 @@ def test_malformed_registry_is_model_error(env: Env) -> None:
     with pytest.raises(ModelError, match="malformed model registry .*registry.json"):
         hub.load_registry()
     m = Model(fake_weights(1))
-    bad = m.record() | {"filename": "../evil.safetensors"}
-    write_registry(env.pkg, [bad])
-    with pytest.raises(ModelError, match="filename"):
-        hub.load_registry()
+    for name in ("../evil.safetensors", "D:evil.safetensors"):  # (a drive would leave the cache on Windows)
+        write_registry(env.pkg, [m.record() | {"filename": name}])
+        with pytest.raises(ModelError, match="filename"):
+            hub.load_registry()
+
+
+def test_a_user_entry_never_reads_a_package_file_of_the_same_name(env: Env) -> None:
+    packaged, mine = Model(fake_weights(1)), Model(fake_weights(2))
+    write_registry(env.pkg, [packaged.record(packaged=True)], default=packaged.id)
+    (env.pkg / packaged.filename).write_bytes(packaged.data)
+    env.cache.mkdir(parents=True, exist_ok=True)
+    (env.cache / packaged.filename).write_bytes(mine.data)  # the user's file, under the same name
+    write_registry(env.cache, [mine.record() | {"filename": packaged.filename}])
+    r = hub.resolve(mine.id, progress=False)
+    assert (r.source, r.path) == ("cache", env.cache / packaged.filename)
+    assert hub.resolve(packaged.id, progress=False).source == "packaged"
 
 
 # --------------------------------------------------------------------------- resolution
@@ -424,6 +436,17 @@ def test_corrupted_cache_file_is_redownloaded(env: Env, server: Server, monkeypa
     assert r.source == "download"
     assert (env.cache / m.filename).read_bytes() == m.data
     assert len(server.requests) == 1
+
+
+def test_a_corrupted_cache_file_is_named_when_nothing_may_replace_it(env: Env) -> None:
+    m = Model(fake_weights(1))
+    write_registry(env.pkg, [m.record()])
+    env.cache.mkdir()
+    (env.cache / m.filename).write_bytes(fake_weights(3))
+    with pytest.raises(ModelError, match=r"cached model file .* is corrupted .*downloading is disabled"):
+        hub.resolve(m.id, progress=False, allow_download=False)
+    # left for a download to replace atomically: removing it could remove another process's good copy
+    assert (env.cache / m.filename).read_bytes() == fake_weights(3)
 
 
 # --------------------------------------------------------------------------- config file

@@ -240,6 +240,7 @@ def _parse_entry(raw: Any, path: Path, index: int, user: bool) -> ModelEntry:
         or not filename.endswith(".safetensors")
         or "/" in filename
         or "\\" in filename
+        or ":" in filename  # a Windows drive ("D:x.safetensors") would leave the cache directory
         or filename.startswith(".")
     ):
         raise bad("'filename' must be a plain *.safetensors file name")
@@ -511,7 +512,7 @@ def resolve(model: str | None = None, *, progress: ProgressArg = True, allow_dow
         raise _unknown(model)
 
     packaged = packaged_dir() / entry.filename
-    if packaged.is_file():
+    if entry.packaged and packaged.is_file():  # (a user registry's entry never names a package file)
         if not verify_file(packaged, entry.sha256):
             raise ModelError(
                 _one_line(f"packaged model file {packaged} is corrupted (sha256 mismatch); reinstall udic")
