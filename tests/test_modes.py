@@ -765,3 +765,27 @@ def test_an_account_never_costs_a_replacement_its_win(tiny_codec):
     assert api.info(with_brief.data).mode_note == brief
     bare = api._accounted(enc, long_note, brief, smaller_than=size + 2)
     assert bare.data == enc.data and bare.notices[-1] == long_note
+
+
+def test_a_default_file_just_under_a_psnr_target_is_beaten_only_in_fewer_bytes(monkeypatch):
+    """The default's search lands within its 0.1 dB promise, 0.02 dB under the target: that
+    meets it, so the high-fidelity model's file must meet it in fewer bytes; compared on PSNR, a
+    file from its lowest searched rate, far over the target and larger, had won."""
+    from types import SimpleNamespace
+
+    from udic.ratecontrol import Probe, SearchResult
+
+    def found(db: float, size: int) -> SearchResult:
+        enc = SimpleNamespace(data=bytes(size), bpp=size * 8 / 1e4, notices=[])
+        return SearchResult(enc, 3.0, db, True, [Probe(3.0, enc.bpp, db, enc)])
+
+    default, hifi = SimpleNamespace(model_id="a" * 16), SimpleNamespace(model_id="b" * 16, max_quality=7.0)
+    monkeypatch.setattr(api, "_search_learned", lambda *a, **k: found(36.5, 3000))  # the other model's answer
+    mine = found(33.98, 2000)
+    target = RateTarget("psnr", 34.0)
+    codec, result = api._with_fidelity(default, hifi, None, 1, None, 0, None, None, target, None, mine)
+    assert codec is default and result is mine
+    monkeypatch.setattr(api, "_search_learned", lambda *a, **k: found(34.1, 1500))  # met in fewer bytes: it wins
+    monkeypatch.setattr(api, "_accounted", lambda enc, *a: enc)
+    codec, result = api._with_fidelity(default, hifi, None, 1, None, 0, None, None, target, None, mine)
+    assert codec is hifi and len(result.encode.data) == 1500

@@ -178,3 +178,34 @@ def test_smallest_at_least_takes_a_probe_over_the_floor_when_the_answer_sits_und
     assert picked.encode is probes[2].encode and picked.probes == probes
     assert smallest_at_least(answer, 40.25) is answer  # the answer already reaches it
     assert smallest_at_least(answer, 40.6) is None  # no file does
+
+
+def test_an_exact_file_at_the_top_of_the_bracket_is_bisected_not_crept_up_to() -> None:
+    # Above q 4 the file decodes exactly (infinite PSNR): a secant step towards it has no slope
+    # and crept up from the lower end by 1/256 a probe, all MAX_PROBES of them.
+    def decode(data: bytes) -> np.ndarray:
+        (q,) = struct.unpack("<d", data)
+        if q >= 4.0:
+            return REF.astype(np.float64)
+        return np.full(REF.shape, 255.0 / 10 ** (fake_psnr(q) / 20), dtype=np.float64)
+
+    target = fake_psnr(3.8)
+    res = search_quality(RateTarget("psnr", target), Encoder(fake_curve, decode, REF, 5.0))
+    assert res.reached and len(res.probes) <= 7
+    assert target - 0.1 <= res.achieved < target + 0.2 and 3.7 <= res.quality < 3.9
+
+
+def test_an_adaptive_re_aim_that_misses_keeps_a_file_of_the_search_that_met_the_target() -> None:
+    # Every adaptive re-aim lands over 0.1 dB under 37 dB, where the non-adaptive search had met
+    # it: its file answers, and the request is not reported as beyond the model.
+    def adaptive(q: float) -> FakeEncode:
+        return FakeEncode(q, 0.1 * q)
+
+    def decode(data: bytes) -> np.ndarray:
+        return np.full(REF.shape, 255.0 / 10 ** (36.6 / 20), dtype=np.float64)
+
+    probes = [Probe(q, 0.2 * q, 37.0 + 2.0 * (q - 3.5), FakeEncode(q, 0.2 * q)) for q in (3.5, 4.0)]
+    first = SearchResult(probes[0].encode, 3.5, 37.0, True, probes)
+    res = refine_adaptive(RateTarget("psnr", 37.0), first, Encoder(adaptive, decode, REF, 5.0))
+    assert res.reached and res.notice is None
+    assert res.quality == 3.5 and res.achieved == 37.0

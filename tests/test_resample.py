@@ -251,3 +251,12 @@ def test_a_reduced_file_carries_no_psnr_of_its_low_image(tiny_codec):
     enc = reduced.encode_reduced(tiny_codec, image, low, 0.0, 1, None, 0, None)
     assert enc.psnr is None or enc.psnr == api._learned_psnr(tiny_codec, image, enc.data)
     assert api.encoded_psnr(image, enc, tiny_codec) == api._learned_psnr(tiny_codec, image, enc.data)
+
+
+def test_a_bpp_target_above_the_top_rate_keeps_the_full_resolution_file(tiny_codec, learned_only):
+    """The full search's top file fits such a target: it is measured, not treated as over the
+    budget (which let any reduced file that fitted win, whatever its PSNR)."""
+    image = loaded(gradient(192, 256))
+    top = api.encode_with(tiny_codec, image, tiny_codec.max_quality, effort=1, reduce=False)
+    enc = api.encode_with(tiny_codec, image, 3.0, effort=1, target=RateTarget("bpp", top.bpp * 3))
+    assert not ctr.parse(enc.data).header.flags & ctr.Flags.RESAMPLE

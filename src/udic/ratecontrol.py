@@ -137,8 +137,11 @@ def search_quality(target: RateTarget, encoder: Encoder, start: float = 3.0) -> 
         step = 1 / RATE_UNIT
         if hi_q - lo_q <= step:
             break
-        q = lo_q + (hi_q - lo_q) * (-lo_err) / (hi_err - lo_err)
-        q = min(max(q, lo_q + step), hi_q - step)
+        if math.isfinite(lo_err) and math.isfinite(hi_err):
+            q = lo_q + (hi_q - lo_q) * (-lo_err) / (hi_err - lo_err)
+            q = min(max(q, lo_q + step), hi_q - step)
+        else:  # an exact file (infinite PSNR) gives no slope: the secant would creep up from lo by 1/256
+            q = 0.5 * (lo_q + hi_q)
         if encoder.key(q) in probes:
             q = 0.5 * (lo_q + hi_q)
         p, err = probe(q)
@@ -228,4 +231,10 @@ def refine_adaptive(target: RateTarget, first: SearchResult, encoder: Encoder, r
         if slope is None:
             break
         q = to_quality(key) - err / slope
-    return _finish(target, probes, reached=first.reached)
+    result = _finish(target, probes, reached=first.reached)
+    if first.reached and not result.reached:
+        # Every re-aim missed (all more than the promise under a PSNR target, say), where the
+        # search without adaptation had met it: its files are answers too, and the request is
+        # not beyond the model (which would send it to another model or the pixel coder).
+        return _finish(target, {**{-1 - i: p for i, p in enumerate(first.probes)}, **probes}, reached=True)
+    return result

@@ -110,8 +110,10 @@ def reduced_target(codec: Codec, image: LoadedImage, target: RateTarget, full: A
         return psnr_rgb(reference, decode_rgb(found.encode.data))
 
     # Only where the upsampled low image beats what the full-resolution file reaches (or the
-    # full search fell short of a bpp target below the network's lowest rate).
-    full_psnr = target.value if target.metric == "psnr" else psnr(full) if full.reached else -math.inf
+    # full search fell short of a bpp target below the network's lowest rate: its file is over
+    # the budget; one under a target above the top rate fits it, and is measured like any other).
+    over_budget = target.metric == "bpp" and not full.reached and target.error(full.achieved) > 0
+    full_psnr = target.value if target.metric == "psnr" else -math.inf if over_budget else psnr(full)
     if not resample.worth_trying(image.rgb, low.rgb, full_psnr):
         return full
 
