@@ -581,3 +581,38 @@ def test_samples_to_pil_keeps_gray_16_bit_samples(channels: int, depth: int, mod
     assert image.mode == mode and image.size == (7, 5)
     expected = samples[..., 0] if channels == 1 else samples
     np.testing.assert_array_equal(np.asarray(image).astype(np.int64), expected.astype(np.int64))
+
+
+def _icon_holding(png: bytes, side: int = 16) -> bytes:
+    """An ICO whose one directory entry says ``side`` × ``side`` and holds ``png``."""
+    head = struct.pack("<HHH", 0, 1, 1)
+    entry = struct.pack("<BBBBHHII", side, side, 0, 0, 1, 32, len(png), 6 + 16)
+    return head + entry + png
+
+
+def test_an_icon_holding_a_huge_png_is_refused_before_it_is_decoded() -> None:
+    """Pillow decodes an ICO's embedded PNG while opening it, before our size check on the header
+    runs: its own limit, set to ours, has to stop it (a 388 KB icon had decoded 20000 x 20000)."""
+    big = io.BytesIO()
+    Image.new("RGB", (300, 300), (9, 9, 9)).save(big, "PNG")
+    # Pillow's limit speaks (before the PNG is decoded), not our check on the decoded size
+    with pytest.raises(InputError, match="image too large"):
+        load_image(_icon_holding(big.getvalue()), max_pixels=10_000)
+    small = io.BytesIO()
+    Image.new("RGB", (16, 16), (9, 9, 9)).save(small, "PNG")
+    assert load_image(_icon_holding(small.getvalue()), max_pixels=10_000).rgb.shape == (16, 16, 3)
+
+
+@pytest.mark.parametrize("value, expected", [(6, 6), (1, 1), ("6", 1), (9, 1), (0, 1), (b"6", 1)])
+def test_the_orientation_is_read_as_pillows_transpose_reads_it(value, expected) -> None:
+    """A text "6" turns nothing in ImageOps.exif_transpose, so the 16-bit samples must not turn either."""
+    im = Image.new("RGB", (3, 2))
+    exif = im.getexif()
+    exif[0x0112] = value
+    assert imageio._orientation(im) == expected
+
+
+def test_an_output_with_a_long_name_is_written(tmp_path: Path) -> None:
+    dest = tmp_path / ("x" * 240 + ".udic")  # a legal name; its temp file's must be legal too
+    atomic_write_bytes(dest, b"data")
+    assert dest.read_bytes() == b"data" and [p.name for p in tmp_path.iterdir()] == [dest.name]

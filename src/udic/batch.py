@@ -182,9 +182,11 @@ def remove_temp_files(dest: str) -> None:
     """
     if dest == STDIO:
         return
+    from .imageio import temp_prefix  # (Pillow and numpy load with it: not at import)
+
     path = Path(dest)
     try:
-        for tmp in path.parent.glob(f".{glob_escape(path.name)}.*.udic-tmp"):
+        for tmp in path.parent.glob(f"{glob_escape(temp_prefix(path))}*.udic-tmp"):
             with suppress(OSError):
                 tmp.unlink()
     except OSError:

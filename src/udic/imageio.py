@@ -69,18 +69,21 @@ def _one_line(exc: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def _no_pillow_bomb_check() -> Iterator[None]:
-    """Disable Pillow's own pixel limit while we enforce ours.
+def _pillow_limit(limit: int) -> Iterator[None]:
+    """Pillow's own pixel limit set to ours (its error threshold is twice its setting) and its
+    warnings kept off the terminal while an image is read.
 
-    Pillow would otherwise warn about (or refuse) images the user explicitly
-    allowed with ``--allow-large``; our own check runs on the header size before
-    any pixel is decoded, so nothing is lost.  Not thread-safe (global state).
+    Our check on the header's size runs before any pixel is decoded, but some formats decode
+    while they are opened (an ICO's or ICNS's embedded PNG): Pillow's limit stops those, where
+    switching it off had let a 388 KB icon decode a 20000 × 20000 PNG.  Warnings (a damaged
+    EXIF offset, a large image the user allowed) would print two lines naming Pillow's source.
+    Not thread-safe (global state).
     """
     saved = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None
+    Image.MAX_IMAGE_PIXELS = max(1, limit // 2)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore")
             yield
     finally:
         Image.MAX_IMAGE_PIXELS = saved
@@ -233,7 +236,7 @@ def load_image(
     """
     data = _read_source(source)
     notices: list[str] = []
-    with _no_pillow_bomb_check():
+    with _pillow_limit(MAX_SIDE**2 if allow_large else max_pixels):
         try:
             im = Image.open(io.BytesIO(data))
         except UnidentifiedImageError:
@@ -261,6 +264,9 @@ def load_image(
             bit_depth = _source_bit_depth(im, data)
             icc = im.info.get("icc_profile") or None
             im.load()
+            if im.size != (width, height) and (max(im.size) > MAX_SIDE or
+                                               (not allow_large and im.size[0] * im.size[1] > max_pixels)):
+                raise InputError(f"image is {im.size[0]}x{im.size[1]} once decoded, over the limit")
             orientation = _orientation(im)
             transposed = ImageOps.exif_transpose(im)
             if transposed is not None:
@@ -289,10 +295,20 @@ def load_image(
                        wide=wide, bit_depth=16 if wide is not None else 8)
 
 
+_ORIENTATIONS = {2, 3, 4, 5, 6, 7, 8}  # the EXIF orientations that move pixels
+
+
 def _orientation(im: Image.Image) -> int:
+    """The EXIF orientation as ImageOps.exif_transpose reads it (the same lookup: a text "6" or
+    a fraction turns nothing there, so it turns nothing here, and the 16-bit samples stay in step
+    with ``rgb``)."""
     try:
-        return int(im.getexif().get(0x0112, 1) or 1)
+        value = im.getexif().get(0x0112, 1)
     except Exception:  # a damaged EXIF block: Pillow's transpose ignores it too
+        return 1
+    try:
+        return int(value) if value in _ORIENTATIONS else 1
+    except TypeError:  # unhashable
         return 1
 
 
@@ -545,11 +561,29 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def _current_umask() -> int:
-    """mkstemp creates files 0600; outputs should get the usual 0666 & ~umask."""
+def _read_umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+# mkstemp creates files 0600; outputs get the usual 0666 & ~umask.  Read once, here: setting and
+# restoring it around each write raced between a parallel batch's worker threads.
+_UMASK = _read_umask()
+
+
+def _current_umask() -> int:
+    return _UMASK
+
+
+# A temp file's name keeps at most this much of its output's name: ".<name>.<8 random>.udic-tmp"
+# must fit the 255 bytes a name may have where the output's own name fits.
+TEMP_NAME_KEEP = 200
+
+
+def temp_prefix(path: Path) -> str:
+    """The start of the temp file names of an output being written (``batch`` cleans them up)."""
+    return f".{path.name[:TEMP_NAME_KEEP]}."
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -608,9 +642,7 @@ def atomic_write_bytes(
     _check_destination(path, force)
     tmp: str | None = None
     try:
-        fd, tmp = tempfile.mkstemp(
-            dir=path.parent, prefix=f".{path.name}.", suffix=".udic-tmp"
-        )
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=".udic-tmp")
         try:
             os.fchmod(fd, 0o666 & ~_current_umask())
             _write_all(fd, data)

@@ -458,7 +458,10 @@ def write(samples: np.ndarray, bit_depth: int | None = None, icc: bytes | None =
     if icc is not None:
         out.append(_chunk(b"iCCP", _ICC_NAME + b"\x00\x00" + zlib.compress(bytes(icc), 9)))
     if exif is not None:
-        out.append(_chunk(b"eXIf", bytes(exif)))
+        # eXIf holds the TIFF structure itself ("II" / "MM"); Pillow's form starts "Exif\0\0",
+        # which libpng and other readers reject there (Pillow's own PNG writer drops it too).
+        exif = bytes(exif)
+        out.append(_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
     compressed = zlib.compress(filtered, compress_level)
     for start in range(0, len(compressed), _IDAT_PIECE):
         out.append(_chunk(b"IDAT", compressed[start:start + _IDAT_PIECE]))
