@@ -545,3 +545,26 @@ def test_import_is_light() -> None:
     code = "import sys, udic.png16; print(sorted(m for m in ('torch', 'compressai', 'PIL') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_thin_images_unfilter_byte_by_byte_as_the_wavefront_does(monkeypatch) -> None:
+    """A thin image takes the byte loop (the wavefront's steps are per diagonal: a 1 x 1,000,000
+    Paeth PNG took ~20 s); both give the same rows for every filter and lane distance."""
+    rng = np.random.default_rng(7)
+    for unit, stride in ((1, 3), (2, 6), (6, 12), (8, 8)):
+        filtered = rng.integers(0, 256, (40, stride), dtype=np.uint8)
+        filters = rng.integers(0, 5, 40).astype(np.uint8)
+        np.testing.assert_array_equal(png16._unfilter_bytewise(filtered, filters, unit),
+                                      png16._unfilter_wavefront(filtered, filters, unit))
+    thin = rng.integers(0, 256, (5000, 6), dtype=np.uint8)
+    kinds = np.full(5000, 4, np.uint8)
+    expected = png16._unfilter_wavefront(thin, kinds, 6)
+    wide = rng.integers(0, 256, (40, 600), dtype=np.uint8)
+
+    def no_wavefront(*_):
+        raise AssertionError("the wavefront ran on a thin image")
+
+    monkeypatch.setattr(png16, "_unfilter_wavefront", no_wavefront)
+    np.testing.assert_array_equal(png16.unfilter(thin, kinds, 6), expected)
+    with pytest.raises(AssertionError, match="wavefront"):  # a wide one still takes it
+        png16.unfilter(wide, np.full(40, 4, np.uint8), 6)
