@@ -616,3 +616,19 @@ def test_an_output_with_a_long_name_is_written(tmp_path: Path) -> None:
     dest = tmp_path / ("x" * 240 + ".udic")  # a legal name; its temp file's must be legal too
     atomic_write_bytes(dest, b"data")
     assert dest.read_bytes() == b"data" and [p.name for p in tmp_path.iterdir()] == [dest.name]
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_a_webp_photos_exif_comes_out_of_every_format(fmt: str) -> None:
+    """Pillow gives a WebP's EXIF without the "Exif\\0\\0" header it gives a JPEG's or PNG's, and
+    writes JPEG's as given: stored in one form, it reads back from every output."""
+    im = Image.fromarray(_rand(16, 24, 3))
+    exif = im.getexif()
+    exif[0x010F] = "udic test camera"  # Make
+    buf = io.BytesIO()
+    im.save(buf, "WEBP", lossless=True, exif=exif.tobytes())
+    loaded_image = load_image(buf.getvalue())
+    assert loaded_image.metadata.exif.startswith(b"Exif\x00\x00")
+    out = to_pil(loaded_image.rgb, "RGB", metadata=loaded_image.metadata)
+    back = Image.open(io.BytesIO(encode_image_bytes(out, fmt)))
+    assert back.getexif().get(0x010F) == "udic test camera"

@@ -391,7 +391,7 @@ def _read_metadata(info: dict, notices: list[str]) -> Metadata:
     xmp = info.get("xmp") or info.get("XML:com.adobe.xmp") or None
     if isinstance(xmp, str):
         xmp = xmp.encode("utf-8")
-    exif = bytes(exif) if isinstance(exif, (bytes, bytearray)) else None
+    exif = _pillow_exif(bytes(exif)) if isinstance(exif, (bytes, bytearray)) else None
     xmp = bytes(xmp) if isinstance(xmp, (bytes, bytearray)) else None
     if (len(exif or b"") + len(xmp or b"")) > MAX_METADATA_BYTES - 16:
         notices.append(f"dropped EXIF/XMP metadata over {MAX_METADATA_BYTES >> 20} MiB")
@@ -485,9 +485,23 @@ def _prepare(
 _JPEG_SEGMENT = 65_000  # a JPEG APP segment holds < 64 KiB: larger EXIF/XMP cannot be written there
 
 
+_EXIF_HEADER = b"Exif\x00\x00"
+
+
+def _pillow_exif(exif: bytes) -> bytes:
+    """EXIF in one form, Pillow's: "Exif\\0\\0" and then the TIFF structure.  Pillow reads it
+    so from JPEG and PNG but without the header from WebP, and writes it to JPEG as given: a
+    WebP photo's EXIF had come out of a JPEG decode where no reader finds it.  (Pillow's PNG and
+    WebP writers drop the header themselves; so does png16.)"""
+    if exif.startswith((b"II*\x00", b"MM\x00*")):
+        return _EXIF_HEADER + exif
+    return exif
+
+
 def _metadata_options(exif: bytes | None, xmp: bytes | None, fmt: str) -> dict[str, Any]:
     """Save options that write EXIF and XMP in the formats that hold them."""
     out: dict[str, Any] = {}
+    exif = _pillow_exif(exif) if exif else exif  # (files written before the form was one)
     if exif and fmt in ("PNG", "WEBP", "JPEG", "TIFF") and not (fmt == "JPEG" and len(exif) > _JPEG_SEGMENT):
         out["exif"] = exif
     if xmp and fmt in ("WEBP", "JPEG") and not (fmt == "JPEG" and len(xmp) > _JPEG_SEGMENT):
