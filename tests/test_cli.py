@@ -662,3 +662,14 @@ def test_usage_errors_are_one_line_in_udics_shape(monkeypatch: pytest.MonkeyPatc
         cli.run()
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip() == expected
+
+
+def test_an_endless_input_is_refused_at_the_cap(runner, tmp_path, monkeypatch) -> None:
+    """stdin and devices have no size to check first: reading stops past MAX_INPUT_BYTES."""
+    from udic import cli
+
+    monkeypatch.setattr(cli, "MAX_INPUT_BYTES", 1000)
+    result = runner.invoke(cli.main, ["encode", "-", "-o", str(tmp_path / "x.udic")], input=b"\x00" * 5000)
+    assert result.exit_code != 0
+    assert "input is over" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "x.udic").exists()

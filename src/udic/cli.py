@@ -58,16 +58,34 @@ def _setup_threads(threads: int | None) -> None:
         workers.set_workers(threads)  # the lossless encoder's processes
 
 
+# The most an input may hold.  Why a cap: stdin and devices have no size to check first, and
+# `udic encode /dev/zero` would otherwise grow until the machine ran out of memory.
+MAX_INPUT_BYTES = 1 << 31
+
+
 def _read_input(src: str) -> bytes:
     if src == STDIO:
-        return sys.stdin.buffer.read()
+        return _read_capped(sys.stdin.buffer)
     path = Path(src)
     if path.is_dir():
         raise InputError("is a directory")
     try:
-        return path.read_bytes()
+        with path.open("rb") as f:
+            return _read_capped(f)
     except OSError as exc:
         raise checks.input_error(exc) from None
+
+
+def _read_capped(stream) -> bytes:  # noqa: ANN001
+    """All of ``stream``, refused as soon as it passes MAX_INPUT_BYTES (read in 16 MiB pieces:
+    one read of the cap would reserve it)."""
+    pieces, total = [], 0
+    while piece := stream.read(1 << 24):
+        total += len(piece)
+        if total > MAX_INPUT_BYTES:
+            raise InputError(f"input is over {MAX_INPUT_BYTES >> 30} GiB")
+        pieces.append(piece)
+    return b"".join(pieces)
 
 
 def _looks_like_a_file(output: str) -> bool:
