@@ -376,6 +376,9 @@ def test_icc_and_exif_round_trip() -> None:
     assert pillow.info["exif"].endswith(exif)
     from_pillow = pillow_png(Image.fromarray(smooth_samples(4, 6, 3, 8)), icc_profile=icc)
     assert png16.read(from_pillow)[1]["icc"] == icc
+    # XMP goes into an iTXt chunk where Pillow (and other readers) find it
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF/></x:xmpmeta>'
+    assert Image.open(io.BytesIO(png16.write(samples, xmp=xmp))).info["XML:com.adobe.xmp"] == xmp.decode()
     # Pillow's form of EXIF ("Exif\0\0" first) goes into eXIf as the TIFF structure alone
     assert png16.read(png16.write(samples, exif=b"Exif\x00\x00" + exif))[1]["exif"] == exif
 

@@ -673,8 +673,11 @@ def save_decoded(result: DecodeResult | PixelDecodeResult, dest: str, force: boo
         from .imageio import _resolve_format
 
         if _resolve_format(dest, format) == "PNG":
+            info = result.image.info
+            xmp = info.get("xmp")
             save_wide_png(result.samples, depth, dest, force=force,  # type: ignore[union-attr]
-                          icc=result.image.info.get("icc_profile"), exif=result.image.info.get("exif"))
+                          icc=info.get("icc_profile"), exif=info.get("exif"),
+                          xmp=xmp.encode("utf-8") if isinstance(xmp, str) else xmp)
             return []
         save_image(result.image, dest, force=force, format=format)
         return [f"reduced {depth}-bit samples to 8 bits ({_resolve_format(dest, format)} holds 8; use .png)"]

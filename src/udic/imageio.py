@@ -364,11 +364,11 @@ def samples_to_pil(samples: np.ndarray, bit_depth: int, icc: bytes | None = None
 
 
 def save_wide_png(samples: np.ndarray, bit_depth: int, dest: str | os.PathLike[str], *, force: bool = False,
-                  icc: bytes | None = None, exif: bytes | None = None) -> None:
+                  icc: bytes | None = None, exif: bytes | None = None, xmp: bytes | None = None) -> None:
     """Exact samples over 8 bits as a 16-bit PNG (Pillow cannot write 16-bit colour)."""
     from . import png16
 
-    data = png16.write(samples.astype(np.uint16), bit_depth=16, icc=icc, exif=exif)
+    data = png16.write(samples.astype(np.uint16), bit_depth=16, icc=icc, exif=exif, xmp=xmp)
     if os.fspath(dest) == "-":
         _write_stdout(data)
         return

@@ -449,7 +449,7 @@ def _unfilter_wavefront(filtered: np.ndarray, filters: np.ndarray, unit: int) ->
 
 
 def write(samples: np.ndarray, bit_depth: int | None = None, icc: bytes | None = None,
-          exif: bytes | None = None, compress_level: int = 6) -> bytes:
+          exif: bytes | None = None, compress_level: int = 6, xmp: bytes | None = None) -> bytes:
     """Encode ``(H, W, C)`` or ``(H, W)`` uint8/uint16 samples as PNG bytes, exactly.
 
     uint16 gives bit depth 16 (big-endian samples), uint8 bit depth 8; gray uint8 may be
@@ -501,6 +501,8 @@ def write(samples: np.ndarray, bit_depth: int | None = None, icc: bytes | None =
         # which libpng and other readers reject there (Pillow's own PNG writer drops it too).
         exif = bytes(exif)
         out.append(_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
+    if xmp is not None:  # an uncompressed iTXt with the keyword XMP's spec names, as Pillow writes it
+        out.append(_chunk(b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + bytes(xmp)))
     compressed = zlib.compress(filtered, compress_level)
     for start in range(0, len(compressed), _IDAT_PIECE):
         out.append(_chunk(b"IDAT", compressed[start:start + _IDAT_PIECE]))
