@@ -673,3 +673,51 @@ def test_an_endless_input_is_refused_at_the_cap(runner, tmp_path, monkeypatch) -
     assert result.exit_code != 0
     assert "input is over" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "x.udic").exists()
+
+
+def test_paths_that_name_no_file_or_the_same_output(runner: CliRunner, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_png(tmp_path / "a.png")
+    result = run(runner, "encode", ".")
+    assert result.exit_code == 1 and "udic: .: is a directory" in result.stderr
+    # the same file written two ways would be encoded twice into one output
+    result = run(runner, "encode", "--lossless", "a.png", str(tmp_path / "a.png"))
+    assert result.exit_code == 2 and "would both be written to" in result.stderr
+    assert not (tmp_path / "a.udic").exists()
+
+
+def test_a_file_named_dash_does_not_stop_stdin_to_stdout(runner: CliRunner, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_png(tmp_path / "a.png")
+    assert run(runner, "encode", "--lossless", "a.png").exit_code == 0
+    (tmp_path / "-").write_bytes(b"")
+    result = run(runner, "decode", "-", "-o", "-", "--force", input=(tmp_path / "a.udic").read_bytes())
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout_bytes.startswith(b"\x89PNG")
+
+
+def test_force_writes_into_a_fifo_instead_of_replacing_it(runner: CliRunner, tmp_path: Path) -> None:
+    """A rename over a device or a FIFO replaces it with a plain file (as root, /dev/null)."""
+    import stat
+    import threading
+
+    write_png(tmp_path / "a.png")
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    result = run(runner, "encode", "--lossless", str(tmp_path / "a.png"), "-o", str(fifo), "--force")
+    reader.join(timeout=60)
+    assert result.exit_code == 0, result.stderr
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert got and got[0].startswith(b"UDIC")
+
+
+def test_options_that_contradict_the_request_are_refused(runner: CliRunner, tmp_path: Path) -> None:
+    write_png(tmp_path / "a.png")
+    result = run(runner, "encode", "-q", "10", "--lossy-only", str(tmp_path / "a.png"))
+    assert result.exit_code == 2 and "--lossy-only rules out" in result.stderr
+    result = run(runner, "encode", "--lossless", "--model", "no-such-model", str(tmp_path / "a.png"))
+    assert result.exit_code == 1 and "unknown model" in result.stderr
+    assert not (tmp_path / "a.udic").exists()

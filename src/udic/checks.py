@@ -118,6 +118,12 @@ def check_output(dest: str, force: bool, src: str | None = None, folder_planned:
         raise OutputError(f"{dest} is a directory")
     if not force and os.path.lexists(dest):
         raise OutputError(f"{dest} exists (use --force to overwrite)")
+    from .imageio import is_special_file
+
+    if is_special_file(dest):  # written into, not replaced (imageio.atomic_write_bytes)
+        if not os.access(dest, os.W_OK):
+            raise OutputError(f"cannot write {dest} (permission denied)")
+        return
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write {dest} (permission denied)")
     _probe_folder(parent, dest)

@@ -106,11 +106,12 @@ def _plan_outputs(inputs: tuple[str, ...], output: str | None, suffix: str) -> t
         if STDIO in inputs:
             raise UsageError("'-' (stdin) cannot be combined with other inputs")
         if output is None:
-            pairs = [(i, str(Path(i).with_suffix(suffix))) for i in inputs]
-            dests = [d for _, d in pairs]
-            for d in dests:
-                if dests.count(d) > 1:
+            pairs = [(i, _beside(i, suffix)) for i in inputs]
+            seen: dict[str, str] = {}
+            for _, d in pairs:  # (the same file however its path is written: a.png and ./a.png)
+                if os.path.realpath(d) in seen:
                     raise UsageError(f"two inputs would both be written to {d}; use -o DIR")
+                seen[os.path.realpath(d)] = d
             return pairs, None
         if output == STDIO:
             raise UsageError("several inputs cannot all go to stdout; use -o DIR")
@@ -118,22 +119,39 @@ def _plan_outputs(inputs: tuple[str, ...], output: str | None, suffix: str) -> t
             raise UsageError(f"-o {output}: several inputs need -o DIR, and this names a file")
         checks.check_output_dir(output)
         pairs = []
-        seen: set[str] = set()
+        taken: set[str] = set()
         for i in inputs:
-            dest = str(Path(output) / (Path(i).stem + suffix))
-            if dest in seen:
+            dest = str(Path(output) / (_stem(i) + suffix))
+            if os.path.realpath(dest) in taken:
                 raise UsageError(f"two inputs would both be written to {dest}")
-            seen.add(dest)
+            taken.add(os.path.realpath(dest))
             pairs.append((i, dest))
         return pairs, output
     src = inputs[0]
     if output is None:
-        return [(src, STDIO if src == STDIO else str(Path(src).with_suffix(suffix)))], None
+        return [(src, STDIO if src == STDIO else _beside(src, suffix))], None
     if output != STDIO and (Path(output).is_dir() or output.endswith(("/", os.sep))):
         checks.check_output_dir(output)
-        stem = "stdin" if src == STDIO else Path(src).stem
+        stem = "stdin" if src == STDIO else _stem(src)
         return [(src, str(Path(output) / (stem + suffix)))], output
     return [(src, output)], None
+
+
+def _named(src: str) -> Path:
+    """``src`` as a path with a name ("." and ".." have none: their resolved form does), so that
+    its output can be named and the file checks can refuse it as a folder, like any other."""
+    path = Path(src)
+    return path if path.name and path.name != ".." else path.resolve()
+
+
+def _stem(src: str) -> str:
+    """The name an input's output takes."""
+    return _named(src).stem
+
+
+def _beside(src: str, suffix: str) -> str:
+    """The default output of an input: its name with ``suffix``, in its folder."""
+    return str(_named(src).with_suffix(suffix))
 
 
 def _make_dir(directory: str | None) -> None:
@@ -274,6 +292,13 @@ def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, l
         checks.check_binary_stdout(pairs[0][1], force)
         top = None if exact else checks.check_quality(q, model)
         pixel_step = None if top is None else modes.pixel_max_error(q, top)
+        if lossy_only and pixel_step is not None and target_bpp is None and target_psnr is None:
+            raise UsageError(f"-q {q:g} is above the network's top rate ({top:g}): it asks for a pixel-coded "
+                             "file, which --lossy-only rules out")
+        if exact and model is not None:
+            from . import hub
+
+            hub.locate(model)  # a named model must exist, even where the pixel coder needs none
         from .modelchoice import fidelity_model_for, model_for
 
         if not exact and (pixel_step is None or (pixel_step > 0 and fidelity_model_for(model) is not None)):
@@ -400,7 +425,7 @@ def decode(inputs: tuple[str, ...], output: str | None, fmt: str | None, model: 
 
     def work(src: str, dest: str, job: Job):  # noqa: ANN202 - an api.DecodeRecord
         checks.check_input(src)
-        if output is None and not force and os.path.lexists(dest):
+        if output is None and not force and dest != STDIO and os.path.lexists(dest):
             # The default name is usually the image the file was made from: say how to keep it.
             raise OutputError(f"{dest} exists: name the output with -o (or use --force to replace it)")
         checks.check_output(dest, force, src, folder_planned=out_dir is not None)

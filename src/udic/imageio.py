@@ -12,6 +12,7 @@ import contextlib
 import errno
 import io
 import os
+import stat
 import sys
 import tempfile
 import warnings
@@ -530,6 +531,25 @@ def _encode(image: Image.Image, fmt: str, suffix: str = "") -> bytes:
     return buf.getvalue()
 
 
+def is_special_file(path: Path | str) -> bool:
+    """Whether ``path`` exists and is no regular file: a device (/dev/null), a FIFO, a socket.
+    A rename over it would replace it with an ordinary file (as root, /dev/null itself)."""
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode) and not stat.S_ISDIR(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _write_in_place(path: Path, data: bytes) -> None:
+    """Write into an existing special file (``--force`` to /dev/null or a FIFO): there is no
+    partial file to hide, and renaming would destroy it."""
+    try:
+        with open(path, "wb") as out:
+            out.write(data)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {_one_line(exc)}") from None
+
+
 def _check_destination(path: Path, force: bool) -> None:
     """Fail early, before encoding, on destinations that cannot work."""
     parent = path.parent
@@ -654,6 +674,9 @@ def atomic_write_bytes(
         return
     path = Path(dest)
     _check_destination(path, force)
+    if force and is_special_file(path):
+        _write_in_place(path, data)
+        return
     tmp: str | None = None
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=".udic-tmp")
