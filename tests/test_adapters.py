@@ -72,8 +72,23 @@ def test_round_trip_with_escapes() -> None:
     aset = random_set(np.random.default_rng(3), [(0, 2), (1, 1)])
     aset.adapters[0].down[0, 0] = 19  # just outside −18…18
     aset.adapters[0].up[3, 1] = -19
-    aset.adapters[1].up[0, 0] = 10**6
+    aset.adapters[1].up[0, 0] = 2**15 - 1  # the largest index a file may hold (spec §6)
     assert_same(aset, decode_adapters(encode_adapters(aset), CHANNELS))
+
+
+def test_a_weight_index_past_the_bound_is_refused_both_ways() -> None:
+    """An escape can code up to 2^62: weights near it decoded to inf / NaN pixels."""
+    aset = random_set(np.random.default_rng(3), [(0, 1)])
+    aset.adapters[0].up[0, 0] = 2**15
+    with pytest.raises(ValueError, match="within"):
+        encode_adapters(aset)
+    # the same set written without the encoder's check: a forged file
+    step_q, scale_q = quantised_params(aset.step, aset.scale)
+    flat = np.concatenate([aset.adapters[0].down.ravel(), aset.adapters[0].up.ravel()]).astype(np.int64)
+    forged = bytes([1, 0, 1]) + struct.pack("<HH", step_q, scale_q) + coder_for(step_q, scale_q).encode(
+        flat, np.zeros_like(flat))
+    with pytest.raises(ContainerError, match="weight index"):
+        decode_adapters(forged, CHANNELS)
 
 
 def test_round_trip_other_step_and_scale() -> None:

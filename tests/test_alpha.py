@@ -191,3 +191,21 @@ def test_corrupted_table_never_raises_other_errors() -> None:
             except ContainerError:
                 continue
             assert out.shape == (20, 30) and out.dtype == np.uint8
+
+
+def test_words_left_over_are_refused() -> None:
+    """Spec §9: every coded group is consumed whole; a word under the bottom of the ANS stack
+    (decoding pops from the end) is never read, and is refused rather than ignored."""
+    a = np.zeros((8, 10), dtype=np.uint8)
+    a[2:5, 3:7] = 255
+    payload = encode_alpha(a)
+    pos = 1  # the table: n_used, then per symbol a byte and a varint count
+    for _ in range(payload[0]):
+        pos += 1
+        while payload[pos] & 0x80:
+            pos += 1
+        pos += 1
+    assert (len(payload) - pos) % 4 == 0 and len(payload) > pos  # the words
+    np.testing.assert_array_equal(decode_alpha(payload, 8, 10), a)
+    with pytest.raises(ContainerError, match="left over"):
+        decode_alpha(payload[:pos] + b"\x01\x00\x00\x00" + payload[pos:], 8, 10)

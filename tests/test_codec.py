@@ -437,6 +437,46 @@ def test_tiled_decode_is_identical_across_thread_counts(tiny_codec: Codec) -> No
     assert torch.get_num_threads() == before  # the decoder puts the thread count back
 
 
+def test_an_untiled_decode_is_identical_across_thread_counts(tiny_codec: Codec) -> None:
+    """A whole image's shapes can take the kernels that round by thread count, as windows did."""
+    enc = tiny_codec.encode(loaded(smooth_image(192, 192, seed=4)), 3.0, tile=0)
+    assert enc.header.tile_pixels == 0
+    before = torch.get_num_threads()
+    floats = {}
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            seen: list[torch.Tensor] = []
+            hook = tiny_codec.model.g_s.register_forward_hook(lambda m, i, o: seen.append(o.detach().clone()))
+            try:
+                tiny_codec.decode(enc.data)
+            finally:
+                hook.remove()
+            floats[threads] = seen
+    finally:
+        torch.set_num_threads(before)
+    assert len(floats[1]) == len(floats[2]) == 1 and torch.equal(floats[1][0], floats[2][0])
+
+
+def test_decodes_on_several_threads_share_the_one_thread_setting() -> None:
+    """The thread count is the process's: the last decode to finish restores it, not the first."""
+    from udic.codec import _exact_windows
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        first, second = _exact_windows(torch.device("cpu")), _exact_windows(torch.device("cpu"))
+        first.__enter__()
+        second.__enter__()
+        assert torch.get_num_threads() == 1
+        first.__exit__(None, None, None)
+        assert torch.get_num_threads() == 1  # the second still synthesises
+        second.__exit__(None, None, None)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_crafted_size_refused_before_any_allocation(tiny_codec: Codec, monkeypatch: pytest.MonkeyPatch) -> None:
     """A small file whose header claims 7999×7999 in 1024-pixel tiles (issue 15 defect 1):
     its hyper-latent section cannot hold 125×125 positions, so it is refused before the

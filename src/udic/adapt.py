@@ -543,8 +543,9 @@ def _fit_adapter(
         done = _optimise(opt, cfg.adapter_steps, cfg.adapter_lr, cfg, deadline, loss_at, report)
     finally:
         g_s.slots[cfg.slot].clear()
-    k_down = torch.round(down.detach() / step).to("cpu", torch.int64).numpy()
-    k_up = torch.round(up.detach() / step).to("cpu", torch.int64).numpy()
+    bound = adapters_mod.MAX_WEIGHT_INDEX  # (the file's limit; no fitted adapter comes near it)
+    k_down = torch.round(down.detach() / step).clamp(-bound, bound).to("cpu", torch.int64).numpy()
+    k_up = torch.round(up.detach() / step).clamp(-bound, bound).to("cpu", torch.int64).numpy()
     if done == 0 or not (k_down.any() and k_up.any()):
         return None, done  # a zero factor makes the adapter the identity: nothing to send
     aset = AdapterSet(step=step, scale=scale, adapters=[Adapter(slot=cfg.slot, down=k_down, up=k_up)])

@@ -26,6 +26,10 @@ if TYPE_CHECKING:  # the section codec stays torch-free (udic info); install() n
 DEFAULT_STEP = 0.06
 DEFAULT_SCALE = 0.05
 _FIXED = 1 << 12  # step and scale are stored as multiples of 2^-12
+# Weight indices k (weight = k · step) are below this in magnitude (spec §6).  Why a bound: the
+# table's escape reaches 2^62, and a forged file of weights near it decoded to overflowed (inf,
+# NaN) pixels that both checksums passed.  At the default step 0.06 it is a weight of ~1,966.
+MAX_WEIGHT_INDEX = (1 << 15) - 1
 
 
 @dataclass
@@ -81,6 +85,8 @@ def encode_adapters(aset: AdapterSet) -> bytes:
         values.append(a.up.ravel())
     out += struct.pack("<HH", step_q, scale_q)
     flat = np.concatenate(values).astype(np.int64)
+    if flat.size and int(np.abs(flat).max()) > MAX_WEIGHT_INDEX:
+        raise ValueError(f"adapter weight indices must be within ±{MAX_WEIGHT_INDEX}")
     out += coder_for(step_q, scale_q).encode(flat, np.zeros_like(flat))
     return bytes(out)
 
@@ -101,6 +107,8 @@ def decode_adapters(payload: bytes, slot_channels: list[int]) -> AdapterSet:
         raise ContainerError(f"corrupt adapters section (step {step_q}, scale {scale_q} out of range)")
     total = sum(2 * rank * slot_channels[slot] for slot, rank in specs)
     flat = coder_for(step_q, scale_q).decode(payload[reader.pos :], np.zeros(total, dtype=np.int64))
+    if flat.size and int(np.abs(flat).max()) > MAX_WEIGHT_INDEX:
+        raise ContainerError(f"corrupt adapters section (a weight index beyond ±{MAX_WEIGHT_INDEX})")
     adapters = []
     pos = 0
     for slot, rank in specs:

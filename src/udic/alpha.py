@@ -67,8 +67,11 @@ def decode_alpha(payload: bytes, height: int, width: int) -> np.ndarray:
             coder = constriction.stream.stack.AnsCoder(np.frombuffer(rest, dtype="<u4").astype(np.uint32))
             model = constriction.stream.model.Categorical(counts, perfect=False)
             res = np.asarray(coder.decode(model, height * width), dtype=np.int64)
+            used_up = coder.is_empty()
         except Exception as exc:
             raise ContainerError(f"corrupt alpha section ({exc})") from None
+        if not used_up:  # spec §9: every coded group fully consumed
+            raise ContainerError("corrupt alpha section (words left over)")
         # The table holds the exact residual counts: damaged words almost never reproduce them.
         if not np.array_equal(np.bincount(res, minlength=256), counts):
             raise ContainerError("corrupt alpha section (decoded data disagree with the table)")

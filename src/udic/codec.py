@@ -8,6 +8,7 @@ so the integers decoded from a file are the same everywhere.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -90,24 +91,50 @@ def _crc_integers(*arrays: np.ndarray) -> int:
     return crc_integers(*arrays)
 
 
+_ONE_THREAD_LOCK = threading.Lock()
+_one_thread_users = 0
+_threads_before = 1
+
+
 @contextmanager
 def _exact_windows(device: torch.device) -> Iterator[None]:
-    """Synthesise tiles with one intra-op thread on the CPU.
+    """Synthesise with one intra-op thread on the CPU, deterministic kernels on CUDA.
 
     oneDNN picks its (de)convolution kernels by shape *and* thread count; for some
     window shapes (e.g. 12×16 latents) two threads split a reduction and round
-    differently than one, so a tiled decode's pixels depended on --threads (issue 15).
-    One thread gives every window the same arithmetic in every run.
+    differently than one, so a tiled decode's pixels depended on --threads (issue 15);
+    a whole image's shapes can do the same.  One thread gives every window the same
+    arithmetic in every run.  The thread count is the process's: decodes on a parallel
+    batch's threads share it, so the first to enter sets it and the last to leave restores
+    it (one restoring it while another synthesised gave that one more threads mid-image).
+    On CUDA, cuDNN's transposed convolutions are not deterministic unless asked to be.
     """
-    before = torch.get_num_threads()
-    if device.type != "cpu" or before == 1:
+    global _one_thread_users, _threads_before
+    if device.type == "cuda":
+        cudnn = torch.backends.cudnn
+        saved = (cudnn.deterministic, cudnn.benchmark)
+        cudnn.deterministic, cudnn.benchmark = True, False
+        try:
+            yield
+        finally:
+            cudnn.deterministic, cudnn.benchmark = saved
+        return
+    if device.type != "cpu":
         yield
         return
-    torch.set_num_threads(1)
+    with _ONE_THREAD_LOCK:
+        if _one_thread_users == 0:
+            _threads_before = torch.get_num_threads()
+            if _threads_before != 1:
+                torch.set_num_threads(1)
+        _one_thread_users += 1
     try:
         yield
     finally:
-        torch.set_num_threads(before)
+        with _ONE_THREAD_LOCK:
+            _one_thread_users -= 1
+            if _one_thread_users == 0 and _threads_before != 1:
+                torch.set_num_threads(_threads_before)
 
 
 def _out_of_memory(height: int, width: int) -> UdicError:
@@ -401,12 +428,12 @@ class Codec:
         windows = tile_windows(h, w, tile // LATENT_STRIDE, SYNTHESIS_HALO) if tile else None
         adapters_mod.install(self.model.g_s.slots, adapter_set, self.device)
         try:
-            if windows is None:
-                return self._synthesise_window(y_hat[None].to(self.device) * inv_gain)
-            out = np.empty((h * LATENT_STRIDE, w * LATENT_STRIDE, 3), dtype=np.uint8)
             with _exact_windows(self.device):
+                if windows is None:
+                    return self._synthesise_window(y_hat[None].to(self.device) * inv_gain)
+                out = np.empty((h * LATENT_STRIDE, w * LATENT_STRIDE, 3), dtype=np.uint8)
                 self._synthesise_windows(y_hat, inv_gain, windows, out, progress)
-            return out
+                return out
         finally:
             adapters_mod.install(self.model.g_s.slots, None, self.device)
 
