@@ -17,6 +17,7 @@ import dataclasses
 import json
 import math
 import os
+import stat
 import sys
 import time
 from collections.abc import Callable
@@ -77,15 +78,23 @@ def _read_input(src: str) -> bytes:
 
 
 def _read_capped(stream) -> bytes:  # noqa: ANN001
-    """All of ``stream``, refused as soon as it passes MAX_INPUT_BYTES (read in 16 MiB pieces:
-    one read of the cap would reserve it)."""
-    pieces, total = [], 0
-    while piece := stream.read(1 << 24):
-        total += len(piece)
-        if total > MAX_INPUT_BYTES:
+    """All of ``stream``, refused past MAX_INPUT_BYTES: a regular file by its size before any
+    read, a pipe or device as soon as it passes the cap (read in 1 MiB pieces: one read of the
+    cap would reserve it)."""
+    try:
+        info = os.fstat(stream.fileno())
+    except (OSError, AttributeError, ValueError):  # (no descriptor: a test's in-memory stdin)
+        info = None
+    if info is not None and stat.S_ISREG(info.st_mode):
+        if info.st_size > MAX_INPUT_BYTES:
             raise InputError(f"input is over {MAX_INPUT_BYTES >> 30} GiB")
-        pieces.append(piece)
-    return b"".join(pieces)
+        return stream.read()
+    buffer = bytearray()
+    while piece := stream.read(1 << 20):
+        buffer += piece
+        if len(buffer) > MAX_INPUT_BYTES:
+            raise InputError(f"input is over {MAX_INPUT_BYTES >> 30} GiB")
+    return bytes(buffer)
 
 
 def _looks_like_a_file(output: str) -> bool:

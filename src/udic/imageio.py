@@ -243,7 +243,7 @@ def load_image(
         except UnidentifiedImageError:
             raise InputError("not an image or unknown format") from None
         except Image.DecompressionBombError:
-            raise InputError("image too large (use --allow-large)") from None
+            raise InputError(_too_large(data, max_pixels)) from None
         except Exception as exc:  # Pillow raises many types for damaged headers
             raise InputError(f"cannot read image: {_one_line(exc)}") from None
 
@@ -311,6 +311,22 @@ def _orientation(im: Image.Image) -> int:
         return int(value) if value in _ORIENTATIONS else 1
     except TypeError:  # unhashable
         return 1
+
+
+def _too_large(data: bytes, max_pixels: int) -> str:
+    """The refusal of an image Pillow's limit stopped: its size named where reading the header
+    again costs nothing (icons decode their embedded PNG while opening: not those)."""
+    if not data.startswith((b"\x00\x00\x01\x00", b"icns")):
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            width, height = Image.open(io.BytesIO(data)).size
+            return f"image is {width}x{height}, over {max_pixels} pixels (use --allow-large)"
+        except Exception:
+            pass
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+    return f"image is over {max_pixels} pixels (use --allow-large)"
 
 
 def _orient(samples: np.ndarray, orientation: int) -> np.ndarray:
