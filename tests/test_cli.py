@@ -721,3 +721,14 @@ def test_options_that_contradict_the_request_are_refused(runner: CliRunner, tmp_
     result = run(runner, "encode", "--lossless", "--model", "no-such-model", str(tmp_path / "a.png"))
     assert result.exit_code == 1 and "unknown model" in result.stderr
     assert not (tmp_path / "a.udic").exists()
+
+
+def test_a_format_that_disagrees_with_the_suffix_and_a_nan_budget_are_refused(runner: CliRunner, tmp_path: Path) -> None:
+    write_png(tmp_path / "a.png")
+    assert run(runner, "encode", "--lossless", str(tmp_path / "a.png")).exit_code == 0
+    src = str(tmp_path / "a.udic")
+    result = run(runner, "decode", src, "--format", "png", "-o", str(tmp_path / "o.jpg"))
+    assert result.exit_code == 2 and "disagrees with -o" in result.stderr and not (tmp_path / "o.jpg").exists()
+    assert run(runner, "decode", src, "--format", "jpeg", "-o", str(tmp_path / "o.jpg")).exit_code == 0
+    result = run(runner, "encode", "--time-budget", "nan", str(tmp_path / "a.png"), "-o", str(tmp_path / "b.udic"))
+    assert result.exit_code == 2 and "--time-budget" in result.stderr

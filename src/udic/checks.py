@@ -72,7 +72,12 @@ def output_format(dest: str, fmt: str | None) -> str:
         if name not in FORMAT_NAMES:
             raise UsageError(f"--format {fmt}: unsupported output format (use one of "
                              f"{', '.join(sorted({'PNG', 'JPEG', 'WEBP', 'BMP', 'TIFF', 'PPM'}))})")
-        return OUTPUT_FORMATS.get("." + name.lower(), name)
+        chosen = OUTPUT_FORMATS.get("." + name.lower(), name)
+        suffix = "" if dest == STDIO else Path(dest).suffix.lower()
+        if suffix in OUTPUT_FORMATS and OUTPUT_FORMATS[suffix] != chosen:
+            # PNG bytes under .jpg: every viewer that trusts the name would misread the file
+            raise UsageError(f"--format {fmt} disagrees with -o {dest} (its suffix names {OUTPUT_FORMATS[suffix]})")
+        return chosen
     if dest == STDIO:
         return "PNG"
     suffix = Path(dest).suffix.lower()

@@ -294,6 +294,8 @@ def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, l
             raise UsageError("--lossless and --max-error N cannot be combined (use one)")
         if exact and lossy_only:
             raise UsageError("--lossy-only contradicts --lossless/--max-error")
+        if time_budget is not None and not math.isfinite(time_budget):
+            raise UsageError(f"--time-budget {time_budget}: give a number of seconds")
         checks.check_tile(tile)
         pairs, out_dir = _plan_outputs(inputs, output, checks.UDIC_SUFFIX)
         for _, dest in pairs:
