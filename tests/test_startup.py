@@ -137,3 +137,15 @@ def test_cli_and_api_modules_import_lazily(tiny_env: dict[str, str], tmp_path: P
     code = "import sys, udic.hub; print('click' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=tiny_env, check=True)
     assert out.stdout.strip() == "False"  # the hub reports progress through a callback
+
+
+def test_a_parallel_lossless_batch_imports_no_torch(tiny_env: dict[str, str], tmp_path: Path) -> None:
+    """No file of a --lossless batch needs a network: splitting torch's threads between the
+    workers had imported it (~2.5 s) for nothing."""
+    for i in range(3):
+        (tmp_path / f"p{i}.png").write_bytes(png_bytes(smooth_image(16, 16, seed=i)))
+    args = ["encode", "--lossless", "-j", "2", "--quiet", *(str(tmp_path / f"p{i}.png") for i in range(3)),
+            "-o", str(tmp_path / "out")]
+    loaded, code, _ = probe(args, tiny_env, tmp_path)
+    assert (loaded, code) == ([], 0)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["p0.udic", "p1.udic", "p2.udic"]

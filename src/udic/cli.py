@@ -403,7 +403,8 @@ def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, l
                       f"{what}, effort {record.effort} -> {where}")
 
     show_summary = not quiet and not as_json and _stderr_is_terminal()
-    run_batch(pairs, BatchOptions("encode", jobs, threads, quiet, as_json, summary if show_summary else None), work)
+    run_batch(pairs, BatchOptions("encode", jobs, threads, quiet, as_json, summary if show_summary else None,
+                                  uses_models=not exact), work)
 
 
 @main.command()
