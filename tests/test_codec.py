@@ -406,6 +406,26 @@ def test_synthesis_window_is_bounded_on_both_sides(tiny_codec: Codec) -> None:
 # ---- issue 15: exact tiled decoding, bounded cost for crafted headers --------------------------
 
 
+def _synthesis_by_threads(codec: Codec, data: bytes) -> dict[int, tuple[list[torch.Tensor], np.ndarray]]:
+    """Per thread count (1, 2): every float output of the synthesis while ``data`` decodes, and
+    the pixels; the thread count is put back afterwards."""
+    before = torch.get_num_threads()
+    outputs: dict[int, tuple[list[torch.Tensor], np.ndarray]] = {}
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            windows: list[torch.Tensor] = []
+            hook = codec.model.g_s.register_forward_hook(lambda m, i, o: windows.append(o.detach().clone()))
+            try:
+                pixels = np.asarray(codec.decode(data).image)
+            finally:
+                hook.remove()
+            outputs[threads] = (windows, pixels)
+    finally:
+        torch.set_num_threads(before)
+    return outputs
+
+
 def test_tiled_decode_is_identical_across_thread_counts(tiny_codec: Codec) -> None:
     """Every window's float synthesis, hence every pixel, is the same with 1 and 2 threads.
 
@@ -415,19 +435,7 @@ def test_tiled_decode_is_identical_across_thread_counts(tiny_codec: Codec) -> No
     enc = tiny_codec.encode(loaded(smooth_image(330, 460, seed=3)), 3.0, tile=128)
     assert enc.header.tile_pixels == 128
     before = torch.get_num_threads()
-    outputs: dict[int, tuple[list[torch.Tensor], np.ndarray]] = {}
-    try:
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
-            windows: list[torch.Tensor] = []
-            hook = tiny_codec.model.g_s.register_forward_hook(lambda m, i, o: windows.append(o.detach().clone()))
-            try:
-                pixels = np.asarray(tiny_codec.decode(enc.data).image)
-            finally:
-                hook.remove()
-            outputs[threads] = (windows, pixels)
-    finally:
-        torch.set_num_threads(before)
+    outputs = _synthesis_by_threads(tiny_codec, enc.data)
     (one, pixels_one), (two, pixels_two) = outputs[1], outputs[2]
     assert len(one) == len(two) == 12
     assert any(w.shape[-2:] == (192, 256) for w in one)  # the shape that used to differ
@@ -441,21 +449,9 @@ def test_an_untiled_decode_is_identical_across_thread_counts(tiny_codec: Codec) 
     """A whole image's shapes can take the kernels that round by thread count, as windows did."""
     enc = tiny_codec.encode(loaded(smooth_image(192, 192, seed=4)), 3.0, tile=0)
     assert enc.header.tile_pixels == 0
-    before = torch.get_num_threads()
-    floats = {}
-    try:
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
-            seen: list[torch.Tensor] = []
-            hook = tiny_codec.model.g_s.register_forward_hook(lambda m, i, o: seen.append(o.detach().clone()))
-            try:
-                tiny_codec.decode(enc.data)
-            finally:
-                hook.remove()
-            floats[threads] = seen
-    finally:
-        torch.set_num_threads(before)
-    assert len(floats[1]) == len(floats[2]) == 1 and torch.equal(floats[1][0], floats[2][0])
+    outputs = _synthesis_by_threads(tiny_codec, enc.data)
+    (one, _), (two, _) = outputs[1], outputs[2]
+    assert len(one) == len(two) == 1 and torch.equal(one[0], two[0])
 
 
 def test_decodes_on_several_threads_share_the_one_thread_setting() -> None:

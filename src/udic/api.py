@@ -666,18 +666,16 @@ def save_decoded(result: DecodeResult | PixelDecodeResult, dest: str, force: boo
                  format: str | None = None) -> list[str]:
     """Write a decoded image; samples over 8 bits go out as a 16-bit PNG where the format is
     PNG.  Returns notices (e.g. a 16-bit image reduced for an 8-bit format)."""
-    from .imageio import save_image, save_wide_png
+    from .imageio import _read_metadata, save_image, save_wide_png
 
     depth = getattr(result, "bit_depth", 8)
     if depth > 8:
         from .imageio import _resolve_format
 
         if _resolve_format(dest, format) == "PNG":
-            info = result.image.info
-            xmp = info.get("xmp")
+            meta = _read_metadata(result.image.info, [])  # (EXIF and XMP in bytes, as the 8-bit path has them)
             save_wide_png(result.samples, depth, dest, force=force,  # type: ignore[union-attr]
-                          icc=info.get("icc_profile"), exif=info.get("exif"),
-                          xmp=xmp.encode("utf-8") if isinstance(xmp, str) else xmp)
+                          icc=result.image.info.get("icc_profile"), exif=meta.exif, xmp=meta.xmp)
             return []
         save_image(result.image, dest, force=force, format=format)
         return [f"reduced {depth}-bit samples to 8 bits ({_resolve_format(dest, format)} holds 8; use .png)"]

@@ -116,25 +116,15 @@ def _plan_outputs(inputs: tuple[str, ...], output: str | None, suffix: str) -> t
             raise UsageError("'-' (stdin) cannot be combined with other inputs")
         if output is None:
             pairs = [(i, _beside(i, suffix)) for i in inputs]
-            seen: dict[str, str] = {}
-            for _, d in pairs:  # (the same file however its path is written: a.png and ./a.png)
-                if os.path.realpath(d) in seen:
-                    raise UsageError(f"two inputs would both be written to {d}; use -o DIR")
-                seen[os.path.realpath(d)] = d
+            _refuse_shared_outputs(pairs, "; use -o DIR")
             return pairs, None
         if output == STDIO:
             raise UsageError("several inputs cannot all go to stdout; use -o DIR")
         if not Path(output).is_dir() and _looks_like_a_file(output):
             raise UsageError(f"-o {output}: several inputs need -o DIR, and this names a file")
         checks.check_output_dir(output)
-        pairs = []
-        taken: set[str] = set()
-        for i in inputs:
-            dest = str(Path(output) / (_stem(i) + suffix))
-            if os.path.realpath(dest) in taken:
-                raise UsageError(f"two inputs would both be written to {dest}")
-            taken.add(os.path.realpath(dest))
-            pairs.append((i, dest))
+        pairs = [(i, str(Path(output) / (_stem(i) + suffix))) for i in inputs]
+        _refuse_shared_outputs(pairs)
         return pairs, output
     src = inputs[0]
     if output is None:
@@ -144,6 +134,15 @@ def _plan_outputs(inputs: tuple[str, ...], output: str | None, suffix: str) -> t
         stem = "stdin" if src == STDIO else _stem(src)
         return [(src, str(Path(output) / (stem + suffix)))], output
     return [(src, output)], None
+
+
+def _refuse_shared_outputs(pairs: list[tuple[str, str]], hint: str = "") -> None:
+    """Two inputs may not be written to one output, however its path is written (a.png, ./a.png)."""
+    taken: set[str] = set()
+    for _, dest in pairs:
+        if os.path.realpath(dest) in taken:
+            raise UsageError(f"two inputs would both be written to {dest}{hint}")
+        taken.add(os.path.realpath(dest))
 
 
 def _named(src: str) -> Path:

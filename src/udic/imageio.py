@@ -70,7 +70,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def _pillow_limit(limit: int) -> Iterator[None]:
+def _pillow_limit(limit: int | None) -> Iterator[None]:
     """Pillow's own pixel limit set to ours (its error threshold is twice its setting) and its
     warnings kept off the terminal while an image is read.
 
@@ -78,10 +78,10 @@ def _pillow_limit(limit: int) -> Iterator[None]:
     while they are opened (an ICO's or ICNS's embedded PNG): Pillow's limit stops those, where
     switching it off had let a 388 KB icon decode a 20000 × 20000 PNG.  Warnings (a damaged
     EXIF offset, a large image the user allowed) would print two lines naming Pillow's source.
-    Not thread-safe (global state).
+    ``limit`` None: no limit.  Not thread-safe (global state).
     """
     saved = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = max(1, limit // 2)
+    Image.MAX_IMAGE_PIXELS = None if limit is None else max(1, limit // 2)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -317,15 +317,12 @@ def _too_large(data: bytes, max_pixels: int) -> str:
     """The refusal of an image Pillow's limit stopped: its size named where reading the header
     again costs nothing (icons decode their embedded PNG while opening: not those)."""
     if not data.startswith((b"\x00\x00\x01\x00", b"icns")):
-        saved = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = None
-        try:
-            width, height = Image.open(io.BytesIO(data)).size
-            return f"image is {width}x{height}, over {max_pixels} pixels (use --allow-large)"
-        except Exception:
-            pass
-        finally:
-            Image.MAX_IMAGE_PIXELS = saved
+        with _pillow_limit(None):
+            try:
+                width, height = Image.open(io.BytesIO(data)).size
+                return f"image is {width}x{height}, over {max_pixels} pixels (use --allow-large)"
+            except Exception:
+                pass
     return f"image is over {max_pixels} pixels (use --allow-large)"
 
 
@@ -518,7 +515,6 @@ def _pillow_exif(exif: bytes) -> bytes:
 def _metadata_options(exif: bytes | None, xmp: bytes | None, fmt: str) -> dict[str, Any]:
     """Save options that write EXIF and XMP in the formats that hold them."""
     out: dict[str, Any] = {}
-    exif = _pillow_exif(exif) if exif else exif  # (files written before the form was one)
     if exif and fmt in ("PNG", "WEBP", "JPEG", "TIFF") and not (fmt == "JPEG" and len(exif) > _JPEG_SEGMENT):
         out["exif"] = exif
     if xmp and fmt in ("WEBP", "JPEG") and not (fmt == "JPEG" and len(xmp) > _JPEG_SEGMENT):
@@ -551,9 +547,10 @@ def is_special_file(path: Path | str) -> bool:
     """Whether ``path`` exists and is no regular file: a device (/dev/null), a FIFO, a socket.
     A rename over it would replace it with an ordinary file (as root, /dev/null itself)."""
     try:
-        return not stat.S_ISREG(os.stat(path).st_mode) and not stat.S_ISDIR(os.stat(path).st_mode)
+        mode = os.stat(path).st_mode
     except OSError:
         return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
 def _write_in_place(path: Path, data: bytes) -> None:

@@ -9,8 +9,6 @@ the weights were made.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,18 +76,11 @@ def canonical_safetensors(data: bytes) -> bytes:
 
 
 def save(model: UdicModel, path: Path, info: dict | None = None, fp16: bool = True) -> None:
-    """Write the weights file atomically: a temp file of its own beside it, renamed over it."""
-    data = export_bytes(model, info, fp16)
-    path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    """Write the weights file atomically, as every output is written (a temp file of its own
+    beside it, renamed over it)."""
+    from .imageio import atomic_write_bytes
+
+    atomic_write_bytes(path, export_bytes(model, info, fp16), force=True)
 
 
 def _stored(key: str) -> bool:
