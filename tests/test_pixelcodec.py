@@ -197,3 +197,26 @@ def test_importing_the_pixel_path_does_not_import_torch():
     code = "import sys, udic.pixelcodec; print('torch' in sys.modules, 'compressai' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_a_header_the_payload_disagrees_with_is_refused_before_the_pixels_decode(monkeypatch):
+    """The payload's own header and the small sections are checked first: the pixels' decode,
+    bounded only by the image size, is not spent on a file that is refused anyway."""
+    from udic import lossless
+
+    src = _image((16, 16, 3))
+    cont = ctr.parse(pixelcodec.encode_file(src, 8, 0).data)
+    cont.header.width = 15
+    forged = ctr.write(cont)
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the pixels were decoded")
+
+    monkeypatch.setattr(lossless, "decode", must_not_run)
+    with pytest.raises(ContainerError, match="pixels section holds 16x16, the header says 15x16"):
+        pixelcodec.decode_file(forged)
+    cont.header.width = 16
+    cont.sections[ctr.Section.ICC] = b"not a profile"
+    cont.header.flags = ctr.flags_for(cont.sections)
+    with pytest.raises(ContainerError):
+        pixelcodec.decode_file(ctr.write(cont))

@@ -174,17 +174,19 @@ def decode_container(cont: ctr.Container) -> PixelDecoded:
     if h.mode != "pixels":
         raise ContainerError("not a pixel-coded file")
     payload = cont.section(ctr.Section.PIXELS)
-    samples = lossless.decode(payload, max_pixels=h.width * h.height)
-    if samples.shape[:2] != (h.height, h.width):
-        raise ContainerError(
-            f"pixels section holds {samples.shape[1]}x{samples.shape[0]}, the header says {h.width}x{h.height}")
-    if (samples.shape[2] <= 2) != (h.colour == ctr.Colour.GRAY):
-        raise ContainerError("pixels section's channels disagree with the header's colour mode")
-    if samples_crc(samples) != h.latent_crc:
-        raise ContainerError("decoded samples do not match the file's checksum")
+    # The payload's own header and the small sections first: a disagreeing or corrupt file is
+    # refused before the pixels' decode, whose time only the image size bounds.
     described = lossless.describe(payload)
+    if (described["height"], described["width"]) != (h.height, h.width):
+        raise ContainerError(f"pixels section holds {described['width']}x{described['height']}, "
+                             f"the header says {h.width}x{h.height}")
+    if (int(described["channels"]) <= 2) != (h.colour == ctr.Colour.GRAY):
+        raise ContainerError("pixels section's channels disagree with the header's colour mode")
     side = sections.decode_side_sections(cont.sections, sections.DecodeContext(height=h.height, width=h.width))
     icc, meta = side.get("icc"), side.get("metadata", Metadata())
+    samples = lossless.decode(payload, max_pixels=h.width * h.height)
+    if samples_crc(samples) != h.latent_crc:
+        raise ContainerError("decoded samples do not match the file's checksum")
     return PixelDecoded(samples=samples, bit_depth=int(described["bit_depth"]),
                         max_error=int(described["max_error"]), header=h, icc=icc, metadata=meta,
                         seconds=time.perf_counter() - t0)

@@ -38,6 +38,7 @@ from .predict import (
     LITERAL_BASE,
     MATCH_HINT,
     _pixel_keys,
+    releasing_pixel_caches,
     set_pixel_keys,
     first_neighbour_support,
     MATCH_OFFSET,
@@ -368,6 +369,7 @@ def _colour_match(x_all: np.ndarray, msym: np.ndarray, matched: np.ndarray, mval
     return ids[ids >= 0]
 
 
+@releasing_pixel_caches
 def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int, out: Writer,
                   match: bool = False, offsets: list[tuple[int, int]] | None = None) -> bytes:
     """Writes the plane side information to ``out``; returns the ANS stream bytes.
@@ -529,6 +531,7 @@ def encode_planes(planes: list[np.ndarray], specs: list[PlaneSpec], effort: int,
     return stream
 
 
+@releasing_pixel_caches
 def decode_planes(reader: Reader, specs: list[PlaneSpec], height: int, width: int,
                   match: bool = False, offsets: list[tuple[int, int]] | None = None,
                   version: int = 3) -> list[np.ndarray]:
@@ -652,10 +655,12 @@ def decode_planes(reader: Reader, specs: list[PlaneSpec], height: int, width: in
                 named = np.flatnonzero(msym == colour_base)
                 if version >= 3:
                     ids = colour_adaptive.decode(dec, 0, np.zeros(named.size, np.int64))
-                    if ids.size and ids.max() >= len(colours):
-                        raise ContainerError("lossless payload: colour number out of range")
                 else:
                     ids = dec.symbols(colour_model, named.size)
+                # (both versions: a one-colour table is padded to two entries, whose second a
+                # stream can still name)
+                if ids.size and ids.max() >= len(colours):
+                    raise ContainerError("lossless payload: colour number out of range")
                 mvals[:, named] = colours[ids].T
                 matched[named] = True
             coded = np.flatnonzero(~matched)

@@ -327,6 +327,22 @@ _DISTINCT_CACHE = threading.local()  # .last = (nb_all, result) of this thread's
 _KEYS_CACHE = threading.local()  # .last = (nb_all, keys): a pass asks for its neighbours' keys more than once
 
 
+def releasing_pixel_caches(func):  # noqa: ANN001, ANN201 - a decorator
+    """Drops this thread's cached neighbour keys and ranks when ``func`` returns: they are ~50 bytes a
+    pixel, and a worker thread would otherwise hold the last image's until it codes another."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        try:
+            return func(*args, **kwargs)
+        finally:
+            _DISTINCT_CACHE.__dict__.pop("last", None)
+            _KEYS_CACHE.__dict__.pop("last", None)
+
+    return wrapper
+
+
 def _pixel_keys(nb_all: np.ndarray) -> np.ndarray | None:
     """(k, n) int64 keys equal exactly when the neighbour pixels are equal (None if they don't fit)."""
     last = getattr(_KEYS_CACHE, "last", None)

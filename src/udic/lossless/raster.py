@@ -883,7 +883,11 @@ def decode_raster(dec, height: int, width: int, palette_size: int, offsets: list
     flat = idx.reshape(-1)
     sym_prev = np.zeros(width, dtype=np.int64)
     sym_prev2 = None
+    # The copy offsets: the payload's K, then each new offset as it decodes.  A buffer that doubles
+    # (not a concatenation per row, which costs rows x entries: a stream of new offsets, cheap to
+    # code once the models adapt, would make decoding quadratic in the image size).
     table = np.array(offsets, dtype=np.int64).reshape(-1, 2)
+    table_len = table.shape[0]
     ids_prev = np.full(width, -1, dtype=np.int64)
     x = np.arange(width)
     east = np.empty((width + 1) // 2, dtype=np.int64)
@@ -983,8 +987,14 @@ def decode_raster(dec, height: int, width: int, palette_size: int, offsets: list
                 dy, dx = _decode_offsets(models.dy, models.dx, dec, new_at.size)
                 if np.any(dy > y) or np.any((dy == 0) & (dx <= 0)) or np.any(np.abs(dx) >= width):
                     raise ContainerError("lossless payload: a new copy offset is invalid")
-                ids[new_at] = table.shape[0] + np.arange(new_at.size)
-                table = np.concatenate([table, np.stack([dy, dx], axis=1)])
+                ids[new_at] = table_len + np.arange(new_at.size)
+                if table_len + new_at.size > table.shape[0]:
+                    grown = np.empty((max(2 * table.shape[0], table_len + new_at.size, 64), 2), dtype=np.int64)
+                    grown[:table_len] = table[:table_len]
+                    table = grown
+                table[table_len:table_len + new_at.size, 0] = dy
+                table[table_len:table_len + new_at.size, 1] = dx
+                table_len += new_at.size
             up = np.flatnonzero(sym == syms.inherit_above)
             ids[up] = ids_prev[up]
             if up.size and ids[up].min() < 0:
