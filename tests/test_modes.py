@@ -789,3 +789,16 @@ def test_a_default_file_just_under_a_psnr_target_is_beaten_only_in_fewer_bytes(m
     monkeypatch.setattr(api, "_accounted", lambda enc, *a: enc)
     codec, result = api._with_fidelity(default, hifi, None, 1, None, 0, None, None, target, None, mine)
     assert codec is hifi and len(result.encode.data) == 1500
+
+
+def test_an_image_over_the_decode_limit_is_measured_by_its_own_encoder(tiny_codec, monkeypatch):
+    """The mode choice and a PSNR search decode the files they just made: an image admitted with
+    --allow-large (over the limit for files from elsewhere) must not be refused there."""
+    image = loaded(smooth_image(32, 40))
+    monkeypatch.setattr(ctr, "DEFAULT_MAX_PIXELS", 1000)  # under the image's 1,280 pixels
+    with pytest.raises(ctr.ContainerError, match="limit"):
+        tiny_codec.decode(api.encode_with(tiny_codec, image, 2.0, effort=0, choose_mode=False).data)
+    chosen = api.encode_with(tiny_codec, image, tiny_codec.max_quality, effort=1)
+    target = api.encode_with(tiny_codec, image, 1.0, effort=1, target=RateTarget("psnr", 30.0))
+    for result in (chosen, target):
+        assert ctr.parse(result.data, max_pixels=2000).header.width == 40

@@ -271,7 +271,7 @@ def _search_learned(codec: Codec, image: LoadedImage, start: float, effort: int,
     from .ratecontrol import Encoder, refine_adaptive, search_quality
 
     def decode_rgb(data: bytes) -> np.ndarray:
-        return np.asarray(codec.decode(data).image.convert("RGB"))
+        return np.asarray(codec.decode_own(data).image.convert("RGB"))
 
     def learned(q: float, e: int) -> EncodeResult:
         return _encode_learned(codec, image, q, e, time_budget, seed, on_step if e > 0 else None, tile)
@@ -410,7 +410,7 @@ def _learned_psnr(codec: Codec, image: LoadedImage, data: bytes) -> float:
 
     from .metrics import psnr_rgb
 
-    decoded = np.asarray(codec.decode(data).image.convert("RGB"))
+    decoded = np.asarray(codec.decode_own(data).image.convert("RGB"))
     return psnr_rgb(image.rgb, decoded)
 
 
@@ -558,7 +558,7 @@ def _encode_to_target(codec: Codec, image: LoadedImage, start: float, effort: in
         from .reduced import reduced_target
 
         def decode_rgb(data: bytes) -> np.ndarray:
-            return np.asarray(codec.decode(data).image.convert("RGB"))
+            return np.asarray(codec.decode_own(data).image.convert("RGB"))
 
         result = reduced_target(codec, image, target, result, effort, time_budget, seed, tile, decode_rgb, reference)
     beyond = not result.reached and target.error(result.achieved) < 0

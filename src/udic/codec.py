@@ -350,10 +350,12 @@ class Codec:
 
     # ---- decode --------------------------------------------------------------------------
     @torch.no_grad()
-    def decode(self, data: bytes, max_pixels: int = ctr.DEFAULT_MAX_PIXELS,
+    def decode(self, data: bytes, max_pixels: int | None = None,
                progress: TileProgress | None = None) -> DecodeResult:
+        """``max_pixels``: the largest image accepted (default: the container's limit for files
+        from elsewhere)."""
         t0 = time.perf_counter()
-        cont = ctr.parse(data, max_pixels=max_pixels)
+        cont = ctr.parse(data, max_pixels=ctr.DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels)
         header = cont.header
         if header.model_id != self.model_id:
             raise ModelError(f"file was made with model {header.model_id}, not the loaded {self.model_id}")
@@ -403,6 +405,12 @@ class Codec:
         out = self.latent_codec.decode(cont.section(ctr.Section.HYPERLATENTS), cont.section(ctr.Section.LATENTS),
                                        z_shape, y_shape, self.hyper, cont.header.latent_crc)
         return out.z_symbols, out.residuals, out.y_hat
+
+    def decode_own(self, data: bytes) -> DecodeResult:
+        """Decodes a file this process just encoded (a search's probe, the mode choice's measure):
+        its image was admitted by the input's own limit (``--allow-large``), so the limit for
+        files from elsewhere is not applied again."""
+        return self.decode(data, max_pixels=ctr.MAX_DIMENSION**2)
 
     def decode_integers(self, cont: ctr.Container) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
         """Entropy-decode z and the latents' integers, verify the latent checksum; returns
