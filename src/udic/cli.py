@@ -597,8 +597,10 @@ SWEEP_CODECS = "udic,jxl,avif,webp,jpeg,hevc,bpg,vvc"  # compare.DEFAULT_SWEEP_C
 @click.option("--qualities", "quality_specs", multiple=True, metavar="CODEC=Q1,Q2,…",
               help="Override a codec's quality settings (repeatable).")  # fmt: skip
 @click.option("--anchor", default=None, help="Anchor codec for BD-rate (default: vvc, else bpg, else jpeg).")
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write a CSV file.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write a JSON file.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write a CSV file (*.csv; '-': stdout, the table then goes to stderr).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write a JSON file (*.json; '-': stdout, the table then goes to stderr).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also draw bpp vs PSNR (rd.png, rd.svg, …; needs matplotlib).")  # fmt: skip
 @click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(min=1), help="Parallel jobs.")
@@ -621,12 +623,13 @@ def compare_command(paths: tuple[Path, ...], sweep: bool, codecs: str, quality_s
     udic compare REF.png FILE...            score compressed files of REF
     udic compare --sweep IMAGE|DIR... [--codecs udic,jxl,...]
                                             encode with each codec and compare
+
+    Exit status 1 when any point could not be measured (the table and reports still stand).
     """
     reports = [(opt, p) for opt, p in (("--csv", csv_path), ("--json", json_path), ("--plot", plot_path)) if p]
-    for opt, report in reports:  # before any work: a report must never replace a compared file
-        if any(checks.same_file(str(src), str(report)) for src in paths):
-            raise UsageError(f"{opt} {report} is one of the files to compare: refusing to overwrite it")
-        checks.check_output(str(report), force)
+    _check_compare_reports(reports, paths, force)
+    if not math.isfinite(timeout):
+        raise UsageError(f"--timeout {timeout:g}: give a finite number of seconds")
     from . import compare as cmp
     from .anchors import get_codec
 
@@ -636,7 +639,7 @@ def compare_command(paths: tuple[Path, ...], sweep: bool, codecs: str, quality_s
         except UdicError as exc:
             raise UsageError(f"--anchor: {exc}") from None
     if plot_path is not None:
-        cmp.require_pyplot()  # fail before a long sweep, not after it
+        cmp.require_pyplot(plot_path)  # fail before a long sweep, not after it
     progress = None if quiet or not _stderr_is_terminal() else cmp.TerminalProgress()
     if sweep:
         names = [c for c in (s.strip() for s in codecs.split(",")) if c]
@@ -655,7 +658,8 @@ def compare_command(paths: tuple[Path, ...], sweep: bool, codecs: str, quality_s
         if len(paths) < 2:
             raise UsageError("give a reference image and at least one compressed file (or use --sweep)")
         result = cmp.compare_files(paths[0], paths[1:], anchor, jobs, progress, timeout)
-    click.echo(cmp.format_table(result, show_commands), nl=False)
+    # The table goes to stderr when a report takes stdout, so that `--json - | jq` reads JSON only.
+    click.echo(cmp.format_table(result, show_commands), nl=False, err=STDIO in (str(csv_path), str(json_path)))
     if csv_path is not None:
         cmp.write_csv(result, csv_path, force)
     if json_path is not None:
@@ -664,6 +668,35 @@ def compare_command(paths: tuple[Path, ...], sweep: bool, codecs: str, quality_s
         raise InputError("no point could be measured (see the notes above)")
     if plot_path is not None:
         cmp.plot_rd(result, plot_path, force)
+    failed = sum(not p.ok for p in result.points)
+    if failed:  # the table and reports stand; the exit status tells a script that something is missing
+        raise InputError(f"{failed} of {len(result.points)} points could not be measured (see the notes above)")
+
+
+_REPORT_SUFFIXES = {"--csv": ".csv", "--json": ".json"}
+
+
+def _check_compare_reports(reports: list[tuple[str, Path]], paths: tuple[Path, ...], force: bool) -> None:
+    """Before any work: a report never replaces a compared file or another report, and --csv /
+    --json name files of their kind (or '-', stdout): `--json` given as a bare flag before the
+    reference would otherwise take the reference's name and, with --force, overwrite it."""
+    seen: list[tuple[str, Path]] = []
+    for opt, report in reports:
+        if str(report) == STDIO and opt in _REPORT_SUFFIXES:
+            if any(str(other) == STDIO for _, other in seen):
+                raise UsageError("only one of --csv and --json can go to stdout ('-')")
+            seen.append((opt, report))
+            continue
+        if any(checks.same_file(str(src), str(report)) for src in paths):
+            raise UsageError(f"{opt} {report} is one of the files to compare: refusing to overwrite it")
+        suffix = _REPORT_SUFFIXES.get(opt)
+        if suffix is not None and report.suffix.lower() != suffix:
+            raise UsageError(f"{opt} {report}: the report's name must end in {suffix} (or be '-' for stdout)")
+        for other_opt, other in seen:
+            if str(other) != STDIO and (other == report or checks.same_file(str(other), str(report))):
+                raise UsageError(f"{opt} and {other_opt} name the same file ({report})")
+        checks.check_output(str(report), force)
+        seen.append((opt, report))
 
 
 def run() -> None:

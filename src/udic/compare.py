@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from udic.anchors import CODECS, Codec, UdicCodec, detect_codec, get_codec
 from udic.effort import DEFAULT_EFFORT, MAX_EFFORT
@@ -149,20 +149,21 @@ class CompareResult:
 
 
 def load_rgb(path: str | os.PathLike[str]) -> np.ndarray:
-    """Any Pillow-readable image as uint8 HxWx3 (alpha dropped, 16-bit reduced)."""
+    """Any Pillow-readable image as uint8 HxWx3, read as ``udic encode`` reads its input: EXIF
+    orientation applied, alpha dropped, gray repeated, and 16-bit samples rounded to 8 bits the
+    same way for the reference and every decoded file (Pillow alone truncates 16-bit colour and
+    clips 16-bit gray), under udic's input pixel limit."""
+    from .imageio import load_image
+
     p = Path(path)
     try:
-        with Image.open(p) as im:
-            im.load()
-            if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-                arr = np.asarray(im, dtype=np.float64)
-                peak = 65535.0 if arr.max() > 255 else 255.0
-                im = Image.fromarray(np.clip(np.round(arr * 255.0 / peak), 0, 255).astype(np.uint8))
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except FileNotFoundError:
-        raise InputError(f"{p}: no such file") from None
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
-        raise InputError(f"{p.name}: not a readable image ({_one_line(exc)})") from None
+        loaded = load_image(p)
+    except InputError as exc:
+        raise InputError(f"{p}: {exc}" if "no such file" in str(exc) else f"{p.name}: not a readable image ({exc})") \
+            from None
+    if loaded.wide is not None and loaded.wide.shape[2] >= 3:
+        return ((loaded.wide[..., :3].astype(np.int64) + 128) // 257).astype(np.uint8)
+    return loaded.rgb
 
 
 def _one_line(exc: BaseException) -> str:
@@ -254,7 +255,7 @@ def _decode_and_score(ref: np.ndarray, path: Path, workdir: Path, timeout: float
         codec.timeout = timeout
     out = Path(tempfile.mkdtemp(prefix="dec-", dir=workdir)) / "decoded.png"
     try:
-        codec.decode(path, out)
+        codec.decode(path.resolve(), out)  # (absolute: a name like '-x.webp' never reads as an option)
         psnr, ms, note = _score(ref, out)
     except UdicError as exc:
         return _failed(codec.name, str(path), size, pixels, f"cannot decode: {_one_line(exc)}")
@@ -270,7 +271,7 @@ def _image_format(path: Path) -> str | None:
     try:
         with Image.open(path) as im:
             return (im.format or "").lower() or None
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
+    except Exception:  # noqa: BLE001 - Pillow raises many types (a decompression bomb among them)
         return None
 
 
@@ -391,9 +392,13 @@ def parse_qualities(specs: Iterable[str]) -> dict[str, list[float]]:
         except UdicError as exc:
             raise UsageError(str(exc)) from None
         try:
-            out[codec] = [float(v) for v in values.split(",") if v.strip()]
+            qualities = [float(v) for v in values.split(",") if v.strip()]
         except ValueError:
             raise UsageError(f"--qualities {spec!r}: the values must be numbers") from None
+        if not all(math.isfinite(q) for q in qualities):
+            raise UsageError(f"--qualities {spec!r}: the values must be finite numbers")
+        # (a repeated value would count one image twice in the per-quality means)
+        out[codec] = list(dict.fromkeys(qualities))
     return out
 
 
@@ -415,42 +420,45 @@ def _sweep_one(
     domain: str,
     image: Path,
     src_png: Path,
-    ref: np.ndarray,
     work: Path,
     keep: Path | None,
     timeout: float | None,
     effort: int = DEFAULT_EFFORT,
 ) -> RDPoint:
-    """One job: encode one image at one setting, decode it back, score it."""
+    """One job: encode one image at one setting, decode it back, score it.  The reference is read
+    from ``src_png`` here, so a sweep holds only its running jobs' images, not the whole set's."""
     codec = _configured(codec_name, timeout, effort)
+    ref = load_rgb(src_png)
     pixels = ref.shape[0] * ref.shape[1]
-    stem = f"{src_png.stem}.{codec.name}.q{_q_tag(quality)}"
+    name = f"{image.stem}.{codec.name}.q{_q_tag(quality)}{codec.suffixes[0]}"  # (reports, --keep)
     job_dir = Path(tempfile.mkdtemp(prefix="job-", dir=work))
-    enc = job_dir / f"{stem}{codec.suffixes[0]}"
-    dec = job_dir / f"{stem}.decoded.png"
+    # The tools see plain names: an image's own ('-x', 'a%d', 't:1') could read as an option, an
+    # ffmpeg image sequence or a protocol.
+    enc = job_dir / f"encoded{codec.suffixes[0]}"
+    dec = job_dir / "decoded.png"
     common = dict(image=str(image), domain=domain, quality=quality)
     try:
         try:
             codec.encode(src_png, enc, quality)
         except UdicError as exc:
-            return _failed(codec.name, enc.name, 0, pixels, f"encode failed: {_one_line(exc)}", **common)
+            return _failed(codec.name, name, 0, pixels, f"encode failed: {_one_line(exc)}", **common)
         size = enc.stat().st_size
         try:
             codec.decode(enc, dec)
             psnr, ms, note = _score(ref, dec)
         except UdicError as exc:
-            return _failed(codec.name, enc.name, size, pixels, f"decode failed: {_one_line(exc)}", **common)
+            return _failed(codec.name, name, size, pixels, f"decode failed: {_one_line(exc)}", **common)
         extra = getattr(codec, "last_note", "")
         note = "; ".join(n for n in (extra, note) if n)
-        file = enc.name
+        file = name
         if keep is not None:
-            target = keep / domain / enc.name
+            target = keep / domain / name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(enc, target)
             file = str(target)
         return RDPoint(codec.name, file, size, size * 8.0 / pixels, psnr, ms, note=note, **common)
     except Exception as exc:  # noqa: BLE001 - keep the sweep going, report the job
-        return _failed(codec.name, enc.name, 0, pixels, f"{type(exc).__name__}: {_one_line(exc)}", **common)
+        return _failed(codec.name, name, 0, pixels, f"{type(exc).__name__}: {_one_line(exc)}", **common)
     finally:
         shutil.rmtree(job_dir, ignore_errors=True)
 
@@ -497,13 +505,12 @@ def run_sweep(
         tasks: list[Callable[[], RDPoint]] = []
         for d_index, (domain, images) in enumerate(domains):
             for i_index, image in enumerate(images):
-                ref = load_rgb(image)
-                src = work / f"d{d_index}" / f"{i_index:04d}-{image.stem}.png"
+                src = work / f"d{d_index}" / f"{i_index:04d}.png"
                 src.parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(ref).save(src, format="PNG")  # every encoder sees the same 8-bit RGB
+                Image.fromarray(load_rgb(image)).save(src, format="PNG")  # every encoder sees the same 8-bit RGB
                 for codec in chosen:
                     for q in qualities.get(codec.name, codec.default_qualities()):
-                        tasks.append(partial(_sweep_one, codec.name, float(q), domain, image, src, ref, work,
+                        tasks.append(partial(_sweep_one, codec.name, float(q), domain, image, src, work,
                                              keep_dir, timeout, effort))  # fmt: skip
         if tasks:
             points = _run_all(tasks, jobs, _as_progress(progress), "encoding")
@@ -773,9 +780,21 @@ def write_csv(result: CompareResult, path: str | os.PathLike[str], force: bool =
                         "note": b.note})  # fmt: skip
 
 
-def require_pyplot() -> None:
-    """Fail before a long sweep, not after it, when --plot cannot be drawn."""
-    _pyplot()
+def require_pyplot(path: str | os.PathLike[str] | None = None) -> None:
+    """Fail before a long sweep, not after it, when --plot cannot be drawn (no matplotlib, or a
+    file suffix it cannot write)."""
+    plt = _pyplot()
+    if path is None:
+        return
+    kind = Path(path).suffix[1:].lower() or "png"
+    fig = plt.figure()
+    try:
+        known = fig.canvas.get_supported_filetypes()
+    finally:
+        plt.close(fig)
+    if kind not in known:
+        raise UsageError(f"--plot {path}: matplotlib cannot write .{kind} (use one of: "
+                         f"{', '.join(sorted(known))})")
 
 
 def _pyplot():  # noqa: ANN202 - the matplotlib.pyplot module
