@@ -469,3 +469,38 @@ def test_file_names_that_look_like_options_reach_the_tools_as_files(encoded_set:
     result = compare_files(ref, [Path("-x.webp")])
     (point,) = result.points
     assert point.ok and point.codec == "webp" and 20 < point.psnr < 60, point
+
+
+def test_a_decompression_bomb_is_one_line_not_an_unexpected_error(tmp_path: Path) -> None:
+    """A 20,000 × 20,000 PNG of a few hundred bytes: as a reference, refused with its name; as a
+    compared file, a failed point while the others are scored."""
+    import zlib as _zlib
+
+    from udic.png16 import _chunk  # type: ignore[attr-defined]
+
+    side = 20_000
+    raw = _zlib.compress(b"\0" * (side // 8 + 1) * side, 9)
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", side.to_bytes(4, "big") * 2 + bytes([1, 0, 0, 0, 0]))
+                     + _chunk(b"IDAT", raw) + _chunk(b"IEND", b""))
+    ref = _make_image(tmp_path / "ref.png", 0)
+    result = _runner().invoke(compare_command, [str(bomb), str(ref), "--quiet"])
+    assert isinstance(result.exception, InputError) and "bomb.png" in str(result.exception)
+    result = _runner().invoke(compare_command, [str(ref), str(bomb), str(ref), "--quiet"])
+    assert isinstance(result.exception, InputError) and "1 of 2 points" in str(result.exception)
+
+
+def test_the_reference_is_read_upright(tmp_path: Path) -> None:
+    """EXIF orientation is applied to the reference, as `udic encode` applies it to its input."""
+    from udic import api
+    from udic.imageio import load_image
+
+    rgb = np.asarray(Image.open(_make_image(tmp_path / "base.png", 0)))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    ref = tmp_path / "turned.png"
+    Image.fromarray(rgb).save(ref, exif=exif)
+    enc = tmp_path / "turned.udic"
+    enc.write_bytes(api.encode_pixels(load_image(ref), 0).data)
+    (point,) = compare_files(ref, [enc]).points
+    assert point.ok and point.psnr == math.inf, point
