@@ -287,3 +287,15 @@ def test_channel_context_nets_start_at_zero() -> None:
     assert torch.equal(torch.cat(log_scales, 1), params[:, :32]) and torch.equal(torch.cat(means, 1), params[:, 32:])
     with pytest.raises(ValueError, match="add up"):
         ModelConfig(N=8, M=32, latent_codec=CHANNEL_CONTEXT_CODEC, slices=(4, 4))
+
+
+def test_a_channel_context_file_below_its_version_is_refused(channel_codec: Codec) -> None:
+    """§4: channel-conditional latents come in files of version 6 or later; the same bytes
+    labelled version 4 are refused before any decoding."""
+    from dataclasses import replace
+
+    enc = channel_codec.encode(loaded(smooth_image(24, 24, seed=1)), 2.0)
+    cont = ctr.parse(enc.data)
+    relabelled = ctr.write(ctr.Container(header=replace(cont.header, version=4), sections=cont.sections))
+    with pytest.raises(ctr.ContainerError, match="version-4 file cannot hold"):
+        channel_codec.decode(relabelled)

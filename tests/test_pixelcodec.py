@@ -220,3 +220,13 @@ def test_a_header_the_payload_disagrees_with_is_refused_before_the_pixels_decode
     cont.header.flags = ctr.flags_for(cont.sections)
     with pytest.raises(ContainerError):
         pixelcodec.decode_file(ctr.write(cont))
+
+
+def test_a_pixel_coded_file_is_version_5_only():
+    """§11: `version` = 5; versions 6-8 describe learned files, and a decoder refuses them here."""
+    src = _image((8, 8, 3))
+    cont = ctr.parse(pixelcodec.encode_file(src, 8, 0).data)
+    assert cont.header.version == ctr.PIXELS_VERSION
+    cont.header.version = 8
+    with pytest.raises(ContainerError, match="must be version 5"):
+        ctr.parse(ctr.write(cont))

@@ -359,6 +359,11 @@ class Codec:
         header = cont.header
         if header.model_id != self.model_id:
             raise ModelError(f"file was made with model {header.model_id}, not the loaded {self.model_id}")
+        # A latent codec newer than the base format needs a file of its version (§4: channel-conditional
+        # latents from 6); the hyperprior's own files go back to version 1.
+        if self.latent_codec.min_version > ctr.VERSION and header.version < self.latent_codec.min_version:
+            raise ContainerError(f"a version-{header.version} file cannot hold this model's latents "
+                                 f"(version {self.latent_codec.min_version} or later)")
         rate = Rate.from_stored(header.rate, self.config.num_rates)
         coded = coded_header(cont)  # what the network decodes: smaller than the output at reduced resolution
         window = window_pixels(coded.height, coded.width, coded.tile_pixels)

@@ -288,6 +288,8 @@ def parse_with_layout(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tupl
             raise ContainerError(f"flags disagree with the {kind.name.lower()} section")
     if mode == "pixels" and (header.model_id != NO_MODEL_ID or header.rate or header.tile):
         raise ContainerError("a pixel-coded file must have a zero model id, rate and tile")
+    if mode == "pixels" and version != PIXELS_VERSION:  # (§11: versions 6-8 describe learned files only)
+        raise ContainerError(f"a pixel-coded file must be version {PIXELS_VERSION}, not {version}")
     layout = Layout(
         total=len(data),
         header=header_bytes,
