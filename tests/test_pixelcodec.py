@@ -230,3 +230,21 @@ def test_a_pixel_coded_file_is_version_5_only():
     cont.header.version = 8
     with pytest.raises(ContainerError, match="must be version 5"):
         ctr.parse(ctr.write(cont))
+
+
+def test_info_names_damaged_sections_instead_of_guessing_or_failing():
+    """A pixel payload info cannot read is reported as damaged (it had been shown as "lossless,
+    ? channels"); a corrupt metadata section no longer fails the whole report."""
+    from udic import api
+
+    cont = ctr.parse(pixelcodec.encode_file(_image((6, 7, 3)), 8, 0).data)
+    cont.sections[ctr.Section.PIXELS] = b"\xff" + cont.sections[ctr.Section.PIXELS][1:]
+    fi = api.info(ctr.write(cont))
+    assert fi.mode == "pixel-coded" and fi.max_error is None
+    assert len(fi.damaged) == 1 and fi.damaged[0].startswith("pixels: ")
+    cont = ctr.parse(pixelcodec.encode_file(_image((6, 7, 3)), 8, 0).data)
+    cont.sections[ctr.Section.METADATA] = b"not zlib at all"
+    cont.header.flags = ctr.flags_for(cont.sections)
+    fi = api.info(ctr.write(cont))
+    assert fi.mode == "lossless" and fi.damaged and fi.damaged[0].startswith("metadata: ")
+    assert api.info(pixelcodec.encode_file(_image((6, 7, 3)), 8, 0).data).damaged == []

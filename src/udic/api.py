@@ -10,13 +10,13 @@ from __future__ import annotations
 import math
 import os
 import threading
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import container as ctr
 from . import metadata as metadata_mod
 from .effort import DEFAULT_EFFORT
-from .errors import InputError
+from .errors import InputError, UdicError
 
 # Heavy modules (torch through codec, numpy, Pillow) are imported inside the functions
 # that need them: `udic info`, `udic --help` and every argument check stay torch-free.
@@ -721,6 +721,8 @@ class FileInfo:
     coded_size: str | None = None  # reduced resolution (spec §12): the size the network codes, e.g. "384x216"
     max_error: int | None = None  # a pixel-coded file's tolerance (0 = lossless)
     loop_filter_classes: int = 0  # activity classes of the loop filter (1 = one filter; 0 = none)
+    # Sections whose payload info could not read ("name: reason"): a decode would refuse the file.
+    damaged: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -738,12 +740,16 @@ def info(data: bytes) -> FileInfo:
     described = ctr.describe_sections(cont)
     mode, bit_depth, pixel_coding, max_error = "learned", 8, None, None
     alpha = bool(h.flags & ctr.Flags.ALPHA)  # a learned file's alpha section
+    damaged: list[str] = []
     if h.mode == "pixels":
         px = described["pixels"]
         alpha = px.get("channels") in (2, 4)  # gray + alpha, RGBA: inside the payload (no flag)
         err = int(px.get("max_error", 0))
         mode = "lossless" if err == 0 else f"near-lossless ±{err}"
-        max_error = err
+        if "error" in px:
+            damaged.append(f"pixels: {px['error']}")
+            mode = "pixel-coded"  # (its tolerance unread)
+        max_error = err if "error" not in px else None
         bit_depth = int(px.get("bit_depth", 8))
         pixel_coding = f"{px.get('mode', '?')}, {px.get('channels', '?')} channels" + (
             f", {px['transform']}" if "transform" in px else "") + (
@@ -756,8 +762,12 @@ def info(data: bytes) -> FileInfo:
             ", row contexts" if px.get("row_contexts") else "") + (
             f", {px['long_matches']} long matches" if px.get("long_matches") else "") + (
             f", {px['bands']} bands" if px.get("bands", 1) > 1 else "")
-    meta = (metadata_mod.decode(cont.sections[ctr.Section.METADATA]) if ctr.Section.METADATA in cont.sections
-            else metadata_mod.Metadata())
+    meta = metadata_mod.Metadata()
+    if ctr.Section.METADATA in cont.sections:
+        try:
+            meta = metadata_mod.decode(cont.sections[ctr.Section.METADATA])
+        except UdicError as exc:  # info shows what it can, as for every other section
+            damaged.append(f"metadata: {exc}")
     coded_size = None
     if described.get("resample", {}).get("present"):
         from .sections.resample import coded_size as reduced_size  # numpy-free, like the rest of info
@@ -794,6 +804,7 @@ def info(data: bytes) -> FileInfo:
         pixel_coding=pixel_coding,
         coded_size=coded_size,
         max_error=max_error,
+        damaged=damaged,
     )
 
 

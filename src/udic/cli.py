@@ -515,6 +515,8 @@ def info(inputs: tuple[str, ...], as_json: bool) -> None:
         # The header's latent_crc covers the decoded integers: latents, or a pixel file's samples.
         click.echo(f"  {'latent crc ' if fi.mode == 'learned' else 'sample crc '} {fi.latent_crc}")
         click.echo(f"  version     {fi.version}")
+        for problem in fi.damaged:
+            click.echo(f"  damaged     {problem}")
     if failures:
         raise SystemExit(1)
 
