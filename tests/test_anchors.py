@@ -225,3 +225,22 @@ def test_udic_roundtrip(ref_png: Path, tmp_path: Path) -> None:
     q = codec.default_qualities()[-1]
     size, decoded = roundtrip(codec, ref_png, q, tmp_path)
     assert size > 0 and psnr_rgb(_rgb(ref_png), _rgb(decoded)) > 20.0
+
+
+def test_a_timed_out_tool_takes_what_it_started_with_it(tmp_path: Path) -> None:
+    """A wrapper script that starts a long child: on the timeout the whole process group goes,
+    so no orphan keeps running (and writing) after udic reported the timeout."""
+    import os
+    import time
+
+    marker = tmp_path / "still-running"
+    script = tmp_path / "wrapper.sh"
+    script.write_text(f"#!/bin/sh\n(sleep 1.5; touch '{marker}') &\nsleep 30\n")
+    script.chmod(0o755)
+    started = time.monotonic()
+    with pytest.raises(CodecError, match="timed out"):
+        run_tool([str(script)], timeout=0.3)
+    assert time.monotonic() - started < 10
+    time.sleep(2.0)
+    assert not marker.exists()
+    assert os.path.isfile(script)

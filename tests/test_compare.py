@@ -504,3 +504,32 @@ def test_the_reference_is_read_upright(tmp_path: Path) -> None:
     enc.write_bytes(api.encode_pixels(load_image(ref), 0).data)
     (point,) = compare_files(ref, [enc]).points
     assert point.ok and point.psnr == math.inf, point
+
+
+def test_kept_files_are_not_overwritten_without_force(tmp_path: Path) -> None:
+    """--keep never replaces a file unless --force; a file it could not keep leaves its
+    measurement standing with a note."""
+    _need("jpeg")
+    img = _make_image(tmp_path / "in" / "a.png", 0)
+    keep = tmp_path / "kept"
+    args = ["--sweep", str(img), "--codecs", "jpeg", "--qualities", "jpeg=50", "--keep", str(keep), "--quiet"]
+    first = _runner().invoke(compare_command, args)
+    assert first.exit_code == 0, first.output
+    (kept,) = (keep / "in").glob("*.jpg") if (keep / "in").exists() else keep.rglob("*.jpg")
+    kept.write_bytes(b"precious")
+    again = _runner().invoke(compare_command, [*args, "--json", "-"])
+    assert again.exit_code == 0, again.output
+    (point,) = json.loads(again.stdout)["points"]
+    assert point["ok"] and "not kept" in point["note"] and kept.read_bytes() == b"precious"
+    forced = _runner().invoke(compare_command, [*args, "--force"])
+    assert forced.exit_code == 0 and kept.read_bytes()[:2] == b"\xff\xd8"
+
+
+def test_an_unusable_keep_folder_fails_before_the_work(tmp_path: Path) -> None:
+    img = _make_image(tmp_path / "a.png", 0)
+    blocker = tmp_path / "file"
+    blocker.write_bytes(b"x")
+    result = _runner().invoke(compare_command, ["--sweep", str(img), "--codecs", "jpeg", "--keep",
+                                                str(blocker / "sub"), "--quiet"])
+    assert isinstance(result.exception, OutputError) and "--keep" in str(result.exception)
+    assert result.stdout == ""

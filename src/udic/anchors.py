@@ -31,7 +31,6 @@ import os
 import shlex
 import shutil
 import subprocess
-import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -72,25 +71,43 @@ def _one_line(text: str, limit: int = 200) -> str:
 
 
 def run_tool(argv: Sequence[str], timeout: float = DEFAULT_TIMEOUT) -> None:
-    """Run one codec tool; raise :class:`CodecError` (one line) on any failure."""
+    """Run one codec tool; raise :class:`CodecError` (one line) on any failure.
+
+    The tool runs in its own process group, killed whole on a timeout or an interrupt: a
+    wrapper script's children would otherwise outlive it (and a Ctrl-C waited for the tool)."""
     name = os.path.basename(argv[0])
     try:
-        proc = subprocess.run(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=timeout,
-            check=False,
-        )
+        proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True)
     except FileNotFoundError:
         raise CodecError(f"{name} not found on PATH") from None
-    except subprocess.TimeoutExpired:
-        raise CodecError(f"{name} timed out after {timeout:g} s") from None
     except OSError as exc:
         raise CodecError(f"{name} could not run: {exc.strerror or exc}") from None
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        raise CodecError(f"{name} timed out after {timeout:g} s") from None
+    except BaseException:
+        _kill_group(proc)
+        raise
     if proc.returncode != 0:
-        why = _one_line(proc.stderr.decode("utf-8", "replace")) or _one_line(proc.stdout.decode("utf-8", "replace"))
+        why = _one_line(stderr.decode("utf-8", "replace")) or _one_line(stdout.decode("utf-8", "replace"))
         raise CodecError(f"{name} failed (exit {proc.returncode}): {why or 'no message'}")
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """Kill a tool and everything it started, and reap it."""
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.communicate(timeout=5)
+    except (subprocess.TimeoutExpired, ValueError, OSError):
+        pass
 
 
 def _require_output(path: Path, tool: str) -> None:
@@ -712,12 +729,13 @@ def detect_codec(path: Path) -> Codec | None:
     return get_codec(name) if name else None
 
 
-def roundtrip(codec: Codec, png_path: Path, quality: float, workdir: Path | None = None) -> tuple[int, Path]:
-    """Encode then decode once in a scratch folder; returns (compressed bytes, decoded PNG).
+def roundtrip(codec: Codec, png_path: Path, quality: float, workdir: Path) -> tuple[int, Path]:
+    """Encode then decode once in ``workdir`` (the caller's, as the decoded PNG it returns lives
+    there); returns (compressed bytes, decoded PNG).
 
     A convenience for quick checks; the comparison engine manages its own files.
     """
-    work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="udic-rt-"))
+    work = Path(workdir)
     out = work / f"rt{codec.suffixes[0]}"
     dec = work / "rt.png"
     codec.encode(Path(png_path), out, quality)

@@ -613,7 +613,7 @@ SWEEP_CODECS = "udic,jxl,avif,webp,jpeg,hevc,bpg,vvc"  # compare.DEFAULT_SWEEP_C
 @click.option("--effort", type=click.IntRange(0, MAX_EFFORT), default=DEFAULT_EFFORT, show_default=True,
               help="With --sweep: udic's adaptation effort (as in udic encode).")
 @click.option("--show-commands", is_flag=True, help="List the exact codec command lines used.")
-@click.option("--force", "-f", is_flag=True, help="Overwrite existing --csv/--json/--plot files.")
+@click.option("--force", "-f", is_flag=True, help="Overwrite existing --csv/--json/--plot files and kept files.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def compare_command(paths: tuple[Path, ...], sweep: bool, codecs: str, quality_specs: tuple[str, ...],
                     anchor: str | None, csv_path: Path | None, json_path: Path | None, plot_path: Path | None,
@@ -652,8 +652,15 @@ def compare_command(paths: tuple[Path, ...], sweep: bool, codecs: str, quality_s
                 get_codec(n)
         except UdicError as exc:
             raise UsageError(f"--codecs: {exc}") from None
+        if keep_dir is not None:  # before the work: a folder that cannot be made fails now, not per job
+            try:
+                keep_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise OutputError(f"--keep {keep_dir}: cannot create the folder ({exc.strerror or exc})") from None
+            if not os.access(keep_dir, os.W_OK | os.X_OK):
+                raise OutputError(f"--keep {keep_dir}: the folder is not writable")
         result = cmp.run_sweep(paths, names, cmp.parse_qualities(quality_specs), anchor, jobs, progress, keep_dir,
-                               timeout, effort=effort)
+                               timeout, effort=effort, force=force)
     else:
         if quality_specs or keep_dir is not None or effort != DEFAULT_EFFORT:
             raise UsageError("--qualities, --keep and --effort only apply with --sweep")

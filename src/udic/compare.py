@@ -424,6 +424,7 @@ def _sweep_one(
     keep: Path | None,
     timeout: float | None,
     effort: int = DEFAULT_EFFORT,
+    force: bool = False,
 ) -> RDPoint:
     """One job: encode one image at one setting, decode it back, score it.  The reference is read
     from ``src_png`` here, so a sweep holds only its running jobs' images, not the whole set's."""
@@ -453,9 +454,12 @@ def _sweep_one(
         file = name
         if keep is not None:
             target = keep / domain / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(enc, target)
-            file = str(target)
+            try:  # atomically, never over an existing file unless --force; a failed copy keeps the measure
+                target.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_bytes(target, enc.read_bytes(), force=force)
+                file = str(target)
+            except (UdicError, OSError) as exc:
+                note = "; ".join(n for n in (note, f"not kept: {_one_line(exc)}") if n)
         return RDPoint(codec.name, file, size, size * 8.0 / pixels, psnr, ms, note=note, **common)
     except Exception as exc:  # noqa: BLE001 - keep the sweep going, report the job
         return _failed(codec.name, name, 0, pixels, f"{type(exc).__name__}: {_one_line(exc)}", **common)
@@ -473,10 +477,12 @@ def run_sweep(
     keep: str | os.PathLike[str] | None = None,
     timeout: float | None = None,
     effort: int = DEFAULT_EFFORT,
+    force: bool = False,
 ) -> CompareResult:
     """Encode every image with every available codec at each quality; average per domain; BD.
 
-    ``effort``: udic's adaptation effort for this sweep (default: ``udic encode``'s).
+    ``effort``: udic's adaptation effort for this sweep (default: ``udic encode``'s).  ``force``:
+    files kept in ``keep`` may replace existing ones.
     """
     qualities = qualities or {}
     domains = collect_images(paths)
@@ -511,7 +517,7 @@ def run_sweep(
                 for codec in chosen:
                     for q in qualities.get(codec.name, codec.default_qualities()):
                         tasks.append(partial(_sweep_one, codec.name, float(q), domain, image, src, work,
-                                             keep_dir, timeout, effort))  # fmt: skip
+                                             keep_dir, timeout, effort, force))  # fmt: skip
         if tasks:
             points = _run_all(tasks, jobs, _as_progress(progress), "encoding")
     curves, avg_notes = average_curves(points, {d: len(imgs) for d, imgs in domains})
