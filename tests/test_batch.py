@@ -187,3 +187,23 @@ def test_sigint_mid_batch(tiny_model: TinyModel, tiny_env: dict[str, str], tmp_p
     assert reported <= names and len(names - reported) <= 1  # at most the file finishing as the signal hit
     count = int(text.strip().splitlines()[-1].split("interrupted after ")[1].split()[0])
     assert count == len(reported)
+
+
+def test_a_second_sigint_while_stopping_calls_the_way_out() -> None:
+    """The first SIGINT of a parallel batch only sets the stop flag; once the batch is stopping,
+    a second one leaves at once (it did nothing while running items finished)."""
+    import threading
+
+    from udic.batch import _SigintFlag
+
+    stop = threading.Event()
+    flag = _SigintFlag(stop)
+    try:
+        left = []
+        flag._handle(signal.SIGINT, None)
+        assert flag.hit and stop.is_set() and not left
+        flag.on_second = lambda: left.append(True)
+        flag._handle(signal.SIGINT, None)
+        assert left == [True]
+    finally:
+        flag.restore()

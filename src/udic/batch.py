@@ -145,6 +145,9 @@ class _SigintFlag:
     def __init__(self, stop: threading.Event) -> None:
         self.stop = stop
         self.hit = False
+        # Called on a second SIGINT, once the batch is already stopping (running items finish
+        # or stop at their next check; a user who presses Ctrl-C again wants out now).
+        self.on_second: Callable[[], None] | None = None
         self._old = None
         try:
             self._old = signal.signal(signal.SIGINT, self._handle)
@@ -152,6 +155,9 @@ class _SigintFlag:
             self._old = None
 
     def _handle(self, signum: int, frame: object) -> None:
+        if self.hit and self.on_second is not None:
+            self.on_second()
+            return
         self.hit = True
         self.stop.set()
 
@@ -317,6 +323,21 @@ def _parallel(pairs: list[tuple[str, str]], work, report, bar: ProgressBar | Non
         stop.set()
         for _, future in items:
             future.cancel()
+
+        def abandon() -> None:
+            """A second Ctrl-C: leave now.  Outputs are written by rename, so an abandoned item
+            leaves no partial file, only its temp file, removed here."""
+            for (src, dest), (_, future) in zip(pairs, items):
+                if not future.done():
+                    remove_temp_files(dest)
+            print("udic: interrupted again: running items abandoned", file=sys.stderr, flush=True)
+            exit_code = interrupted().code
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(exit_code if isinstance(exit_code, int) else 130)
+
+        sigint.hit = True
+        sigint.on_second = abandon
         try:  # running items finish (complete file) or stop before writing anything
             pool.shutdown(wait=True)
         except KeyboardInterrupt:
