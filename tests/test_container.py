@@ -517,3 +517,27 @@ def test_container_and_sections_import_without_torch() -> None:
             "bad = [m for m in ('torch', 'compressai') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_the_writer_refuses_a_header_the_parser_would_refuse() -> None:
+    """A writer never makes a file that its own parser refuses: unknown versions, sections a
+    version cannot hold, a CRC or varint past its width (a struct.error had escaped)."""
+    from dataclasses import replace
+
+    from udic.wire import write_varint
+
+    good = ctr.Container(header=ctr.Header(width=4, height=4, colour=ctr.Colour.RGB, flags=ctr.Flags(0),
+                                           model_id="00" * 8, rate=0, latent_crc=0, version=ctr.VERSION),
+                         sections={ctr.Section.HYPERLATENTS: b"", ctr.Section.LATENTS: b""})
+    ctr.parse(ctr.write(good))
+    for changes, match in (({"version": 0}, "version"), ({"version": 256}, "version"),
+                           ({"latent_crc": 1 << 32}, "latent_crc"), ({"version": 1, "effort": 2}, "version-1")):
+        with pytest.raises(ValueError, match=match):
+            ctr.write(replace(good, header=replace(good.header, **changes)))
+    meta = replace(good, sections={**good.sections, ctr.Section.METADATA: b"x"},
+                   header=replace(good.header, version=3, flags=ctr.Flags.METADATA))
+    with pytest.raises(ValueError, match="cannot hold"):
+        ctr.write(meta)
+    with pytest.raises(ValueError, match="more than 5 bytes"):
+        write_varint(1 << 35)
+    assert len(write_varint((1 << 35) - 1)) == 5

@@ -168,6 +168,15 @@ def write(container: Container) -> bytes:
         raise ValueError("tile or effort out of range")
     if int(flags_for(container.sections)) != int(h.flags):
         raise ValueError("header flags disagree with the sections present")
+    # What the parser would refuse of the header itself: a writer never makes a file it cannot read.
+    if h.version not in READABLE_VERSIONS:
+        raise ValueError(f"format version {h.version} is not one this udic reads")
+    if int(h.flags) & ~allowed_flags(h.version):
+        raise ValueError(f"a version-{h.version} file cannot hold these sections")
+    if h.version < 2 and (h.tile or h.effort):
+        raise ValueError("a version-1 file has no tile or effort field")
+    if not 0 <= h.latent_crc < 1 << 32:
+        raise ValueError("latent_crc out of range")
     out = bytearray(MAGIC)
     values = _header_values(h)
     for name, kind in header_fields(h.version):

@@ -15,10 +15,12 @@ from .errors import ContainerError
 VARINT_MAX_BYTES = 5
 
 
-def write_varint(value: int) -> bytes:
-    """Unsigned LEB128 (spec §1)."""
+def write_varint(value: int, max_bytes: int = VARINT_MAX_BYTES) -> bytes:
+    """Unsigned LEB128 (spec §1) of at most ``max_bytes`` bytes, the most its reader takes."""
     if value < 0:
         raise ValueError("varint must be non-negative")
+    if value >= 1 << (7 * max_bytes):
+        raise ValueError(f"varint {value} needs more than {max_bytes} bytes")
     out = bytearray()
     while True:
         byte = value & 0x7F

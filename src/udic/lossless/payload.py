@@ -25,8 +25,9 @@ class Writer:
         self._parts.append(bytes([value]))
 
     def varint(self, value: int) -> None:
-        """LEB128: 7 bits per byte, low group first, high bit = more bytes follow."""
-        self._parts.append(write_varint(value))
+        """LEB128: 7 bits per byte, low group first, high bit = more bytes follow (at most 6, as
+        ``Reader.varint`` takes)."""
+        self._parts.append(write_varint(value, max_bytes=6))
 
     def svarint(self, value: int) -> None:
         """Signed varint through zig-zag (0, -1, 1, -2, … → 0, 1, 2, 3, …)."""
