@@ -10,7 +10,7 @@ PINS := torch==2.14.1 torchvision==0.29.1 compressai==1.2.8 "numpy<2" constricti
         click==8.5.1 pillow==13.0.0 safetensors==0.8.0 pytest==9.2.0 hypothesis==6.170.15 \
         matplotlib==3.11.2 scipy==1.17.1
 
-.PHONY: install test bench bench-efforts train train-gpu export fuzz lint clean
+.PHONY: install test bench bench-efforts train train-gpu fuzz lint clean
 
 install: $(VENV)/.installed
 
