@@ -374,3 +374,65 @@ def test_gray_sources_measure_psnr_on_the_decoded_file(tiny_codec: Codec) -> Non
     assert image.mode == "L"
     result = api.encode_with(tiny_codec, image, 2.0, effort=1, choose_mode=False, reduce=False)
     assert result.psnr is None
+
+
+def test_gray_sources_are_judged_on_the_luma_the_decoder_writes() -> None:
+    """Colour error in the synthesis never reaches a gray file: the adaptation's distortion is
+    the decoded L's (Pillow's conversion, exactly), not the RGB's against the repeated gray."""
+    from PIL import Image
+
+    from udic.adapt import decoded_mse
+
+    rng = np.random.default_rng(5)
+    gray = loaded(smooth_image(20, 24, seed=2, channels=1))
+    rgb = rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    luma = np.asarray(Image.fromarray(rgb).convert("L")).astype(np.float64)
+    assert decoded_mse(gray, rgb) == pytest.approx(float(np.mean((luma - gray.rgb[..., 0]) ** 2)), abs=1e-12)
+    colour = loaded(rgb)
+    assert decoded_mse(colour, rgb) == 0.0
+
+
+def test_the_time_budget_covers_the_whole_image(tiny_codec: Codec, monkeypatch) -> None:
+    """A PSNR search makes several adapted encodes: they share one --time-budget, each getting
+    what the ones before it left (each had been given the whole budget)."""
+    from udic import adapt, api
+    from udic.ratecontrol import RateTarget
+
+    budgets: list[float | None] = []
+    real = adapt.adapt_encode
+
+    def recording(codec, image, quality, config, progress=None, tile=None):  # noqa: ANN001, ANN202
+        budgets.append(config.time_budget)
+        return real(codec, image, quality, config, progress, tile)
+
+    monkeypatch.setattr(adapt, "adapt_encode", recording)
+    image = loaded(smooth_image(48, 64, seed=1))
+    api.encode_with(tiny_codec, image, 2.0, effort=3, time_budget=0.5, target=RateTarget("psnr", 30.0))
+    # The search's plain probes came first and spent some of it; each later encode gets less.
+    assert budgets and budgets[0] < 0.5
+    assert all(later < earlier for earlier, later in zip(budgets, budgets[1:]))
+    budgets.clear()
+    api.encode_with(tiny_codec, image, 2.0, effort=1, target=RateTarget("psnr", 30.0))
+    assert budgets and all(b is None for b in budgets)  # no budget: none imposed
+
+
+def test_the_loop_filter_starts_only_where_the_budget_has_room(codec: Codec, image: LoadedImage,
+                                                               monkeypatch) -> None:
+    from udic import adapt
+
+    calls = []
+    real = adapt._fit_loop_filter
+    monkeypatch.setattr(adapt, "_fit_loop_filter", lambda *a, **k: calls.append(1) or real(*a, **k))
+    adapt_encode(codec, image, 3.0, AdaptConfig.for_effort(1, time_budget=60.0))
+    assert calls == [1]
+    monkeypatch.setattr(adapt, "FILTER_COST_OF_EVALUATION", 1e9)  # "the filter would take ages"
+    res = adapt_encode(codec, image, 3.0, AdaptConfig.for_effort(1, time_budget=60.0))
+    assert calls == [1] and "filter" not in res.chosen
+    adapt_encode(codec, image, 3.0, AdaptConfig.for_effort(1))  # no budget: always tried
+    assert calls == [1, 1]
+
+
+def test_any_integer_seed_is_accepted(codec: Codec, image: LoadedImage) -> None:
+    for seed in (2**64 - 1, 2**64, -(2**70)):
+        res = adapt_encode(codec, image, 3.0, AdaptConfig.for_effort(3, seed=seed, **QUICK))
+        assert codec.decode(res.data).image.size == (64, 48)

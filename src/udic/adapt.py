@@ -239,12 +239,23 @@ def _evaluate(
     enc.y_hat = None  # candidates are kept; their latents are not needed after this
     height, width = image.rgb.shape[:2]
     rgb = crop(codec.synthesise(y_hat, rate, aset, tile=tile), height, width)
-    mse = float(np.mean((rgb.astype(np.float64) - image.rgb.astype(np.float64)) ** 2))
+    mse = decoded_mse(image, rgb)
     cost = 8 * len(enc.data) / (height * width) + lam * mse
     adapter_bits = 0
     if aset is not None and aset.adapters:
         adapter_bits = 8 * len(adapters_mod.encode_adapters(aset))
     return _Candidate(name, enc, cost, adapter_bits, rgb, (z_symbols, y), aset, mse), y_hat
+
+
+def decoded_mse(image: LoadedImage, rgb: np.ndarray) -> float:
+    """MSE of the decoder's output against the source, per sample: RGB for a colour source; for
+    a gray one the luma the decoder writes (Pillow's RGB → L, exactly), since colour error in the
+    synthesis never reaches that file and must not buy a loop filter or adapter its bytes."""
+    if image.mode == "L":
+        wide = rgb.astype(np.int64)
+        luma = (19595 * wide[..., 0] + 38470 * wide[..., 1] + 7471 * wide[..., 2] + 0x8000) >> 16
+        return float(np.mean((luma - image.rgb[..., 0].astype(np.int64)).astype(np.float64) ** 2))
+    return float(np.mean((rgb.astype(np.float64) - image.rgb.astype(np.float64)) ** 2))
 
 
 def _masked_mse(x_hat: torch.Tensor, x: torch.Tensor, rows: slice, cols: slice) -> torch.Tensor:
@@ -580,11 +591,12 @@ def _adapter_views(codec: Codec, padded: np.ndarray, y_hat: torch.Tensor, height
 
 
 def _fit_loop_filter(codec: Codec, image: LoadedImage, rate: Rate, lam: float, best: _Candidate,
-                     cfg: AdaptConfig, tile: int) -> _Candidate | None:
+                     cfg: AdaptConfig, tile: int, deadline: float = math.inf) -> _Candidate | None:
     """The least-squares loop filter on the best candidate's pixels, at the cheapest (k, F).
 
     No network passes: one Gram matrix, a few small solves and filter applications;
-    the section's exact size decides between shapes, then one real encode confirms.
+    the section's exact size decides between shapes, then one real encode confirms.  Past
+    ``deadline`` the activity classes are not tried, and after the shapes no filter is sent.
     """
     if best.rgb is None or best.latents is None or not cfg.filter_shapes:
         return None
@@ -603,13 +615,15 @@ def _fit_loop_filter(codec: Codec, image: LoadedImage, rate: Rate, lam: float, b
         cost = (8 * len(loopfilter.encode(lf)) + 16) / pixels + lam * sse_k / (3 * n)
         if cost < (lam * sse / (3 * n) if chosen is None else chosen[0]):
             chosen = (cost, lf)
-    if chosen is None:
+    if chosen is None or time.perf_counter() >= deadline:
         return None
     chosen = _class_split(image.rgb, best.rgb, chosen, lam, pixels, bands, cfg.filter_classes, normal)
+    if time.perf_counter() >= deadline:
+        return None
     lf = chosen[1]
     enc = codec.encode(image, rate, best.adapters, latents=best.latents, tile=tile,
                        effort=best.encode.header.effort, loop_filter=lf)
-    mse = float(np.mean((loopfilter.apply(best.rgb, lf).astype(np.float64) - image.rgb.astype(np.float64)) ** 2))
+    mse = decoded_mse(image, loopfilter.apply(best.rgb, lf))
     cost = 8 * len(enc.data) / pixels + lam * mse
     name = "filter" if best.name == "none" else f"{best.name}+filter"
     return _Candidate(name, enc, cost, best.adapter_bits, None, best.latents, best.adapters, mse)
@@ -635,6 +649,15 @@ def _class_split(original: np.ndarray, decoded: np.ndarray, chosen: tuple[float,
 
 
 # ---- entry point -------------------------------------------------------------------------
+
+FILTER_COST_OF_EVALUATION = 2.0  # the loop filter's time ÷ one plain evaluation's (an estimate)
+
+
+def _torch_seed(seed: int) -> int:
+    """Any integer --seed as one torch accepts (−2⁶³ … 2⁶⁴ − 1, kept as it is; others wrapped:
+    seed + 1 of the largest had overflowed after the refinement's work)."""
+    return seed if -(1 << 63) <= seed < 1 << 64 else seed % (1 << 64)
+
 
 
 def adapt_encode(
@@ -686,7 +709,11 @@ def adapt_encode(
     y0, z0 = codec.analyse(image.rgb, rate, tile, on_tile)
     # The optimisation target, for the phases that run the synthesis.
     padded = pad_to_multiple(image.rgb, PAD_MULTIPLE) if config.iterations or config.adapter_steps else None
+    t_plain = time.perf_counter()
     plain, y_hat = _evaluate(codec, image, rate, lam, z0, y0, None, "none", config.effort, tile)
+    # What one evaluation costs: the loop filter (a Gram matrix, filter passes, one encode) takes
+    # about twice that, and starts only where the budget has that left.
+    filter_seconds = FILTER_COST_OF_EVALUATION * (time.perf_counter() - t_plain)
     report(plain)
     # The best latents so far: every later step builds on them.
     current = _Latents("none", z0, y0, y_hat, plain.cost)
@@ -695,7 +722,7 @@ def adapt_encode(
         return step if current.name == "none" else f"{current.name}+{step}"
 
     if config.iterations > 0 and time.perf_counter() < deadline:
-        generator = torch.Generator().manual_seed(config.seed)
+        generator = torch.Generator().manual_seed(_torch_seed(config.seed))
         # Leave the later phases a share of the budget (latents come first).
         share = 0.7 if config.adapter_steps > 0 else 0.9 if config.rdoq else 1.0
         latent_deadline = t_start + share * (deadline - t_start) if math.isfinite(deadline) else deadline
@@ -730,7 +757,7 @@ def adapt_encode(
             if best_rdoq[0].cost < current.cost:
                 current = _Latents(name, current.z, best_rdoq[1], best_rdoq[2], best_rdoq[0].cost)
     if config.adapter_steps > 0 and time.perf_counter() < deadline:
-        generator = torch.Generator().manual_seed(config.seed + 1)
+        generator = torch.Generator().manual_seed(_torch_seed(config.seed + 1))
         with _frozen(codec):
             views = _adapter_views(codec, padded, current.y_hat, height, width, tile)
             aset, adapter_iterations = _fit_adapter(
@@ -745,8 +772,8 @@ def adapt_encode(
     for c in candidates[1:]:  # strictly cheaper only: prefer the simpler file on ties
         if c.cost < best.cost:
             best = c
-    if config.loop_filter and time.perf_counter() < deadline:
-        filtered = _fit_loop_filter(codec, image, rate, lam, best, config, tile)
+    if config.loop_filter and time.perf_counter() + filter_seconds <= deadline:
+        filtered = _fit_loop_filter(codec, image, rate, lam, best, config, tile, deadline)
         if filtered is not None:
             report(filtered)
             if filtered.cost < best.cost:

@@ -7,9 +7,11 @@
 
 from __future__ import annotations
 
+import contextvars
 import math
 import os
 import threading
+import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -215,7 +217,27 @@ def encode_with(
     """``encode_image`` on a given codec (batch workers each hold their own).
 
     ``fidelity``: loads the high-fidelity model's codec, tried for a rate target beyond
-    ``codec``'s top rate (None: only ``codec`` and the pixel coder)."""
+    ``codec``'s top rate (None: only ``codec`` and the pixel coder).  ``time_budget`` is the
+    adaptation time of the whole image: a search's or the mode choice's several adapted encodes
+    share it (each gets what the ones before left)."""
+    if time_budget is None or _ADAPT_DEADLINE.get() is not None:
+        return _encode_with(codec, image, quality, effort, time_budget, seed, on_step, tile, target, choose_mode,
+                            reduce, fidelity)
+    token = _ADAPT_DEADLINE.set(time.perf_counter() + max(0.0, time_budget))
+    try:
+        return _encode_with(codec, image, quality, effort, time_budget, seed, on_step, tile, target, choose_mode,
+                            reduce, fidelity)
+    finally:
+        _ADAPT_DEADLINE.reset(token)
+
+
+# The end of the running encode's --time-budget (perf_counter seconds), for its adapted encodes.
+_ADAPT_DEADLINE: "contextvars.ContextVar[float | None]" = contextvars.ContextVar("udic_adapt_deadline", default=None)
+
+
+def _encode_with(codec: Codec, image: LoadedImage, quality: float, effort: int, time_budget: float | None, seed: int,
+                 on_step, tile: int | None, target: RateTarget | None, choose_mode: bool, reduce: bool,  # noqa: ANN001
+                 fidelity: "Callable[[], Codec] | None") -> EncodeResult:
     from . import modes
 
     if target is not None:
@@ -250,6 +272,9 @@ def _encode_learned(codec: Codec, image: LoadedImage, quality: float, effort: in
         return codec.encode(image, quality, tile=tile, progress=on_tile)
     from .adapt import AdaptConfig, adapt_encode
 
+    deadline = _ADAPT_DEADLINE.get()
+    if deadline is not None:  # the image's budget, less what earlier adapted encodes of it spent
+        time_budget = max(0.0, deadline - time.perf_counter())
     config = AdaptConfig.for_effort(effort, time_budget=time_budget, seed=seed)
     adapted = adapt_encode(codec, image, quality, config, progress=on_step, tile=tile)
     enc = adapted.encode

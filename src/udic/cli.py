@@ -263,8 +263,10 @@ def main() -> None:
               help="Per-image adaptation (never worse than 0): "
               + "; ".join(f"{e} = {describe_effort(e)}" for e in range(MAX_EFFORT + 1)) + ".")
 @click.option("--time-budget", type=click.FloatRange(min=0), default=None,
-              help="Seconds of adaptation per image (stops early, still writes a valid file).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for adaptation (deterministic encodes).")
+              help="Seconds of adaptation per image, shared by a target search's encodes (stops early, "
+                   "still writes a valid file; the bytes then depend on the machine's speed).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed for adaptation (deterministic encodes without --time-budget).")
 @click.option("--allow-large", is_flag=True, help="Accept images over the 64-megapixel limit.")
 @click.option("--tile", type=click.IntRange(min=0), default=None,
               help="Code in tiles of this many pixels (multiple of 64; 0 = never). Default: 1024 for images over 4 MP.")
