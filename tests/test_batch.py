@@ -87,18 +87,28 @@ def test_hundred_files_one_bad_serial_and_parallel(runner: CliRunner, tiny_cache
     assert leftovers(tmp_path) == []
 
 
-def test_parallel_adaptation_is_deterministic(runner: CliRunner, tiny_cache: TinyModel, tmp_path: Path) -> None:
-    """--effort 1 on worker threads (own codecs, one torch thread each) matches a serial run."""
+def test_parallel_adaptation_is_deterministic(runner: CliRunner, tiny_cache: TinyModel, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """--effort 1 on worker threads (own codecs, one torch thread each, whatever --threads says:
+    the process-wide count is what the exact synthesis drops to one, so a share of it left the
+    other worker's analysis on 1 or N threads by timing) matches a serial one-thread run."""
+    import torch
+
     inputs = make_images(tmp_path / "src", 4, size=(24, 32))
     out = {}
-    for jobs, threads in ((1, 1), (2, 2)):
+    seen: list[int] = []
+    real = torch.set_num_threads
+    for jobs, threads in ((1, 1), (2, 4)):
         dest = tmp_path / f"out{jobs}"
         result = run(runner, "encode", *map(str, inputs), "-o", str(dest), "--model", tiny_cache.id,
                      "--effort", "1", "--seed", "3", "--jobs", str(jobs), "--threads", str(threads), "--quiet")
         assert result.exit_code == 0, result.stderr
         assert result.stderr == ""  # no live progress from workers, and --quiet
         out[jobs] = contents(dest)
+        if jobs == 1:  # record the parallel run's setting
+            monkeypatch.setattr(torch, "set_num_threads", lambda n: (seen.append(n), real(n))[1])
     assert out[1] == out[2]
+    assert seen and seen[0] == 1
 
 
 def test_notices_come_in_input_order(runner: CliRunner, tiny_cache: TinyModel, tmp_path: Path) -> None:

@@ -286,9 +286,12 @@ def _parallel(pairs: list[tuple[str, str]], work, report, bar: ProgressBar | Non
     if uses_models:
         import torch
 
-        # Split the CPU threads between the workers; torch applies this to every thread.
+        # One CPU thread a worker.  torch's thread count is the process's, and the exact synthesis
+        # drops it to one while any worker synthesises: a share of the threads would leave another
+        # worker's analysis on 1 or N threads by timing, and a learned file's bytes depend on that
+        # count.  With one thread each, a parallel batch writes the files `--threads 1` writes.
         saved_threads = torch.get_num_threads()
-        torch.set_num_threads(max(1, (threads or saved_threads) // jobs))
+        torch.set_num_threads(1)
     stop = threading.Event()
     pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="udic-job")
     items: list[tuple[Job, Future]] = []

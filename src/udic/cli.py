@@ -273,7 +273,8 @@ def main() -> None:
 @click.option("--strip", is_flag=True,
               help="Leave out EXIF and XMP metadata (camera, date, GPS, edits); the ICC profile is kept.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Files processed in parallel (each worker has its own model copy; CPU threads are split).")
+              help="Files processed in parallel (each worker has its own model copy and one CPU thread, so "
+                   "the files are those of --threads 1).")
 @common_options
 def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, lossless: bool,
            max_error: int | None, lossy_only: bool, target_bpp: float | None,
@@ -415,7 +416,7 @@ def encode(inputs: tuple[str, ...], output: str | None, quality: float | None, l
 @click.option("--model", default=None, help="Weights to decode with (default: found by the model id in the file).")
 @click.option("--allow-large", is_flag=True, help="Accept files over the 64-megapixel limit.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Files processed in parallel (each worker has its own model copy; CPU threads are split).")
+              help="Files processed in parallel (each worker has its own model copy and one CPU thread).")
 @common_options
 def decode(inputs: tuple[str, ...], output: str | None, fmt: str | None, model: str | None, allow_large: bool,
            jobs: int, device: str, precision: str, threads: int | None, force: bool, quiet: bool,
