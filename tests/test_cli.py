@@ -351,6 +351,8 @@ def test_batch_with_one_bad_file(runner: CliRunner, tiny_cache: TinyModel, tmp_p
     assert "udic: 2 of 3 files encoded, 1 failed" in result.stderr
     reports = [json.loads(line) for line in result.stdout.splitlines()]
     assert [("error" in r) for r in reports] == [False, True, False]
+    # An error record has a success record's keys for where the item came from and was to go.
+    assert reports[1]["input"] == args[1] and reports[1]["output"] == str(out / "bad.udic")
 
     (out / "bad.udic").write_bytes(b"UDIC" + b"\x00" * 30)
     dec = tmp_path / "dec"

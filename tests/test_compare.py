@@ -398,7 +398,7 @@ def test_files_mode_scores_plain_images_under_their_format(tmp_path: Path) -> No
     assert result.exit_code == 1 and "1 of 4 points" in str(result.exception), result.output  # (small.png)
     points = {Path(p["file"]).name: p for p in json.loads(out_json.read_text())["points"]}
     assert points["copy.png"]["codec"] == "png" and points["copy.png"]["ok"]
-    assert points["copy.png"]["psnr"] is None or points["copy.png"]["psnr"] > 99  # lossless: no finite PSNR
+    assert points["copy.png"]["psnr"] == "inf"  # lossless, written as `udic encode --json` writes it
     diff = np.clip(rgb.astype(int) + 4, 0, 255) - rgb.astype(int)
     expected = 10 * math.log10(255**2 / float(np.mean(diff.astype(float) ** 2)))
     assert points["shifted.png"]["psnr"] == pytest.approx(expected, abs=1e-9)

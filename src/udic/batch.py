@@ -69,6 +69,9 @@ class Job:
     parallel: bool = False
     stop: threading.Event | None = None
     notes: list[str] = field(default_factory=list)
+    # The item's paths as the user gave them ("-" for stdin/stdout), for --json error records.
+    source: str = ""
+    output: str = ""
 
     def say(self, message: str) -> None:
         if self.parallel:
@@ -234,7 +237,9 @@ def run_batch(pairs: list[tuple[str, str]], options: BatchOptions, work: Callabl
             failures += 1
             say(job.name, error)
             if options.as_json:
-                print(json.dumps({"input": job.name, "error": error}), file=json_stream, flush=True)
+                # (the same keys as a success record's: "-" for stdin, and where it was to go)
+                print(json.dumps({"input": job.source or job.name, "output": job.output or None, "error": error}),
+                      file=json_stream, flush=True)
 
     def interrupted() -> SystemExit:
         say(options.verb, f"interrupted after {len(records)} of {len(pairs)} files"
@@ -266,7 +271,7 @@ def _serial(pairs: Iterable[tuple[str, str]], work, report, bar: ProgressBar | N
     try:
         for src, dest in pairs:
             current = dest
-            job = Job(display_name(src), codecs=cache)
+            job = Job(display_name(src), codecs=cache, source=src, output=dest)
             record, error = _run_one(work, src, dest, job)
             current = None
             if bar is not None:
@@ -309,7 +314,7 @@ def _parallel(pairs: list[tuple[str, str]], work, report, bar: ProgressBar | Non
     sigint = _SigintFlag(stop)
     try:
         for src, dest in pairs:
-            job = Job(display_name(src), parallel=True, stop=stop)
+            job = Job(display_name(src), parallel=True, stop=stop, source=src, output=dest)
             key = os.path.abspath(dest)
             future = pool.submit(in_worker, src, dest, job, last_for_dest.get(key))
             last_for_dest[key] = future

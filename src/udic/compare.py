@@ -726,14 +726,15 @@ def format_table(result: CompareResult, show_commands: bool = False) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _clean(value: Any) -> Any:
-    """JSON has no NaN/inf: non-finite numbers become null (a lossless PSNR is noted, not faked)."""
+def _clean(value: Any, key: str = "") -> Any:
+    """JSON has no NaN/inf: a lossless PSNR (+inf) is the string "inf", as in `udic encode --json`
+    and the CSV; any other non-finite number (a failed point's) becomes null."""
     if isinstance(value, float) and not math.isfinite(value):
-        return None
+        return "inf" if value == math.inf and key == "psnr" else None
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
+        return {k: _clean(v, k) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [_clean(v, key) for v in value]
     return value
 
 
