@@ -4,7 +4,6 @@ decoder may skip it, and nothing about the pixels depends on it."""
 
 from __future__ import annotations
 
-from ..errors import ContainerError
 from .base import DecodeContext
 
 TAG = 128
@@ -26,10 +25,10 @@ def encode(value: str | None) -> bytes | None:
 
 
 def decode(payload: bytes, context: DecodeContext) -> str:
-    if len(payload) > MAX_NOTE_BYTES:
-        raise ContainerError(f"note section over {MAX_NOTE_BYTES} bytes")
-    return payload.decode("utf-8", errors="replace")
+    """The text, its first MAX_NOTE_BYTES bytes only (spec §3: bytes past them are ignored, as an
+    ancillary section's content never makes a file invalid)."""
+    return payload[:MAX_NOTE_BYTES].decode("utf-8", errors="replace")
 
 
 def describe(payload: bytes) -> dict:
-    return {"bytes": len(payload), "text": payload[:MAX_NOTE_BYTES].decode("utf-8", errors="replace")}
+    return {"bytes": len(payload), "text": decode(payload, DecodeContext(height=1, width=1))}
