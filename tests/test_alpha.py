@@ -209,3 +209,16 @@ def test_words_left_over_are_refused() -> None:
     np.testing.assert_array_equal(decode_alpha(payload, 8, 10), a)
     with pytest.raises(ContainerError, match="left over"):
         decode_alpha(payload[:pos] + b"\x01\x00\x00\x00" + payload[pos:], 8, 10)
+
+
+def test_the_symbol_table_is_increasing_and_every_count_used() -> None:
+    """Spec §7: a decoder that let a repeated symbol's last count win (or took a zero count)
+    could disagree with another about the same bytes; such tables make the file invalid."""
+    alpha = np.array([[0, 0, 5, 5]], dtype=np.uint8)  # residuals 0, 0, 5, 0: symbols 0 (3) and 5 (1)
+    good = encode_alpha(alpha)
+    assert np.array_equal(decode_alpha(good, 1, 4), alpha)
+    words = good[1 + 2 * 2:]  # n_used, then (symbol, count) twice: one byte each here
+    for table in ([(5, 1), (0, 3)], [(0, 3), (0, 3)], [(0, 3), (5, 1), (7, 0)]):
+        payload = write_varint(len(table)) + b"".join(bytes([s]) + write_varint(c) for s, c in table) + words
+        with pytest.raises(ContainerError, match="alpha"):
+            decode_alpha(payload, 1, 4)

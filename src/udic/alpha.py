@@ -50,9 +50,13 @@ def decode_alpha(payload: bytes, height: int, width: int) -> np.ndarray:
     if not 1 <= n_used <= 256:
         raise ContainerError("corrupt alpha section")
     counts = np.zeros(256, dtype=np.float64)
+    previous = -1
     for _ in range(n_used):
         s = reader.take(1, "alpha table")[0]
-        counts[s] = reader.varint("alpha table")
+        count = reader.varint("alpha table")
+        if s <= previous or count < 1:  # spec §7: distinct, increasing symbols, each used
+            raise ContainerError("corrupt alpha section (symbol table out of order)")
+        counts[s], previous = count, s
     if counts.sum() != height * width:
         raise ContainerError("corrupt alpha section (pixel count mismatch)")
     rest = payload[reader.pos :]
