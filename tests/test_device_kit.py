@@ -127,3 +127,38 @@ def test_the_gpu_recipe_fits_what_comes_back() -> None:
     assert device_kit.FILES_BACK <= 8
     assert cfg.device == "cuda" and cfg.bf16 and cfg.schedule == "time"
     assert len(cfg.rate_lambdas()) == 8 and max(cfg.rate_lambdas()) == 0.35  # up to ~42 dB
+
+
+def test_a_killed_run_has_already_sent_its_checkpoint(tmp_path: Path) -> None:
+    """The device tool kills the whole command at its limit, and a killed shell runs no exit
+    trap: each checkpoint is copied to $OUT as it lands, so the last one is there anyway."""
+    import signal
+    import time
+
+    pack = tmp_path / "pack"
+    _images(pack / "train", 3)
+    out = tmp_path / "out"
+    out.mkdir()
+    env = dict(os.environ, OUT=str(out), PYTHON=sys.executable, RECIPE="recipes/tiny.toml",
+               RUN=str(tmp_path / "run"), DEVICE="cpu", PACK=str(pack), TRAIN_TIMEOUT="5")
+    proc = subprocess.Popen(["bash", "tools/device_train.sh", "4", "--warmup", "1", "--ckpt-minutes", "0.01",
+                             "--steps", "100000000"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not list(out.glob("*.parts.json")):
+            assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint came back"
+            time.sleep(0.5)
+        time.sleep(1.0)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert device_kit.join_checkpoint(out, tmp_path / "joined.pt")["step"] >= 1
+
+
+def test_minutes_that_do_not_fit_the_deadline_are_refused(tmp_path: Path) -> None:
+    pack = tmp_path / "pack"
+    _images(pack / "train", 1)
+    env = dict(os.environ, OUT=str(tmp_path), PYTHON=sys.executable, PACK=str(pack), DEADLINE_S="300")
+    done = subprocess.run(["bash", "tools/device_train.sh", "9"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 2 and "does not fit" in done.stderr
