@@ -191,3 +191,22 @@ def test_bench_codes_each_image_with_the_model_udic_encode_would_choose(monkeypa
     bench.api.codec_for(loaded(flat), None, 0)  # effort 0 chooses nothing
     bench.api.codec_for(loaded(flat), "named", 1)  # a named model is kept
     assert asked == ["synthetic-art-model", None, None, "named"]
+
+
+def test_cached_anchors_fall_back_to_the_repositorys_curves(tmp_path: Path, tiny_cache, monkeypatch) -> None:
+    """--cached-anchors with an --out that has no cache reads bench/anchors.json (the committed
+    curves), instead of noting every anchor as "not measured yet"."""
+    api._codecs.clear()
+    root = _data_root(tmp_path)
+    first = tmp_path / "first"
+    args = ["--data", str(root), "--domains", "comic", "--codecs", "jpeg", "--qualities", "2", "--efforts", "0",
+            "--model", tiny_cache.id, "--jobs", "1", "--threads", "1", "--quiet"]
+    assert bench.main(["--out", str(first), *args]) == 0
+    monkeypatch.setattr(bench, "REPO_ANCHORS", first / "anchors.json")
+    monkeypatch.setattr(bench, "run_sweep", lambda *a, **k: (_ for _ in ()).throw(AssertionError("re-ran")))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert bench.main(["--out", str(elsewhere), "--cached-anchors", *args]) == 0
+    report = json.loads((elsewhere / "report.json").read_text())
+    assert not any("not measured yet" in n for n in report["notes"])
+    assert any(p["codec"] == "jpeg" for p in report["points"])
