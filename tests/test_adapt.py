@@ -436,3 +436,21 @@ def test_any_integer_seed_is_accepted(codec: Codec, image: LoadedImage) -> None:
     for seed in (2**64 - 1, 2**64, -(2**70)):
         res = adapt_encode(codec, image, 3.0, AdaptConfig.for_effort(3, seed=seed, **QUICK))
         assert codec.decode(res.data).image.size == (64, 48)
+
+
+def test_a_cuda_encode_asks_for_deterministic_kernels_and_restores_the_flags() -> None:
+    """(No GPU here: the flags alone.)  SGA's and the adapter fit's backward passes on CUDA use
+    cuDNN's deterministic kernels, so that --seed fixes a GPU encode too."""
+    from udic.adapt import _deterministic_cuda
+
+    cudnn = torch.backends.cudnn
+    before = (cudnn.deterministic, cudnn.benchmark)
+    cudnn.benchmark = True
+    try:
+        with _deterministic_cuda(torch.device("cuda")):
+            assert cudnn.deterministic and not cudnn.benchmark
+        assert cudnn.benchmark and cudnn.deterministic == before[0]
+        with _deterministic_cuda(torch.device("cpu")):
+            assert cudnn.benchmark  # untouched on the CPU
+    finally:
+        cudnn.deterministic, cudnn.benchmark = before

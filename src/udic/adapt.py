@@ -677,6 +677,29 @@ def adapt_encode(
     a tiled image refines its latents tile by tile and fits one adapter, shared by
     all tiles, on a sample of them.
     """
+    with _deterministic_cuda(codec.device):
+        return _adapt_encode(codec, image, quality, config, progress, tile)
+
+
+@contextmanager
+def _deterministic_cuda(device: torch.device) -> Iterator[None]:
+    """On CUDA, cuDNN's deterministic kernels for the refinement's and the adapter fit's backward
+    passes too (the synthesis asks for them itself): otherwise `--seed` would not fix a GPU
+    encode.  On the CPU these passes are already deterministic at a given thread count."""
+    if device.type != "cuda":
+        yield
+        return
+    cudnn = torch.backends.cudnn
+    saved = (cudnn.deterministic, cudnn.benchmark)
+    cudnn.deterministic, cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        cudnn.deterministic, cudnn.benchmark = saved
+
+
+def _adapt_encode(codec: Codec, image: LoadedImage, quality: "float | Rate", config: AdaptConfig,
+                  progress: Progress | None, tile: int | None) -> AdaptResult:
     t_start = time.perf_counter()
     deadline = math.inf if config.time_budget is None else t_start + max(config.time_budget, 0.0)
     rate = codec.rate(quality)  # validated and rounded once; every step below uses it
