@@ -410,7 +410,8 @@ def test_the_time_budget_covers_the_whole_image(tiny_codec: Codec, monkeypatch) 
     api.encode_with(tiny_codec, image, 2.0, effort=3, time_budget=0.5, target=RateTarget("psnr", 30.0))
     # The search's plain probes came first and spent some of it; each later encode gets less.
     assert budgets and budgets[0] < 0.5
-    assert all(later < earlier for earlier, later in zip(budgets, budgets[1:]))
+    assert all(later <= earlier for earlier, later in zip(budgets, budgets[1:]))  # (0.0 once spent)
+    assert all(b < 0.5 for b in budgets)
     budgets.clear()
     api.encode_with(tiny_codec, image, 2.0, effort=1, target=RateTarget("psnr", 30.0))
     assert budgets and all(b is None for b in budgets)  # no budget: none imposed
@@ -452,5 +453,44 @@ def test_a_cuda_encode_asks_for_deterministic_kernels_and_restores_the_flags() -
         assert cudnn.benchmark and cudnn.deterministic == before[0]
         with _deterministic_cuda(torch.device("cpu")):
             assert cudnn.benchmark  # untouched on the CPU
+    finally:
+        cudnn.deterministic, cudnn.benchmark = before
+
+
+def test_a_quality_past_the_top_rate_shares_the_budget_too(tiny_codec: Codec, monkeypatch) -> None:
+    """-q above the network's top rate goes to the high-fidelity check directly (not through
+    encode_with): its searches' adapted encodes share the budget as well."""
+    from udic import adapt, api
+
+    budgets: list[float | None] = []
+    real = adapt.adapt_encode
+
+    def recording(codec, image, quality, config, progress=None, tile=None):  # noqa: ANN001, ANN202
+        budgets.append(config.time_budget)
+        return real(codec, image, quality, config, progress, tile)
+
+    monkeypatch.setattr(adapt, "adapt_encode", recording)
+    monkeypatch.setattr(api, "fidelity_may_beat", lambda *a: True)
+    image = loaded(smooth_image(48, 64, seed=1))
+    pixels = api.encode_pixels(image, 4)
+    api.fidelity_for_pixels(pixels, lambda: tiny_codec, image, tiny_codec.max_quality + 1, 1, time_budget=0.5)
+    assert budgets and all(b is not None and b < 0.5 for b in budgets)
+
+
+def test_overlapping_cuda_users_keep_the_flags_until_the_last_leaves() -> None:
+    """Two parallel workers: the first to leave must not turn deterministic kernels off under the other."""
+    from udic.codec import deterministic_cuda
+
+    cudnn = torch.backends.cudnn
+    before = (cudnn.deterministic, cudnn.benchmark)
+    cudnn.deterministic, cudnn.benchmark = False, True
+    try:
+        first, second = deterministic_cuda(), deterministic_cuda()
+        first.__enter__()
+        second.__enter__()
+        first.__exit__(None, None, None)
+        assert cudnn.deterministic and not cudnn.benchmark
+        second.__exit__(None, None, None)
+        assert (cudnn.deterministic, cudnn.benchmark) == (False, True)
     finally:
         cudnn.deterministic, cudnn.benchmark = before

@@ -533,3 +533,44 @@ def test_an_unusable_keep_folder_fails_before_the_work(tmp_path: Path) -> None:
                                                 str(blocker / "sub"), "--quiet"])
     assert isinstance(result.exception, OutputError) and "--keep" in str(result.exception)
     assert result.stdout == ""
+
+
+def test_an_interrupted_comparison_kills_the_tools_still_running() -> None:
+    """Tools run in their own sessions (so a timeout can kill a wrapper's children), which the
+    terminal's Ctrl-C does not reach; the threads waiting for them get no KeyboardInterrupt.
+    Whoever catches it kills them, or leaving the pool would wait for each (up to --timeout)."""
+    import time
+
+    from udic.anchors import run_tool
+    from udic.compare import _run_all
+
+    sleep = shutil.which("sleep")
+    if sleep is None:
+        pytest.skip("no sleep(1)")
+
+    from udic import anchors
+
+    def interrupt(label: str, done: int, total: int) -> None:
+        until = time.monotonic() + 20
+        while not anchors._RUNNING and time.monotonic() < until:  # the Ctrl-C lands while the tool runs
+            time.sleep(0.01)
+        raise KeyboardInterrupt
+
+    tasks = [lambda: _pt("jpeg", "a", 1, 1.0, 30.0), lambda: run_tool([sleep, "60"]) or _pt("jpeg", "b", 1, 1.0, 30.0)]
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        _run_all(tasks, 2, interrupt, "encoding")
+    assert time.monotonic() - started < 30
+
+
+def test_allow_large_reads_a_reference_over_the_limit(tmp_path: Path, monkeypatch) -> None:
+    from udic import imageio
+
+    ref = _make_image(tmp_path / "ref.png", 0)
+    copy = tmp_path / "copy.png"
+    shutil.copyfile(ref, copy)
+    monkeypatch.setattr(imageio, "DEFAULT_MAX_PIXELS", 1000)  # under the 64 × 48 reference
+    result = _runner().invoke(compare_command, [str(ref), str(copy), "--quiet"])
+    assert isinstance(result.exception, InputError) and "--allow-large" in str(result.exception)
+    result = _runner().invoke(compare_command, [str(ref), str(copy), "--allow-large", "--quiet"])
+    assert result.exit_code == 0, result.output

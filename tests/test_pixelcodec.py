@@ -248,3 +248,21 @@ def test_info_names_damaged_sections_instead_of_guessing_or_failing():
     fi = api.info(ctr.write(cont))
     assert fi.mode == "lossless" and fi.damaged and fi.damaged[0].startswith("metadata: ")
     assert api.info(pixelcodec.encode_file(_image((6, 7, 3)), 8, 0).data).damaged == []
+
+
+def test_info_reports_a_bad_resample_factor_and_a_payload_of_another_size():
+    from udic import api
+    from udic.sections import resample as resample_section
+
+    header = ctr.Header(width=40, height=30, colour=ctr.Colour.RGB, flags=ctr.Flags.RESAMPLE, model_id="00" * 8,
+                        rate=0, latent_crc=0, version=ctr.RESAMPLE_VERSION)
+    learned = ctr.Container(header=header, sections={ctr.Section.HYPERLATENTS: b"", ctr.Section.LATENTS: b"",
+                                                     ctr.Section.RESAMPLE: bytes([0, resample_section.FILTER_CUBIC])})
+    fi = api.info(ctr.write(learned))  # (a factor of 0 had divided by zero)
+    assert fi.coded_size is None and fi.damaged and fi.damaged[0].startswith("resample: ")
+    learned.sections[ctr.Section.RESAMPLE] = bytes([2, resample_section.FILTER_CUBIC])
+    assert api.info(ctr.write(learned)).coded_size == "20x15"
+    cont = ctr.parse(pixelcodec.encode_file(_image((6, 7, 3)), 8, 0).data)
+    cont.header.width = 9
+    fi = api.info(ctr.write(cont))
+    assert fi.damaged == ["pixels: the payload holds 7x6, the header says 9x6"]

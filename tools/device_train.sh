@@ -41,14 +41,15 @@ if [ -z "${TRAIN_TIMEOUT:-}" ]; then
   fi
 fi
 
-copy_back() {  # the newest checkpoint and the logs into $OUT; the manifest last, so join's sha256
-               # check refuses a set cut off half way
+STAGING=$RUN/.sending  # (outside $OUT: a kill during a split must not add files to what comes back)
+copy_back() {  # the newest checkpoint into $OUT, each part over its old name and the manifest last,
+               # so join's sha256 check refuses a set cut off half way
   if [ -f "$RUN/last.pt" ]; then
-    rm -rf "$OUT/.staging"
-    "$PYTHON" -m tools.device_kit split "$RUN/last.pt" "$OUT/.staging" >/dev/null
-    for part in "$OUT"/.staging/*.part*; do mv -f "$part" "$OUT/"; done
-    mv -f "$OUT"/.staging/*.parts.json "$OUT/"
-    rm -rf "$OUT/.staging"
+    rm -rf "$STAGING"
+    "$PYTHON" -m tools.device_kit split "$RUN/last.pt" "$STAGING" >/dev/null
+    for part in "$STAGING"/*.part*; do mv -f "$part" "$OUT/"; done
+    mv -f "$STAGING"/*.parts.json "$OUT/"
+    rm -rf "$STAGING"
   fi
 }
 copy_logs() {
@@ -56,9 +57,11 @@ copy_logs() {
     if [ -f "$RUN/$log" ]; then cp "$RUN/$log" "$OUT/"; fi
   done
 }
+STOP_WATCHING=$RUN/.stop-watching
 watch_checkpoints() {  # beside training: each new last.pt goes back at once
   local seen=""
-  while sleep 10; do
+  while [ ! -e "$STOP_WATCHING" ]; do
+    sleep 5
     local now
     now=$(stat -c %Y "$RUN/last.pt" 2>/dev/null || true)
     if [ -n "$now" ] && [ "$now" != "$seen" ]; then
@@ -70,11 +73,14 @@ watch_checkpoints() {  # beside training: each new last.pt goes back at once
   done
 }
 send_back() {  # whatever happened to training: the last checkpoint and the logs go to $OUT
-  if [ -n "${WATCHER:-}" ]; then kill "$WATCHER" 2>/dev/null || true; wait "$WATCHER" 2>/dev/null || true; fi
+  # The watcher finishes the copy it may be making (killing it would orphan its split), then stops.
+  if [ -n "${WATCHER:-}" ]; then touch "$STOP_WATCHING"; wait "$WATCHER" 2>/dev/null || true; fi
   copy_logs
   copy_back || echo "could not split $RUN/last.pt" >&2
   echo "sent back: $(ls "$OUT" | tr '\n' ' ')"
 }
+mkdir -p "$RUN"
+rm -f "$STOP_WATCHING"
 watch_checkpoints &
 WATCHER=$!
 trap send_back EXIT

@@ -689,13 +689,10 @@ def _deterministic_cuda(device: torch.device) -> Iterator[None]:
     if device.type != "cuda":
         yield
         return
-    cudnn = torch.backends.cudnn
-    saved = (cudnn.deterministic, cudnn.benchmark)
-    cudnn.deterministic, cudnn.benchmark = True, False
-    try:
+    from .codec import deterministic_cuda
+
+    with deterministic_cuda():  # (counted: parallel workers share the process's flags)
         yield
-    finally:
-        cudnn.deterministic, cudnn.benchmark = saved
 
 
 def _adapt_encode(codec: Codec, image: LoadedImage, quality: "float | Rate", config: AdaptConfig,

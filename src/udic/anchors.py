@@ -83,6 +83,8 @@ def run_tool(argv: Sequence[str], timeout: float = DEFAULT_TIMEOUT) -> None:
         raise CodecError(f"{name} not found on PATH") from None
     except OSError as exc:
         raise CodecError(f"{name} could not run: {exc.strerror or exc}") from None
+    with _RUNNING_LOCK:
+        _RUNNING.add(proc)
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -91,9 +93,31 @@ def run_tool(argv: Sequence[str], timeout: float = DEFAULT_TIMEOUT) -> None:
     except BaseException:
         _kill_group(proc)
         raise
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING.discard(proc)
     if proc.returncode != 0:
         why = _one_line(stderr.decode("utf-8", "replace")) or _one_line(stdout.decode("utf-8", "replace"))
         raise CodecError(f"{name} failed (exit {proc.returncode}): {why or 'no message'}")
+
+
+# Tools running now, on any thread: their own sessions do not see the terminal's Ctrl-C, and the
+# threads that wait for them do not get the KeyboardInterrupt, so whoever catches it kills these.
+_RUNNING: set[subprocess.Popen] = set()
+_RUNNING_LOCK = threading.Lock()
+
+
+def kill_running_tools() -> None:
+    """Kill every codec tool still running (an interrupted comparison), with its children."""
+    import signal
+
+    with _RUNNING_LOCK:
+        running = list(_RUNNING)
+    for proc in running:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

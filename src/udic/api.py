@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import math
 import os
@@ -220,19 +221,27 @@ def encode_with(
     ``codec``'s top rate (None: only ``codec`` and the pixel coder).  ``time_budget`` is the
     adaptation time of the whole image: a search's or the mode choice's several adapted encodes
     share it (each gets what the ones before left)."""
-    if time_budget is None or _ADAPT_DEADLINE.get() is not None:
+    with _image_budget(time_budget):
         return _encode_with(codec, image, quality, effort, time_budget, seed, on_step, tile, target, choose_mode,
                             reduce, fidelity)
-    token = _ADAPT_DEADLINE.set(time.perf_counter() + max(0.0, time_budget))
-    try:
-        return _encode_with(codec, image, quality, effort, time_budget, seed, on_step, tile, target, choose_mode,
-                            reduce, fidelity)
-    finally:
-        _ADAPT_DEADLINE.reset(token)
 
 
 # The end of the running encode's --time-budget (perf_counter seconds), for its adapted encodes.
 _ADAPT_DEADLINE: "contextvars.ContextVar[float | None]" = contextvars.ContextVar("udic_adapt_deadline", default=None)
+
+
+@contextlib.contextmanager
+def _image_budget(time_budget: float | None) -> "Iterator[None]":
+    """One --time-budget for an image's whole encode, from now: every adapted encode inside gets
+    what is left (an entry point inside another, e.g. the high-fidelity check, keeps the outer one)."""
+    if time_budget is None or _ADAPT_DEADLINE.get() is not None:
+        yield
+        return
+    token = _ADAPT_DEADLINE.set(time.perf_counter() + max(0.0, time_budget))
+    try:
+        yield
+    finally:
+        _ADAPT_DEADLINE.reset(token)
 
 
 def _encode_with(codec: Codec, image: LoadedImage, quality: float, effort: int, time_budget: float | None, seed: int,
@@ -479,6 +488,14 @@ def fidelity_for_pixels(pixels: EncodeResult, fidelity: "Callable[[], Codec]", i
     (``default`` loads that model) asks for a file between the two: see ``_fidelity_between``."""
     if not fidelity_may_beat(pixels, image, effort):
         return pixels
+    with _image_budget(time_budget):
+        return _fidelity_for_pixels(pixels, fidelity, image, quality, effort, time_budget, seed, on_step, tile,
+                                    lossy_top, default)
+
+
+def _fidelity_for_pixels(pixels: EncodeResult, fidelity: "Callable[[], Codec]", image: LoadedImage, quality: float,
+                         effort: int, time_budget: float | None, seed: int, on_step, tile: int | None,  # noqa: ANN001
+                         lossy_top: float | None, default: "Callable[[], Codec] | None") -> EncodeResult:
     assert pixels.psnr is not None
     if lossy_top is not None and default is not None and 0.0 < quality - lossy_top < 1.0:
         return _fidelity_between(pixels, fidelity, default, image, quality, lossy_top, effort, time_budget, seed,
@@ -793,12 +810,24 @@ def info(data: bytes) -> FileInfo:
             meta = metadata_mod.decode(cont.sections[ctr.Section.METADATA])
         except UdicError as exc:  # info shows what it can, as for every other section
             damaged.append(f"metadata: {exc}")
+    if h.mode == "pixels" and "error" not in px:  # (a decode refuses a payload of another size or colour)
+        if (px.get("width"), px.get("height")) != (h.width, h.height):
+            damaged.append(f"pixels: the payload holds {px.get('width')}x{px.get('height')}, "
+                           f"the header says {h.width}x{h.height}")
+        elif (int(px.get("channels", 3)) <= 2) != (h.colour == ctr.Colour.GRAY):
+            damaged.append("pixels: the payload's channels disagree with the header's colour mode")
     coded_size = None
-    if described.get("resample", {}).get("present"):
-        from .sections.resample import coded_size as reduced_size  # numpy-free, like the rest of info
+    if ctr.Section.RESAMPLE in cont.sections:
+        from .sections import DecodeContext
+        from .sections import resample as resample_section  # numpy-free, like the rest of info
 
-        height, width = reduced_size(h.height, h.width, int(described["resample"].get("factor", 2)))
-        coded_size = f"{width}x{height}"
+        try:
+            factor = resample_section.decode(cont.sections[ctr.Section.RESAMPLE], DecodeContext(h.height, h.width))
+        except UdicError as exc:
+            damaged.append(f"resample: {exc}")
+        else:
+            height, width = resample_section.coded_size(h.height, h.width, factor)
+            coded_size = f"{width}x{height}"
     return FileInfo(
         bytes=len(data),
         width=h.width,

@@ -263,8 +263,9 @@ def main() -> None:
               help="Per-image adaptation (never worse than 0): "
               + "; ".join(f"{e} = {describe_effort(e)}" for e in range(MAX_EFFORT + 1)) + ".")
 @click.option("--time-budget", type=click.FloatRange(min=0), default=None,
-              help="Seconds of adaptation per image, shared by a target search's encodes (stops early, "
-                   "still writes a valid file; the bytes then depend on the machine's speed).")
+              help="Seconds for an image's adaptation, counted from the start of its encode and shared by "
+                   "a target search's encodes (stops early, still writes a valid file; the bytes then depend "
+                   "on the machine's speed).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed for adaptation (deterministic encodes without --time-budget).")
 @click.option("--allow-large", is_flag=True, help="Accept images over the 64-megapixel limit.")
@@ -616,12 +617,13 @@ SWEEP_CODECS = "udic,jxl,avif,webp,jpeg,hevc,bpg,vvc"  # compare.DEFAULT_SWEEP_C
 @click.option("--effort", type=click.IntRange(0, MAX_EFFORT), default=DEFAULT_EFFORT, show_default=True,
               help="With --sweep: udic's adaptation effort (as in udic encode).")
 @click.option("--show-commands", is_flag=True, help="List the exact codec command lines used.")
+@click.option("--allow-large", is_flag=True, help="Accept images over the 64-megapixel limit.")
 @click.option("--force", "-f", is_flag=True, help="Overwrite existing --csv/--json/--plot files and kept files.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def compare_command(paths: tuple[Path, ...], sweep: bool, codecs: str, quality_specs: tuple[str, ...],
                     anchor: str | None, csv_path: Path | None, json_path: Path | None, plot_path: Path | None,
                     jobs: int, keep_dir: Path | None, timeout: float, effort: int, show_commands: bool,
-                    force: bool, quiet: bool) -> None:
+                    allow_large: bool, force: bool, quiet: bool) -> None:
     """Rate–distortion comparison against other codecs.
 
     \b
@@ -663,13 +665,13 @@ def compare_command(paths: tuple[Path, ...], sweep: bool, codecs: str, quality_s
             if not os.access(keep_dir, os.W_OK | os.X_OK):
                 raise OutputError(f"--keep {keep_dir}: the folder is not writable")
         result = cmp.run_sweep(paths, names, cmp.parse_qualities(quality_specs), anchor, jobs, progress, keep_dir,
-                               timeout, effort=effort, force=force)
+                               timeout, effort=effort, force=force, allow_large=allow_large)
     else:
         if quality_specs or keep_dir is not None or effort != DEFAULT_EFFORT:
             raise UsageError("--qualities, --keep and --effort only apply with --sweep")
         if len(paths) < 2:
             raise UsageError("give a reference image and at least one compressed file (or use --sweep)")
-        result = cmp.compare_files(paths[0], paths[1:], anchor, jobs, progress, timeout)
+        result = cmp.compare_files(paths[0], paths[1:], anchor, jobs, progress, timeout, allow_large=allow_large)
     # The table goes to stderr when a report takes stdout, so that `--json - | jq` reads JSON only.
     click.echo(cmp.format_table(result, show_commands), nl=False, err=STDIO in (str(csv_path), str(json_path)))
     if csv_path is not None:

@@ -111,13 +111,8 @@ def _exact_windows(device: torch.device) -> Iterator[None]:
     """
     global _one_thread_users, _threads_before
     if device.type == "cuda":
-        cudnn = torch.backends.cudnn
-        saved = (cudnn.deterministic, cudnn.benchmark)
-        cudnn.deterministic, cudnn.benchmark = True, False
-        try:
+        with deterministic_cuda():
             yield
-        finally:
-            cudnn.deterministic, cudnn.benchmark = saved
         return
     if device.type != "cpu":
         yield
@@ -135,6 +130,31 @@ def _exact_windows(device: torch.device) -> Iterator[None]:
             _one_thread_users -= 1
             if _one_thread_users == 0 and _threads_before != 1:
                 torch.set_num_threads(_threads_before)
+
+
+_cuda_users = 0
+_cuda_flags_before = (False, False)
+
+
+@contextmanager
+def deterministic_cuda() -> Iterator[None]:
+    """cuDNN's deterministic kernels (and no autotuning) while any thread asks for them: the
+    flags are the process's, so the first to enter sets them and the last to leave restores
+    them (a worker restoring them while another synthesised would turn them off under it)."""
+    global _cuda_users, _cuda_flags_before
+    cudnn = torch.backends.cudnn
+    with _ONE_THREAD_LOCK:
+        if _cuda_users == 0:
+            _cuda_flags_before = (cudnn.deterministic, cudnn.benchmark)
+            cudnn.deterministic, cudnn.benchmark = True, False
+        _cuda_users += 1
+    try:
+        yield
+    finally:
+        with _ONE_THREAD_LOCK:
+            _cuda_users -= 1
+            if _cuda_users == 0:
+                cudnn.deterministic, cudnn.benchmark = _cuda_flags_before
 
 
 def _out_of_memory(height: int, width: int) -> UdicError:

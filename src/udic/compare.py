@@ -148,16 +148,16 @@ class CompareResult:
 # --------------------------------------------------------------------------- images
 
 
-def load_rgb(path: str | os.PathLike[str]) -> np.ndarray:
+def load_rgb(path: str | os.PathLike[str], allow_large: bool = False, max_pixels: int | None = None) -> np.ndarray:
     """Any Pillow-readable image as uint8 HxWx3, read as ``udic encode`` reads its input: EXIF
     orientation applied, alpha dropped, gray repeated, and 16-bit samples rounded to 8 bits the
     same way for the reference and every decoded file (Pillow alone truncates 16-bit colour and
     clips 16-bit gray), under udic's input pixel limit."""
-    from .imageio import load_image
+    from .imageio import DEFAULT_MAX_PIXELS, load_image
 
     p = Path(path)
     try:
-        loaded = load_image(p)
+        loaded = load_image(p, allow_large=allow_large, max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
     except InputError as exc:
         raise InputError(f"{p}: {exc}" if "no such file" in str(exc) else f"{p.name}: not a readable image ({exc})") \
             from None
@@ -173,7 +173,7 @@ def _one_line(exc: BaseException) -> str:
 
 def _score(ref: np.ndarray, decoded_png: Path) -> tuple[float, float, str]:
     """PSNR, MS-SSIM and a note for a decoded PNG (NaN + note when not comparable)."""
-    dec = load_rgb(decoded_png)
+    dec = load_rgb(decoded_png, max_pixels=max(ref.shape[0] * ref.shape[1], 1))  # (its size must be the reference's)
     if dec.shape != ref.shape:
         raise InputError(
             f"decoded size {dec.shape[1]}x{dec.shape[0]} differs from the reference's {ref.shape[1]}x{ref.shape[0]}"
@@ -226,6 +226,9 @@ def _run_all(tasks: Sequence[Callable[[], RDPoint]], jobs: int, progress: Progre
         except BaseException:
             for fut in futures:
                 fut.cancel()
+            from udic.anchors import kill_running_tools
+
+            kill_running_tools()  # (their threads wait in communicate(); the pool's exit waits for them)
             raise
     return [r for r in results if r is not None]
 
@@ -296,10 +299,12 @@ def compare_files(
     jobs: int = 1,
     progress: Progress | bool | None = None,
     timeout: float | None = None,
+    allow_large: bool = False,
 ) -> CompareResult:
-    """Score already-compressed ``files`` against ``reference``; group by codec; BD where possible."""
+    """Score already-compressed ``files`` against ``reference``; group by codec; BD where possible.
+    ``allow_large``: a reference over udic's 64-megapixel input limit is read (``--allow-large``)."""
     ref_path = Path(reference)
-    ref = load_rgb(ref_path)
+    ref = load_rgb(ref_path, allow_large=allow_large)
     with tempfile.TemporaryDirectory(prefix="udic-compare-") as tmp:
         tasks = [partial(_decode_and_score, ref, Path(f), Path(tmp), timeout) for f in files]
         points = _run_all(tasks, jobs, _as_progress(progress), "decoding")
@@ -429,9 +434,10 @@ def _sweep_one(
     """One job: encode one image at one setting, decode it back, score it.  The reference is read
     from ``src_png`` here, so a sweep holds only its running jobs' images, not the whole set's."""
     codec = _configured(codec_name, timeout, effort)
-    ref = load_rgb(src_png)
+    ref = load_rgb(src_png, allow_large=True)  # (the sweep's own copy of an image it admitted)
     pixels = ref.shape[0] * ref.shape[1]
-    name = f"{image.stem}.{codec.name}.q{_q_tag(quality)}{codec.suffixes[0]}"  # (reports, --keep)
+    # (reports, --keep; the image's index first: two images of a folder may share a stem)
+    name = f"{src_png.stem}-{image.stem}.{codec.name}.q{_q_tag(quality)}{codec.suffixes[0]}"
     job_dir = Path(tempfile.mkdtemp(prefix="job-", dir=work))
     # The tools see plain names: an image's own ('-x', 'a%d', 't:1') could read as an option, an
     # ffmpeg image sequence or a protocol.
@@ -478,11 +484,13 @@ def run_sweep(
     timeout: float | None = None,
     effort: int = DEFAULT_EFFORT,
     force: bool = False,
+    allow_large: bool = False,
 ) -> CompareResult:
     """Encode every image with every available codec at each quality; average per domain; BD.
 
     ``effort``: udic's adaptation effort for this sweep (default: ``udic encode``'s).  ``force``:
-    files kept in ``keep`` may replace existing ones.
+    files kept in ``keep`` may replace existing ones.  ``allow_large``: images over udic's
+    64-megapixel input limit are read.
     """
     qualities = qualities or {}
     domains = collect_images(paths)
@@ -513,7 +521,7 @@ def run_sweep(
             for i_index, image in enumerate(images):
                 src = work / f"d{d_index}" / f"{i_index:04d}.png"
                 src.parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(load_rgb(image)).save(src, format="PNG")  # every encoder sees the same 8-bit RGB
+                Image.fromarray(load_rgb(image, allow_large=allow_large)).save(src, format="PNG")  # every encoder sees the same 8-bit RGB
                 for codec in chosen:
                     for q in qualities.get(codec.name, codec.default_qualities()):
                         tasks.append(partial(_sweep_one, codec.name, float(q), domain, image, src, work,
