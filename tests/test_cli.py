@@ -372,6 +372,14 @@ def test_info_bad_file(runner: CliRunner, tiny_cache: TinyModel, tmp_path: Path)
     assert error_lines(result)[0].startswith(f"udic: {tmp_path / 'bad.udic'}: ")
 
 
+def test_info_reads_stdin_once(runner: CliRunner, tiny_cache: TinyModel, tmp_path: Path) -> None:
+    data = _good_udic(runner, tiny_cache, tmp_path)
+    result = run(runner, "info", "-", "-", input=data)
+    assert result.exit_code == 2 and result.stdout == ""
+    assert error_lines(result) == ["udic: info: '-' (stdin) can be given once"]
+    assert run(runner, "info", "-", input=data).exit_code == 0
+
+
 def test_models_lists_the_cached_model(runner: CliRunner, tiny_cache: TinyModel) -> None:
     result = run(runner, "models", "--json")
     assert result.exit_code == 0, result.output

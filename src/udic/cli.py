@@ -481,6 +481,8 @@ def decode(inputs: tuple[str, ...], output: str | None, fmt: str | None, model: 
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(inputs: tuple[str, ...], as_json: bool) -> None:
     """Describe .udic files without decoding them."""
+    if inputs.count(STDIO) > 1:  # (stdin is read once: a second '-' would be an empty file)
+        raise _fail("info", UsageError("'-' (stdin) can be given once"))
     from . import api
 
     failures = 0
