@@ -89,26 +89,39 @@ def test_hundred_files_one_bad_serial_and_parallel(runner: CliRunner, tiny_cache
 
 def test_parallel_adaptation_is_deterministic(runner: CliRunner, tiny_cache: TinyModel, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    """--effort 1 on worker threads (own codecs, one torch thread each, whatever --threads says:
-    the process-wide count is what the exact synthesis drops to one, so a share of it left the
+    """--effort 1 on worker threads (own codecs, one torch thread each, whatever torch had: the
+    count is the process's and the exact synthesis drops it to one, so a share of it left the
     other worker's analysis on 1 or N threads by timing) matches a serial one-thread run."""
     import torch
 
+    from udic import api
+
     inputs = make_images(tmp_path / "src", 4, size=(24, 32))
     out = {}
-    seen: list[int] = []
-    real = torch.set_num_threads
-    for jobs, threads in ((1, 1), (2, 4)):
-        dest = tmp_path / f"out{jobs}"
-        result = run(runner, "encode", *map(str, inputs), "-o", str(dest), "--model", tiny_cache.id,
-                     "--effort", "1", "--seed", "3", "--jobs", str(jobs), "--threads", str(threads), "--quiet")
-        assert result.exit_code == 0, result.stderr
-        assert result.stderr == ""  # no live progress from workers, and --quiet
-        out[jobs] = contents(dest)
-        if jobs == 1:  # record the parallel run's setting
-            monkeypatch.setattr(torch, "set_num_threads", lambda n: (seen.append(n), real(n))[1])
+    in_workers: list[int] = []
+    real = api.encode_with
+
+    def spying(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        in_workers.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    before = torch.get_num_threads()
+    try:
+        for jobs in (1, 2):
+            if jobs == 2:
+                torch.set_num_threads(4)  # what a many-core machine has when the batch starts
+                monkeypatch.setattr(api, "encode_with", spying)
+            dest = tmp_path / f"out{jobs}"
+            result = run(runner, "encode", *map(str, inputs), "-o", str(dest), "--model", tiny_cache.id,
+                         "--effort", "1", "--seed", "3", "--jobs", str(jobs), "--quiet")
+            assert result.exit_code == 0, result.stderr
+            assert result.stderr == ""  # no live progress from workers, and --quiet
+            out[jobs] = contents(dest)
+        assert torch.get_num_threads() == 4  # restored after the batch
+    finally:
+        torch.set_num_threads(before)
     assert out[1] == out[2]
-    assert seen and seen[0] == 1
+    assert in_workers == [1] * len(inputs)
 
 
 def test_notices_come_in_input_order(runner: CliRunner, tiny_cache: TinyModel, tmp_path: Path) -> None:

@@ -316,8 +316,11 @@ def test_output_to_missing_directory(runner: CliRunner, tiny_cache: TinyModel, t
 
 def test_trailing_slash_output_is_a_directory(runner: CliRunner, tiny_cache: TinyModel, tmp_path: Path) -> None:
     write_png(tmp_path / "a.png")
-    run(runner, "encode", str(tmp_path / "a.png"), "-o", str(tmp_path / "newdir") + "/", "--model", tiny_cache.id)
-    assert not (tmp_path / "newdir").is_file()
+    result = run(runner, "encode", str(tmp_path / "a.png"), "-o", str(tmp_path / "newdir") + "/", "--model",
+                 tiny_cache.id)
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "newdir").is_dir()
+    assert ctr.parse((tmp_path / "newdir" / "a.udic").read_bytes()).header.width > 0
 
 
 @pytest.mark.parametrize("quality", ["9.5", "-1", "100", "nan"])

@@ -552,11 +552,6 @@ def test_encode_image_bytes_format() -> None:
         encode_image_bytes(Image.new("RGB", (2, 2)), "nonsense")
 
 
-def test_loaded_image_is_dataclass() -> None:
-    li = LoadedImage(rgb=_rand(1, 1, 3), mode="RGB", alpha=None, icc=None, notices=[])
-    assert li.notices == []
-
-
 def test_the_cli_suffix_table_matches_what_imageio_writes() -> None:
     """udic.checks refuses ``-o k.gif`` without Pillow; its table must agree with imageio's."""
     from udic import checks, imageio

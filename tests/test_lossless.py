@@ -1267,10 +1267,16 @@ def test_near_lossless_reuses_the_exact_payload_it_would_make() -> None:
     just made it, so it is taken from the cache, and it is the same bytes either way."""
     art = _flat_art(40, 48)
     exact = lossless.encode(art, 8, 0)
-    cached = lossless._exact_payload(art, 8, 1)
-    assert cached == exact
-    lossless._EXACT.clear()
-    assert lossless._exact_payload(art, 8, 1) == exact  # made afresh: identical
+    assert lossless._EXACT.get(lossless._exact_key(art, 8, 1)) == exact  # remembered by the exact encode
+    real, made = lossless.encode, []
+    lossless.encode = lambda *a, **k: (made.append(a[2:3]), real(*a, **k))[1]
+    try:
+        assert lossless._exact_payload(art, 8, 1) == exact and made == []  # taken, not made again
+        lossless._EXACT.clear()
+        assert lossless._exact_payload(art, 8, 1) == exact  # made afresh: identical
+        assert made == [(0,)]
+    finally:
+        lossless.encode = real
     assert lossless.encode(art, 8, 2) == lossless.encode(art, 8, 2)
 
 

@@ -137,7 +137,8 @@ def test_a_lossy_request_is_answered_by_a_smaller_exact_file(tiny_codec):
     assert np.array_equal(np.asarray(api.decode(chosen.data).image), image.rgb)
     note = api.info(chosen.data).mode_note
     # A small file says only what was asked: the full account would be over NOTE_SHARE of it.
-    assert note is None or note.startswith("lossless: no larger than the learned file") or (
+    assert note is not None
+    assert note.startswith("lossless: no larger than the learned file") or (
         note == f"-q {tiny_codec.max_quality:g}: no larger, no worse" and len(chosen.data) * modes.NOTE_SHARE < 60)
 
 
@@ -564,7 +565,7 @@ def test_the_smallest_rate_on_flat_art_is_pixel_coded_and_no_worse(tiny_codec):
     assert mse == 0 or 10 * np.log10(255**2 / mse) >= learned_db
     assert ctr.parse(chosen.data).header.mode == "pixels"  # four flat colours: far smaller than the network's
     note = api.info(chosen.data).mode_note
-    assert note is None or "no larger" in note  # (a small file keeps the brief "-q 0: no larger, no worse")
+    assert note is not None and "no larger" in note  # (a small file keeps the brief "-q 0: no larger, no worse")
 
 
 def test_the_smallest_rate_stops_when_the_loosest_step_does_not_fit(monkeypatch):

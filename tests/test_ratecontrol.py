@@ -126,6 +126,8 @@ def test_a_psnr_search_keeps_the_smallest_file_at_or_above_the_target() -> None:
     target = RateTarget("psnr", fake_psnr(2.0) + 0.5)
     res = search_quality(target, Encoder(fake_curve, fake_decode, REF, 5.0), start=4.0)
     assert res.achieved >= target.value - 0.1 and res.reached
+    meeting = [p for p in res.probes if p.psnr >= target.value - 0.1]
+    assert res.encode.bpp == min(p.bpp for p in meeting)  # the smallest probe that meets it, not any
     below = search_quality(RateTarget("psnr", 20.0), Encoder(fake_curve, fake_decode, REF, 5.0), start=1.0)
     assert below.quality == 0.0 and not below.reached and "below what this model reaches" in below.notice
 
