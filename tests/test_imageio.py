@@ -627,3 +627,27 @@ def test_a_webp_photos_exif_comes_out_of_every_format(fmt: str) -> None:
     out = to_pil(loaded_image.rgb, "RGB", metadata=loaded_image.metadata)
     back = Image.open(io.BytesIO(encode_image_bytes(out, fmt)))
     assert back.getexif().get(0x010F) == "udic test camera"
+
+
+def test_loading_on_threads_leaves_pillows_limit_as_it_was() -> None:
+    """Pillow's pixel limit is a global: threads loading at once (a compare's jobs, an API user's
+    pool) must not leave one's small limit behind for the process (it broke every later test)."""
+    import threading
+
+    from PIL import Image as PILImage
+
+    buf = io.BytesIO()
+    PILImage.fromarray(_rand(16, 16, 3)).save(buf, format="PNG")
+    data = buf.getvalue()
+    before = PILImage.MAX_IMAGE_PIXELS
+
+    def work(i: int) -> None:
+        for j in range(150):
+            load_image(data, max_pixels=300 + 37 * i + j)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert PILImage.MAX_IMAGE_PIXELS == before

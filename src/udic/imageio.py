@@ -15,6 +15,7 @@ import os
 import stat
 import sys
 import tempfile
+import threading
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -78,16 +79,22 @@ def _pillow_limit(limit: int | None) -> Iterator[None]:
     while they are opened (an ICO's or ICNS's embedded PNG): Pillow's limit stops those, where
     switching it off had let a 388 KB icon decode a 20000 × 20000 PNG.  Warnings (a damaged
     EXIF offset, a large image the user allowed) would print two lines naming Pillow's source.
-    ``limit`` None: no limit.  Not thread-safe (global state).
+    ``limit`` None: no limit.  The limit is Pillow's global: one thread at a time holds it (two
+    threads saving and restoring it in turn had left a small limit behind for the whole process,
+    e.g. `udic compare --jobs 2` scoring its decoded files).
     """
-    saved = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None if limit is None else max(1, limit // 2)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        Image.MAX_IMAGE_PIXELS = saved
+    with _PILLOW_LIMIT_LOCK:  # (re-entrant: ``_too_large`` reads a header inside it)
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None if limit is None else max(1, limit // 2)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+_PILLOW_LIMIT_LOCK = threading.RLock()
 
 
 def _read_source(source: str | os.PathLike[str] | bytes) -> bytes:
