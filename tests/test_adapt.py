@@ -392,11 +392,9 @@ def test_gray_sources_are_judged_on_the_luma_the_decoder_writes() -> None:
     assert decoded_mse(colour, rgb) == 0.0
 
 
-def test_the_time_budget_covers_the_whole_image(tiny_codec: Codec, monkeypatch) -> None:
-    """A PSNR search makes several adapted encodes: they share one --time-budget, each getting
-    what the ones before it left (each had been given the whole budget)."""
-    from udic import adapt, api
-    from udic.ratecontrol import RateTarget
+def _recorded_budgets(monkeypatch) -> list[float | None]:  # noqa: ANN001
+    """The time budget each adapted encode is given, from now on (``adapt_encode`` spied on)."""
+    from udic import adapt
 
     budgets: list[float | None] = []
     real = adapt.adapt_encode
@@ -406,6 +404,16 @@ def test_the_time_budget_covers_the_whole_image(tiny_codec: Codec, monkeypatch) 
         return real(codec, image, quality, config, progress, tile)
 
     monkeypatch.setattr(adapt, "adapt_encode", recording)
+    return budgets
+
+
+def test_the_time_budget_covers_the_whole_image(tiny_codec: Codec, monkeypatch) -> None:
+    """A PSNR search makes several adapted encodes: they share one --time-budget, each getting
+    what the ones before it left (each had been given the whole budget)."""
+    from udic import api
+    from udic.ratecontrol import RateTarget
+
+    budgets = _recorded_budgets(monkeypatch)
     image = loaded(smooth_image(48, 64, seed=1))
     api.encode_with(tiny_codec, image, 2.0, effort=3, time_budget=0.5, target=RateTarget("psnr", 30.0))
     # The search's plain probes came first and spent some of it; each later encode gets less.
@@ -460,16 +468,9 @@ def test_a_cuda_encode_asks_for_deterministic_kernels_and_restores_the_flags() -
 def test_a_quality_past_the_top_rate_shares_the_budget_too(tiny_codec: Codec, monkeypatch) -> None:
     """-q above the network's top rate goes to the high-fidelity check directly (not through
     encode_with): its searches' adapted encodes share the budget as well."""
-    from udic import adapt, api
+    from udic import api
 
-    budgets: list[float | None] = []
-    real = adapt.adapt_encode
-
-    def recording(codec, image, quality, config, progress=None, tile=None):  # noqa: ANN001, ANN202
-        budgets.append(config.time_budget)
-        return real(codec, image, quality, config, progress, tile)
-
-    monkeypatch.setattr(adapt, "adapt_encode", recording)
+    budgets = _recorded_budgets(monkeypatch)
     monkeypatch.setattr(api, "fidelity_may_beat", lambda *a: True)
     image = loaded(smooth_image(48, 64, seed=1))
     pixels = api.encode_pixels(image, 4)

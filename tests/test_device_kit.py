@@ -63,15 +63,22 @@ def test_split_and_join_round_trip_and_refuse_a_broken_part(tmp_path: Path) -> N
     assert not (tmp_path / "broken.pt").exists()
 
 
-def test_device_train_script_trains_and_sends_the_model_back(tmp_path: Path) -> None:
-    """The machine's command, on CPU with the tiny recipe and a 3-second budget: the model
-    comes back in parts that join into a checkpoint the exporter and --init-from read."""
+def _rehearsal(tmp_path: Path, **extra: str) -> tuple[Path, dict[str, str]]:
+    """A pack of 3 images, an empty $OUT and the environment that runs tools/device_train.sh on
+    the CPU with the tiny recipe; returns ($OUT, env)."""
     pack = tmp_path / "pack"
     _images(pack / "train", 3)
     out = tmp_path / "out"
     out.mkdir()
     env = dict(os.environ, OUT=str(out), PYTHON=sys.executable, RECIPE="recipes/tiny.toml",
-               RUN=str(tmp_path / "run"), DEVICE="cpu", PACK=str(pack))
+               RUN=str(tmp_path / "run"), DEVICE="cpu", PACK=str(pack), **extra)
+    return out, env
+
+
+def test_device_train_script_trains_and_sends_the_model_back(tmp_path: Path) -> None:
+    """The machine's command, on CPU with the tiny recipe and a 3-second budget: the model
+    comes back in parts that join into a checkpoint the exporter and --init-from read."""
+    out, env = _rehearsal(tmp_path)
     done = subprocess.run(["bash", "tools/device_train.sh", "0.05", "--warmup", "1"], cwd=ROOT, env=env,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -92,12 +99,7 @@ def test_a_run_stopped_by_its_timeout_still_sends_its_last_checkpoint(tmp_path: 
     (the device tool would otherwise kill the whole command and return nothing).  The timeout
     leaves room for torch's import and the first steps on a loaded machine: at 9 s a run beside
     training never reached its first checkpoint."""
-    pack = tmp_path / "pack"
-    _images(pack / "train", 3)
-    out = tmp_path / "out"
-    out.mkdir()
-    env = dict(os.environ, OUT=str(out), PYTHON=sys.executable, RECIPE="recipes/tiny.toml",
-               RUN=str(tmp_path / "run"), DEVICE="cpu", PACK=str(pack), TRAIN_TIMEOUT="0.4")
+    out, env = _rehearsal(tmp_path, TRAIN_TIMEOUT="0.4")
     done = subprocess.run(["bash", "tools/device_train.sh", "5", "--warmup", "1", "--ckpt-minutes", "0.01",
                            "--steps", "100000000"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 124, done.stderr[-2000:]  # timeout's status: the caller sees it failed
@@ -135,12 +137,7 @@ def test_a_killed_run_has_already_sent_its_checkpoint(tmp_path: Path) -> None:
     import signal
     import time
 
-    pack = tmp_path / "pack"
-    _images(pack / "train", 3)
-    out = tmp_path / "out"
-    out.mkdir()
-    env = dict(os.environ, OUT=str(out), PYTHON=sys.executable, RECIPE="recipes/tiny.toml",
-               RUN=str(tmp_path / "run"), DEVICE="cpu", PACK=str(pack), TRAIN_TIMEOUT="5")
+    out, env = _rehearsal(tmp_path, TRAIN_TIMEOUT="5")
     proc = subprocess.Popen(["bash", "tools/device_train.sh", "4", "--warmup", "1", "--ckpt-minutes", "0.01",
                              "--steps", "100000000"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)

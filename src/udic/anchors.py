@@ -109,25 +109,25 @@ _RUNNING_LOCK = threading.Lock()
 
 def kill_running_tools() -> None:
     """Kill every codec tool still running (an interrupted comparison), with its children."""
-    import signal
-
     with _RUNNING_LOCK:
         running = list(_RUNNING)
     for proc in running:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        _signal_group(proc)
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    """Kill a tool and everything it started, and reap it."""
+def _signal_group(proc: subprocess.Popen) -> None:
+    """SIGKILL to a tool's process group (its session: the tool and what it started)."""
     import signal
 
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """Kill a tool and everything it started, and reap it."""
+    _signal_group(proc)
     try:
         proc.communicate(timeout=5)
     except (subprocess.TimeoutExpired, ValueError, OSError):

@@ -788,10 +788,15 @@ def info(data: bytes) -> FileInfo:
         alpha = px.get("channels") in (2, 4)  # gray + alpha, RGBA: inside the payload (no flag)
         err = int(px.get("max_error", 0))
         mode = "lossless" if err == 0 else f"near-lossless ±{err}"
+        max_error = err
         if "error" in px:
             damaged.append(f"pixels: {px['error']}")
-            mode = "pixel-coded"  # (its tolerance unread)
-        max_error = err if "error" not in px else None
+            mode, max_error = "pixel-coded", None  # (its tolerance unread)
+        elif (px.get("width"), px.get("height")) != (h.width, h.height):  # (refused by a decode)
+            damaged.append(f"pixels: the payload holds {px.get('width')}x{px.get('height')}, "
+                           f"the header says {h.width}x{h.height}")
+        elif (int(px.get("channels", 3)) <= 2) != (h.colour == ctr.Colour.GRAY):
+            damaged.append("pixels: the payload's channels disagree with the header's colour mode")
         bit_depth = int(px.get("bit_depth", 8))
         pixel_coding = f"{px.get('mode', '?')}, {px.get('channels', '?')} channels" + (
             f", {px['transform']}" if "transform" in px else "") + (
@@ -810,12 +815,6 @@ def info(data: bytes) -> FileInfo:
             meta = metadata_mod.decode(cont.sections[ctr.Section.METADATA])
         except UdicError as exc:  # info shows what it can, as for every other section
             damaged.append(f"metadata: {exc}")
-    if h.mode == "pixels" and "error" not in px:  # (a decode refuses a payload of another size or colour)
-        if (px.get("width"), px.get("height")) != (h.width, h.height):
-            damaged.append(f"pixels: the payload holds {px.get('width')}x{px.get('height')}, "
-                           f"the header says {h.width}x{h.height}")
-        elif (int(px.get("channels", 3)) <= 2) != (h.colour == ctr.Colour.GRAY):
-            damaged.append("pixels: the payload's channels disagree with the header's colour mode")
     coded_size = None
     if ctr.Section.RESAMPLE in cont.sections:
         from .sections import DecodeContext
